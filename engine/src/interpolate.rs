@@ -1,0 +1,168 @@
+//! `${...}` interpolation in pipeline strings.
+//!
+//! Supported forms: `${params.NAME}`, `${env.NAME}` and `${env.NAME:-default}`; `$${` writes a
+//! literal `${`. Anything else inside `${}` is an error. A string that is exactly one
+//! `${params.NAME}` takes the param's type (so `batch_size: ${params.batch}` stays an integer).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::diagnostic::did_you_mean;
+
+/// Where interpolated values come from.
+pub struct Scope<'a> {
+    /// Resolved pipeline params; `None` where params may not be referenced (in `params:` itself).
+    pub params: Option<&'a BTreeMap<String, Json>>,
+    /// Looks up an environment variable.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// The result of interpolating one string.
+#[derive(Debug, PartialEq)]
+pub enum Interpolated {
+    /// The string did not change.
+    Unchanged,
+    /// A new string.
+    Text(String),
+    /// The whole string was one param reference: its typed value.
+    Typed(Json),
+}
+
+/// An interpolation problem: message and optional hint.
+#[derive(Debug, PartialEq)]
+pub struct InterpolationError {
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+const FORMS_HINT: &str = "use ${params.NAME}, ${env.NAME} or ${env.NAME:-default}; write $${ for a literal ${";
+
+/// Interpolates `text`.
+pub fn interpolate(text: &str, scope: &Scope<'_>) -> Result<Interpolated, InterpolationError> {
+    if !text.contains("${") {
+        return Ok(Interpolated::Unchanged);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut only_reference: Option<Json> = None;
+    let mut pieces = 0;
+    while let Some(pos) = rest.find("${") {
+        if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            pieces += 2;
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        if pos > 0 {
+            pieces += 1;
+        }
+        let after = &rest[pos + 2..];
+        let end = after.find('}').ok_or_else(|| InterpolationError {
+            message: format!("unterminated `${{` in `{text}`"),
+            hint: Some("close the reference with `}`".into()),
+        })?;
+        let expr = after[..end].trim();
+        let value = resolve(expr, scope)?;
+        pieces += 1;
+        match &value {
+            Json::String(s) => out.push_str(s),
+            other => out.push_str(&other.to_string()),
+        }
+        only_reference = expr.starts_with("params.").then_some(value);
+        rest = &after[end + 1..];
+    }
+    if !rest.is_empty() {
+        pieces += 1;
+    }
+    out.push_str(rest);
+    match only_reference {
+        Some(value) if pieces == 1 => Ok(Interpolated::Typed(value)),
+        _ => Ok(Interpolated::Text(out)),
+    }
+}
+
+fn resolve(expr: &str, scope: &Scope<'_>) -> Result<Json, InterpolationError> {
+    if let Some(name) = expr.strip_prefix("params.") {
+        let Some(params) = scope.params else {
+            return Err(InterpolationError {
+                message: format!("`${{{expr}}}`: params cannot refer to other params"),
+                hint: Some("use a literal default or ${env.NAME:-default}".into()),
+            });
+        };
+        return params.get(name).cloned().ok_or_else(|| {
+            let hint = match did_you_mean(name, params.keys().map(String::as_str)) {
+                Some(close) => format!("did you mean `${{params.{close}}}`?"),
+                None if params.is_empty() => "the pipeline declares no params; add it under `params:`".into(),
+                None => format!(
+                    "declared params: {}",
+                    params.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            InterpolationError { message: format!("unknown param `{name}`"), hint: Some(hint) }
+        });
+    }
+    if let Some(spec) = expr.strip_prefix("env.") {
+        let (name, default) = match spec.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (spec, None),
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(InterpolationError {
+                message: format!("`${{{expr}}}`: `{name}` is not an environment variable name"),
+                hint: Some(FORMS_HINT.into()),
+            });
+        }
+        return match ((scope.env)(name), default) {
+            (Some(v), _) => Ok(Json::String(v)),
+            (None, Some(d)) => Ok(Json::String(d.to_string())),
+            (None, None) => Err(InterpolationError {
+                message: format!("environment variable `{name}` is not set"),
+                hint: Some(format!("set it, or give a default: ${{env.{name}:-value}}")),
+            }),
+        };
+    }
+    Err(InterpolationError { message: format!("unknown interpolation `${{{expr}}}`"), hint: Some(FORMS_HINT.into()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope_test(text: &str) -> Result<Interpolated, InterpolationError> {
+        let mut params = BTreeMap::new();
+        params.insert("landing".to_string(), Json::from("data/landing"));
+        params.insert("batch".to_string(), Json::from(32));
+        let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
+        interpolate(text, &Scope { params: Some(&params), env: &env })
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, Result<Interpolated, &str>)] = &[
+            ("plain", Ok(Interpolated::Unchanged)),
+            ("${params.landing}/x", Ok(Interpolated::Text("data/landing/x".into()))),
+            ("${params.batch}", Ok(Interpolated::Typed(Json::from(32)))),
+            ("n=${params.batch}", Ok(Interpolated::Text("n=32".into()))),
+            ("${env.HOME}", Ok(Interpolated::Text("/home/u".into()))),
+            ("${env.NOPE:-d}", Ok(Interpolated::Text("d".into()))),
+            ("$${literal}", Ok(Interpolated::Text("${literal}".into()))),
+            ("${env.NOPE}", Err("environment variable `NOPE` is not set")),
+            ("${params.landin}", Err("unknown param `landin`")),
+            ("${foo}", Err("unknown interpolation `${foo}`")),
+            ("${params.x", Err("unterminated `${` in `${params.x`")),
+        ];
+        for (input, want) in cases {
+            let got = scope_test(input);
+            match (want, got) {
+                (Ok(w), Ok(g)) => assert_eq!(&g, w, "{input}"),
+                (Err(w), Err(g)) => assert_eq!(&g.message, w, "{input}"),
+                (w, g) => panic!("{input}: wanted {w:?}, got {g:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! # tweetflow-engine
+//!
+//! A small, fast DAG engine. A pipeline is a YAML file whose tasks are registered Rust task
+//! types; the engine validates it, builds the graph, runs the tasks concurrently with
+//! retries, timeouts and caching, and records every run.
+//!
+//! ```text
+//!  pipeline.yaml ──spec::load_file──▶ Pipeline ──graph──▶ DAG
+//!        │ (every problem at once,                         │
+//!        │  file:line:column + hint)                       ▼
+//!        ▼                                         executor::run ── Registry ──▶ Task::run
+//!   Diagnostics                                        │    │  (retries, timeouts,
+//!                                                      │    │   cancellation)
+//!                                          cache::Cache ◀┘    └──▶ store::RunStore
+//!                                    (key: type, version,           runs/<id>/run.json
+//!                                     params, upstream               runs/<id>/events.jsonl
+//!                                     fingerprints)                  runs/<id>/log.jsonl
+//! ```
+//!
+//! User mistakes are [`Diagnostics`]; task failures are [`TaskError`]s that say whether they
+//! are retryable; problems of the engine itself (I/O on the run store, a locked run) are
+//! [`EngineError`]s.
+
+pub mod diagnostic;
+pub mod duration;
+pub mod graph;
+pub mod interpolate;
+pub mod registry;
+pub mod schema_check;
+pub mod spec;
+pub mod task;
+pub mod yaml;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Span};
+pub use registry::Registry;
+pub use spec::{load_file, load_str, LoadOptions, Pipeline, TaskSpec};
+pub use task::{DynTask, ErrorKind, PipelineInfo, Task, TaskContext, TaskError, TaskOutput};

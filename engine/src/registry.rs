@@ -1,0 +1,46 @@
+//! The registry of task types, keyed by the name pipelines use in `type:`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::task::{DynTask, Erased, Task};
+
+/// Maps task type names to their implementations.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tasks: BTreeMap<&'static str, Arc<dyn DynTask>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a task type; a later registration of the same name replaces the earlier one.
+    pub fn register<T: Task>(&mut self, task: T) -> &mut Self {
+        self.tasks.insert(T::TYPE, Arc::new(Erased(task)));
+        self
+    }
+
+    /// The task type named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DynTask>> {
+        self.tasks.get(name)
+    }
+
+    /// Every registered type, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn DynTask>> {
+        self.tasks.values()
+    }
+
+    /// The registered type names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.tasks.keys().copied()
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}

@@ -1,0 +1,265 @@
+//! The task plugin API: what every task type implements and what it receives.
+//!
+//! A task type is a Rust struct implementing [`Task`]: a type name, a version (part of the
+//! cache key: bump it when behaviour changes), a typed params struct (serde, with
+//! `deny_unknown_fields` and documented defaults; its JSON Schema drives validation, `tweetflow
+//! tasks` and `tweetflow schema`), and an async [`Task::run`]. The engine erases the type
+//! behind [`DynTask`] so a [`crate::Registry`] can hold every type.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a task produced: named values for downstream tasks and a fingerprint of the result.
+///
+/// The fingerprint (e.g. a Delta table version, a file hash) feeds the cache keys of
+/// downstream tasks: when it changes, they re-run. Left empty, the engine fills it with a
+/// hash of `values`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskOutput {
+    /// Named outputs, readable by downstream tasks.
+    #[serde(default)]
+    pub values: serde_json::Map<String, Value>,
+    /// Identifies the result; equal fingerprints mean equal results.
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+impl TaskOutput {
+    /// An empty output.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a named value.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.values.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Sets the fingerprint.
+    pub fn with_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.fingerprint = fingerprint.into();
+        self
+    }
+
+    /// A named value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key)
+    }
+}
+
+/// How a task failure should be treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A transient failure: the attempt may be retried.
+    Retryable,
+    /// A failure that retrying cannot fix (bad data, missing input).
+    Fatal,
+    /// The task's configuration is wrong; never retried.
+    Config,
+    /// The attempt ran past its timeout (retryable).
+    Timeout,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Retryable | ErrorKind::Timeout)
+    }
+}
+
+/// A task failure: its kind and a message naming what went wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{message}")]
+pub struct TaskError {
+    /// Whether and how the engine retries.
+    pub kind: ErrorKind,
+    /// What went wrong, for the user.
+    pub message: String,
+}
+
+impl TaskError {
+    /// A transient failure, retried according to the task's policy.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        TaskError { kind: ErrorKind::Retryable, message: message.into() }
+    }
+
+    /// A failure that is not retried.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        TaskError { kind: ErrorKind::Fatal, message: message.into() }
+    }
+
+    /// A configuration error naming the offending param.
+    pub fn config(field: &str, message: impl std::fmt::Display) -> Self {
+        TaskError { kind: ErrorKind::Config, message: format!("param `{field}`: {message}") }
+    }
+
+    /// The attempt was cancelled.
+    pub fn cancelled() -> Self {
+        TaskError { kind: ErrorKind::Cancelled, message: "cancelled".into() }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+}
+
+/// Facts about the pipeline a task runs in.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineInfo {
+    /// The pipeline's name.
+    pub name: String,
+    /// Hash of the pipeline file.
+    pub spec_hash: String,
+    /// The resolved pipeline params.
+    pub params: BTreeMap<String, Value>,
+    /// Top-level sections that plugins own (e.g. `mlflow`), as JSON.
+    pub sections: BTreeMap<String, Value>,
+}
+
+/// Everything a task attempt receives besides its params.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    /// The run this attempt belongs to.
+    pub run_id: String,
+    /// The task's id in the pipeline.
+    pub task_id: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The pipeline.
+    pub pipeline: Arc<PipelineInfo>,
+    /// Outputs of the task's direct dependencies, by task id.
+    pub upstream: Arc<BTreeMap<String, TaskOutput>>,
+    /// Cancelled when the run is cancelled or the attempt times out.
+    pub cancel: CancellationToken,
+    /// The attempt's tracing span (already entered around `run`).
+    pub span: tracing::Span,
+    /// Directory for the task's artifacts (created on first use by [`TaskContext::artifact_path`]).
+    pub artifacts_dir: PathBuf,
+}
+
+impl TaskContext {
+    /// The path of an artifact named `name`, creating the artifacts directory.
+    pub fn artifact_path(&self, name: &str) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.artifacts_dir)?;
+        Ok(self.artifacts_dir.join(name))
+    }
+
+    /// The output of the direct dependency `task_id`.
+    pub fn upstream_output(&self, task_id: &str) -> Option<&TaskOutput> {
+        self.upstream.get(task_id)
+    }
+}
+
+/// A task type. Implement this and register it in a [`crate::Registry`].
+pub trait Task: Send + Sync + 'static {
+    /// The typed params (`with:` in YAML). Use `#[serde(deny_unknown_fields)]`, document each
+    /// field and give defaults with `#[serde(default = ...)]`.
+    type Params: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+
+    /// The name pipelines use in `type:`.
+    const TYPE: &'static str;
+    /// Part of the cache key; bump it when the task's behaviour changes.
+    const VERSION: &'static str;
+    /// One line for `tweetflow tasks`.
+    const DESCRIPTION: &'static str;
+
+    /// Runs one attempt.
+    fn run(
+        &self,
+        ctx: &TaskContext,
+        params: Self::Params,
+    ) -> impl Future<Output = Result<TaskOutput, TaskError>> + Send;
+
+    /// Whether a cached output is still usable (e.g. the table it names still exists).
+    /// A `false` turns a cache hit into a miss.
+    fn output_still_valid(
+        &self,
+        _params: &Self::Params,
+        _output: &TaskOutput,
+    ) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
+}
+
+/// A task type with its params type erased, as the registry stores it.
+pub trait DynTask: Send + Sync {
+    /// See [`Task::TYPE`].
+    fn type_name(&self) -> &'static str;
+    /// See [`Task::VERSION`].
+    fn version(&self) -> &'static str;
+    /// See [`Task::DESCRIPTION`].
+    fn description(&self) -> &'static str;
+    /// JSON Schema of the params.
+    fn params_schema(&self) -> Value;
+    /// Checks that `params` deserialize into the params type.
+    fn check_params(&self, params: &Value) -> Result<(), String>;
+    /// Runs one attempt with JSON params.
+    fn run<'a>(&'a self, ctx: &'a TaskContext, params: &'a Value) -> BoxFuture<'a, Result<TaskOutput, TaskError>>;
+    /// See [`Task::output_still_valid`].
+    fn output_still_valid<'a>(&'a self, params: &'a Value, output: &'a TaskOutput) -> BoxFuture<'a, bool>;
+}
+
+/// Wraps a [`Task`] as a [`DynTask`].
+pub(crate) struct Erased<T>(pub T);
+
+fn parse_params<P: DeserializeOwned>(params: &Value) -> Result<P, String> {
+    serde_json::from_value(params.clone()).map_err(|e| e.to_string())
+}
+
+impl<T: Task> DynTask for Erased<T> {
+    fn type_name(&self) -> &'static str {
+        T::TYPE
+    }
+
+    fn version(&self) -> &'static str {
+        T::VERSION
+    }
+
+    fn description(&self) -> &'static str {
+        T::DESCRIPTION
+    }
+
+    fn params_schema(&self) -> Value {
+        let settings = schemars::generate::SchemaSettings::draft2020_12();
+        let schema = settings.into_generator().into_root_schema_for::<T::Params>();
+        schema.to_value()
+    }
+
+    fn check_params(&self, params: &Value) -> Result<(), String> {
+        parse_params::<T::Params>(params).map(|_| ())
+    }
+
+    fn run<'a>(&'a self, ctx: &'a TaskContext, params: &'a Value) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
+        Box::pin(async move {
+            let params = parse_params::<T::Params>(params)
+                .map_err(|e| TaskError { kind: ErrorKind::Config, message: format!("invalid params: {e}") })?;
+            self.0.run(ctx, params).await
+        })
+    }
+
+    fn output_still_valid<'a>(&'a self, params: &'a Value, output: &'a TaskOutput) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match parse_params::<T::Params>(params) {
+                Ok(p) => self.0.output_still_valid(&p, output).await,
+                Err(_) => false,
+            }
+        })
+    }
+}
