@@ -252,16 +252,15 @@ async fn schedule(shared: &Arc<Shared>, options: &RunOptions, run_cancel: &Cance
                     ready.push_back(d);
                 }
             }
-        } else {
-            if outcome.status == TaskStatus::Failed {
-                failed = true;
-                if options.fail_fast {
-                    info!(task = %tasks[i].id, "fail-fast: cancelling the run");
-                    run_cancel.cancel();
-                }
+        } else if outcome.status == TaskStatus::Failed {
+            failed = true;
+            if options.fail_fast {
+                info!(task = %tasks[i].id, "fail-fast: cancelling the run");
+                run_cancel.cancel();
             }
             mark_upstream_failed(shared, i, &dependents, &mut status);
         }
+        // A cancelled task leaves its dependents pending; they are recorded as cancelled below.
     }
 
     for (i, s) in status.iter_mut().enumerate() {

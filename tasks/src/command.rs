@@ -3,7 +3,8 @@
 //! - The program is started directly (no shell); use `argv: [sh, -c, "..."]` for one.
 //! - It runs in its own process group. When the attempt ends for any reason (exit, timeout,
 //!   cancellation) the whole group is killed, so no child or grandchild keeps running
-//!   behind the engine's back.
+//!   behind the engine's back. If the engine itself dies (`kill -9`), the kernel kills the
+//!   direct child (`PR_SET_PDEATHSIG`).
 //! - Each line of stdout and stderr becomes a tracing event (target `tweetflow::command`,
 //!   field `stream`), so it lands in the run's `log.jsonl`.
 //! - A non-zero exit or a death by signal is a retryable failure; a program that cannot be
@@ -63,6 +64,15 @@ impl Task for Command {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe. It asks the kernel to SIGKILL the child if the engine
+        // dies (even by `kill -9`), so no orphan keeps working on the run's behalf.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         if let Some(cwd) = &params.cwd {
             if !std::path::Path::new(cwd).is_dir() {
                 return Err(TaskError::config("cwd", format!("`{cwd}` is not a directory")));
