@@ -66,7 +66,8 @@ impl std::fmt::Debug for Auth {
 /// Non-finite metric values (NaN, ±inf) are refused by default with
 /// [`Error::InvalidInput`]: they usually mean a diverged training and MLflow's UI plots them
 /// poorly. With `allow_non_finite_metrics = true` they are sent the way MLflow does it, as the
-/// strings `"NaN"`, `"Infinity"` and `"-Infinity"`.
+/// strings `"NaN"`, `"Infinity"` and `"-Infinity"`; note that the server (sqlite/SQL backend)
+/// stores NaN as NaN but replaces ±inf with ±`f64::MAX`.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Base URL of the tracking server (`http://` or `https://`), without `/api/...`.

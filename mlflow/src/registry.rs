@@ -110,7 +110,9 @@ impl Client {
 
     /// Registers a new version of a model. `source` is where its files are: an
     /// `mlflow-artifacts:/...` URI, or a `runs:/<run_id>/<path>` URI which is resolved here to
-    /// the run's `mlflow-artifacts:` location (the server wants the former).
+    /// the run's `mlflow-artifacts:` location (the server wants the former). The server also
+    /// wants the `run_id` of a source inside a run's artifacts: when not given, it is taken from
+    /// the source (`<experiment>/<run_id>/artifacts/...`).
     pub async fn create_model_version(
         &self,
         name: &str,
@@ -126,8 +128,8 @@ impl Client {
                 (self.resolve_artifact_uri(source).await?, Some(run_id.map(str::to_string).unwrap_or(from_uri)))
             }
             None => {
-                crate::artifacts::proxy_path(source)?;
-                (source.to_string(), run_id.map(str::to_string))
+                let path = crate::artifacts::proxy_path(source)?;
+                (source.to_string(), run_id.map(str::to_string).or_else(|| run_id_of_artifact_path(&path)))
             }
         };
         let mut body = json!({"name": name, "source": source, "tags": tags_json(tags)});
@@ -282,6 +284,13 @@ impl Client {
         let path = self.download_uri_contents(&resolved.artifact_uri, dest_dir).await?;
         Ok((resolved, path))
     }
+}
+
+/// The run id in a proxy path of the default layout `<experiment>/<run_id>/artifacts/...`.
+fn run_id_of_artifact_path(path: &str) -> Option<String> {
+    let mut segs = path.split('/');
+    let (_exp, run, art) = (segs.next()?, segs.next()?, segs.next()?);
+    (art == "artifacts" && run.len() == 32 && run.bytes().all(|b| b.is_ascii_hexdigit())).then(|| run.to_string())
 }
 
 fn not_found(uri: &ModelUri) -> Error {
