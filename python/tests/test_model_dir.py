@@ -14,20 +14,25 @@ def test_head_argmax_implements_neutral_band():
     x = rng.normal(size=(2000, 16)) * 0.5
     d = x @ coef + intercept
     p_pos = 1 / (1 + np.exp(-d))
-    for band in (0.5, 0.6, 0.75, 0.9):
+    for band in ((0.49, 0.51), (0.4, 0.6), (0.25, 0.75), (0.45, 0.9), (0.1, 0.55)):
         w, b = head.head3(coef, intercept, band)
         probs = head.probabilities(x, w, b)
         assert np.array_equal(probs.argmax(1), head.predict3(p_pos, band))
         # NEG:POS odds are those of the binary model
         np.testing.assert_allclose(probs[:, 2] / probs[:, 0], np.exp(d), rtol=1e-4)
-    assert (head.predict3(p_pos, 0.9) == 1).any() and not (head.predict3(p_pos, 0.5) == 1).any()
+        neu = (p_pos > band[0]) & (p_pos < band[1])
+        assert np.array_equal(probs.argmax(1) == 1, neu)
+        assert np.array_equal(probs.argmax(1)[~neu] == 2, p_pos[~neu] >= 0.5)
+    assert 0 < (head.predict3(p_pos, (0.25, 0.75)) == 1).mean() < 1
+    with pytest.raises(ValueError):
+        head.head3(coef, intercept, (0.5, 0.7))
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, encoder_int8):
     rng = np.random.default_rng(7)
     d = tmp_path_factory.mktemp("model")
-    head.save(d / "head.json", rng.normal(size=384) * 3, -0.2, 0.7)
+    head.save(d / "head.json", rng.normal(size=384) * 3, -0.2, (0.3, 0.8))
     assemble(encoder_int8, d / "head.json", d / "tweet-sentiment")
     return d
 
@@ -59,7 +64,7 @@ def test_config_and_manifest(model_dir):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["id2label"] == {"0": "NEG", "1": "NEU", "2": "POS"} and list(LABELS) == ["NEG", "NEU", "POS"]
     assert cfg["label2id"] == {"NEG": 0, "NEU": 1, "POS": 2}
-    assert cfg["neutral_band"] == 0.7 and cfg["onnx_output"] == "probabilities"
+    assert cfg["neutral_band"] == [0.3, 0.8] and cfg["onnx_output"] == "probabilities"
     assert json.loads((out / "tokenizer.json").read_text())["padding"]["strategy"] == "BatchLongest"
 
     assert common.verify_manifest(out) == []

@@ -47,7 +47,7 @@ def append_head(encoder: onnx.ModelProto, w: np.ndarray, b: np.ndarray) -> onnx.
     return encoder
 
 
-def model_config(base: dict, neutral_band: float, extra: dict | None = None) -> dict:
+def model_config(base: dict, neutral_band: list[float], extra: dict | None = None) -> dict:
     cfg = dict(base)
     cfg.pop("_name_or_path", None)
     cfg.update({
@@ -77,8 +77,9 @@ def assemble(encoder_path: Path, head_path: Path, out: Path, base_dir: Path | No
     load_tokenizer(base_dir / "tokenizer.json").save(str(out / "tokenizer.json"))
     base = json.loads((base_dir / "config.json").read_text())
     write_json(out / "config.json", model_config(base, h["neutral_band"], {
-        "neutral_rule": "argmax of probabilities; equals NEU iff max(P_bin(NEG), P_bin(POS)) < neutral_band "
-                        "for the binary logistic-regression head",
+        "neutral_rule": "informational, already applied in model.onnx: the argmax of probabilities is NEU "
+                        "iff neutral_band[0] < p < neutral_band[1], where p is P(POS) of the binary "
+                        "logistic-regression head; else NEG if p < 0.5, else POS",
         "encoder": "sentence-transformers/all-MiniLM-L6-v2, int8 dynamic quantization (per channel)",
     }))
     write_manifest(out)

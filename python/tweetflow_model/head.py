@@ -1,12 +1,17 @@
 """The sentiment head: binary logistic regression on the sentence embedding plus a neutral band.
 
-Rule (``neutral_band`` = t, 0.5 <= t < 1): with p = P(POS) from the logistic regression, predict
-NEU when max(p, 1 - p) < t, else NEG or POS by the larger probability.
+Rule: with p = P(POS) from the logistic regression and ``neutral_band`` = [low, high]
+(low < 0.5 < high), predict NEU when low < p < high, else NEG when p < 0.5, else POS.
+A symmetric band [1 - t, t] is the rule "NEU when max(p, 1 - p) < t"; the band is tuned
+(tweetflow_model.train) and is asymmetric when neutral tweets lean to one side.
 
-In the ONNX graph the rule is one MatMul + Add + Softmax with three columns [NEG, NEU, POS]:
-with d = w.x + b (the log-odds of POS), the logits are [-d/2, logit(t)/2, d/2]. NEU has the
-largest logit exactly when |d| < logit(t), i.e. when max(p, 1 - p) < t, so the argmax of the
-3-class output implements the rule; NEG and POS keep the ratio p / (1 - p) of the binary model.
+In the ONNX graph the rule is one MatMul + Add + Softmax with three columns [NEG, NEU, POS].
+With d = w.x + b (the log-odds of POS), lo = logit(low), hi = logit(high):
+
+    logits = [-d/2,  a*d + c,  d/2],   a = (hi + lo) / (2 (hi - lo)),   c = -hi*lo / (hi - lo)
+
+NEU has the largest logit exactly when lo < d < hi, and NEG beats POS exactly when d < 0, so the
+argmax of the 3-class output implements the rule; NEG and POS keep the odds p / (1 - p).
 """
 
 from __future__ import annotations
@@ -22,11 +27,20 @@ def logit(t: float) -> float:
     return log(t / (1.0 - t))
 
 
-def head3(coef: np.ndarray, intercept: float, neutral_band: float) -> tuple[np.ndarray, np.ndarray]:
+def check_band(band) -> tuple[float, float]:
+    low, high = (float(v) for v in band)
+    if not 0.0 < low < 0.5 < high < 1.0:
+        raise ValueError(f"neutral_band must satisfy 0 < low < 0.5 < high < 1, got {band}")
+    return low, high
+
+
+def head3(coef: np.ndarray, intercept: float, band) -> tuple[np.ndarray, np.ndarray]:
     """Weights [dim, 3] and bias [3] of the 3-class head (column order NEG, NEU, POS)."""
+    lo, hi = (logit(v) for v in check_band(band))
+    a, c = (hi + lo) / (2 * (hi - lo)), -hi * lo / (hi - lo)
     coef = np.asarray(coef, np.float64).reshape(-1)
-    w = np.stack([-coef / 2, np.zeros_like(coef), coef / 2], axis=1)
-    b = np.array([-intercept / 2, logit(neutral_band) / 2, intercept / 2])
+    w = np.stack([-coef / 2, a * coef, coef / 2], axis=1)
+    b = np.array([-intercept / 2, a * intercept + c, intercept / 2])
     return w.astype(np.float32), b.astype(np.float32)
 
 
@@ -37,10 +51,11 @@ def probabilities(emb: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict3(p_pos: np.ndarray, neutral_band: float) -> np.ndarray:
+def predict3(p_pos: np.ndarray, band) -> np.ndarray:
     """Class ids 0 NEG, 1 NEU, 2 POS from the binary P(POS) and the band rule."""
+    low, high = check_band(band)
     pred = np.where(p_pos >= 0.5, 2, 0)
-    return np.where(np.maximum(p_pos, 1 - p_pos) < neutral_band, 1, pred)
+    return np.where((p_pos > low) & (p_pos < high), 1, pred)
 
 
 def polarity_to_class(pol: np.ndarray) -> np.ndarray:
@@ -48,8 +63,8 @@ def polarity_to_class(pol: np.ndarray) -> np.ndarray:
     return (np.asarray(pol) // 2).astype(np.int64)
 
 
-def save(path: Path, coef: np.ndarray, intercept: float, neutral_band: float, **extra) -> None:
-    obj = {"classes": ["NEG", "POS"], "neutral_band": neutral_band, "intercept": float(intercept),
+def save(path: Path, coef: np.ndarray, intercept: float, band, **extra) -> None:
+    obj = {"classes": ["NEG", "POS"], "neutral_band": list(check_band(band)), "intercept": float(intercept),
            "coef": [float(c) for c in np.asarray(coef).reshape(-1)], **extra}
     Path(path).write_text(json.dumps(obj) + "\n")
 

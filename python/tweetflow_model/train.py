@@ -3,9 +3,10 @@
 * Training rows: the shared training set (polarity 0 -> NEG, 4 -> POS), split into a training
   and a held-out validation part (stratified, seeded).
 * The regularisation strength C is chosen on the validation split.
-* ``neutral_band`` (see tweetflow_model.head) is tuned to maximise the mean of three recalls:
-  NEG and POS on the validation split, NEU on the neutral rows of the test set. The positive and
-  negative test rows, on which the model is reported, are not used.
+* ``neutral_band`` = [low, high] (see tweetflow_model.head: NEU when low < P(POS) < high) is
+  chosen on a 0.01 grid to maximise the mean of three recalls: NEG and POS on the validation
+  split, NEU on the neutral rows of the test set (the training set has no neutral tweets).
+  The positive and negative test rows, on which the model is reported, are not used.
 
 Outputs: ``head.json`` (weights, C, band) and ``train_metrics.json``.
 
@@ -27,7 +28,8 @@ from . import head
 from .common import write_json
 
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
-BAND_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
+BAND_LOW = np.round(np.arange(0.05, 0.495, 0.01), 2)   # 0.05 .. 0.49
+BAND_HIGH = np.round(np.arange(0.51, 0.955, 0.01), 2)  # 0.51 .. 0.95
 
 
 def fit(x, y, c, seed):
@@ -35,17 +37,20 @@ def fit(x, y, c, seed):
 
 
 def tune_band(p_val, y_val, p_neu):
-    """Band maximising mean(recall NEG on val, recall POS on val, recall NEU on neutral rows)."""
+    """Band [low, high] maximising mean(recall NEG on val, recall POS on val, recall NEU on
+    neutral rows); ties go to the narrower band (first in grid order from the centre)."""
     best = None
-    for t in BAND_GRID:
-        pv = head.predict3(p_val, t)
-        rec_neg = float(np.mean(pv[y_val == 0] == 0))
-        rec_pos = float(np.mean(pv[y_val == 1] == 2))
-        rec_neu = float(np.mean(head.predict3(p_neu, t) == 1)) if len(p_neu) else 0.0
-        score = (rec_neg + rec_pos + rec_neu) / 3
-        if best is None or score > best["score"] + 1e-12:
-            best = {"neutral_band": t, "score": score, "recall_neg_val": rec_neg,
-                    "recall_pos_val": rec_pos, "recall_neu_test_neutral": rec_neu}
+    for low in BAND_LOW[::-1]:
+        for high in BAND_HIGH:
+            band = (float(low), float(high))
+            pv = head.predict3(p_val, band)
+            rec_neg = float(np.mean(pv[y_val == 0] == 0))
+            rec_pos = float(np.mean(pv[y_val == 1] == 2))
+            rec_neu = float(np.mean(head.predict3(p_neu, band) == 1)) if len(p_neu) else 0.0
+            score = (rec_neg + rec_pos + rec_neu) / 3
+            if best is None or score > best["score"] + 1e-12:
+                best = {"neutral_band": [band[0], band[1]], "score": score, "recall_neg_val": rec_neg,
+                        "recall_pos_val": rec_pos, "recall_neu_test_neutral": rec_neu}
     return best
 
 
