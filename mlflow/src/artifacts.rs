@@ -48,7 +48,10 @@ pub fn proxy_path(uri: &str) -> Result<String> {
 
 fn check_relative(what: &str, path: &str) -> Result<()> {
     if path.split('/').any(|s| s == ".." || s == ".") || path.contains('\\') {
-        return Err(Error::invalid_uri(what, "artifact paths must not contain '.', '..' or '\\' segments"));
+        return Err(Error::invalid_uri(
+            what,
+            "artifact paths must not contain '.', '..' or '\\' segments",
+        ));
     }
     Ok(())
 }
@@ -83,23 +86,40 @@ impl Client {
             check_relative(uri, path)?;
             let root = self.artifact_root(run_id).await?;
             proxy_path(&root)?;
-            return Ok(if path.is_empty() { root } else { format!("{}/{}", root.trim_end_matches('/'), path.trim_matches('/')) });
+            return Ok(if path.is_empty() {
+                root
+            } else {
+                format!("{}/{}", root.trim_end_matches('/'), path.trim_matches('/'))
+            });
         }
         proxy_path(uri)?;
         Ok(uri.to_string())
     }
 
     /// Uploads one local file to `<artifact_dir_uri>/<name>` (an `mlflow-artifacts:` URI).
-    pub async fn upload_file_to(&self, local: &Path, artifact_dir_uri: &str, name: &str) -> Result<()> {
+    pub async fn upload_file_to(
+        &self,
+        local: &Path,
+        artifact_dir_uri: &str,
+        name: &str,
+    ) -> Result<()> {
         let dir = proxy_path(artifact_dir_uri)?;
         crate::validation::non_empty("artifact file name", name)?;
         let remote = join(&dir, name);
         check_relative(&remote, &remote)?;
-        let data = tokio::fs::read(local).await.map_err(|e| Error::io(local, e))?;
+        let data = tokio::fs::read(local)
+            .await
+            .map_err(|e| Error::io(local, e))?;
         let url = self.artifact_url(&remote)?;
         let endpoint = format!("mlflow-artifacts PUT {remote}");
         let resp = self
-            .send_raw(Method::PUT, url, &endpoint, Body::Bytes(bytes::Bytes::from(data)), self.config().artifact_timeout)
+            .send_raw(
+                Method::PUT,
+                url,
+                &endpoint,
+                Body::Bytes(bytes::Bytes::from(data)),
+                self.config().artifact_timeout,
+            )
             .await?;
         drop(resp);
         Ok(())
@@ -107,11 +127,18 @@ impl Client {
 
     /// Uploads a file to the run's artifacts, under `artifact_path` (or at the root), keeping
     /// its file name. Like `mlflow.log_artifact`.
-    pub async fn log_artifact(&self, run_id: &str, local_file: &Path, artifact_path: Option<&str>) -> Result<()> {
+    pub async fn log_artifact(
+        &self,
+        run_id: &str,
+        local_file: &Path,
+        artifact_path: Option<&str>,
+    ) -> Result<()> {
         let name = local_file
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::InvalidInput(format!("{} has no UTF-8 file name", local_file.display())))?;
+            .ok_or_else(|| {
+                Error::InvalidInput(format!("{} has no UTF-8 file name", local_file.display()))
+            })?;
         let root = self.artifact_root(run_id).await?;
         let dir = match artifact_path {
             Some(p) => {
@@ -126,7 +153,12 @@ impl Client {
     /// Uploads the content of a local directory, recursively, to the run's artifacts under
     /// `artifact_path` (or at the root). Like `mlflow.log_artifacts`. Returns the number of
     /// files uploaded.
-    pub async fn log_artifacts(&self, run_id: &str, local_dir: &Path, artifact_path: Option<&str>) -> Result<usize> {
+    pub async fn log_artifacts(
+        &self,
+        run_id: &str,
+        local_dir: &Path,
+        artifact_path: Option<&str>,
+    ) -> Result<usize> {
         let root = self.artifact_root(run_id).await?;
         let dir = match artifact_path {
             Some(p) => {
@@ -146,7 +178,10 @@ impl Client {
         futures::stream::iter(files)
             .map(|(path, rel)| async move {
                 let (sub, name) = match rel.rsplit_once('/') {
-                    Some((d, f)) => (format!("{}/{}", artifact_dir_uri.trim_end_matches('/'), d), f.to_string()),
+                    Some((d, f)) => (
+                        format!("{}/{}", artifact_dir_uri.trim_end_matches('/'), d),
+                        f.to_string(),
+                    ),
                     None => (artifact_dir_uri.to_string(), rel.clone()),
                 };
                 self.upload_file_to(&path, &sub, &name).await
@@ -163,7 +198,11 @@ impl Client {
         let root = self.artifact_root(run_id).await?;
         let sub = path.unwrap_or("").trim_matches('/');
         check_relative(sub, sub)?;
-        let uri = if sub.is_empty() { root } else { format!("{}/{}", root.trim_end_matches('/'), sub) };
+        let uri = if sub.is_empty() {
+            root
+        } else {
+            format!("{}/{}", root.trim_end_matches('/'), sub)
+        };
         let mut files = self.list_artifacts_at(&uri).await?;
         for f in &mut files {
             f.path = join(sub, &f.path);
@@ -175,7 +214,9 @@ impl Client {
     pub async fn list_artifacts_at(&self, uri: &str) -> Result<Vec<FileInfo>> {
         let path = proxy_path(uri)?;
         let url = self.artifact_list_url(&path)?;
-        let a: ListAnswer = self.call_url(Method::GET, url, "mlflow-artifacts list", Body::None).await?;
+        let a: ListAnswer = self
+            .call_url(Method::GET, url, "mlflow-artifacts list", Body::None)
+            .await?;
         let mut files = a.files;
         for f in &files {
             check_relative(&f.path, &f.path)?;
@@ -187,11 +228,20 @@ impl Client {
     /// Downloads a run artifact (a file, or a directory recursively) into `dest_dir`, keeping
     /// its name; with `path` empty, the whole artifact root goes into `dest_dir`. Returns the
     /// local path of what was downloaded.
-    pub async fn download_artifacts(&self, run_id: &str, path: &str, dest_dir: &Path) -> Result<PathBuf> {
+    pub async fn download_artifacts(
+        &self,
+        run_id: &str,
+        path: &str,
+        dest_dir: &Path,
+    ) -> Result<PathBuf> {
         let root = self.artifact_root(run_id).await?;
         let sub = path.trim_matches('/');
         check_relative(sub, sub)?;
-        let uri = if sub.is_empty() { root } else { format!("{}/{}", root.trim_end_matches('/'), sub) };
+        let uri = if sub.is_empty() {
+            root
+        } else {
+            format!("{}/{}", root.trim_end_matches('/'), sub)
+        };
         self.download_uri(&uri, dest_dir).await
     }
 
@@ -212,7 +262,9 @@ impl Client {
         let uri = self.resolve_artifact_uri(uri).await?;
         let path = proxy_path(&uri)?;
         let name = path.rsplit('/').next().unwrap_or("").to_string();
-        tokio::fs::create_dir_all(dest_dir).await.map_err(|e| Error::io(dest_dir, e))?;
+        tokio::fs::create_dir_all(dest_dir)
+            .await
+            .map_err(|e| Error::io(dest_dir, e))?;
         let entries = self.list_artifacts_at(&uri).await?;
         if entries.is_empty() {
             // A file (listing a file answers nothing), or an empty directory.
@@ -221,7 +273,11 @@ impl Client {
             return Ok(target);
         }
         let is_run_root = name == "artifacts" && path.split('/').count() == 3;
-        let local_root = if contents_only || is_run_root { dest_dir.to_path_buf() } else { dest_dir.join(&name) };
+        let local_root = if contents_only || is_run_root {
+            dest_dir.to_path_buf()
+        } else {
+            dest_dir.join(&name)
+        };
         // Breadth-first listing of every file under the URI.
         let mut files = Vec::new();
         let mut dirs = vec![(String::new(), entries)];
@@ -229,10 +285,14 @@ impl Client {
             for f in list {
                 let rel = join(&prefix, &f.path);
                 if f.is_dir {
-                    let sub = self.list_artifacts_at(&format!("mlflow-artifacts:/{}", join(&path, &rel))).await?;
+                    let sub = self
+                        .list_artifacts_at(&format!("mlflow-artifacts:/{}", join(&path, &rel)))
+                        .await?;
                     if sub.is_empty() {
                         let d = local_root.join(&rel);
-                        tokio::fs::create_dir_all(&d).await.map_err(|e| Error::io(&d, e))?;
+                        tokio::fs::create_dir_all(&d)
+                            .await
+                            .map_err(|e| Error::io(&d, e))?;
                     }
                     dirs.push((rel, sub));
                 } else {
@@ -256,23 +316,36 @@ impl Client {
     /// through a temporary `.part` file renamed at the end.
     async fn download_file(&self, path: &str, target: &Path) -> Result<()> {
         if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| Error::io(parent, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| Error::io(parent, e))?;
         }
         let url = self.artifact_url(path)?;
         let endpoint = format!("mlflow-artifacts GET {path}");
         let timeout = self.config().artifact_timeout;
         let part = target.with_file_name(format!(
             ".{}.part",
-            target.file_name().and_then(|n| n.to_str()).unwrap_or("download")
+            target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("download")
         ));
         self.with_retries(&endpoint, || {
             let url = url.clone();
             let part = part.clone();
             let endpoint = endpoint.clone();
             async move {
-                let mut resp = self.send_checked_once(Method::GET, url, &endpoint, Body::None, timeout).await?;
-                let mut f = tokio::fs::File::create(&part).await.map_err(|e| Error::io(&part, e))?;
-                while let Some(chunk) = resp.chunk().await.map_err(|e| self.map_reqwest(&endpoint, timeout, e))? {
+                let mut resp = self
+                    .send_checked_once(Method::GET, url, &endpoint, Body::None, timeout)
+                    .await?;
+                let mut f = tokio::fs::File::create(&part)
+                    .await
+                    .map_err(|e| Error::io(&part, e))?;
+                while let Some(chunk) = resp
+                    .chunk()
+                    .await
+                    .map_err(|e| self.map_reqwest(&endpoint, timeout, e))?
+                {
                     f.write_all(&chunk).await.map_err(|e| Error::io(&part, e))?;
                 }
                 f.flush().await.map_err(|e| Error::io(&part, e))?;
@@ -280,31 +353,47 @@ impl Client {
             }
         })
         .await?;
-        tokio::fs::rename(&part, target).await.map_err(|e| Error::io(target, e))?;
+        tokio::fs::rename(&part, target)
+            .await
+            .map_err(|e| Error::io(target, e))?;
         Ok(())
     }
 }
 
 /// Every file under `dir`, with its path relative to `dir` (`/`-separated), sorted.
 async fn walk(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let meta = tokio::fs::metadata(dir).await.map_err(|e| Error::io(dir, e))?;
+    let meta = tokio::fs::metadata(dir)
+        .await
+        .map_err(|e| Error::io(dir, e))?;
     if !meta.is_dir() {
-        return Err(Error::InvalidInput(format!("{} is not a directory", dir.display())));
+        return Err(Error::InvalidInput(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
     }
     let mut out = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((d, rel)) = stack.pop() {
-        let mut rd = tokio::fs::read_dir(&d).await.map_err(|e| Error::io(&d, e))?;
+        let mut rd = tokio::fs::read_dir(&d)
+            .await
+            .map_err(|e| Error::io(&d, e))?;
         while let Some(entry) = rd.next_entry().await.map_err(|e| Error::io(&d, e))? {
-            let name = entry
-                .file_name()
-                .into_string()
-                .map_err(|n| Error::InvalidInput(format!("non UTF-8 file name {n:?} in {}", d.display())))?;
-            let ft = entry.file_type().await.map_err(|e| Error::io(entry.path(), e))?;
+            let name = entry.file_name().into_string().map_err(|n| {
+                Error::InvalidInput(format!("non UTF-8 file name {n:?} in {}", d.display()))
+            })?;
+            let ft = entry
+                .file_type()
+                .await
+                .map_err(|e| Error::io(entry.path(), e))?;
             let r = join(&rel, &name);
             if ft.is_dir() {
                 stack.push((entry.path(), r));
-            } else if ft.is_file() || (ft.is_symlink() && tokio::fs::metadata(entry.path()).await.is_ok_and(|m| m.is_file())) {
+            } else if ft.is_file()
+                || (ft.is_symlink()
+                    && tokio::fs::metadata(entry.path())
+                        .await
+                        .is_ok_and(|m| m.is_file()))
+            {
                 out.push((entry.path(), r));
             }
         }
@@ -319,8 +408,14 @@ mod tests {
 
     #[test]
     fn proxy_paths() {
-        assert_eq!(proxy_path("mlflow-artifacts:/1/abc/artifacts").unwrap(), "1/abc/artifacts");
-        assert_eq!(proxy_path("mlflow-artifacts://127.0.0.1:5000/1/abc/artifacts/m").unwrap(), "1/abc/artifacts/m");
+        assert_eq!(
+            proxy_path("mlflow-artifacts:/1/abc/artifacts").unwrap(),
+            "1/abc/artifacts"
+        );
+        assert_eq!(
+            proxy_path("mlflow-artifacts://127.0.0.1:5000/1/abc/artifacts/m").unwrap(),
+            "1/abc/artifacts/m"
+        );
         assert!(proxy_path("s3://bucket/x").is_err());
         assert!(proxy_path("mlflow-artifacts:/1/../x").is_err());
         assert_eq!(join("", "a"), "a");

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::types::{now_millis, Metric, RunStatus, RunTag};
+use crate::types::{Metric, RunStatus, RunTag, now_millis};
 
 /// Experiment the benchmark runs go to.
 pub const BENCH_EXPERIMENT: &str = "tweetflow-bench";
@@ -58,7 +58,11 @@ pub async fn log_metrics(client: &Client, n_points: usize) -> Result<BenchReport
     let t0 = Instant::now();
     let exp = client.get_or_create_experiment(BENCH_EXPERIMENT).await?;
     let run = client
-        .create_run(&exp.experiment_id, Some("bench-log-metrics"), &[RunTag::new("tweetflow.bench", "log_metrics")])
+        .create_run(
+            &exp.experiment_id,
+            Some("bench-log-metrics"),
+            &[RunTag::new("tweetflow.bench", "log_metrics")],
+        )
         .await?;
     let run_id = run.info.run_id.clone();
     let setup = t0.elapsed();
@@ -72,7 +76,9 @@ pub async fn log_metrics(client: &Client, n_points: usize) -> Result<BenchReport
         })
         .collect();
     let t1 = Instant::now();
-    let report = client.log_batch_concurrent(&run_id, &metrics, &[], &[], BENCH_CONCURRENCY).await;
+    let report = client
+        .log_batch_concurrent(&run_id, &metrics, &[], &[], BENCH_CONCURRENCY)
+        .await;
     let elapsed = t1.elapsed();
     let report = match report {
         Ok(r) => r,
@@ -84,7 +90,10 @@ pub async fn log_metrics(client: &Client, n_points: usize) -> Result<BenchReport
 
     let mut verified_points = 0;
     for k in 0..BENCH_KEYS.min(n_points) {
-        verified_points += client.get_metric_history(&run_id, &format!("bench_{k}")).await?.len();
+        verified_points += client
+            .get_metric_history(&run_id, &format!("bench_{k}"))
+            .await?
+            .len();
     }
     client.end_run(&run_id, RunStatus::Finished).await?;
     Ok(BenchReport {

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::Rng;
-use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::config::{Auth, ClientConfig};
 use crate::error::{Error, ErrorCode, Result};
@@ -167,11 +167,22 @@ impl Client {
         }
     }
 
-    pub(crate) fn map_reqwest(&self, endpoint: &str, timeout: Duration, e: reqwest::Error) -> Error {
+    pub(crate) fn map_reqwest(
+        &self,
+        endpoint: &str,
+        timeout: Duration,
+        e: reqwest::Error,
+    ) -> Error {
         if e.is_timeout() {
-            Error::Timeout { endpoint: endpoint.to_string(), timeout }
+            Error::Timeout {
+                endpoint: endpoint.to_string(),
+                timeout,
+            }
         } else {
-            Error::Transport { endpoint: endpoint.to_string(), source: e }
+            Error::Transport {
+                endpoint: endpoint.to_string(),
+                source: e,
+            }
         }
     }
 
@@ -210,8 +221,10 @@ impl Client {
         body: Body,
         timeout: Duration,
     ) -> Result<Response> {
-        self.with_retries(endpoint, || self.send_checked_once(method.clone(), url.clone(), endpoint, body.clone(), timeout))
-            .await
+        self.with_retries(endpoint, || {
+            self.send_checked_once(method.clone(), url.clone(), endpoint, body.clone(), timeout)
+        })
+        .await
     }
 
     /// One attempt of [`Client::send_raw`], without retries.
@@ -229,12 +242,21 @@ impl Client {
             return Ok(resp);
         }
         let ct = content_type(&resp);
-        let bytes = resp.bytes().await.map_err(|e| self.map_reqwest(endpoint, timeout, e))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.map_reqwest(endpoint, timeout, e))?;
         Err(error_from_answer(endpoint, status, ct, &bytes))
     }
 
     /// Calls a JSON endpoint of the REST API (`api/2.0/mlflow/<endpoint>`) with retries.
-    pub(crate) async fn call<B, T>(&self, method: Method, endpoint: &str, query: &[(&str, &str)], body: Option<&B>) -> Result<T>
+    pub(crate) async fn call<B, T>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<T>
     where
         B: Serialize + ?Sized,
         T: DeserializeOwned,
@@ -244,13 +266,22 @@ impl Client {
             url.query_pairs_mut().extend_pairs(query.iter());
         }
         let body = match body {
-            Some(b) => Body::Json(serde_json::to_vec(b).map_err(|e| Error::InvalidInput(format!("cannot encode the request: {e}")))?),
+            Some(b) => Body::Json(
+                serde_json::to_vec(b)
+                    .map_err(|e| Error::InvalidInput(format!("cannot encode the request: {e}")))?,
+            ),
             None => Body::None,
         };
         self.call_url(method, url, endpoint, body).await
     }
 
-    pub(crate) async fn call_url<T: DeserializeOwned>(&self, method: Method, url: Url, endpoint: &str, body: Body) -> Result<T> {
+    pub(crate) async fn call_url<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        endpoint: &str,
+        body: Body,
+    ) -> Result<T> {
         let timeout = self.inner.config.request_timeout;
         self.with_retries(endpoint, || {
             let method = method.clone();
@@ -260,7 +291,10 @@ impl Client {
                 let resp = self.send_once(method, url, endpoint, body, timeout).await?;
                 let status = resp.status();
                 let ct = content_type(&resp);
-                let bytes = resp.bytes().await.map_err(|e| self.map_reqwest(endpoint, timeout, e))?;
+                let bytes = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| self.map_reqwest(endpoint, timeout, e))?;
                 if !status.is_success() {
                     return Err(error_from_answer(endpoint, status, ct, &bytes));
                 }
@@ -270,15 +304,33 @@ impl Client {
         .await
     }
 
-    async fn send_once(&self, method: Method, url: Url, endpoint: &str, body: Body, timeout: Duration) -> Result<Response> {
+    async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        endpoint: &str,
+        body: Body,
+        timeout: Duration,
+    ) -> Result<Response> {
         tracing::debug!(%method, endpoint, "MLflow request");
-        let mut rb = self.authed(self.inner.http.request(method, url)).timeout(timeout);
+        let mut rb = self
+            .authed(self.inner.http.request(method, url))
+            .timeout(timeout);
         rb = match body {
             Body::None => rb,
-            Body::Json(bytes) => rb.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).body(bytes),
-            Body::Bytes(b) => rb.header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")).body(b),
+            Body::Json(bytes) => rb
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(bytes),
+            Body::Bytes(b) => rb
+                .header(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                )
+                .body(b),
         };
-        rb.send().await.map_err(|e| self.map_reqwest(endpoint, timeout, e))
+        rb.send()
+            .await
+            .map_err(|e| self.map_reqwest(endpoint, timeout, e))
     }
 
     pub(crate) fn lock_params(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, String>>> {
@@ -286,12 +338,18 @@ impl Client {
     }
 
     pub(crate) fn lock_roots(&self) -> MutexGuard<'_, HashMap<String, String>> {
-        self.inner.artifact_roots.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .artifact_roots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
 fn content_type(resp: &Response) -> Option<String> {
-    resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string)
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn snippet(bytes: &[u8]) -> String {
@@ -305,7 +363,12 @@ fn snippet(bytes: &[u8]) -> String {
 }
 
 fn unexpected(endpoint: &str, status: StatusCode, ct: Option<String>, bytes: &[u8]) -> Error {
-    Error::UnexpectedResponse { endpoint: endpoint.to_string(), status: status.as_u16(), content_type: ct, snippet: snippet(bytes) }
+    Error::UnexpectedResponse {
+        endpoint: endpoint.to_string(),
+        status: status.as_u16(),
+        content_type: ct,
+        snippet: snippet(bytes),
+    }
 }
 
 fn looks_like_html(ct: &Option<String>, bytes: &[u8]) -> bool {
@@ -313,9 +376,14 @@ fn looks_like_html(ct: &Option<String>, bytes: &[u8]) -> bool {
         || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
 }
 
-/// Turns a non-2xx answer into an [`Error`]: `Api` when it carries an `error_code`, else
-/// `UnexpectedResponse`.
-pub(crate) fn error_from_answer(endpoint: &str, status: StatusCode, ct: Option<String>, bytes: &[u8]) -> Error {
+/// Turns a non-2xx answer into an [`Error`]: `Api` when it carries an `error_code` (or is a
+/// 401/403), else `UnexpectedResponse`.
+pub(crate) fn error_from_answer(
+    endpoint: &str,
+    status: StatusCode,
+    ct: Option<String>,
+    bytes: &[u8],
+) -> Error {
     #[derive(serde::Deserialize)]
     struct ApiError {
         error_code: Option<String>,
@@ -323,19 +391,54 @@ pub(crate) fn error_from_answer(endpoint: &str, status: StatusCode, ct: Option<S
         message: String,
     }
     if !looks_like_html(&ct, bytes)
-        && let Ok(ApiError { error_code: Some(code), message }) = serde_json::from_slice::<ApiError>(bytes)
+        && let Ok(ApiError {
+            error_code: Some(code),
+            message,
+        }) = serde_json::from_slice::<ApiError>(bytes)
     {
-        return Error::Api { code: ErrorCode::parse(&code), message, status: status.as_u16(), endpoint: endpoint.to_string() };
+        return Error::Api {
+            code: ErrorCode::parse(&code),
+            message,
+            status: status.as_u16(),
+            endpoint: endpoint.to_string(),
+        };
+    }
+    // Authentication failures from an auth proxy or MLflow's basic-auth app, without an
+    // `error_code`: typed anyway, with the answer as the message.
+    let code = match status {
+        StatusCode::UNAUTHORIZED => Some(ErrorCode::Unauthenticated),
+        StatusCode::FORBIDDEN => Some(ErrorCode::PermissionDenied),
+        _ => None,
+    };
+    if let Some(code) = code {
+        return Error::Api {
+            code,
+            message: snippet(bytes),
+            status: status.as_u16(),
+            endpoint: endpoint.to_string(),
+        };
     }
     unexpected(endpoint, status, ct, bytes)
 }
 
-fn decode_json<T: DeserializeOwned>(endpoint: &str, status: StatusCode, ct: Option<String>, bytes: &[u8]) -> Result<T> {
+fn decode_json<T: DeserializeOwned>(
+    endpoint: &str,
+    status: StatusCode,
+    ct: Option<String>,
+    bytes: &[u8],
+) -> Result<T> {
     if looks_like_html(&ct, bytes) {
         return Err(unexpected(endpoint, status, ct, bytes));
     }
-    let bytes: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { bytes };
-    serde_json::from_slice(bytes).map_err(|source| Error::Decode { endpoint: endpoint.to_string(), source })
+    let bytes: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|source| Error::Decode {
+        endpoint: endpoint.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -351,8 +454,16 @@ mod tests {
             br#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"nope"}"#,
         );
         assert!(e.is_not_found() && !e.is_retryable());
-        let e = error_from_answer("x", StatusCode::NOT_FOUND, Some("text/html".into()), b"<!doctype html><p>");
-        assert!(matches!(e, Error::UnexpectedResponse { status: 404, .. }), "{e}");
+        let e = error_from_answer(
+            "x",
+            StatusCode::NOT_FOUND,
+            Some("text/html".into()),
+            b"<!doctype html><p>",
+        );
+        assert!(
+            matches!(e, Error::UnexpectedResponse { status: 404, .. }),
+            "{e}"
+        );
         let e = error_from_answer("x", StatusCode::BAD_GATEWAY, None, b"bad gateway");
         assert!(e.is_retryable());
         let v: serde_json::Value = decode_json("x", StatusCode::OK, None, b"").unwrap();
@@ -363,9 +474,14 @@ mod tests {
     #[test]
     fn urls() {
         let c = Client::new(ClientConfig::new("http://127.0.0.1:5000/prefix")).unwrap();
-        assert_eq!(c.url("api/2.0/mlflow/runs/get").unwrap().as_str(), "http://127.0.0.1:5000/prefix/api/2.0/mlflow/runs/get");
         assert_eq!(
-            c.artifact_url("1/abc/artifacts/a b/c.txt").unwrap().as_str(),
+            c.url("api/2.0/mlflow/runs/get").unwrap().as_str(),
+            "http://127.0.0.1:5000/prefix/api/2.0/mlflow/runs/get"
+        );
+        assert_eq!(
+            c.artifact_url("1/abc/artifacts/a b/c.txt")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:5000/prefix/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/a%20b/c.txt"
         );
     }

@@ -112,7 +112,10 @@ impl Default for ClientConfig {
 impl ClientConfig {
     /// Defaults with the given tracking URI.
     pub fn new(tracking_uri: impl Into<String>) -> Self {
-        ClientConfig { tracking_uri: tracking_uri.into(), ..Default::default() }
+        ClientConfig {
+            tracking_uri: tracking_uri.into(),
+            ..Default::default()
+        }
     }
 
     /// Reads the `MLFLOW_*` environment variables (see the table on [`ClientConfig`]).
@@ -128,11 +131,16 @@ impl ClientConfig {
             cfg.tracking_uri = uri.trim().to_string();
         }
         cfg.experiment_name = get("MLFLOW_EXPERIMENT_NAME");
-        match (get("MLFLOW_TRACKING_USERNAME"), get("MLFLOW_TRACKING_PASSWORD"), get("MLFLOW_TRACKING_TOKEN")) {
+        match (
+            get("MLFLOW_TRACKING_USERNAME"),
+            get("MLFLOW_TRACKING_PASSWORD"),
+            get("MLFLOW_TRACKING_TOKEN"),
+        ) {
             (Some(username), Some(password), _) => cfg.auth = Auth::Basic { username, password },
             (Some(_), None, _) | (None, Some(_), _) => {
                 return Err(Error::Config(
-                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD must be set together".into(),
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD must be set together"
+                        .into(),
                 ));
             }
             (None, None, Some(token)) => cfg.auth = Auth::Bearer(token),
@@ -143,7 +151,9 @@ impl ClientConfig {
                 None => Ok(None),
                 Some(v) => match v.trim().parse::<f64>() {
                     Ok(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
-                    _ => Err(Error::Config(format!("{name}={v:?} is not a number of seconds"))),
+                    _ => Err(Error::Config(format!(
+                        "{name}={v:?} is not a number of seconds"
+                    ))),
                 },
             }
         };
@@ -155,7 +165,9 @@ impl ClientConfig {
         }
         if let Some(v) = get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") {
             cfg.max_retries = v.trim().parse().map_err(|_| {
-                Error::Config(format!("MLFLOW_HTTP_REQUEST_MAX_RETRIES={v:?} is not a count"))
+                Error::Config(format!(
+                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES={v:?} is not a count"
+                ))
             })?;
         }
         cfg.validate()?;
@@ -204,7 +216,9 @@ impl ClientConfig {
     /// Delay before retry number `retry` (0-based), without jitter.
     pub fn backoff(&self, retry: u32) -> Duration {
         let factor = 2u32.saturating_pow(retry.min(30));
-        self.backoff_initial.saturating_mul(factor).min(self.backoff_max)
+        self.backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max)
     }
 }
 
@@ -214,7 +228,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<ClientConfig> {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         ClientConfig::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -234,7 +251,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.tracking_uri, "http://h:1");
         assert_eq!(c.experiment_name.as_deref(), Some("e"));
-        assert_eq!(c.auth, Auth::Basic { username: "u".into(), password: "p".into() });
+        assert_eq!(
+            c.auth,
+            Auth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
         assert_eq!(c.request_timeout, Duration::from_millis(2500));
         assert_eq!(c.max_retries, 1);
         assert!(!format!("{:?}", c.auth).contains('p'));

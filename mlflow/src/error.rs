@@ -105,7 +105,9 @@ pub enum Error {
     ///
     /// Raised by the client before sending (it keeps a record of the params it logged) and
     /// mapped from the server's `INVALID_PARAMETER_VALUE` "Changing param values is not allowed".
-    #[error("param {key:?} of run {run_id} was already logged with value {logged:?}; refusing to change it to {attempted:?} (MLflow params are immutable)")]
+    #[error(
+        "param {key:?} of run {run_id} was already logged with value {logged:?}; refusing to change it to {attempted:?} (MLflow params are immutable)"
+    )]
     ParamChanged {
         /// The run.
         run_id: String,
@@ -139,7 +141,9 @@ pub enum Error {
     },
     /// The server answered something that is not an MLflow JSON answer (an HTML page from an
     /// unknown route or a proxy, an error status without an `error_code`, ...).
-    #[error("unexpected answer from {endpoint}: HTTP {status}, content-type {content_type:?}: {snippet}")]
+    #[error(
+        "unexpected answer from {endpoint}: HTTP {status}, content-type {content_type:?}: {snippet}"
+    )]
     UnexpectedResponse {
         /// The endpoint that was called.
         endpoint: String,
@@ -190,7 +194,10 @@ impl Error {
             Error::Transport { source, .. } => !source.is_builder() && !source.is_decode(),
             Error::Api { status, code, .. } => {
                 retryable_status(*status)
-                    || matches!(code, ErrorCode::TemporarilyUnavailable | ErrorCode::RequestLimitExceeded)
+                    || matches!(
+                        code,
+                        ErrorCode::TemporarilyUnavailable | ErrorCode::RequestLimitExceeded
+                    )
             }
             Error::UnexpectedResponse { status, .. } => retryable_status(*status),
             _ => false,
@@ -224,11 +231,17 @@ impl Error {
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn invalid_uri(uri: &str, reason: impl Into<String>) -> Error {
-        Error::InvalidUri { uri: uri.to_string(), reason: reason.into() }
+        Error::InvalidUri {
+            uri: uri.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -243,22 +256,38 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for s in ["RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_PARAMETER_VALUE", "INTERNAL_ERROR"] {
+        for s in [
+            "RESOURCE_DOES_NOT_EXIST",
+            "RESOURCE_ALREADY_EXISTS",
+            "INVALID_PARAMETER_VALUE",
+            "INTERNAL_ERROR",
+        ] {
             assert_eq!(ErrorCode::parse(s).as_str(), s);
         }
-        assert_eq!(ErrorCode::parse("SOMETHING_NEW"), ErrorCode::Other("SOMETHING_NEW".into()));
+        assert_eq!(
+            ErrorCode::parse("SOMETHING_NEW"),
+            ErrorCode::Other("SOMETHING_NEW".into())
+        );
     }
 
     #[test]
     fn retryable_by_status() {
-        let api = |status, code| Error::Api { code, message: String::new(), status, endpoint: String::new() };
+        let api = |status, code| Error::Api {
+            code,
+            message: String::new(),
+            status,
+            endpoint: String::new(),
+        };
         assert!(api(500, ErrorCode::InternalError).is_retryable());
         assert!(api(503, ErrorCode::TemporarilyUnavailable).is_retryable());
         assert!(api(429, ErrorCode::RequestLimitExceeded).is_retryable());
         assert!(!api(400, ErrorCode::InvalidParameterValue).is_retryable());
         assert!(!api(404, ErrorCode::ResourceDoesNotExist).is_retryable());
         assert!(!Error::InvalidInput("x".into()).is_retryable());
-        let t = Error::Timeout { endpoint: String::new(), timeout: Duration::from_secs(1) };
+        let t = Error::Timeout {
+            endpoint: String::new(),
+            timeout: Duration::from_secs(1),
+        };
         assert!(t.is_retryable());
     }
 }

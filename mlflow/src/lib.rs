@@ -30,6 +30,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod artifacts;
 pub mod bench;
 mod client;
@@ -48,6 +50,6 @@ pub use model_uri::ModelUri;
 pub use registry::ResolvedModel;
 pub use tracking::{BatchReport, DEFAULT_EXPERIMENT_ID};
 pub use types::{
-    Experiment, ExperimentTag, FileInfo, Metric, ModelAlias, ModelTag, ModelVersion, Param, RegisteredModel, Run,
-    RunData, RunInfo, RunStatus, RunTag, RunsPage, SearchRuns, ViewType,
+    Experiment, ExperimentTag, FileInfo, Metric, ModelAlias, ModelTag, ModelVersion, Param,
+    RegisteredModel, Run, RunData, RunInfo, RunStatus, RunTag, RunsPage, SearchRuns, ViewType,
 };

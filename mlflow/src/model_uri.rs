@@ -51,12 +51,23 @@ pub enum ModelUri {
 impl ModelUri {
     /// Parses a `models:/` URI.
     pub fn parse(uri: &str) -> Result<ModelUri, Error> {
-        let bad = |reason: &str| Error::invalid_uri(uri, format!(
-            "{reason}; expected models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/latest or models:/NAME/STAGE"
-        ));
-        let rest = uri.trim().strip_prefix("models:").ok_or_else(|| bad("not a models: URI"))?;
+        let bad = |reason: &str| {
+            Error::invalid_uri(
+                uri,
+                format!(
+                    "{reason}; expected models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/latest or models:/NAME/STAGE"
+                ),
+            )
+        };
+        let rest = uri
+            .trim()
+            .strip_prefix("models:")
+            .ok_or_else(|| bad("not a models: URI"))?;
         // `models:/x`, and the `models:///x` form with an empty authority.
-        let rest = rest.strip_prefix("//").map(|r| r.strip_prefix('/').unwrap_or(r)).unwrap_or(rest);
+        let rest = rest
+            .strip_prefix("//")
+            .map(|r| r.strip_prefix('/').unwrap_or(r))
+            .unwrap_or(rest);
         let rest = rest.strip_prefix('/').unwrap_or(rest).trim_end_matches('/');
         if rest.is_empty() {
             return Err(bad("no model name"));
@@ -68,9 +79,14 @@ impl ModelUri {
             if alias.is_empty() || alias.contains('/') {
                 return Err(bad("bad alias"));
             }
-            return Ok(ModelUri::Alias { name: name.to_string(), alias: alias.to_string() });
+            return Ok(ModelUri::Alias {
+                name: name.to_string(),
+                alias: alias.to_string(),
+            });
         }
-        let (name, tail) = rest.split_once('/').ok_or_else(|| bad("no version, alias, stage or 'latest'"))?;
+        let (name, tail) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("no version, alias, stage or 'latest'"))?;
         if name.is_empty() || tail.is_empty() || tail.contains('/') {
             return Err(bad("wrong number of path segments"));
         }
@@ -86,8 +102,14 @@ impl ModelUri {
             return Ok(ModelUri::Latest { name });
         }
         match STAGES.iter().find(|s| s.eq_ignore_ascii_case(tail)) {
-            Some(stage) => Ok(ModelUri::Stage { name, stage: (*stage).to_string() }),
-            None => Err(bad(&format!("{tail:?} is neither a version number, 'latest' nor a stage ({})", STAGES.join(", ")))),
+            Some(stage) => Ok(ModelUri::Stage {
+                name,
+                stage: (*stage).to_string(),
+            }),
+            None => Err(bad(&format!(
+                "{tail:?} is neither a version number, 'latest' nor a stage ({})",
+                STAGES.join(", ")
+            ))),
         }
     }
 
@@ -127,18 +149,73 @@ mod tests {
     #[test]
     fn parses_every_form() {
         let p = |s: &str| ModelUri::parse(s).unwrap();
-        assert_eq!(p("models:/sent@champion"), ModelUri::Alias { name: "sent".into(), alias: "champion".into() });
-        assert_eq!(p("models:/sent/3"), ModelUri::Version { name: "sent".into(), version: 3 });
-        assert_eq!(p("models:/sent/latest"), ModelUri::Latest { name: "sent".into() });
-        assert_eq!(p("models:/sent/Latest"), ModelUri::Latest { name: "sent".into() });
-        assert_eq!(p("models:/sent/production"), ModelUri::Stage { name: "sent".into(), stage: "Production".into() });
-        assert_eq!(p("models:/sent/Staging"), ModelUri::Stage { name: "sent".into(), stage: "Staging".into() });
-        assert_eq!(p("models:///sent/2"), ModelUri::Version { name: "sent".into(), version: 2 });
+        assert_eq!(
+            p("models:/sent@champion"),
+            ModelUri::Alias {
+                name: "sent".into(),
+                alias: "champion".into()
+            }
+        );
+        assert_eq!(
+            p("models:/sent/3"),
+            ModelUri::Version {
+                name: "sent".into(),
+                version: 3
+            }
+        );
+        assert_eq!(
+            p("models:/sent/latest"),
+            ModelUri::Latest {
+                name: "sent".into()
+            }
+        );
+        assert_eq!(
+            p("models:/sent/Latest"),
+            ModelUri::Latest {
+                name: "sent".into()
+            }
+        );
+        assert_eq!(
+            p("models:/sent/production"),
+            ModelUri::Stage {
+                name: "sent".into(),
+                stage: "Production".into()
+            }
+        );
+        assert_eq!(
+            p("models:/sent/Staging"),
+            ModelUri::Stage {
+                name: "sent".into(),
+                stage: "Staging".into()
+            }
+        );
+        assert_eq!(
+            p("models:///sent/2"),
+            ModelUri::Version {
+                name: "sent".into(),
+                version: 2
+            }
+        );
         assert_eq!(p("models:/my model.v2/1").name(), "my model.v2");
-        for s in ["models:/sent@champion", "models:/sent/3", "models:/sent/latest", "models:/sent/Production"] {
+        for s in [
+            "models:/sent@champion",
+            "models:/sent/3",
+            "models:/sent/latest",
+            "models:/sent/Production",
+        ] {
             assert_eq!(p(s).to_string(), s);
         }
-        for bad in ["runs:/x/y", "models:/", "models:/sent", "models:/sent/", "models:/a/b/c", "models:/sent/Prod", "models:/@x", "models:/s@", "models:/s/0"] {
+        for bad in [
+            "runs:/x/y",
+            "models:/",
+            "models:/sent",
+            "models:/sent/",
+            "models:/a/b/c",
+            "models:/sent/Prod",
+            "models:/@x",
+            "models:/s@",
+            "models:/s/0",
+        ] {
             assert!(ModelUri::parse(bad).is_err(), "{bad}");
         }
     }

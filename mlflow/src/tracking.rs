@@ -6,7 +6,9 @@ use serde_json::json;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
-use crate::types::{now_millis, Experiment, Metric, Param, Run, RunInfo, RunStatus, RunTag, RunsPage, SearchRuns};
+use crate::types::{
+    Experiment, Metric, Param, Run, RunInfo, RunStatus, RunTag, RunsPage, SearchRuns, now_millis,
+};
 use crate::validation;
 
 /// Id of the experiment every MLflow server has (`Default`).
@@ -63,7 +65,12 @@ impl Client {
     pub async fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
         validation::non_empty("experiment name", name)?;
         let a: ExperimentAnswer = self
-            .call::<(), _>(Method::GET, "experiments/get-by-name", &[("experiment_name", name)], None)
+            .call::<(), _>(
+                Method::GET,
+                "experiments/get-by-name",
+                &[("experiment_name", name)],
+                None,
+            )
             .await?;
         Ok(a.experiment)
     }
@@ -72,7 +79,12 @@ impl Client {
     pub async fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
         validation::non_empty("experiment id", experiment_id)?;
         let a: ExperimentAnswer = self
-            .call::<(), _>(Method::GET, "experiments/get", &[("experiment_id", experiment_id)], None)
+            .call::<(), _>(
+                Method::GET,
+                "experiments/get",
+                &[("experiment_id", experiment_id)],
+                None,
+            )
             .await?;
         Ok(a.experiment)
     }
@@ -81,9 +93,17 @@ impl Client {
     /// is taken (also by a deleted experiment).
     pub async fn create_experiment(&self, name: &str, tags: &[(String, String)]) -> Result<String> {
         validation::non_empty("experiment name", name)?;
-        let tags: Vec<_> = tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+        let tags: Vec<_> = tags
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
         let a: CreateExperimentAnswer = self
-            .call(Method::POST, "experiments/create", &[], Some(&json!({"name": name, "tags": tags})))
+            .call(
+                Method::POST,
+                "experiments/create",
+                &[],
+                Some(&json!({"name": name, "tags": tags})),
+            )
             .await?;
         Ok(a.experiment_id)
     }
@@ -133,7 +153,12 @@ impl Client {
     pub async fn delete_experiment(&self, experiment_id: &str) -> Result<()> {
         validation::non_empty("experiment id", experiment_id)?;
         let _: Empty = self
-            .call(Method::POST, "experiments/delete", &[], Some(&json!({"experiment_id": experiment_id})))
+            .call(
+                Method::POST,
+                "experiments/delete",
+                &[],
+                Some(&json!({"experiment_id": experiment_id})),
+            )
             .await?;
         Ok(())
     }
@@ -141,7 +166,12 @@ impl Client {
     // ---- runs ----
 
     /// Starts a run (status `RUNNING`, start time now) with an optional name and tags.
-    pub async fn create_run(&self, experiment_id: &str, run_name: Option<&str>, tags: &[RunTag]) -> Result<Run> {
+    pub async fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: Option<&str>,
+        tags: &[RunTag],
+    ) -> Result<Run> {
         validation::non_empty("experiment id", experiment_id)?;
         if let Some(n) = run_name {
             validation::non_empty("run name", n)?;
@@ -157,7 +187,9 @@ impl Client {
         if let Some(n) = run_name {
             body["run_name"] = json!(n);
         }
-        let a: RunAnswer = self.call(Method::POST, "runs/create", &[], Some(&body)).await?;
+        let a: RunAnswer = self
+            .call(Method::POST, "runs/create", &[], Some(&body))
+            .await?;
         self.remember_root(&a.run.info);
         Ok(a.run)
     }
@@ -182,22 +214,29 @@ impl Client {
             validation::non_empty("run name", n)?;
             body["run_name"] = json!(n);
         }
-        let a: UpdateRunAnswer = self.call(Method::POST, "runs/update", &[], Some(&body)).await?;
+        let a: UpdateRunAnswer = self
+            .call(Method::POST, "runs/update", &[], Some(&body))
+            .await?;
         Ok(a.run_info)
     }
 
     /// Ends a run: sets a terminal status and the end time to now.
     pub async fn end_run(&self, run_id: &str, status: RunStatus) -> Result<RunInfo> {
         if !status.is_terminal() {
-            return Err(Error::InvalidInput(format!("end_run needs a terminal status, not {status:?}")));
+            return Err(Error::InvalidInput(format!(
+                "end_run needs a terminal status, not {status:?}"
+            )));
         }
-        self.update_run(run_id, Some(status), Some(now_millis()), None).await
+        self.update_run(run_id, Some(status), Some(now_millis()), None)
+            .await
     }
 
     /// A run with its params, tags and latest metric values.
     pub async fn get_run(&self, run_id: &str) -> Result<Run> {
         validation::non_empty("run id", run_id)?;
-        let a: RunAnswer = self.call::<(), _>(Method::GET, "runs/get", &[("run_id", run_id)], None).await?;
+        let a: RunAnswer = self
+            .call::<(), _>(Method::GET, "runs/get", &[("run_id", run_id)], None)
+            .await?;
         self.remember_root(&a.run.info);
         Ok(a.run)
     }
@@ -205,7 +244,14 @@ impl Client {
     /// Deletes (soft) a run and forgets the client's record of its params.
     pub async fn delete_run(&self, run_id: &str) -> Result<()> {
         validation::non_empty("run id", run_id)?;
-        let _: Empty = self.call(Method::POST, "runs/delete", &[], Some(&json!({"run_id": run_id}))).await?;
+        let _: Empty = self
+            .call(
+                Method::POST,
+                "runs/delete",
+                &[],
+                Some(&json!({"run_id": run_id})),
+            )
+            .await?;
         self.lock_params().remove(run_id);
         Ok(())
     }
@@ -213,9 +259,12 @@ impl Client {
     /// One page of runs matching a query.
     pub async fn search_runs(&self, query: &SearchRuns) -> Result<RunsPage> {
         if query.experiment_ids.is_empty() {
-            return Err(Error::InvalidInput("search_runs needs at least one experiment id".into()));
+            return Err(Error::InvalidInput(
+                "search_runs needs at least one experiment id".into(),
+            ));
         }
-        self.call(Method::POST, "runs/search", &[], Some(query)).await
+        self.call(Method::POST, "runs/search", &[], Some(query))
+            .await
     }
 
     /// All runs matching a query, following the pages.
@@ -238,9 +287,12 @@ impl Client {
     pub async fn log_metric(&self, run_id: &str, metric: &Metric) -> Result<()> {
         validation::non_empty("run id", run_id)?;
         validation::metric(metric, self.config().allow_non_finite_metrics)?;
-        let mut body = serde_json::to_value(metric).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(metric).map_err(|e| Error::InvalidInput(e.to_string()))?;
         body["run_id"] = json!(run_id);
-        let _: Empty = self.call(Method::POST, "runs/log-metric", &[], Some(&body)).await?;
+        let _: Empty = self
+            .call(Method::POST, "runs/log-metric", &[], Some(&body))
+            .await?;
         Ok(())
     }
 
@@ -256,7 +308,9 @@ impl Client {
             return Ok(());
         }
         let body = json!({"run_id": run_id, "key": key, "value": value});
-        let r: Result<Empty> = self.call(Method::POST, "runs/log-parameter", &[], Some(&body)).await;
+        let r: Result<Empty> = self
+            .call(Method::POST, "runs/log-parameter", &[], Some(&body))
+            .await;
         r.map_err(|e| map_param_error(e, run_id, &todo))?;
         self.record_params(run_id, &todo);
         Ok(())
@@ -267,7 +321,9 @@ impl Client {
         validation::non_empty("run id", run_id)?;
         validation::tag(&RunTag::new(key, value))?;
         let body = json!({"run_id": run_id, "key": key, "value": value});
-        let _: Empty = self.call(Method::POST, "runs/set-tag", &[], Some(&body)).await?;
+        let _: Empty = self
+            .call(Method::POST, "runs/set-tag", &[], Some(&body))
+            .await?;
         Ok(())
     }
 
@@ -275,8 +331,15 @@ impl Client {
     /// allow (1000 metrics, 100 params, 100 tags, 1000 items per call). Everything is
     /// validated before the first call. Calls are sent in order; on error, earlier chunks stay
     /// logged.
-    pub async fn log_batch(&self, run_id: &str, metrics: &[Metric], params: &[Param], tags: &[RunTag]) -> Result<BatchReport> {
-        self.log_batch_concurrent(run_id, metrics, params, tags, 1).await
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[Param],
+        tags: &[RunTag],
+    ) -> Result<BatchReport> {
+        self.log_batch_concurrent(run_id, metrics, params, tags, 1)
+            .await
     }
 
     /// Like [`Client::log_batch`], with up to `concurrency` calls in flight. The params and
@@ -310,18 +373,24 @@ impl Client {
             params: params.len(),
             tags: tags.len(),
         };
-        let (with_kv, metric_only): (Vec<_>, Vec<_>) =
-            chunks.into_iter().partition(|c| !c.params.is_empty() || !c.tags.is_empty());
+        let (with_kv, metric_only): (Vec<_>, Vec<_>) = chunks
+            .into_iter()
+            .partition(|c| !c.params.is_empty() || !c.tags.is_empty());
         for c in with_kv {
-            let body = json!({"run_id": run_id, "metrics": c.metrics, "params": c.params, "tags": c.tags});
-            let r: Result<Empty> = self.call(Method::POST, "runs/log-batch", &[], Some(&body)).await;
+            let body =
+                json!({"run_id": run_id, "metrics": c.metrics, "params": c.params, "tags": c.tags});
+            let r: Result<Empty> = self
+                .call(Method::POST, "runs/log-batch", &[], Some(&body))
+                .await;
             r.map_err(|e| map_param_error(e, run_id, &c.params))?;
             self.record_params(run_id, &c.params);
         }
         futures::stream::iter(metric_only)
             .map(|c| async move {
                 let body = json!({"run_id": run_id, "metrics": c.metrics});
-                let _: Empty = self.call(Method::POST, "runs/log-batch", &[], Some(&body)).await?;
+                let _: Empty = self
+                    .call(Method::POST, "runs/log-batch", &[], Some(&body))
+                    .await?;
                 Ok::<_, Error>(())
             })
             .buffered(concurrency.max(1))
@@ -337,11 +406,17 @@ impl Client {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut q = vec![("run_id", run_id), ("metric_key", key), ("max_results", "25000")];
+            let mut q = vec![
+                ("run_id", run_id),
+                ("metric_key", key),
+                ("max_results", "25000"),
+            ];
             if let Some(t) = token.as_deref() {
                 q.push(("page_token", t));
             }
-            let a: HistoryAnswer = self.call::<(), _>(Method::GET, "metrics/get-history", &q, None).await?;
+            let a: HistoryAnswer = self
+                .call::<(), _>(Method::GET, "metrics/get-history", &q, None)
+                .await?;
             out.extend(a.metrics);
             match a.next_page_token.filter(|t| !t.is_empty()) {
                 Some(t) => token = Some(t),
@@ -354,7 +429,8 @@ impl Client {
 
     fn remember_root(&self, info: &RunInfo) {
         if !info.artifact_uri.is_empty() {
-            self.lock_roots().insert(info.run_id.clone(), info.artifact_uri.clone());
+            self.lock_roots()
+                .insert(info.run_id.clone(), info.artifact_uri.clone());
         }
     }
 
@@ -394,7 +470,12 @@ impl Client {
 
 /// Maps the server's "Changing param values is not allowed" to [`Error::ParamChanged`].
 fn map_param_error(e: Error, run_id: &str, sent: &[Param]) -> Error {
-    let Error::Api { code: ErrorCode::InvalidParameterValue, message, .. } = &e else {
+    let Error::Api {
+        code: ErrorCode::InvalidParameterValue,
+        message,
+        ..
+    } = &e
+    else {
         return e;
     };
     if !message.contains("Changing param values is not allowed") {
@@ -414,7 +495,12 @@ fn map_param_error(e: Error, run_id: &str, sent: &[Param]) -> Error {
         .map(|p| p.value.clone())
         .or_else(|| quoted("new value '"))
         .unwrap_or_default();
-    Error::ParamChanged { run_id: run_id.to_string(), key, logged, attempted }
+    Error::ParamChanged {
+        run_id: run_id.to_string(),
+        key,
+        logged,
+        attempted,
+    }
 }
 
 #[cfg(test)]
@@ -430,8 +516,16 @@ mod tests {
             endpoint: "runs/log-parameter".into(),
         };
         match map_param_error(e, "abc", &[Param::new("lr", "0.2")]) {
-            Error::ParamChanged { key, logged, attempted, .. } => {
-                assert_eq!((key.as_str(), logged.as_str(), attempted.as_str()), ("lr", "0.1", "0.2"));
+            Error::ParamChanged {
+                key,
+                logged,
+                attempted,
+                ..
+            } => {
+                assert_eq!(
+                    (key.as_str(), logged.as_str(), attempted.as_str()),
+                    ("lr", "0.1", "0.2")
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -59,7 +59,10 @@ pub enum RunStatus {
 impl RunStatus {
     /// True for the states a run ends in (finished, failed, killed).
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Finished | RunStatus::Failed | RunStatus::Killed)
+        matches!(
+            self,
+            RunStatus::Finished | RunStatus::Failed | RunStatus::Killed
+        )
     }
 }
 
@@ -98,7 +101,10 @@ pub struct Metric {
     /// Metric key.
     pub key: String,
     /// Value; NaN and ±inf travel as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
-    #[serde(serialize_with = "ser_metric_value", deserialize_with = "de_metric_value")]
+    #[serde(
+        serialize_with = "ser_metric_value",
+        deserialize_with = "de_metric_value"
+    )]
     pub value: f64,
     /// Time of the measure (ms).
     #[serde(deserialize_with = "de_i64")]
@@ -111,12 +117,22 @@ pub struct Metric {
 impl Metric {
     /// A metric point at `step`, timestamped now.
     pub fn new(key: impl Into<String>, value: f64, step: i64) -> Self {
-        Metric { key: key.into(), value, timestamp: now_millis(), step }
+        Metric {
+            key: key.into(),
+            value,
+            timestamp: now_millis(),
+            step,
+        }
     }
 
     /// A metric point with an explicit timestamp (ms).
     pub fn at(key: impl Into<String>, value: f64, step: i64, timestamp: i64) -> Self {
-        Metric { key: key.into(), value, timestamp, step }
+        Metric {
+            key: key.into(),
+            value,
+            timestamp,
+            step,
+        }
     }
 }
 
@@ -133,7 +149,10 @@ pub struct Param {
 impl Param {
     /// A param.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Param { key: key.into(), value: value.into() }
+        Param {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -150,7 +169,10 @@ pub struct RunTag {
 impl RunTag {
     /// A tag.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
-        RunTag { key: key.into(), value: value.into() }
+        RunTag {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -171,12 +193,18 @@ pub struct RunData {
 impl RunData {
     /// Value of a param.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+        self.params
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
     }
 
     /// Value of a tag.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+        self.tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
     }
 
     /// Latest value of a metric.
@@ -247,7 +275,10 @@ impl SearchRuns {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        SearchRuns { experiment_ids: ids.into_iter().map(Into::into).collect(), ..Default::default() }
+        SearchRuns {
+            experiment_ids: ids.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
     }
 
     /// Adds a filter expression.
@@ -448,7 +479,9 @@ mod tests {
         assert_eq!(j["value"], "NaN");
         let back: Metric = serde_json::from_value(j).unwrap();
         assert!(back.value.is_nan());
-        let m: Metric = serde_json::from_str(r#"{"key":"a","value":"-Infinity","timestamp":"12","step":"3"}"#).unwrap();
+        let m: Metric =
+            serde_json::from_str(r#"{"key":"a","value":"-Infinity","timestamp":"12","step":"3"}"#)
+                .unwrap();
         assert_eq!((m.value, m.timestamp, m.step), (f64::NEG_INFINITY, 12, 3));
         let m: Metric = serde_json::from_str(r#"{"key":"a","value":2,"timestamp":12}"#).unwrap();
         assert_eq!((m.value, m.step), (2.0, 0));

@@ -39,13 +39,18 @@ pub fn key(what: &str, key: &str) -> Result<()> {
             "{what} {key:?} is longer than {MAX_KEY_LENGTH} characters"
         )));
     }
-    if let Some(c) = key.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/'))) {
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/')))
+    {
         return Err(Error::InvalidInput(format!(
             "{what} {key:?} contains {c:?}; allowed: alphanumerics, '_', '-', '.', ' ', '/'"
         )));
     }
     if key.split('/').any(|seg| seg == "..") || key.starts_with('/') {
-        return Err(Error::InvalidInput(format!("{what} {key:?} must be a relative path without '..'")));
+        return Err(Error::InvalidInput(format!(
+            "{what} {key:?} must be a relative path without '..'"
+        )));
     }
     Ok(())
 }
@@ -61,7 +66,10 @@ pub fn metric(m: &Metric, allow_non_finite: bool) -> Result<()> {
         )));
     }
     if m.timestamp < 0 {
-        return Err(Error::InvalidInput(format!("metric {:?} has a negative timestamp", m.key)));
+        return Err(Error::InvalidInput(format!(
+            "metric {:?} has a negative timestamp",
+            m.key
+        )));
     }
     Ok(())
 }
@@ -158,7 +166,9 @@ mod tests {
     fn split_respects_limits_and_keeps_everything() {
         let metrics: Vec<Metric> = (0..2500).map(|i| Metric::at("m", i as f64, i, 1)).collect();
         let params: Vec<Param> = (0..250).map(|i| Param::new(format!("p{i}"), "v")).collect();
-        let tags: Vec<RunTag> = (0..130).map(|i| RunTag::new(format!("t{i}"), "v")).collect();
+        let tags: Vec<RunTag> = (0..130)
+            .map(|i| RunTag::new(format!("t{i}"), "v"))
+            .collect();
         let chunks = split_batch(&metrics, &params, &tags);
         for c in &chunks {
             assert!(c.metrics.len() <= MAX_METRICS_PER_BATCH);

@@ -25,7 +25,9 @@ static DIR: OnceLock<PathBuf> = OnceLock::new();
 pub fn venv() -> PathBuf {
     match std::env::var_os("TWEETFLOW_VENV") {
         Some(v) => PathBuf::from(v),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(".venv"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".venv"),
     }
 }
 
@@ -61,11 +63,16 @@ extern "C" fn stop_server() {
 }
 
 fn health(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_millis(500)) else {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_millis(500),
+    ) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = String::new();
@@ -83,8 +90,14 @@ fn start() -> Result<Server, String> {
             mlflow.display()
         ));
     }
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("tweetflow-mlflow-test-{}-{nanos}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tweetflow-mlflow-test-{}-{nanos}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = DIR.set(dir.clone());
     // SAFETY: registering a plain extern "C" function.
@@ -104,7 +117,11 @@ fn start() -> Result<Server, String> {
         "$0" server --host 127.0.0.1 --port "$1" --backend-store-uri "sqlite:///$2/mlflow.db" \
             --artifacts-destination "$2/artifacts" --workers 1 >"$2/server.log" 2>&1 &
         while kill -0 "$3" 2>/dev/null; do sleep 1; done
+        trap '' TERM
         kill -TERM 0
+        sleep 3
+        rm -rf "$2"
+        kill -KILL 0
     "#;
     let child = {
         use std::os::unix::process::CommandExt;
@@ -128,30 +145,53 @@ fn start() -> Result<Server, String> {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(90) {
         if health(port) {
-            eprintln!("MLflow test server on port {port} ready in {:.1} s", t.elapsed().as_secs_f64());
+            eprintln!(
+                "MLflow test server on port {port} ready in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
             if let Some(t) = template.filter(|t| !t.exists()) {
                 let tmp = t.with_extension(format!("tmp{}", std::process::id()));
                 if std::fs::copy(dir.join("mlflow.db"), &tmp).is_ok() {
                     let _ = std::fs::rename(&tmp, &t);
                 }
             }
-            return Ok(Server { url: format!("http://127.0.0.1:{port}") });
+            return Ok(Server {
+                url: format!("http://127.0.0.1:{port}"),
+            });
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
-    Err(format!("the MLflow server did not answer /health within 90 s; log tail:\n{}", tail.join("\n")))
+    let tail: Vec<&str> = log
+        .lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(format!(
+        "the MLflow server did not answer /health within 90 s; log tail:\n{}",
+        tail.join("\n")
+    ))
 }
 
 /// Where the migrated empty database of this mlflow version is cached.
 fn template_db(venv: &std::path::Path) -> Option<PathBuf> {
     let lib = std::fs::read_dir(venv.join("lib")).ok()?;
     for py in lib.flatten() {
-        for e in std::fs::read_dir(py.path().join("site-packages")).ok()?.flatten() {
+        for e in std::fs::read_dir(py.path().join("site-packages"))
+            .ok()?
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(v) = name.strip_prefix("mlflow-").and_then(|r| r.strip_suffix(".dist-info")) {
-                return Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mlflow-{v}-empty.db")));
+            if let Some(v) = name
+                .strip_prefix("mlflow-")
+                .and_then(|r| r.strip_suffix(".dist-info"))
+            {
+                return Some(
+                    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mlflow-{v}-empty.db")),
+                );
             }
         }
     }
@@ -179,5 +219,9 @@ pub fn client() -> Client {
 /// A name unique within this test process.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }

@@ -48,15 +48,25 @@ impl FaultProxy {
         let (h, hd) = (hits.clone(), heads.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((conn, _)) = listener.accept().await else { return };
-                let action = script.lock().unwrap().pop_front().unwrap_or_else(|| default.clone());
+                let Ok((conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let action = script
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or_else(|| default.clone());
                 let (h, hd) = (h.clone(), hd.clone());
                 tokio::spawn(async move {
                     let _ = handle(conn, upstream, action, h, hd).await;
                 });
             }
         });
-        FaultProxy { url: format!("http://{addr}"), hits, heads }
+        FaultProxy {
+            url: format!("http://{addr}"),
+            hits,
+            heads,
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -80,7 +90,10 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let len: usize = head
         .lines()
-        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
         .unwrap_or(0);
     while buf.len() < head_end + len {
         let n = conn.read(&mut tmp).await?;
@@ -92,11 +105,23 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn handle(mut conn: TcpStream, upstream: SocketAddr, action: Action, hits: Arc<AtomicUsize>, heads: Arc<Mutex<Vec<String>>>) -> std::io::Result<()> {
+async fn handle(
+    mut conn: TcpStream,
+    upstream: SocketAddr,
+    action: Action,
+    hits: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
     hits.fetch_add(1, Ordering::SeqCst);
-    let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(req.len());
-    heads.lock().unwrap().push(String::from_utf8_lossy(&req[..head_end]).into_owned());
+    let head_end = req
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(req.len());
+    heads
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&req[..head_end]).into_owned());
     let forward = match action {
         Action::Forward => true,
         Action::Delay(d) => {
@@ -130,7 +155,12 @@ async fn handle(mut conn: TcpStream, upstream: SocketAddr, action: Action, hits:
 }
 
 fn fast(url: &str, retries: u32) -> Client {
-    Client::new(ClientConfig::new(url).with_retries(retries, Duration::from_millis(40)).with_request_timeout(Duration::from_secs(5))).unwrap()
+    Client::new(
+        ClientConfig::new(url)
+            .with_retries(retries, Duration::from_millis(40))
+            .with_request_timeout(Duration::from_secs(5)),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -140,7 +170,11 @@ async fn server_down_is_retried_then_reported() {
     let t = Instant::now();
     let e = c.get_experiment("0").await.unwrap_err();
     // 3 retries after 40, 80, 160 ms (±25 %).
-    assert!(t.elapsed() >= Duration::from_millis(200), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(matches!(e, Error::Transport { .. }), "{e}");
     assert!(e.is_retryable());
 }
@@ -164,9 +198,15 @@ async fn server_coming_up_late_is_waited_for() {
 async fn server_errors_are_retried_until_success() {
     let p = FaultProxy::start(
         vec![
-            Action::Respond(500, r#"{"error_code":"INTERNAL_ERROR","message":"injected"}"#),
+            Action::Respond(
+                500,
+                r#"{"error_code":"INTERNAL_ERROR","message":"injected"}"#,
+            ),
             Action::Respond(503, "<html>busy</html>"),
-            Action::Respond(429, r#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"slow down"}"#),
+            Action::Respond(
+                429,
+                r#"{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"slow down"}"#,
+            ),
             Action::Drop,
         ],
         Action::Forward,
@@ -179,7 +219,14 @@ async fn server_errors_are_retried_until_success() {
     assert!(p.hits() >= 5, "{}", p.hits());
 
     // Retries spent: the last error comes back.
-    let p = FaultProxy::start(vec![], Action::Respond(502, r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"down"}"#)).await;
+    let p = FaultProxy::start(
+        vec![],
+        Action::Respond(
+            502,
+            r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"down"}"#,
+        ),
+    )
+    .await;
     let e = fast(&p.url, 2).get_experiment("0").await.unwrap_err();
     assert_eq!(e.code(), Some(&ErrorCode::TemporarilyUnavailable));
     assert_eq!(p.hits(), 3);
@@ -187,21 +234,55 @@ async fn server_errors_are_retried_until_success() {
 
 #[tokio::test]
 async fn client_errors_are_not_retried() {
-    let p = FaultProxy::start(vec![], Action::Respond(400, r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"bad"}"#)).await;
+    let p = FaultProxy::start(
+        vec![],
+        Action::Respond(
+            400,
+            r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"bad"}"#,
+        ),
+    )
+    .await;
     let e = fast(&p.url, 5).get_experiment("0").await.unwrap_err();
     assert_eq!(e.code(), Some(&ErrorCode::InvalidParameterValue));
     assert_eq!(e.status(), Some(400));
     assert!(!e.is_retryable());
     assert_eq!(p.hits(), 1);
-    let p = FaultProxy::start(vec![], Action::Respond(404, r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"no"}"#)).await;
-    assert!(fast(&p.url, 5).get_run("x").await.unwrap_err().is_not_found());
+    let p = FaultProxy::start(
+        vec![],
+        Action::Respond(
+            404,
+            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"no"}"#,
+        ),
+    )
+    .await;
+    assert!(
+        fast(&p.url, 5)
+            .get_run("x")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
     assert_eq!(p.hits(), 1);
+    // 401/403 without an error_code (an auth proxy, MLflow's basic-auth app) are typed too.
+    let p = FaultProxy::start(vec![], Action::Respond(401, "You are not authenticated.")).await;
+    let e = fast(&p.url, 5).get_experiment("0").await.unwrap_err();
+    assert_eq!(e.code(), Some(&ErrorCode::Unauthenticated), "{e}");
+    assert_eq!(p.hits(), 1);
+    let p = FaultProxy::start(vec![], Action::Respond(403, "Invalid Host header")).await;
+    let e = fast(&p.url, 5).get_experiment("0").await.unwrap_err();
+    assert_eq!(e.code(), Some(&ErrorCode::PermissionDenied), "{e}");
+    assert!(e.to_string().contains("Invalid Host header"), "{e}");
 }
 
 #[tokio::test]
 async fn slow_answers_time_out() {
     let p = FaultProxy::start(vec![], Action::Delay(Duration::from_secs(3))).await;
-    let c = Client::new(ClientConfig::new(&p.url).with_retries(1, Duration::from_millis(20)).with_request_timeout(Duration::from_millis(300))).unwrap();
+    let c = Client::new(
+        ClientConfig::new(&p.url)
+            .with_retries(1, Duration::from_millis(20))
+            .with_request_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
     let t = Instant::now();
     let e = c.get_experiment("0").await.unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
@@ -210,17 +291,31 @@ async fn slow_answers_time_out() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 
     // A slow answer within the timeout is fine.
-    let p = FaultProxy::start(vec![Action::Delay(Duration::from_millis(200))], Action::Forward).await;
-    let c = Client::new(ClientConfig::new(&p.url).with_retries(0, Duration::from_millis(20)).with_request_timeout(Duration::from_secs(5))).unwrap();
+    let p = FaultProxy::start(
+        vec![Action::Delay(Duration::from_millis(200))],
+        Action::Forward,
+    )
+    .await;
+    let c = Client::new(
+        ClientConfig::new(&p.url)
+            .with_retries(0, Duration::from_millis(20))
+            .with_request_timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
     assert_eq!(c.get_experiment("0").await.unwrap().experiment_id, "0");
 }
 
 #[tokio::test]
 async fn auth_headers_are_sent() {
     let p = FaultProxy::start(vec![], Action::Forward).await;
-    let basic = Client::new(ClientConfig::new(&p.url).with_auth(Auth::Basic { username: "u".into(), password: "p".into() })).unwrap();
+    let basic = Client::new(ClientConfig::new(&p.url).with_auth(Auth::Basic {
+        username: "u".into(),
+        password: "p".into(),
+    }))
+    .unwrap();
     basic.get_experiment("0").await.unwrap();
-    let bearer = Client::new(ClientConfig::new(&p.url).with_auth(Auth::Bearer("tok".into()))).unwrap();
+    let bearer =
+        Client::new(ClientConfig::new(&p.url).with_auth(Auth::Bearer("tok".into()))).unwrap();
     bearer.get_experiment("0").await.unwrap();
     let heads = p.heads.lock().unwrap().join("\n").to_ascii_lowercase();
     assert!(heads.contains("authorization: basic dtpw"), "{heads}");

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use tweetflow_mlflow::{
-    Client, ClientConfig, Error, ErrorCode, Metric, Param, RunStatus, RunTag, SearchRuns, DEFAULT_EXPERIMENT_ID,
+    Client, ClientConfig, DEFAULT_EXPERIMENT_ID, Error, ErrorCode, Metric, Param, RunStatus,
+    RunTag, SearchRuns,
 };
 
 use crate::common::{client, config, server, unique};
@@ -34,7 +35,11 @@ async fn experiments_get_create_and_race() {
 
     let by_name = c.get_experiment_by_name(&name).await.unwrap();
     assert_eq!(by_name.experiment_id, id);
-    assert!(by_name.artifact_location.starts_with("mlflow-artifacts:"), "{}", by_name.artifact_location);
+    assert!(
+        by_name.artifact_location.starts_with("mlflow-artifacts:"),
+        "{}",
+        by_name.artifact_location
+    );
     let by_id = c.get_experiment(&id).await.unwrap();
     assert_eq!(by_id.name, name);
 
@@ -43,12 +48,22 @@ async fn experiments_get_create_and_race() {
     assert_eq!(dup.code(), Some(&ErrorCode::ResourceAlreadyExists));
 
     let tagged = unique("exp-tagged");
-    let tid = c.create_experiment(&tagged, &[("team".into(), "nlp".into())]).await.unwrap();
+    let tid = c
+        .create_experiment(&tagged, &[("team".into(), "nlp".into())])
+        .await
+        .unwrap();
     let e = c.get_experiment(&tid).await.unwrap();
-    assert!(e.tags.iter().any(|t| t.key == "team" && t.value == "nlp"), "{:?}", e.tags);
+    assert!(
+        e.tags.iter().any(|t| t.key == "team" && t.value == "nlp"),
+        "{:?}",
+        e.tags
+    );
 
     assert!(c.get_experiment("999999").await.unwrap_err().is_not_found());
-    assert!(matches!(c.create_experiment(" ", &[]).await, Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        c.create_experiment(" ", &[]).await,
+        Err(Error::InvalidInput(_))
+    ));
 
     // A deleted experiment is reported, not silently reused.
     let gone = unique("exp-deleted");
@@ -81,7 +96,11 @@ async fn runs_create_update_get_search_delete() {
     let c = client();
     let exp = c.get_or_create_experiment(&unique("runs")).await.unwrap();
     let run = c
-        .create_run(&exp.experiment_id, Some("first"), &[RunTag::new("kind", "test"), RunTag::new("seed", "1")])
+        .create_run(
+            &exp.experiment_id,
+            Some("first"),
+            &[RunTag::new("kind", "test"), RunTag::new("seed", "1")],
+        )
         .await
         .unwrap();
     assert_eq!(run.info.run_name, "first");
@@ -90,7 +109,10 @@ async fn runs_create_update_get_search_delete() {
     assert_eq!(run.data.tag("kind"), Some("test"));
     let id = run.info.run_id.clone();
 
-    let info = c.update_run(&id, Some(RunStatus::Running), None, Some("renamed")).await.unwrap();
+    let info = c
+        .update_run(&id, Some(RunStatus::Running), None, Some("renamed"))
+        .await
+        .unwrap();
     assert_eq!(info.run_name, "renamed");
     let info = c.end_run(&id, RunStatus::Finished).await.unwrap();
     assert_eq!(info.status, RunStatus::Finished);
@@ -100,25 +122,41 @@ async fn runs_create_update_get_search_delete() {
     assert!(c.end_run(&id, RunStatus::Running).await.is_err());
 
     for i in 0..5 {
-        let r = c.create_run(&exp.experiment_id, Some(&format!("r{i}")), &[]).await.unwrap();
-        c.log_param(&r.info.run_id, "i", &i.to_string()).await.unwrap();
-        c.log_metric(&r.info.run_id, &Metric::new("score", i as f64, 0)).await.unwrap();
+        let r = c
+            .create_run(&exp.experiment_id, Some(&format!("r{i}")), &[])
+            .await
+            .unwrap();
+        c.log_param(&r.info.run_id, "i", &i.to_string())
+            .await
+            .unwrap();
+        c.log_metric(&r.info.run_id, &Metric::new("score", i as f64, 0))
+            .await
+            .unwrap();
     }
     let page = c
-        .search_runs(&SearchRuns::in_experiments([exp.experiment_id.clone()]).filter("params.i = '3'"))
+        .search_runs(
+            &SearchRuns::in_experiments([exp.experiment_id.clone()]).filter("params.i = '3'"),
+        )
         .await
         .unwrap();
     assert_eq!(page.runs.len(), 1);
     assert_eq!(page.runs[0].data.param("i"), Some("3"));
     let all = c
-        .search_all_runs(&SearchRuns::in_experiments([exp.experiment_id.clone()]).max_results(2).order_by("metrics.score DESC"))
+        .search_all_runs(
+            &SearchRuns::in_experiments([exp.experiment_id.clone()])
+                .max_results(2)
+                .order_by("metrics.score DESC"),
+        )
         .await
         .unwrap();
     assert_eq!(all.len(), 6);
     assert_eq!(all[0].data.metric("score"), Some(4.0));
 
     c.delete_run(&id).await.unwrap();
-    let left = c.search_all_runs(&SearchRuns::in_experiments([exp.experiment_id.clone()])).await.unwrap();
+    let left = c
+        .search_all_runs(&SearchRuns::in_experiments([exp.experiment_id.clone()]))
+        .await
+        .unwrap();
     assert_eq!(left.len(), 5);
     assert!(c.search_runs(&SearchRuns::default()).await.is_err());
 }
@@ -126,16 +164,32 @@ async fn runs_create_update_get_search_delete() {
 #[tokio::test]
 async fn missing_resources() {
     let c = client();
-    let e = c.get_run("0123456789abcdef0123456789abcdef").await.unwrap_err();
+    let e = c
+        .get_run("0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap_err();
     assert!(e.is_not_found(), "{e}");
-    let e = c.log_metric("0123456789abcdef0123456789abcdef", &Metric::new("m", 1.0, 0)).await.unwrap_err();
+    let e = c
+        .log_metric(
+            "0123456789abcdef0123456789abcdef",
+            &Metric::new("m", 1.0, 0),
+        )
+        .await
+        .unwrap_err();
     assert!(e.is_not_found(), "{e}");
     let e = c.create_run("987654", None, &[]).await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
     // An unknown route answers HTML: reported as such, not retried.
-    let bad = Client::new(ClientConfig::new(format!("{}/no/such/prefix", server().url))).unwrap();
+    let bad = Client::new(ClientConfig::new(format!(
+        "{}/no/such/prefix",
+        server().url
+    )))
+    .unwrap();
     let e = bad.get_experiment("0").await.unwrap_err();
-    assert!(matches!(e, Error::UnexpectedResponse { status: 404, .. }), "{e}");
+    assert!(
+        matches!(e, Error::UnexpectedResponse { status: 404, .. }),
+        "{e}"
+    );
     assert!(!e.is_retryable());
 }
 
@@ -146,7 +200,11 @@ async fn log_metric_param_tag_and_history() {
     let run = c.create_run(&exp.experiment_id, None, &[]).await.unwrap();
     let id = run.info.run_id.as_str();
 
-    let points = [Metric::at("loss", 0.9, 0, 1_700_000_000_000), Metric::at("loss", 0.5, 1, 1_700_000_000_100), Metric::at("loss", 0.25, 2, 1_700_000_000_200)];
+    let points = [
+        Metric::at("loss", 0.9, 0, 1_700_000_000_000),
+        Metric::at("loss", 0.5, 1, 1_700_000_000_100),
+        Metric::at("loss", 0.25, 2, 1_700_000_000_200),
+    ];
     for p in &points {
         c.log_metric(id, p).await.unwrap();
     }
@@ -165,26 +223,52 @@ async fn log_metric_param_tag_and_history() {
 
     // Changing a param: refused by the client from its own record...
     match c.log_param(id, "lr", "0.02").await.unwrap_err() {
-        Error::ParamChanged { key, logged, attempted, .. } => assert_eq!((key.as_str(), logged.as_str(), attempted.as_str()), ("lr", "0.01", "0.02")),
+        Error::ParamChanged {
+            key,
+            logged,
+            attempted,
+            ..
+        } => assert_eq!(
+            (key.as_str(), logged.as_str(), attempted.as_str()),
+            ("lr", "0.01", "0.02")
+        ),
         e => panic!("{e}"),
     }
-    let e = c.log_batch(id, &[], &[Param::new("lr", "0.03")], &[]).await.unwrap_err();
+    let e = c
+        .log_batch(id, &[], &[Param::new("lr", "0.03")], &[])
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::ParamChanged { .. }), "{e}");
     // ...and by the server for a client that has no record, mapped to the same error.
     let other = client();
     match other.log_param(id, "lr", "0.04").await.unwrap_err() {
-        Error::ParamChanged { key, logged, attempted, .. } => assert_eq!((key.as_str(), logged.as_str(), attempted.as_str()), ("lr", "0.01", "0.04")),
+        Error::ParamChanged {
+            key,
+            logged,
+            attempted,
+            ..
+        } => assert_eq!(
+            (key.as_str(), logged.as_str(), attempted.as_str()),
+            ("lr", "0.01", "0.04")
+        ),
         e => panic!("{e}"),
     }
-    let e = other.log_batch(id, &[], &[Param::new("lr", "0.05")], &[]).await.unwrap_err();
+    let e = other
+        .log_batch(id, &[], &[Param::new("lr", "0.05")], &[])
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::ParamChanged { .. }), "{e}");
-    let e = c.log_batch(id, &[], &[Param::new("x", "1"), Param::new("x", "2")], &[]).await.unwrap_err();
+    let e = c
+        .log_batch(id, &[], &[Param::new("x", "1"), Param::new("x", "2")], &[])
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::ParamChanged { .. }), "{e}");
 
     // Client-side validation.
     for bad in [
         c.log_metric(id, &Metric::new("nan", f64::NAN, 0)).await,
-        c.log_metric(id, &Metric::new("inf", f64::INFINITY, 0)).await,
+        c.log_metric(id, &Metric::new("inf", f64::INFINITY, 0))
+            .await,
         c.log_metric(id, &Metric::new("", 1.0, 0)).await,
         c.log_param(id, "long", &"x".repeat(6001)).await,
         c.log_param(id, "", "v").await,
@@ -193,38 +277,91 @@ async fn log_metric_param_tag_and_history() {
     ] {
         assert!(matches!(bad, Err(Error::InvalidInput(_))), "{bad:?}");
     }
-    let e = c.log_batch(id, &[Metric::new("ok", 1.0, 0), Metric::new("nan", f64::NAN, 1)], &[], &[]).await.unwrap_err();
+    let e = c
+        .log_batch(
+            id,
+            &[Metric::new("ok", 1.0, 0), Metric::new("nan", f64::NAN, 1)],
+            &[],
+            &[],
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::InvalidInput(_)));
-    assert!(c.get_metric_history(id, "ok").await.unwrap().is_empty(), "nothing sent when validation fails");
+    assert!(
+        c.get_metric_history(id, "ok").await.unwrap().is_empty(),
+        "nothing sent when validation fails"
+    );
     c.log_param(id, "long", &"x".repeat(6000)).await.unwrap();
-    assert_eq!(c.get_run(id).await.unwrap().data.param("long").map(str::len), Some(6000));
+    assert_eq!(
+        c.get_run(id)
+            .await
+            .unwrap()
+            .data
+            .param("long")
+            .map(str::len),
+        Some(6000)
+    );
 
     // Opt-in non-finite values travel as MLflow's strings and come back.
     let mut cfg = config();
     cfg.allow_non_finite_metrics = true;
     let lax = Client::new(cfg).unwrap();
-    lax.log_metric(id, &Metric::at("nan", f64::NAN, 0, 5)).await.unwrap();
-    lax.log_batch(id, &[Metric::at("inf", f64::INFINITY, 0, 5), Metric::at("inf", f64::NEG_INFINITY, 1, 6)], &[], &[]).await.unwrap();
+    lax.log_metric(id, &Metric::at("nan", f64::NAN, 0, 5))
+        .await
+        .unwrap();
+    lax.log_batch(
+        id,
+        &[
+            Metric::at("inf", f64::INFINITY, 0, 5),
+            Metric::at("inf", f64::NEG_INFINITY, 1, 6),
+        ],
+        &[],
+        &[],
+    )
+    .await
+    .unwrap();
     let h = c.get_metric_history(id, "nan").await.unwrap();
     assert!(h.len() == 1 && h[0].value.is_nan(), "{h:?}");
     let mut h = c.get_metric_history(id, "inf").await.unwrap();
     h.sort_by_key(|m| m.step);
     // The server stores infinities as the largest finite doubles.
-    assert_eq!(h.iter().map(|m| m.value).collect::<Vec<_>>(), vec![f64::MAX, f64::MIN]);
+    assert_eq!(
+        h.iter().map(|m| m.value).collect::<Vec<_>>(),
+        vec![f64::MAX, f64::MIN]
+    );
 }
 
 #[tokio::test]
 async fn log_batch_splits_to_server_limits() {
     let c = client();
     let exp = c.get_or_create_experiment(&unique("batch")).await.unwrap();
-    let run = c.create_run(&exp.experiment_id, Some("batch"), &[]).await.unwrap();
+    let run = c
+        .create_run(&exp.experiment_id, Some("batch"), &[])
+        .await
+        .unwrap();
     let id = run.info.run_id.as_str();
-    let metrics: Vec<Metric> = (0..2500).map(|i| Metric::at(format!("m{}", i % 5), i as f64 / 10.0, (i / 5) as i64, 1_000 + i as i64)).collect();
-    let params: Vec<Param> = (0..250).map(|i| Param::new(format!("p{i:03}"), format!("v{i}"))).collect();
-    let tags: Vec<RunTag> = (0..150).map(|i| RunTag::new(format!("t{i:03}"), format!("w{i}"))).collect();
+    let metrics: Vec<Metric> = (0..2500)
+        .map(|i| {
+            Metric::at(
+                format!("m{}", i % 5),
+                i as f64 / 10.0,
+                (i / 5) as i64,
+                1_000 + i as i64,
+            )
+        })
+        .collect();
+    let params: Vec<Param> = (0..250)
+        .map(|i| Param::new(format!("p{i:03}"), format!("v{i}")))
+        .collect();
+    let tags: Vec<RunTag> = (0..150)
+        .map(|i| RunTag::new(format!("t{i:03}"), format!("w{i}")))
+        .collect();
     let report = c.log_batch(id, &metrics, &params, &tags).await.unwrap();
     assert_eq!(report.requests, 3, "{report:?}");
-    assert_eq!((report.metrics, report.params, report.tags), (2500, 250, 150));
+    assert_eq!(
+        (report.metrics, report.params, report.tags),
+        (2500, 250, 150)
+    );
 
     let got = c.get_run(id).await.unwrap();
     assert_eq!(got.data.params.len(), 250);
@@ -238,18 +375,28 @@ async fn log_batch_splits_to_server_limits() {
     for k in 0..5 {
         let mut h = c.get_metric_history(id, &format!("m{k}")).await.unwrap();
         h.sort_by_key(|m| m.step);
-        let want: Vec<Metric> = metrics.iter().filter(|m| m.key == format!("m{k}")).cloned().collect();
+        let want: Vec<Metric> = metrics
+            .iter()
+            .filter(|m| m.key == format!("m{k}"))
+            .cloned()
+            .collect();
         assert_eq!(h, want);
         total += h.len();
     }
     assert_eq!(total, 2500);
 
     // Re-sending the same params is skipped; only the new one goes out.
-    let again = c.log_batch(id, &[], &[params[0].clone(), Param::new("new", "1")], &[]).await.unwrap();
+    let again = c
+        .log_batch(id, &[], &[params[0].clone(), Param::new("new", "1")], &[])
+        .await
+        .unwrap();
     assert_eq!((again.requests, again.params), (1, 1));
     // Concurrent variant.
     let more: Vec<Metric> = (0..3000).map(|i| Metric::at("c", i as f64, i, 7)).collect();
-    let r = c.log_batch_concurrent(id, &more, &[], &[], 3).await.unwrap();
+    let r = c
+        .log_batch_concurrent(id, &more, &[], &[], 3)
+        .await
+        .unwrap();
     assert_eq!(r.requests, 3);
     assert_eq!(c.get_metric_history(id, "c").await.unwrap().len(), 3000);
 }
