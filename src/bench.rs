@@ -78,37 +78,42 @@ pub async fn engine(registry: Arc<Registry>, n: usize) -> anyhow::Result<()> {
     println!("engine benchmark: {n} no-op tasks per DAG, run store on disk, max_parallel = cores");
     println!(
         "{:<8} {:>10} {:>12} {:>14} {:>16} {:>14}",
-        "shape", "wall", "tasks/s", "overhead/task", "vs bare tokio", "RSS growth"
+        "shape", "wall", "tasks/s", "overhead/task", "vs bare tokio", "peak heap"
     );
     for shape in [Shape::Wide, Shape::Deep, Shape::Layered] {
         let pipeline = generate(n, shape);
-        let before = rss_kib("VmRSS:");
+        let base = crate::alloc::live_bytes();
+        crate::alloc::reset_peak();
         let start = Instant::now();
         let record = engine.run(pipeline, "bench", "", RunOptions::default()).await?;
         let wall = start.elapsed();
-        let after = rss_kib("VmRSS:");
+        let peak = crate::alloc::peak_bytes().saturating_sub(base);
         anyhow::ensure!(record.status == RunStatus::Succeeded, "bench run {shape:?} did not succeed");
         let per_task = wall.as_secs_f64() / n as f64;
         println!(
-            "{:<8} {:>9.3}s {:>12.0} {:>11.1} µs {:>15.1}x {:>11} KiB",
+            "{:<8} {:>9.3}s {:>12.0} {:>11.1} µs {:>15.1}x {:>10.1} MiB",
             format!("{shape:?}").to_lowercase(),
             wall.as_secs_f64(),
             n as f64 / wall.as_secs_f64(),
             per_task * 1e6,
             wall.as_secs_f64() / bare.as_secs_f64().max(1e-9),
-            after.saturating_sub(before),
+            peak as f64 / (1024.0 * 1024.0),
         );
     }
-    // Memory per task at two sizes: roughly equal numbers mean linear growth.
-    println!("\nmemory growth per task (wide DAGs, RSS delta / tasks):");
-    for size in [n / 10, n] {
-        let size = size.max(1);
-        let before = rss_kib("VmRSS:");
+    // Peak heap during runs of two sizes: equal bytes per task mean linear growth.
+    println!("\npeak heap per task during a run (wide DAGs):");
+    let mut per_task = Vec::new();
+    for size in [(n / 10).max(1), n] {
+        let base = crate::alloc::live_bytes();
+        crate::alloc::reset_peak();
         let record = engine.run(generate(size, Shape::Wide), "bench", "", RunOptions::default()).await?;
         anyhow::ensure!(record.status == RunStatus::Succeeded, "memory run did not succeed");
-        let after = rss_kib("VmRSS:");
-        println!("  {size:>7} tasks: {:>8.2} KiB/task (held until the run record is dropped)", (after.saturating_sub(before)) as f64 / size as f64);
-        drop(record);
+        let bytes = crate::alloc::peak_bytes().saturating_sub(base) as f64 / size as f64;
+        per_task.push(bytes);
+        println!("  {size:>7} tasks: {:>8.2} KiB/task", bytes / 1024.0);
+    }
+    if let [small, large] = per_task[..] {
+        println!("  ratio large/small per task: {:.2} (1.0 = linear)", large / small.max(1.0));
     }
     println!("\npeak RSS: {} MiB; bare tokio spawn+join of {n} futures: {:.1} µs/task", rss_kib("VmHWM:") / 1024, bare.as_secs_f64() * 1e6 / n as f64);
     Ok(())

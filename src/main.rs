@@ -1,5 +1,6 @@
 //! `tweetflow`: validate, run, inspect and benchmark pipelines.
 
+mod alloc;
 mod bench;
 mod cli;
 mod commands;
@@ -8,6 +9,9 @@ mod table;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 /// Exit codes: 0 success, 1 a task failed, 2 invalid pipeline or usage, 130 cancelled.
 pub mod exit {
@@ -23,6 +27,11 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if matches!(cli.command, cli::Command::Bench { .. }) && std::env::var_os("RUST_LOG").is_none() {
+        // Benchmarks measure the engine, not the terminal.
+        // SAFETY: single-threaded here: the runtime is not started yet.
+        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    }
     tweetflow_engine::logging::init(cli.log_format.into());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
