@@ -423,3 +423,21 @@ pub fn model_tags(tags: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_id_from_source() {
+        let run = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            run_id_of_artifact_path(&format!("1/{run}/artifacts/model")),
+            Some(run.to_string())
+        );
+        assert_eq!(run_id_of_artifact_path("1/models/m-123/artifacts"), None);
+        assert_eq!(run_id_of_artifact_path("1"), None);
+        assert_eq!(canonical_stage("production").unwrap(), "Production");
+        assert!(canonical_stage("prod").is_err());
+    }
+}
