@@ -194,4 +194,18 @@ async fn registry_round_trip() {
         c.download_model("models:/oops", &dest).await,
         Err(Error::InvalidUri { .. })
     ));
+
+    c.delete_registered_model(&name).await.unwrap();
+    assert!(
+        c.get_registered_model(&name)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        c.get_model_version(&name, "1")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 }
