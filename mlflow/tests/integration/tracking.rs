@@ -384,6 +384,9 @@ async fn log_batch_splits_to_server_limits() {
         total += h.len();
     }
     assert_eq!(total, 2500);
+    // Re-sending points (what a retry after a lost answer does) stores them once.
+    c.log_batch(id, &metrics[..50], &[], &[]).await.unwrap();
+    assert_eq!(c.get_metric_history(id, "m0").await.unwrap().len(), 500);
 
     // Re-sending the same params is skipped; only the new one goes out.
     let again = c
