@@ -228,7 +228,7 @@ impl Client {
     /// Points an alias at a version (moving it if it pointed elsewhere).
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
         validation::non_empty("registered model name", name)?;
-        validation::non_empty("alias", alias)?;
+        validation::alias(alias)?;
         validation::non_empty("model version", version)?;
         let body = json!({"name": name, "alias": alias, "version": version});
         let _: Empty = self

@@ -122,6 +122,10 @@ async fn registry_round_trip() {
             .iter()
             .any(|a| a.alias == "challenger" && a.version == "2")
     );
+    assert!(matches!(
+        c.set_alias(&name, "v2", "2").await,
+        Err(Error::InvalidInput(_))
+    ));
     c.delete_alias(&name, "challenger").await.unwrap();
     let e = c
         .get_model_version_by_alias(&name, "challenger")
