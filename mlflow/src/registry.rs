@@ -192,6 +192,48 @@ impl Client {
         Ok(a.model_version)
     }
 
+    /// Polls a version until its registration is done: `Ok` once `READY`, an error on
+    /// `FAILED_REGISTRATION` or after `timeout`. The SQL store registers synchronously; remote
+    /// registries may answer `PENDING_REGISTRATION` first.
+    pub async fn wait_model_version_ready(
+        &self,
+        name: &str,
+        version: &str,
+        timeout: std::time::Duration,
+    ) -> Result<ModelVersion> {
+        let start = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            let mv = self.get_model_version(name, version).await?;
+            match mv.status.as_deref() {
+                None | Some("READY") => return Ok(mv),
+                Some("FAILED_REGISTRATION") => {
+                    return Err(Error::Api {
+                        code: ErrorCode::InvalidState,
+                        message: format!(
+                            "registration of {name} version {version} failed: {}",
+                            mv.status_message.as_deref().unwrap_or("no message")
+                        ),
+                        status: 400,
+                        endpoint: "model-versions/get".into(),
+                    });
+                }
+                Some(other) if start.elapsed() >= timeout => {
+                    return Err(Error::Timeout {
+                        endpoint: format!(
+                            "model-versions/get ({name} version {version} still {other})"
+                        ),
+                        timeout,
+                    });
+                }
+                Some(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
     /// All versions matching a filter (e.g. `name='sentiment'`), following the pages.
     pub async fn search_model_versions(&self, filter: &str) -> Result<Vec<ModelVersion>> {
         let mut out = Vec::new();

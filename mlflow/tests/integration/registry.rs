@@ -80,6 +80,11 @@ async fn registry_round_trip() {
             .is_err()
     );
 
+    let ready = c
+        .wait_model_version_ready(&name, "3", std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(ready.status.as_deref(), Some("READY"));
     let g = c.get_model_version(&name, "2").await.unwrap();
     assert_eq!(g.source, v2.source);
     assert!(g.tags.iter().any(|t| t.key == "k" && t.value == "v"));
