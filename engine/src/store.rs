@@ -573,6 +573,7 @@ mod tests {
                 })
                 .collect(),
             spec_hash: "h".into(),
+            schedule: None,
         }
     }
 
