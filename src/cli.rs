@@ -63,6 +63,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Run pipelines on their cron schedules (a long-running daemon), or print next fire times.
+    Schedule {
+        /// Pipeline files, or directories whose scheduled `*.yaml` pipelines are all run.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the next N fire times of each pipeline (in its zone and UTC) and exit.
+        #[arg(long, value_name = "N")]
+        next: Option<usize>,
+        /// On SIGTERM/SIGINT: how long active runs may take to finish before they are cancelled.
+        #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+        grace: std::time::Duration,
+    },
     /// Inspect recorded runs.
     Runs {
         #[command(subcommand)]
@@ -104,6 +116,10 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    tweetflow_engine::duration::parse_duration(text)
+}
+
 fn parse_param(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
@@ -130,6 +146,11 @@ pub enum RunsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Ask the process executing a run to cancel it.
+    Cancel {
+        /// The run id.
+        run_id: String,
     },
     /// Show one run.
     Show {
