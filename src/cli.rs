@@ -114,6 +114,18 @@ pub struct RunArgs {
     /// Print the run record as JSON instead of the summary table.
     #[arg(long)]
     pub json: bool,
+    /// Streaming mode: run again as micro-batches when new files land or each interval.
+    #[arg(long, conflicts_with = "resume")]
+    pub watch: bool,
+    /// With --watch: longest wait between batches.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_arg, requires = "watch")]
+    pub interval: std::time::Duration,
+    /// With --watch: stop after this long without new data.
+    #[arg(long, value_parser = parse_duration_arg, requires = "watch")]
+    pub until_idle: Option<std::time::Duration>,
+    /// With --watch: another directory whose new files start a batch (repeatable).
+    #[arg(long, requires = "watch")]
+    pub watch_path: Vec<PathBuf>,
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {

@@ -133,6 +133,9 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
             }
         }
         let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        if args.watch {
+            return watch(&engine, &pipeline, &file.display().to_string(), &text, options, &args).await;
+        }
         engine.run(pipeline, &file.display().to_string(), &text, options).await
     };
     let record = match result {
@@ -152,6 +155,31 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
         RunStatus::Succeeded => exit::OK,
         RunStatus::Cancelled => exit::CANCELLED,
         RunStatus::Failed | RunStatus::Running => exit::FAILED,
+    })
+}
+
+async fn watch(engine: &Engine, pipeline: &tweetflow_engine::Pipeline, file: &str, text: &str, options: RunOptions, args: &RunArgs) -> anyhow::Result<u8> {
+    let watch_options = tweetflow_engine::watch::WatchOptions {
+        interval: args.interval,
+        until_idle: args.until_idle,
+        paths: args.watch_path.clone(),
+    };
+    let summary = tweetflow_engine::watch::watch(engine, pipeline, file, text, options, watch_options).await?;
+    let rows: Vec<Vec<String>> = summary
+        .batches
+        .iter()
+        .enumerate()
+        .map(|(i, r)| vec![(i + 1).to_string(), r.run_id.clone(), r.status.as_str().to_string(), human(r.duration())])
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary.batches)?);
+    } else {
+        print!("{}", table::render(&["BATCH", "RUN", "STATUS", "DURATION"], &rows));
+    }
+    Ok(match summary.batches.last().map(|r| r.status) {
+        _ if summary.cancelled => exit::CANCELLED,
+        Some(RunStatus::Succeeded) | None => exit::OK,
+        Some(_) => exit::FAILED,
     })
 }
 

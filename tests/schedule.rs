@@ -129,3 +129,32 @@ fn runs_cancel_stops_a_run_in_another_process() {
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rec["status"], "cancelled");
 }
+
+#[test]
+fn watch_mode_runs_a_batch_when_files_land_and_stops_when_idle() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.path().join("landing")).unwrap();
+    sb.write(
+        "p.yaml",
+        r#"
+name: stream
+tasks:
+  collect: { type: command, with: { argv: [sh, -c, 'ls landing | sort > seen.txt; echo batch >> batches.log; cat seen.txt'] } }
+"#,
+    );
+    let child = sb.spawn(&["run", "p.yaml", "--watch", "--watch-path", "landing", "--interval", "30s", "--until-idle", "3s", "--json"]);
+    let batches = || std::fs::read_to_string(sb.path().join("batches.log")).map_or(0, |s| s.lines().count());
+    let seen = || std::fs::read_to_string(sb.path().join("seen.txt")).unwrap_or_default();
+    assert!(wait_for(Duration::from_secs(20), || batches() >= 1), "first batch");
+    for name in ["a.json", "b.json"] {
+        sb.write(&format!("landing/{name}"), "{}\n");
+        // Well before the 30 s interval: the new file itself starts the batch.
+        assert!(wait_for(Duration::from_secs(15), || seen().contains(name)), "{name} was not picked up by a batch");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stops by itself when idle: {}", String::from_utf8_lossy(&out.stderr));
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), batches(), "one recorded run per batch");
+    assert!(runs.iter().all(|r| r["status"] == "succeeded" && r["tags"]["watch_session"] == runs[0]["tags"]["watch_session"]));
+    assert_eq!(seen(), "a.json\nb.json\n");
+}
