@@ -46,6 +46,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// The engine with the run observers the build ships (MLflow).
+pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
+    Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns))
+}
+
 /// Loads a pipeline, printing its problems to stderr when it is invalid.
 pub(crate) fn load_or_report(registry: &Registry, file: &Path, params: &[(String, String)]) -> Option<tweetflow_engine::Pipeline> {
     let options = LoadOptions { registry, param_overrides: params, env: &process_env };
@@ -106,7 +111,7 @@ fn tasks(registry: &Registry, json: bool) -> anyhow::Result<u8> {
 }
 
 async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow::Result<u8> {
-    let engine = Engine::new(registry.clone(), runs_dir);
+    let engine = new_engine(registry, runs_dir);
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let options = RunOptions {
@@ -150,6 +155,9 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print!("{}", summary(&record));
+        if let Some(link) = tweetflow_tasks::mlflow_runs::MlflowRunLink::read(&engine.store().run_dir(&record.run_id)) {
+            println!("MLflow run: {}", link.url);
+        }
     }
     Ok(match record.status {
         RunStatus::Succeeded => exit::OK,

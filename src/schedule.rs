@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tweetflow_engine::cron::{parse_zone, CronExpr};
 use tweetflow_engine::scheduler::{resolve_overlap, LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock};
 use tweetflow_engine::spec::Overlap;
-use tweetflow_engine::{Engine, Pipeline, Registry, RunStore};
+use tweetflow_engine::{Pipeline, Registry, RunStore};
 
 use crate::commands::{load_or_report, spawn_signal_handler};
 use crate::exit;
@@ -66,7 +66,7 @@ pub async fn schedule(registry: &Arc<Registry>, runs_dir: &Path, paths: &[PathBu
     }
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let engine = Engine::new(registry.clone(), runs_dir);
+    let engine = crate::commands::new_engine(registry, runs_dir);
     let names: Vec<&str> = scheduled.iter().map(|s| s.pipeline.name.as_str()).collect();
     eprintln!("scheduling {}; stop with Ctrl-C or SIGTERM (grace {:?})", names.join(", "), grace);
     match Scheduler::new(engine, Arc::new(SystemClock)).run(scheduled, shutdown, grace).await {

@@ -25,6 +25,7 @@ use crate::cache::{cache_key, Cache, CacheEntry};
 use crate::duration::format_duration;
 use crate::error::EngineError;
 use crate::logging;
+use crate::observer::{pending_tag, RunObserver};
 use crate::registry::Registry;
 use crate::retry;
 use crate::spec::Pipeline;
@@ -70,6 +71,7 @@ pub struct Engine {
     registry: Arc<Registry>,
     store: RunStore,
     cache: Cache,
+    observers: Vec<Arc<dyn RunObserver>>,
 }
 
 impl Engine {
@@ -77,7 +79,13 @@ impl Engine {
     pub fn new(registry: Arc<Registry>, runs_dir: impl Into<PathBuf>) -> Self {
         let store = RunStore::new(runs_dir);
         let cache = Cache::new(store.root().join(".cache"));
-        Engine { registry, store, cache }
+        Engine { registry, store, cache, observers: Vec::new() }
+    }
+
+    /// Adds an observer told about every run it wants.
+    pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observers.push(observer);
+        self
     }
 
     /// The registry of task types.
@@ -103,7 +111,9 @@ impl Engine {
     /// Resumes run `run_id`: tasks that succeeded keep their outputs; the others run again.
     pub async fn resume(&self, run_id: &str, options: RunOptions) -> Result<RunRecord, EngineError> {
         let (handle, pipeline) = self.store.reopen(run_id)?;
-        if handle.record().status == RunStatus::Succeeded {
+        let record = handle.record();
+        let pending = record.tags.keys().any(|k| k.ends_with(".pending"));
+        if record.status == RunStatus::Succeeded && !pending {
             return Err(EngineError::NotResumable { run_id: run_id.into(), reason: "it already succeeded".into() });
         }
         for task in &pipeline.tasks {
@@ -149,8 +159,30 @@ impl Engine {
             run_dir,
             run_span: run_span.clone(),
         });
-        let result = schedule(&shared, &options, &cancel, &run_cancel, resumed).instrument(run_span).await;
+        let observers: Vec<Arc<dyn RunObserver>> = self.observers.iter().filter(|o| o.wants(&pipeline)).cloned().collect();
+        let start_record = shared.lock_handle().record().clone();
+        for o in &observers {
+            // A failure here is retried by `run_finished`, whose outcome decides `.pending`.
+            if let Err(e) = o.run_started(&shared.run_dir, &pipeline, &start_record).instrument(run_span.clone()).await {
+                warn!(observer = o.name(), error = %e, "observer could not record the start");
+            }
+        }
+        let result = schedule(&shared, &options, &cancel, &run_cancel, resumed).instrument(run_span.clone()).await;
         watcher.abort();
+        let end_record = shared.lock_handle().record().clone();
+        for o in &observers {
+            let outcome = o.run_finished(&shared.run_dir, &pipeline, &end_record).instrument(run_span.clone()).await;
+            let mut handle = shared.lock_handle();
+            match outcome.err() {
+                Some(e) => {
+                    warn!(observer = o.name(), error = %e, "observer failed; `--resume` retries it");
+                    handle.tags_mut().insert(pending_tag(o.name()), e);
+                }
+                None => {
+                    handle.tags_mut().remove(&pending_tag(o.name()));
+                }
+            }
+        }
         let mut handle = shared.lock_handle();
         handle.snapshot()?;
         if let Some(e) = shared.store_error.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -30,6 +30,7 @@ pub mod executor;
 pub mod graph;
 pub mod interpolate;
 pub mod logging;
+pub mod observer;
 pub mod registry;
 pub mod retry;
 pub mod scheduler;

@@ -38,6 +38,18 @@ pub struct Pipeline {
     /// When the scheduler runs the pipeline.
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// Where runs are logged in MLflow.
+    #[serde(default)]
+    pub mlflow: Option<MlflowSpec>,
+}
+
+/// The `mlflow:` section: each run of the pipeline becomes an MLflow run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MlflowSpec {
+    /// The experiment (default: `MLFLOW_EXPERIMENT_NAME`, else the pipeline's name).
+    pub experiment: Option<String>,
+    /// The tracking server (default: `MLFLOW_TRACKING_URI`).
+    pub tracking_uri: Option<String>,
 }
 
 /// What the scheduler does when a tick comes while a run of the same pipeline is active.
@@ -205,7 +217,8 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-const TOP_KEYS: &[&str] = &["name", "description", "params", "defaults", "tasks", "schedule"];
+const TOP_KEYS: &[&str] = &["name", "description", "params", "defaults", "tasks", "schedule", "mlflow"];
+const MLFLOW_KEYS: &[&str] = &["experiment", "tracking_uri"];
 const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "overlap", "catchup", "max_catchup", "start_deadline"];
 const DEFAULT_KEYS: &[&str] = &["retries", "timeout", "cache"];
 const TASK_KEYS: &[&str] = &["type", "description", "depends_on", "with", "retries", "timeout", "cache"];
@@ -291,7 +304,10 @@ impl Loader<'_, '_> {
             }
         };
         let schedule = get("schedule").and_then(|s| self.schedule(s));
+        let plain: BTreeMap<String, Json> = params.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+        let mlflow = get("mlflow").and_then(|m| self.mlflow(m, &plain));
         Some(Pipeline {
+            mlflow,
             schedule,
             name: name?,
             description,
@@ -552,6 +568,31 @@ impl Loader<'_, '_> {
             None => None,
         };
         ok.then_some(ScheduleSpec { cron, timezone, overlap, catchup, max_catchup, start_deadline })
+    }
+
+    fn mlflow(&mut self, node: &Node, params: &BTreeMap<String, Json>) -> Option<MlflowSpec> {
+        let mut node = node.clone();
+        if !self.interpolate_checked(&mut node, params) {
+            return None;
+        }
+        if node.value == Value::Null {
+            return Some(MlflowSpec::default());
+        }
+        let Some(entries) = node.as_map() else {
+            self.error(node.span, format!("`mlflow` must be a mapping, found {}", node.kind())).hint =
+                Some("for example `mlflow: { experiment: tweet_sentiment }`".into());
+            return None;
+        };
+        self.unknown_keys(entries, MLFLOW_KEYS, "mlflow");
+        let mut spec = MlflowSpec::default();
+        for (key, value) in entries {
+            match key.as_str() {
+                Some("experiment") => spec.experiment = self.string(value, "experiment"),
+                Some("tracking_uri") => spec.tracking_uri = self.string(value, "tracking_uri"),
+                _ => {}
+            }
+        }
+        Some(spec)
     }
 
     fn enum_error(&mut self, node: &Node, what: &str, options: &[&str]) {

@@ -635,6 +635,7 @@ mod tests {
                 .collect(),
             spec_hash: "h".into(),
             schedule: None,
+            mlflow: None,
         }
     }
 

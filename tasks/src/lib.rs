@@ -8,6 +8,7 @@
 //! | `noop`    | does nothing (placeholders, joins, engine benchmarks)           |
 
 pub mod command;
+pub mod mlflow_runs;
 pub mod noop;
 
 use tweetflow_engine::Registry;

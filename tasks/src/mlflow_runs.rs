@@ -1,0 +1,166 @@
+//! Pipeline runs as MLflow runs: a [`RunObserver`] that creates one MLflow run per pipeline
+//! run (named `<pipeline>-<run id>`, tagged with the run id, pipeline, spec hash and git
+//! commit), logs the params, one duration and one attempts metric per task, and ends it
+//! FINISHED / FAILED / KILLED like the pipeline run.
+//!
+//! It is on when the pipeline has an `mlflow:` section or `MLFLOW_TRACKING_URI` is set. The
+//! MLflow run id is kept in `runs/<run_id>/mlflow.json`, so a resumed run logs into the same
+//! MLflow run; if the server is down, the engine marks the run `mlflow.pending` and
+//! `tweetflow run --resume RUN_ID` logs what was missed.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tweetflow_engine::observer::RunObserver;
+use tweetflow_engine::task::BoxFuture;
+use tweetflow_engine::{Pipeline, RunRecord, RunStatus};
+use tweetflow_mlflow::{Client, ClientConfig, Metric, Param, RunStatus as MlflowStatus, RunTag};
+
+/// Where a pipeline run lives in MLflow (`runs/<run_id>/mlflow.json`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MlflowRunLink {
+    /// The tracking server.
+    pub tracking_uri: String,
+    /// The experiment id.
+    pub experiment_id: String,
+    /// The MLflow run id.
+    pub run_id: String,
+    /// The run's page in the MLflow UI.
+    pub url: String,
+    /// Whether the final state was logged.
+    pub complete: bool,
+}
+
+impl MlflowRunLink {
+    /// Reads the link of a run directory, if the run was logged.
+    pub fn read(run_dir: &Path) -> Option<MlflowRunLink> {
+        serde_json::from_slice(&std::fs::read(run_dir.join("mlflow.json")).ok()?).ok()
+    }
+
+    fn write(&self, run_dir: &Path) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        tweetflow_engine::store::write_atomic(&run_dir.join("mlflow.json"), &bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// The MLflow observer.
+#[derive(Default)]
+pub struct MlflowRuns;
+
+fn enabled(pipeline: &Pipeline) -> bool {
+    pipeline.mlflow.is_some() || std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty())
+}
+
+fn client_for(pipeline: &Pipeline) -> Result<Client, String> {
+    let mut config = ClientConfig::from_env().map_err(|e| e.to_string())?;
+    if let Some(uri) = pipeline.mlflow.as_ref().and_then(|m| m.tracking_uri.clone()) {
+        config.tracking_uri = uri;
+    }
+    Client::new(config).map_err(|e| e.to_string())
+}
+
+fn experiment_name(pipeline: &Pipeline) -> String {
+    pipeline
+        .mlflow
+        .as_ref()
+        .and_then(|m| m.experiment.clone())
+        .or_else(|| std::env::var("MLFLOW_EXPERIMENT_NAME").ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| pipeline.name.clone())
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The MLflow run of `record`: the linked one, or a new one.
+async fn ensure_run(client: &Client, run_dir: &Path, pipeline: &Pipeline, record: &RunRecord) -> Result<MlflowRunLink, String> {
+    if let Some(link) = MlflowRunLink::read(run_dir) {
+        client.update_run(&link.run_id, Some(MlflowStatus::Running), None, None).await.map_err(|e| e.to_string())?;
+        return Ok(link);
+    }
+    let experiment = client.get_or_create_experiment(&experiment_name(pipeline)).await.map_err(|e| e.to_string())?;
+    let mut tags = vec![
+        RunTag::new("tweetflow.run_id", record.run_id.clone()),
+        RunTag::new("tweetflow.pipeline", pipeline.name.clone()),
+        RunTag::new("tweetflow.spec_hash", pipeline.spec_hash.clone()),
+        RunTag::new("tweetflow.pipeline_file", record.pipeline_file.clone()),
+    ];
+    if let Some(commit) = git_commit() {
+        tags.push(RunTag::new("mlflow.source.git.commit", commit.clone()));
+        tags.push(RunTag::new("tweetflow.git_commit", commit));
+    }
+    for (k, v) in &record.tags {
+        if !k.ends_with(".pending") {
+            tags.push(RunTag::new(format!("tweetflow.{k}"), v.clone()));
+        }
+    }
+    let name = format!("{}-{}", pipeline.name, record.run_id);
+    let run = client.create_run(&experiment.experiment_id, Some(&name), &tags).await.map_err(|e| e.to_string())?;
+    let base = client.tracking_uri().as_str().trim_end_matches('/').to_string();
+    let link = MlflowRunLink {
+        tracking_uri: base.clone(),
+        experiment_id: experiment.experiment_id.clone(),
+        run_id: run.info.run_id.clone(),
+        url: format!("{base}/#/experiments/{}/runs/{}", experiment.experiment_id, run.info.run_id),
+        complete: false,
+    };
+    link.write(run_dir)?;
+    Ok(link)
+}
+
+fn metrics(record: &RunRecord) -> Vec<Metric> {
+    let mut out = Vec::new();
+    for (id, task) in record.ordered_tasks() {
+        if let Some(d) = task.duration() {
+            out.push(Metric::new(format!("task.{id}.duration_s"), d.as_secs_f64(), 0));
+        }
+        out.push(Metric::new(format!("task.{id}.attempts"), task.attempts.len() as f64, 0));
+    }
+    let succeeded = record.tasks.values().filter(|t| t.status.is_success()).count();
+    out.push(Metric::new("run.duration_s", record.duration().as_secs_f64(), 0));
+    out.push(Metric::new("run.tasks_succeeded", succeeded as f64, 0));
+    out.push(Metric::new("run.tasks_failed", (record.tasks.len() - succeeded) as f64, 0));
+    out
+}
+
+impl RunObserver for MlflowRuns {
+    fn name(&self) -> &'static str {
+        "mlflow"
+    }
+
+    fn wants(&self, pipeline: &Pipeline) -> bool {
+        enabled(pipeline)
+    }
+
+    fn run_started<'a>(&'a self, run_dir: &'a Path, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let client = client_for(pipeline)?;
+            let link = ensure_run(&client, run_dir, pipeline, record).await?;
+            tracing::info!(url = %link.url, "MLflow run");
+            Ok(())
+        })
+    }
+
+    fn run_finished<'a>(&'a self, run_dir: &'a Path, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let client = client_for(pipeline)?;
+            let mut link = ensure_run(&client, run_dir, pipeline, record).await?;
+            let params: Vec<Param> = record.params.iter().map(|(k, v)| Param::new(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+            // Params are immutable in MLflow: on a resume they are already there.
+            let existing = client.get_run(&link.run_id).await.map_err(|e| e.to_string())?;
+            let logged: std::collections::HashSet<String> = existing.data.params.iter().map(|p| p.key.clone()).collect();
+            let params: Vec<Param> = params.into_iter().filter(|p| !logged.contains(&p.key)).collect();
+            client.log_batch(&link.run_id, &metrics(record), &params, &[]).await.map_err(|e| e.to_string())?;
+            let status = match record.status {
+                RunStatus::Succeeded => MlflowStatus::Finished,
+                RunStatus::Failed | RunStatus::Running => MlflowStatus::Failed,
+                RunStatus::Cancelled => MlflowStatus::Killed,
+            };
+            client.end_run(&link.run_id, status).await.map_err(|e| e.to_string())?;
+            link.complete = true;
+            link.write(run_dir)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! Pipeline runs logged to a real MLflow server: tags, metrics, params and status; MLflow
+//! down loses nothing and `--resume` logs what was missed.
+
+mod common;
+
+use common::Sandbox;
+use tweetflow_mlflow::{Client, ClientConfig};
+
+fn client(url: &str) -> Client {
+    Client::new(ClientConfig::new(url)).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn link(sb: &Sandbox, run_id: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(sb.runs().join(run_id).join("mlflow.json")).expect("mlflow.json")).unwrap()
+}
+
+const PIPELINE: &str = r#"
+name: logged
+params:
+  size: 3
+mlflow:
+  experiment: tweetflow-e2e-${env.TEST_EXPERIMENT_SUFFIX:-x}
+tasks:
+  first: { type: command, with: { argv: [sh, -c, 'echo one'] } }
+  second: { type: command, depends_on: [first], with: { argv: [sh, -c, 'exit ${env.SECOND_EXIT:-0}'] } }
+"#;
+
+#[test]
+fn each_pipeline_run_is_an_mlflow_run_with_tags_metrics_and_status() {
+    let server = tweetflow_mlflow::test_server::server();
+    let sb = Sandbox::new();
+    sb.write("p.yaml", PIPELINE);
+    let suffix = format!("{}", std::process::id());
+    let out = sb.cmd(&["run", "p.yaml", "--json"]).env("MLFLOW_TRACKING_URI", &server.url).env("TEST_EXPERIMENT_SUFFIX", &suffix).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run_id = rec["run_id"].as_str().unwrap();
+    let l = link(&sb, run_id);
+    assert_eq!(l["complete"], true);
+
+    let rt = runtime();
+    let c = client(&server.url);
+    let run = rt.block_on(c.get_run(l["run_id"].as_str().unwrap())).unwrap();
+    assert_eq!(format!("{:?}", run.info.status), "Finished");
+    let tag = |k: &str| run.data.tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
+    assert_eq!(tag("tweetflow.run_id").as_deref(), Some(run_id));
+    assert_eq!(tag("tweetflow.pipeline").as_deref(), Some("logged"));
+    assert_eq!(tag("tweetflow.spec_hash").as_deref(), rec["spec_hash"].as_str());
+    assert_eq!(tag("mlflow.runName"), Some(format!("logged-{run_id}")));
+    let metric = |k: &str| run.data.metrics.iter().find(|m| m.key == k).map(|m| m.value);
+    assert_eq!(metric("task.first.attempts"), Some(1.0));
+    assert_eq!(metric("task.second.attempts"), Some(1.0));
+    assert!(metric("task.first.duration_s").is_some_and(|d| d >= 0.0));
+    assert_eq!(metric("run.tasks_succeeded"), Some(2.0));
+    assert!(run.data.params.iter().any(|p| p.key == "size" && p.value == "3"));
+    let exp = rt.block_on(c.get_experiment_by_name(&format!("tweetflow-e2e-{suffix}"))).unwrap();
+    assert_eq!(exp.experiment_id, l["experiment_id"].as_str().unwrap());
+
+    // A failing run ends FAILED.
+    let out = sb.cmd(&["run", "p.yaml", "--json"]).env("MLFLOW_TRACKING_URI", &server.url).env("TEST_EXPERIMENT_SUFFIX", &suffix).env("SECOND_EXIT", "4").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = link(&sb, rec["run_id"].as_str().unwrap());
+    let run = rt.block_on(c.get_run(l["run_id"].as_str().unwrap())).unwrap();
+    assert_eq!(format!("{:?}", run.info.status), "Failed");
+}
+
+#[test]
+fn mlflow_down_loses_nothing_and_resume_logs_what_was_missed() {
+    let server = tweetflow_mlflow::test_server::server();
+    let sb = Sandbox::new();
+    sb.write("p.yaml", PIPELINE);
+    let dead = format!("http://127.0.0.1:{}", tweetflow_mlflow::test_server::free_port());
+    let out = sb
+        .cmd(&["run", "p.yaml", "--json"])
+        .env("MLFLOW_TRACKING_URI", &dead)
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .env("TEST_EXPERIMENT_SUFFIX", "down")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the pipeline itself succeeds: {}", String::from_utf8_lossy(&out.stderr));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "succeeded");
+    assert!(rec["tags"]["mlflow.pending"].is_string(), "the failure is recorded: {rec}");
+    let run_id = rec["run_id"].as_str().unwrap();
+
+    let out = sb
+        .cmd(&["run", "--resume", run_id, "--json"])
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .env("TEST_EXPERIMENT_SUFFIX", "down")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rec["tags"].get("mlflow.pending").is_none(), "{rec}");
+    assert_eq!(rec["tasks"]["first"]["attempts"].as_array().unwrap().len(), 1, "tasks did not run again");
+    let l = link(&sb, run_id);
+    let run = runtime().block_on(client(&server.url).get_run(l["run_id"].as_str().unwrap())).unwrap();
+    assert_eq!(format!("{:?}", run.info.status), "Finished");
+    assert!(run.data.metrics.iter().any(|m| m.key == "task.second.attempts"));
+}
