@@ -26,8 +26,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(amount.saturating_mul(60)),
             "h" => Duration::from_secs(amount.saturating_mul(3600)),
             "d" => Duration::from_secs(amount.saturating_mul(86_400)),
-            "" => return Err(format!("`{text}` has a number without a unit")),
-            other => return Err(format!("`{other}` is not a duration unit")),
+            "" => return Err(format!("`{text}` is not a duration: `{amount}` has no unit")),
+            other => return Err(format!("`{text}` is not a duration: `{other}` is not a unit")),
         };
         total = total.saturating_add(part);
     }

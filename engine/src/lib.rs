@@ -21,17 +21,27 @@
 //! are retryable; problems of the engine itself (I/O on the run store, a locked run) are
 //! [`EngineError`]s.
 
+pub mod cache;
 pub mod diagnostic;
 pub mod duration;
+pub mod error;
+pub mod executor;
 pub mod graph;
 pub mod interpolate;
+pub mod logging;
 pub mod registry;
+pub mod retry;
+pub mod schema;
 pub mod schema_check;
 pub mod spec;
+pub mod store;
 pub mod task;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
+pub use error::EngineError;
+pub use executor::{Engine, RunOptions};
 pub use registry::Registry;
 pub use spec::{load_file, load_str, LoadOptions, Pipeline, TaskSpec};
+pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
 pub use task::{DynTask, ErrorKind, PipelineInfo, Task, TaskContext, TaskError, TaskOutput};

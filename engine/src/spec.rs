@@ -371,6 +371,14 @@ impl Loader<'_, '_> {
         }
     }
 
+    /// Interpolates `node`; false if that reported a problem (the value is then not checked
+    /// further, to avoid a second error about the same text).
+    fn interpolate_checked(&mut self, node: &mut Node, params: &BTreeMap<String, Json>) -> bool {
+        let before = self.problems.len();
+        self.interpolate_tree(node, params);
+        self.problems.len() == before
+    }
+
     fn defaults(&mut self, node: &Node, params: &BTreeMap<String, (Json, Span)>) -> TaskDefaults {
         let mut defaults = TaskDefaults::default();
         let Some(entries) = node.as_map() else {
@@ -381,7 +389,9 @@ impl Loader<'_, '_> {
         let plain: BTreeMap<String, Json> = params.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
         for (key, value) in entries {
             let mut value = value.clone();
-            self.interpolate_tree(&mut value, &plain);
+            if !self.interpolate_checked(&mut value, &plain) {
+                continue;
+            }
             match key.as_str() {
                 Some("retries") => self.retries(&value, &mut defaults.retries),
                 Some("timeout") => defaults.timeout = self.duration(&value, "timeout"),
@@ -583,9 +593,7 @@ impl Loader<'_, '_> {
             Some((_, w)) => w.clone(),
             None => Node::new(body.span, Value::Map(Vec::new())),
         };
-        let before = self.problems.len();
-        self.interpolate_tree(&mut with, params);
-        let interpolation_ok = self.problems.len() == before;
+        let interpolation_ok = self.interpolate_checked(&mut with, params);
         if let Some(ty) = &task_type {
             if let Some(task) = self.options.registry.get(ty) {
                 let schema = task.params_schema();
@@ -644,7 +652,9 @@ impl Loader<'_, '_> {
         for key in ["retries", "timeout", "cache"] {
             if let Some((_, value)) = get(key) {
                 let mut value = value.clone();
-                self.interpolate_tree(&mut value, params);
+                if !self.interpolate_checked(&mut value, params) {
+                    continue;
+                }
                 match key {
                     "retries" => self.retries(&value, &mut retries),
                     "timeout" => timeout = self.duration(&value, "timeout"),

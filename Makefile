@@ -1,0 +1,48 @@
+# tweetflow: the two commands a new user runs are `make demo` and `make test`.
+# Both set up everything they need (Python venv, packages) and are idempotent.
+
+SHELL := /bin/bash
+VENV ?= $(or $(TWEETFLOW_VENV),.venv)
+PYTHON := $(VENV)/bin/python
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+TWEETFLOW := $(TARGET_DIR)/release/tweetflow
+export TWEETFLOW_VENV := $(abspath $(VENV))
+
+.PHONY: demo test setup venv build build-release test-rust test-python bench stop clean
+
+## demo: set up, then run the main pipeline on embedded defaults
+demo: setup build-release
+	$(TWEETFLOW) validate pipelines/example.yaml
+	$(TWEETFLOW) run pipelines/example.yaml
+
+## test: set up, then run every test (Rust workspace and Python)
+test: setup test-rust test-python
+
+setup: venv
+
+venv:
+	@scripts/setup-venv.sh
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+build-release:
+	$(CARGO) build --release --bin tweetflow
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-python: venv
+	$(PYTHON) -m pytest python/tests -q
+
+## bench: engine benchmark (release build)
+bench: build-release
+	$(TWEETFLOW) bench engine
+
+## stop: stop the local MLflow server started by the demo
+stop:
+	@if [ -x scripts/mlflow-server.sh ]; then scripts/mlflow-server.sh stop; fi
+
+clean:
+	rm -rf runs/* data/example

@@ -1,0 +1,144 @@
+//! The task cache.
+//!
+//! A task's cache key is the BLAKE3 hash of: its type, its type's version, its resolved
+//! params (after interpolation), and the fingerprint of each direct dependency's output.
+//! So an entry is invalidated by:
+//! - a change to any param of the task (including a `--param` or `${env.X}` it uses);
+//! - a new version of the task type (bumped when its behaviour changes);
+//! - a changed output of any direct dependency (its fingerprint: e.g. a new table version);
+//! - its age passing `cache.ttl`;
+//! - the task reporting that the cached output is gone (`Task::output_still_valid`);
+//! - `--refresh TASK` (that task runs and its entry is replaced) and `--no-cache` (the
+//!   cache is neither read nor written).
+//!
+//! Entries live in `<runs>/.cache/<key>.json` and are written atomically.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::error::EngineError;
+use crate::store::write_atomic;
+use crate::task::TaskOutput;
+
+/// A cached task result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The key it is stored under.
+    pub key: String,
+    /// The task type that produced it.
+    pub task_type: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+    /// The run that produced it.
+    pub run_id: String,
+    /// The task id in that run.
+    pub task_id: String,
+    /// The output to reuse.
+    pub output: TaskOutput,
+}
+
+/// The cache directory.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+/// Computes a task's cache key.
+pub fn cache_key(task_type: &str, version: &str, params: &Json, upstream: &BTreeMap<String, TaskOutput>) -> String {
+    let fingerprints: BTreeMap<&str, &str> = upstream.iter().map(|(k, v)| (k.as_str(), v.fingerprint.as_str())).collect();
+    let material = serde_json::json!({
+        "type": task_type,
+        "version": version,
+        "params": canonical(params),
+        "upstream": fingerprints,
+    });
+    blake3::hash(material.to_string().as_bytes()).to_hex().to_string()
+}
+
+/// JSON with object keys sorted, so equal params hash equally whatever their order.
+fn canonical(value: &Json) -> Json {
+    match value {
+        Json::Object(map) => {
+            let sorted: BTreeMap<&String, Json> = map.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Json::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Json::Array(items) => Json::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+impl Cache {
+    /// The cache under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Cache { dir: dir.into() }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    /// The entry for `key`, if present and younger than `ttl`.
+    pub fn get(&self, key: &str, ttl: Option<Duration>) -> Option<CacheEntry> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        let entry: CacheEntry = serde_json::from_slice(&bytes).ok()?;
+        if let Some(ttl) = ttl {
+            let age = (Utc::now() - entry.created_at).to_std().unwrap_or_default();
+            if age > ttl {
+                return None;
+            }
+        }
+        Some(entry)
+    }
+
+    /// Stores an entry.
+    pub fn put(&self, entry: &CacheEntry) -> Result<(), EngineError> {
+        std::fs::create_dir_all(&self.dir).map_err(EngineError::io("create cache directory", &self.dir))?;
+        let bytes = serde_json::to_vec_pretty(entry).map_err(|e| EngineError::Corrupt {
+            path: self.path(&entry.key),
+            message: e.to_string(),
+        })?;
+        write_atomic(&self.path(&entry.key), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_depends_on_every_input_but_not_key_order() {
+        let up = |fp: &str| BTreeMap::from([("a".to_string(), TaskOutput::new().with_fingerprint(fp))]);
+        let base = cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f1"));
+        assert_eq!(base, cache_key("t", "1", &json!({"y": 2, "x": 1}), &up("f1")));
+        assert_ne!(base, cache_key("u", "1", &json!({"x": 1, "y": 2}), &up("f1")));
+        assert_ne!(base, cache_key("t", "2", &json!({"x": 1, "y": 2}), &up("f1")));
+        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 3}), &up("f1")));
+        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f2")));
+    }
+
+    #[test]
+    fn ttl_expires_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let mut entry = CacheEntry {
+            key: "k".into(),
+            task_type: "t".into(),
+            created_at: Utc::now() - chrono::Duration::seconds(120),
+            run_id: "r".into(),
+            task_id: "a".into(),
+            output: TaskOutput::new().with("n", 1),
+        };
+        cache.put(&entry).unwrap();
+        assert!(cache.get("k", None).is_some());
+        assert!(cache.get("k", Some(Duration::from_secs(60))).is_none());
+        entry.created_at = Utc::now();
+        cache.put(&entry).unwrap();
+        assert_eq!(cache.get("k", Some(Duration::from_secs(60))).unwrap().output, entry.output);
+    }
+}

@@ -1,0 +1,196 @@
+//! The JSON Schema of the pipeline format (for editors), with each registered task type's
+//! params attached to `with:` by `if`/`then` on `type:`, and a readable summary of a task
+//! type's params (for `tweetflow tasks`).
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::registry::Registry;
+
+const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
+
+/// The JSON Schema (draft 2020-12) of a pipeline file.
+pub fn pipeline_schema(registry: &Registry) -> Json {
+    let mut defs = Map::new();
+    defs.insert("duration".into(), json!({
+        "type": "string", "pattern": DURATION_PATTERN,
+        "description": "A duration such as `10ms`, `1s`, `5m`, `1h` or `1h30m`."
+    }));
+    defs.insert("retries".into(), json!({
+        "description": "How failed attempts are retried (an integer is shorthand for max_attempts).",
+        "oneOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "object", "additionalProperties": false, "properties": {
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1, "description": "Attempts in all, including the first."},
+                "backoff": {"enum": ["exponential", "linear", "fixed"], "default": "exponential"},
+                "initial_delay": {"$ref": "#/$defs/duration", "default": "1s"},
+                "max_delay": {"$ref": "#/$defs/duration", "default": "1m"},
+                "jitter": {"type": "boolean", "default": true, "description": "Full jitter: the delay is drawn from [0, delay]."}
+            }}
+        ]
+    }));
+    defs.insert("cache".into(), json!({
+        "description": "Reuse results whose cache key (type, version, params, upstream fingerprints) matches.",
+        "oneOf": [
+            {"type": "boolean"},
+            {"type": "object", "additionalProperties": false, "properties": {
+                "enabled": {"type": "boolean", "default": true},
+                "ttl": {"$ref": "#/$defs/duration"}
+            }}
+        ]
+    }));
+    let mut branches = Vec::new();
+    let mut types = Vec::new();
+    for task in registry.iter() {
+        let name = task.type_name();
+        types.push(json!(name));
+        let params_def = format!("params.{name}");
+        let mut schema = task.params_schema();
+        if let Some(Json::Object(inner)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+            for (k, mut v) in inner {
+                rewrite_refs(&mut v, name);
+                defs.insert(format!("{name}.{k}"), v);
+            }
+        }
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+            o.insert("description".into(), json!(task.description()));
+        }
+        rewrite_refs(&mut schema, name);
+        defs.insert(params_def.clone(), schema);
+        branches.push(json!({
+            "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+            "then": {"properties": {"with": {"$ref": format!("#/$defs/{params_def}")}}}
+        }));
+    }
+    defs.insert("task".into(), json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": types, "description": "A registered task type (`tweetflow tasks` lists them)."},
+            "description": {"type": "string"},
+            "depends_on": {"type": "array", "items": {"type": "string"}, "uniqueItems": true, "description": "Tasks that must succeed first."},
+            "with": {"type": "object", "description": "The task type's params; strings may use ${params.x} and ${env.X:-default}."},
+            "retries": {"$ref": "#/$defs/retries"},
+            "timeout": {"$ref": "#/$defs/duration"},
+            "cache": {"$ref": "#/$defs/cache"}
+        },
+        "allOf": branches
+    }));
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://tweetflow.dev/schema/pipeline.json",
+        "title": "tweetflow pipeline",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "tasks"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+            "description": {"type": "string"},
+            "params": {
+                "type": "object",
+                "description": "Named values, typed by their default; override with --param NAME=VALUE.",
+                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                "additionalProperties": {"type": ["string", "number", "boolean"]}
+            },
+            "defaults": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "Applied to every task unless the task overrides them.",
+                "properties": {
+                    "retries": {"$ref": "#/$defs/retries"},
+                    "timeout": {"$ref": "#/$defs/duration"},
+                    "cache": {"$ref": "#/$defs/cache"}
+                }
+            },
+            "tasks": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"pattern": "^[A-Za-z0-9_-]+$"},
+                "additionalProperties": {"$ref": "#/$defs/task"}
+            }
+        },
+        "$defs": defs
+    })
+}
+
+fn rewrite_refs(value: &mut Json, prefix: &str) {
+    match value {
+        Json::Object(map) => {
+            if let Some(Json::String(r)) = map.get_mut("$ref") {
+                if let Some(name) = r.strip_prefix("#/$defs/") {
+                    *r = format!("#/$defs/{prefix}.{name}");
+                }
+            }
+            map.values_mut().for_each(|v| rewrite_refs(v, prefix));
+        }
+        Json::Array(items) => items.iter_mut().for_each(|v| rewrite_refs(v, prefix)),
+        _ => {}
+    }
+}
+
+/// One param of a task type, for listings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ParamDoc {
+    /// The param's name.
+    pub name: String,
+    /// Its type, e.g. `string`, `list of string`.
+    pub kind: String,
+    /// Whether it must be given.
+    pub required: bool,
+    /// Its default, when it has one.
+    pub default: Option<Json>,
+    /// What it means.
+    pub description: String,
+}
+
+/// The params of a task type, in declaration order.
+pub fn param_docs(schema: &Json) -> Vec<ParamDoc> {
+    let required: Vec<&str> =
+        schema.get("required").and_then(Json::as_array).map(|r| r.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+    let Some(props) = schema.get("properties").and_then(Json::as_object) else { return Vec::new() };
+    props
+        .iter()
+        .map(|(name, prop)| ParamDoc {
+            name: name.clone(),
+            kind: describe(prop, schema),
+            required: required.contains(&name.as_str()),
+            default: prop.get("default").cloned(),
+            description: prop.get("description").and_then(Json::as_str).unwrap_or("").replace('\n', " "),
+        })
+        .collect()
+}
+
+fn describe(prop: &Json, root: &Json) -> String {
+    if let Some(r) = prop.get("$ref").and_then(Json::as_str) {
+        if let Some(target) = r.strip_prefix('#').and_then(|p| root.pointer(p)) {
+            return describe(target, root);
+        }
+    }
+    if let Some(options) = prop.get("enum").and_then(Json::as_array) {
+        return options.iter().filter_map(Json::as_str).collect::<Vec<_>>().join("|");
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(branches) = prop.get(key).and_then(Json::as_array) {
+            let parts: Vec<String> = branches.iter().map(|b| describe(b, root)).filter(|d| d != "null").collect();
+            return parts.join("|");
+        }
+    }
+    if let Some(c) = prop.get("const") {
+        return c.as_str().map_or_else(|| c.to_string(), str::to_string);
+    }
+    let types: Vec<&str> = match prop.get("type") {
+        Some(Json::String(t)) => vec![t.as_str()],
+        Some(Json::Array(ts)) => ts.iter().filter_map(Json::as_str).filter(|t| *t != "null").collect(),
+        _ => vec![],
+    };
+    let base = types.first().copied().unwrap_or("any");
+    match base {
+        "array" => format!("list of {}", prop.get("items").map_or("any".to_string(), |i| describe(i, root))),
+        "object" => match prop.get("additionalProperties") {
+            Some(v) if v.is_object() => format!("map of {}", describe(v, root)),
+            _ => "mapping".into(),
+        },
+        other => other.to_string(),
+    }
+}

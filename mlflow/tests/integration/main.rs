@@ -1,0 +1,9 @@
+//! Integration tests of the MLflow client against a real `mlflow server` (sqlite backend,
+//! local artifact folder) started once for this test binary from the project's venv.
+
+mod artifacts;
+mod bench;
+mod common;
+mod faults;
+mod registry;
+mod tracking;

@@ -1,0 +1,65 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from conftest import cosine
+from tweetflow_model import bert, common
+from tweetflow_model.embed import embed_texts
+
+
+def test_onnx_matches_numpy_reference(encoder_fp32, minilm, tokenizer, tweets):
+    batch = common.encode_batch(tokenizer, tweets[:12])
+    assert (batch["attention_mask"] == 0).any(), "the batch should contain padding"
+    onnx_emb = common.ort_session(encoder_fp32).run(None, batch)[0]
+    ref = bert.forward(bert.load_weights(minilm), bert.BertConfig.load(minilm), **batch)
+    cos = cosine(onnx_emb, ref)
+    print(f"fp32 ONNX vs numpy reference: min cosine {cos.min():.8f}")
+    assert cos.min() > 0.999
+    np.testing.assert_allclose(np.linalg.norm(onnx_emb, axis=1), 1.0, atol=1e-5)  # L2-normalised
+
+
+def test_encoder_io_contract(encoder_fp32):
+    s = ort.InferenceSession(str(encoder_fp32), providers=["CPUExecutionProvider"])
+    ins = {i.name: i for i in s.get_inputs()}
+    assert list(ins) == ["input_ids", "attention_mask", "token_type_ids"]
+    for i in ins.values():
+        assert i.type == "tensor(int64)" and len(i.shape) == 2 and all(isinstance(d, str) for d in i.shape)
+    (out,) = s.get_outputs()
+    assert out.name == "sentence_embedding" and out.shape[1] == 384
+
+
+def test_quantized_close_to_fp32(encoder_fp32, encoder_int8, tokenizer, tweets):
+    fp32 = embed_texts(common.ort_session(encoder_fp32), tokenizer, tweets)
+    int8 = embed_texts(common.ort_session(encoder_int8), tokenizer, tweets)
+    cos = cosine(fp32, int8)
+    print(f"int8 vs fp32 over {len(tweets)} tweets: mean cosine {cos.mean():.4f}, min {cos.min():.4f}")
+    assert cos.mean() > 0.98 and cos.min() > 0.93
+    assert encoder_int8.stat().st_size < encoder_fp32.stat().st_size / 3
+
+
+def test_embed_sorted_batches_keep_order_and_are_deterministic(encoder_fp32, encoder_int8, tokenizer, tweets):
+    texts = tweets[:20]
+    s = common.ort_session(encoder_fp32)
+    batched = embed_texts(s, tokenizer, texts, batch_size=8)
+    one_by_one = np.concatenate([embed_texts(s, tokenizer, [t]) for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-4)  # order restored, padding is inert
+    # int8: dynamic quantization scales activations per batch tensor, so a text's embedding
+    # depends slightly on its batch mates; results are still deterministic for a fixed batching.
+    s8 = common.ort_session(encoder_int8)
+    batched8 = embed_texts(s8, tokenizer, texts, batch_size=8)
+    alone8 = np.concatenate([embed_texts(s8, tokenizer, [t]) for t in texts])
+    cos = cosine(batched8, alone8)
+    print(f"int8 batched vs one-by-one: min cosine {cos.min():.4f}")
+    assert cos.min() > 0.97
+    np.testing.assert_array_equal(batched8, embed_texts(s8, tokenizer, texts, batch_size=8))
+
+
+def test_no_pytorch_needed():
+    code = ("import sys; import tweetflow_model.export, tweetflow_model.quantize, tweetflow_model.embed, "
+            "tweetflow_model.train, tweetflow_model.assemble, tweetflow_model.evaluate, tweetflow_model.tiny; "
+            "from tweetflow_model.common import minilm_dir; minilm_dir(); "
+            "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

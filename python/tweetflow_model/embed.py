@@ -1,0 +1,78 @@
+"""Embeds Sentiment140 tweets with the ONNX encoder (onnxruntime).
+
+Texts are tokenized once, sorted by token length (stable: ties keep file order) and run in
+batches padded to the longest text of the batch; results are written back in file order.
+
+Outputs in --out-dir: ``<name>.embeddings.npy`` (float32 [n, dim]), ``<name>.labels.npy``
+(int64 polarity 0/2/4), ``<name>.embed.json`` (counts, timing).
+
+    python -m tweetflow_model.embed --model encoder.int8.onnx --tokenizer tokenizer.json \
+        --csv datasets/sentiment140/training.csv.gz --out-dir data/model/work --name train
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import load_tokenizer, ort_session, read_tweets, write_json
+
+
+def embed_texts(session, tok, texts: list[str], batch_size: int = 16) -> np.ndarray:
+    """Embeddings of texts in input order; batches sorted by token length."""
+    tok.no_padding()
+    enc = tok.encode_batch(texts)
+    order = sorted(range(len(texts)), key=lambda i: (len(enc[i].ids), i))
+    out_name = session.get_outputs()[0].name
+    result = None
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        longest = max(len(enc[i].ids) for i in idx)
+        ids = np.zeros((len(idx), longest), np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for r, i in enumerate(idx):
+            n = len(enc[i].ids)
+            ids[r, :n], mask[r, :n], types[r, :n] = enc[i].ids, enc[i].attention_mask, enc[i].type_ids
+        emb = session.run([out_name], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+        if result is None:
+            result = np.zeros((len(texts), emb.shape[1]), np.float32)
+        result[idx] = emb
+    return result if result is not None else np.zeros((0, 0), np.float32)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--tokenizer", type=Path, required=True)
+    ap.add_argument("--csv", type=Path, required=True)
+    ap.add_argument("--out-dir", type=Path, required=True)
+    ap.add_argument("--name", required=True, help="output file prefix, e.g. train or test")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--limit", type=int, default=0, help="embed only the first N rows (0 = all)")
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+
+    texts, pol = read_tweets(a.csv)
+    if a.limit:
+        texts, pol = texts[:a.limit], pol[:a.limit]
+    session = ort_session(a.model, a.threads)
+    tok = load_tokenizer(a.tokenizer)
+    t0 = time.perf_counter()
+    emb = embed_texts(session, tok, texts, a.batch_size)
+    secs = time.perf_counter() - t0
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(a.out_dir / f"{a.name}.embeddings.npy", emb)
+    np.save(a.out_dir / f"{a.name}.labels.npy", pol)
+    stats = {"csv": str(a.csv), "tweets": len(texts), "dim": int(emb.shape[1]),
+             "batch_size": a.batch_size, "threads": session.get_session_options().intra_op_num_threads,
+             "seconds": round(secs, 2), "tweets_per_second": round(len(texts) / secs, 1)}
+    write_json(a.out_dir / f"{a.name}.embed.json", stats)
+    print(f"embed: {len(texts)} tweets in {secs:.1f} s ({len(texts) / secs:.0f} tweets/s) -> {a.out_dir}/{a.name}.*")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A small, fast DAG engine: YAML pipelines of registered Rust tasks.
+#[derive(Debug, Parser)]
+#[command(name = "tweetflow", version, about)]
+pub struct Cli {
+    /// Format of the logs on stderr (filter them with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+    /// Where runs are recorded.
+    #[arg(long, global = true, env = "TWEETFLOW_RUNS_DIR", default_value = "runs")]
+    pub runs_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for tweetflow_engine::logging::LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => Self::Text,
+            LogFormatArg::Json => Self::Json,
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline (or resume a run).
+    Run(RunArgs),
+    /// Check pipeline files and report every problem (exit 2 if any).
+    Validate {
+        /// Pipeline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the registered task types with their params and defaults.
+    Tasks {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the pipeline format (for editors).
+    Schema,
+    /// Draw a pipeline's DAG.
+    Graph {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Inspect recorded runs.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Measure the engine.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+/// Arguments of `tweetflow run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline file (not needed with --resume).
+    #[arg(required_unless_present = "resume")]
+    pub file: Option<PathBuf>,
+    /// Override a param: NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Most tasks running at once (default: number of cores).
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// Cancel the run as soon as a task fails.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Run TASK even if the cache has its result (repeatable).
+    #[arg(long, value_name = "TASK")]
+    pub refresh: Vec<String>,
+    /// Resume run RUN_ID: only tasks that did not succeed run again.
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["file", "params"])]
+    pub resume: Option<String>,
+    /// Print the run record as JSON instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
+}
+
+/// `tweetflow graph` formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    /// Levels of tasks.
+    Text,
+    /// Graphviz dot.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+/// `tweetflow runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run.
+    Show {
+        /// The run id.
+        run_id: String,
+        /// Print the run record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `tweetflow bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run generated DAGs of no-op tasks and print tasks/s, overhead per task and memory.
+    Engine {
+        /// Tasks per DAG.
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+    },
+}

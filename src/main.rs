@@ -1,0 +1,50 @@
+//! `tweetflow`: validate, run, inspect and benchmark pipelines.
+
+mod alloc;
+mod bench;
+mod cli;
+mod commands;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+/// Exit codes: 0 success, 1 a task failed, 2 invalid pipeline or usage, 130 cancelled.
+pub mod exit {
+    /// Everything succeeded.
+    pub const OK: u8 = 0;
+    /// A task failed.
+    pub const FAILED: u8 = 1;
+    /// The pipeline is invalid, or the command line is wrong.
+    pub const INVALID: u8 = 2;
+    /// The run was cancelled (Ctrl-C, SIGTERM).
+    pub const CANCELLED: u8 = 130;
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if matches!(cli.command, cli::Command::Bench { .. }) && std::env::var_os("RUST_LOG").is_none() {
+        // Benchmarks measure the engine, not the terminal.
+        // SAFETY: single-threaded here: the runtime is not started yet.
+        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    }
+    tweetflow_engine::logging::init(cli.log_format.into());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}

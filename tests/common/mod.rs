@@ -1,0 +1,105 @@
+//! Helpers for integration tests that drive the real `tweetflow` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A scratch directory holding pipelines, the working directory of runs, and a run store.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.path().join("runs")
+    }
+
+    /// Writes a file under the sandbox and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    /// A `tweetflow` command running in the sandbox with its own run store.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tweetflow"));
+        cmd.args(args).current_dir(self.path()).env("TWEETFLOW_RUNS_DIR", self.runs()).env("RUST_LOG", "warn");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run tweetflow")
+    }
+
+    /// Runs `tweetflow run ... --json` and returns (exit code, run record).
+    pub fn run_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let out = self.run(&all);
+        let record = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "run record is not JSON ({e}); stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), record)
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn tweetflow")
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+pub fn task<'a>(record: &'a Value, id: &str) -> &'a Value {
+    &record["tasks"][id]
+}
+
+pub fn status<'a>(record: &'a Value, id: &str) -> &'a str {
+    task(record, id)["status"].as_str().unwrap_or("?")
+}
+
+pub fn attempts(record: &Value, id: &str) -> usize {
+    task(record, id)["attempts"].as_array().map_or(0, Vec::len)
+}
+
+/// (start, end) of the task's last attempt, as RFC 3339 timestamps parsed to chrono.
+pub fn window(record: &Value, id: &str) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let a = task(record, id)["attempts"].as_array().and_then(|a| a.last()).expect("an attempt");
+    let parse = |v: &Value| v.as_str().expect("timestamp").parse().expect("RFC 3339");
+    (parse(&a["started_at"]), parse(&a["ended_at"]))
+}
+
+/// Whether process `pid` is still alive (a zombie counts as dead).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().map(|rest| rest.trim_start().chars().next() != Some('Z')).unwrap_or(false),
+        Err(_) => false,
+    }
+}
