@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, ArrayRef, AsArray, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, TimeUnit, TimestampMicrosecondType};
 use deltalake::kernel::{Action, DataType, StructType, Transaction};
@@ -26,10 +28,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
+use crate::RunOptions;
 use crate::error::{DeltaTaskError, Result};
 use crate::ingest::assemble;
 use crate::table::{self, CommitRequest};
-use crate::RunOptions;
 
 /// Application id of aggregate commits.
 pub const APP_ID: &str = "tweetflow-aggregate";
@@ -54,7 +56,11 @@ pub struct AggregateParams {
 impl AggregateParams {
     /// Params with the default label column.
     pub fn new(input: impl Into<String>, table: impl Into<String>) -> Self {
-        AggregateParams { input: input.into(), table: table.into(), label_column: default_label() }
+        AggregateParams {
+            input: input.into(),
+            table: table.into(),
+            label_column: default_label(),
+        }
     }
 }
 
@@ -105,7 +111,14 @@ pub struct MentionStats {
 
 impl Default for MentionStats {
     fn default() -> Self {
-        MentionStats { min_ts: i64::MAX, max_ts: i64::MIN, negative: 0, neutral: 0, positive: 0, total: 0 }
+        MentionStats {
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            negative: 0,
+            neutral: 0,
+            positive: 0,
+            total: 0,
+        }
     }
 }
 
@@ -129,13 +142,23 @@ pub async fn aggregate(params: &AggregateParams, opts: &RunOptions) -> Result<Ag
     let out_loc = params.table.clone();
     let silver = table::open_table(&in_loc)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput { what: "silver table (run clean first)", location: in_loc.clone() })?;
+        .ok_or_else(|| DeltaTaskError::MissingInput {
+            what: "silver table (run clean first)",
+            location: in_loc.clone(),
+        })?;
     let in_version = table::version(&silver);
     let silver_schema = table::arrow_schema(&silver, &in_loc)?;
     for col in ["mention", "timestamp", params.label_column.as_str()] {
         if silver_schema.field_with_name(col).is_err() {
-            let param = if col == params.label_column { "label_column" } else { "input" };
-            return Err(DeltaTaskError::Param { param, message: format!("table `{in_loc}` has no column `{col}`") });
+            let param = if col == params.label_column {
+                "label_column"
+            } else {
+                "input"
+            };
+            return Err(DeltaTaskError::Param {
+                param,
+                message: format!("table `{in_loc}` has no column `{col}`"),
+            });
         }
     }
     let mut out = table::open_or_create(&out_loc, &aggregate_schema()?, &[]).await?;
@@ -158,16 +181,20 @@ pub async fn aggregate(params: &AggregateParams, opts: &RunOptions) -> Result<Ag
         let mut stream = table::read_file(&silver, &path, &columns).await?;
         while let Some(batch) = stream.next().await {
             opts.check_cancel()?;
-            let batch = batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+            let batch =
+                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
             let get = |name: &str, ty: &ArrowType| -> Result<ArrayRef> {
-                let col = batch
-                    .column_by_name(name)
-                    .ok_or_else(|| DeltaTaskError::Data(format!("`{path}` lacks the column `{name}`")))?;
+                let col = batch.column_by_name(name).ok_or_else(|| {
+                    DeltaTaskError::Data(format!("`{path}` lacks the column `{name}`"))
+                })?;
                 cast(col, ty).map_err(|e| DeltaTaskError::format(format!("column `{name}`"), e))
             };
             let mention = get("mention", &ArrowType::Utf8)?;
             let mention = mention.as_string::<i32>();
-            let ts = get("timestamp", &ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())))?;
+            let ts = get(
+                "timestamp",
+                &ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )?;
             let ts = ts.as_primitive::<TimestampMicrosecondType>();
             let label = get(&params.label_column, &ArrowType::Utf8)?;
             let label = label.as_string::<i32>();
@@ -230,16 +257,25 @@ pub async fn aggregate(params: &AggregateParams, opts: &RunOptions) -> Result<Ag
         m.insert("positive", Arc::new(pos.finish()));
         m.insert("total", Arc::new(total.finish()));
         let batch = assemble(&schema, m, chunk.len())?;
-        writer.write(batch).await.map_err(|e| DeltaTaskError::delta(&out_loc, e))?;
+        writer
+            .write(batch)
+            .await
+            .map_err(|e| DeltaTaskError::delta(&out_loc, e))?;
     }
-    let adds = writer.flush().await.map_err(|e| DeltaTaskError::delta(&out_loc, e))?;
+    let adds = writer
+        .flush()
+        .await
+        .map_err(|e| DeltaTaskError::delta(&out_loc, e))?;
     opts.failpoint("aggregate.after_write")?;
 
     // Same code path: the recorded input version must not have moved since planning.
     table::refresh(&mut out, &out_loc).await?;
     let recorded = table::app_version(&out, &out_loc, APP_ID).await?;
     if recorded != done {
-        return Err(DeltaTaskError::Conflict { table: out_loc, message: "another aggregate run committed".into() });
+        return Err(DeltaTaskError::Conflict {
+            table: out_loc,
+            message: "another aggregate run committed".into(),
+        });
     }
     let mut actions = table::remove_all(&out, &out_loc, true)?;
     actions.extend(adds.into_iter().map(Action::Add));
@@ -273,7 +309,11 @@ impl Task for AggregateTask {
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str = "Per-mention counts by label and first/last timestamp, recomputed from silver when it changed";
 
-    async fn run(&self, ctx: &TaskContext, params: AggregateParams) -> std::result::Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: AggregateParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
         let opts = RunOptions::from_context(ctx);
         let s = aggregate(&params, &opts).await?;
         let url = table::table_url(&params.table)?;

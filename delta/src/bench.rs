@@ -17,12 +17,12 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::parquet::arrow::ArrowWriter;
 use serde::Serialize;
 
-use crate::clean::{clean, CleanParams};
-use crate::error::{DeltaTaskError, Result};
-use crate::ingest::{ingest, IngestParams};
-use crate::replay::{replay, LandedTweet, ReplayParams};
-use crate::table::{writer_properties, BATCH_ROWS};
 use crate::RunOptions;
+use crate::clean::{CleanParams, clean};
+use crate::error::{DeltaTaskError, Result};
+use crate::ingest::{IngestParams, ingest};
+use crate::replay::{LandedTweet, ReplayParams, replay};
+use crate::table::{BATCH_ROWS, writer_properties};
 
 /// How many times `full` repeats the training tweets (53,936 × 30 ≈ 1.6 million).
 pub const FULL_REPEAT: u32 = 30;
@@ -48,7 +48,14 @@ pub struct BenchOptions {
 impl BenchOptions {
     /// Defaults for the CSV at `csv`.
     pub fn new(csv: impl Into<PathBuf>) -> Self {
-        BenchOptions { csv: csv.into(), work_dir: None, full: false, tweets_per_file: 1000, max_files_per_batch: 1000, keep: false }
+        BenchOptions {
+            csv: csv.into(),
+            work_dir: None,
+            full: false,
+            tweets_per_file: 1000,
+            max_files_per_batch: 1000,
+            keep: false,
+        }
     }
 }
 
@@ -87,17 +94,33 @@ pub struct BenchReport {
 
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "tweets           {} in {} files ({} silver rows)", self.tweets, self.files, self.silver_rows)?;
+        writeln!(
+            f,
+            "tweets           {} in {} files ({} silver rows)",
+            self.tweets, self.files, self.silver_rows
+        )?;
         writeln!(f, "replay           {:8.2} s", self.replay_secs)?;
-        writeln!(f, "ingest           {:8.2} s  {:>10.0} tweets/s", self.ingest_secs, self.ingest_tweets_per_sec)?;
-        writeln!(f, "clean            {:8.2} s  {:>10.0} tweets/s", self.clean_secs, self.clean_tweets_per_sec)?;
+        writeln!(
+            f,
+            "ingest           {:8.2} s  {:>10.0} tweets/s",
+            self.ingest_secs, self.ingest_tweets_per_sec
+        )?;
+        writeln!(
+            f,
+            "clean            {:8.2} s  {:>10.0} tweets/s",
+            self.clean_secs, self.clean_tweets_per_sec
+        )?;
         writeln!(
             f,
             "ingest+clean     {:8.2} s  {:>10.0} tweets/s",
             self.ingest_secs + self.clean_secs,
             self.pipeline_tweets_per_sec
         )?;
-        writeln!(f, "parquet floor    {:8.2} s  {:>10.0} tweets/s", self.floor_secs, self.floor_tweets_per_sec)?;
+        writeln!(
+            f,
+            "parquet floor    {:8.2} s  {:>10.0} tweets/s",
+            self.floor_secs, self.floor_tweets_per_sec
+        )?;
         writeln!(f, "ingest / floor   {:8.2}x", self.ingest_vs_floor)?;
         writeln!(f, "peak RSS         {:8.1} MiB", self.peak_rss_mib)
     }
@@ -121,7 +144,8 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
         Field::new("source_file", ArrowType::Utf8, true),
         Field::new("line", ArrowType::Int64, true),
     ]));
-    let file = std::fs::File::create(out).map_err(|e| DeltaTaskError::io(format!("creating `{}`", out.display()), e))?;
+    let file = std::fs::File::create(out)
+        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", out.display()), e))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))
         .map_err(|e| DeltaTaskError::format("parquet floor", e))?;
     let mut names: Vec<_> = std::fs::read_dir(landing)
@@ -134,17 +158,32 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
     let mut cols: [StringBuilder; 5] = Default::default();
     let mut line_b = Int64Builder::new();
     let mut pending = 0usize;
-    let flush = |cols: &mut [StringBuilder; 5], line_b: &mut Int64Builder, writer: &mut ArrowWriter<std::fs::File>| -> Result<()> {
-        let mut arrays: Vec<ArrayRef> = cols.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+    let flush = |cols: &mut [StringBuilder; 5],
+                 line_b: &mut Int64Builder,
+                 writer: &mut ArrowWriter<std::fs::File>|
+     -> Result<()> {
+        let mut arrays: Vec<ArrayRef> = cols
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
         arrays.push(Arc::new(line_b.finish()));
-        let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| DeltaTaskError::format("parquet floor", e))?;
-        writer.write(&batch).map_err(|e| DeltaTaskError::format("parquet floor", e))
+        let batch = RecordBatch::try_new(schema.clone(), arrays)
+            .map_err(|e| DeltaTaskError::format("parquet floor", e))?;
+        writer
+            .write(&batch)
+            .map_err(|e| DeltaTaskError::format("parquet floor", e))
     };
     for path in names {
-        let text = std::fs::read_to_string(&path).map_err(|e| DeltaTaskError::io("reading landing", e))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| DeltaTaskError::io("reading landing", e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for (i, line) in text.lines().enumerate() {
-            let Ok(t) = serde_json::from_str::<LandedTweet>(line) else { continue };
+            let Ok(t) = serde_json::from_str::<LandedTweet>(line) else {
+                continue;
+            };
             cols[0].append_value(&t.date);
             cols[1].append_value(&t.user);
             cols[2].append_value(&t.text);
@@ -162,7 +201,9 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
     if pending > 0 {
         flush(&mut cols, &mut line_b, &mut writer)?;
     }
-    writer.close().map_err(|e| DeltaTaskError::format("parquet floor", e))?;
+    writer
+        .close()
+        .map_err(|e| DeltaTaskError::format("parquet floor", e))?;
     Ok(rows)
 }
 
@@ -170,15 +211,22 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
 pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
     let (work, remove) = match &options.work_dir {
         Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("tweetflow-bench-{}", std::process::id())), !options.keep),
+        None => (
+            std::env::temp_dir().join(format!("tweetflow-bench-{}", std::process::id())),
+            !options.keep,
+        ),
     };
-    std::fs::create_dir_all(&work).map_err(|e| DeltaTaskError::io(format!("creating `{}`", work.display()), e))?;
+    std::fs::create_dir_all(&work)
+        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", work.display()), e))?;
     let landing = work.join("landing");
     let bronze = work.join("bronze");
     let silver = work.join("silver");
     for d in [&landing, &bronze, &silver] {
         if d.exists() {
-            return Err(DeltaTaskError::Refused(format!("`{}` exists; use an empty work folder", d.display())));
+            return Err(DeltaTaskError::Refused(format!(
+                "`{}` exists; use an empty work folder",
+                d.display()
+            )));
         }
     }
     let opts = RunOptions::default();
@@ -225,7 +273,11 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
         clean_tweets_per_sec: rate(clean_secs),
         pipeline_tweets_per_sec: rate(ingest_secs + clean_secs),
         floor_tweets_per_sec: rate(floor_secs),
-        ingest_vs_floor: if floor_secs > 0.0 { ingest_secs / floor_secs } else { 0.0 },
+        ingest_vs_floor: if floor_secs > 0.0 {
+            ingest_secs / floor_secs
+        } else {
+            0.0
+        },
         peak_rss_mib: peak_rss_mib().unwrap_or(0.0),
         work_dir: work.display().to_string(),
     };

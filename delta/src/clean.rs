@@ -19,7 +19,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use deltalake::arrow::array::{Array, ArrayRef, AsArray, Int64Array, Int64Builder, StringArray, StringBuilder, TimestampMicrosecondBuilder};
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, Int64Builder, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, Int64Type, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
@@ -32,11 +35,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
+use crate::RunOptions;
 use crate::error::{DeltaTaskError, Result};
 use crate::ingest::{assemble, default_quarantine};
-use crate::table::{self, CommitRequest, BATCH_ROWS};
+use crate::table::{self, BATCH_ROWS, CommitRequest};
 use crate::text::{clean_text, parse_tweet_date, tweet_id};
-use crate::RunOptions;
 
 /// Application id of clean commits (silver and its quarantine table).
 pub const APP_ID: &str = "tweetflow-clean";
@@ -59,12 +62,18 @@ pub struct CleanParams {
 impl CleanParams {
     /// Params with the default quarantine location.
     pub fn new(input: impl Into<String>, table: impl Into<String>) -> Self {
-        CleanParams { input: input.into(), table: table.into(), quarantine: None }
+        CleanParams {
+            input: input.into(),
+            table: table.into(),
+            quarantine: None,
+        }
     }
 
     /// The quarantine table location.
     pub fn quarantine_location(&self) -> String {
-        self.quarantine.clone().unwrap_or_else(|| default_quarantine(&self.table))
+        self.quarantine
+            .clone()
+            .unwrap_or_else(|| default_quarantine(&self.table))
     }
 }
 
@@ -195,7 +204,10 @@ impl QuarantineRows {
         m.insert("bronze_version", Arc::new(self.bronze_version.finish()));
         m.insert(
             "processing_time",
-            Arc::new(deltalake::arrow::array::TimestampMicrosecondArray::from(vec![now; rows]).with_timezone("UTC")),
+            Arc::new(
+                deltalake::arrow::array::TimestampMicrosecondArray::from(vec![now; rows])
+                    .with_timezone("UTC"),
+            ),
         );
         self.rows = 0;
         assemble(schema, m, rows)
@@ -209,14 +221,18 @@ fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     let col = if col.data_type() == &ArrowType::Utf8 {
         col.clone()
     } else {
-        cast(col, &ArrowType::Utf8).map_err(|e| DeltaTaskError::format(format!("column `{name}`"), e))?
+        cast(col, &ArrowType::Utf8)
+            .map_err(|e| DeltaTaskError::format(format!("column `{name}`"), e))?
     };
     Ok(col.as_string::<i32>().clone())
 }
 
 fn line_column(batch: &RecordBatch) -> Result<Int64Array> {
-    let col = batch.column_by_name("line").ok_or_else(|| DeltaTaskError::Data("bronze data lacks the column `line`".into()))?;
-    let col = cast(col, &ArrowType::Int64).map_err(|e| DeltaTaskError::format("column `line`", e))?;
+    let col = batch
+        .column_by_name("line")
+        .ok_or_else(|| DeltaTaskError::Data("bronze data lacks the column `line`".into()))?;
+    let col =
+        cast(col, &ArrowType::Int64).map_err(|e| DeltaTaskError::format("column `line`", e))?;
     Ok(col.as_primitive::<Int64Type>().clone())
 }
 
@@ -268,7 +284,8 @@ impl Cleaner {
                     let q = &mut self.quarantine;
                     q.tweet_id.append_value(&id);
                     q.source_file.append_option(opt(&source_file, i));
-                    q.line.append_option((!line.is_null(i)).then(|| line.value(i)));
+                    q.line
+                        .append_option((!line.is_null(i)).then(|| line.value(i)));
                     q.date.append_option(opt(&date, i));
                     q.user.append_option(opt(&user, i));
                     q.text.append_option(opt(&text, i));
@@ -278,7 +295,10 @@ impl Cleaner {
                     q.rows += 1;
                     if q.rows >= BATCH_ROWS {
                         let b = q.finish(&self.q_schema, self.now)?;
-                        self.q_writer.write(b).await.map_err(|e| DeltaTaskError::delta(&self.q_loc, e))?;
+                        self.q_writer
+                            .write(b)
+                            .await
+                            .map_err(|e| DeltaTaskError::delta(&self.q_loc, e))?;
                     }
                 }
                 Ok((ts, t, s)) => {
@@ -319,7 +339,10 @@ impl Cleaner {
             return Ok(());
         }
         let b = self.silver.finish(&self.silver_schema)?;
-        self.silver_writer.write(b).await.map_err(|e| DeltaTaskError::delta(&self.silver_loc, e))
+        self.silver_writer
+            .write(b)
+            .await
+            .map_err(|e| DeltaTaskError::delta(&self.silver_loc, e))
     }
 
     async fn flush_quarantine(&mut self) -> Result<()> {
@@ -327,12 +350,19 @@ impl Cleaner {
             return Ok(());
         }
         let b = self.quarantine.finish(&self.q_schema, self.now)?;
-        self.q_writer.write(b).await.map_err(|e| DeltaTaskError::delta(&self.q_loc, e))
+        self.q_writer
+            .write(b)
+            .await
+            .map_err(|e| DeltaTaskError::delta(&self.q_loc, e))
     }
 }
 
 fn append_op() -> DeltaOperation {
-    DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None }
+    DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    }
 }
 
 /// Runs `clean` once: all bronze versions not yet consumed.
@@ -340,14 +370,23 @@ pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSumma
     let bronze_loc = params.input.clone();
     let silver_loc = params.table.clone();
     let q_loc = params.quarantine_location();
-    let bronze = table::open_table(&bronze_loc).await?.ok_or_else(|| DeltaTaskError::MissingInput {
-        what: "bronze table (run ingest on a non-empty landing folder first)",
-        location: bronze_loc.clone(),
-    })?;
+    let bronze =
+        table::open_table(&bronze_loc)
+            .await?
+            .ok_or_else(|| DeltaTaskError::MissingInput {
+                what: "bronze table (run ingest on a non-empty landing folder first)",
+                location: bronze_loc.clone(),
+            })?;
     let hi = table::version(&bronze);
     let mut silver = table::open_or_create(&silver_loc, &silver_schema()?, &[]).await?;
-    let lo = table::app_version(&silver, &silver_loc, APP_ID).await?.unwrap_or(-1);
-    let mut summary = CleanSummary { bronze_version: lo, table_version: table::version(&silver), ..Default::default() };
+    let lo = table::app_version(&silver, &silver_loc, APP_ID)
+        .await?
+        .unwrap_or(-1);
+    let mut summary = CleanSummary {
+        bronze_version: lo,
+        table_version: table::version(&silver),
+        ..Default::default()
+    };
     if lo > hi {
         return Err(DeltaTaskError::Data(format!(
             "silver `{silver_loc}` has consumed bronze version {lo} but bronze `{bronze_loc}` is at version {hi}: \
@@ -359,7 +398,9 @@ pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSumma
         return Ok(summary);
     }
     let mut quarantine = table::open_or_create(&q_loc, &quarantine_schema()?, &[]).await?;
-    let q_done = table::app_version(&quarantine, &q_loc, APP_ID).await?.unwrap_or(-1);
+    let q_done = table::app_version(&quarantine, &q_loc, APP_ID)
+        .await?
+        .unwrap_or(-1);
     let silver_schema = table::arrow_schema(&silver, &silver_loc)?;
     let q_schema = table::arrow_schema(&quarantine, &q_loc)?;
     let mut c = Cleaner {
@@ -384,7 +425,8 @@ pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSumma
                     let mut stream = table::read_file(&bronze, &path, &BRONZE_COLUMNS).await?;
                     while let Some(batch) = stream.next().await {
                         opts.check_cancel()?;
-                        let batch = batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                        let batch = batch
+                            .map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
                         c.process(&batch, v).await?;
                     }
                 }
@@ -398,8 +440,16 @@ pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSumma
     }
     c.flush_silver().await?;
     c.flush_quarantine().await?;
-    let silver_adds = c.silver_writer.flush().await.map_err(|e| DeltaTaskError::delta(&silver_loc, e))?;
-    let q_adds = c.q_writer.flush().await.map_err(|e| DeltaTaskError::delta(&q_loc, e))?;
+    let silver_adds = c
+        .silver_writer
+        .flush()
+        .await
+        .map_err(|e| DeltaTaskError::delta(&silver_loc, e))?;
+    let q_adds = c
+        .q_writer
+        .flush()
+        .await
+        .map_err(|e| DeltaTaskError::delta(&q_loc, e))?;
     opts.failpoint("clean.after_write")?;
     let mut summary = c.summary;
     summary.bronze_version = hi;
@@ -407,9 +457,14 @@ pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSumma
     // Quarantine first (its rows are filtered by the version it already covers).
     if !q_adds.is_empty() {
         table::refresh(&mut quarantine, &q_loc).await?;
-        let now_done = table::app_version(&quarantine, &q_loc, APP_ID).await?.unwrap_or(-1);
+        let now_done = table::app_version(&quarantine, &q_loc, APP_ID)
+            .await?
+            .unwrap_or(-1);
         if now_done != q_done {
-            return Err(DeltaTaskError::Conflict { table: q_loc, message: "another clean run committed".into() });
+            return Err(DeltaTaskError::Conflict {
+                table: q_loc,
+                message: "another clean run committed".into(),
+            });
         }
         table::commit(
             &mut quarantine,
@@ -427,7 +482,9 @@ pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSumma
 
     // Exactly-once check, in the commit path: silver must still record `lo`.
     table::refresh(&mut silver, &silver_loc).await?;
-    let recorded = table::app_version(&silver, &silver_loc, APP_ID).await?.unwrap_or(-1);
+    let recorded = table::app_version(&silver, &silver_loc, APP_ID)
+        .await?
+        .unwrap_or(-1);
     if recorded != lo {
         return Err(DeltaTaskError::Conflict {
             table: silver_loc,
@@ -465,7 +522,11 @@ impl Task for CleanTask {
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str = "Clean new bronze tweets into a silver Delta table: one row per @mention, UTC timestamps, exactly once";
 
-    async fn run(&self, ctx: &TaskContext, params: CleanParams) -> std::result::Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: CleanParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
         let opts = RunOptions::from_context(ctx);
         let s = clean(&params, &opts).await?;
         let url = table::table_url(&params.table)?;

@@ -81,17 +81,26 @@ pub type Result<T, E = DeltaTaskError> = std::result::Result<T, E>;
 impl DeltaTaskError {
     /// An I/O error with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        DeltaTaskError::Io { context: context.into(), source }
+        DeltaTaskError::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// A delta-rs error on `table`.
     pub fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
-        DeltaTaskError::Delta { table: table.into(), source }
+        DeltaTaskError::Delta {
+            table: table.into(),
+            source,
+        }
     }
 
     /// An Arrow/Parquet error with context.
     pub fn format(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        DeltaTaskError::Format { context: context.into(), message: err.to_string() }
+        DeltaTaskError::Format {
+            context: context.into(),
+            message: err.to_string(),
+        }
     }
 
     /// Whether another attempt may succeed.

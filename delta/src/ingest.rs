@@ -28,24 +28,26 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
-use deltalake::arrow::array::{new_null_array, ArrayRef, BinaryBuilder, Int64Builder, StringBuilder, TimestampMicrosecondArray};
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    ArrayRef, BinaryBuilder, Int64Builder, StringBuilder, TimestampMicrosecondArray, new_null_array,
+};
 use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, DataType, MetadataExt, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
-use deltalake::DeltaTable;
 use schemars::JsonSchema;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::error::{DeltaTaskError, Result};
-use crate::table::{self, CommitRequest, BATCH_ROWS};
 use crate::RunOptions;
+use crate::error::{DeltaTaskError, Result};
+use crate::table::{self, BATCH_ROWS, CommitRequest};
 
 /// Application id of ingest commits (bronze and its quarantine table).
 pub const APP_ID: &str = "tweetflow-ingest";
@@ -110,7 +112,9 @@ impl IngestParams {
 
     /// The quarantine table location.
     pub fn quarantine_location(&self) -> String {
-        self.quarantine.clone().unwrap_or_else(|| default_quarantine(&self.table))
+        self.quarantine
+            .clone()
+            .unwrap_or_else(|| default_quarantine(&self.table))
     }
 }
 
@@ -169,9 +173,13 @@ pub fn quarantine_schema() -> Result<StructType> {
 pub fn list_landing(source: &str) -> Result<Vec<(String, PathBuf)>> {
     let dir = FsPath::new(source);
     if !dir.is_dir() {
-        return Err(DeltaTaskError::MissingInput { what: "landing folder", location: source.to_string() });
+        return Err(DeltaTaskError::MissingInput {
+            what: "landing folder",
+            location: source.to_string(),
+        });
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| DeltaTaskError::io(format!("listing `{source}`"), e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| DeltaTaskError::io(format!("listing `{source}`"), e))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| DeltaTaskError::io(format!("listing `{source}`"), e))?;
@@ -179,7 +187,9 @@ pub fn list_landing(source: &str) -> Result<Vec<(String, PathBuf)>> {
         if name.starts_with('.') || name.ends_with(".tmp") {
             continue;
         }
-        let ft = entry.file_type().map_err(|e| DeltaTaskError::io(format!("listing `{source}`"), e))?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| DeltaTaskError::io(format!("listing `{source}`"), e))?;
         if ft.is_file() {
             files.push((name, entry.path()));
         }
@@ -202,7 +212,10 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(4);
                 while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
                     let v: &'de RawValue = map.next_value()?;
@@ -238,7 +251,10 @@ fn raw_string(raw: &RawValue) -> Option<Cow<'_, str>> {
 
 /// How one line was judged.
 enum Parsed<'a> {
-    Row { values: [Cow<'a, str>; 4], extras: Vec<(Cow<'a, str>, &'a RawValue)> },
+    Row {
+        values: [Cow<'a, str>; 4],
+        extras: Vec<(Cow<'a, str>, &'a RawValue)>,
+    },
     Bad(String),
     Skip,
 }
@@ -267,7 +283,11 @@ fn parse_line(line: &[u8]) -> Parsed<'_> {
                     None => return Parsed::Bad(format!("field `{name}`: bad string")),
                 },
                 "null" => return Parsed::Bad(format!("missing required field `{name}` (null)")),
-                kind => return Parsed::Bad(format!("field `{name}` has the wrong type: expected string, found {kind}")),
+                kind => {
+                    return Parsed::Bad(format!(
+                        "field `{name}` has the wrong type: expected string, found {kind}"
+                    ));
+                }
             },
         }
     }
@@ -369,13 +389,22 @@ fn timestamps(micros: i64, rows: usize) -> ArrayRef {
 }
 
 /// Builds a batch with `schema`'s columns in order, null-filling the ones not given.
-pub(crate) fn assemble(schema: &SchemaRef, mut by_name: HashMap<&str, ArrayRef>, rows: usize) -> Result<RecordBatch> {
+pub(crate) fn assemble(
+    schema: &SchemaRef,
+    mut by_name: HashMap<&str, ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
-        .map(|f| by_name.remove(f.name().as_str()).unwrap_or_else(|| new_null_array(f.data_type(), rows)))
+        .map(|f| {
+            by_name
+                .remove(f.name().as_str())
+                .unwrap_or_else(|| new_null_array(f.data_type(), rows))
+        })
         .collect();
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| DeltaTaskError::format("building a batch", e))
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| DeltaTaskError::format("building a batch", e))
 }
 
 /// The state of one batch being written.
@@ -419,19 +448,29 @@ impl BatchWriter<'_> {
         }
         b.extras.clear();
         // Columns we produce that the table lacks evolve its schema.
-        let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         let mut grew = false;
         let mut produced: Vec<&str> = by_name.keys().copied().collect();
         produced.sort();
         for name in produced {
             if self.schema.field_with_name(name).is_err() {
-                let dt = by_name.get(name).map(|a| a.data_type().clone()).unwrap_or(ArrowType::Utf8);
+                let dt = by_name
+                    .get(name)
+                    .map(|a| a.data_type().clone())
+                    .unwrap_or(ArrowType::Utf8);
                 fields.push(Field::new(name, dt, true));
                 grew = true;
             }
         }
         for (name, _) in &extras {
-            if self.schema.field_with_name(name).is_err() && !fields.iter().any(|f| f.name() == name) {
+            if self.schema.field_with_name(name).is_err()
+                && !fields.iter().any(|f| f.name() == name)
+            {
                 fields.push(Field::new(name, ArrowType::Utf8, true));
                 grew = true;
             }
@@ -446,11 +485,22 @@ impl BatchWriter<'_> {
         let batch = assemble(&self.schema, by_name, rows)?;
         b.rows = 0;
         if self.writer.is_none() {
-            self.writer = Some(table::writer_for(table, &self.bronze_loc, self.schema.clone())?);
+            self.writer = Some(table::writer_for(
+                table,
+                &self.bronze_loc,
+                self.schema.clone(),
+            )?);
         }
-        let mode = if self.evolved { WriteMode::MergeSchema } else { WriteMode::Default };
+        let mode = if self.evolved {
+            WriteMode::MergeSchema
+        } else {
+            WriteMode::Default
+        };
         if let Some(writer) = self.writer.as_mut() {
-            writer.write_with_mode(batch, mode).await.map_err(|e| DeltaTaskError::delta(&self.bronze_loc, e))?;
+            writer
+                .write_with_mode(batch, mode)
+                .await
+                .map_err(|e| DeltaTaskError::delta(&self.bronze_loc, e))?;
         }
         Ok(())
     }
@@ -470,14 +520,17 @@ impl BatchWriter<'_> {
             let schema = w.arrow_schema();
             let batch = self.quarantine.finish(&schema, self.now_micros)?;
             let _ = qt;
-            w.write(batch).await.map_err(|e| DeltaTaskError::delta(&loc, e))?;
+            w.write(batch)
+                .await
+                .map_err(|e| DeltaTaskError::delta(&loc, e))?;
         }
         Ok(())
     }
 
     /// Reads one landing file, routing each line to bronze or quarantine.
     async fn read_file(&mut self, table: &DeltaTable, name: &str, path: &FsPath) -> Result<()> {
-        let file = std::fs::File::open(path).map_err(|e| DeltaTaskError::io(format!("opening `{}`", path.display()), e))?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| DeltaTaskError::io(format!("opening `{}`", path.display()), e))?;
         let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
         let mut buf = Vec::with_capacity(1024);
         let mut line_no: i64 = 0;
@@ -521,7 +574,13 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    fn push_row(&mut self, name: &str, line_no: i64, values: &[Cow<str>; 4], extras: &[(Cow<str>, &RawValue)]) -> Result<()> {
+    fn push_row(
+        &mut self,
+        name: &str,
+        line_no: i64,
+        values: &[Cow<str>; 4],
+        extras: &[(Cow<str>, &RawValue)],
+    ) -> Result<()> {
         let mode = self.params.schema_evolution;
         let b = &mut self.bronze;
         let mut extra_values: Vec<(&str, Cow<str>)> = Vec::new();
@@ -602,28 +661,44 @@ struct Progress {
 }
 
 async fn read_progress(table: &DeltaTable, location: &str) -> Result<Progress> {
-    let batch = table::app_version(table, location, APP_ID).await?.unwrap_or(0);
+    let batch = table::app_version(table, location, APP_ID)
+        .await?
+        .unwrap_or(0);
     let mut files = BTreeSet::new();
     let mut batches = BTreeMap::new();
     for (_, info) in table::history_infos(table, location).await? {
         if info.get("app").and_then(Value::as_str) != Some(APP_ID) {
             continue;
         }
-        let Some(b) = info.get("batch").and_then(Value::as_i64) else { continue };
+        let Some(b) = info.get("batch").and_then(Value::as_i64) else {
+            continue;
+        };
         let list: Vec<String> = info
             .get("files")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let q = info.get("quarantined").and_then(Value::as_u64).unwrap_or(0);
         files.extend(list.iter().cloned());
         batches.insert(b, (list, q));
     }
-    Ok(Progress { batch, files, batches })
+    Ok(Progress {
+        batch,
+        files,
+        batches,
+    })
 }
 
 fn write_op() -> DeltaOperation {
-    DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None }
+    DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    }
 }
 
 /// Commits quarantine files with the batch's application transaction, unless already there.
@@ -633,15 +708,23 @@ async fn commit_quarantine(
     batch: i64,
     files: &[String],
 ) -> Result<Option<i64>> {
-    let Some((mut qt, mut w)) = q else { return Ok(None) };
+    let Some((mut qt, mut w)) = q else {
+        return Ok(None);
+    };
     let loc = params.quarantine_location();
-    let adds = w.flush().await.map_err(|e| DeltaTaskError::delta(&loc, e))?;
+    let adds = w
+        .flush()
+        .await
+        .map_err(|e| DeltaTaskError::delta(&loc, e))?;
     table::refresh(&mut qt, &loc).await?;
     let done = table::app_version(&qt, &loc, APP_ID).await?.unwrap_or(0);
     if done >= batch {
         return Ok(Some(table::version(&qt)));
     }
-    let rows: u64 = adds.iter().filter_map(|a| a.get_stats().ok().flatten().map(|s| s.num_records as u64)).sum();
+    let rows: u64 = adds
+        .iter()
+        .filter_map(|a| a.get_stats().ok().flatten().map(|s| s.num_records as u64))
+        .sum();
     let v = table::commit(
         &mut qt,
         &loc,
@@ -659,11 +742,18 @@ async fn commit_quarantine(
 /// Runs `ingest` to completion: every pending landing file, batch by batch.
 pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSummary> {
     if params.max_files_per_batch == 0 {
-        return Err(DeltaTaskError::Param { param: "max_files_per_batch", message: "must be at least 1".into() });
+        return Err(DeltaTaskError::Param {
+            param: "max_files_per_batch",
+            message: "must be at least 1".into(),
+        });
     }
     let loc = params.table.clone();
     let qloc = params.quarantine_location();
-    let mut summary = IngestSummary { table_version: -1, quarantine_version: -1, ..Default::default() };
+    let mut summary = IngestSummary {
+        table_version: -1,
+        quarantine_version: -1,
+        ..Default::default()
+    };
     // Fail early on a missing folder, before touching any table.
     list_landing(&params.source)?;
     let mut table = table::open_table(&loc).await?;
@@ -693,7 +783,14 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
         let batch_no = progress.as_ref().map_or(0, |p| p.batch) + 1;
         let t = match table.take() {
             Some(t) => t,
-            None => table::open_or_create(&loc, &bronze_schema(params.schema_evolution)?, &[table::KEEP_LOG]).await?,
+            None => {
+                table::open_or_create(
+                    &loc,
+                    &bronze_schema(params.schema_evolution)?,
+                    &[table::KEEP_LOG],
+                )
+                .await?
+            }
         };
         let mut t = t;
         let schema = table::arrow_schema(&t, &loc)?;
@@ -718,7 +815,10 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
         w.flush_bronze(&t).await?;
         w.flush_quarantine().await?;
         let adds = match w.writer.as_mut() {
-            Some(writer) => writer.flush().await.map_err(|e| DeltaTaskError::delta(&loc, e))?,
+            Some(writer) => writer
+                .flush()
+                .await
+                .map_err(|e| DeltaTaskError::delta(&loc, e))?,
             None => Vec::new(),
         };
         opts.failpoint("ingest.after_write")?;
@@ -729,15 +829,25 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
         if recorded != batch_no - 1 {
             return Err(DeltaTaskError::Conflict {
                 table: loc.clone(),
-                message: format!("batch {batch_no} planned after batch {} but the table records {recorded}", batch_no - 1),
+                message: format!(
+                    "batch {batch_no} planned after batch {} but the table records {recorded}",
+                    batch_no - 1
+                ),
             });
         }
         let mut actions: Vec<Action> = Vec::new();
         if w.evolved {
-            let new_schema: StructType =
-                w.schema.as_ref().try_into_kernel().map_err(|e| DeltaTaskError::format("evolving the schema", e))?;
+            let new_schema: StructType = w
+                .schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| DeltaTaskError::format("evolving the schema", e))?;
             let snapshot = t.snapshot().map_err(|e| DeltaTaskError::delta(&loc, e))?;
-            let metadata = snapshot.metadata().clone().with_schema(&new_schema).map_err(|e| DeltaTaskError::format("evolving the schema", e))?;
+            let metadata = snapshot
+                .metadata()
+                .clone()
+                .with_schema(&new_schema)
+                .map_err(|e| DeltaTaskError::format("evolving the schema", e))?;
             actions.push(Action::Metadata(metadata));
         }
         actions.extend(adds.into_iter().map(Action::Add));
@@ -775,24 +885,32 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
     if let Some(t) = table.as_ref() {
         summary.table_version = table::version(t);
     }
-    if summary.quarantine_version < 0 {
-        if let Some(qt) = table::open_table(&qloc).await? {
-            summary.quarantine_version = table::version(&qt);
-        }
+    if summary.quarantine_version < 0
+        && let Some(qt) = table::open_table(&qloc).await?
+    {
+        summary.quarantine_version = table::version(&qt);
     }
     Ok(summary)
 }
 
 /// Rebuilds the quarantine rows of committed bronze batches whose quarantine commit is missing
 /// (a crash between the two commits).
-async fn catch_up_quarantine(params: &IngestParams, bronze: &DeltaTable, progress: &Progress, opts: &RunOptions) -> Result<()> {
+async fn catch_up_quarantine(
+    params: &IngestParams,
+    bronze: &DeltaTable,
+    progress: &Progress,
+    opts: &RunOptions,
+) -> Result<()> {
     let qloc = params.quarantine_location();
     let qdone = match table::open_table(&qloc).await? {
         Some(qt) => table::app_version(&qt, &qloc, APP_ID).await?.unwrap_or(0),
         None => 0,
     };
-    let missing: Vec<(&i64, &(Vec<String>, u64))> =
-        progress.batches.range(qdone + 1..).filter(|(_, (_, q))| *q > 0).collect();
+    let missing: Vec<(&i64, &(Vec<String>, u64))> = progress
+        .batches
+        .range(qdone + 1..)
+        .filter(|(_, (_, q))| *q > 0)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -840,9 +958,14 @@ impl Task for IngestTask {
     type Params = IngestParams;
     const TYPE: &'static str = "ingest";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str = "Ingest landing JSON-lines files into a bronze Delta table, exactly once, with quarantine";
+    const DESCRIPTION: &'static str =
+        "Ingest landing JSON-lines files into a bronze Delta table, exactly once, with quarantine";
 
-    async fn run(&self, ctx: &TaskContext, params: IngestParams) -> std::result::Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: IngestParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
         let opts = RunOptions::from_context(ctx);
         let s = ingest(&params, &opts).await?;
         let url = table::table_url(&params.table)?;

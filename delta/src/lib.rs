@@ -55,12 +55,18 @@ pub struct RunOptions {
 impl RunOptions {
     /// Options for a task attempt: the context's cancellation and the failpoint env variable.
     pub fn from_context(ctx: &TaskContext) -> Self {
-        RunOptions { failpoint: std::env::var(FAILPOINT_ENV).ok().filter(|s| !s.is_empty()), cancel: Some(ctx.cancel.clone()) }
+        RunOptions {
+            failpoint: std::env::var(FAILPOINT_ENV).ok().filter(|s| !s.is_empty()),
+            cancel: Some(ctx.cancel.clone()),
+        }
     }
 
     /// Options that fire `failpoint`.
     pub fn with_failpoint(name: &str) -> Self {
-        RunOptions { failpoint: Some(name.to_string()), cancel: None }
+        RunOptions {
+            failpoint: Some(name.to_string()),
+            cancel: None,
+        }
     }
 
     /// Fails when `name` is the configured failpoint.
@@ -95,7 +101,9 @@ pub fn register(registry: &mut Registry) {
 
 /// Whether the table named in a cached output still exists at the version the output names.
 pub(crate) async fn output_table_still_valid(location: &str, output: &TaskOutput) -> bool {
-    let Some(expected) = output.get("table_version").and_then(|v| v.as_i64()) else { return false };
+    let Some(expected) = output.get("table_version").and_then(|v| v.as_i64()) else {
+        return false;
+    };
     match table::open_table(location).await {
         Ok(Some(t)) => table::version(&t) == expected,
         Ok(None) => expected < 0,

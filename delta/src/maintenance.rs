@@ -18,21 +18,21 @@
 
 use std::collections::HashMap;
 
-use deltalake::arrow::compute::{concat_batches, sort_to_indices, take_record_batch, SortOptions};
+use deltalake::arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
 use deltalake::kernel::Action;
-use deltalake::operations::vacuum::VacuumMode;
 use deltalake::logstore::object_store::ObjectStoreExt;
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::DeltaWriter;
 use futures::{StreamExt, TryStreamExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
+use crate::RunOptions;
 use crate::error::{DeltaTaskError, Result};
 use crate::table::{self, CommitRequest};
-use crate::RunOptions;
 
 fn default_target_mb() -> u64 {
     32
@@ -55,7 +55,11 @@ pub struct OptimizeParams {
 impl OptimizeParams {
     /// Params with defaults.
     pub fn new(table: impl Into<String>) -> Self {
-        OptimizeParams { table: table.into(), target_size_mb: default_target_mb(), zorder_by: None }
+        OptimizeParams {
+            table: table.into(),
+            target_size_mb: default_target_mb(),
+            zorder_by: None,
+        }
     }
 }
 
@@ -77,16 +81,26 @@ pub async fn optimize(params: &OptimizeParams, opts: &RunOptions) -> Result<Opti
     let loc = params.table.clone();
     let mut t = table::open_table(&loc)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput { what: "table", location: loc.clone() })?;
+        .ok_or_else(|| DeltaTaskError::MissingInput {
+            what: "table",
+            location: loc.clone(),
+        })?;
     let target = params.target_size_mb.max(1) * 1024 * 1024;
     let schema = table::arrow_schema(&t, &loc)?;
-    if let Some(col) = &params.zorder_by {
-        if schema.field_with_name(col).is_err() {
-            return Err(DeltaTaskError::Param { param: "zorder_by", message: format!("`{loc}` has no column `{col}`") });
-        }
+    if let Some(col) = &params.zorder_by
+        && schema.field_with_name(col).is_err()
+    {
+        return Err(DeltaTaskError::Param {
+            param: "zorder_by",
+            message: format!("`{loc}` has no column `{col}`"),
+        });
     }
     let snapshot = t.snapshot().map_err(|e| DeltaTaskError::delta(&loc, e))?;
-    let mut small: Vec<_> = snapshot.log_data().iter().filter(|f| (f.size() as u64) < target).collect();
+    let mut small: Vec<_> = snapshot
+        .log_data()
+        .iter()
+        .filter(|f| (f.size() as u64) < target)
+        .collect();
     small.sort_by_key(|f| f.path().to_string());
     // Bin-pack in path order.
     let mut bins: Vec<Vec<_>> = Vec::new();
@@ -104,7 +118,10 @@ pub async fn optimize(params: &OptimizeParams, opts: &RunOptions) -> Result<Opti
         bins.push(current);
     }
     bins.retain(|b| b.len() >= 2);
-    let mut summary = OptimizeSummary { table_version: table::version(&t), ..Default::default() };
+    let mut summary = OptimizeSummary {
+        table_version: table::version(&t),
+        ..Default::default()
+    };
     if bins.is_empty() {
         return Ok(summary);
     }
@@ -123,7 +140,10 @@ pub async fn optimize(params: &OptimizeParams, opts: &RunOptions) -> Result<Opti
                 if params.zorder_by.is_some() {
                     batches.push(batch);
                 } else {
-                    writer.write(batch).await.map_err(|e| DeltaTaskError::delta(&loc, e))?;
+                    writer
+                        .write(batch)
+                        .await
+                        .map_err(|e| DeltaTaskError::delta(&loc, e))?;
                 }
             }
             actions.push(Action::Remove(f.remove_action(false)));
@@ -133,22 +153,39 @@ pub async fn optimize(params: &OptimizeParams, opts: &RunOptions) -> Result<Opti
             if batches.is_empty() {
                 continue;
             }
-            let all = concat_batches(&batches[0].schema(), &batches).map_err(|e| DeltaTaskError::format("optimize", e))?;
+            let all = concat_batches(&batches[0].schema(), &batches)
+                .map_err(|e| DeltaTaskError::format("optimize", e))?;
             drop(batches);
-            let key = all.column_by_name(col).ok_or_else(|| DeltaTaskError::Data(format!("no column `{col}`")))?;
-            let idx = sort_to_indices(key, Some(SortOptions { descending: false, nulls_first: false }), None)
-                .map_err(|e| DeltaTaskError::format("sorting", e))?;
-            let sorted = take_record_batch(&all, &idx).map_err(|e| DeltaTaskError::format("sorting", e))?;
+            let key = all
+                .column_by_name(col)
+                .ok_or_else(|| DeltaTaskError::Data(format!("no column `{col}`")))?;
+            let idx = sort_to_indices(
+                key,
+                Some(SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                }),
+                None,
+            )
+            .map_err(|e| DeltaTaskError::format("sorting", e))?;
+            let sorted =
+                take_record_batch(&all, &idx).map_err(|e| DeltaTaskError::format("sorting", e))?;
             drop(all);
             let mut offset = 0;
             while offset < sorted.num_rows() {
                 let len = table::BATCH_ROWS.min(sorted.num_rows() - offset);
-                writer.write(sorted.slice(offset, len)).await.map_err(|e| DeltaTaskError::delta(&loc, e))?;
+                writer
+                    .write(sorted.slice(offset, len))
+                    .await
+                    .map_err(|e| DeltaTaskError::delta(&loc, e))?;
                 offset += len;
             }
         }
     }
-    let adds = writer.flush().await.map_err(|e| DeltaTaskError::delta(&loc, e))?;
+    let adds = writer
+        .flush()
+        .await
+        .map_err(|e| DeltaTaskError::delta(&loc, e))?;
     summary.files_added = adds.len() as u64;
     actions.extend(adds.into_iter().map(|mut a| {
         a.data_change = false;
@@ -159,7 +196,10 @@ pub async fn optimize(params: &OptimizeParams, opts: &RunOptions) -> Result<Opti
         &loc,
         CommitRequest {
             actions,
-            operation: DeltaOperation::Optimize { predicate: None, target_size: target as i64 },
+            operation: DeltaOperation::Optimize {
+                predicate: None,
+                target_size: target as i64,
+            },
             txn: None,
             info: json!({
                 "app": "tweetflow-optimize", "kind": "optimize", "zorder_by": params.zorder_by,
@@ -194,7 +234,11 @@ pub struct VacuumParams {
 impl VacuumParams {
     /// Params with defaults.
     pub fn new(table: impl Into<String>) -> Self {
-        VacuumParams { table: table.into(), retention: default_retention(), dry_run: false }
+        VacuumParams {
+            table: table.into(),
+            retention: default_retention(),
+            dry_run: false,
+        }
     }
 }
 
@@ -212,13 +256,22 @@ pub struct VacuumSummary {
 /// Vacuums `params.table` (see the module docs).
 pub async fn vacuum(params: &VacuumParams) -> Result<VacuumSummary> {
     let loc = params.table.clone();
-    let retention = tweetflow_engine::duration::parse_duration(&params.retention)
-        .map_err(|e| DeltaTaskError::Param { param: "retention", message: e })?;
-    let retention = chrono::Duration::from_std(retention)
-        .map_err(|e| DeltaTaskError::Param { param: "retention", message: e.to_string() })?;
+    let retention = tweetflow_engine::duration::parse_duration(&params.retention).map_err(|e| {
+        DeltaTaskError::Param {
+            param: "retention",
+            message: e,
+        }
+    })?;
+    let retention = chrono::Duration::from_std(retention).map_err(|e| DeltaTaskError::Param {
+        param: "retention",
+        message: e.to_string(),
+    })?;
     let t = table::open_table(&loc)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput { what: "table", location: loc.clone() })?;
+        .ok_or_else(|| DeltaTaskError::MissingInput {
+            what: "table",
+            location: loc.clone(),
+        })?;
     let result = t
         .vacuum()
         .with_retention_period(retention)
@@ -227,11 +280,18 @@ pub async fn vacuum(params: &VacuumParams) -> Result<VacuumSummary> {
         .with_dry_run(params.dry_run)
         .await;
     match result {
-        Ok((t, metrics)) => {
-            Ok(VacuumSummary { files: metrics.files_deleted, dry_run: metrics.dry_run, table_version: table::version(&t) })
-        }
-        Err(deltalake::DeltaTableError::Generic(msg)) if msg.contains("retention") => {
-            Err(DeltaTaskError::Param { param: "retention", message: msg })
+        Ok((t, metrics)) => Ok(VacuumSummary {
+            files: metrics.files_deleted,
+            dry_run: metrics.dry_run,
+            table_version: table::version(&t),
+        }),
+        Err(deltalake::DeltaTableError::GenericError { source })
+            if source.to_string().contains("retention") =>
+        {
+            Err(DeltaTaskError::Param {
+                param: "retention",
+                message: source.to_string(),
+            })
         }
         Err(e) => Err(DeltaTaskError::delta(&loc, e)),
     }
@@ -265,12 +325,15 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
         match table::open_table(loc).await? {
             Some(t) => found.push((loc.clone(), Some(t))),
             None => {
-                if let Some(dir) = table::local_dir(loc) {
-                    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-                        return Err(DeltaTaskError::Refused(format!(
-                            "`{loc}` is not a Delta table; reset does not delete it"
-                        )));
-                    }
+                if let Some(dir) = table::local_dir(loc)
+                    && dir.exists()
+                    && std::fs::read_dir(&dir)
+                        .map(|mut d| d.next().is_some())
+                        .unwrap_or(true)
+                {
+                    return Err(DeltaTaskError::Refused(format!(
+                        "`{loc}` is not a Delta table; reset does not delete it"
+                    )));
                 }
                 found.push((loc.clone(), None));
             }
@@ -282,7 +345,8 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
             continue;
         };
         if let Some(dir) = table::local_dir(&loc) {
-            std::fs::remove_dir_all(&dir).map_err(|e| DeltaTaskError::io(format!("deleting `{}`", dir.display()), e))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| DeltaTaskError::io(format!("deleting `{}`", dir.display()), e))?;
         } else {
             let store = t.object_store();
             let paths: Vec<_> = store
@@ -292,7 +356,10 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
                 .await
                 .map_err(|e| DeltaTaskError::delta(&loc, e.into()))?;
             for p in paths {
-                store.delete(&p).await.map_err(|e| DeltaTaskError::delta(&loc, e.into()))?;
+                store
+                    .delete(&p)
+                    .await
+                    .map_err(|e| DeltaTaskError::delta(&loc, e.into()))?;
             }
         }
         tracing::info!(table = %loc, "table reset");
@@ -348,7 +415,11 @@ impl std::fmt::Display for TableInfo {
         writeln!(f, "files    {} ({} bytes)", self.files, self.size_bytes)?;
         writeln!(f, "schema")?;
         for (name, ty, nullable) in &self.schema {
-            writeln!(f, "  {name}: {ty}{}", if *nullable { "" } else { " not null" })?;
+            writeln!(
+                f,
+                "  {name}: {ty}{}",
+                if *nullable { "" } else { " not null" }
+            )?;
         }
         if !self.app_transactions.is_empty() {
             writeln!(f, "progress")?;
@@ -365,14 +436,20 @@ impl std::fmt::Display for TableInfo {
                 .unwrap_or_default();
             let extra = h.tweetflow.as_ref().map(|v| {
                 let mut v = v.clone();
-                if let Some(files) = v.get_mut("files") {
-                    if let Some(a) = files.as_array() {
-                        *files = json!(a.len());
-                    }
+                if let Some(files) = v.get_mut("files")
+                    && let Some(a) = files.as_array()
+                {
+                    *files = json!(a.len());
                 }
                 v.to_string()
             });
-            writeln!(f, "  {:>4}  {when}  {}  {}", h.version, h.operation.clone().unwrap_or_default(), extra.unwrap_or_default())?;
+            writeln!(
+                f,
+                "  {:>4}  {when}  {}  {}",
+                h.version,
+                h.operation.clone().unwrap_or_default(),
+                extra.unwrap_or_default()
+            )?;
         }
         Ok(())
     }
@@ -383,7 +460,10 @@ impl std::fmt::Display for TableInfo {
 pub async fn show(location: &str, history_limit: usize) -> Result<TableInfo> {
     let t = table::open_table(location)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput { what: "table", location: location.to_string() })?;
+        .ok_or_else(|| DeltaTaskError::MissingInput {
+            what: "table",
+            location: location.to_string(),
+        })?;
     let schema = table::delta_schema(&t, location)?;
     let files = table::active_files(&t, location)?;
     let version = table::version(&t);
@@ -419,10 +499,18 @@ pub async fn show(location: &str, history_limit: usize) -> Result<TableInfo> {
         version,
         schema: schema
             .fields()
-            .map(|f| (f.name().clone(), serde_json::to_value(f.data_type()).map(|v| match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            }).unwrap_or_default(), f.is_nullable()))
+            .map(|f| {
+                (
+                    f.name().clone(),
+                    serde_json::to_value(f.data_type())
+                        .map(|v| match v {
+                            Value::String(s) => s,
+                            other => other.to_string(),
+                        })
+                        .unwrap_or_default(),
+                    f.is_nullable(),
+                )
+            })
             .collect(),
         rows: table::row_count(&t, location)?,
         files: files.len() as u64,
@@ -439,9 +527,14 @@ impl Task for OptimizeTask {
     type Params = OptimizeParams;
     const TYPE: &'static str = "optimize";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str = "Compact the small files of a Delta table, optionally sorted by a column";
+    const DESCRIPTION: &'static str =
+        "Compact the small files of a Delta table, optionally sorted by a column";
 
-    async fn run(&self, ctx: &TaskContext, params: OptimizeParams) -> std::result::Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: OptimizeParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
         let s = optimize(&params, &RunOptions::from_context(ctx)).await?;
         let url = table::table_url(&params.table)?;
         Ok(TaskOutput::new()
@@ -465,9 +558,14 @@ impl Task for VacuumTask {
     type Params = VacuumParams;
     const TYPE: &'static str = "vacuum";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str = "Delete unreferenced files of a Delta table older than the retention (default 168h)";
+    const DESCRIPTION: &'static str =
+        "Delete unreferenced files of a Delta table older than the retention (default 168h)";
 
-    async fn run(&self, _ctx: &TaskContext, params: VacuumParams) -> std::result::Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        _ctx: &TaskContext,
+        params: VacuumParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
         let s = vacuum(&params).await?;
         let url = table::table_url(&params.table)?;
         Ok(TaskOutput::new()
@@ -491,14 +589,23 @@ impl Task for ResetTask {
     type Params = ResetParams;
     const TYPE: &'static str = "reset";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str = "Delete Delta tables and their progress records (needs confirm: true)";
+    const DESCRIPTION: &'static str =
+        "Delete Delta tables and their progress records (needs confirm: true)";
 
-    async fn run(&self, _ctx: &TaskContext, params: ResetParams) -> std::result::Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        _ctx: &TaskContext,
+        params: ResetParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
         if !params.confirm {
-            return Err(TaskError::config("confirm", "reset deletes tables; set `confirm: true`"));
+            return Err(TaskError::config(
+                "confirm",
+                "reset deletes tables; set `confirm: true`",
+            ));
         }
         let done = reset(&params.tables, params.confirm).await?;
-        let map: serde_json::Map<String, Value> = done.into_iter().map(|(k, v)| (k, json!(v))).collect();
+        let map: serde_json::Map<String, Value> =
+            done.into_iter().map(|(k, v)| (k, json!(v))).collect();
         Ok(TaskOutput::new().with("tables", Value::Object(map)))
     }
 

@@ -16,14 +16,14 @@
 use std::io::Read;
 use std::path::Path;
 
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::error::{DeltaTaskError, Result};
 use crate::RunOptions;
+use crate::error::{DeltaTaskError, Result};
 
 fn default_tweets_per_file() -> usize {
     1000
@@ -120,17 +120,28 @@ pub fn polarity_label(polarity: &str) -> Option<&'static str> {
 /// Reads the tweets of a Sentiment140 CSV (plain or gzip); returns them and the skipped count.
 pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => DeltaTaskError::MissingInput { what: "CSV file", location: path.display().to_string() },
+        std::io::ErrorKind::NotFound => DeltaTaskError::MissingInput {
+            what: "CSV file",
+            location: path.display().to_string(),
+        },
         _ => DeltaTaskError::io(format!("opening `{}`", path.display()), e),
     })?;
     let mut reader = std::io::BufReader::new(file);
     let mut magic = [0u8; 2];
-    let n = reader.read(&mut magic).map_err(|e| DeltaTaskError::io(format!("reading `{}`", path.display()), e))?;
+    let n = reader
+        .read(&mut magic)
+        .map_err(|e| DeltaTaskError::io(format!("reading `{}`", path.display()), e))?;
     let head = std::io::Cursor::new(magic[..n].to_vec());
     let chained = head.chain(reader);
-    let input: Box<dyn Read> =
-        if n == 2 && magic == [0x1f, 0x8b] { Box::new(flate2::read::MultiGzDecoder::new(chained)) } else { Box::new(chained) };
-    let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+    let input: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(chained))
+    } else {
+        Box::new(chained)
+    };
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input);
     let mut out = Vec::new();
     let mut skipped = 0;
     let mut record = csv::ByteRecord::new();
@@ -140,7 +151,10 @@ pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
             Ok(true) => {}
             Err(e) => {
                 if let csv::ErrorKind::Io(_) = e.kind() {
-                    return Err(DeltaTaskError::Data(format!("reading `{}`: {e}", path.display())));
+                    return Err(DeltaTaskError::Data(format!(
+                        "reading `{}`: {e}",
+                        path.display()
+                    )));
                 }
                 skipped += 1;
                 continue;
@@ -150,12 +164,18 @@ pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
             skipped += 1;
             continue;
         }
-        let field = |i: usize| String::from_utf8_lossy(record.get(i).unwrap_or_default()).into_owned();
+        let field =
+            |i: usize| String::from_utf8_lossy(record.get(i).unwrap_or_default()).into_owned();
         let Some(label) = polarity_label(&field(0)) else {
             skipped += 1;
             continue;
         };
-        out.push(LandedTweet { date: field(2), user: field(4), text: field(5), sentiment: label.to_string() });
+        out.push(LandedTweet {
+            date: field(2),
+            user: field(4),
+            text: field(5),
+            sentiment: label.to_string(),
+        });
     }
     Ok((out, skipped))
 }
@@ -164,22 +184,33 @@ pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
 pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
-    std::fs::write(&tmp, contents).map_err(|e| DeltaTaskError::io(format!("writing `{}`", tmp.display()), e))?;
-    std::fs::rename(&tmp, &target).map_err(|e| DeltaTaskError::io(format!("renaming to `{}`", target.display()), e))
+    std::fs::write(&tmp, contents)
+        .map_err(|e| DeltaTaskError::io(format!("writing `{}`", tmp.display()), e))?;
+    std::fs::rename(&tmp, &target)
+        .map_err(|e| DeltaTaskError::io(format!("renaming to `{}`", target.display()), e))
 }
 
 /// Replays `params.csv` into `params.landing` (see the module docs).
 pub async fn replay(params: &ReplayParams, opts: &RunOptions) -> Result<ReplaySummary> {
     if params.tweets_per_file == 0 {
-        return Err(DeltaTaskError::Param { param: "tweets_per_file", message: "must be at least 1".into() });
+        return Err(DeltaTaskError::Param {
+            param: "tweets_per_file",
+            message: "must be at least 1".into(),
+        });
     }
     if params.repeat == 0 {
-        return Err(DeltaTaskError::Param { param: "repeat", message: "must be at least 1".into() });
+        return Err(DeltaTaskError::Param {
+            param: "repeat",
+            message: "must be at least 1".into(),
+        });
     }
     let delay = match &params.delay {
-        Some(d) => Some(
-            tweetflow_engine::duration::parse_duration(d).map_err(|e| DeltaTaskError::Param { param: "delay", message: e })?,
-        ),
+        Some(d) => Some(tweetflow_engine::duration::parse_duration(d).map_err(|e| {
+            DeltaTaskError::Param {
+                param: "delay",
+                message: e,
+            }
+        })?),
         None => None,
     };
     let csv_path = Path::new(&params.csv).to_path_buf();
@@ -191,10 +222,14 @@ pub async fn replay(params: &ReplayParams, opts: &RunOptions) -> Result<ReplaySu
         tweets.shuffle(&mut rng);
     }
     let landing = Path::new(&params.landing);
-    std::fs::create_dir_all(landing).map_err(|e| DeltaTaskError::io(format!("creating `{}`", landing.display()), e))?;
+    std::fs::create_dir_all(landing)
+        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", landing.display()), e))?;
     let total = tweets.len().saturating_mul(params.repeat as usize);
     let total = params.limit.map_or(total, |l| l.min(total));
-    let mut summary = ReplaySummary { skipped, ..Default::default() };
+    let mut summary = ReplaySummary {
+        skipped,
+        ..Default::default()
+    };
     let mut buf = Vec::with_capacity(params.tweets_per_file * 200);
     let mut index = 0usize;
     while index < total {
@@ -226,9 +261,14 @@ impl Task for ReplayTask {
     type Params = ReplayParams;
     const TYPE: &'static str = "replay";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str = "Replay a Sentiment140 CSV into landing JSON-lines files (deterministic, atomic)";
+    const DESCRIPTION: &'static str =
+        "Replay a Sentiment140 CSV into landing JSON-lines files (deterministic, atomic)";
 
-    async fn run(&self, ctx: &TaskContext, params: ReplayParams) -> std::result::Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: ReplayParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
         let s = replay(&params, &RunOptions::from_context(ctx)).await?;
         let fp = format!("{}:{}:{}", params.landing, s.files, s.tweets);
         Ok(TaskOutput::new()
@@ -241,6 +281,10 @@ impl Task for ReplayTask {
 
     async fn output_still_valid(&self, params: &ReplayParams, output: &TaskOutput) -> bool {
         let files = output.get("files").and_then(|v| v.as_u64()).unwrap_or(0);
-        (1..=files).all(|i| Path::new(&params.landing).join(format!("{}-{i:06}.jsonl", params.prefix)).is_file())
+        (1..=files).all(|i| {
+            Path::new(&params.landing)
+                .join(format!("{}-{i:06}.jsonl", params.prefix))
+                .is_file()
+        })
     }
 }

@@ -18,15 +18,15 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructField, StructType, Transaction};
+use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
+use deltalake::parquet::arrow::ProjectionMask;
 #[allow(deprecated)]
 use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream};
-use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::RecordBatchWriter;
-use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore, Path};
 use futures::TryStreamExt;
 use serde_json::Value;
@@ -44,32 +44,45 @@ pub const COMMIT_INFO_KEY: &str = "tweetflow";
 /// Turns a table location (local path or URL) into a URL; local paths are made absolute.
 pub fn table_url(location: &str) -> Result<Url> {
     if location.trim().is_empty() {
-        return Err(DeltaTaskError::Param { param: "table", message: "empty table location".into() });
+        return Err(DeltaTaskError::Param {
+            param: "table",
+            message: "empty table location".into(),
+        });
     }
     if location.contains("://") {
-        return Url::parse(location)
-            .map_err(|e| DeltaTaskError::Param { param: "table", message: format!("`{location}` is not a URL: {e}") });
+        return Url::parse(location).map_err(|e| DeltaTaskError::Param {
+            param: "table",
+            message: format!("`{location}` is not a URL: {e}"),
+        });
     }
-    let abs = std::path::absolute(location).map_err(|e| DeltaTaskError::io(format!("resolving `{location}`"), e))?;
-    Url::from_directory_path(&abs)
-        .map_err(|_| DeltaTaskError::Param { param: "table", message: format!("`{location}` is not a usable path") })
+    let abs = std::path::absolute(location)
+        .map_err(|e| DeltaTaskError::io(format!("resolving `{location}`"), e))?;
+    Url::from_directory_path(&abs).map_err(|_| DeltaTaskError::Param {
+        param: "table",
+        message: format!("`{location}` is not a usable path"),
+    })
 }
 
 /// The local directory of a location, when it is a local path or `file://` URL.
 pub fn local_dir(location: &str) -> Option<std::path::PathBuf> {
     let url = table_url(location).ok()?;
-    if url.scheme() == "file" { url.to_file_path().ok() } else { None }
+    if url.scheme() == "file" {
+        url.to_file_path().ok()
+    } else {
+        None
+    }
 }
 
 /// Opens the table at `location`; `None` when there is no Delta table there.
 pub async fn open_table(location: &str) -> Result<Option<DeltaTable>> {
-    if let Some(dir) = local_dir(location) {
-        if !dir.join("_delta_log").is_dir() {
-            return Ok(None);
-        }
+    if let Some(dir) = local_dir(location)
+        && !dir.join("_delta_log").is_dir()
+    {
+        return Ok(None);
     }
     let url = table_url(location)?;
-    let builder = DeltaTableBuilder::from_url(url).map_err(|e| DeltaTaskError::delta(location, e))?;
+    let builder =
+        DeltaTableBuilder::from_url(url).map_err(|e| DeltaTaskError::delta(location, e))?;
     match builder.load().await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
@@ -78,19 +91,30 @@ pub async fn open_table(location: &str) -> Result<Option<DeltaTable>> {
 }
 
 /// Opens the table at `location`, creating it with `schema` and `config` when missing.
-pub async fn open_or_create(location: &str, schema: &StructType, config: &[(&str, &str)]) -> Result<DeltaTable> {
+pub async fn open_or_create(
+    location: &str,
+    schema: &StructType,
+    config: &[(&str, &str)],
+) -> Result<DeltaTable> {
     if let Some(table) = open_table(location).await? {
         return Ok(table);
     }
     if let Some(dir) = local_dir(location) {
-        std::fs::create_dir_all(&dir).map_err(|e| DeltaTaskError::io(format!("creating `{}`", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DeltaTaskError::io(format!("creating `{}`", dir.display()), e))?;
     }
     let url = table_url(location)?;
-    let table = DeltaTable::try_from_url(url).await.map_err(|e| DeltaTaskError::delta(location, e))?;
+    let table = DeltaTable::try_from_url(url)
+        .await
+        .map_err(|e| DeltaTaskError::delta(location, e))?;
     let created = table
         .create()
         .with_columns(schema.fields().cloned())
-        .with_configuration(config.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))))
+        .with_configuration(
+            config
+                .iter()
+                .map(|(k, v)| (k.to_string(), Some(v.to_string()))),
+        )
         .await;
     match created {
         Ok(table) => Ok(table),
@@ -104,7 +128,10 @@ pub async fn open_or_create(location: &str, schema: &StructType, config: &[(&str
 
 /// Reloads `table` to its latest version.
 pub async fn refresh(table: &mut DeltaTable, location: &str) -> Result<()> {
-    table.update_state().await.map_err(|e| DeltaTaskError::delta(location, e))
+    table
+        .update_state()
+        .await
+        .map_err(|e| DeltaTaskError::delta(location, e))
 }
 
 /// The version of `table` (-1 when it has no commit yet).
@@ -114,7 +141,9 @@ pub fn version(table: &DeltaTable) -> i64 {
 
 /// The application transaction version recorded for `app_id` in `table`.
 pub async fn app_version(table: &DeltaTable, location: &str, app_id: &str) -> Result<Option<i64>> {
-    let snapshot = table.snapshot().map_err(|e| DeltaTaskError::delta(location, e))?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| DeltaTaskError::delta(location, e))?;
     snapshot
         .transaction_version(table.log_store().as_ref(), app_id)
         .await
@@ -142,7 +171,9 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
     if let Some(txn) = request.txn {
         props = props.with_application_transaction(txn);
     }
-    let snapshot = table.snapshot().map_err(|e| DeltaTaskError::delta(location, e))?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| DeltaTaskError::delta(location, e))?;
     let result = CommitBuilder::from(props)
         .with_actions(request.actions)
         .build(Some(snapshot), table.log_store(), request.operation)
@@ -153,34 +184,47 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
             refresh(table, location).await?;
             Ok(v)
         }
-        Err(DeltaTableError::VersionAlreadyExists(v)) => {
-            Err(DeltaTaskError::Conflict { table: location.to_string(), message: format!("version {v} already exists") })
-        }
-        Err(DeltaTableError::Transaction { source }) => {
-            Err(DeltaTaskError::Conflict { table: location.to_string(), message: source.to_string() })
-        }
+        Err(DeltaTableError::VersionAlreadyExists(v)) => Err(DeltaTaskError::Conflict {
+            table: location.to_string(),
+            message: format!("version {v} already exists"),
+        }),
+        Err(DeltaTableError::Transaction { source }) => Err(DeltaTaskError::Conflict {
+            table: location.to_string(),
+            message: source.to_string(),
+        }),
         Err(e) => Err(DeltaTaskError::delta(location, e)),
     }
 }
 
 /// The Arrow schema of the table's current Delta schema.
 pub fn arrow_schema(table: &DeltaTable, location: &str) -> Result<SchemaRef> {
-    let snapshot = table.snapshot().map_err(|e| DeltaTaskError::delta(location, e))?;
-    let schema: ArrowSchema =
-        snapshot.schema().as_ref().try_into_arrow().map_err(|e| DeltaTaskError::format("converting schema", e))?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| DeltaTaskError::delta(location, e))?;
+    let schema: ArrowSchema = snapshot
+        .schema()
+        .as_ref()
+        .try_into_arrow()
+        .map_err(|e| DeltaTaskError::format("converting schema", e))?;
     Ok(Arc::new(schema))
 }
 
 /// The Delta schema of a table.
 pub fn delta_schema(table: &DeltaTable, location: &str) -> Result<StructType> {
-    let snapshot = table.snapshot().map_err(|e| DeltaTaskError::delta(location, e))?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| DeltaTaskError::delta(location, e))?;
     Ok(snapshot.schema().as_ref().clone())
 }
 
 /// Builds a Delta schema from `(name, type)` pairs, every column nullable.
 pub fn schema_of(fields: &[(&str, deltalake::kernel::DataType)]) -> Result<StructType> {
-    StructType::try_new(fields.iter().map(|(n, t)| StructField::new(*n, t.clone(), true)))
-        .map_err(|e| DeltaTaskError::format("building a table schema", e))
+    StructType::try_new(
+        fields
+            .iter()
+            .map(|(n, t)| StructField::new(*n, t.clone(), true)),
+    )
+    .map_err(|e| DeltaTaskError::format("building a table schema", e))
 }
 
 /// Writer properties: Snappy, bounded row groups.
@@ -192,7 +236,11 @@ pub fn writer_properties() -> WriterProperties {
 }
 
 /// A streaming Parquet writer for `table` with the given Arrow schema.
-pub fn writer_for(table: &DeltaTable, location: &str, schema: SchemaRef) -> Result<RecordBatchWriter> {
+pub fn writer_for(
+    table: &DeltaTable,
+    location: &str,
+    schema: SchemaRef,
+) -> Result<RecordBatchWriter> {
     let writer = RecordBatchWriter::try_new(table.table_url().as_str(), schema, None, None)
         .map_err(|e| DeltaTaskError::delta(location, e))?
         .with_writer_properties(writer_properties())
@@ -202,18 +250,34 @@ pub fn writer_for(table: &DeltaTable, location: &str, schema: SchemaRef) -> Resu
 
 /// Active data files of the loaded version: `(object store path, size, record count)`.
 pub fn active_files(table: &DeltaTable, location: &str) -> Result<Vec<(Path, i64, Option<usize>)>> {
-    let snapshot = table.snapshot().map_err(|e| DeltaTaskError::delta(location, e))?;
-    Ok(snapshot.log_data().iter().map(|f| (f.object_store_path(), f.size(), f.num_records())).collect())
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| DeltaTaskError::delta(location, e))?;
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .map(|f| (f.object_store_path(), f.size(), f.num_records()))
+        .collect())
 }
 
 /// `remove` actions for every active file of the loaded version.
 pub fn remove_all(table: &DeltaTable, location: &str, data_change: bool) -> Result<Vec<Action>> {
-    let snapshot = table.snapshot().map_err(|e| DeltaTaskError::delta(location, e))?;
-    Ok(snapshot.log_data().iter().map(|f| Action::Remove(f.remove_action(data_change))).collect())
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| DeltaTaskError::delta(location, e))?;
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .map(|f| Action::Remove(f.remove_action(data_change)))
+        .collect())
 }
 
 /// The actions of commit `version`.
-pub async fn commit_actions(table: &DeltaTable, location: &str, version: i64) -> Result<Vec<Action>> {
+pub async fn commit_actions(
+    table: &DeltaTable,
+    location: &str,
+    version: i64,
+) -> Result<Vec<Action>> {
     let bytes = table
         .log_store()
         .read_commit_entry(version as u64)
@@ -224,7 +288,8 @@ pub async fn commit_actions(table: &DeltaTable, location: &str, version: i64) ->
                 "table `{location}`: commit {version} is missing from the log (expired log files?)"
             ))
         })?;
-    deltalake::logstore::get_actions(version as u64, &bytes).map_err(|e| DeltaTaskError::delta(location, e))
+    deltalake::logstore::get_actions(version as u64, &bytes)
+        .map_err(|e| DeltaTaskError::delta(location, e))
 }
 
 /// The object store path of an `add` action's file.
@@ -241,7 +306,10 @@ pub async fn read_file(
     columns: &[&str],
 ) -> Result<ParquetRecordBatchStream<ParquetObjectReader>> {
     let store: Arc<dyn ObjectStore> = table.object_store();
-    let meta = store.head(path).await.map_err(|e| DeltaTaskError::delta(path.to_string(), e.into()))?;
+    let meta = store
+        .head(path)
+        .await
+        .map_err(|e| DeltaTaskError::delta(path.to_string(), e.into()))?;
     let reader = ParquetObjectReader::new(store, path.clone()).with_file_size(meta.size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
@@ -265,7 +333,10 @@ pub async fn read_file(
 /// Reads every batch of a file into memory (small files only: optimize bins, tests).
 pub async fn read_file_all(table: &DeltaTable, path: &Path) -> Result<Vec<RecordBatch>> {
     let stream = read_file(table, path, &[]).await?;
-    stream.try_collect().await.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))
+    stream
+        .try_collect()
+        .await
+        .map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))
 }
 
 /// The `commitInfo.tweetflow` entries of the table's history, oldest first, with their version.
@@ -280,10 +351,10 @@ pub async fn history_infos(table: &DeltaTable, location: &str) -> Result<Vec<(i6
             Err(e) => return Err(e),
         };
         for action in actions {
-            if let Action::CommitInfo(info) = action {
-                if let Some(value) = info.info.get(COMMIT_INFO_KEY) {
-                    out.push((v, value.clone()));
-                }
+            if let Action::CommitInfo(info) = action
+                && let Some(value) = info.info.get(COMMIT_INFO_KEY)
+            {
+                out.push((v, value.clone()));
             }
         }
     }

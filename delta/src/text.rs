@@ -3,8 +3,9 @@
 //!
 //! * A **mention** is `@` followed by 1 to 15 ASCII letters, digits or underscores, where the
 //!   character before the `@` is not a letter, digit or underscore (so `bob@example.com` holds
-//!   no mention) and the run of name characters is not longer than 15 (Twitter's rule: a longer
-//!   run is not a handle). Punctuation ends a mention: `@bob:` is `@bob`. Mentions are reported
+//!   no mention), the run of name characters is not longer than 15 (Twitter's rule: a longer
+//!   run is not a handle) and is not followed by another `@` or a non-ASCII letter or digit
+//!   (`@josé` is not `@jos`). Punctuation ends a mention: `@bob:` is `@bob`. Mentions are reported
 //!   lowercased, in order of appearance, repeated ones once per occurrence.
 //! * **Cleaned text**: HTML entities unescaped first (`&amp;`, `&quot;`, `&lt;`, `&gt;`,
 //!   `&#39;`, `&apos;`, `&nbsp;` and numeric `&#NN;` / `&#xHH;`; one pass, so `&amp;lt;`
@@ -50,25 +51,48 @@ pub fn mention_spans(text: &str) -> Vec<MentionSpan<'_>> {
         if preceded_by_word {
             continue;
         }
-        let run = bytes[at + 1..].iter().take_while(|b| is_name_byte(**b)).count();
+        let run = bytes[at + 1..]
+            .iter()
+            .take_while(|b| is_name_byte(**b))
+            .count();
         if run == 0 || run > MAX_MENTION_LEN {
             search = at + 1 + run;
             continue;
         }
         let end = at + 1 + run;
-        spans.push(MentionSpan { start: at, end, name: &text[at + 1..end] });
+        // `@josé` or `@bob@x` is not a mention of `jos` or `bob`.
+        let followed_badly = text[end..]
+            .chars()
+            .next()
+            .is_some_and(|c| c == '@' || (!c.is_ascii() && is_word_char(c)));
+        if followed_badly {
+            search = end;
+            continue;
+        }
+        spans.push(MentionSpan {
+            start: at,
+            end,
+            name: &text[at + 1..end],
+        });
         search = end;
     }
     spans
 }
 
 fn memchr_at(bytes: &[u8], from: usize) -> Option<usize> {
-    bytes.get(from..)?.iter().position(|b| *b == b'@').map(|p| p + from)
+    bytes
+        .get(from..)?
+        .iter()
+        .position(|b| *b == b'@')
+        .map(|p| p + from)
 }
 
 /// The lowercased mentions of `text`, in order (a repeated mention appears once per occurrence).
 pub fn mentions(text: &str) -> Vec<String> {
-    mention_spans(text).into_iter().map(|m| m.name.to_ascii_lowercase()).collect()
+    mention_spans(text)
+        .into_iter()
+        .map(|m| m.name.to_ascii_lowercase())
+        .collect()
 }
 
 /// Unescapes HTML entities in one pass; unknown or malformed entities stay as written.
@@ -193,25 +217,35 @@ fn parse_numeric_offset(zone: &str) -> Option<i32> {
     Some(sign * (h * 3600 + m * 60))
 }
 
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// Parses a Sentiment140 date (`Mon Apr 06 22:19:45 PDT 2009`) into UTC, or says why not.
 pub fn parse_tweet_date(text: &str) -> Result<DateTime<Utc>, String> {
     let parts: Vec<&str> = text.split_whitespace().collect();
     let [weekday, month, day, time, zone, year] = parts[..] else {
-        return Err(format!("date `{text}` does not have the form `Mon Apr 06 22:19:45 PDT 2009`"));
+        return Err(format!(
+            "date `{text}` does not have the form `Mon Apr 06 22:19:45 PDT 2009`"
+        ));
     };
     let month_index = MONTHS
         .iter()
         .position(|m| m.eq_ignore_ascii_case(month))
         .ok_or_else(|| format!("date `{text}`: unknown month `{month}`"))?;
-    let day: u32 = day.parse().map_err(|_| format!("date `{text}`: bad day `{day}`"))?;
-    let year: i32 = year.parse().map_err(|_| format!("date `{text}`: bad year `{year}`"))?;
+    let day: u32 = day
+        .parse()
+        .map_err(|_| format!("date `{text}`: bad day `{day}`"))?;
+    let year: i32 = year
+        .parse()
+        .map_err(|_| format!("date `{text}`: bad year `{year}`"))?;
     let date = NaiveDate::from_ymd_opt(year, month_index as u32 + 1, day)
         .ok_or_else(|| format!("date `{text}`: no such day"))?;
-    let time = NaiveTime::parse_from_str(time, "%H:%M:%S").map_err(|_| format!("date `{text}`: bad time `{time}`"))?;
-    let offset = zone_offset_seconds(zone).ok_or_else(|| format!("date `{text}`: unknown time zone `{zone}`"))?;
+    let time = NaiveTime::parse_from_str(time, "%H:%M:%S")
+        .map_err(|_| format!("date `{text}`: bad time `{time}`"))?;
+    let offset = zone_offset_seconds(zone)
+        .ok_or_else(|| format!("date `{text}`: unknown time zone `{zone}`"))?;
     let weekday_index = WEEKDAYS
         .iter()
         .position(|w| w.eq_ignore_ascii_case(weekday))
@@ -219,7 +253,8 @@ pub fn parse_tweet_date(text: &str) -> Result<DateTime<Utc>, String> {
     if date.weekday().num_days_from_monday() as usize != weekday_index {
         return Err(format!("date `{text}`: {weekday} does not match the date"));
     }
-    let fixed = FixedOffset::east_opt(offset).ok_or_else(|| format!("date `{text}`: bad offset"))?;
+    let fixed =
+        FixedOffset::east_opt(offset).ok_or_else(|| format!("date `{text}`: bad offset"))?;
     let local = NaiveDateTime::new(date, time);
     let dt = fixed
         .from_local_datetime(&local)
@@ -248,12 +283,17 @@ mod tests {
 
     #[test]
     fn mention_rules() {
-        assert_eq!(mentions("@Bob: hi @alice, @BOB!"), vec!["bob", "alice", "bob"]);
+        assert_eq!(
+            mentions("@Bob: hi @alice, @BOB!"),
+            vec!["bob", "alice", "bob"]
+        );
         assert!(mentions("mail bob@example.com or @ alone").is_empty());
         assert!(mentions("@abcdefghijklmnop is too long").is_empty());
         assert_eq!(mentions("@abcdefghijklmno ok"), vec!["abcdefghijklmno"]);
         assert_eq!(mentions("(@x)"), vec!["x"]);
         assert!(mentions("é@x").is_empty());
+        assert!(mentions("@josé @bob@x").is_empty());
+        assert_eq!(mentions("@ok😀 @@double"), vec!["ok", "double"]);
     }
 
     #[test]
@@ -261,7 +301,10 @@ mod tests {
         let (text, m) = clean_text("@bob  Tom &amp; Jerry &quot;hi&quot; &lt;3 &#39;x&#39;   @al");
         assert_eq!(text, "Tom & Jerry \"hi\" <3 'x'");
         assert_eq!(m, vec!["bob", "al"]);
-        assert_eq!(unescape_html("&amp;lt; &bogus; & &#x41;"), "&lt; &bogus; & A");
+        assert_eq!(
+            unescape_html("&amp;lt; &bogus; & &#x41;"),
+            "&lt; &bogus; & A"
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ use tweetflow_delta::table;
 
 /// The repository root (the workspace holding this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crate has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate has a parent")
+        .to_path_buf()
 }
 
 /// The Sentiment140 test CSV (gzip).
@@ -29,7 +32,10 @@ pub fn land(dir: &Path, name: &str, contents: &[u8]) {
 
 /// All rows of a table as display strings, with the column names; rows sorted.
 pub async fn rows(location: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    let t = table::open_table(location).await.expect("open").expect("table exists");
+    let t = table::open_table(location)
+        .await
+        .expect("open")
+        .expect("table exists");
     let schema = table::arrow_schema(&t, location).expect("schema");
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let mut out = Vec::new();
@@ -56,8 +62,19 @@ pub async fn rows(location: &str) -> (Vec<String>, Vec<Vec<String>>) {
 /// Rows projected on `columns`, sorted.
 pub async fn rows_of(location: &str, columns: &[&str]) -> Vec<Vec<String>> {
     let (names, rows) = rows(location).await;
-    let idx: Vec<usize> = columns.iter().map(|c| names.iter().position(|n| n == c).unwrap_or_else(|| panic!("no column {c}"))).collect();
-    let mut out: Vec<Vec<String>> = rows.into_iter().map(|r| idx.iter().map(|i| r[*i].clone()).collect()).collect();
+    let idx: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            names
+                .iter()
+                .position(|n| n == c)
+                .unwrap_or_else(|| panic!("no column {c}"))
+        })
+        .collect();
+    let mut out: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| idx.iter().map(|i| r[*i].clone()).collect())
+        .collect();
     out.sort();
     out
 }

@@ -1,4 +1,9 @@
 //! Integration tests of the medallion tasks on real Delta tables in temporary folders.
 
 mod common;
+mod exactly_once;
+mod golden;
+mod maintenance;
+mod python;
+mod quarantine;
 mod smoke;

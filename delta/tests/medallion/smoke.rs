@@ -1,7 +1,7 @@
-use tweetflow_delta::clean::{clean, CleanParams};
-use tweetflow_delta::ingest::{ingest, IngestParams};
-use tweetflow_delta::replay::{replay, ReplayParams};
 use tweetflow_delta::RunOptions;
+use tweetflow_delta::clean::{CleanParams, clean};
+use tweetflow_delta::ingest::{IngestParams, ingest};
+use tweetflow_delta::replay::{ReplayParams, replay};
 
 use crate::common::*;
 
@@ -14,9 +14,19 @@ async fn replay_ingest_clean_test_set() {
     let r = replay(&rp, &RunOptions::default()).await.unwrap();
     assert_eq!(r.tweets, 498);
     assert_eq!(r.files, 5);
-    let s = ingest(&IngestParams::new(p(d, "landing"), p(d, "bronze")), &RunOptions::default()).await.unwrap();
+    let s = ingest(
+        &IngestParams::new(p(d, "landing"), p(d, "bronze")),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.rows, 498, "{s:?}");
-    let c = clean(&CleanParams::new(p(d, "bronze"), p(d, "silver")), &RunOptions::default()).await.unwrap();
+    let c = clean(
+        &CleanParams::new(p(d, "bronze"), p(d, "silver")),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
     println!("{c:?}");
     assert_eq!(c.tweets, 498);
     assert_eq!(c.tweets_with_mentions, 110);
