@@ -327,7 +327,13 @@ impl Task for AggregateTask {
             .with_fingerprint(format!("{url}@{}", s.table_version)))
     }
 
+    /// Valid while the table is at the version the output names and silver has not moved.
     async fn output_still_valid(&self, params: &AggregateParams, output: &TaskOutput) -> bool {
-        crate::output_table_still_valid(&params.table, output).await
+        let used = output.get("input_version").and_then(|v| v.as_i64());
+        let silver = match table::open_table(&params.input).await {
+            Ok(Some(t)) => table::version(&t),
+            _ => return false,
+        };
+        used == Some(silver) && crate::output_table_still_valid(&params.table, output).await
     }
 }

@@ -68,6 +68,8 @@ pub struct BenchReport {
     pub files: u64,
     /// Silver rows written.
     pub silver_rows: u64,
+    /// Tweets with at least one mention.
+    pub tweets_with_mentions: u64,
     /// Seconds to replay (not part of the goal).
     pub replay_secs: f64,
     /// Seconds to ingest.
@@ -96,8 +98,8 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "tweets           {} in {} files ({} silver rows)",
-            self.tweets, self.files, self.silver_rows
+            "tweets           {} in {} files ({} with mentions, {} silver rows)",
+            self.tweets, self.files, self.tweets_with_mentions, self.silver_rows
         )?;
         writeln!(f, "replay           {:8.2} s", self.replay_secs)?;
         writeln!(
@@ -265,6 +267,7 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
         tweets: r.tweets,
         files: r.files,
         silver_rows: c.rows,
+        tweets_with_mentions: c.tweets_with_mentions,
         replay_secs,
         ingest_secs,
         clean_secs,

@@ -509,7 +509,6 @@ pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSumma
     opts.failpoint("clean.after_commit")?;
     summary.table_version = version;
     tracing::info!(silver = %params.table, bronze_to = hi, rows = summary.rows, version, "clean committed");
-    let _ = &bronze;
     Ok(summary)
 }
 
@@ -543,7 +542,13 @@ impl Task for CleanTask {
             .with_fingerprint(format!("{url}@{}", s.table_version)))
     }
 
+    /// Valid while silver is at the version the output names and bronze has no newer version.
     async fn output_still_valid(&self, params: &CleanParams, output: &TaskOutput) -> bool {
-        crate::output_table_still_valid(&params.table, output).await
+        let consumed = output.get("bronze_version").and_then(|v| v.as_i64());
+        let bronze = match table::open_table(&params.input).await {
+            Ok(Some(t)) => table::version(&t),
+            _ => return false,
+        };
+        consumed == Some(bronze) && crate::output_table_still_valid(&params.table, output).await
     }
 }

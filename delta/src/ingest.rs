@@ -516,10 +516,9 @@ impl BatchWriter<'_> {
             let w = table::writer_for(&qt, &loc, schema)?;
             self.q_writer = Some((qt, w));
         }
-        if let Some((qt, w)) = self.q_writer.as_mut() {
+        if let Some((_, w)) = self.q_writer.as_mut() {
             let schema = w.arrow_schema();
             let batch = self.quarantine.finish(&schema, self.now_micros)?;
-            let _ = qt;
             w.write(batch)
                 .await
                 .map_err(|e| DeltaTaskError::delta(&loc, e))?;
@@ -951,6 +950,19 @@ async fn catch_up_quarantine(
     Ok(())
 }
 
+/// How many landing files no bronze commit has taken yet.
+pub async fn pending_files(params: &IngestParams) -> Result<usize> {
+    let landing = list_landing(&params.source)?;
+    let Some(t) = table::open_table(&params.table).await? else {
+        return Ok(landing.len());
+    };
+    let progress = read_progress(&t, &params.table).await?;
+    Ok(landing
+        .iter()
+        .filter(|(name, _)| !progress.files.contains(name))
+        .count())
+}
+
 /// The `ingest` task.
 pub struct IngestTask;
 
@@ -981,7 +993,11 @@ impl Task for IngestTask {
             .with_fingerprint(format!("{url}@{}", s.table_version)))
     }
 
+    /// Valid while the table is at the version the output names and no landing file is pending.
     async fn output_still_valid(&self, params: &IngestParams, output: &TaskOutput) -> bool {
-        crate::output_table_still_valid(&params.table, output).await
+        if !crate::output_table_still_valid(&params.table, output).await {
+            return false;
+        }
+        matches!(pending_files(params).await, Ok(0))
     }
 }

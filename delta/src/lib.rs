@@ -21,6 +21,8 @@
 //! transaction recorded in the target table's log says what was consumed, and it is checked
 //! again just before the commit that advances it.
 
+#![warn(missing_docs)]
+
 pub mod aggregate;
 pub mod bench;
 pub mod clean;

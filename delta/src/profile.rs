@@ -231,4 +231,9 @@ impl Task for ProfileTask {
         );
         Ok(out.with_fingerprint(fp))
     }
+
+    /// Valid while the profiled table is at the version the output names.
+    async fn output_still_valid(&self, params: &ProfileParams, output: &TaskOutput) -> bool {
+        crate::output_table_still_valid(&params.input, output).await
+    }
 }

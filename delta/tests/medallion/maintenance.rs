@@ -252,13 +252,20 @@ async fn tasks_through_the_registry() {
     .await
     .unwrap();
     assert_eq!(out.get("files"), Some(&json!(2)));
-    let out = run(
-        "ingest",
-        json!({"source": p(d, "landing"), "table": p(d, "bronze")}),
-    )
-    .await
-    .unwrap();
+    let ingest_params = json!({"source": p(d, "landing"), "table": p(d, "bronze")});
+    let out = run("ingest", ingest_params.clone()).await.unwrap();
     assert_eq!(out.get("rows"), Some(&json!(498)));
+    let ingest_task = registry.get("ingest").unwrap();
+    assert!(
+        ingest_task.output_still_valid(&ingest_params, &out).await,
+        "nothing new: a cached output stays valid"
+    );
+    land(&d.join("landing"), "late-000001.jsonl", b"{}\n");
+    assert!(
+        !ingest_task.output_still_valid(&ingest_params, &out).await,
+        "a new landing file invalidates the cached output"
+    );
+    std::fs::remove_file(d.join("landing/late-000001.jsonl")).unwrap();
     assert!(out.fingerprint.ends_with("@1"), "{}", out.fingerprint);
     let out = run(
         "clean",
