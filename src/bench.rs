@@ -45,6 +45,7 @@ fn generate(n: usize, shape: Shape) -> Pipeline {
         params: Default::default(),
         tasks,
         spec_hash: String::new(),
+        schedule: None,
     }
 }
 

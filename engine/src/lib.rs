@@ -22,6 +22,7 @@
 //! [`EngineError`]s.
 
 pub mod cache;
+pub mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod error;

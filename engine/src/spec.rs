@@ -35,6 +35,53 @@ pub struct Pipeline {
     pub tasks: Vec<TaskSpec>,
     /// BLAKE3 hash of the file's text.
     pub spec_hash: String,
+    /// When the scheduler runs the pipeline.
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// What the scheduler does when a tick comes while a run of the same pipeline is active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Skip the tick (recorded as skipped).
+    Skip,
+    /// Start it when the active run ends (within `start_deadline`).
+    Queue,
+    /// Cancel the active run, then start.
+    CancelRunning,
+    /// Start it alongside.
+    Allow,
+}
+
+/// Which ticks missed while the scheduler was down are run when it comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Catchup {
+    /// None: missed ticks are recorded as missed.
+    None,
+    /// Only the latest missed tick.
+    Last,
+    /// Every missed tick, oldest first, at most `max_catchup` (the latest ones).
+    All,
+}
+
+/// The `schedule:` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Cron expression (5 fields, 6 with seconds, or an alias such as `@hourly`).
+    pub cron: String,
+    /// IANA time zone the expression is read in (default `UTC`).
+    pub timezone: String,
+    /// Overlap policy (default `skip`).
+    pub overlap: Overlap,
+    /// Catch-up policy (default `last`).
+    pub catchup: Catchup,
+    /// Most missed ticks run with `catchup: all` (default 10).
+    pub max_catchup: u32,
+    /// A due tick not started by then is recorded as missed (default: no deadline).
+    #[serde(with = "opt_duration")]
+    pub start_deadline: Option<Duration>,
 }
 
 /// One task of a pipeline, with defaults applied and params interpolated.
@@ -158,7 +205,8 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-const TOP_KEYS: &[&str] = &["name", "description", "params", "defaults", "tasks"];
+const TOP_KEYS: &[&str] = &["name", "description", "params", "defaults", "tasks", "schedule"];
+const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "overlap", "catchup", "max_catchup", "start_deadline"];
 const DEFAULT_KEYS: &[&str] = &["retries", "timeout", "cache"];
 const TASK_KEYS: &[&str] = &["type", "description", "depends_on", "with", "retries", "timeout", "cache"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "initial_delay", "max_delay", "jitter"];
@@ -242,7 +290,9 @@ impl Loader<'_, '_> {
                 Vec::new()
             }
         };
+        let schedule = get("schedule").and_then(|s| self.schedule(s));
         Some(Pipeline {
+            schedule,
             name: name?,
             description,
             params: params.into_iter().map(|(k, (v, _))| (k, v)).collect(),
@@ -400,6 +450,116 @@ impl Loader<'_, '_> {
             }
         }
         defaults
+    }
+
+    fn schedule(&mut self, node: &Node) -> Option<ScheduleSpec> {
+        let Some(entries) = node.as_map() else {
+            self.error(node.span, format!("`schedule` must be a mapping, found {}", node.kind())).hint =
+                Some("for example `schedule: { cron: \"*/15 * * * *\", timezone: UTC }`".into());
+            return None;
+        };
+        self.unknown_keys(entries, SCHEDULE_KEYS, "schedule");
+        let get = |key: &str| entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v);
+        let mut ok = true;
+        let cron = match get("cron") {
+            Some(c) => match c.as_str() {
+                Some(text) => match crate::cron::CronExpr::parse(text) {
+                    Ok(_) => text.trim().to_string(),
+                    Err(e) => {
+                        self.error(c.span, format!("invalid cron expression `{text}`: {e}")).hint = Some(
+                            "5 fields `minute hour day month weekday` (6 with seconds first), or @hourly, @daily, @weekly, @monthly"
+                                .into(),
+                        );
+                        ok = false;
+                        String::new()
+                    }
+                },
+                None => {
+                    self.error(c.span, format!("`cron` must be a string, found {}", c.kind())).hint =
+                        Some("quote it: `cron: \"*/15 * * * *\"`".into());
+                    ok = false;
+                    String::new()
+                }
+            },
+            None => {
+                self.error(node.span, "`schedule` needs a `cron` expression");
+                ok = false;
+                String::new()
+            }
+        };
+        let timezone = match get("timezone") {
+            Some(z) => match z.as_str() {
+                Some(name) if crate::cron::parse_zone(name).is_ok() => name.to_string(),
+                other => {
+                    let name = other.map(str::to_string).unwrap_or_else(|| z.scalar_text().unwrap_or_default());
+                    let near = closest(&name, crate::cron::zone_names(), 3);
+                    let hint = if near.is_empty() {
+                        "use an IANA name such as `UTC`, `America/Los_Angeles` or `Europe/Berlin`".to_string()
+                    } else {
+                        format!("did you mean {}?", near.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                    };
+                    self.error(z.span, format!("unknown time zone `{name}`")).hint = Some(hint);
+                    ok = false;
+                    String::new()
+                }
+            },
+            None => "UTC".to_string(),
+        };
+        let overlap = match get("overlap") {
+            Some(o) => match o.as_str() {
+                Some("skip") => Overlap::Skip,
+                Some("queue") => Overlap::Queue,
+                Some("cancel_running") => Overlap::CancelRunning,
+                Some("allow") => Overlap::Allow,
+                _ => {
+                    self.enum_error(o, "overlap", &["skip", "queue", "cancel_running", "allow"]);
+                    ok = false;
+                    Overlap::Skip
+                }
+            },
+            None => Overlap::Skip,
+        };
+        let catchup = match get("catchup") {
+            Some(c) => match c.as_str() {
+                Some("none") => Catchup::None,
+                Some("last") => Catchup::Last,
+                Some("all") => Catchup::All,
+                _ => {
+                    self.enum_error(c, "catchup", &["none", "last", "all"]);
+                    ok = false;
+                    Catchup::Last
+                }
+            },
+            None => Catchup::Last,
+        };
+        let max_catchup = match get("max_catchup") {
+            Some(m) => match m.value {
+                Value::Int(n) if (1..=10_000).contains(&n) => n as u32,
+                _ => {
+                    self.error(m.span, format!("`max_catchup` must be an integer from 1 to 10000, found {}", m.scalar_text().unwrap_or_else(|| m.kind().into())));
+                    ok = false;
+                    10
+                }
+            },
+            None => 10,
+        };
+        let start_deadline = match get("start_deadline") {
+            Some(d) => {
+                let parsed = self.duration(d, "start_deadline");
+                ok &= parsed.is_some();
+                parsed
+            }
+            None => None,
+        };
+        ok.then_some(ScheduleSpec { cron, timezone, overlap, catchup, max_catchup, start_deadline })
+    }
+
+    fn enum_error(&mut self, node: &Node, what: &str, options: &[&str]) {
+        let text = node.scalar_text().unwrap_or_else(|| node.kind().to_string());
+        let hint = did_you_mean(&text, options.iter().copied())
+            .map(|c| format!("did you mean `{c}`?"))
+            .unwrap_or_else(|| format!("use one of: {}", options.join(", ")));
+        self.error(node.span, format!("invalid `{what}` `{text}`")).hint = Some(hint);
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {

@@ -548,3 +548,87 @@ impl RunHandle {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{CachePolicy, RetryPolicy};
+    use crate::TaskSpec;
+
+    fn pipeline(n: usize) -> Pipeline {
+        Pipeline {
+            name: "p".into(),
+            description: None,
+            params: BTreeMap::new(),
+            tasks: (0..n)
+                .map(|i| TaskSpec {
+                    id: format!("t{i}"),
+                    task_type: "noop".into(),
+                    with: serde_json::json!({}),
+                    depends_on: vec![],
+                    retries: RetryPolicy::default(),
+                    timeout: None,
+                    cache: CachePolicy::default(),
+                    description: None,
+                })
+                .collect(),
+            spec_hash: "h".into(),
+            schedule: None,
+        }
+    }
+
+    fn done(task: &str) -> Event {
+        Event::TaskFinished { task: task.into(), status: TaskStatus::Succeeded, at: Utc::now(), output: None, error: None }
+    }
+
+    #[test]
+    fn events_after_the_snapshot_are_replayed_and_a_torn_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let p = pipeline(3);
+        let mut handle = store.create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "name: p").unwrap();
+        handle.append(done("t0")).unwrap();
+        handle.append(done("t1")).unwrap();
+        drop(handle);
+        // A crash in the middle of writing an event.
+        let mut events = OpenOptions::new().append(true).open(dir.path().join("r1/events.jsonl")).unwrap();
+        events.write_all(br#"{"seq":3,"event":"task_finished","task":"t2","sta"#).unwrap();
+        let record = store.load("r1").unwrap();
+        assert_eq!(record.tasks["t0"].status, TaskStatus::Succeeded);
+        assert_eq!(record.tasks["t1"].status, TaskStatus::Succeeded);
+        assert_eq!(record.tasks["t2"].status, TaskStatus::Pending);
+        assert_eq!(record.last_seq, 2);
+    }
+
+    #[test]
+    fn a_run_cannot_be_opened_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let p = pipeline(1);
+        let handle = store.create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "").unwrap();
+        assert!(matches!(store.reopen("r1"), Err(EngineError::Locked { .. })));
+        drop(handle);
+        let (reopened, plan) = store.reopen("r1").unwrap();
+        assert_eq!(plan.tasks.len(), 1);
+        assert_eq!(reopened.record().run_id, "r1");
+        assert!(matches!(store.load("nope"), Err(EngineError::RunNotFound { .. })));
+    }
+
+    #[test]
+    fn snapshot_plus_events_equal_the_in_memory_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let p = pipeline(50);
+        let mut handle = store.create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "").unwrap();
+        for i in 0..50 {
+            handle.append(Event::AttemptStarted { task: format!("t{i}"), number: 1, at: Utc::now() }).unwrap();
+            if i == 25 {
+                handle.snapshot().unwrap();
+            }
+            handle.append(done(&format!("t{i}"))).unwrap();
+        }
+        handle.append(Event::RunFinished { status: RunStatus::Succeeded, at: Utc::now() }).unwrap();
+        let in_memory = handle.record().clone();
+        assert_eq!(store.load("r1").unwrap(), in_memory);
+    }
+}

@@ -1,16 +1,22 @@
-//! Logs 10,000 metric points (or the count given as first argument) to the server named by
-//! `MLFLOW_TRACKING_URI` and prints the timing.
+//! Logs 10,000 metric points to the server named by `MLFLOW_TRACKING_URI` and prints the
+//! timing. Optional arguments: points, keys, concurrency.
 //!
 //! `MLFLOW_TRACKING_URI=$(scripts/mlflow-server.sh start) cargo run --release -p tweetflow-mlflow --example bench`
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = match std::env::args().nth(1) {
-        Some(a) => a.parse()?,
-        None => 10_000,
+    use tweetflow_mlflow::bench::{BenchOptions, log_metrics_with};
+    let arg = |i: usize, default: usize| -> Result<usize, std::num::ParseIntError> {
+        std::env::args().nth(i).map_or(Ok(default), |a| a.parse())
+    };
+    let d = BenchOptions::default();
+    let opts = BenchOptions {
+        points: arg(1, d.points)?,
+        keys: arg(2, d.keys)?,
+        concurrency: arg(3, d.concurrency)?,
     };
     let client = tweetflow_mlflow::Client::from_env()?;
-    let report = tweetflow_mlflow::bench::log_metrics(&client, n).await?;
+    let report = log_metrics_with(&client, opts).await?;
     println!("{report}");
     Ok(())
 }

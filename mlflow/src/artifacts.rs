@@ -97,6 +97,7 @@ impl Client {
     }
 
     /// Uploads one local file to `<artifact_dir_uri>/<name>` (an `mlflow-artifacts:` URI).
+    /// The file is read in memory, so that a retry can send it again.
     pub async fn upload_file_to(
         &self,
         local: &Path,
@@ -330,29 +331,34 @@ impl Client {
                 .and_then(|n| n.to_str())
                 .unwrap_or("download")
         ));
-        self.with_retries(&endpoint, || {
-            let url = url.clone();
-            let part = part.clone();
-            let endpoint = endpoint.clone();
-            async move {
-                let mut resp = self
-                    .send_checked_once(Method::GET, url, &endpoint, Body::None, timeout)
-                    .await?;
-                let mut f = tokio::fs::File::create(&part)
-                    .await
-                    .map_err(|e| Error::io(&part, e))?;
-                while let Some(chunk) = resp
-                    .chunk()
-                    .await
-                    .map_err(|e| self.map_reqwest(&endpoint, timeout, e))?
-                {
-                    f.write_all(&chunk).await.map_err(|e| Error::io(&part, e))?;
+        let fetched = self
+            .with_retries(&endpoint, || {
+                let url = url.clone();
+                let part = part.clone();
+                let endpoint = endpoint.clone();
+                async move {
+                    let mut resp = self
+                        .send_checked_once(Method::GET, url, &endpoint, Body::None, timeout)
+                        .await?;
+                    let mut f = tokio::fs::File::create(&part)
+                        .await
+                        .map_err(|e| Error::io(&part, e))?;
+                    while let Some(chunk) = resp
+                        .chunk()
+                        .await
+                        .map_err(|e| self.map_reqwest(&endpoint, timeout, e))?
+                    {
+                        f.write_all(&chunk).await.map_err(|e| Error::io(&part, e))?;
+                    }
+                    f.flush().await.map_err(|e| Error::io(&part, e))?;
+                    Ok(())
                 }
-                f.flush().await.map_err(|e| Error::io(&part, e))?;
-                Ok(())
-            }
-        })
-        .await?;
+            })
+            .await;
+        if let Err(e) = fetched {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(e);
+        }
         tokio::fs::rename(&part, target)
             .await
             .map_err(|e| Error::io(target, e))?;

@@ -50,11 +50,46 @@ impl std::fmt::Display for BenchReport {
     }
 }
 
+/// Settings of [`log_metrics_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// Metric points to log.
+    pub points: usize,
+    /// Metric keys the points are spread over (at least 1).
+    pub keys: usize,
+    /// `log-batch` calls in flight (at least 1).
+    pub concurrency: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            points: 10_000,
+            keys: BENCH_KEYS,
+            concurrency: BENCH_CONCURRENCY,
+        }
+    }
+}
+
 /// Logs `n_points` metric points (spread over [`BENCH_KEYS`] keys, one step per point and
 /// key) to a new run of the experiment [`BENCH_EXPERIMENT`], with batched, concurrent
 /// `log-batch` calls; then reads the histories back to check nothing was lost, and ends the
 /// run. Used by `tweetflow bench mlflow`.
 pub async fn log_metrics(client: &Client, n_points: usize) -> Result<BenchReport> {
+    log_metrics_with(
+        client,
+        BenchOptions {
+            points: n_points,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// [`log_metrics`] with explicit settings.
+pub async fn log_metrics_with(client: &Client, opts: BenchOptions) -> Result<BenchReport> {
+    let n_points = opts.points;
+    let keys = opts.keys.max(1);
     let t0 = Instant::now();
     let exp = client.get_or_create_experiment(BENCH_EXPERIMENT).await?;
     let run = client
@@ -70,8 +105,8 @@ pub async fn log_metrics(client: &Client, n_points: usize) -> Result<BenchReport
     let ts = now_millis();
     let metrics: Vec<Metric> = (0..n_points)
         .map(|i| {
-            let key = i % BENCH_KEYS;
-            let step = (i / BENCH_KEYS) as i64;
+            let key = i % keys;
+            let step = (i / keys) as i64;
             Metric::at(format!("bench_{key}"), (step as f64).sin(), step, ts + step)
         })
         .collect();
@@ -89,7 +124,7 @@ pub async fn log_metrics(client: &Client, n_points: usize) -> Result<BenchReport
     };
 
     let mut verified_points = 0;
-    for k in 0..BENCH_KEYS.min(n_points) {
+    for k in 0..keys.min(n_points) {
         verified_points += client
             .get_metric_history(&run_id, &format!("bench_{k}"))
             .await?

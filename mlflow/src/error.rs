@@ -192,13 +192,7 @@ impl Error {
         match self {
             Error::Timeout { .. } => true,
             Error::Transport { source, .. } => !source.is_builder() && !source.is_decode(),
-            Error::Api { status, code, .. } => {
-                retryable_status(*status)
-                    || matches!(
-                        code,
-                        ErrorCode::TemporarilyUnavailable | ErrorCode::RequestLimitExceeded
-                    )
-            }
+            Error::Api { status, .. } => retryable_status(*status),
             Error::UnexpectedResponse { status, .. } => retryable_status(*status),
             _ => false,
         }

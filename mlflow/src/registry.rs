@@ -192,6 +192,48 @@ impl Client {
         Ok(a.model_version)
     }
 
+    /// Polls a version until its registration is done: `Ok` once `READY`, an error on
+    /// `FAILED_REGISTRATION` or after `timeout`. The SQL store registers synchronously; remote
+    /// registries may answer `PENDING_REGISTRATION` first.
+    pub async fn wait_model_version_ready(
+        &self,
+        name: &str,
+        version: &str,
+        timeout: std::time::Duration,
+    ) -> Result<ModelVersion> {
+        let start = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            let mv = self.get_model_version(name, version).await?;
+            match mv.status.as_deref() {
+                None | Some("READY") => return Ok(mv),
+                Some("FAILED_REGISTRATION") => {
+                    return Err(Error::Api {
+                        code: ErrorCode::InvalidState,
+                        message: format!(
+                            "registration of {name} version {version} failed: {}",
+                            mv.status_message.as_deref().unwrap_or("no message")
+                        ),
+                        status: 400,
+                        endpoint: "model-versions/get".into(),
+                    });
+                }
+                Some(other) if start.elapsed() >= timeout => {
+                    return Err(Error::Timeout {
+                        endpoint: format!(
+                            "model-versions/get ({name} version {version} still {other})"
+                        ),
+                        timeout,
+                    });
+                }
+                Some(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
     /// All versions matching a filter (e.g. `name='sentiment'`), following the pages.
     pub async fn search_model_versions(&self, filter: &str) -> Result<Vec<ModelVersion>> {
         let mut out = Vec::new();
@@ -228,7 +270,7 @@ impl Client {
     /// Points an alias at a version (moving it if it pointed elsewhere).
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
         validation::non_empty("registered model name", name)?;
-        validation::non_empty("alias", alias)?;
+        validation::alias(alias)?;
         validation::non_empty("model version", version)?;
         let body = json!({"name": name, "alias": alias, "version": version});
         let _: Empty = self
@@ -422,4 +464,22 @@ pub fn model_tags(tags: &[(&str, &str)]) -> Vec<(String, String)> {
     tags.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_id_from_source() {
+        let run = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            run_id_of_artifact_path(&format!("1/{run}/artifacts/model")),
+            Some(run.to_string())
+        );
+        assert_eq!(run_id_of_artifact_path("1/models/m-123/artifacts"), None);
+        assert_eq!(run_id_of_artifact_path("1"), None);
+        assert_eq!(canonical_stage("production").unwrap(), "Production");
+        assert!(canonical_stage("prod").is_err());
+    }
 }

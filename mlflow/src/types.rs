@@ -387,6 +387,9 @@ pub struct ModelVersion {
     /// `READY`, `PENDING_REGISTRATION` or `FAILED_REGISTRATION`.
     #[serde(default)]
     pub status: Option<String>,
+    /// Details of the status, if any.
+    #[serde(default)]
+    pub status_message: Option<String>,
     /// Aliases pointing at this version.
     #[serde(default)]
     pub aliases: Vec<String>,

@@ -30,8 +30,9 @@ pub fn non_empty(what: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a metric, param or tag key: not empty, at most [`MAX_KEY_LENGTH`] characters,
-/// only alphanumerics, `_`, `-`, `.`, ` `, `/` (MLflow's rule), no `..` path segments.
+/// Checks a metric, param or tag key as MLflow does: not empty, at most [`MAX_KEY_LENGTH`]
+/// characters, only alphanumerics, `_`, `-`, `.`, ` `, `:`, `/`, and a normalized relative
+/// path (no empty, `.` or `..` segments: keys may become file names).
 pub fn key(what: &str, key: &str) -> Result<()> {
     non_empty(what, key)?;
     if key.chars().count() > MAX_KEY_LENGTH {
@@ -41,15 +42,43 @@ pub fn key(what: &str, key: &str) -> Result<()> {
     }
     if let Some(c) = key
         .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/')))
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | ':' | '/')))
     {
         return Err(Error::InvalidInput(format!(
-            "{what} {key:?} contains {c:?}; allowed: alphanumerics, '_', '-', '.', ' ', '/'"
+            "{what} {key:?} contains {c:?}; allowed: alphanumerics, '_', '-', '.', ' ', ':', '/'"
         )));
     }
-    if key.split('/').any(|seg| seg == "..") || key.starts_with('/') {
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
         return Err(Error::InvalidInput(format!(
-            "{what} {key:?} must be a relative path without '..'"
+            "{what} {key:?} must be a normalized relative path (no leading, trailing or double '/', no '.' or '..')"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a registered model alias: letters, digits, `_`, `-`; not `latest` nor `v<digits>`
+/// (reserved by MLflow for version references).
+pub fn alias(alias: &str) -> Result<()> {
+    non_empty("alias", alias)?;
+    if !alias
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(Error::InvalidInput(format!(
+            "alias {alias:?} may only contain letters, digits, '_' and '-'"
+        )));
+    }
+    let lower = alias.to_ascii_lowercase();
+    if lower == "latest"
+        || (lower.len() > 1
+            && lower.starts_with('v')
+            && lower[1..].bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Error::InvalidInput(format!(
+            "alias {alias:?} is reserved by MLflow (latest, v<version>)"
         )));
     }
     Ok(())
@@ -188,7 +217,15 @@ mod tests {
     fn checks() {
         assert!(key("k", "").is_err());
         assert!(key("k", "a/b.c-d e_f").is_ok());
-        assert!(key("k", "a:b").is_err());
+        assert!(key("k", "a:b").is_ok());
+        assert!(key("k", "a*b").is_err());
+        assert!(key("k", "a//b").is_err());
+        assert!(key("k", "a/").is_err());
+        assert!(key("k", "./a").is_err());
+        assert!(alias("champion_2").is_ok());
+        assert!(alias("v3").is_err());
+        assert!(alias("Latest").is_err());
+        assert!(alias("a b").is_err());
         assert!(key("k", "../x").is_err());
         assert!(key("k", &"x".repeat(251)).is_err());
         assert!(metric(&Metric::at("a", f64::NAN, 0, 0), false).is_err());

@@ -42,6 +42,7 @@ def test_quantized_close_to_fp32(encoder_fp32, encoder_int8, tokenizer, tweets):
 
 def test_embed_sorted_batches_keep_order_and_are_deterministic(encoder_fp32, encoder_int8, tokenizer, tweets):
     texts = tweets[:20]
+    padding = tokenizer.padding
     s = common.ort_session(encoder_fp32)
     batched = embed_texts(s, tokenizer, texts, batch_size=8)
     one_by_one = np.concatenate([embed_texts(s, tokenizer, [t]) for t in texts])
@@ -55,6 +56,7 @@ def test_embed_sorted_batches_keep_order_and_are_deterministic(encoder_fp32, enc
     print(f"int8 batched vs one-by-one: min cosine {cos.min():.4f}")
     assert cos.min() > 0.97
     np.testing.assert_array_equal(batched8, embed_texts(s8, tokenizer, texts, batch_size=8))
+    assert tokenizer.padding == padding  # the caller's tokenizer settings are left as they were
 
 
 def test_no_pytorch_needed():

@@ -23,8 +23,13 @@ from .common import load_tokenizer, ort_session, read_tweets, write_json
 
 def embed_texts(session, tok, texts: list[str], batch_size: int = 16) -> np.ndarray:
     """Embeddings of texts in input order; batches sorted by token length."""
+    padding = tok.padding  # encode unpadded, pad per batch below; restore the caller's setting
     tok.no_padding()
-    enc = tok.encode_batch(texts)
+    try:
+        enc = tok.encode_batch(texts)
+    finally:
+        if padding:
+            tok.enable_padding(**padding)
     order = sorted(range(len(texts)), key=lambda i: (len(enc[i].ids), i))
     out_name = session.get_outputs()[0].name
     result = None

@@ -80,6 +80,11 @@ async fn registry_round_trip() {
             .is_err()
     );
 
+    let ready = c
+        .wait_model_version_ready(&name, "3", std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(ready.status.as_deref(), Some("READY"));
     let g = c.get_model_version(&name, "2").await.unwrap();
     assert_eq!(g.source, v2.source);
     assert!(g.tags.iter().any(|t| t.key == "k" && t.value == "v"));
@@ -122,6 +127,10 @@ async fn registry_round_trip() {
             .iter()
             .any(|a| a.alias == "challenger" && a.version == "2")
     );
+    assert!(matches!(
+        c.set_alias(&name, "v2", "2").await,
+        Err(Error::InvalidInput(_))
+    ));
     c.delete_alias(&name, "challenger").await.unwrap();
     let e = c
         .get_model_version_by_alias(&name, "challenger")
@@ -194,4 +203,18 @@ async fn registry_round_trip() {
         c.download_model("models:/oops", &dest).await,
         Err(Error::InvalidUri { .. })
     ));
+
+    c.delete_registered_model(&name).await.unwrap();
+    assert!(
+        c.get_registered_model(&name)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        c.get_model_version(&name, "1")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 }

@@ -273,7 +273,7 @@ async fn log_metric_param_tag_and_history() {
         c.log_param(id, "long", &"x".repeat(6001)).await,
         c.log_param(id, "", "v").await,
         c.log_param("", "k", "v").await,
-        c.set_tag(id, "bad:key", "v").await,
+        c.set_tag(id, "bad*key", "v").await,
     ] {
         assert!(matches!(bad, Err(Error::InvalidInput(_))), "{bad:?}");
     }
@@ -384,6 +384,9 @@ async fn log_batch_splits_to_server_limits() {
         total += h.len();
     }
     assert_eq!(total, 2500);
+    // Re-sending points (what a retry after a lost answer does) stores them once.
+    c.log_batch(id, &metrics[..50], &[], &[]).await.unwrap();
+    assert_eq!(c.get_metric_history(id, "m0").await.unwrap().len(), 500);
 
     // Re-sending the same params is skipped; only the new one goes out.
     let again = c
