@@ -48,7 +48,8 @@ pub struct RunOptions {
     /// crash: `ingest.after_write` (Parquet written, nothing committed), `ingest.after_commit`
     /// (bronze committed, quarantine not), `ingest.after_quarantine_commit`,
     /// `clean.after_write`, `clean.after_quarantine_commit`, `clean.after_commit`,
-    /// `aggregate.after_write`, `aggregate.after_commit`.
+    /// `aggregate.after_write`, `aggregate.after_commit`. Append `:abort` to abort the
+    /// process at that point instead of returning an error.
     pub failpoint: Option<String>,
     /// Stops the run between files and batches when cancelled.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
@@ -71,12 +72,23 @@ impl RunOptions {
         }
     }
 
-    /// Fails when `name` is the configured failpoint.
+    /// Fails when `name` is the configured failpoint; with the suffix `:abort`
+    /// (`ingest.after_commit:abort`) the whole process aborts there instead, like a crash.
     pub fn failpoint(&self, name: &str) -> Result<()> {
-        match &self.failpoint {
-            Some(f) if f == name => Err(DeltaTaskError::Failpoint(name.to_string())),
-            _ => Ok(()),
+        let Some(configured) = &self.failpoint else {
+            return Ok(());
+        };
+        let (point, action) = configured
+            .split_once(':')
+            .unwrap_or((configured.as_str(), "error"));
+        if point != name {
+            return Ok(());
         }
+        if action == "abort" {
+            tracing::error!(failpoint = name, "failpoint: aborting the process");
+            std::process::abort();
+        }
+        Err(DeltaTaskError::Failpoint(name.to_string()))
     }
 
     /// Fails when the run was cancelled.

@@ -33,7 +33,7 @@ const SILVER_COLS: &[&str] = &[
 const SILVER_Q_COLS: &[&str] = &["tweet_id", "source_file", "line", "date", "reason"];
 
 /// Landing: the test set in 10 files of 50 tweets, plus a file with bad lines and bad dates.
-async fn prepare_landing(dir: &Path) {
+pub(crate) async fn prepare_landing(dir: &Path) {
     let mut rp = ReplayParams::new(test_csv().display().to_string(), p(dir, "landing"));
     rp.tweets_per_file = 50;
     replay(&rp, &RunOptions::default()).await.unwrap();
@@ -46,7 +46,7 @@ async fn prepare_landing(dir: &Path) {
     land(&dir.join("landing"), "tweets-000005b.jsonl", bad.as_bytes());
 }
 
-fn params(dir: &Path) -> (IngestParams, CleanParams, AggregateParams) {
+pub(crate) fn params(dir: &Path) -> (IngestParams, CleanParams, AggregateParams) {
     let mut ip = IngestParams::new(p(dir, "landing"), p(dir, "bronze"));
     ip.max_files_per_batch = 3;
     (
@@ -56,7 +56,7 @@ fn params(dir: &Path) -> (IngestParams, CleanParams, AggregateParams) {
     )
 }
 
-struct Snapshot {
+pub(crate) struct Snapshot {
     bronze: Vec<Vec<String>>,
     bronze_q: Vec<Vec<String>>,
     silver: Vec<Vec<String>>,
@@ -64,7 +64,7 @@ struct Snapshot {
     mentions: Vec<Vec<String>>,
 }
 
-async fn snapshot(dir: &Path) -> Snapshot {
+pub(crate) async fn snapshot(dir: &Path) -> Snapshot {
     let (ip, cp, ap) = params(dir);
     Snapshot {
         bronze: rows_of(&ip.table, BRONZE_COLS).await,
@@ -83,7 +83,7 @@ fn assert_unique(rows: &[Vec<String>], key: &[usize], what: &str) {
     }
 }
 
-fn assert_same(a: &Snapshot, b: &Snapshot, label: &str) {
+pub(crate) fn assert_same(a: &Snapshot, b: &Snapshot, label: &str) {
     assert_eq!(a.bronze, b.bronze, "{label}: bronze differs");
     assert_eq!(a.bronze_q, b.bronze_q, "{label}: bronze quarantine differs");
     assert_eq!(a.silver, b.silver, "{label}: silver differs");

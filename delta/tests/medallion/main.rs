@@ -6,4 +6,5 @@ mod golden;
 mod maintenance;
 mod python;
 mod quarantine;
+mod real_crash;
 mod smoke;
