@@ -298,3 +298,36 @@ async fn tasks_through_the_registry() {
     .unwrap_err();
     assert_eq!(missing.kind, ErrorKind::Fatal);
 }
+
+#[tokio::test]
+async fn example_pipeline_validates_and_runs() {
+    let mut registry = Registry::new();
+    tweetflow_delta::register(&mut registry);
+    let path = repo_root().join("delta/examples/medallion.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let overrides = vec![
+        ("csv".to_string(), test_csv().display().to_string()),
+        ("root".to_string(), d.display().to_string()),
+    ];
+    let options = tweetflow_engine::LoadOptions {
+        registry: &registry,
+        param_overrides: &overrides,
+        env: &tweetflow_engine::spec::process_env,
+    };
+    let pipeline = tweetflow_engine::load_file(&path, &options)
+        .unwrap_or_else(|d| panic!("{} does not validate: {d:?}", path.display()));
+    // Run the tasks in order with their resolved params.
+    let ctx = context(d);
+    for id in ["replay", "ingest", "clean", "aggregate", "profile"] {
+        let spec = pipeline.tasks.iter().find(|t| t.id == id).unwrap();
+        let task = registry.get(&spec.task_type).unwrap();
+        let out = task
+            .run(&ctx, &spec.with)
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        if id == "clean" {
+            assert_eq!(out.get("tweets_with_mentions"), Some(&json!(110)));
+        }
+    }
+}
