@@ -757,19 +757,18 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
     list_landing(&params.source)?;
     let mut table = table::open_table(&loc).await?;
 
+    // What earlier runs committed, read once from the log; kept up to date in memory after
+    // each of this run's commits (the commit path re-checks the recorded batch number).
+    let mut progress = match table.as_ref() {
+        Some(t) => Some(read_progress(t, &loc).await?),
+        None => None,
+    };
+    // Catch up quarantine rows of committed batches whose quarantine commit is missing.
+    if let (Some(t), Some(p)) = (table.as_ref(), progress.as_ref()) {
+        catch_up_quarantine(params, t, p, opts).await?;
+    }
     loop {
         opts.check_cancel()?;
-        let progress = match table.as_mut() {
-            Some(t) => {
-                table::refresh(t, &loc).await?;
-                Some(read_progress(t, &loc).await?)
-            }
-            None => None,
-        };
-        // Catch up quarantine rows of committed batches whose quarantine commit is missing.
-        if let (Some(t), Some(p)) = (table.as_ref(), progress.as_ref()) {
-            catch_up_quarantine(params, t, p, opts).await?;
-        }
         let taken = progress.as_ref().map(|p| &p.files);
         let pending: Vec<(String, PathBuf)> = list_landing(&params.source)?
             .into_iter()
@@ -878,6 +877,14 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
         summary.files += files.len() as u64;
         summary.batches += 1;
         summary.table_version = version;
+        let p = progress.get_or_insert_with(|| Progress {
+            batch: 0,
+            files: BTreeSet::new(),
+            batches: BTreeMap::new(),
+        });
+        p.batch = batch_no;
+        p.files.extend(files.iter().cloned());
+        p.batches.insert(batch_no, (files.clone(), quarantined));
         tracing::info!(table = %loc, batch = batch_no, files = files.len(), rows, quarantined, version, "ingest batch committed");
         table = Some(t);
     }
