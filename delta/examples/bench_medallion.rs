@@ -1,5 +1,5 @@
 //! Runs the medallion bench without the CLI:
-//! `cargo run --release -p tweetflow-delta --example bench_medallion -- [--full] [CSV]`.
+//! `cargo run --release -p tweetflow-delta --example bench_medallion -- [--full] [--keep] [--max-files-per-batch=N] [CSV]`.
 
 use tweetflow_delta::bench::{BenchOptions, bench_medallion};
 
@@ -16,6 +16,9 @@ async fn main() {
     let mut options = BenchOptions::new(csv);
     options.full = full;
     options.keep = keep;
+    if let Some(n) = args.iter().find_map(|a| a.strip_prefix("--max-files-per-batch=")) {
+        options.max_files_per_batch = n.parse().unwrap_or(options.max_files_per_batch);
+    }
     match bench_medallion(&options).await {
         Ok(report) => print!("{report}"),
         Err(e) => {
