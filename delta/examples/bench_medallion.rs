@@ -16,7 +16,10 @@ async fn main() {
     let mut options = BenchOptions::new(csv);
     options.full = full;
     options.keep = keep;
-    if let Some(n) = args.iter().find_map(|a| a.strip_prefix("--max-files-per-batch=")) {
+    if let Some(n) = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--max-files-per-batch="))
+    {
         options.max_files_per_batch = n.parse().unwrap_or(options.max_files_per_batch);
     }
     match bench_medallion(&options).await {

@@ -17,7 +17,8 @@
 //!
 //! **Schema enforcement.** A line that is not UTF-8, not JSON, not an object, lacks a required
 //! field (or has it `null`), has a non-string required field, or a `sentiment` other than
-//! `positive`/`negative`/`neutral` goes to the quarantine table with its raw text (lossy),
+//! `positive`/`negative`/`neutral` (or, with `add_columns`, an unknown field whose name clashes
+//! with a bronze column) goes to the quarantine table with its raw text (lossy),
 //! raw bytes, file, line number and reason. Empty lines are skipped. Unknown fields follow
 //! `schema_evolution`.
 
@@ -196,6 +197,14 @@ pub fn list_landing(source: &str) -> Result<Vec<(String, PathBuf)>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// Whether an unknown field would clash with a bronze column (Delta names are case-insensitive).
+fn collides(key: &str) -> bool {
+    REQUIRED
+        .iter()
+        .chain(META_COLUMNS.iter())
+        .any(|c| c.eq_ignore_ascii_case(key))
 }
 
 /// One landed JSON object, borrowed from its line: `(key, raw value)` in order.
@@ -559,6 +568,20 @@ impl BatchWriter<'_> {
                     }
                 }
                 Parsed::Row { values, extras } => {
+                    let collision = (self.params.schema_evolution == SchemaEvolution::AddColumns)
+                        .then(|| extras.iter().find(|(k, _)| collides(k)))
+                        .flatten();
+                    if let Some((key, _)) = collision {
+                        let reason = format!(
+                            "field `{key}` cannot become a column: it collides with a bronze column"
+                        );
+                        self.quarantine.push(line, name, line_no, &reason);
+                        self.quarantined += 1;
+                        if self.quarantine.rows >= BATCH_ROWS {
+                            self.flush_quarantine().await?;
+                        }
+                        continue;
+                    }
                     if !self.write_bronze {
                         continue;
                     }
@@ -603,11 +626,6 @@ impl BatchWriter<'_> {
                     text.push_str(v.get());
                 }
                 SchemaEvolution::AddColumns => {
-                    if REQUIRED.contains(&key) || META_COLUMNS.contains(&key) {
-                        return Err(DeltaTaskError::Data(format!(
-                            "landing file `{name}` line {line_no}: field `{key}` collides with a bronze column"
-                        )));
-                    }
                     let value = match json_kind(v) {
                         "string" => raw_string(v).unwrap_or(Cow::Borrowed(v.get())),
                         "null" => continue,

@@ -142,7 +142,21 @@ async fn schema_evolution_modes() {
     let r = rows_of(&ip.table, &["user", "lang", "mood"]).await;
     assert_eq!(r.len(), 4);
     assert_eq!(r[3], vec!["z", "", "ok"]);
+    // A field that would clash with a bronze column (names are case-insensitive) is quarantined.
+    land(&d.join("landing"), "x-000003.jsonl",
+        br#"{"date": "Mon Apr 06 22:19:45 PDT 2009", "user": "y", "text": "@a five", "sentiment": "neutral", "Line": 7}"#);
+    let s = ingest(&ip, &RunOptions::default()).await.unwrap();
+    assert_eq!((s.rows, s.quarantined), (0, 1));
+    let q = rows_of(&ip.quarantine_location(), &["source_file", "reason"]).await;
+    assert_eq!(
+        q,
+        vec![vec![
+            "x-000003.jsonl".to_string(),
+            "field `Line` cannot become a column: it collides with a bronze column".to_string()
+        ]]
+    );
     std::fs::remove_file(d.join("landing/x-000002.jsonl")).unwrap();
+    std::fs::remove_file(d.join("landing/x-000003.jsonl")).unwrap();
 
     let ip = run(SchemaEvolution::Ignore, "ignored");
     ingest(&ip, &RunOptions::default()).await.unwrap();
