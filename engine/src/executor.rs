@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Labels stored in the run record.
     pub tags: BTreeMap<String, String>,
+    /// The id of a new run (default: a fresh one).
+    pub run_id: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +59,7 @@ impl Default for RunOptions {
             refresh: HashSet::new(),
             cancel: CancellationToken::new(),
             tags: BTreeMap::new(),
+            run_id: None,
         }
     }
 }
@@ -85,7 +88,8 @@ impl Engine {
     /// Starts a new run of `pipeline` (read from `file`, whose text is `text`) and runs it to
     /// the end.
     pub async fn run(&self, pipeline: Pipeline, file: &str, text: &str, options: RunOptions) -> Result<RunRecord, EngineError> {
-        let mut record = RunRecord::new(RunStore::new_run_id(), &pipeline, file);
+        let run_id = options.run_id.clone().unwrap_or_else(RunStore::new_run_id);
+        let mut record = RunRecord::new(run_id, &pipeline, file);
         record.tags = options.tags.clone();
         let handle = self.store.create(record, &pipeline, text)?;
         self.execute(Arc::new(pipeline), handle, options, false).await
@@ -120,7 +124,13 @@ impl Engine {
             params: pipeline.params.clone(),
             sections: BTreeMap::new(),
         });
-        let run_cancel = options.cancel.child_token();
+        // `cancel` stops the run as a whole (signal, `tweetflow runs cancel`, a scheduler);
+        // `run_cancel` also fires on --fail-fast.
+        let cancel = options.cancel.child_token();
+        let run_cancel = cancel.child_token();
+        self.store.clear_cancel_request(&run_id);
+        let _active = self.store.mark_active(&pipeline.name, &run_id)?;
+        let watcher = tokio::spawn(watch_cancel_request(self.store.clone(), run_id.clone(), cancel.clone()));
         let shared = Arc::new(Shared {
             pipeline: pipeline.clone(),
             info,
@@ -134,7 +144,8 @@ impl Engine {
             run_dir,
             run_span: run_span.clone(),
         });
-        let result = schedule(&shared, &options, &run_cancel, resumed).instrument(run_span).await;
+        let result = schedule(&shared, &options, &cancel, &run_cancel, resumed).instrument(run_span).await;
+        watcher.abort();
         let mut handle = shared.lock_handle();
         handle.snapshot()?;
         if let Some(e) = shared.store_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -178,7 +189,28 @@ struct Outcome {
     output: Option<TaskOutput>,
 }
 
-async fn schedule(shared: &Arc<Shared>, options: &RunOptions, run_cancel: &CancellationToken, resumed: bool) -> Result<(), EngineError> {
+/// Cancels `cancel` when a cancel request for the run appears in the run store.
+async fn watch_cancel_request(store: RunStore, run_id: String, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if store.cancel_requested(&run_id) {
+            info!("cancel requested");
+            cancel.cancel();
+            return;
+        }
+    }
+}
+
+async fn schedule(
+    shared: &Arc<Shared>,
+    options: &RunOptions,
+    cancel: &CancellationToken,
+    run_cancel: &CancellationToken,
+    resumed: bool,
+) -> Result<(), EngineError> {
     let tasks = &shared.pipeline.tasks;
     let index: HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
     let deps: Vec<Vec<usize>> =
@@ -269,7 +301,7 @@ async fn schedule(shared: &Arc<Shared>, options: &RunOptions, run_cancel: &Cance
             shared.record(finished(&tasks[i].id, TaskStatus::Cancelled, None, Some(TaskError::cancelled())));
         }
     }
-    let run_status = if options.cancel.is_cancelled() {
+    let run_status = if cancel.is_cancelled() {
         RunStatus::Cancelled
     } else if failed || status.iter().any(|s| !s.is_success()) {
         RunStatus::Failed

@@ -32,6 +32,7 @@ pub mod interpolate;
 pub mod logging;
 pub mod registry;
 pub mod retry;
+pub mod scheduler;
 pub mod schema;
 pub mod schema_check;
 pub mod spec;

@@ -423,6 +423,56 @@ impl RunStore {
         Ok(dirs.iter().map(|d| load_record(d)).collect())
     }
 
+    /// Marks run `run_id` of `pipeline` as active until the returned guard is dropped, so
+    /// [`RunStore::active_runs`] (schedulers, overlap policies) can see it from any process.
+    pub fn mark_active(&self, pipeline: &str, run_id: &str) -> Result<ActiveMarker, EngineError> {
+        let dir = self.root.join(".active").join(pipeline);
+        fs::create_dir_all(&dir).map_err(EngineError::io("create", &dir))?;
+        let path = dir.join(run_id);
+        fs::write(&path, std::process::id().to_string()).map_err(EngineError::io("write", &path))?;
+        Ok(ActiveMarker { path })
+    }
+
+    /// Runs of `pipeline` being executed right now, by any process. Markers left by a
+    /// process that died are removed.
+    pub fn active_runs(&self, pipeline: &str) -> Vec<String> {
+        let dir = self.root.join(".active").join(pipeline);
+        let Ok(entries) = fs::read_dir(&dir) else { return Vec::new() };
+        let mut active = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let run_id = entry.file_name().to_string_lossy().to_string();
+            let lock = self.run_dir(&run_id).join("lock");
+            let held = match OpenOptions::new().write(true).open(&lock) {
+                Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
+                Err(_) => false,
+            };
+            if held {
+                active.push(run_id);
+            } else {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        active.sort();
+        active
+    }
+
+    /// Asks the process executing run `run_id` to cancel it (it checks a few times a second).
+    pub fn request_cancel(&self, run_id: &str) -> Result<(), EngineError> {
+        let dir = self.existing_dir(run_id)?;
+        let path = dir.join("cancel.request");
+        fs::write(&path, Utc::now().to_rfc3339()).map_err(EngineError::io("write", &path))
+    }
+
+    /// Forgets an earlier cancel request (a resumed run starts clean).
+    pub fn clear_cancel_request(&self, run_id: &str) {
+        let _ = fs::remove_file(self.run_dir(run_id).join("cancel.request"));
+    }
+
+    /// Whether a cancel request is pending for run `run_id`.
+    pub fn cancel_requested(&self, run_id: &str) -> bool {
+        self.run_dir(run_id).join("cancel.request").exists()
+    }
+
     fn existing_dir(&self, run_id: &str) -> Result<PathBuf, EngineError> {
         let dir = self.run_dir(run_id);
         if run_id.is_empty() || run_id.contains('/') || !dir.join("run.json").is_file() {
@@ -448,6 +498,17 @@ fn take_lock(dir: &Path, run_id: &str) -> Result<File, EngineError> {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(EngineError::Locked { run_id: run_id.to_string(), lock: path }),
         Err(fs::TryLockError::Error(e)) => Err(EngineError::io("lock", &path)(e)),
+    }
+}
+
+/// Removes a run's active marker when dropped.
+pub struct ActiveMarker {
+    path: PathBuf,
+}
+
+impl Drop for ActiveMarker {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
     }
 }
 

@@ -1,0 +1,569 @@
+//! The scheduler: fires pipeline runs on their cron schedules, exactly once per tick.
+//!
+//! ```text
+//!  start ─▶ lock runs/.schedules/<pipeline>.lock (a second daemon is refused)
+//!        ─▶ recover: a tick recorded as fired whose run never got created is fired again
+//!        ─▶ catch up on ticks missed while down (catchup: none | last | all ≤ max_catchup)
+//!        ─▶ loop: sleep until the next tick ─▶ deadline? ─▶ overlap policy ─▶ fire
+//!  SIGTERM ─▶ stop firing ─▶ let runs finish within the grace period ─▶ cancel the rest
+//! ```
+//!
+//! Every decision about a tick (fired, skipped, missed) is written with the tick itself to
+//! `runs/.schedules/<pipeline>.json` in one atomic write, before the run starts; the run gets
+//! an id chosen beforehand, so after a crash the scheduler can tell whether the run exists.
+//! Time comes from a [`Clock`], so tests drive schedules with a [`TestClock`].
+//!
+//! Deadlines (`start_deadline`) apply to ticks that come due while the scheduler runs (for
+//! example a tick queued behind a long run); ticks missed while it was down follow the
+//! catch-up policy alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::cron::{parse_zone, CronExpr};
+use crate::error::EngineError;
+use crate::executor::{Engine, RunOptions};
+use crate::spec::{Catchup, Overlap, Pipeline, ScheduleSpec};
+use crate::store::{write_atomic, RunStore};
+use crate::task::BoxFuture;
+
+/// A source of time.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+    /// Completes once `now() >= t`.
+    fn sleep_until(&self, t: DateTime<Utc>) -> BoxFuture<'static, ()>;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn sleep_until(&self, t: DateTime<Utc>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            // Sleep in bounded steps so a wall-clock jump is noticed.
+            loop {
+                let left = (t - Utc::now()).to_std().unwrap_or_default();
+                if left.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(left.min(Duration::from_secs(30))).await;
+            }
+        })
+    }
+}
+
+/// A clock that moves only when told to, for tests.
+pub struct TestClock {
+    now: watch::Sender<DateTime<Utc>>,
+}
+
+impl TestClock {
+    /// A clock stopped at `start`.
+    pub fn new(start: DateTime<Utc>) -> Arc<Self> {
+        Arc::new(TestClock { now: watch::Sender::new(start) })
+    }
+
+    /// Sets the time (wakes sleepers whose time has come).
+    pub fn set(&self, t: DateTime<Utc>) {
+        self.now.send_replace(t);
+    }
+
+    /// Moves the time forward.
+    pub fn advance(&self, d: chrono::Duration) {
+        let t = *self.now.borrow() + d;
+        self.set(t);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, t: DateTime<Utc>) -> BoxFuture<'static, ()> {
+        let mut rx = self.now.subscribe();
+        Box::pin(async move {
+            loop {
+                if *rx.borrow_and_update() >= t {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// What happened to a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TickAction {
+    /// A run was started.
+    Fired,
+    /// Not run, by policy (overlap, catch-up).
+    Skipped,
+    /// Not run in time (scheduler down with `catchup: none`, or past `start_deadline`).
+    Missed,
+}
+
+/// The decision about one tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TickRecord {
+    /// The scheduled time.
+    pub tick: DateTime<Utc>,
+    /// When the decision was made.
+    pub decided_at: DateTime<Utc>,
+    /// What was done.
+    pub action: TickAction,
+    /// The run started for it.
+    pub run_id: Option<String>,
+    /// Why it was skipped or missed.
+    pub reason: Option<String>,
+}
+
+/// The scheduler's persistent state for one pipeline.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleState {
+    /// The latest tick handled.
+    pub last_tick: Option<DateTime<Utc>>,
+    /// The latest tick fired and its run id.
+    pub last_fired: Option<TickRecord>,
+    /// Recent decisions, oldest first (at most [`HISTORY`]).
+    pub history: Vec<TickRecord>,
+}
+
+/// How many decisions the state file keeps.
+pub const HISTORY: usize = 500;
+
+/// A pipeline given to the scheduler.
+#[derive(Clone, Debug)]
+pub struct Scheduled {
+    /// The validated pipeline (with a `schedule`).
+    pub pipeline: Pipeline,
+    /// Its file, as named by the user.
+    pub file: String,
+    /// The file's text.
+    pub text: String,
+}
+
+/// Errors of the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// Another daemon schedules this pipeline on the same run store.
+    #[error("pipeline `{pipeline}` is already scheduled by another daemon ({holder}); lock {lock}")]
+    AlreadyScheduled {
+        /// The pipeline.
+        pipeline: String,
+        /// Who holds the lock, as it wrote itself down.
+        holder: String,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The pipeline has no usable schedule.
+    #[error("pipeline `{pipeline}`: {message}")]
+    BadSchedule {
+        /// The pipeline.
+        pipeline: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The run store failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Runs of a pipeline started by this process, with their cancel tokens.
+pub type LocalRuns = Mutex<HashMap<String, CancellationToken>>;
+
+/// The outcome of an overlap check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OverlapDecision {
+    /// Start the run.
+    Start,
+    /// Do not start it, by policy.
+    Skip(String),
+    /// Do not start it: its deadline passed while waiting.
+    Missed(String),
+    /// Shutdown came while waiting.
+    Shutdown,
+}
+
+fn active(store: &RunStore, pipeline: &str, local: &LocalRuns) -> Vec<String> {
+    let mut ids = store.active_runs(pipeline);
+    ids.extend(local.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned());
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Applies `overlap` to a new run of `pipeline` (scheduled or started by hand): waits,
+/// cancels or refuses as the policy says.
+pub async fn resolve_overlap(
+    store: &RunStore,
+    pipeline: &str,
+    overlap: Overlap,
+    local: &LocalRuns,
+    clock: &dyn Clock,
+    deadline: Option<DateTime<Utc>>,
+    shutdown: &CancellationToken,
+) -> OverlapDecision {
+    let running = active(store, pipeline, local);
+    if running.is_empty() || overlap == Overlap::Allow {
+        return OverlapDecision::Start;
+    }
+    match overlap {
+        Overlap::Allow => OverlapDecision::Start,
+        Overlap::Skip => OverlapDecision::Skip(format!("run {} is still active (overlap: skip)", running.join(", "))),
+        Overlap::Queue | Overlap::CancelRunning => {
+            if overlap == Overlap::CancelRunning {
+                for run_id in &running {
+                    let token = local.lock().unwrap_or_else(|e| e.into_inner()).get(run_id).cloned();
+                    match token {
+                        Some(t) => t.cancel(),
+                        None => {
+                            if let Err(e) = store.request_cancel(run_id) {
+                                warn!(run_id = %run_id, error = %e, "cannot request cancellation");
+                            }
+                        }
+                    }
+                    info!(run_id = %run_id, "cancelling the active run (overlap: cancel_running)");
+                }
+            }
+            loop {
+                if active(store, pipeline, local).is_empty() {
+                    return OverlapDecision::Start;
+                }
+                if let Some(d) = deadline {
+                    if clock.now() > d {
+                        return OverlapDecision::Missed("still queued behind an active run at its start_deadline".into());
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return OverlapDecision::Shutdown,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Fires scheduled runs.
+pub struct Scheduler {
+    engine: Engine,
+    clock: Arc<dyn Clock>,
+    observer: Option<mpsc::UnboundedSender<(String, TickRecord)>>,
+}
+
+impl Scheduler {
+    /// A scheduler running pipelines on `engine`, with time from `clock`.
+    pub fn new(engine: Engine, clock: Arc<dyn Clock>) -> Self {
+        Scheduler { engine, clock, observer: None }
+    }
+
+    /// Sends every tick decision to `tx` as well (for tests and monitoring).
+    pub fn with_observer(mut self, tx: mpsc::UnboundedSender<(String, TickRecord)>) -> Self {
+        self.observer = Some(tx);
+        self
+    }
+
+    /// The state file of `pipeline`.
+    pub fn state_path(store: &RunStore, pipeline: &str) -> PathBuf {
+        store.root().join(".schedules").join(format!("{pipeline}.json"))
+    }
+
+    /// Reads the state of `pipeline` (empty if it was never scheduled).
+    pub fn load_state(store: &RunStore, pipeline: &str) -> Result<ScheduleState, EngineError> {
+        let path = Self::state_path(store, pipeline);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::Corrupt { path: path.clone(), message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ScheduleState::default()),
+            Err(e) => Err(EngineError::io("read", &path)(e)),
+        }
+    }
+
+    /// Runs until `shutdown`, then waits up to `grace` for active runs before cancelling them.
+    pub async fn run(&self, pipelines: Vec<Scheduled>, shutdown: CancellationToken, grace: Duration) -> Result<(), SchedulerError> {
+        let store = self.engine.store().clone();
+        let mut loops = Vec::new();
+        for p in pipelines {
+            let spec = p.pipeline.schedule.clone().ok_or_else(|| SchedulerError::BadSchedule {
+                pipeline: p.pipeline.name.clone(),
+                message: "it has no `schedule:` section".into(),
+            })?;
+            let bad = |message: String| SchedulerError::BadSchedule { pipeline: p.pipeline.name.clone(), message };
+            let cron = CronExpr::parse(&spec.cron).map_err(bad)?;
+            let tz = parse_zone(&spec.timezone).map_err(bad)?;
+            let lock = lock_pipeline(&store, &p.pipeline.name)?;
+            let state = Self::load_state(&store, &p.pipeline.name)?;
+            loops.push(PipelineLoop {
+                engine: self.engine.clone(),
+                clock: self.clock.clone(),
+                observer: self.observer.clone(),
+                scheduled: Arc::new(p),
+                spec,
+                cron,
+                tz,
+                state,
+                local: Arc::new(Mutex::new(HashMap::new())),
+                runs: JoinSet::new(),
+                _lock: lock,
+            });
+        }
+        let mut set = JoinSet::new();
+        for l in loops {
+            let shutdown = shutdown.clone();
+            let span = info_span!("schedule", pipeline = %l.scheduled.pipeline.name);
+            set.spawn(l.run(shutdown, grace).instrument(span));
+        }
+        let mut first_error = None;
+        while let Some(result) = set.join_next().await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => warn!(error = %e, "a schedule loop panicked"),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn lock_pipeline(store: &RunStore, pipeline: &str) -> Result<std::fs::File, SchedulerError> {
+    use std::io::Write;
+    let dir = store.root().join(".schedules");
+    std::fs::create_dir_all(&dir).map_err(EngineError::io("create", &dir))?;
+    let path = dir.join(format!("{pipeline}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(EngineError::io("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = write!(file, "pid {} since {}", std::process::id(), Utc::now().to_rfc3339());
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(SchedulerError::AlreadyScheduled {
+            pipeline: pipeline.to_string(),
+            holder: std::fs::read_to_string(&path).unwrap_or_default(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(EngineError::io("lock", &path)(e).into()),
+    }
+}
+
+struct PipelineLoop {
+    engine: Engine,
+    clock: Arc<dyn Clock>,
+    observer: Option<mpsc::UnboundedSender<(String, TickRecord)>>,
+    scheduled: Arc<Scheduled>,
+    spec: ScheduleSpec,
+    cron: CronExpr,
+    tz: Tz,
+    state: ScheduleState,
+    local: Arc<LocalRuns>,
+    runs: JoinSet<()>,
+    _lock: std::fs::File,
+}
+
+impl PipelineLoop {
+    fn name(&self) -> &str {
+        &self.scheduled.pipeline.name
+    }
+
+    async fn run(mut self, shutdown: CancellationToken, grace: Duration) -> Result<(), SchedulerError> {
+        self.recover().await?;
+        self.catch_up(&shutdown).await?;
+        info!(cron = %self.spec.cron, timezone = %self.spec.timezone, "scheduling");
+        while !shutdown.is_cancelled() {
+            let after = self.state.last_tick.unwrap_or_else(|| self.clock.now());
+            let Some(next) = self.cron.next_after(after, &self.tz) else { break };
+            tokio::select! {
+                _ = self.clock.sleep_until(next) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            self.handle_tick(next, false, &shutdown).await?;
+            // Reap finished runs as we go.
+            while self.runs.try_join_next().is_some() {}
+        }
+        self.drain(grace).await;
+        Ok(())
+    }
+
+    /// A tick recorded as fired whose run was never created (crash in between) fires now.
+    async fn recover(&mut self) -> Result<(), SchedulerError> {
+        let Some(fired) = self.state.last_fired.clone() else { return Ok(()) };
+        let Some(run_id) = fired.run_id.clone() else { return Ok(()) };
+        let store = self.engine.store();
+        if !store.run_dir(&run_id).join("run.json").exists() {
+            warn!(tick = %fired.tick, run_id = %run_id, "a fired tick has no run: starting it now");
+            self.start_run(fired.tick, run_id);
+        }
+        Ok(())
+    }
+
+    async fn catch_up(&mut self, shutdown: &CancellationToken) -> Result<(), SchedulerError> {
+        let now = self.clock.now();
+        let Some(last) = self.state.last_tick else {
+            // First start: nothing was missed.
+            self.state.last_tick = Some(now);
+            return self.save();
+        };
+        let keep = match self.spec.catchup {
+            Catchup::None | Catchup::Last => 1,
+            Catchup::All => self.spec.max_catchup as usize,
+        };
+        let (ticks, dropped) = self.cron.ticks_between(last, now, &self.tz, keep);
+        if ticks.is_empty() {
+            return Ok(());
+        }
+        info!(missed = ticks.len() + dropped, policy = ?self.spec.catchup, "catching up on ticks missed while down");
+        match self.spec.catchup {
+            Catchup::None => {
+                let latest = ticks[ticks.len() - 1];
+                let reason = format!("the scheduler was down ({} ticks missed; catchup: none)", ticks.len() + dropped);
+                self.decide(latest, TickAction::Missed, None, Some(reason))?;
+            }
+            Catchup::Last | Catchup::All => {
+                if dropped > 0 || (self.spec.catchup == Catchup::Last && ticks.len() > 1) {
+                    let reason = format!(
+                        "{dropped} older missed ticks not run (catchup: {:?}, max_catchup: {})",
+                        self.spec.catchup, self.spec.max_catchup
+                    );
+                    warn!("{reason}");
+                }
+                for tick in ticks {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    self.handle_tick(tick, true, shutdown).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_tick(&mut self, tick: DateTime<Utc>, catching_up: bool, shutdown: &CancellationToken) -> Result<(), SchedulerError> {
+        let deadline = if catching_up { None } else { self.spec.start_deadline.map(|d| tick + chrono_duration(d)) };
+        if let Some(d) = deadline {
+            if self.clock.now() > d {
+                return self.decide(tick, TickAction::Missed, None, Some("not started within start_deadline".into()));
+            }
+        }
+        let store = self.engine.store().clone();
+        let decision =
+            resolve_overlap(&store, self.name(), self.spec.overlap, &self.local, &*self.clock, deadline, shutdown).await;
+        match decision {
+            OverlapDecision::Start => {
+                let run_id = RunStore::new_run_id();
+                self.decide(tick, TickAction::Fired, Some(run_id.clone()), None)?;
+                self.start_run(tick, run_id);
+                Ok(())
+            }
+            OverlapDecision::Skip(reason) => self.decide(tick, TickAction::Skipped, None, Some(reason)),
+            OverlapDecision::Missed(reason) => self.decide(tick, TickAction::Missed, None, Some(reason)),
+            // Not decided: after a restart the tick counts as missed and catch-up applies.
+            OverlapDecision::Shutdown => Ok(()),
+        }
+    }
+
+    /// Records the decision about `tick` together with `last_tick`, in one atomic write.
+    fn decide(&mut self, tick: DateTime<Utc>, action: TickAction, run_id: Option<String>, reason: Option<String>) -> Result<(), SchedulerError> {
+        let record = TickRecord { tick, decided_at: self.clock.now(), action, run_id, reason };
+        match action {
+            TickAction::Fired => info!(tick = %tick, run_id = ?record.run_id, "tick fired"),
+            _ => warn!(tick = %tick, action = ?action, reason = ?record.reason, "tick not run"),
+        }
+        if action == TickAction::Fired {
+            self.state.last_fired = Some(record.clone());
+        }
+        self.state.last_tick = Some(self.state.last_tick.map_or(tick, |t| t.max(tick)));
+        self.state.history.push(record.clone());
+        let excess = self.state.history.len().saturating_sub(HISTORY);
+        self.state.history.drain(..excess);
+        self.save()?;
+        if let Some(tx) = &self.observer {
+            let _ = tx.send((self.name().to_string(), record));
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<(), SchedulerError> {
+        let store = self.engine.store();
+        let path = Scheduler::state_path(store, self.name());
+        let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| EngineError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        write_atomic(&path, &bytes)?;
+        Ok(())
+    }
+
+    fn start_run(&mut self, tick: DateTime<Utc>, run_id: String) {
+        let token = CancellationToken::new();
+        self.local.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id.clone(), token.clone());
+        let options = RunOptions {
+            cancel: token,
+            run_id: Some(run_id.clone()),
+            tags: BTreeMap::from([
+                ("trigger".to_string(), "schedule".to_string()),
+                ("scheduled_time".to_string(), tick.to_rfc3339()),
+            ]),
+            ..RunOptions::default()
+        };
+        let engine = self.engine.clone();
+        let scheduled = self.scheduled.clone();
+        let local = self.local.clone();
+        self.runs.spawn(
+            async move {
+                let result = engine.run(scheduled.pipeline.clone(), &scheduled.file, &scheduled.text, options).await;
+                match result {
+                    Ok(record) => info!(run_id = %record.run_id, status = record.status.as_str(), "scheduled run finished"),
+                    Err(e) => warn!(run_id = %run_id, error = %e, "scheduled run could not be recorded"),
+                }
+                local.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Lets active runs finish within `grace`, then cancels them and waits for their records.
+    async fn drain(&mut self, grace: Duration) {
+        if self.runs.is_empty() {
+            return;
+        }
+        info!(runs = self.runs.len(), grace = ?grace, "stopping: waiting for active runs");
+        let finished = tokio::time::timeout(grace, async {
+            while self.runs.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            let tokens: Vec<CancellationToken> = self.local.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+            warn!(runs = tokens.len(), "grace period over: cancelling active runs");
+            tokens.iter().for_each(CancellationToken::cancel);
+            while self.runs.join_next().await.is_some() {}
+        }
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
