@@ -366,7 +366,26 @@ fn append_op() -> DeltaOperation {
 }
 
 /// Runs `clean` once: all bronze versions not yet consumed.
+///
+/// When another run commits to silver or its quarantine table meanwhile, the work is planned
+/// again from the logs (up to [`crate::CONFLICT_REPLANS`] times, then a retryable
+/// [`DeltaTaskError::Conflict`]).
 pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSummary> {
+    let mut replans = 0;
+    loop {
+        match clean_attempt(params, opts).await {
+            Err(DeltaTaskError::Conflict { table, message })
+                if replans < crate::CONFLICT_REPLANS =>
+            {
+                replans += 1;
+                tracing::info!(%table, %message, replans, "clean: concurrent commit, planning again");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanSummary> {
     let bronze_loc = params.input.clone();
     let silver_loc = params.table.clone();
     let q_loc = params.quarantine_location();

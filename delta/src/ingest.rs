@@ -11,9 +11,11 @@
 //! already taken, and just before committing checks again that the batch number has not
 //! moved. A crash before the commit leaves only unreferenced Parquet files (a later `vacuum`
 //! removes them); a crash after it is seen by the next run, which skips those files. The
-//! quarantine table is committed after bronze with the same batch number; when a crash
-//! came between the two commits, the next run rebuilds the missing quarantine rows from the
-//! files the bronze commit lists (files are immutable once landed).
+//! quarantine table is committed after bronze, one commit per batch, listing the batch number
+//! in `commitInfo.tweetflow.batches`; a commit is made only if that batch is not there yet
+//! (checked on the version the commit builds on). When a crash came between the two commits,
+//! the next run rebuilds the missing quarantine rows from the files the bronze commit lists
+//! (landed files are immutable).
 //!
 //! **Schema enforcement.** A line that is not UTF-8, not JSON, not an object, lacks a required
 //! field (or has it `null`), has a non-string required field, or a `sentiment` other than
@@ -718,12 +720,58 @@ fn write_op() -> DeltaOperation {
     }
 }
 
-/// Commits quarantine files with the batch's application transaction, unless already there.
+/// Which ingest batches the quarantine table already holds, read incrementally from its log
+/// (`commitInfo.tweetflow.batches`). Batches of concurrent runs can reach the quarantine table
+/// out of order, so this is a set, not a high-water mark.
+#[derive(Debug)]
+struct QuarantineLog {
+    /// Last quarantine version read.
+    seen: i64,
+    /// Batches whose quarantine rows are committed.
+    done: BTreeSet<i64>,
+}
+
+impl QuarantineLog {
+    fn new() -> Self {
+        QuarantineLog {
+            seen: -1,
+            done: BTreeSet::new(),
+        }
+    }
+
+    /// Reads the quarantine commits after the last one seen.
+    async fn update(&mut self, qt: &DeltaTable, loc: &str) -> Result<()> {
+        let latest = table::version(qt);
+        for v in (self.seen + 1)..=latest {
+            for action in table::commit_actions(qt, loc, v).await? {
+                let Action::CommitInfo(ci) = action else {
+                    continue;
+                };
+                let Some(info) = ci.info.get(table::COMMIT_INFO_KEY) else {
+                    continue;
+                };
+                if info.get("app").and_then(Value::as_str) != Some(APP_ID) {
+                    continue;
+                }
+                let batches = info.get("batches").and_then(Value::as_array);
+                self.done
+                    .extend(batches.into_iter().flatten().filter_map(Value::as_i64));
+            }
+        }
+        self.seen = self.seen.max(latest);
+        Ok(())
+    }
+}
+
+/// Commits the quarantine files of bronze batch `batch`, unless that batch's rows are already
+/// there; the check and the commit use the same table version (a concurrent commit makes the
+/// commit fail and the check run again).
 async fn commit_quarantine(
     params: &IngestParams,
     q: Option<(DeltaTable, RecordBatchWriter)>,
     batch: i64,
     files: &[String],
+    qlog: &mut QuarantineLog,
 ) -> Result<Option<i64>> {
     let Some((mut qt, mut w)) = q else {
         return Ok(None);
@@ -733,30 +781,45 @@ async fn commit_quarantine(
         .flush()
         .await
         .map_err(|e| DeltaTaskError::delta(&loc, e))?;
-    table::refresh(&mut qt, &loc).await?;
-    let done = table::app_version(&qt, &loc, APP_ID).await?.unwrap_or(0);
-    if done >= batch {
-        return Ok(Some(table::version(&qt)));
-    }
     let rows: u64 = adds
         .iter()
         .filter_map(|a| a.get_stats().ok().flatten().map(|s| s.num_records as u64))
         .sum();
-    let v = table::commit(
-        &mut qt,
-        &loc,
-        CommitRequest {
-            actions: adds.into_iter().map(Action::Add).collect(),
+    let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    for _ in 0..=crate::CONFLICT_REPLANS {
+        table::refresh(&mut qt, &loc).await?;
+        qlog.update(&qt, &loc).await?;
+        if qlog.done.contains(&batch) {
+            return Ok(Some(table::version(&qt)));
+        }
+        let request = CommitRequest {
+            actions: actions.clone(),
             operation: write_op(),
-            txn: Some(Transaction::new(APP_ID, batch)),
-            info: json!({"app": APP_ID, "kind": "quarantine", "batch": batch, "files": files, "rows": rows}),
-        },
-    )
-    .await?;
-    Ok(Some(v))
+            txn: None,
+            info: json!({
+                "app": APP_ID, "kind": "quarantine", "batches": [batch], "files": files, "rows": rows,
+            }),
+        };
+        match table::commit(&mut qt, &loc, request).await {
+            Ok(v) => {
+                qlog.done.insert(batch);
+                return Ok(Some(v));
+            }
+            Err(DeltaTaskError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(DeltaTaskError::Conflict {
+        table: loc,
+        message: format!("could not commit the quarantine rows of batch {batch}"),
+    })
 }
 
 /// Runs `ingest` to completion: every pending landing file, batch by batch.
+///
+/// When another writer commits to the table while a batch is being written, the batch is
+/// dropped and planned again from the log (up to [`crate::CONFLICT_REPLANS`] times, then a
+/// retryable [`DeltaTaskError::Conflict`]).
 pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSummary> {
     if params.max_files_per_batch == 0 {
         return Err(DeltaTaskError::Param {
@@ -764,13 +827,34 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
             message: "must be at least 1".into(),
         });
     }
-    let loc = params.table.clone();
-    let qloc = params.quarantine_location();
     let mut summary = IngestSummary {
         table_version: -1,
         quarantine_version: -1,
         ..Default::default()
     };
+    let mut replans = 0;
+    loop {
+        match ingest_attempt(params, opts, &mut summary).await {
+            Err(DeltaTaskError::Conflict { table, message })
+                if replans < crate::CONFLICT_REPLANS =>
+            {
+                replans += 1;
+                tracing::info!(%table, %message, replans, "ingest: concurrent commit, planning again");
+            }
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(summary),
+        }
+    }
+}
+
+/// One pass of [`ingest`]; counts add up in `summary` across passes.
+async fn ingest_attempt(
+    params: &IngestParams,
+    opts: &RunOptions,
+    summary: &mut IngestSummary,
+) -> Result<()> {
+    let loc = params.table.clone();
+    let qloc = params.quarantine_location();
     // Fail early on a missing folder, before touching any table.
     list_landing(&params.source)?;
     let mut table = table::open_table(&loc).await?;
@@ -782,8 +866,9 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
         None => None,
     };
     // Catch up quarantine rows of committed batches whose quarantine commit is missing.
+    let mut qlog = QuarantineLog::new();
     if let (Some(t), Some(p)) = (table.as_ref(), progress.as_ref()) {
-        catch_up_quarantine(params, t, p, opts).await?;
+        catch_up_quarantine(params, t, p, &mut qlog, opts).await?;
     }
     loop {
         opts.check_cancel()?;
@@ -886,7 +971,7 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
         let rows = w.rows;
         let quarantined = w.quarantined;
         let q = w.q_writer.take();
-        if let Some(qv) = commit_quarantine(params, q, batch_no, &files).await? {
+        if let Some(qv) = commit_quarantine(params, q, batch_no, &files, &mut qlog).await? {
             summary.quarantine_version = qv;
         }
         opts.failpoint("ingest.after_quarantine_commit")?;
@@ -914,64 +999,61 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
     {
         summary.quarantine_version = table::version(&qt);
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// Rebuilds the quarantine rows of committed bronze batches whose quarantine commit is missing
-/// (a crash between the two commits).
+/// (a crash between the two commits), one quarantine commit per batch.
 async fn catch_up_quarantine(
     params: &IngestParams,
     bronze: &DeltaTable,
     progress: &Progress,
+    qlog: &mut QuarantineLog,
     opts: &RunOptions,
 ) -> Result<()> {
     let qloc = params.quarantine_location();
-    let qdone = match table::open_table(&qloc).await? {
-        Some(qt) => table::app_version(&qt, &qloc, APP_ID).await?.unwrap_or(0),
-        None => 0,
-    };
-    let missing: Vec<(&i64, &(Vec<String>, u64))> = progress
+    if let Some(qt) = table::open_table(&qloc).await? {
+        qlog.update(&qt, &qloc).await?;
+    }
+    let missing: Vec<(i64, Vec<String>)> = progress
         .batches
-        .range(qdone + 1..)
-        .filter(|(_, (_, q))| *q > 0)
+        .iter()
+        .filter(|(b, (_, q))| *q > 0 && !qlog.done.contains(b))
+        .map(|(b, (files, _))| (*b, files.clone()))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
     let landing: HashMap<String, PathBuf> = list_landing(&params.source)?.into_iter().collect();
-    let mut w = BatchWriter {
-        params,
-        bronze_loc: params.table.clone(),
-        schema: table::arrow_schema(bronze, &params.table)?,
-        evolved: false,
-        writer: None,
-        bronze: BronzeBatch::new(),
-        quarantine: QuarantineBatch::new(),
-        q_writer: None,
-        now_micros: Utc::now().timestamp_micros(),
-        rows: 0,
-        quarantined: 0,
-        write_bronze: false,
-    };
-    let mut all_files = Vec::new();
-    let mut last = qdone;
-    for (b, (files, _)) in missing {
-        for name in files {
+    for (b, files) in missing {
+        let mut w = BatchWriter {
+            params,
+            bronze_loc: params.table.clone(),
+            schema: table::arrow_schema(bronze, &params.table)?,
+            evolved: false,
+            writer: None,
+            bronze: BronzeBatch::new(),
+            quarantine: QuarantineBatch::new(),
+            q_writer: None,
+            now_micros: Utc::now().timestamp_micros(),
+            rows: 0,
+            quarantined: 0,
+            write_bronze: false,
+        };
+        for name in &files {
             opts.check_cancel()?;
             let path = landing.get(name).ok_or_else(|| {
                 DeltaTaskError::Data(format!(
-                    "cannot rebuild quarantine rows of batch {b}: landing file `{name}` is gone"
+                    "cannot rebuild the quarantine rows of batch {b}: landing file `{name}` is gone"
                 ))
             })?;
             w.read_file(bronze, name, path).await?;
-            all_files.push(name.clone());
         }
-        last = *b;
+        w.flush_quarantine().await?;
+        let q = w.q_writer.take();
+        commit_quarantine(params, q, b, &files, qlog).await?;
+        tracing::info!(quarantine = %qloc, batch = b, "quarantine rows of a committed batch rebuilt");
     }
-    w.flush_quarantine().await?;
-    let q = w.q_writer.take();
-    commit_quarantine(params, q, last, &all_files).await?;
-    tracing::info!(quarantine = %qloc, up_to_batch = last, "quarantine caught up");
     Ok(())
 }
 

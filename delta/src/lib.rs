@@ -38,6 +38,11 @@ pub use error::{DeltaTaskError, Result};
 
 use tweetflow_engine::{Registry, TaskContext, TaskOutput};
 
+/// How many times `ingest` and `clean` plan again after losing a commit race before they give
+/// up with a retryable conflict. Every lost race means another writer made progress, so
+/// concurrent runs cannot livelock; the bound only caps the work of one attempt.
+pub const CONFLICT_REPLANS: u32 = 50;
+
 /// Environment variable naming a failpoint (see [`RunOptions::failpoint`]); for crash tests.
 pub const FAILPOINT_ENV: &str = "TWEETFLOW_DELTA_FAILPOINT";
 

@@ -331,3 +331,41 @@ async fn empty_and_missing_landing() {
         task_err.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_neither_duplicate_nor_lose_rows() {
+    let reference_dir = tempfile::tempdir().unwrap();
+    let r = reference_dir.path();
+    prepare_landing(r).await;
+    let (ip, cp, ap) = params(r);
+    let none = RunOptions::default();
+    ingest(&ip, &none).await.unwrap();
+    clean(&cp, &none).await.unwrap();
+    aggregate(&ap, &none).await.unwrap();
+    let reference = snapshot(r).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    prepare_landing(d).await;
+    let (ip, cp, ap) = params(d);
+    // Two ingests race batch by batch (one file per batch for many commits), then two cleans.
+    let mut ip1 = ip.clone();
+    ip1.max_files_per_batch = 1;
+    let ip2 = ip1.clone();
+    let (a, b) = tokio::join!(
+        tokio::spawn(async move { ingest(&ip1, &RunOptions::default()).await }),
+        tokio::spawn(async move { ingest(&ip2, &RunOptions::default()).await }),
+    );
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    assert_eq!(a.files + b.files, 11, "every file taken once: {a:?} {b:?}");
+    assert_eq!(a.rows + b.rows, 500);
+    let (cp1, cp2) = (cp.clone(), cp.clone());
+    let (a, b) = tokio::join!(
+        tokio::spawn(async move { clean(&cp1, &RunOptions::default()).await }),
+        tokio::spawn(async move { clean(&cp2, &RunOptions::default()).await }),
+    );
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    assert_eq!(a.tweets + b.tweets, 500, "{a:?} {b:?}");
+    aggregate(&ap, &none).await.unwrap();
+    assert_same(&reference, &snapshot(d).await, "concurrent runs");
+}
