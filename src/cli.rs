@@ -63,6 +63,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Run pipelines on their cron schedules (a long-running daemon), or print next fire times.
+    Schedule {
+        /// Pipeline files, or directories whose scheduled `*.yaml` pipelines are all run.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the next N fire times of each pipeline (in its zone and UTC) and exit.
+        #[arg(long, value_name = "N")]
+        next: Option<usize>,
+        /// On SIGTERM/SIGINT: how long active runs may take to finish before they are cancelled.
+        #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+        grace: std::time::Duration,
+    },
     /// Inspect recorded runs.
     Runs {
         #[command(subcommand)]
@@ -102,6 +114,22 @@ pub struct RunArgs {
     /// Print the run record as JSON instead of the summary table.
     #[arg(long)]
     pub json: bool,
+    /// Streaming mode: run again as micro-batches when new files land or each interval.
+    #[arg(long, conflicts_with = "resume")]
+    pub watch: bool,
+    /// With --watch: longest wait between batches.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_arg, requires = "watch")]
+    pub interval: std::time::Duration,
+    /// With --watch: stop after this long without new data.
+    #[arg(long, value_parser = parse_duration_arg, requires = "watch")]
+    pub until_idle: Option<std::time::Duration>,
+    /// With --watch: another directory whose new files start a batch (repeatable).
+    #[arg(long, requires = "watch")]
+    pub watch_path: Vec<PathBuf>,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    tweetflow_engine::duration::parse_duration(text)
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -130,6 +158,11 @@ pub enum RunsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Ask the process executing a run to cancel it.
+    Cancel {
+        /// The run id.
+        run_id: String,
     },
     /// Show one run.
     Show {

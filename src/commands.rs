@@ -38,6 +38,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Runs { command } => runs(&cli.runs_dir, command),
+        Command::Schedule { paths, next, grace } => crate::schedule::schedule(&registry, &cli.runs_dir, &paths, next, grace).await,
         Command::Bench { command: BenchCommand::Engine { tasks } } => {
             crate::bench::engine(registry, tasks).await?;
             Ok(exit::OK)
@@ -46,7 +47,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// Loads a pipeline, printing its problems to stderr when it is invalid.
-fn load_or_report(registry: &Registry, file: &Path, params: &[(String, String)]) -> Option<tweetflow_engine::Pipeline> {
+pub(crate) fn load_or_report(registry: &Registry, file: &Path, params: &[(String, String)]) -> Option<tweetflow_engine::Pipeline> {
     let options = LoadOptions { registry, param_overrides: params, env: &process_env };
     match load_file(file, &options) {
         Ok(p) => Some(p),
@@ -114,13 +115,17 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
         use_cache: !args.no_cache,
         refresh: args.refresh.iter().cloned().collect::<HashSet<_>>(),
         cancel,
-        tags: BTreeMap::new(),
+        tags: BTreeMap::from([("trigger".to_string(), "manual".to_string())]),
+        run_id: None,
     };
     let result = if let Some(run_id) = &args.resume {
         engine.resume(run_id, options).await
     } else {
         let Some(file) = &args.file else { anyhow::bail!("name a pipeline file or --resume RUN_ID") };
         let Some(pipeline) = load_or_report(registry, file, &args.params) else { return Ok(exit::INVALID) };
+        if let Some(code) = crate::schedule::obey_overlap(engine.store(), &pipeline, &options.cancel).await {
+            return Ok(code);
+        }
         for id in &args.refresh {
             if pipeline.task(id).is_none() {
                 eprintln!("error: --refresh {id}: the pipeline has no task `{id}`");
@@ -128,6 +133,9 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
             }
         }
         let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        if args.watch {
+            return watch(&engine, &pipeline, &file.display().to_string(), &text, options, &args).await;
+        }
         engine.run(pipeline, &file.display().to_string(), &text, options).await
     };
     let record = match result {
@@ -150,8 +158,33 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
     })
 }
 
+async fn watch(engine: &Engine, pipeline: &tweetflow_engine::Pipeline, file: &str, text: &str, options: RunOptions, args: &RunArgs) -> anyhow::Result<u8> {
+    let watch_options = tweetflow_engine::watch::WatchOptions {
+        interval: args.interval,
+        until_idle: args.until_idle,
+        paths: args.watch_path.clone(),
+    };
+    let summary = tweetflow_engine::watch::watch(engine, pipeline, file, text, options, watch_options).await?;
+    let rows: Vec<Vec<String>> = summary
+        .batches
+        .iter()
+        .enumerate()
+        .map(|(i, r)| vec![(i + 1).to_string(), r.run_id.clone(), r.status.as_str().to_string(), human(r.duration())])
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary.batches)?);
+    } else {
+        print!("{}", table::render(&["BATCH", "RUN", "STATUS", "DURATION"], &rows));
+    }
+    Ok(match summary.batches.last().map(|r| r.status) {
+        _ if summary.cancelled => exit::CANCELLED,
+        Some(RunStatus::Succeeded) | None => exit::OK,
+        Some(_) => exit::FAILED,
+    })
+}
+
 /// Cancels `token` on Ctrl-C or SIGTERM.
-fn spawn_signal_handler(token: CancellationToken) {
+pub(crate) fn spawn_signal_handler(token: CancellationToken) {
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
@@ -234,6 +267,16 @@ fn runs(runs_dir: &Path, command: RunsCommand) -> anyhow::Result<u8> {
             print!("{}", table::render(&["RUN", "PIPELINE", "STATUS", "STARTED (UTC)", "DURATION", "TASKS OK"], &rows));
             Ok(exit::OK)
         }
+        RunsCommand::Cancel { run_id } => match store.request_cancel(&run_id) {
+            Ok(()) => {
+                println!("cancel requested for run {run_id}");
+                Ok(exit::OK)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(exit::INVALID)
+            }
+        },
         RunsCommand::Show { run_id, json } => {
             let record = match store.load(&run_id) {
                 Ok(r) => r,

@@ -4,6 +4,7 @@ mod alloc;
 mod bench;
 mod cli;
 mod commands;
+mod schedule;
 mod table;
 
 use std::process::ExitCode;

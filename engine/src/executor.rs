@@ -80,6 +80,11 @@ impl Engine {
         Engine { registry, store, cache }
     }
 
+    /// The registry of task types.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The run store.
     pub fn store(&self) -> &RunStore {
         &self.store

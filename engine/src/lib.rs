@@ -38,6 +38,7 @@ pub mod schema_check;
 pub mod spec;
 pub mod store;
 pub mod task;
+pub mod watch;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Span};

@@ -196,6 +196,12 @@ pub trait Task: Send + Sync + 'static {
     ) -> impl Future<Output = bool> + Send {
         async { true }
     }
+
+    /// Directories whose new files are this task's new input (e.g. a landing folder). In
+    /// `run --watch` mode, a change there starts the next micro-batch early.
+    fn watch_paths(&self, _params: &Self::Params) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// A task type with its params type erased, as the registry stores it.
@@ -214,6 +220,8 @@ pub trait DynTask: Send + Sync {
     fn run<'a>(&'a self, ctx: &'a TaskContext, params: &'a Value) -> BoxFuture<'a, Result<TaskOutput, TaskError>>;
     /// See [`Task::output_still_valid`].
     fn output_still_valid<'a>(&'a self, params: &'a Value, output: &'a TaskOutput) -> BoxFuture<'a, bool>;
+    /// See [`Task::watch_paths`].
+    fn watch_paths(&self, params: &Value) -> Vec<PathBuf>;
 }
 
 /// Wraps a [`Task`] as a [`DynTask`].
@@ -252,6 +260,10 @@ impl<T: Task> DynTask for Erased<T> {
                 .map_err(|e| TaskError { kind: ErrorKind::Config, message: format!("invalid params: {e}") })?;
             self.0.run(ctx, params).await
         })
+    }
+
+    fn watch_paths(&self, params: &Value) -> Vec<PathBuf> {
+        parse_params::<T::Params>(params).map(|p| self.0.watch_paths(&p)).unwrap_or_default()
     }
 
     fn output_still_valid<'a>(&'a self, params: &'a Value, output: &'a TaskOutput) -> BoxFuture<'a, bool> {

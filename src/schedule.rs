@@ -1,0 +1,114 @@
+//! `tweetflow schedule`: the scheduler daemon and `--next`; and the overlap policy that runs
+//! started by hand obey too.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tweetflow_engine::cron::{parse_zone, CronExpr};
+use tweetflow_engine::scheduler::{resolve_overlap, LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock};
+use tweetflow_engine::spec::Overlap;
+use tweetflow_engine::{Engine, Pipeline, Registry, RunStore};
+
+use crate::commands::{load_or_report, spawn_signal_handler};
+use crate::exit;
+
+/// Pipeline files named by `paths` (directories give their `*.yaml` / `*.yml`, sorted).
+fn pipeline_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            found.sort();
+            files.extend(found.into_iter().map(|f| (f, false)));
+        } else {
+            files.push((path.clone(), true));
+        }
+    }
+    Ok(files)
+}
+
+/// Runs the daemon (or prints `--next` fire times).
+pub async fn schedule(registry: &Arc<Registry>, runs_dir: &Path, paths: &[PathBuf], next: Option<usize>, grace: Duration) -> anyhow::Result<u8> {
+    let mut scheduled = Vec::new();
+    let mut invalid = false;
+    for (file, explicit) in pipeline_files(paths)? {
+        let Some(pipeline) = load_or_report(registry, &file, &[]) else {
+            invalid = true;
+            continue;
+        };
+        if pipeline.schedule.is_none() {
+            if explicit {
+                eprintln!("error: {}: the pipeline has no `schedule:` section", file.display());
+                invalid = true;
+            }
+            continue;
+        }
+        let text = std::fs::read_to_string(&file)?;
+        scheduled.push(Scheduled { pipeline, file: file.display().to_string(), text });
+    }
+    if invalid {
+        return Ok(exit::INVALID);
+    }
+    if scheduled.is_empty() {
+        eprintln!("error: no scheduled pipeline found");
+        return Ok(exit::INVALID);
+    }
+    if let Some(n) = next {
+        for s in &scheduled {
+            print!("{}", next_fire_times(&s.pipeline, n)?);
+        }
+        return Ok(exit::OK);
+    }
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let engine = Engine::new(registry.clone(), runs_dir);
+    let names: Vec<&str> = scheduled.iter().map(|s| s.pipeline.name.as_str()).collect();
+    eprintln!("scheduling {}; stop with Ctrl-C or SIGTERM (grace {:?})", names.join(", "), grace);
+    match Scheduler::new(engine, Arc::new(SystemClock)).run(scheduled, shutdown, grace).await {
+        Ok(()) => Ok(exit::OK),
+        Err(e @ (SchedulerError::AlreadyScheduled { .. } | SchedulerError::BadSchedule { .. })) => {
+            eprintln!("error: {e}");
+            Ok(exit::FAILED)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The next `n` fire times of a scheduled pipeline, in its zone and in UTC.
+fn next_fire_times(pipeline: &Pipeline, n: usize) -> anyhow::Result<String> {
+    let Some(spec) = &pipeline.schedule else { return Ok(String::new()) };
+    let cron = CronExpr::parse(&spec.cron).map_err(anyhow::Error::msg)?;
+    let tz = parse_zone(&spec.timezone).map_err(anyhow::Error::msg)?;
+    let mut out = format!("{} (cron \"{}\", {})\n", pipeline.name, spec.cron, spec.timezone);
+    let mut t = chrono::Utc::now();
+    for _ in 0..n {
+        let Some(next) = cron.next_after(t, &tz) else { break };
+        out.push_str(&format!(
+            "  {}   {}\n",
+            next.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
+            next.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+        t = next;
+    }
+    Ok(out)
+}
+
+/// Applies a scheduled pipeline's overlap policy to a run started by hand. Returns the exit
+/// code when the run must not start.
+pub async fn obey_overlap(store: &RunStore, pipeline: &Pipeline, cancel: &CancellationToken) -> Option<u8> {
+    let overlap = pipeline.schedule.as_ref().map_or(Overlap::Allow, |s| s.overlap);
+    let local = LocalRuns::default();
+    match resolve_overlap(store, &pipeline.name, overlap, &local, &SystemClock, None, cancel).await {
+        OverlapDecision::Start => None,
+        OverlapDecision::Skip(reason) | OverlapDecision::Missed(reason) => {
+            eprintln!("not started: {reason}");
+            Some(exit::OK)
+        }
+        OverlapDecision::Shutdown => Some(exit::CANCELLED),
+    }
+}
