@@ -1100,6 +1100,11 @@ impl Task for IngestTask {
             .with_fingerprint(format!("{url}@{}", s.table_version)))
     }
 
+    /// The landing folder: new files there are new input.
+    fn watch_paths(&self, params: &IngestParams) -> Vec<PathBuf> {
+        vec![PathBuf::from(&params.source)]
+    }
+
     /// Valid while the table is at the version the output names and no landing file is pending.
     async fn output_still_valid(&self, params: &IngestParams, output: &TaskOutput) -> bool {
         if !crate::output_table_still_valid(&params.table, output).await {

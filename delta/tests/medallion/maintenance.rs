@@ -256,6 +256,10 @@ async fn tasks_through_the_registry() {
     let out = run("ingest", ingest_params.clone()).await.unwrap();
     assert_eq!(out.get("rows"), Some(&json!(498)));
     let ingest_task = registry.get("ingest").unwrap();
+    assert_eq!(
+        ingest_task.watch_paths(&ingest_params),
+        vec![d.join("landing")]
+    );
     assert!(
         ingest_task.output_still_valid(&ingest_params, &out).await,
         "nothing new: a cached output stays valid"
