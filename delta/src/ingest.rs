@@ -522,7 +522,7 @@ impl BatchWriter<'_> {
         }
         let loc = self.params.quarantine_location();
         if self.q_writer.is_none() {
-            let qt = table::open_or_create(&loc, &quarantine_schema()?, &[]).await?;
+            let qt = table::open_or_create(&loc, &quarantine_schema()?, &[table::KEEP_LOG]).await?;
             let schema = table::arrow_schema(&qt, &loc)?;
             let w = table::writer_for(&qt, &loc, schema)?;
             self.q_writer = Some((qt, w));
@@ -743,7 +743,13 @@ impl QuarantineLog {
     async fn update(&mut self, qt: &DeltaTable, loc: &str) -> Result<()> {
         let latest = table::version(qt);
         for v in (self.seen + 1)..=latest {
-            for action in table::commit_actions(qt, loc, v).await? {
+            let actions = match table::commit_actions(qt, loc, v).await {
+                Ok(actions) => actions,
+                // A commit file removed by log cleanup: nothing to learn from it.
+                Err(DeltaTaskError::Data(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            for action in actions {
                 let Action::CommitInfo(ci) = action else {
                     continue;
                 };
