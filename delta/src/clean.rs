@@ -1,0 +1,573 @@
+//! `clean`: bronze to silver, one row per (tweet, @mention), exactly once.
+//!
+//! The silver table records, as its application transaction (`tweetflow-clean`), the bronze
+//! version it has consumed. A run reads the bronze commits after that version up to the
+//! latest one, takes the files they added with `dataChange = true` (an `optimize`
+//! rewrite is not new data), and streams them in bounded batches. Silver and its quarantine
+//! table are committed with the same application version; a crash between the two commits is
+//! repaired by the next run (the quarantine commit goes first and rows of bronze versions the
+//! quarantine table already covers are not quarantined again).
+//!
+//! Silver columns: `tweet_id` (see [`crate::text::tweet_id`]: a hash of the landing file name
+//! and line number), `timestamp` (UTC), `user`, `mention` (lowercased, without `@`; one row per
+//! distinct mention of a tweet, in order of first appearance), `cleaned_text` (see
+//! [`crate::text`]) and `sentiment`. Tweets without mentions produce no row; they are counted
+//! in the output (`tweets_without_mentions`). A tweet whose date does not parse (or whose
+//! date, text or sentiment is null) goes to the quarantine table with the reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, Int64Builder, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType as ArrowType, Int64Type, SchemaRef};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::{Action, DataType, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use futures::StreamExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
+
+use crate::RunOptions;
+use crate::error::{DeltaTaskError, Result};
+use crate::ingest::{assemble, default_quarantine};
+use crate::table::{self, BATCH_ROWS, CommitRequest};
+use crate::text::{clean_text, parse_tweet_date, tweet_id};
+
+/// Application id of clean commits (silver and its quarantine table).
+pub const APP_ID: &str = "tweetflow-clean";
+/// Bronze columns clean reads.
+pub const BRONZE_COLUMNS: [&str; 6] = ["date", "user", "text", "sentiment", "source_file", "line"];
+
+/// Params of `clean`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanParams {
+    /// Bronze Delta table (written by `ingest`).
+    pub input: String,
+    /// Silver Delta table.
+    pub table: String,
+    /// Quarantine Delta table for tweets that cannot be cleaned; default: table + `_quarantine`.
+    #[serde(default)]
+    pub quarantine: Option<String>,
+}
+
+impl CleanParams {
+    /// Params with the default quarantine location.
+    pub fn new(input: impl Into<String>, table: impl Into<String>) -> Self {
+        CleanParams {
+            input: input.into(),
+            table: table.into(),
+            quarantine: None,
+        }
+    }
+
+    /// The quarantine table location.
+    pub fn quarantine_location(&self) -> String {
+        self.quarantine
+            .clone()
+            .unwrap_or_else(|| default_quarantine(&self.table))
+    }
+}
+
+/// What a clean run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CleanSummary {
+    /// Silver rows written (one per tweet and distinct mention).
+    pub rows: u64,
+    /// Bronze tweets read.
+    pub tweets: u64,
+    /// Tweets with at least one mention.
+    pub tweets_with_mentions: u64,
+    /// Tweets without mentions (no silver row).
+    pub tweets_without_mentions: u64,
+    /// Tweets quarantined.
+    pub quarantined: u64,
+    /// Bronze version consumed so far.
+    pub bronze_version: i64,
+    /// Silver table version after the run.
+    pub table_version: i64,
+}
+
+/// The silver schema.
+pub fn silver_schema() -> Result<StructType> {
+    table::schema_of(&[
+        ("tweet_id", DataType::STRING),
+        ("timestamp", DataType::TIMESTAMP),
+        ("user", DataType::STRING),
+        ("mention", DataType::STRING),
+        ("cleaned_text", DataType::STRING),
+        ("sentiment", DataType::STRING),
+    ])
+}
+
+/// The schema of clean's quarantine table.
+pub fn quarantine_schema() -> Result<StructType> {
+    table::schema_of(&[
+        ("tweet_id", DataType::STRING),
+        ("source_file", DataType::STRING),
+        ("line", DataType::LONG),
+        ("date", DataType::STRING),
+        ("user", DataType::STRING),
+        ("text", DataType::STRING),
+        ("sentiment", DataType::STRING),
+        ("reason", DataType::STRING),
+        ("bronze_version", DataType::LONG),
+        ("processing_time", DataType::TIMESTAMP),
+    ])
+}
+
+struct SilverRows {
+    tweet_id: StringBuilder,
+    timestamp: TimestampMicrosecondBuilder,
+    user: StringBuilder,
+    mention: StringBuilder,
+    cleaned_text: StringBuilder,
+    sentiment: StringBuilder,
+    rows: usize,
+}
+
+impl SilverRows {
+    fn new() -> Self {
+        SilverRows {
+            tweet_id: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16),
+            timestamp: TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC"),
+            user: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16),
+            mention: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 12),
+            cleaned_text: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 100),
+            sentiment: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8),
+            rows: 0,
+        }
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let rows = self.rows;
+        let mut m: HashMap<&str, ArrayRef> = HashMap::new();
+        m.insert("tweet_id", Arc::new(self.tweet_id.finish()));
+        m.insert("timestamp", Arc::new(self.timestamp.finish()));
+        m.insert("user", Arc::new(self.user.finish()));
+        m.insert("mention", Arc::new(self.mention.finish()));
+        m.insert("cleaned_text", Arc::new(self.cleaned_text.finish()));
+        m.insert("sentiment", Arc::new(self.sentiment.finish()));
+        self.rows = 0;
+        assemble(schema, m, rows)
+    }
+}
+
+struct QuarantineRows {
+    tweet_id: StringBuilder,
+    source_file: StringBuilder,
+    line: Int64Builder,
+    date: StringBuilder,
+    user: StringBuilder,
+    text: StringBuilder,
+    sentiment: StringBuilder,
+    reason: StringBuilder,
+    bronze_version: Int64Builder,
+    rows: usize,
+}
+
+impl QuarantineRows {
+    fn new() -> Self {
+        QuarantineRows {
+            tweet_id: StringBuilder::new(),
+            source_file: StringBuilder::new(),
+            line: Int64Builder::new(),
+            date: StringBuilder::new(),
+            user: StringBuilder::new(),
+            text: StringBuilder::new(),
+            sentiment: StringBuilder::new(),
+            reason: StringBuilder::new(),
+            bronze_version: Int64Builder::new(),
+            rows: 0,
+        }
+    }
+
+    fn finish(&mut self, schema: &SchemaRef, now: i64) -> Result<RecordBatch> {
+        let rows = self.rows;
+        let mut m: HashMap<&str, ArrayRef> = HashMap::new();
+        m.insert("tweet_id", Arc::new(self.tweet_id.finish()));
+        m.insert("source_file", Arc::new(self.source_file.finish()));
+        m.insert("line", Arc::new(self.line.finish()));
+        m.insert("date", Arc::new(self.date.finish()));
+        m.insert("user", Arc::new(self.user.finish()));
+        m.insert("text", Arc::new(self.text.finish()));
+        m.insert("sentiment", Arc::new(self.sentiment.finish()));
+        m.insert("reason", Arc::new(self.reason.finish()));
+        m.insert("bronze_version", Arc::new(self.bronze_version.finish()));
+        m.insert(
+            "processing_time",
+            Arc::new(
+                deltalake::arrow::array::TimestampMicrosecondArray::from(vec![now; rows])
+                    .with_timezone("UTC"),
+            ),
+        );
+        self.rows = 0;
+        assemble(schema, m, rows)
+    }
+}
+
+fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| DeltaTaskError::Data(format!("bronze data lacks the column `{name}`")))?;
+    let col = if col.data_type() == &ArrowType::Utf8 {
+        col.clone()
+    } else {
+        cast(col, &ArrowType::Utf8)
+            .map_err(|e| DeltaTaskError::format(format!("column `{name}`"), e))?
+    };
+    Ok(col.as_string::<i32>().clone())
+}
+
+fn line_column(batch: &RecordBatch) -> Result<Int64Array> {
+    let col = batch
+        .column_by_name("line")
+        .ok_or_else(|| DeltaTaskError::Data("bronze data lacks the column `line`".into()))?;
+    let col =
+        cast(col, &ArrowType::Int64).map_err(|e| DeltaTaskError::format("column `line`", e))?;
+    Ok(col.as_primitive::<Int64Type>().clone())
+}
+
+fn opt(a: &StringArray, i: usize) -> Option<&str> {
+    if a.is_null(i) { None } else { Some(a.value(i)) }
+}
+
+/// The streaming state of one clean run.
+struct Cleaner {
+    silver: SilverRows,
+    silver_schema: SchemaRef,
+    silver_writer: RecordBatchWriter,
+    silver_loc: String,
+    quarantine: QuarantineRows,
+    q_schema: SchemaRef,
+    q_writer: RecordBatchWriter,
+    q_loc: String,
+    q_done: i64,
+    now: i64,
+    summary: CleanSummary,
+    mentions_seen: Vec<String>,
+}
+
+impl Cleaner {
+    async fn process(&mut self, batch: &RecordBatch, bronze_version: i64) -> Result<()> {
+        let date = string_column(batch, "date")?;
+        let user = string_column(batch, "user")?;
+        let text = string_column(batch, "text")?;
+        let sentiment = string_column(batch, "sentiment")?;
+        let source_file = string_column(batch, "source_file")?;
+        let line = line_column(batch)?;
+        for i in 0..batch.num_rows() {
+            self.summary.tweets += 1;
+            let file = opt(&source_file, i).unwrap_or("");
+            let line_no = if line.is_null(i) { 0 } else { line.value(i) };
+            let id = tweet_id(file, line_no);
+            let verdict = match (opt(&date, i), opt(&text, i), opt(&sentiment, i)) {
+                (None, _, _) => Err("missing date".to_string()),
+                (_, None, _) => Err("missing text".to_string()),
+                (_, _, None) => Err("missing sentiment".to_string()),
+                (Some(d), Some(t), Some(s)) => parse_tweet_date(d).map(|ts| (ts, t, s)),
+            };
+            match verdict {
+                Err(reason) => {
+                    self.summary.quarantined += 1;
+                    if bronze_version <= self.q_done {
+                        continue;
+                    }
+                    let q = &mut self.quarantine;
+                    q.tweet_id.append_value(&id);
+                    q.source_file.append_option(opt(&source_file, i));
+                    q.line
+                        .append_option((!line.is_null(i)).then(|| line.value(i)));
+                    q.date.append_option(opt(&date, i));
+                    q.user.append_option(opt(&user, i));
+                    q.text.append_option(opt(&text, i));
+                    q.sentiment.append_option(opt(&sentiment, i));
+                    q.reason.append_value(reason);
+                    q.bronze_version.append_value(bronze_version);
+                    q.rows += 1;
+                    if q.rows >= BATCH_ROWS {
+                        let b = q.finish(&self.q_schema, self.now)?;
+                        self.q_writer
+                            .write(b)
+                            .await
+                            .map_err(|e| DeltaTaskError::delta(&self.q_loc, e))?;
+                    }
+                }
+                Ok((ts, t, s)) => {
+                    let (cleaned, mentions) = clean_text(t);
+                    if mentions.is_empty() {
+                        self.summary.tweets_without_mentions += 1;
+                        continue;
+                    }
+                    self.summary.tweets_with_mentions += 1;
+                    self.mentions_seen.clear();
+                    let micros = ts.timestamp_micros();
+                    for m in mentions {
+                        if self.mentions_seen.contains(&m) {
+                            continue;
+                        }
+                        let r = &mut self.silver;
+                        r.tweet_id.append_value(&id);
+                        r.timestamp.append_value(micros);
+                        r.user.append_option(opt(&user, i));
+                        r.mention.append_value(&m);
+                        r.cleaned_text.append_value(&cleaned);
+                        r.sentiment.append_value(s);
+                        r.rows += 1;
+                        self.summary.rows += 1;
+                        self.mentions_seen.push(m);
+                    }
+                    if self.silver.rows >= BATCH_ROWS {
+                        self.flush_silver().await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_silver(&mut self) -> Result<()> {
+        if self.silver.rows == 0 {
+            return Ok(());
+        }
+        let b = self.silver.finish(&self.silver_schema)?;
+        self.silver_writer
+            .write(b)
+            .await
+            .map_err(|e| DeltaTaskError::delta(&self.silver_loc, e))
+    }
+
+    async fn flush_quarantine(&mut self) -> Result<()> {
+        if self.quarantine.rows == 0 {
+            return Ok(());
+        }
+        let b = self.quarantine.finish(&self.q_schema, self.now)?;
+        self.q_writer
+            .write(b)
+            .await
+            .map_err(|e| DeltaTaskError::delta(&self.q_loc, e))
+    }
+}
+
+fn append_op() -> DeltaOperation {
+    DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    }
+}
+
+/// Runs `clean` once: all bronze versions not yet consumed.
+///
+/// When another run commits to silver or its quarantine table meanwhile, the work is planned
+/// again from the logs (up to [`crate::CONFLICT_REPLANS`] times, then a retryable
+/// [`DeltaTaskError::Conflict`]).
+pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSummary> {
+    let mut replans = 0;
+    loop {
+        match clean_attempt(params, opts).await {
+            Err(DeltaTaskError::Conflict { table, message })
+                if replans < crate::CONFLICT_REPLANS =>
+            {
+                replans += 1;
+                tracing::info!(%table, %message, replans, "clean: concurrent commit, planning again");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanSummary> {
+    let bronze_loc = params.input.clone();
+    let silver_loc = params.table.clone();
+    let q_loc = params.quarantine_location();
+    let bronze =
+        table::open_table(&bronze_loc)
+            .await?
+            .ok_or_else(|| DeltaTaskError::MissingInput {
+                what: "bronze table (run ingest on a non-empty landing folder first)",
+                location: bronze_loc.clone(),
+            })?;
+    let hi = table::version(&bronze);
+    let mut silver = table::open_or_create(&silver_loc, &silver_schema()?, &[]).await?;
+    let lo = table::app_version(&silver, &silver_loc, APP_ID)
+        .await?
+        .unwrap_or(-1);
+    let mut summary = CleanSummary {
+        bronze_version: lo,
+        table_version: table::version(&silver),
+        ..Default::default()
+    };
+    if lo > hi {
+        return Err(DeltaTaskError::Data(format!(
+            "silver `{silver_loc}` has consumed bronze version {lo} but bronze `{bronze_loc}` is at version {hi}: \
+             bronze was reset; reset the silver table too"
+        )));
+    }
+    if lo == hi {
+        summary.bronze_version = hi;
+        return Ok(summary);
+    }
+    let mut quarantine = table::open_or_create(&q_loc, &quarantine_schema()?, &[]).await?;
+    let q_done = table::app_version(&quarantine, &q_loc, APP_ID)
+        .await?
+        .unwrap_or(-1);
+    let silver_schema = table::arrow_schema(&silver, &silver_loc)?;
+    let q_schema = table::arrow_schema(&quarantine, &q_loc)?;
+    let mut c = Cleaner {
+        silver: SilverRows::new(),
+        silver_writer: table::writer_for(&silver, &silver_loc, silver_schema.clone())?,
+        silver_schema,
+        silver_loc: silver_loc.clone(),
+        quarantine: QuarantineRows::new(),
+        q_writer: table::writer_for(&quarantine, &q_loc, q_schema.clone())?,
+        q_schema,
+        q_loc: q_loc.clone(),
+        q_done,
+        now: Utc::now().timestamp_micros(),
+        summary: CleanSummary::default(),
+        mentions_seen: Vec::new(),
+    };
+    for v in (lo + 1)..=hi {
+        for action in table::commit_actions(&bronze, &bronze_loc, v).await? {
+            match action {
+                Action::Add(add) if add.data_change => {
+                    let path = table::add_path(&add)?;
+                    let mut stream = table::read_file(&bronze, &path, &BRONZE_COLUMNS).await?;
+                    while let Some(batch) = stream.next().await {
+                        opts.check_cancel()?;
+                        let batch = batch
+                            .map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                        c.process(&batch, v).await?;
+                    }
+                }
+                Action::Remove(remove) if remove.data_change => {
+                    tracing::warn!(bronze = %bronze_loc, version = v, file = %remove.path,
+                        "bronze removed data; silver keeps the rows it already derived from it");
+                }
+                _ => {}
+            }
+        }
+    }
+    c.flush_silver().await?;
+    c.flush_quarantine().await?;
+    let silver_adds = c
+        .silver_writer
+        .flush()
+        .await
+        .map_err(|e| DeltaTaskError::delta(&silver_loc, e))?;
+    let q_adds = c
+        .q_writer
+        .flush()
+        .await
+        .map_err(|e| DeltaTaskError::delta(&q_loc, e))?;
+    opts.failpoint("clean.after_write")?;
+    let mut summary = c.summary;
+    summary.bronze_version = hi;
+
+    // Quarantine first (its rows are filtered by the version it already covers).
+    if !q_adds.is_empty() {
+        table::refresh(&mut quarantine, &q_loc).await?;
+        let now_done = table::app_version(&quarantine, &q_loc, APP_ID)
+            .await?
+            .unwrap_or(-1);
+        if now_done != q_done {
+            return Err(DeltaTaskError::Conflict {
+                table: q_loc,
+                message: "another clean run committed".into(),
+            });
+        }
+        table::commit(
+            &mut quarantine,
+            &q_loc,
+            CommitRequest {
+                actions: q_adds.into_iter().map(Action::Add).collect(),
+                operation: append_op(),
+                txn: Some(Transaction::new(APP_ID, hi)),
+                info: json!({"app": APP_ID, "kind": "quarantine", "bronze_from": lo + 1, "bronze_to": hi}),
+            },
+        )
+        .await?;
+    }
+    opts.failpoint("clean.after_quarantine_commit")?;
+
+    // Exactly-once check, in the commit path: silver must still record `lo`.
+    table::refresh(&mut silver, &silver_loc).await?;
+    let recorded = table::app_version(&silver, &silver_loc, APP_ID)
+        .await?
+        .unwrap_or(-1);
+    if recorded != lo {
+        return Err(DeltaTaskError::Conflict {
+            table: silver_loc,
+            message: format!("planned after bronze version {lo} but silver records {recorded}"),
+        });
+    }
+    let version = table::commit(
+        &mut silver,
+        &silver_loc,
+        CommitRequest {
+            actions: silver_adds.into_iter().map(Action::Add).collect(),
+            operation: append_op(),
+            txn: Some(Transaction::new(APP_ID, hi)),
+            info: json!({
+                "app": APP_ID, "kind": "clean", "bronze_from": lo + 1, "bronze_to": hi,
+                "rows": summary.rows, "tweets": summary.tweets,
+                "tweets_without_mentions": summary.tweets_without_mentions, "quarantined": summary.quarantined,
+            }),
+        },
+    )
+    .await?;
+    opts.failpoint("clean.after_commit")?;
+    summary.table_version = version;
+    tracing::info!(silver = %params.table, bronze_to = hi, rows = summary.rows, version, "clean committed");
+    Ok(summary)
+}
+
+/// The `clean` task.
+pub struct CleanTask;
+
+impl Task for CleanTask {
+    type Params = CleanParams;
+    const TYPE: &'static str = "clean";
+    const VERSION: &'static str = "1";
+    const DESCRIPTION: &'static str = "Clean new bronze tweets into a silver Delta table: one row per @mention, UTC timestamps, exactly once";
+
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: CleanParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
+        let opts = RunOptions::from_context(ctx);
+        let s = clean(&params, &opts).await?;
+        let url = table::table_url(&params.table)?;
+        Ok(TaskOutput::new()
+            .with("rows", s.rows)
+            .with("tweets", s.tweets)
+            .with("tweets_with_mentions", s.tweets_with_mentions)
+            .with("tweets_without_mentions", s.tweets_without_mentions)
+            .with("quarantined", s.quarantined)
+            .with("bronze_version", s.bronze_version)
+            .with("table", params.table.clone())
+            .with("table_version", s.table_version)
+            .with("quarantine", params.quarantine_location())
+            .with_fingerprint(format!("{url}@{}", s.table_version)))
+    }
+
+    /// Valid while silver is at the version the output names and bronze has no newer version.
+    async fn output_still_valid(&self, params: &CleanParams, output: &TaskOutput) -> bool {
+        let consumed = output.get("bronze_version").and_then(|v| v.as_i64());
+        let bronze = match table::open_table(&params.input).await {
+            Ok(Some(t)) => table::version(&t),
+            _ => return false,
+        };
+        consumed == Some(bronze) && crate::output_table_still_valid(&params.table, output).await
+    }
+}

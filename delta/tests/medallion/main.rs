@@ -1,0 +1,10 @@
+//! Integration tests of the medallion tasks on real Delta tables in temporary folders.
+
+mod common;
+mod exactly_once;
+mod golden;
+mod maintenance;
+mod python;
+mod quarantine;
+mod real_crash;
+mod smoke;
