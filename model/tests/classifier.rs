@@ -301,3 +301,27 @@ fn bare_loop_bench_runs() {
     assert_eq!(b.batches, refs.len().div_ceil(32));
     assert!(b.tweets_per_sec > 0.0);
 }
+
+#[test]
+fn classifier_can_move_to_a_worker_thread() {
+    fn is_send<T: Send>() {}
+    is_send::<Classifier>();
+    let mut c = load(&tiny());
+    let p = std::thread::spawn(move || c.predict_one("I love this").unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(p.label, Sentiment::Positive);
+}
+
+#[test]
+fn token_type_ids_are_fed_only_when_the_graph_has_them() {
+    let mut without = load(&fixture("no-token-type-ids"));
+    assert!(!without.has_token_type_ids());
+    let mut with = load(&tiny());
+    let texts = sample_texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    assert_eq!(
+        without.predict(&refs, 32).unwrap(),
+        with.predict(&refs, 32).unwrap()
+    );
+}
