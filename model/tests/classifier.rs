@@ -325,3 +325,15 @@ fn token_type_ids_are_fed_only_when_the_graph_has_them() {
         with.predict(&refs, 32).unwrap()
     );
 }
+
+#[test]
+fn long_texts_are_truncated_not_refused() {
+    let mut c = load(&tiny());
+    let long = "I love this movie ".repeat(200);
+    let p = c.predict(&[long.as_str(), "I hate this"], 32).unwrap();
+    assert_eq!(p[0].label, Sentiment::Positive);
+    assert_eq!(p[1].label, Sentiment::Negative);
+    // tokenizer.json truncates at 128 tokens.
+    let enc = c.tokenizer().encode(long.as_str(), true).unwrap();
+    assert_eq!(enc.get_ids().len(), 128);
+}
