@@ -11,10 +11,12 @@ export TWEETFLOW_VENV := $(abspath $(VENV))
 
 .PHONY: demo test setup venv build build-release test-rust test-python bench stop clean
 
-## demo: set up, then run the main pipeline on embedded defaults
+## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), then
+## run the main pipeline on embedded defaults (local Delta tables under data/demo)
 demo: setup build-release
-	$(TWEETFLOW) validate pipelines/example.yaml
-	$(TWEETFLOW) run pipelines/example.yaml
+	@scripts/mlflow-server.sh start
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} $(TWEETFLOW) run pipelines/tweet_sentiment.yaml
+	@echo "MLflow UI: $${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)}  (stop the local server with: make stop)"
 
 ## test: set up, then run every test (Rust workspace and Python)
 test: setup test-rust test-python

@@ -75,6 +75,13 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         grace: std::time::Duration,
     },
+    /// Turn a Sentiment140 CSV into landing JSON-lines files (simulates the tweet stream).
+    Replay(ReplayArgs),
+    /// Inspect and maintain Delta tables.
+    Table {
+        #[command(subcommand)]
+        command: TableCommand,
+    },
     /// Inspect recorded runs.
     Runs {
         #[command(subcommand)]
@@ -174,6 +181,73 @@ pub enum RunsCommand {
     },
 }
 
+/// Arguments of `tweetflow replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The Sentiment140 CSV (`.csv` or `.csv.gz`).
+    #[arg(long, default_value = "datasets/sentiment140/training.csv.gz")]
+    pub csv: String,
+    /// The landing folder.
+    #[arg(long, default_value = "data/landing")]
+    pub landing: String,
+    /// Tweets per file.
+    #[arg(long, default_value_t = 1000)]
+    pub tweets_per_file: usize,
+    /// At most this many tweets.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Shuffle with this seed before `--limit`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Wait between files, e.g. `500ms`.
+    #[arg(long)]
+    pub delay: Option<String>,
+}
+
+/// `tweetflow table` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// Schema, version, row count, file count and history.
+    Show {
+        /// Table location.
+        table: String,
+        /// History entries to print.
+        #[arg(long, default_value_t = 10)]
+        history: usize,
+    },
+    /// Compact small files (optionally sorting by a column).
+    Optimize {
+        /// Table location.
+        table: String,
+        /// Target file size in MB.
+        #[arg(long, default_value_t = 32)]
+        target_size_mb: u64,
+        /// Sort rows by this column inside compacted files.
+        #[arg(long)]
+        zorder_by: Option<String>,
+    },
+    /// Delete files no longer referenced and older than the retention.
+    Vacuum {
+        /// Table location.
+        table: String,
+        /// Retention (at least 7 days), e.g. `168h`.
+        #[arg(long, default_value = "168h")]
+        retention: String,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete tables and their progress records.
+    Reset {
+        /// Table locations.
+        #[arg(required = true)]
+        tables: Vec<String>,
+        /// Really delete.
+        #[arg(long)]
+        confirm: bool,
+    },
+}
+
 /// `tweetflow bench` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -182,5 +256,21 @@ pub enum BenchCommand {
         /// Tasks per DAG.
         #[arg(long, default_value_t = 10_000)]
         tasks: usize,
+    },
+    /// Replay the shared training tweets through ingest and clean; tweets/s, peak memory and
+    /// the ratio to a plain Parquet writer.
+    Medallion {
+        /// The CSV to replay.
+        #[arg(long, default_value = "datasets/sentiment140/training.csv.gz")]
+        csv: std::path::PathBuf,
+        /// Repeat the tweets with new ids to about 1.6 million.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Log 10,000 metric points to the MLflow server (`MLFLOW_TRACKING_URI`), batched.
+    Mlflow {
+        /// Metric points.
+        #[arg(long, default_value_t = 10_000)]
+        points: usize,
     },
 }

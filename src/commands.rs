@@ -43,6 +43,19 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             crate::bench::engine(registry, tasks).await?;
             Ok(exit::OK)
         }
+        Command::Bench { command: BenchCommand::Medallion { csv, full } } => {
+            let mut options = tweetflow_delta::bench::BenchOptions::new(csv);
+            options.full = full;
+            println!("{}", tweetflow_delta::bench::bench_medallion(&options).await?);
+            Ok(exit::OK)
+        }
+        Command::Bench { command: BenchCommand::Mlflow { points } } => {
+            let client = tweetflow_mlflow::Client::from_env()?;
+            println!("{}", tweetflow_mlflow::bench::log_metrics(&client, points).await?);
+            Ok(exit::OK)
+        }
+        Command::Replay(args) => crate::tables::replay(args).await,
+        Command::Table { command } => crate::tables::table(command).await,
     }
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod commands;
 mod schedule;
+mod tables;
 mod table;
 
 use std::process::ExitCode;

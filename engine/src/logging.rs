@@ -23,6 +23,10 @@ use tracing_subscriber::{EnvFilter, Layer};
 type Writers = HashMap<String, Arc<Mutex<File>>>;
 static WRITERS: LazyLock<Mutex<Writers>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// The default filter: tweetflow's own events at `info`, libraries' (delta-rs, HTTP) at `warn`.
+pub const DEFAULT_FILTER: &str =
+    "warn,tweetflow=info,tweetflow_engine=info,tweetflow_tasks=info,tweetflow_delta=info,tweetflow_model=info,tweetflow_mlflow=info";
+
 /// How logs are printed on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -32,11 +36,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber: stderr filtered by `RUST_LOG` (default `info`), and the
-/// run logs filtered by `TWEETFLOW_RUN_LOG` (default `info`). Does nothing if a subscriber
+/// Installs the global subscriber: stderr filtered by `RUST_LOG`, and the run logs filtered
+/// by `TWEETFLOW_RUN_LOG` (both default to [`DEFAULT_FILTER`]). Does nothing if a subscriber
 /// is already installed.
 pub fn init(format: LogFormat) {
-    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let result = match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(
@@ -58,7 +62,7 @@ pub fn init(format: LogFormat) {
 }
 
 fn run_layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
-    let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     RunLogLayer.with_filter(filter)
 }
 

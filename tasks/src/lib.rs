@@ -6,6 +6,7 @@
 //! |-----------|-----------------------------------------------------------------|
 //! | `command` | runs a program with args, env and working dir                  |
 //! | `noop`    | does nothing (placeholders, joins, engine benchmarks)           |
+//! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks of `tweetflow-delta` |
 
 pub mod command;
 pub mod mlflow_runs;
@@ -13,9 +14,10 @@ pub mod noop;
 
 use tweetflow_engine::Registry;
 
-/// Registers every task type of this crate.
+/// Registers every task type tweetflow ships: this crate's and the Delta Lake tasks.
 pub fn register_all(registry: &mut Registry) {
     registry.register(command::Command).register(noop::Noop);
+    tweetflow_delta::register(registry);
 }
 
 /// A registry with every built-in task type.

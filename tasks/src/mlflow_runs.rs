@@ -53,6 +53,11 @@ fn enabled(pipeline: &Pipeline) -> bool {
 
 fn client_for(pipeline: &Pipeline) -> Result<Client, String> {
     let mut config = ClientConfig::from_env().map_err(|e| e.to_string())?;
+    // Logging must not hold a pipeline up for long: a down server is recorded and retried by
+    // `--resume`, so a couple of quick retries are enough.
+    if std::env::var_os("MLFLOW_HTTP_REQUEST_MAX_RETRIES").is_none() {
+        config = config.with_retries(2, std::time::Duration::from_millis(200));
+    }
     if let Some(uri) = pipeline.mlflow.as_ref().and_then(|m| m.tracking_uri.clone()) {
         config.tracking_uri = uri;
     }

@@ -1,0 +1,56 @@
+//! `tweetflow replay` and `tweetflow table ...`: the Delta tasks' operations by hand.
+
+use tweetflow_delta::maintenance::{self, OptimizeParams, VacuumParams};
+use tweetflow_delta::replay::{self, ReplayParams};
+use tweetflow_delta::RunOptions;
+
+use crate::cli::{ReplayArgs, TableCommand};
+use crate::exit;
+
+/// Writes landing files from a CSV.
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
+    let mut params = ReplayParams::new(args.csv, args.landing.clone());
+    params.tweets_per_file = args.tweets_per_file;
+    params.limit = args.limit;
+    params.seed = args.seed;
+    params.delay = args.delay;
+    let summary = replay::replay(&params, &RunOptions::default()).await?;
+    println!(
+        "landed {} tweets in {} files under {} ({} rows skipped)",
+        summary.tweets, summary.files, args.landing, summary.skipped
+    );
+    Ok(exit::OK)
+}
+
+/// Runs a table command.
+pub async fn table(command: TableCommand) -> anyhow::Result<u8> {
+    match command {
+        TableCommand::Show { table, history } => {
+            print!("{}", maintenance::show(&table, history).await?);
+        }
+        TableCommand::Optimize { table, target_size_mb, zorder_by } => {
+            let mut params = OptimizeParams::new(table);
+            params.target_size_mb = target_size_mb;
+            params.zorder_by = zorder_by;
+            let summary = maintenance::optimize(&params, &RunOptions::default()).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        TableCommand::Vacuum { table, retention, dry_run } => {
+            let mut params = VacuumParams::new(table);
+            params.retention = retention;
+            params.dry_run = dry_run;
+            let summary = maintenance::vacuum(&params).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        TableCommand::Reset { tables, confirm } => {
+            if !confirm {
+                eprintln!("error: reset deletes {} and their progress records; add --confirm to do it", tables.join(", "));
+                return Ok(exit::INVALID);
+            }
+            for (table, what) in maintenance::reset(&tables, true).await? {
+                println!("{table}: {what}");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
