@@ -131,9 +131,16 @@ fn a_library_that_is_not_onnx_runtime() {
 
 #[test]
 fn the_project_venv_is_found_from_a_subdirectory() {
-    // The crate's tests run in model/: the workspace's .venv is found in a parent.
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = run_probe(&[], &["ORT_DYLIB_PATH", "TWEETFLOW_VENV"], here);
+    // A project whose `.venv` sits two directories above the working directory.
+    let venv = std::env::var_os("TWEETFLOW_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let venv = venv.canonicalize().expect("the project venv exists (scripts/setup-venv.sh)");
+    let project = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&venv, project.path().join(".venv")).unwrap();
+    let sub = project.path().join("a/b");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = run_probe(&[], &["ORT_DYLIB_PATH", "TWEETFLOW_VENV"], &sub);
     assert!(
         out.contains("PROBE-OK") && out.contains("onnxruntime/capi/libonnxruntime.so"),
         "{out}"
