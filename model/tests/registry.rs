@@ -3,8 +3,7 @@
 
 mod common;
 
-#[path = "common/mlflow_server.rs"]
-mod mlflow_server;
+use tweetflow_mlflow::test_server as mlflow_server;
 
 use std::time::Duration;
 
