@@ -77,6 +77,11 @@ pub enum Command {
     },
     /// Turn a Sentiment140 CSV into landing JSON-lines files (simulates the tweet stream).
     Replay(ReplayArgs),
+    /// Register and inspect sentiment models in the MLflow model registry.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Inspect and maintain Delta tables.
     Table {
         #[command(subcommand)]
@@ -202,6 +207,35 @@ pub struct ReplayArgs {
     /// Wait between files, e.g. `500ms`.
     #[arg(long)]
     pub delay: Option<String>,
+}
+
+/// `tweetflow model` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Upload a model directory (model.onnx, tokenizer.json, config.json, manifest.json) to
+    /// MLflow (`MLFLOW_TRACKING_URI`), create a model version and optionally set an alias.
+    Register {
+        /// The model directory.
+        dir: PathBuf,
+        /// Registered model name.
+        #[arg(long)]
+        name: String,
+        /// Alias to point at the new version (e.g. production).
+        #[arg(long)]
+        alias: Option<String>,
+        /// Register only if the registry has no version with this alias yet.
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// Resolve a model URI (`models:/NAME@ALIAS`, `/VERSION`, `/latest`, `/Stage`) or a
+    /// directory, download it into the local cache and check it loads.
+    Resolve {
+        /// The URI or directory.
+        uri: String,
+        /// Local cache of downloaded versions.
+        #[arg(long, default_value = "data/model-cache")]
+        cache_dir: PathBuf,
+    },
 }
 
 /// `tweetflow table` subcommands.

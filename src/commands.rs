@@ -55,6 +55,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Replay(args) => crate::tables::replay(args).await,
+        Command::Model { command } => crate::models::model(command).await,
         Command::Table { command } => crate::tables::table(command).await,
     }
 }

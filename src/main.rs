@@ -4,6 +4,7 @@ mod alloc;
 mod bench;
 mod cli;
 mod commands;
+mod models;
 mod schedule;
 mod tables;
 mod table;

@@ -103,3 +103,29 @@ fn mlflow_down_loses_nothing_and_resume_logs_what_was_missed() {
     assert_eq!(format!("{:?}", run.info.status), "Finished");
     assert!(run.data.metrics.iter().any(|m| m.key == "task.second.attempts"));
 }
+
+#[test]
+fn model_register_and_resolve_from_the_command_line() {
+    let server = tweetflow_mlflow::test_server::server();
+    let sb = Sandbox::new();
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-model");
+    let name = format!("tiny-cli-{}", std::process::id());
+    let register = |extra: &[&str]| {
+        let mut args = vec!["model", "register", tiny.to_str().unwrap(), "--name", &name, "--alias", "production"];
+        args.extend_from_slice(extra);
+        sb.cmd(&args).env("MLFLOW_TRACKING_URI", &server.url).output().unwrap()
+    };
+    let out = register(&["--if-missing"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 1 (alias production)"));
+    let again = register(&["--if-missing"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already version 1"), "set-up is idempotent");
+    let out = sb
+        .cmd(&["model", "resolve", &format!("models:/{name}@production"), "--cache-dir", "cache"])
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("(version 1)") && text.contains("Negative, Neutral, Positive"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sb.path().join(format!("cache/{name}/1/model.onnx")).exists());
+}
