@@ -37,6 +37,10 @@ impl Sandbox {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tweetflow"));
         cmd.args(args).current_dir(self.path()).env("TWEETFLOW_RUNS_DIR", self.runs()).env("RUST_LOG", "warn");
+        // The ONNX Runtime library comes from the project's venv.
+        if std::env::var_os("TWEETFLOW_VENV").is_none() {
+            cmd.env("TWEETFLOW_VENV", Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+        }
         cmd
     }
 
