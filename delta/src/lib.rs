@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Tasks: [`replay::ReplayTask`], [`ingest::IngestTask`], [`clean::CleanTask`],
-//! [`aggregate::AggregateTask`], [`profile::ProfileTask`], [`maintenance::OptimizeTask`],
+//! [`aggregate::AggregateTask`], [`infer::InferTask`], [`profile::ProfileTask`], [`maintenance::OptimizeTask`],
 //! [`maintenance::VacuumTask`], [`maintenance::ResetTask`]; [`register`] adds them all to a
 //! registry. The CLI calls [`replay::replay`], [`maintenance::optimize`],
 //! [`maintenance::vacuum`], [`maintenance::reset`], [`maintenance::show`] and
@@ -27,6 +27,7 @@ pub mod aggregate;
 pub mod bench;
 pub mod clean;
 pub mod error;
+pub mod infer;
 pub mod ingest;
 pub mod maintenance;
 pub mod profile;
@@ -112,6 +113,7 @@ pub fn register(registry: &mut Registry) {
         .register(ingest::IngestTask)
         .register(clean::CleanTask)
         .register(aggregate::AggregateTask)
+        .register(infer::InferTask)
         .register(profile::ProfileTask)
         .register(maintenance::OptimizeTask)
         .register(maintenance::VacuumTask)

@@ -3,6 +3,7 @@
 mod common;
 mod exactly_once;
 mod golden;
+mod infer;
 mod maintenance;
 mod python;
 mod quarantine;

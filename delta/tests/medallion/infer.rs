@@ -1,0 +1,307 @@
+//! `infer` (silver to gold) with the tiny fixture model: row counts, one inference per
+//! distinct text, label/id consistency, batching invariance, exactly-once under crashes,
+//! incremental runs, and a `models:/` URI resolved on a real MLflow server.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use tweetflow_delta::clean::{CleanParams, clean};
+use tweetflow_delta::infer::{InferError, InferParams, infer};
+use tweetflow_delta::ingest::{IngestParams, ingest};
+use tweetflow_delta::replay::{ReplayParams, replay};
+use tweetflow_delta::{DeltaTaskError, RunOptions};
+use tweetflow_engine::{ErrorKind, TaskError};
+use tweetflow_model::ModelError;
+
+use crate::common::*;
+
+const GOLD_COLS: &[&str] = &[
+    "tweet_id",
+    "timestamp",
+    "mention",
+    "cleaned_text",
+    "sentiment",
+    "sentiment_id",
+    "predicted_sentiment",
+    "predicted_score",
+    "predicted_sentiment_id",
+    "model_uri",
+    "model_version",
+];
+
+fn tiny_model() -> PathBuf {
+    repo_root().join("tests/fixtures/tiny-model")
+}
+
+/// Replays `limit` test tweets (shuffled with `seed` when given) into `dir/landing` with the
+/// file prefix `prefix`, then ingests and cleans them into `dir/silver`.
+async fn add_silver(dir: &Path, prefix: &str, limit: usize, seed: Option<u64>) {
+    let mut rp = ReplayParams::new(test_csv().display().to_string(), p(dir, "landing"));
+    rp.tweets_per_file = 50;
+    rp.limit = Some(limit);
+    rp.prefix = prefix.into();
+    rp.seed = seed;
+    let o = RunOptions::default();
+    replay(&rp, &o).await.unwrap();
+    ingest(&IngestParams::new(p(dir, "landing"), p(dir, "bronze")), &o)
+        .await
+        .unwrap();
+    clean(&CleanParams::new(p(dir, "bronze"), p(dir, "silver")), &o)
+        .await
+        .unwrap();
+}
+
+fn params(dir: &Path, gold: &str, batch_size: usize) -> InferParams {
+    let mut ip = InferParams::new(
+        p(dir, "silver"),
+        p(dir, gold),
+        tiny_model().display().to_string(),
+    );
+    ip.batch_size = batch_size;
+    ip.threads = Some(1);
+    ip
+}
+
+fn key(t: &str) -> &str {
+    if t.trim().is_empty() { "" } else { t }
+}
+
+fn assert_unique_rows(gold: &[Vec<String>]) {
+    let mut seen = HashSet::new();
+    for r in gold {
+        assert!(
+            seen.insert((r[0].clone(), r[2].clone())),
+            "duplicate gold row for tweet {} mention {}",
+            r[0],
+            r[2]
+        );
+    }
+}
+
+#[tokio::test]
+async fn infer_gold_matches_silver_and_runs_each_text_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    add_silver(dir, "tweets", 200, None).await;
+    let silver = rows_of(&p(dir, "silver"), &["tweet_id", "mention", "cleaned_text", "sentiment"]).await;
+    assert!(silver.len() > 20, "too few silver rows: {}", silver.len());
+    let ip = params(dir, "gold", 32);
+    let s = infer(&ip, &RunOptions::default()).await.unwrap();
+
+    let distinct: HashSet<&str> = silver.iter().map(|r| key(&r[2])).collect();
+    assert_eq!(s.rows as usize, silver.len());
+    assert_eq!(s.distinct_texts as usize, distinct.len());
+    assert_eq!(s.inferred as usize, distinct.len(), "one inference per distinct text");
+    assert!(distinct.len() < silver.len(), "the slice has tweets with several mentions");
+
+    let gold = rows_of(&ip.table, GOLD_COLS).await;
+    assert_eq!(gold.len(), silver.len());
+    assert_unique_rows(&gold);
+    let gold_keys: Vec<Vec<String>> = {
+        let mut v: Vec<Vec<String>> = gold
+            .iter()
+            .map(|r| vec![r[0].clone(), r[2].clone(), r[3].clone(), r[4].clone()])
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(gold_keys, silver);
+    let uri = std::path::absolute(tiny_model()).unwrap().display().to_string();
+    assert_eq!(s.model_uri, uri);
+    assert_eq!(s.model_version.len(), 12);
+    assert!(s.model_version.chars().all(|c| c.is_ascii_hexdigit()));
+    for r in &gold {
+        let expect_sid = match r[4].as_str() {
+            "positive" => "1",
+            "negative" => "0",
+            _ => "",
+        };
+        assert_eq!(r[5], expect_sid, "sentiment_id of {r:?}");
+        let expect_pid = match r[6].as_str() {
+            "positive" => "1",
+            "negative" => "0",
+            "neutral" => "",
+            other => panic!("predicted_sentiment {other:?}"),
+        };
+        assert_eq!(r[8], expect_pid, "predicted_sentiment_id of {r:?}");
+        let score: f64 = r[7].parse().unwrap();
+        assert!((0.0..=100.0).contains(&score), "score {score}");
+        assert_eq!(r[9], uri);
+        assert_eq!(r[10], s.model_version);
+    }
+    // Rows sharing a text share the prediction.
+    let mut by_text: HashMap<&str, (&str, &str)> = HashMap::new();
+    for r in &gold {
+        let prev = by_text.insert(key(&r[3]), (&r[6], &r[7]));
+        if let Some(prev) = prev {
+            assert_eq!(prev, (r[6].as_str(), r[7].as_str()));
+        }
+    }
+
+    // No new silver data: no new gold version.
+    let v = version(&ip.table).await;
+    let again = infer(&ip, &RunOptions::default()).await.unwrap();
+    assert_eq!(again.rows, 0);
+    assert_eq!(again.inferred, 0);
+    assert_eq!(again.table_version, v);
+    assert_eq!(version(&ip.table).await, v);
+
+    // New silver data is processed alone.
+    let before = rows_of(&ip.table, GOLD_COLS).await;
+    add_silver(dir, "more", 150, Some(7)).await;
+    let silver_all = rows_of(&p(dir, "silver"), &["tweet_id", "mention"]).await;
+    let more = infer(&ip, &RunOptions::default()).await.unwrap();
+    assert_eq!(more.rows as usize, silver_all.len() - silver.len());
+    assert_eq!(more.table_version, v + 1);
+    let after = rows_of(&ip.table, GOLD_COLS).await;
+    assert_eq!(after.len(), silver_all.len());
+    assert_unique_rows(&after);
+    let after_set: HashSet<&Vec<String>> = after.iter().collect();
+    assert!(before.iter().all(|r| after_set.contains(r)), "earlier gold rows kept as they were");
+}
+
+#[tokio::test]
+async fn infer_batch_size_does_not_change_the_gold_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    add_silver(dir, "tweets", 200, None).await;
+    let one = infer(&params(dir, "gold1", 1), &RunOptions::default()).await.unwrap();
+    let many = infer(&params(dir, "gold32", 32), &RunOptions::default()).await.unwrap();
+    assert_eq!(one.rows, many.rows);
+    assert_eq!(one.inferred, many.inferred);
+    let cols = &["tweet_id", "mention", "predicted_sentiment", "predicted_score"];
+    let a = rows_of(&p(dir, "gold1"), cols).await;
+    let b = rows_of(&p(dir, "gold32"), cols).await;
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x[..3], y[..3], "labels differ between batch 1 and 32");
+        let (sx, sy): (f64, f64) = (x[3].parse().unwrap(), y[3].parse().unwrap());
+        assert!((sx - sy).abs() <= 0.1, "score {sx} vs {sy} for {x:?}");
+    }
+}
+
+#[tokio::test]
+async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    add_silver(dir, "tweets", 200, None).await;
+    let reference = params(dir, "gold_ref", 32);
+    infer(&reference, &RunOptions::default()).await.unwrap();
+    add_silver(dir, "more", 150, Some(7)).await;
+    infer(&reference, &RunOptions::default()).await.unwrap();
+    let expected = rows_of(&reference.table, GOLD_COLS).await;
+    assert_unique_rows(&expected);
+
+    for fp in ["infer.after_write", "infer.after_commit"] {
+        let gold = format!("gold_{}", fp.replace('.', "_"));
+        let ip = params(dir, &gold, 32);
+        // A first, uninterrupted run over part of silver is not possible here (silver has
+        // both increments), so crash on the first run, then rerun.
+        let err = infer(&ip, &RunOptions::with_failpoint(fp)).await.unwrap_err();
+        assert!(
+            matches!(&err, InferError::Delta(DeltaTaskError::Failpoint(p)) if p == fp),
+            "{fp}: {err}"
+        );
+        assert!(err.is_retryable());
+        let v = version(&ip.table).await;
+        let rerun = infer(&ip, &RunOptions::default()).await.unwrap();
+        if fp == "infer.after_commit" {
+            assert_eq!(rerun.rows, 0, "{fp}: committed work is not redone");
+            assert_eq!(version(&ip.table).await, v, "{fp}: no new version");
+        } else {
+            assert_eq!(rerun.rows as usize, expected.len());
+        }
+        let got = rows_of(&ip.table, GOLD_COLS).await;
+        assert_eq!(got.len(), expected.len(), "{fp}: row count");
+        assert_unique_rows(&got);
+        let strip = |rows: &[Vec<String>]| -> Vec<Vec<String>> {
+            rows.iter().map(|r| r[..9].to_vec()).collect()
+        };
+        assert_eq!(strip(&got), strip(&expected), "{fp}: gold differs from the uninterrupted run");
+    }
+}
+
+#[tokio::test]
+async fn infer_crash_on_an_increment_keeps_earlier_gold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    add_silver(dir, "tweets", 120, None).await;
+    let ip = params(dir, "gold", 8);
+    infer(&ip, &RunOptions::default()).await.unwrap();
+    let first = rows_of(&ip.table, GOLD_COLS).await;
+    add_silver(dir, "more", 120, Some(3)).await;
+    let err = infer(&ip, &RunOptions::with_failpoint("infer.after_write"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, InferError::Delta(DeltaTaskError::Failpoint(_))));
+    assert_eq!(rows_of(&ip.table, GOLD_COLS).await, first, "nothing visible after the crash");
+    let rerun = infer(&ip, &RunOptions::default()).await.unwrap();
+    let silver_all = rows_of(&p(dir, "silver"), &["tweet_id", "mention"]).await;
+    assert_eq!(rerun.rows as usize, silver_all.len() - first.len());
+    let gold = rows_of(&ip.table, GOLD_COLS).await;
+    assert_eq!(gold.len(), silver_all.len());
+    assert_unique_rows(&gold);
+}
+
+#[tokio::test]
+async fn infer_errors_map_to_task_error_kinds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A missing model directory: not retryable.
+    let mut ip = params(dir, "gold", 32);
+    ip.model = p(dir, "no-such-model");
+    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_ne!(TaskError::from(err).kind, ErrorKind::Retryable);
+    // The ONNX Runtime library missing: the model crate's message, a config error.
+    let te = TaskError::from(InferError::Model(ModelError::Runtime(
+        "ONNX Runtime not found; looked in ...".into(),
+    )));
+    assert_eq!(te.kind, ErrorKind::Config);
+    assert!(te.message.contains("ONNX Runtime not found"));
+    // A bad models:/ URI: config.
+    ip.model = "models:/".into();
+    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    assert_eq!(TaskError::from(err).kind, ErrorKind::Config);
+    // batch_size 0: config.
+    let mut ip = params(dir, "gold", 0);
+    ip.batch_size = 0;
+    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    assert_eq!(TaskError::from(err).kind, ErrorKind::Config);
+}
+
+#[tokio::test]
+async fn infer_resolves_a_registry_alias_on_a_real_mlflow_server() {
+    let server = tweetflow_mlflow::test_server::server();
+    let client =
+        tweetflow_mlflow::Client::new(tweetflow_mlflow::ClientConfig::new(server.url.clone()))
+            .unwrap();
+    let name = format!(
+        "tiny-infer-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let registered = tweetflow_model::register(&client, &tiny_model(), &name, Some("production"))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    add_silver(dir, "tweets", 100, None).await;
+    let mut ip = params(dir, "gold", 32);
+    ip.model = format!("models:/{name}@production");
+    ip.tracking_uri = Some(server.url.clone());
+    ip.cache_dir = Some(p(dir, "model-cache"));
+    let s = infer(&ip, &RunOptions::default()).await.unwrap();
+    assert_eq!(s.model_uri, ip.model);
+    assert_eq!(s.model_version, registered.version);
+    assert!(s.rows > 0);
+    let gold = rows_of(&ip.table, &["model_uri", "model_version"]).await;
+    assert!(gold.iter().all(|r| r[0] == ip.model && r[1] == registered.version));
+    // Same predictions as the directory itself.
+    let local = infer(&params(dir, "gold_dir", 32), &RunOptions::default()).await.unwrap();
+    assert_eq!(local.rows, s.rows);
+    let cols = &["tweet_id", "mention", "predicted_sentiment", "predicted_score"];
+    assert_eq!(rows_of(&ip.table, cols).await, rows_of(&p(dir, "gold_dir"), cols).await);
+}
