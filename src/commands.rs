@@ -62,7 +62,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 
 /// The engine with the run observers the build ships (MLflow).
 pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
-    Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns))
+    Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()))
 }
 
 /// Loads a pipeline, printing its problems to stderr when it is invalid.

@@ -129,3 +129,36 @@ fn model_register_and_resolve_from_the_command_line() {
     assert!(out.status.success() && text.contains("(version 1)") && text.contains("Negative, Neutral, Positive"), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(sb.path().join(format!("cache/{name}/1/model.onnx")).exists());
 }
+
+#[test]
+fn watch_sessions_log_per_batch_metrics_with_the_batch_as_step() {
+    let server = tweetflow_mlflow::test_server::server();
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.path().join("landing")).unwrap();
+    sb.write("landing/first.json", "{}\n");
+    sb.write(
+        "p.yaml",
+        "name: streamed\nmlflow: { experiment: tweetflow-watch }\ntasks:\n  collect: { type: command, with: { argv: [sh, -c, 'ls landing'] } }\n",
+    );
+    let out = sb
+        .cmd(&["run", "p.yaml", "--watch", "--interval", "300ms", "--until-idle", "1s", "--json"])
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let batches: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(batches.len() >= 2, "several batches ran");
+    let session = batches[0]["tags"]["watch_session"].as_str().unwrap().to_string();
+    let rt = runtime();
+    let c = client(&server.url);
+    let exp = rt.block_on(c.get_experiment_by_name("tweetflow-watch")).unwrap();
+    let runs = rt
+        .block_on(c.search_all_runs(&tweetflow_mlflow::SearchRuns::in_experiments([exp.experiment_id.clone()]).filter(format!("tags.`tweetflow.watch_session` = '{session}'"))))
+        .unwrap();
+    assert_eq!(runs.len(), 1, "one MLflow run per streaming session");
+    assert_eq!(format!("{:?}", runs[0].info.status), "Finished");
+    let history = rt.block_on(c.get_metric_history(&runs[0].info.run_id, "batch.duration_s")).unwrap();
+    let mut steps: Vec<i64> = history.iter().map(|m| m.step).collect();
+    steps.sort();
+    assert_eq!(steps, (1..=batches.len() as i64).collect::<Vec<_>>());
+}

@@ -88,6 +88,11 @@ impl Engine {
         self
     }
 
+    /// The observers that want `pipeline`'s runs.
+    pub fn observers_for(&self, pipeline: &Pipeline) -> Vec<Arc<dyn RunObserver>> {
+        self.observers.iter().filter(|o| o.wants(pipeline)).cloned().collect()
+    }
+
     /// The registry of task types.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -138,6 +143,7 @@ impl Engine {
             spec_hash: pipeline.spec_hash.clone(),
             params: pipeline.params.clone(),
             sections: BTreeMap::new(),
+            mlflow: pipeline.mlflow.clone(),
         });
         // `cancel` stops the run as a whole (signal, `tweetflow runs cancel`, a scheduler);
         // `run_cancel` also fires on --fail-fast.

@@ -131,6 +131,8 @@ pub struct PipelineInfo {
     pub params: BTreeMap<String, Value>,
     /// Top-level sections that plugins own (e.g. `mlflow`), as JSON.
     pub sections: BTreeMap<String, Value>,
+    /// The pipeline's `mlflow:` section, when it has one.
+    pub mlflow: Option<crate::spec::MlflowSpec>,
 }
 
 /// Everything a task attempt receives besides its params.

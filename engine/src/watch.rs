@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::duration::human;
 use crate::error::EngineError;
@@ -68,6 +68,21 @@ fn fingerprints(record: &RunRecord) -> BTreeMap<String, String> {
         .collect()
 }
 
+async fn finish(
+    observers: &[std::sync::Arc<dyn crate::observer::RunObserver>],
+    session: &str,
+    pipeline: &Pipeline,
+    batches: Vec<RunRecord>,
+    cancelled: bool,
+) -> Result<WatchSummary, EngineError> {
+    for o in observers {
+        if let Err(e) = o.session_finished(session, pipeline, cancelled).await {
+            warn!(observer = o.name(), error = %e, "observer could not record the end of the session");
+        }
+    }
+    Ok(WatchSummary { batches, cancelled })
+}
+
 /// Runs `pipeline` as micro-batches until `cancel` fires or it has been idle long enough.
 pub async fn watch(
     engine: &Engine,
@@ -88,6 +103,7 @@ pub async fn watch(
     dirs.sort();
     dirs.dedup();
     info!(session = %session, watched = ?dirs, interval = ?options.interval, until_idle = ?options.until_idle, "streaming mode");
+    let observers = engine.observers_for(pipeline);
     let mut batches = Vec::new();
     let mut previous: Option<BTreeMap<String, String>> = None;
     let mut last_change = Instant::now();
@@ -110,14 +126,19 @@ pub async fn watch(
             info!(batch = number, task = id, status = t.status.as_str(), duration = %t.duration().map(human).unwrap_or_default(), outputs = %values, "batch task");
         }
         info!(batch = number, run_id = %record.run_id, status = record.status.as_str(), changed, duration = %human(record.duration()), "batch finished");
+        for o in &observers {
+            if let Err(e) = o.batch_finished(&session, number, pipeline, &record).await {
+                warn!(observer = o.name(), error = %e, "observer could not record the batch");
+            }
+        }
         let status = record.status;
         batches.push(record);
         if cancel.is_cancelled() || status == RunStatus::Cancelled {
-            return Ok(WatchSummary { batches, cancelled: true });
+            return finish(&observers, &session, pipeline, batches, true).await;
         }
         if options.until_idle.is_some_and(|idle| last_change.elapsed() >= idle) {
             info!(batches = batches.len(), "idle: stopping");
-            return Ok(WatchSummary { batches, cancelled: false });
+            return finish(&observers, &session, pipeline, batches, false).await;
         }
         // Wait for the interval, new files, the idle limit or cancellation.
         let started = Instant::now();
@@ -127,7 +148,7 @@ pub async fn watch(
                 break;
             }
             tokio::select! {
-                _ = cancel.cancelled() => return Ok(WatchSummary { batches, cancelled: true }),
+                _ = cancel.cancelled() => return finish(&observers, &session, pipeline, batches, true).await,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }

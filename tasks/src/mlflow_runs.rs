@@ -43,9 +43,12 @@ impl MlflowRunLink {
     }
 }
 
-/// The MLflow observer.
+/// The MLflow observer. Streaming sessions (`run --watch`) get one MLflow run each, with
+/// per-batch metrics at step = batch number.
 #[derive(Default)]
-pub struct MlflowRuns;
+pub struct MlflowRuns {
+    sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
 
 fn enabled(pipeline: &Pipeline) -> bool {
     pipeline.mlflow.is_some() || std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty())
@@ -129,6 +132,30 @@ fn metrics(record: &RunRecord) -> Vec<Metric> {
     out
 }
 
+/// Per-batch metrics: durations, attempts and every numeric output value of each task.
+fn batch_metrics(record: &RunRecord, step: i64) -> Vec<Metric> {
+    let mut out = vec![Metric::new("batch.duration_s", record.duration().as_secs_f64(), step)];
+    for (id, task) in record.ordered_tasks() {
+        if let Some(d) = task.duration() {
+            out.push(Metric::new(format!("task.{id}.duration_s"), d.as_secs_f64(), step));
+        }
+        if let Some(output) = &task.output {
+            for (key, value) in &output.values {
+                if let Some(v) = value.as_f64() {
+                    out.push(Metric::new(format!("task.{id}.{key}"), v, step));
+                }
+            }
+        }
+    }
+    out
+}
+
+impl MlflowRuns {
+    fn session_run(&self, session: &str) -> Option<String> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(session).cloned()
+    }
+}
+
 impl RunObserver for MlflowRuns {
     fn name(&self) -> &'static str {
         "mlflow"
@@ -140,6 +167,9 @@ impl RunObserver for MlflowRuns {
 
     fn run_started<'a>(&'a self, run_dir: &'a Path, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            if record.tags.contains_key("watch_session") {
+                return Ok(()); // logged per batch on the session's run
+            }
             let client = client_for(pipeline)?;
             let link = ensure_run(&client, run_dir, pipeline, record).await?;
             tracing::info!(url = %link.url, "MLflow run");
@@ -149,6 +179,9 @@ impl RunObserver for MlflowRuns {
 
     fn run_finished<'a>(&'a self, run_dir: &'a Path, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            if record.tags.contains_key("watch_session") {
+                return Ok(()); // logged per batch on the session's run
+            }
             let client = client_for(pipeline)?;
             let mut link = ensure_run(&client, run_dir, pipeline, record).await?;
             let params: Vec<Param> = record.params.iter().map(|(k, v)| Param::new(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
@@ -165,6 +198,39 @@ impl RunObserver for MlflowRuns {
             client.end_run(&link.run_id, status).await.map_err(|e| e.to_string())?;
             link.complete = true;
             link.write(run_dir)?;
+            Ok(())
+        })
+    }
+
+    fn batch_finished<'a>(&'a self, session: &'a str, batch: usize, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let client = client_for(pipeline)?;
+            let run_id = match self.session_run(session) {
+                Some(id) => id,
+                None => {
+                    let experiment = client.get_or_create_experiment(&experiment_name(pipeline)).await.map_err(|e| e.to_string())?;
+                    let tags = vec![
+                        RunTag::new("tweetflow.watch_session", session.to_string()),
+                        RunTag::new("tweetflow.pipeline", pipeline.name.clone()),
+                        RunTag::new("tweetflow.spec_hash", pipeline.spec_hash.clone()),
+                    ];
+                    let name = format!("{}-watch-{session}", pipeline.name);
+                    let run = client.create_run(&experiment.experiment_id, Some(&name), &tags).await.map_err(|e| e.to_string())?;
+                    self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.to_string(), run.info.run_id.clone());
+                    run.info.run_id
+                }
+            };
+            client.log_batch(&run_id, &batch_metrics(record, batch as i64), &[], &[]).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
+
+    fn session_finished<'a>(&'a self, session: &'a str, pipeline: &'a Pipeline, cancelled: bool) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let Some(run_id) = self.session_run(session) else { return Ok(()) };
+            let client = client_for(pipeline)?;
+            let status = if cancelled { MlflowStatus::Killed } else { MlflowStatus::Finished };
+            client.end_run(&run_id, status).await.map_err(|e| e.to_string())?;
             Ok(())
         })
     }
