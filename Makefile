@@ -11,12 +11,15 @@ export TWEETFLOW_VENV := $(abspath $(VENV))
 
 .PHONY: demo test setup venv build build-release test-rust test-python bench stop clean
 
-## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), then
-## run the main pipeline on embedded defaults (local Delta tables under data/demo)
+## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
+## register the sentiment model (cached after the first time), then run the main pipeline on
+## embedded defaults (local Delta tables under data/demo)
 demo: setup build-release
-	@scripts/mlflow-server.sh start
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} $(TWEETFLOW) run pipelines/tweet_sentiment.yaml
-	@echo "MLflow UI: $${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)}  (stop the local server with: make stop)"
+	@scripts/mlflow-server.sh start >/dev/null
+	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(TWEETFLOW)) && \
+	  $(TWEETFLOW) run pipelines/train_sentiment_model.yaml && \
+	  $(TWEETFLOW) run pipelines/tweet_sentiment.yaml && \
+	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local server with: make stop)"
 
 ## test: set up, then run every test (Rust workspace and Python)
 test: setup test-rust test-python

@@ -301,6 +301,22 @@ pub enum BenchCommand {
         #[arg(long)]
         full: bool,
     },
+    /// Bare ONNX Runtime loop vs the whole infer task (read silver, tokenize, infer, write
+    /// gold) on the same tweets: tweets/s and their ratio.
+    Infer {
+        /// A Sentiment140 CSV (replayed, ingested and cleaned first, untimed) or a silver table.
+        #[arg(long, default_value = "datasets/sentiment140/training.csv.gz")]
+        input: std::path::PathBuf,
+        /// The model directory.
+        #[arg(long, default_value = "data/model/tweet-sentiment")]
+        model: std::path::PathBuf,
+        /// Texts per batch.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// At most this many tweets.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Log 10,000 metric points to the MLflow server (`MLFLOW_TRACKING_URI`), batched.
     Mlflow {
         /// Metric points.

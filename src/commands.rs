@@ -49,6 +49,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", tweetflow_delta::bench::bench_medallion(&options).await?);
             Ok(exit::OK)
         }
+        Command::Bench { command: BenchCommand::Infer { input, model, batch_size, limit } } => {
+            let mut options = tweetflow_delta::infer::InferBenchOptions::new(input, model);
+            options.batch_size = batch_size;
+            options.limit = limit;
+            println!("{}", tweetflow_delta::infer::bench_infer(&options).await?);
+            Ok(exit::OK)
+        }
         Command::Bench { command: BenchCommand::Mlflow { points } } => {
             let client = tweetflow_mlflow::Client::from_env()?;
             println!("{}", tweetflow_mlflow::bench::log_metrics(&client, points).await?);
