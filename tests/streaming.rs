@@ -1,0 +1,112 @@
+//! Streaming mode end to end on real Delta tables and the ONNX model: files land while
+//! `run --watch` is running; bronze, silver and gold must end with every tweet exactly once
+//! and equal a single batch run over the same files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{wait_for, Sandbox};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pipeline() -> String {
+    let model = repo().join("tests/fixtures/tiny-model");
+    format!(
+        r#"
+name: streaming_medallion
+tasks:
+  ingest: {{ type: ingest, with: {{ source: landing, table: tables/bronze, max_files_per_batch: 3 }} }}
+  clean: {{ type: clean, depends_on: [ingest], with: {{ input: tables/bronze, table: tables/silver }} }}
+  infer: {{ type: infer, depends_on: [clean], with: {{ input: tables/silver, table: tables/gold, model: "{}", batch_size: 8, threads: 1 }} }}
+"#,
+        model.display()
+    )
+}
+
+/// Sorted `tweet_id|mention|extra` rows of a Delta table, read by the Python `deltalake`
+/// package (another Delta reader).
+fn rows(sb: &Sandbox, table: &str, extra: &str) -> Vec<String> {
+    let venv = std::env::var_os("TWEETFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
+    let script = format!(
+        "import os, sys, deltalake\n\
+         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\n\
+         cols = [t.column(c).to_pylist() for c in ['tweet_id', 'mention'] + ([sys.argv[2]] if sys.argv[2] else [])]\n\
+         for r in sorted('|'.join(str(v) for v in row) for row in zip(*cols)): print(r)\n\
+         sys.stdout.flush(); os._exit(0)\n"
+    );
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .args(["-c", &script, sb.path().join(table).to_str().unwrap(), extra])
+        .output()
+        .expect("the venv's python (scripts/setup-venv.sh)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
+fn bronze_count(sb: &Sandbox) -> usize {
+    let out = sb.run(&["table", "show", "tables/bronze"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("rows").map(|r| r.trim().parse().unwrap_or(0)))
+        .unwrap_or(0)
+}
+
+fn staged(sb: &Sandbox) -> Vec<PathBuf> {
+    let csv = repo().join("datasets/sentiment140/test.csv.gz");
+    let out = sb.run(&["replay", "--csv", csv.to_str().unwrap(), "--landing", "staging", "--tweets-per-file", "50"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(sb.path().join("staging")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn watch_mode_processes_landing_files_exactly_once() {
+    // Streaming: files land in three waves while --watch runs.
+    let live = Sandbox::new();
+    live.write("p.yaml", &pipeline());
+    std::fs::create_dir(live.path().join("landing")).unwrap();
+    let files = staged(&live);
+    assert_eq!(files.len(), 10, "498 test tweets in files of 50");
+    let child = live.spawn(&["run", "p.yaml", "--watch", "--interval", "1s", "--until-idle", "4s", "--json"]);
+    let mut landed = 0;
+    for wave in files.chunks(4) {
+        for f in wave {
+            std::fs::rename(f, live.path().join("landing").join(f.file_name().unwrap())).unwrap();
+            landed += 1;
+        }
+        let expected = landed * 50;
+        assert!(
+            wait_for(Duration::from_secs(60), || bronze_count(&live) >= expected.min(498)),
+            "wave ending with file {landed} never reached bronze"
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let batches: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(batches.len() >= 3, "one batch per wave at least, got {}", batches.len());
+    assert_eq!(bronze_count(&live), 498, "every landed tweet once in bronze");
+
+    // The same files in one batch run.
+    let batch = Sandbox::new();
+    batch.write("p.yaml", &pipeline());
+    std::fs::create_dir(batch.path().join("landing")).unwrap();
+    for f in staged(&batch) {
+        std::fs::rename(&f, batch.path().join("landing").join(f.file_name().unwrap())).unwrap();
+    }
+    let out = batch.run(&["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let silver = rows(&live, "tables/silver", "");
+    let gold = rows(&live, "tables/gold", "predicted_sentiment");
+    let mut unique = silver.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), silver.len(), "no (tweet, mention) twice in silver");
+    assert!(!silver.is_empty());
+    assert_eq!(silver, rows(&batch, "tables/silver", ""), "streamed silver equals the batch run's");
+    assert_eq!(gold, rows(&batch, "tables/gold", "predicted_sentiment"), "streamed gold equals the batch run's");
+    assert_eq!(gold.len(), silver.len(), "one gold row per silver row");
+}
