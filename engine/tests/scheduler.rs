@@ -329,3 +329,35 @@ async fn a_second_daemon_on_the_same_store_is_refused() {
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn daylight_saving_in_the_daemon_never_doubles_or_loses_a_daily_run() {
+    gate("open").send_replace(true);
+    // 02:30 every day in Los Angeles, across spring forward (2026-03-08) and fall back
+    // (2026-11-01, for a 01:30 job).
+    for (cron, start, steps, want) in [
+        ("30 2 * * *", "2026-03-07T12:00:00Z", ["2026-03-08T12:00:00Z", "2026-03-09T12:00:00Z"], ["2026-03-08T10:00:00Z", "2026-03-09T09:30:00Z"]),
+        ("30 1 * * *", "2026-10-31T12:00:00Z", ["2026-11-01T12:00:00Z", "2026-11-02T12:00:00Z"], ["2026-11-01T08:30:00Z", "2026-11-02T09:30:00Z"]),
+    ] {
+        let yaml = format!(
+            "name: hourly\nschedule: {{ cron: \"{cron}\", timezone: America/Los_Angeles, catchup: all, overlap: allow }}\ntasks:\n  a: {{ type: gate, with: {{ name: open }} }}\n"
+        );
+        let clock = TestClock::new(utc(start));
+        let mut h = start_harness(clock.clone(), &yaml);
+        ready(h.dir.path()).await;
+        let mut fired = Vec::new();
+        for step in steps {
+            clock.set(utc(step));
+            let e = h.next_event().await;
+            assert_eq!(e.action, TickAction::Fired);
+            fired.push(e.tick);
+        }
+        assert!(tokio::time::timeout(Duration::from_millis(200), h.events.recv()).await.is_err(), "no extra tick");
+        assert_eq!(fired, want.iter().map(|w| utc(w)).collect::<Vec<_>>(), "{cron}");
+        h.stop().await;
+    }
+}
+
+fn start_harness(clock: Arc<TestClock>, yaml: &str) -> Harness {
+    start(tempfile::tempdir().unwrap(), clock, yaml)
+}
