@@ -6,9 +6,12 @@
 //! |-----------|-----------------------------------------------------------------|
 //! | `command` | runs a program with args, env and working dir                  |
 //! | `noop`    | does nothing (placeholders, joins, engine benchmarks)           |
+//! | `log-metrics` | evaluates the gold predictions and logs metrics, params and a confusion matrix to MLflow ([`metrics`]) |
+//! | `report`  | charts of the gold table and a self-contained `report.html` ([`metrics`]) |
 //! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks of `tweetflow-delta` |
 
 pub mod command;
+pub mod metrics;
 pub mod mlflow_runs;
 pub mod noop;
 
@@ -16,7 +19,11 @@ use tweetflow_engine::Registry;
 
 /// Registers every task type tweetflow ships: this crate's and the Delta Lake tasks.
 pub fn register_all(registry: &mut Registry) {
-    registry.register(command::Command).register(noop::Noop);
+    registry
+        .register(command::Command)
+        .register(noop::Noop)
+        .register(metrics::LogMetrics)
+        .register(metrics::Report);
     tweetflow_delta::register(registry);
 }
 
