@@ -479,3 +479,58 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
     let exp = c.get_experiment_by_name(&name).await.unwrap();
     assert_eq!(back.info.experiment_id, exp.experiment_id);
 }
+
+// ---------- a whole pipeline run ----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_run_logs_metrics_and_report_with_task_timings() {
+    use tweetflow_engine::{Engine, LoadOptions, RunOptions, RunStatus};
+    let server = tweetflow_mlflow::test_server::server();
+    let env = Env::new();
+    let mut rows = hand_rows();
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.hour = [9, 9, 13, 20, 20, 23, 0, 9][i];
+    }
+    write_gold(&env.gold(), &rows, 7).await;
+    let text = format!(
+        r#"
+name: evaluation
+mlflow: {{ experiment: eval-e2e-{pid}, tracking_uri: "{url}" }}
+tasks:
+  profile: {{ type: profile, with: {{ input: "{gold}" }} }}
+  metrics: {{ type: log-metrics, with: {{ input: "{gold}" }} }}
+  report: {{ type: report, depends_on: [profile, metrics], with: {{ input: "{gold}", title: "Sentiment evaluation" }} }}
+"#,
+        pid = std::process::id(),
+        url = server.url,
+        gold = env.gold().display()
+    );
+    let registry = Arc::new(tweetflow_tasks::default_registry());
+    let options = LoadOptions { registry: &registry, param_overrides: &[], env: &tweetflow_engine::spec::process_env };
+    let pipeline = tweetflow_engine::load_str("evaluation.yaml", &text, &options).unwrap_or_else(|d| panic!("{d:?}"));
+    let engine = Engine::new(registry.clone(), env.root.join("runs")).with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()));
+    let record = engine.run(pipeline, "evaluation.yaml", &text, RunOptions::default()).await.unwrap();
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    let report = record.tasks["report"].output.as_ref().unwrap();
+    let html = std::fs::read_to_string(report.get("report").unwrap().as_str().unwrap()).unwrap();
+    if let Some(keep) = std::env::var_os("METRICS_TEST_KEEP") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(Path::new(&keep).join("pipeline_report.html"), &html).unwrap();
+    }
+    // The timings table lists every task; the profile section shows the profile's numbers.
+    for s in ["<td>profile</td>", "<td>log-metrics</td>", "<td>report</td>", "succeeded", "running", "distinct_mentions", "Sentiment evaluation"] {
+        assert!(html.contains(s), "`{s}` missing from the report");
+    }
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 4, "no user column anywhere: three charts and the confusion matrix");
+    // Both tasks logged into the pipeline run's MLflow run.
+    let link = MlflowRunLink::read(&env.root.join("runs").join(&record.run_id)).expect("mlflow.json");
+    let c = client(&server.url);
+    let run = c.get_run(&link.run_id).await.unwrap();
+    assert_eq!(run.data.metric("f1"), Some(0.5));
+    assert!(run.data.metric("task.metrics.duration_s").is_some());
+    assert_eq!(run.data.param("silver_table_version"), Some("7"));
+    let files: Vec<String> = c.list_artifacts(&link.run_id, None).await.unwrap().into_iter().map(|f| f.path).collect();
+    assert!(files.contains(&"evaluation".to_string()) && files.contains(&"report".to_string()), "{files:?}");
+    let files: Vec<String> = c.list_artifacts(&link.run_id, Some("report")).await.unwrap().into_iter().map(|f| f.path).collect();
+    assert!(files.contains(&"report/report.html".to_string()), "{files:?}");
+}
