@@ -305,3 +305,76 @@ async fn infer_resolves_a_registry_alias_on_a_real_mlflow_server() {
     let cols = &["tweet_id", "mention", "predicted_sentiment", "predicted_score"];
     assert_eq!(rows_of(&ip.table, cols).await, rows_of(&p(dir, "gold_dir"), cols).await);
 }
+
+#[test]
+fn infer_params_defaults_and_unknown_fields() {
+    let ip: InferParams = serde_json::from_value(serde_json::json!({
+        "input": "silver", "table": "gold", "model": "models:/m@production"
+    }))
+    .unwrap();
+    assert_eq!(ip.batch_size, 32);
+    assert_eq!(ip.threads, None);
+    assert!(ip.threads() >= 1);
+    assert_eq!(ip.cache_dir(), PathBuf::from("data/model-cache"));
+    let ip: InferParams = serde_json::from_value(serde_json::json!({
+        "input": "s", "table": "g", "model": "m", "labels": {"joy": "positive", "0": "negative"}
+    }))
+    .unwrap();
+    assert_eq!(ip.labels.unwrap().len(), 2);
+    assert!(
+        serde_json::from_value::<InferParams>(serde_json::json!({
+            "input": "s", "table": "g", "model": "m", "batchsize": 8
+        }))
+        .is_err()
+    );
+    let mut registry = tweetflow_engine::Registry::new();
+    tweetflow_delta::register(&mut registry);
+    assert!(registry.get("infer").is_some());
+}
+
+#[tokio::test]
+async fn infer_through_the_registry_with_cache_validity() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use tweetflow_engine::{PipelineInfo, Registry, TaskContext};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    add_silver(dir, "tweets", 120, None).await;
+    let mut registry = Registry::new();
+    tweetflow_delta::register(&mut registry);
+    let task = registry.get("infer").unwrap();
+    let ctx = TaskContext {
+        run_id: "r1".into(),
+        task_id: "infer".into(),
+        attempt: 1,
+        pipeline: Arc::new(PipelineInfo::default()),
+        upstream: Arc::new(BTreeMap::new()),
+        cancel: tokio_util::sync::CancellationToken::new(),
+        span: tracing::Span::none(),
+        artifacts_dir: dir.join("artifacts"),
+    };
+    let params = serde_json::json!({
+        "input": p(dir, "silver"), "table": p(dir, "gold"),
+        "model": tiny_model(), "batch_size": 16, "threads": 1,
+    });
+    let out = task.run(&ctx, &params).await.unwrap();
+    let silver_rows = rows_of(&p(dir, "silver"), &["tweet_id"]).await.len();
+    assert_eq!(out.get("rows"), Some(&serde_json::json!(silver_rows)));
+    assert_eq!(out.get("table_version"), Some(&serde_json::json!(1)));
+    assert!(out.fingerprint.ends_with("@1"), "{}", out.fingerprint);
+    for k in ["distinct_texts", "inferred", "model_uri", "model_version", "silver_version"] {
+        assert!(out.get(k).is_some(), "output lacks {k}");
+    }
+    assert!(task.output_still_valid(&params, &out).await);
+    add_silver(dir, "more", 60, Some(5)).await;
+    assert!(
+        !task.output_still_valid(&params, &out).await,
+        "new silver data invalidates the cached output"
+    );
+    let bad = task
+        .run(&ctx, &serde_json::json!({"input": "s", "table": "g", "model": "m", "bogus": 1}))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind, ErrorKind::Config);
+}

@@ -216,6 +216,7 @@ async fn tasks_through_the_registry() {
         [
             "aggregate",
             "clean",
+            "infer",
             "ingest",
             "optimize",
             "profile",
