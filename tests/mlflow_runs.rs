@@ -162,3 +162,89 @@ fn watch_sessions_log_per_batch_metrics_with_the_batch_as_step() {
     steps.sort();
     assert_eq!(steps, (1..=batches.len() as i64).collect::<Vec<_>>());
 }
+
+#[test]
+fn tweet_sentiment_pipeline_end_to_end_is_visible_in_mlflow() {
+    let server = tweetflow_mlflow::test_server::server();
+    let sb = Sandbox::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let csv = repo.join("datasets/sentiment140/test.csv.gz");
+    let model = repo.join("tests/fixtures/tiny-model");
+    let csv_param = format!("csv={}", csv.display());
+    let model_param = format!("model={}", model.display());
+    let out = sb
+        .cmd(&[
+            "run",
+            repo.join("pipelines/tweet_sentiment.yaml").to_str().unwrap(),
+            "--param",
+            &csv_param,
+            "--param",
+            &model_param,
+            "--param",
+            "root=data",
+            "--param",
+            "replay_limit=300",
+            "--json",
+        ])
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for task in ["replay", "ingest", "clean", "infer", "aggregate", "profile", "log_metrics", "report"] {
+        assert_eq!(rec["tasks"][task]["status"], "succeeded", "{task}: {}", rec["tasks"][task]);
+    }
+    let l = link(&sb, rec["run_id"].as_str().unwrap());
+    let rt = runtime();
+    let c = client(&server.url);
+    let run_id = l["run_id"].as_str().unwrap();
+    let run = rt.block_on(c.get_run(run_id)).unwrap();
+    assert_eq!(format!("{:?}", run.info.status), "Finished");
+    let metric = |k: &str| run.data.metrics.iter().find(|m| m.key == k).map(|m| m.value);
+    for key in ["precision", "recall", "f1", "accuracy", "task.infer.duration_s", "task.report.attempts"] {
+        assert!(metric(key).is_some(), "metric {key} missing: {:?}", run.data.metrics.iter().map(|m| &m.key).collect::<Vec<_>>());
+    }
+    assert!((0.0..=1.0).contains(&metric("accuracy").unwrap()));
+    let param = |k: &str| run.data.params.iter().find(|p| p.key == k).map(|p| p.value.clone());
+    assert_eq!(param("model_uri").as_deref(), Some(model.to_str().unwrap()));
+    assert!(param("gold_table_version").is_some() && param("silver_table_version").is_some());
+    assert!(run.data.tags.iter().any(|t| t.key == "tweetflow.pipeline" && t.value == "tweet_sentiment"));
+    let mut artifacts = Vec::new();
+    for dir in [None, Some("evaluation"), Some("report")] {
+        if let Ok(files) = rt.block_on(c.list_artifacts(run_id, dir)) {
+            artifacts.extend(files.into_iter().map(|f| f.path));
+        }
+    }
+    for name in ["confusion_matrix.png", "report.html", "tweets_per_hour.png"] {
+        assert!(artifacts.iter().any(|a| a.ends_with(name)), "artifact {name} missing: {artifacts:?}");
+    }
+}
+
+#[test]
+fn mlflow_log_puts_json_numbers_on_the_pipeline_run() {
+    let server = tweetflow_mlflow::test_server::server();
+    let sb = Sandbox::new();
+    sb.write("m.json", r#"{"accuracy": 0.84, "band": {"low": 0.48, "high": 0.85}, "name": "head", "rows": 359}"#);
+    sb.write(
+        "p.yaml",
+        "name: logs_json\nmlflow: { experiment: tweetflow-json }\ntasks:\n  log: { type: mlflow-log, with: { metrics: [m.json], params: [m.json], prefix: \"test.\" } }\n",
+    );
+    let out = sb.cmd(&["run", "p.yaml", "--json"]).env("MLFLOW_TRACKING_URI", &server.url).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["tasks"]["log"]["output"]["values"]["logged"], true);
+    let run = runtime().block_on(client(&server.url).get_run(link(&sb, rec["run_id"].as_str().unwrap())["run_id"].as_str().unwrap())).unwrap();
+    let metric = |k: &str| run.data.metrics.iter().find(|m| m.key == k).map(|m| m.value);
+    assert_eq!(metric("test.accuracy"), Some(0.84));
+    assert_eq!(metric("test.band.high"), Some(0.85));
+    assert_eq!(metric("test.name"), None, "strings are not metrics");
+    assert!(run.data.params.iter().any(|p| p.key == "test.name" && p.value == "head"));
+
+    // Without MLflow the task succeeds and says it logged nothing.
+    let quiet = Sandbox::new();
+    quiet.write("m.json", "{\"a\": 1}");
+    quiet.write("p.yaml", "name: unlogged\ntasks:\n  log: { type: mlflow-log, with: { metrics: [m.json] } }\n");
+    let out = quiet.cmd(&["run", "p.yaml", "--json"]).env_remove("MLFLOW_TRACKING_URI").output().unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["tasks"]["log"]["output"]["values"]["logged"], false);
+}

@@ -7,11 +7,13 @@
 //! | `command` | runs a program with args, env and working dir                  |
 //! | `noop`    | does nothing (placeholders, joins, engine benchmarks)           |
 //! | `log-metrics` | evaluates the gold predictions and logs metrics, params and a confusion matrix to MLflow ([`metrics`]) |
+//! | `mlflow-log` | logs the numbers of JSON files to the pipeline run's MLflow run |
 //! | `report`  | charts of the gold table and a self-contained `report.html` ([`metrics`]) |
 //! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks of `tweetflow-delta` |
 
 pub mod command;
 pub mod metrics;
+pub mod mlflow_log;
 pub mod mlflow_runs;
 pub mod noop;
 
@@ -23,7 +25,8 @@ pub fn register_all(registry: &mut Registry) {
         .register(command::Command)
         .register(noop::Noop)
         .register(metrics::LogMetrics)
-        .register(metrics::Report);
+        .register(metrics::Report)
+        .register(mlflow_log::MlflowLog);
     tweetflow_delta::register(registry);
 }
 
