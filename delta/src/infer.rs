@@ -56,7 +56,13 @@ use crate::table::{self, CommitRequest};
 /// Application id of infer commits (gold).
 pub const APP_ID: &str = "tweetflow-infer";
 /// Silver columns infer reads.
-pub const SILVER_COLUMNS: [&str; 5] = ["tweet_id", "timestamp", "mention", "cleaned_text", "sentiment"];
+pub const SILVER_COLUMNS: [&str; 5] = [
+    "tweet_id",
+    "timestamp",
+    "mention",
+    "cleaned_text",
+    "sentiment",
+];
 /// Distinct texts whose predictions are kept across batches of one run (bounds memory; the
 /// cache is emptied when full).
 pub const DEDUP_CACHE_TEXTS: usize = 200_000;
@@ -309,7 +315,10 @@ pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
                 from_cache = local.from_cache, offline = local.offline, "infer: model resolved");
             Ok(ResolvedModel {
                 uri: params.model.trim().to_string(),
-                version: local.version.clone().unwrap_or_else(|| LOCAL_VERSION.into()),
+                version: local
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| LOCAL_VERSION.into()),
                 dir: local.dir,
             })
         }
@@ -318,6 +327,7 @@ pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
 
 /// The registry client: `tracking_uri` when given (other settings from the `MLFLOW_*`
 /// environment variables), else [`Client::from_env`].
+#[allow(clippy::result_large_err)]
 pub fn registry_client(tracking_uri: Option<&str>) -> InferResult<Client> {
     let config = match tracking_uri {
         Some(uri) => {
@@ -603,8 +613,12 @@ impl Progress {
         } else if self.done >= self.next_log {
             self.next_log = self.done + LOG_EVERY_ROWS;
             let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-            tracing::info!(rows = self.done, total = self.total,
-                rows_per_sec = (self.done as f64 / secs).round(), "infer: progress");
+            tracing::info!(
+                rows = self.done,
+                total = self.total,
+                rows_per_sec = (self.done as f64 / secs).round(),
+                "infer: progress"
+            );
         }
     }
 }
@@ -633,12 +647,13 @@ async fn infer_attempt(
 ) -> InferResult<InferSummary> {
     let silver_loc = params.input.clone();
     let gold_loc = params.table.clone();
-    let silver = table::open_table(&silver_loc)
-        .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput {
-            what: "silver table (run clean first)",
-            location: silver_loc.clone(),
-        })?;
+    let silver =
+        table::open_table(&silver_loc)
+            .await?
+            .ok_or_else(|| DeltaTaskError::MissingInput {
+                what: "silver table (run clean first)",
+                location: silver_loc.clone(),
+            })?;
     let hi = table::version(&silver);
     let mut gold = table::open_or_create(&gold_loc, &gold_schema()?, &[]).await?;
     let lo = table::app_version(&gold, &gold_loc, APP_ID)
@@ -883,11 +898,7 @@ impl std::fmt::Display for InferBenchReport {
             "infer task       {:8.2} s  {:>10.0} tweets/s  {:>10.0} rows/s",
             self.task_secs, self.task_tweets_per_sec, self.task_rows_per_sec
         )?;
-        writeln!(
-            f,
-            "task / bare      {:8.3}",
-            self.task_vs_bare
-        )?;
+        writeln!(f, "task / bare      {:8.3}", self.task_vs_bare)?;
         writeln!(f, "gold rows        {}", self.gold_rows)?;
         writeln!(f, "peak RSS         {:8.1} MiB", self.peak_rss_mib)?;
         write!(f, "silver           {}", self.silver)
@@ -956,9 +967,16 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         rp.limit = opts.limit;
         let ro = RunOptions::default();
         crate::replay::replay(&rp, &ro).await?;
-        crate::ingest::ingest(&crate::ingest::IngestParams::new(p("landing"), p("bronze")), &ro)
-            .await?;
-        crate::clean::clean(&crate::clean::CleanParams::new(p("bronze"), p("silver")), &ro).await?;
+        crate::ingest::ingest(
+            &crate::ingest::IngestParams::new(p("landing"), p("bronze")),
+            &ro,
+        )
+        .await?;
+        crate::clean::clean(
+            &crate::clean::CleanParams::new(p("bronze"), p("silver")),
+            &ro,
+        )
+        .await?;
         p("silver")
     };
 
@@ -1023,6 +1041,7 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
     })
 }
 
+#[allow(clippy::result_large_err)]
 fn tempfile_dir() -> InferResult<PathBuf> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

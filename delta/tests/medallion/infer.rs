@@ -83,7 +83,11 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     add_silver(dir, "tweets", 200, None).await;
-    let silver = rows_of(&p(dir, "silver"), &["tweet_id", "mention", "cleaned_text", "sentiment"]).await;
+    let silver = rows_of(
+        &p(dir, "silver"),
+        &["tweet_id", "mention", "cleaned_text", "sentiment"],
+    )
+    .await;
     assert!(silver.len() > 20, "too few silver rows: {}", silver.len());
     let ip = params(dir, "gold", 32);
     let s = infer(&ip, &RunOptions::default()).await.unwrap();
@@ -91,8 +95,15 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
     let distinct: HashSet<&str> = silver.iter().map(|r| key(&r[2])).collect();
     assert_eq!(s.rows as usize, silver.len());
     assert_eq!(s.distinct_texts as usize, distinct.len());
-    assert_eq!(s.inferred as usize, distinct.len(), "one inference per distinct text");
-    assert!(distinct.len() < silver.len(), "the slice has tweets with several mentions");
+    assert_eq!(
+        s.inferred as usize,
+        distinct.len(),
+        "one inference per distinct text"
+    );
+    assert!(
+        distinct.len() < silver.len(),
+        "the slice has tweets with several mentions"
+    );
 
     let gold = rows_of(&ip.table, GOLD_COLS).await;
     assert_eq!(gold.len(), silver.len());
@@ -106,7 +117,10 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
         v
     };
     assert_eq!(gold_keys, silver);
-    let uri = std::path::absolute(tiny_model()).unwrap().display().to_string();
+    let uri = std::path::absolute(tiny_model())
+        .unwrap()
+        .display()
+        .to_string();
     assert_eq!(s.model_uri, uri);
     assert_eq!(s.model_version.len(), 12);
     assert!(s.model_version.chars().all(|c| c.is_ascii_hexdigit()));
@@ -157,7 +171,10 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
     assert_eq!(after.len(), silver_all.len());
     assert_unique_rows(&after);
     let after_set: HashSet<&Vec<String>> = after.iter().collect();
-    assert!(before.iter().all(|r| after_set.contains(r)), "earlier gold rows kept as they were");
+    assert!(
+        before.iter().all(|r| after_set.contains(r)),
+        "earlier gold rows kept as they were"
+    );
 }
 
 #[tokio::test]
@@ -165,11 +182,20 @@ async fn infer_batch_size_does_not_change_the_gold_labels() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     add_silver(dir, "tweets", 200, None).await;
-    let one = infer(&params(dir, "gold1", 1), &RunOptions::default()).await.unwrap();
-    let many = infer(&params(dir, "gold32", 32), &RunOptions::default()).await.unwrap();
+    let one = infer(&params(dir, "gold1", 1), &RunOptions::default())
+        .await
+        .unwrap();
+    let many = infer(&params(dir, "gold32", 32), &RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(one.rows, many.rows);
     assert_eq!(one.inferred, many.inferred);
-    let cols = &["tweet_id", "mention", "predicted_sentiment", "predicted_score"];
+    let cols = &[
+        "tweet_id",
+        "mention",
+        "predicted_sentiment",
+        "predicted_score",
+    ];
     let a = rows_of(&p(dir, "gold1"), cols).await;
     let b = rows_of(&p(dir, "gold32"), cols).await;
     assert_eq!(a.len(), b.len());
@@ -197,7 +223,9 @@ async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() 
         let ip = params(dir, &gold, 32);
         // A first, uninterrupted run over part of silver is not possible here (silver has
         // both increments), so crash on the first run, then rerun.
-        let err = infer(&ip, &RunOptions::with_failpoint(fp)).await.unwrap_err();
+        let err = infer(&ip, &RunOptions::with_failpoint(fp))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, InferError::Delta(DeltaTaskError::Failpoint(p)) if p == fp),
             "{fp}: {err}"
@@ -217,7 +245,11 @@ async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() 
         let strip = |rows: &[Vec<String>]| -> Vec<Vec<String>> {
             rows.iter().map(|r| r[..9].to_vec()).collect()
         };
-        assert_eq!(strip(&got), strip(&expected), "{fp}: gold differs from the uninterrupted run");
+        assert_eq!(
+            strip(&got),
+            strip(&expected),
+            "{fp}: gold differs from the uninterrupted run"
+        );
     }
 }
 
@@ -233,8 +265,15 @@ async fn infer_crash_on_an_increment_keeps_earlier_gold() {
     let err = infer(&ip, &RunOptions::with_failpoint("infer.after_write"))
         .await
         .unwrap_err();
-    assert!(matches!(err, InferError::Delta(DeltaTaskError::Failpoint(_))));
-    assert_eq!(rows_of(&ip.table, GOLD_COLS).await, first, "nothing visible after the crash");
+    assert!(matches!(
+        err,
+        InferError::Delta(DeltaTaskError::Failpoint(_))
+    ));
+    assert_eq!(
+        rows_of(&ip.table, GOLD_COLS).await,
+        first,
+        "nothing visible after the crash"
+    );
     let rerun = infer(&ip, &RunOptions::default()).await.unwrap();
     let silver_all = rows_of(&p(dir, "silver"), &["tweet_id", "mention"]).await;
     assert_eq!(rerun.rows as usize, silver_all.len() - first.len());
@@ -298,12 +337,25 @@ async fn infer_resolves_a_registry_alias_on_a_real_mlflow_server() {
     assert_eq!(s.model_version, registered.version);
     assert!(s.rows > 0);
     let gold = rows_of(&ip.table, &["model_uri", "model_version"]).await;
-    assert!(gold.iter().all(|r| r[0] == ip.model && r[1] == registered.version));
+    assert!(
+        gold.iter()
+            .all(|r| r[0] == ip.model && r[1] == registered.version)
+    );
     // Same predictions as the directory itself.
-    let local = infer(&params(dir, "gold_dir", 32), &RunOptions::default()).await.unwrap();
+    let local = infer(&params(dir, "gold_dir", 32), &RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(local.rows, s.rows);
-    let cols = &["tweet_id", "mention", "predicted_sentiment", "predicted_score"];
-    assert_eq!(rows_of(&ip.table, cols).await, rows_of(&p(dir, "gold_dir"), cols).await);
+    let cols = &[
+        "tweet_id",
+        "mention",
+        "predicted_sentiment",
+        "predicted_score",
+    ];
+    assert_eq!(
+        rows_of(&ip.table, cols).await,
+        rows_of(&p(dir, "gold_dir"), cols).await
+    );
 }
 
 #[test]
@@ -363,7 +415,13 @@ async fn infer_through_the_registry_with_cache_validity() {
     assert_eq!(out.get("rows"), Some(&serde_json::json!(silver_rows)));
     assert_eq!(out.get("table_version"), Some(&serde_json::json!(1)));
     assert!(out.fingerprint.ends_with("@1"), "{}", out.fingerprint);
-    for k in ["distinct_texts", "inferred", "model_uri", "model_version", "silver_version"] {
+    for k in [
+        "distinct_texts",
+        "inferred",
+        "model_uri",
+        "model_version",
+        "silver_version",
+    ] {
         assert!(out.get(k).is_some(), "output lacks {k}");
     }
     assert!(task.output_still_valid(&params, &out).await);
@@ -373,7 +431,10 @@ async fn infer_through_the_registry_with_cache_validity() {
         "new silver data invalidates the cached output"
     );
     let bad = task
-        .run(&ctx, &serde_json::json!({"input": "s", "table": "g", "model": "m", "bogus": 1}))
+        .run(
+            &ctx,
+            &serde_json::json!({"input": "s", "table": "g", "model": "m", "bogus": 1}),
+        )
         .await
         .unwrap_err();
     assert_eq!(bad.kind, ErrorKind::Config);
