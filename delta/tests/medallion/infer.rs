@@ -439,3 +439,58 @@ async fn infer_through_the_registry_with_cache_validity() {
         .unwrap_err();
     assert_eq!(bad.kind, ErrorKind::Config);
 }
+
+/// Set in the child process of [`infer_without_onnx_runtime_is_a_config_error`].
+const NO_ORT_CHILD: &str = "TWEETFLOW_INFER_NO_ORT_CHILD";
+
+#[tokio::test]
+async fn infer_without_onnx_runtime_is_a_config_error() {
+    if std::env::var_os(NO_ORT_CHILD).is_some() {
+        return;
+    }
+    // The runtime is loaded once per process: check the missing library in a child process.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "infer::infer_without_onnx_runtime_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(NO_ORT_CHILD, tmp.path())
+        .env(
+            "ORT_DYLIB_PATH",
+            tmp.path().join("libonnxruntime.so.missing"),
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "child did not run:\n{text}");
+}
+
+#[tokio::test]
+#[ignore = "run by infer_without_onnx_runtime_is_a_config_error in a child process"]
+async fn infer_without_onnx_runtime_child() {
+    let Some(dir) = std::env::var_os(NO_ORT_CHILD) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    add_silver(&dir, "tweets", 60, None).await;
+    let err = infer(&params(&dir, "gold", 32), &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, InferError::Model(ModelError::Runtime(_))),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    let te = TaskError::from(err);
+    assert_eq!(te.kind, ErrorKind::Config);
+    assert!(te.message.contains("ORT_DYLIB_PATH"), "{}", te.message);
+    println!("{}", te.message);
+}
