@@ -494,3 +494,55 @@ async fn infer_without_onnx_runtime_child() {
     assert!(te.message.contains("ORT_DYLIB_PATH"), "{}", te.message);
     println!("{}", te.message);
 }
+
+/// Set in the child process of [`infer_with_the_registry_unreachable_is_retryable`].
+const NO_REGISTRY_CHILD: &str = "TWEETFLOW_INFER_NO_REGISTRY_CHILD";
+
+#[tokio::test]
+async fn infer_with_the_registry_unreachable_is_retryable() {
+    if std::env::var_os(NO_REGISTRY_CHILD).is_some() {
+        return;
+    }
+    // A child process, so that the client's retry settings come from its own environment.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "infer::infer_with_the_registry_unreachable_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(NO_REGISTRY_CHILD, tmp.path())
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .env("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "child did not run:\n{text}");
+}
+
+#[tokio::test]
+#[ignore = "run by infer_with_the_registry_unreachable_is_retryable in a child process"]
+async fn infer_with_the_registry_unreachable_child() {
+    let Some(dir) = std::env::var_os(NO_REGISTRY_CHILD) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    add_silver(&dir, "tweets", 60, None).await;
+    let port = tweetflow_mlflow::test_server::free_port();
+    let mut ip = params(&dir, "gold", 32);
+    ip.model = "models:/tiny@production".into();
+    ip.tracking_uri = Some(format!("http://127.0.0.1:{port}"));
+    ip.cache_dir = Some(p(&dir, "model-cache"));
+    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let te = TaskError::from(err);
+    assert_eq!(te.kind, ErrorKind::Retryable, "{}", te.message);
+    assert_eq!(version(&ip.table).await, -1, "nothing written");
+    println!("{}", te.message);
+}
