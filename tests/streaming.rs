@@ -110,3 +110,43 @@ fn watch_mode_processes_landing_files_exactly_once() {
     assert_eq!(gold, rows(&batch, "tables/gold", "predicted_sentiment"), "streamed gold equals the batch run's");
     assert_eq!(gold.len(), silver.len(), "one gold row per silver row");
 }
+
+/// The `tweetflow` process dies without cleanup (abort, as `kill -9`) inside `infer`, after
+/// writing gold files and after committing them; `--resume` then finishes the run, and the
+/// tables equal an uninterrupted run's.
+#[test]
+fn infer_killed_mid_run_then_resumed_equals_an_uninterrupted_run() {
+    let reference = Sandbox::new();
+    reference.write("p.yaml", &pipeline());
+    std::fs::create_dir(reference.path().join("landing")).unwrap();
+    for f in staged(&reference) {
+        std::fs::rename(&f, reference.path().join("landing").join(f.file_name().unwrap())).unwrap();
+    }
+    let out = reference.run(&["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want_gold = rows(&reference, "tables/gold", "predicted_sentiment");
+    assert!(!want_gold.is_empty());
+
+    for failpoint in ["infer.after_write", "infer.after_commit"] {
+        let sb = Sandbox::new();
+        sb.write("p.yaml", &pipeline());
+        std::fs::create_dir(sb.path().join("landing")).unwrap();
+        for f in staged(&sb) {
+            std::fs::rename(&f, sb.path().join("landing").join(f.file_name().unwrap())).unwrap();
+        }
+        let crashed = sb.cmd(&["run", "p.yaml"]).env("TWEETFLOW_DELTA_FAILPOINT", format!("{failpoint}:abort")).output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(crashed.status.signal(), Some(6), "{failpoint}: the process should die by SIGABRT");
+        let run_id = std::fs::read_dir(sb.runs())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .find(|n| !n.starts_with('.'))
+            .expect("the crashed run is recorded");
+        let resumed = sb.run(&["run", "--resume", &run_id, "--json"]);
+        assert!(resumed.status.success(), "{failpoint}: {}", String::from_utf8_lossy(&resumed.stderr));
+        let rec: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+        assert_eq!(rec["tasks"]["ingest"]["attempts"].as_array().unwrap().len(), 1, "finished tasks are not rerun");
+        assert_eq!(rows(&sb, "tables/gold", "predicted_sentiment"), want_gold, "{failpoint}: gold after the crash and resume");
+        assert_eq!(rows(&sb, "tables/silver", ""), rows(&reference, "tables/silver", ""));
+    }
+}
