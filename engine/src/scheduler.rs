@@ -446,12 +446,15 @@ impl PipelineLoop {
                 self.decide(latest, TickAction::Missed, None, Some(reason))?;
             }
             Catchup::Last | Catchup::All => {
-                if dropped > 0 || (self.spec.catchup == Catchup::Last && ticks.len() > 1) {
-                    let reason = format!(
-                        "{dropped} older missed ticks not run (catchup: {:?}, max_catchup: {})",
-                        self.spec.catchup, self.spec.max_catchup
-                    );
-                    warn!("{reason}");
+                if dropped > 0 {
+                    // Recorded, not silently lost: one entry for the range of ticks not run.
+                    let first = self.cron.next_after(last, &self.tz).unwrap_or(ticks[0]);
+                    let policy = match self.spec.catchup {
+                        Catchup::Last => "catchup: last".to_string(),
+                        _ => format!("catchup: all, max_catchup: {}", self.spec.max_catchup),
+                    };
+                    let reason = format!("{dropped} ticks missed while the scheduler was down, from {first} on, not run ({policy})");
+                    self.decide(first, TickAction::Skipped, None, Some(reason))?;
                 }
                 for tick in ticks {
                     if shutdown.is_cancelled() {

@@ -155,6 +155,9 @@ async fn catchup_last_runs_only_the_latest_missed_tick() {
     let dir = tempfile::tempdir().unwrap();
     write_state(dir.path(), "2026-01-01T00:00:00Z");
     let mut h = start(dir, TestClock::new(utc("2026-01-01T05:05:00Z")), &hourly("last", "allow", ""));
+    let skipped = h.next_event().await;
+    assert_eq!((skipped.action, skipped.tick), (TickAction::Skipped, utc("2026-01-01T01:00:00Z")));
+    assert!(skipped.reason.unwrap().starts_with("4 ticks missed"), "the older ticks are recorded, not lost");
     let e = h.next_event().await;
     assert_eq!((e.action, e.tick), (TickAction::Fired, utc("2026-01-01T05:00:00Z")));
     let run = wait_status(&h.store(), e.run_id.as_deref().unwrap(), RunStatus::Succeeded).await;
@@ -171,6 +174,9 @@ async fn catchup_all_runs_the_latest_max_catchup_ticks_in_order() {
     let dir = tempfile::tempdir().unwrap();
     write_state(dir.path(), "2026-01-01T00:00:00Z");
     let mut h = start(dir, TestClock::new(utc("2026-01-01T05:05:00Z")), &hourly("all", "allow", ""));
+    let skipped = h.next_event().await;
+    assert_eq!((skipped.action, skipped.tick), (TickAction::Skipped, utc("2026-01-01T01:00:00Z")));
+    assert!(skipped.reason.unwrap().starts_with("2 ticks missed"));
     let mut ticks = Vec::new();
     for _ in 0..3 {
         let e = h.next_event().await;
