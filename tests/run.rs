@@ -258,14 +258,7 @@ tasks:
 "#;
 
 fn run_id_from_store(sb: &Sandbox) -> String {
-    let mut ids: Vec<String> = std::fs::read_dir(sb.runs())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    ids.sort();
-    ids.pop().expect("a run directory")
+    sb.run_ids().pop().expect("a run directory")
 }
 
 #[test]

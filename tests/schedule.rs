@@ -9,14 +9,7 @@ use std::time::Duration;
 use common::{wait_for, Sandbox};
 
 fn run_dirs(sb: &Sandbox) -> Vec<String> {
-    std::fs::read_dir(sb.runs())
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default()
+    sb.run_ids()
 }
 
 fn sigterm(child: &std::process::Child) {

@@ -137,11 +137,7 @@ fn infer_killed_mid_run_then_resumed_equals_an_uninterrupted_run() {
         let crashed = sb.cmd(&["run", "p.yaml"]).env("TWEETFLOW_DELTA_FAILPOINT", format!("{failpoint}:abort")).output().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(crashed.status.signal(), Some(6), "{failpoint}: the process should die by SIGABRT");
-        let run_id = std::fs::read_dir(sb.runs())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .find(|n| !n.starts_with('.'))
-            .expect("the crashed run is recorded");
+        let run_id = sb.run_ids().pop().expect("the crashed run is recorded");
         let resumed = sb.run(&["run", "--resume", &run_id, "--json"]);
         assert!(resumed.status.success(), "{failpoint}: {}", String::from_utf8_lossy(&resumed.stderr));
         let rec: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();

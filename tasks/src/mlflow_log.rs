@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
-use tweetflow_mlflow::{Client, ClientConfig, Metric, Param};
+use tweetflow_mlflow::{Client, Metric, Param};
 
 use crate::mlflow_runs::MlflowRunLink;
 
@@ -84,11 +84,8 @@ impl Task for MlflowLog {
             tracing::warn!("the pipeline run has no MLflow run: nothing logged");
             return Ok(TaskOutput::new().with("logged", false).with("metrics", metrics.len()).with("params", logged_params.len()));
         };
-        let client = Client::new(ClientConfig::from_env().map(|mut c| {
-            c.tracking_uri = link.tracking_uri.clone();
-            c
-        }).map_err(|e| TaskError::config("MLFLOW_*", e))?)
-        .map_err(|e| TaskError::config("MLFLOW_*", e))?;
+        let config = crate::mlflow_runs::config_for_uri(Some(&link.tracking_uri)).map_err(|e| TaskError::config("MLFLOW_*", e))?;
+        let client = Client::new(config).map_err(|e| TaskError::config("MLFLOW_*", e))?;
         // Params are immutable: on a retry or resume, only the missing ones are sent.
         let existing = client.get_run(&link.run_id).await.map_err(|e| TaskError::retryable(e.to_string()))?;
         let fresh: Vec<Param> = logged_params

@@ -54,15 +54,21 @@ fn enabled(pipeline: &Pipeline) -> bool {
     pipeline.mlflow.is_some() || std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty())
 }
 
-fn client_for(pipeline: &Pipeline) -> Result<Client, String> {
+/// The MLflow configuration from the environment, pointed at `tracking_uri` when given.
+pub fn config_for_uri(tracking_uri: Option<&str>) -> Result<ClientConfig, String> {
     let mut config = ClientConfig::from_env().map_err(|e| e.to_string())?;
+    if let Some(uri) = tracking_uri {
+        config.tracking_uri = uri.to_string();
+    }
+    Ok(config)
+}
+
+fn client_for(pipeline: &Pipeline) -> Result<Client, String> {
+    let mut config = config_for_uri(pipeline.mlflow.as_ref().and_then(|m| m.tracking_uri.as_deref()))?;
     // Logging must not hold a pipeline up for long: a down server is recorded and retried by
     // `--resume`, so a couple of quick retries are enough.
     if std::env::var_os("MLFLOW_HTTP_REQUEST_MAX_RETRIES").is_none() {
         config = config.with_retries(2, std::time::Duration::from_millis(200));
-    }
-    if let Some(uri) = pipeline.mlflow.as_ref().and_then(|m| m.tracking_uri.clone()) {
-        config.tracking_uri = uri;
     }
     Client::new(config).map_err(|e| e.to_string())
 }

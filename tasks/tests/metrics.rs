@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{ArrayRef, Float64Array, Int32Array, StringArray, TimestampMicrosecondArray};
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::{Action, DataType, Transaction};
+use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::DeltaWriter;
 use serde_json::{Value, json};
@@ -45,20 +45,7 @@ fn id_of(s: Option<&str>) -> Option<i32> {
 /// Writes `rows` as a gold table at `dir`, with the `tweetflow-infer` transaction `silver`.
 async fn write_gold(dir: &Path, rows: &[Row], silver: i64) {
     let loc = dir.display().to_string();
-    let schema = table::schema_of(&[
-        ("tweet_id", DataType::STRING),
-        ("timestamp", DataType::TIMESTAMP),
-        ("mention", DataType::STRING),
-        ("cleaned_text", DataType::STRING),
-        ("sentiment", DataType::STRING),
-        ("sentiment_id", DataType::INTEGER),
-        ("predicted_sentiment", DataType::STRING),
-        ("predicted_score", DataType::DOUBLE),
-        ("predicted_sentiment_id", DataType::INTEGER),
-        ("model_uri", DataType::STRING),
-        ("model_version", DataType::STRING),
-    ])
-    .unwrap();
+    let schema = tweetflow_delta::infer::gold_schema().unwrap();
     let mut t = table::open_or_create(&loc, &schema, &[]).await.unwrap();
     if rows.is_empty() {
         return;
