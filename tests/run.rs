@@ -221,6 +221,44 @@ fn cache_hits_and_each_kind_of_miss() {
 }
 
 #[test]
+fn editing_a_declared_input_is_a_cache_miss() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        r#"
+name: inputs
+defaults:
+  cache: true
+tasks:
+  t:
+    type: command
+    with:
+      argv: [sh, scripts/step.sh]
+      inputs: [scripts]
+"#,
+    );
+    sb.write("scripts/step.sh", "echo one >> t.log\n");
+    let runs = || std::fs::read_to_string(sb.path().join("t.log")).unwrap_or_default();
+    sb.run_json(&["p.yaml"]);
+    let (_, rec) = sb.run_json(&["p.yaml"]);
+    assert_eq!(status(&rec, "t"), "cached", "{rec}");
+    assert_eq!(runs(), "one\n");
+
+    // Same params, edited script: the stale result is not reused.
+    sb.write("scripts/step.sh", "echo two >> t.log\n");
+    let (_, rec) = sb.run_json(&["p.yaml"]);
+    assert_eq!(status(&rec, "t"), "succeeded", "{rec}");
+    assert_eq!(runs(), "one\ntwo\n");
+    // A new file in the input directory is an edit too; then the cache holds again.
+    sb.write("scripts/helper.sh", "true\n");
+    let (_, rec) = sb.run_json(&["p.yaml"]);
+    assert_eq!(status(&rec, "t"), "succeeded");
+    let (_, rec) = sb.run_json(&["p.yaml"]);
+    assert_eq!(status(&rec, "t"), "cached");
+    assert_eq!(runs(), "one\ntwo\ntwo\n");
+}
+
+#[test]
 fn cache_ttl_expires() {
     let sb = Sandbox::new();
     sb.write(

@@ -4,6 +4,8 @@
 //! params (after interpolation), and the fingerprint of each direct dependency's output.
 //! So an entry is invalidated by:
 //! - a change to any param of the task (including a `--param` or `${env.X}` it uses);
+//! - a change to the contents of a file the task names as a cache input
+//!   (`Task::cache_inputs`, e.g. a `command`'s `inputs`), see [`hash_inputs`];
 //! - a new version of the task type (bumped when its behaviour changes);
 //! - a changed output of any direct dependency (its fingerprint: e.g. a new table version);
 //! - its age passing `cache.ttl`;
@@ -48,16 +50,73 @@ pub struct Cache {
     dir: PathBuf,
 }
 
-/// Computes a task's cache key.
-pub fn cache_key(task_type: &str, version: &str, params: &Json, upstream: &BTreeMap<String, TaskOutput>) -> String {
+/// Computes a task's cache key. `inputs` is the [`hash_inputs`] of its cache inputs (`None`
+/// when it names none).
+pub fn cache_key(
+    task_type: &str,
+    version: &str,
+    params: &Json,
+    upstream: &BTreeMap<String, TaskOutput>,
+    inputs: Option<&str>,
+) -> String {
     let fingerprints: BTreeMap<&str, &str> = upstream.iter().map(|(k, v)| (k.as_str(), v.fingerprint.as_str())).collect();
-    let material = serde_json::json!({
+    let mut material = serde_json::json!({
         "type": task_type,
         "version": version,
         "params": canonical(params),
         "upstream": fingerprints,
     });
+    if let Some(inputs) = inputs {
+        material["inputs"] = Json::from(inputs);
+    }
     blake3::hash(material.to_string().as_bytes()).to_hex().to_string()
+}
+
+/// BLAKE3 of the contents of `paths`: each file's path and bytes; a directory's files
+/// recursively, in sorted order, skipping hidden entries and `__pycache__`. A path that does
+/// not exist hashes as missing (so creating it changes the hash).
+pub fn hash_inputs(paths: &[PathBuf]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for path in paths {
+        hash_path(&mut hasher, path);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+fn hash_path(hasher: &mut blake3::Hasher, path: &std::path::Path) {
+    hasher.update(path.to_string_lossy().as_bytes());
+    hasher.update(b"\0");
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    !name.starts_with('.') && name != "__pycache__"
+                })
+                .map(|e| e.path())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        entries.sort();
+        hasher.update(b"dir\0");
+        for entry in entries {
+            hash_path(hasher, &entry);
+        }
+    } else {
+        match std::fs::File::open(path) {
+            Ok(mut file) => {
+                hasher.update(b"file\0");
+                if std::io::copy(&mut file, hasher).is_err() {
+                    hasher.update(b"unreadable\0");
+                }
+            }
+            Err(_) => {
+                hasher.update(b"missing\0");
+            }
+        }
+    }
 }
 
 /// JSON with object keys sorted, so equal params hash equally whatever their order.
@@ -114,12 +173,43 @@ mod tests {
     #[test]
     fn key_depends_on_every_input_but_not_key_order() {
         let up = |fp: &str| BTreeMap::from([("a".to_string(), TaskOutput::new().with_fingerprint(fp))]);
-        let base = cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f1"));
-        assert_eq!(base, cache_key("t", "1", &json!({"y": 2, "x": 1}), &up("f1")));
-        assert_ne!(base, cache_key("u", "1", &json!({"x": 1, "y": 2}), &up("f1")));
-        assert_ne!(base, cache_key("t", "2", &json!({"x": 1, "y": 2}), &up("f1")));
-        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 3}), &up("f1")));
-        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f2")));
+        let base = cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f1"), None);
+        assert_eq!(base, cache_key("t", "1", &json!({"y": 2, "x": 1}), &up("f1"), None));
+        assert_ne!(base, cache_key("u", "1", &json!({"x": 1, "y": 2}), &up("f1"), None));
+        assert_ne!(base, cache_key("t", "2", &json!({"x": 1, "y": 2}), &up("f1"), None));
+        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 3}), &up("f1"), None));
+        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f2"), None));
+        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f1"), Some("h")));
+    }
+
+    #[test]
+    fn input_hash_follows_contents_not_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("pkg");
+        std::fs::create_dir_all(pkg.join("__pycache__")).unwrap();
+        std::fs::write(pkg.join("a.py"), "x = 1\n").unwrap();
+        std::fs::write(pkg.join("b.py"), "y = 2\n").unwrap();
+        let inputs = [pkg.clone(), dir.path().join("extra.txt")];
+        let base = hash_inputs(&inputs);
+        assert_eq!(base, hash_inputs(&inputs), "deterministic");
+        // Byte-equal rewrite, compiled files and hidden files change nothing.
+        std::fs::write(pkg.join("a.py"), "x = 1\n").unwrap();
+        std::fs::write(pkg.join("__pycache__/a.cpython.pyc"), "compiled").unwrap();
+        std::fs::write(pkg.join(".a.py.swp"), "editor").unwrap();
+        assert_eq!(base, hash_inputs(&inputs));
+        // An edit, a new file and a missing input appearing each change it.
+        std::fs::write(pkg.join("a.py"), "x = 3\n").unwrap();
+        let edited = hash_inputs(&inputs);
+        assert_ne!(base, edited);
+        std::fs::write(pkg.join("c.py"), "").unwrap();
+        let added = hash_inputs(&inputs);
+        assert_ne!(edited, added);
+        std::fs::write(dir.path().join("extra.txt"), "").unwrap();
+        assert_ne!(added, hash_inputs(&inputs));
+        // Moving bytes from one file to another is a change too.
+        std::fs::write(pkg.join("a.py"), "").unwrap();
+        std::fs::write(pkg.join("b.py"), "x = 3\ny = 2\n").unwrap();
+        assert_ne!(hash_inputs(&inputs), base);
     }
 
     #[test]

@@ -397,7 +397,22 @@ async fn run_task_inner(shared: &Shared, i: usize, upstream: Arc<BTreeMap<String
         shared.record(finished(&spec.id, TaskStatus::Failed, None, Some(error)));
         return Outcome { status: TaskStatus::Failed, output: None };
     };
-    let key = (spec.cache.enabled && shared.use_cache).then(|| cache_key(task.type_name(), task.version(), &spec.with, &upstream));
+    let key = if spec.cache.enabled && shared.use_cache {
+        let paths = task.cache_inputs(&spec.with);
+        if paths.is_empty() {
+            Some(cache_key(task.type_name(), task.version(), &spec.with, &upstream, None))
+        } else {
+            match tokio::task::spawn_blocking(move || crate::cache::hash_inputs(&paths)).await {
+                Ok(inputs) => Some(cache_key(task.type_name(), task.version(), &spec.with, &upstream, Some(&inputs))),
+                Err(e) => {
+                    warn!(error = %e, "hashing the cache inputs failed: the cache is not used for this task");
+                    None
+                }
+            }
+        }
+    } else {
+        None
+    };
     shared.record(Event::TaskStarted { task: spec.id.clone(), at: Utc::now(), cache_key: key.clone() });
 
     if let Some(key) = &key {

@@ -204,6 +204,12 @@ pub trait Task: Send + Sync + 'static {
     fn watch_paths(&self, _params: &Self::Params) -> Vec<PathBuf> {
         Vec::new()
     }
+
+    /// Files or directories whose contents are part of the task's cache key (e.g. the script
+    /// a command runs): editing one of them turns a cache hit into a miss.
+    fn cache_inputs(&self, _params: &Self::Params) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// A task type with its params type erased, as the registry stores it.
@@ -224,6 +230,8 @@ pub trait DynTask: Send + Sync {
     fn output_still_valid<'a>(&'a self, params: &'a Value, output: &'a TaskOutput) -> BoxFuture<'a, bool>;
     /// See [`Task::watch_paths`].
     fn watch_paths(&self, params: &Value) -> Vec<PathBuf>;
+    /// See [`Task::cache_inputs`].
+    fn cache_inputs(&self, params: &Value) -> Vec<PathBuf>;
 }
 
 /// Wraps a [`Task`] as a [`DynTask`].
@@ -266,6 +274,10 @@ impl<T: Task> DynTask for Erased<T> {
 
     fn watch_paths(&self, params: &Value) -> Vec<PathBuf> {
         parse_params::<T::Params>(params).map(|p| self.0.watch_paths(&p)).unwrap_or_default()
+    }
+
+    fn cache_inputs(&self, params: &Value) -> Vec<PathBuf> {
+        parse_params::<T::Params>(params).map(|p| self.0.cache_inputs(&p)).unwrap_or_default()
     }
 
     fn output_still_valid<'a>(&'a self, params: &'a Value, output: &'a TaskOutput) -> BoxFuture<'a, bool> {

@@ -11,6 +11,8 @@
 //!   started (not found, bad working directory) is a configuration error.
 //! - Outputs: `exit_code`, `stdout_tail` (last 4 KiB); the fingerprint hashes the whole stdout
 //!   and the size and modification time of each declared `outputs` file.
+//! - Cache: the contents of the declared `inputs` (files or directories) are part of the
+//!   cache key, so a cached result never outlives an edit of the code it ran.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +43,12 @@ pub struct CommandParams {
     /// their size and modification time are part of the fingerprint (default: none).
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// Files or directories the command reads (its script, its code): their contents are part
+    /// of the cache key, so editing one reruns the task instead of reusing a stale result
+    /// (directories are hashed recursively, skipping hidden entries and `__pycache__`;
+    /// default: none).
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 const STDOUT_TAIL: usize = 4096;
@@ -123,6 +131,10 @@ impl Task for Command {
 
     async fn output_still_valid(&self, params: &CommandParams, _output: &TaskOutput) -> bool {
         params.outputs.iter().all(|p| PathBuf::from(p).exists())
+    }
+
+    fn cache_inputs(&self, params: &CommandParams) -> Vec<PathBuf> {
+        params.inputs.iter().map(PathBuf::from).collect()
     }
 }
 

@@ -43,6 +43,9 @@ impl Sandbox {
     /// Writes a file under the sandbox and returns its path.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent folder");
+        }
         std::fs::write(&path, text).expect("write file");
         path
     }
