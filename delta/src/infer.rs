@@ -22,6 +22,12 @@
 //! `model_uri` is its absolute path and `model_version` the first 12 hex digits of the
 //! SHA-256 of its `manifest.json` (`local` when that cannot be read); for a registry URI,
 //! `model_uri` is the URI as given and `model_version` the registry version it resolved to.
+//!
+//! The model is resolved only when there is new silver data, once per run: a run without new
+//! data needs neither the registry nor ONNX Runtime. New rows are scored by the version the
+//! URI names at that moment; rows already in gold keep the prediction and `model_version`
+//! they were scored with (when an alias moves, history is not re-scored behind the user's
+//! back: reset the gold table and rerun to re-score everything with the new version).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
@@ -72,6 +78,8 @@ pub const LOG_EVERY_ROWS: u64 = 50_000;
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// Default `cache_dir`.
 pub const DEFAULT_CACHE_DIR: &str = tweetflow_model::DEFAULT_CACHE_DIR;
+/// How many commits back a run without new silver data looks for the model gold last used.
+pub const RECORDED_MODEL_LOOKBACK: i64 = 20;
 /// `model_version` of a directory model whose manifest hash cannot be read.
 pub const LOCAL_VERSION: &str = "local";
 
@@ -537,24 +545,52 @@ fn append_op() -> DeltaOperation {
 
 /// Runs `infer` once: every silver version not yet consumed.
 ///
+/// The model is resolved (and a registry URI looked up) only when there is new silver data:
+/// a run with nothing to do needs neither the registry nor ONNX Runtime.
+///
 /// When another run commits to gold meanwhile, the work is planned again from the log (up to
 /// [`crate::CONFLICT_REPLANS`] times, then a retryable conflict).
 pub async fn infer(params: &InferParams, opts: &RunOptions) -> InferResult<InferSummary> {
-    let model = resolve_model(params).await?;
-    let mut predictor = Predictor::new(
-        model.dir.clone(),
-        params.classifier_options(),
-        params.batch_size,
-    );
-    infer_with(params, opts, &model, &mut predictor).await
+    let mut model = LoadedModel::default();
+    infer_with(params, opts, &mut model).await
 }
 
-/// [`infer`] with a resolved model and a predictor (which may hold a loaded classifier).
+/// The model of a run, resolved on first need and kept across re-plans.
+#[derive(Default)]
+pub struct LoadedModel {
+    resolved: Option<(ResolvedModel, Predictor)>,
+}
+
+impl LoadedModel {
+    /// A model resolved already, with its predictor (which may hold a loaded classifier).
+    pub fn new(model: ResolvedModel, predictor: Predictor) -> Self {
+        LoadedModel {
+            resolved: Some((model, predictor)),
+        }
+    }
+
+    async fn get(&mut self, params: &InferParams) -> InferResult<(&ResolvedModel, &mut Predictor)> {
+        if self.resolved.is_none() {
+            let model = resolve_model(params).await?;
+            let predictor = Predictor::new(
+                model.dir.clone(),
+                params.classifier_options(),
+                params.batch_size,
+            );
+            self.resolved = Some((model, predictor));
+        }
+        match &mut self.resolved {
+            Some((model, predictor)) => Ok((model, predictor)),
+            None => Err(InferError::Worker("model slot left empty".into())),
+        }
+    }
+}
+
+/// [`infer`] with a model slot (which may hold a resolved model and a loaded classifier).
 pub async fn infer_with(
     params: &InferParams,
     opts: &RunOptions,
-    model: &ResolvedModel,
-    predictor: &mut Predictor,
+    model: &mut LoadedModel,
 ) -> InferResult<InferSummary> {
     if params.batch_size == 0 {
         return Err(DeltaTaskError::Param {
@@ -563,9 +599,16 @@ pub async fn infer_with(
         }
         .into());
     }
+    // Mistakes in `model` are reported whether or not there is data: the URI's syntax, and a
+    // model directory that is not there (both without any network access).
+    if let ModelSource::Dir(dir) = ModelSource::parse(&params.model)?
+        && !dir.is_dir()
+    {
+        tweetflow_model::verify_dir(&dir)?;
+    }
     let mut replans = 0;
     loop {
-        match infer_attempt(params, opts, model, predictor).await {
+        match infer_attempt(params, opts, model).await {
             Err(InferError::Delta(DeltaTaskError::Conflict { table, message }))
                 if replans < crate::CONFLICT_REPLANS =>
             {
@@ -575,6 +618,30 @@ pub async fn infer_with(
             other => return other,
         }
     }
+}
+
+/// The model URI and version of gold's latest infer commit (searching back at most
+/// [`RECORDED_MODEL_LOOKBACK`] commits).
+async fn recorded_model(gold: &deltalake::DeltaTable, location: &str) -> Option<(String, String)> {
+    let latest = table::version(gold);
+    let oldest = (latest - RECORDED_MODEL_LOOKBACK).max(0);
+    for v in (oldest..=latest).rev() {
+        let Ok(actions) = table::commit_actions(gold, location, v).await else {
+            continue;
+        };
+        for action in actions {
+            if let Action::CommitInfo(info) = action
+                && let Some(value) = info.info.get(table::COMMIT_INFO_KEY)
+                && value.get("app").and_then(|a| a.as_str()) == Some(APP_ID)
+            {
+                let field = |k: &str| value.get(k).and_then(|x| x.as_str()).map(str::to_string);
+                if let (Some(uri), Some(version)) = (field("model_uri"), field("model_version")) {
+                    return Some((uri, version));
+                }
+            }
+        }
+    }
+    None
 }
 
 struct Progress {
@@ -642,8 +709,7 @@ fn add_rows(add: &deltalake::kernel::Add) -> u64 {
 async fn infer_attempt(
     params: &InferParams,
     opts: &RunOptions,
-    model: &ResolvedModel,
-    predictor: &mut Predictor,
+    model: &mut LoadedModel,
 ) -> InferResult<InferSummary> {
     let silver_loc = params.input.clone();
     let gold_loc = params.table.clone();
@@ -655,15 +721,17 @@ async fn infer_attempt(
                 location: silver_loc.clone(),
             })?;
     let hi = table::version(&silver);
-    let mut gold = table::open_or_create(&gold_loc, &gold_schema()?, &[]).await?;
-    let lo = table::app_version(&gold, &gold_loc, APP_ID)
-        .await?
-        .unwrap_or(-1);
+    // Gold is created only when there is something to write (and the model resolved).
+    let existing_gold = table::open_table(&gold_loc).await?;
+    let lo = match &existing_gold {
+        Some(gold) => table::app_version(gold, &gold_loc, APP_ID)
+            .await?
+            .unwrap_or(-1),
+        None => -1,
+    };
     let mut summary = InferSummary {
         silver_version: lo,
-        table_version: table::version(&gold),
-        model_uri: model.uri.clone(),
-        model_version: model.version.clone(),
+        table_version: existing_gold.as_ref().map_or(-1, table::version),
         ..Default::default()
     };
     if lo > hi {
@@ -674,9 +742,23 @@ async fn infer_attempt(
         .into());
     }
     if lo == hi {
+        // Nothing new: the model is not resolved; the summary names the one gold last used.
         summary.silver_version = hi;
+        if let Some(gold) = &existing_gold
+            && let Some((uri, version)) = recorded_model(gold, &gold_loc).await
+        {
+            summary.model_uri = uri;
+            summary.model_version = version;
+        }
         return Ok(summary);
     }
+    let (model, predictor) = model.get(params).await?;
+    summary.model_uri = model.uri.clone();
+    summary.model_version = model.version.clone();
+    let mut gold = match existing_gold {
+        Some(gold) => gold,
+        None => table::open_or_create(&gold_loc, &gold_schema()?, &[]).await?,
+    };
     // Plan: the files silver versions lo+1..=hi added.
     let mut files = Vec::new();
     for v in (lo + 1)..=hi {

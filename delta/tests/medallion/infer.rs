@@ -179,13 +179,29 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
 
 #[tokio::test]
 async fn infer_batch_size_does_not_change_the_gold_labels() {
+    batch_size_does_not_change_the_gold_labels(tiny_model()).await;
+}
+
+/// The same with the int8 fixture (quantized like the real encoder, activations per row).
+#[tokio::test]
+async fn infer_batch_size_does_not_change_the_gold_labels_of_an_int8_model() {
+    batch_size_does_not_change_the_gold_labels(repo_root().join("tests/fixtures/tiny-model-int8"))
+        .await;
+}
+
+async fn batch_size_does_not_change_the_gold_labels(model: PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     add_silver(dir, "tweets", 200, None).await;
-    let one = infer(&params(dir, "gold1", 1), &RunOptions::default())
+    let with_model = |gold: &str, batch: usize| {
+        let mut ip = params(dir, gold, batch);
+        ip.model = model.display().to_string();
+        ip
+    };
+    let one = infer(&with_model("gold1", 1), &RunOptions::default())
         .await
         .unwrap();
-    let many = infer(&params(dir, "gold32", 32), &RunOptions::default())
+    let many = infer(&with_model("gold32", 32), &RunOptions::default())
         .await
         .unwrap();
     assert_eq!(one.rows, many.rows);
@@ -545,4 +561,24 @@ async fn infer_with_the_registry_unreachable_child() {
     assert_eq!(te.kind, ErrorKind::Retryable, "{}", te.message);
     assert_eq!(version(&ip.table).await, -1, "nothing written");
     println!("{}", te.message);
+
+    // Once gold is up to date, a run with nothing new needs no registry: it succeeds and
+    // names the model gold last used.
+    let local = infer(&params(&dir, "gold", 32), &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(local.rows > 0);
+    let noop = infer(&ip, &RunOptions::default()).await.unwrap();
+    assert_eq!(noop.rows, 0);
+    assert_eq!(noop.table_version, local.table_version);
+    assert_eq!(noop.silver_version, local.silver_version);
+    assert_eq!(
+        (noop.model_uri, noop.model_version),
+        (local.model_uri, local.model_version)
+    );
+    // New silver data: the registry is needed again, and still unreachable.
+    add_silver(&dir, "more", 30, Some(3)).await;
+    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(version(&ip.table).await, local.table_version);
 }
