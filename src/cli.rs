@@ -224,8 +224,12 @@ pub enum ModelCommand {
         #[arg(long)]
         alias: Option<String>,
         /// Register only if the registry has no version with this alias yet.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "if_changed")]
         if_missing: bool,
+        /// Register only if the alias does not already point at a version of this very
+        /// directory (same manifest SHA-256): a retrained model is registered, a rerun is not.
+        #[arg(long, requires = "alias")]
+        if_changed: bool,
     },
     /// Resolve a model URI (`models:/NAME@ALIAS`, `/VERSION`, `/latest`, `/Stage`) or a
     /// directory, download it into the local cache and check it loads.

@@ -10,14 +10,26 @@ use crate::exit;
 pub async fn model(command: ModelCommand) -> anyhow::Result<u8> {
     let client = Client::from_env()?;
     match command {
-        ModelCommand::Register { dir, name, alias, if_missing } => {
-            if if_missing {
+        ModelCommand::Register { dir, name, alias, if_missing, if_changed } => {
+            if if_missing || if_changed {
                 if let Some(alias) = &alias {
                     let uri = ModelUri::parse(&format!("models:/{name}@{alias}"))?;
                     match client.resolve_model_uri(&uri).await {
-                        Ok(found) => {
+                        Ok(found) if if_missing => {
                             println!("{name}@{alias} is already version {}: nothing to do", found.version);
                             return Ok(exit::OK);
+                        }
+                        Ok(found) => {
+                            let (local_sha, _) = tweetflow_model::manifest::sha256_file(&dir.join(tweetflow_model::manifest::MANIFEST_FILE))?;
+                            let same = found
+                                .model_version
+                                .tags
+                                .iter()
+                                .any(|t| t.key == tweetflow_model::registry::MANIFEST_TAG && t.value == local_sha);
+                            if same {
+                                println!("{name}@{alias} is already version {} with this manifest: nothing to do", found.version);
+                                return Ok(exit::OK);
+                            }
                         }
                         Err(e) if e.is_not_found() => {}
                         Err(e) => return Err(e.into()),

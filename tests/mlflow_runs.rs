@@ -110,24 +110,31 @@ fn model_register_and_resolve_from_the_command_line() {
     let sb = Sandbox::new();
     let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-model");
     let name = format!("tiny-cli-{}", std::process::id());
-    let register = |extra: &[&str]| {
-        let mut args = vec!["model", "register", tiny.to_str().unwrap(), "--name", &name, "--alias", "production"];
+    let tiny_int8 = tiny.with_file_name("tiny-model-int8");
+    let register_dir = |dir: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["model", "register", dir.to_str().unwrap(), "--name", &name, "--alias", "production"];
         args.extend_from_slice(extra);
-        sb.cmd(&args).env("MLFLOW_TRACKING_URI", &server.url).output().unwrap()
+        let out = sb.cmd(&args).env("MLFLOW_TRACKING_URI", &server.url).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let out = register(&["--if-missing"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("version 1 (alias production)"));
-    let again = register(&["--if-missing"]);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already version 1"), "set-up is idempotent");
+    let register = |extra: &[&str]| register_dir(&tiny, extra);
+    assert!(register(&["--if-missing"]).contains("version 1 (alias production)"));
+    assert!(register(&["--if-missing"]).contains("already version 1"), "set-up is idempotent");
+    // --if-changed: the same directory again is a no-op, a retrained one becomes the new version.
+    assert!(register(&["--if-changed"]).contains("already version 1 with this manifest"));
+    assert!(register_dir(&tiny_int8, &["--if-changed"]).contains("version 2 (alias production)"));
+    assert!(register_dir(&tiny_int8, &["--if-changed"]).contains("already version 2"));
+    assert!(register(&["--if-missing"]).contains("already version 2"), "--if-missing keeps whatever the alias serves");
+    assert!(register(&["--if-changed"]).contains("version 3 (alias production)"));
     let out = sb
         .cmd(&["model", "resolve", &format!("models:/{name}@production"), "--cache-dir", "cache"])
         .env("MLFLOW_TRACKING_URI", &server.url)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("(version 1)") && text.contains("Negative, Neutral, Positive"), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(sb.path().join(format!("cache/{name}/1/model.onnx")).exists());
+    assert!(out.status.success() && text.contains("(version 3)") && text.contains("Negative, Neutral, Positive"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sb.path().join(format!("cache/{name}/3/model.onnx")).exists());
 }
 
 #[test]

@@ -506,6 +506,26 @@ impl Classifier {
     /// for a text, the model is not run for it: its probabilities are uniform and the label
     /// follows the usual rule (first column, or neutral within a binary model's band).
     pub fn predict(&mut self, texts: &[&str], batch_size: usize) -> Result<Vec<Prediction>> {
+        self.predict_batched(texts, batch_size, true)
+    }
+
+    /// [`Classifier::predict`] with batches cut in the order the distinct texts first appear
+    /// (no length sorting: more padding, same answers). Shows that a text's prediction does
+    /// not depend on its batch mates.
+    pub fn predict_in_input_order(
+        &mut self,
+        texts: &[&str],
+        batch_size: usize,
+    ) -> Result<Vec<Prediction>> {
+        self.predict_batched(texts, batch_size, false)
+    }
+
+    fn predict_batched(
+        &mut self,
+        texts: &[&str],
+        batch_size: usize,
+        sort_by_length: bool,
+    ) -> Result<Vec<Prediction>> {
         let batch_size = if batch_size == 0 {
             DEFAULT_BATCH_SIZE
         } else {
@@ -526,7 +546,9 @@ impl Classifier {
             .collect();
         let encoded = self.encode(&distinct)?;
         let mut order: Vec<usize> = (0..distinct.len()).collect();
-        order.sort_by_key(|&i| encoded[i].len());
+        if sort_by_length {
+            order.sort_by_key(|&i| encoded[i].len());
+        }
         let mut probs: Vec<Option<Vec<f32>>> = vec![None; distinct.len()];
         let n = self.labels.len();
         let (empty, nonempty): (Vec<usize>, Vec<usize>) =

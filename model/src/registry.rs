@@ -250,6 +250,9 @@ pub async fn resolve(
     }
 }
 
+/// The model-version tag holding the SHA-256 of the registered directory's `manifest.json`.
+pub const MANIFEST_TAG: &str = "manifest_sha256";
+
 /// Registers a model directory as a new version of `name`: verifies its manifest, uploads
 /// the directory as the artifacts (`model/`) of a new run of the experiment
 /// [`REGISTER_EXPERIMENT`], creates the registered model if needed, creates a version whose
@@ -317,7 +320,7 @@ pub async fn register(
                 name,
                 &source,
                 Some(&run_id),
-                &[("manifest_sha256".to_string(), manifest_sha.clone())],
+                &[(MANIFEST_TAG.to_string(), manifest_sha.clone())],
             )
             .await
             .map_err(|e| ModelError::registry(format!("creating a version of {name}"), e))?;

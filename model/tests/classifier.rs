@@ -1,10 +1,10 @@
-//! Classifier tests on the tiny fixture models (fp32, a few KB).
+//! Classifier tests on the tiny fixture models (fp32 and int8, a few KB).
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::{copy_dir, fixture, sample_texts, tiny, tiny_with_labels};
+use common::{copy_dir, fixture, sample_texts, tiny, tiny_int8, tiny_with_labels};
 use tweetflow_model::{Classifier, ClassifierOptions, ErrorClass, ModelError, Sentiment};
 
 fn load(dir: &std::path::Path) -> Classifier {
@@ -50,10 +50,22 @@ fn tiny_model_predicts_the_obvious() {
 
 #[test]
 fn batching_and_order_do_not_change_predictions() {
+    batching_and_order_do_not_change_predictions_of(&tiny());
+}
+
+/// The int8 fixture is quantized like the real encoder (activations per row): batch mates
+/// must not move a text's probabilities either.
+#[test]
+fn batching_and_order_do_not_change_predictions_of_the_int8_model() {
+    batching_and_order_do_not_change_predictions_of(&tiny_int8());
+}
+
+fn batching_and_order_do_not_change_predictions_of(model: &std::path::Path) {
     let texts = sample_texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut c = load(&tiny());
+    let mut c = load(model);
     let one = c.predict(&refs, 1).unwrap();
+    let unsorted = c.predict_in_input_order(&refs, 32).unwrap();
     let many = c.predict(&refs, 32).unwrap();
     let default = c.predict(&refs, 0).unwrap();
     // Same texts, reversed and sorted by length: predictions follow their text.
@@ -74,6 +86,13 @@ fn batching_and_order_do_not_change_predictions() {
         assert!(
             close(&one[i].probabilities, &default[i].probabilities),
             "{t}"
+        );
+        assert_eq!(one[i].label, unsorted[i].label, "{t}");
+        assert!(
+            close(&one[i].probabilities, &unsorted[i].probabilities),
+            "{t}: {:?} vs {:?} in unsorted batches",
+            one[i],
+            unsorted[i]
         );
         let j = refs.len() - 1 - i;
         assert_eq!(rev[j].label, one[i].label, "{t}");

@@ -1,11 +1,13 @@
 import json
 
 import numpy as np
+import pytest
 from tokenizers import Tokenizer
 
 from tweetflow_model import common, tiny
 
 FIXTURE = common.REPO_ROOT / "tests" / "fixtures" / "tiny-model"
+FIXTURE_INT8 = common.REPO_ROOT / "tests" / "fixtures" / "tiny-model-int8"
 
 
 def files(d):
@@ -24,8 +26,9 @@ def test_tiny_builds_deterministically(tmp_path):
     assert 40 <= len(vocab) <= 60
 
 
-def test_tiny_runs_in_onnxruntime(tmp_path):
-    tiny.build(tmp_path)
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_tiny_runs_in_onnxruntime(tmp_path, int8):
+    tiny.build(tmp_path, int8=int8)
     cfg = json.loads((tmp_path / "config.json").read_text())
     labels = [cfg["id2label"][str(i)] for i in range(3)]
     assert labels == ["NEG", "NEU", "POS"]
@@ -38,11 +41,29 @@ def test_tiny_runs_in_onnxruntime(tmp_path):
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
     assert [labels[i] for i in probs.argmax(1)] == ["POS", "NEG", "NEU", "NEU"]
     # padding does not change a text's probabilities
-    alone = session.run(["probabilities"], common.encode_batch(tok, texts[:1]))[0]
-    np.testing.assert_allclose(alone[0], probs[0], atol=1e-6)
+    for i, text in enumerate(texts):
+        alone = session.run(["probabilities"], common.encode_batch(tok, [text]))[0]
+        np.testing.assert_allclose(alone[0], probs[i], atol=1e-6)
 
 
-def test_checked_in_fixture_is_what_the_command_builds(tmp_path):
-    tiny.build(tmp_path)
-    assert files(FIXTURE) == files(tmp_path), "regenerate with: python -m tweetflow_model.tiny"
-    assert common.verify_manifest(FIXTURE) == []
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_checked_in_fixture_is_what_the_command_builds(tmp_path, int8):
+    tiny.build(tmp_path, int8=int8)
+    fixture = FIXTURE_INT8 if int8 else FIXTURE
+    flag = " --int8" if int8 else ""
+    assert files(fixture) == files(tmp_path), f"regenerate with: python -m tweetflow_model.tiny{flag}"
+    assert common.verify_manifest(fixture) == []
+
+
+def test_int8_tiny_model_is_quantized_and_close_to_fp32(tmp_path):
+    import onnx
+
+    tiny.build(tmp_path / "fp32")
+    tiny.build(tmp_path / "int8", int8=True)
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node]
+    assert "MatMulInteger" in ops and "MatMul" not in ops
+    tok = Tokenizer.from_file(str(tmp_path / "fp32" / "tokenizer.json"))
+    batch = common.encode_batch(tok, ["I love this great movie", "so tired and sad today", "the table"])
+    fp32 = common.ort_session(tmp_path / "fp32" / "model.onnx").run(None, batch)[0]
+    int8 = common.ort_session(tmp_path / "int8" / "model.onnx").run(None, batch)[0]
+    np.testing.assert_allclose(int8, fp32, atol=0.02)

@@ -14,7 +14,11 @@ set by hand, so two builds are byte-identical (with the same onnx and tokenizers
 * config.json: id2label {0: NEG, 1: NEU, 2: POS}, label2id, onnx_inputs, onnx_output.
 * manifest.json: SHA-256 of each file.
 
+With ``--int8`` the graph goes through ``tweetflow_model.quantize`` (int8 embedding rows,
+int8 head with per-row activation scales), like the real model's encoder.
+
     python -m tweetflow_model.tiny [--out tests/fixtures/tiny-model]
+    python -m tweetflow_model.tiny --int8 [--out tests/fixtures/tiny-model-int8]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ HEAD_W = np.array([[0.0, 0.0, 6.0],   # positive dimension
                   np.float32)
 HEAD_B = np.zeros(3, np.float32)
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "tiny-model"
+DEFAULT_OUT_INT8 = REPO_ROOT / "tests" / "fixtures" / "tiny-model-int8"
 
 
 def build_tokenizer():
@@ -104,11 +109,16 @@ def build_model() -> onnx.ModelProto:
     return model
 
 
-def build(out: Path) -> None:
+def build(out: Path, int8: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.iterdir():
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    (out / "model.onnx").write_bytes(build_model().SerializeToString())
+    model = build_model()
+    if int8:
+        from .quantize import quantize_model
+
+        model, _ = quantize_model(model)
+    (out / "model.onnx").write_bytes(model.SerializeToString())
     build_tokenizer().save(str(out / "tokenizer.json"), pretty=True)
     write_json(out / "config.json", {
         "model_type": "tweetflow-tiny",
@@ -119,15 +129,18 @@ def build(out: Path) -> None:
         "onnx_inputs": ["input_ids", "attention_mask", "token_type_ids"],
         "onnx_output": "probabilities",
         "pooling": "mean", "normalize_embeddings": False, "max_length": MAX_LENGTH,
+        **({"quantization": "int8: weights per column, activations per row"} if int8 else {}),
     })
     write_manifest(out)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--int8", action="store_true", help="quantize the graph like the real encoder")
     a = ap.parse_args(argv)
-    build(a.out)
+    a.out = a.out or (DEFAULT_OUT_INT8 if a.int8 else DEFAULT_OUT)
+    build(a.out, int8=a.int8)
     size = sum(p.stat().st_size for p in a.out.iterdir())
     print(f"tiny: wrote {a.out} ({size} bytes)")
 

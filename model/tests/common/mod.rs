@@ -8,6 +8,12 @@ pub fn tiny() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-model")
 }
 
+/// `tests/fixtures/tiny-model-int8` of the workspace: the tiny model quantized like the real
+/// encoder (int8 weights, activations quantized per row).
+pub fn tiny_int8() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-model-int8")
+}
+
 /// A fixture of this crate (`model/tests/fixtures/<name>`).
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
