@@ -49,10 +49,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", tweetflow_delta::bench::bench_medallion(&options).await?);
             Ok(exit::OK)
         }
-        Command::Bench { command: BenchCommand::Infer { input, model, batch_size, limit } } => {
+        Command::Bench { command: BenchCommand::Infer { input, model, batch_size, limit, rounds } } => {
             let mut options = tweetflow_delta::infer::InferBenchOptions::new(input, model);
             options.batch_size = batch_size;
             options.limit = limit;
+            options.rounds = rounds;
             println!("{}", tweetflow_delta::infer::bench_infer(&options).await?);
             Ok(exit::OK)
         }
