@@ -366,6 +366,7 @@ pub async fn load_classifier(dir: &Path, options: ClassifierOptions) -> InferRes
 /// The model side of a run: the classifier (loaded on first use) and the prediction cache.
 pub struct Predictor {
     classifier: Option<Classifier>,
+    loading: Option<tokio::task::JoinHandle<tweetflow_model::Result<Classifier>>>,
     dir: PathBuf,
     options: ClassifierOptions,
     batch_size: usize,
@@ -383,6 +384,7 @@ impl Predictor {
     pub fn new(dir: PathBuf, options: ClassifierOptions, batch_size: usize) -> Self {
         Predictor {
             classifier: None,
+            loading: None,
             dir,
             options,
             batch_size: batch_size.max(1),
@@ -396,11 +398,25 @@ impl Predictor {
         let dir = classifier.dir().to_path_buf();
         Predictor {
             classifier: Some(classifier),
+            loading: None,
             dir,
             options: ClassifierOptions::default(),
             batch_size: batch_size.max(1),
             cache: HashMap::new(),
             distinct_texts: 0,
+        }
+    }
+
+    /// Starts loading the classifier in a blocking thread, so that the load overlaps with
+    /// whatever the caller does next (planning, reading the first batch); the first
+    /// [`Predictor::predict`] waits for it. Does nothing when it is loaded or loading.
+    pub fn preload(&mut self) {
+        if self.classifier.is_none() && self.loading.is_none() {
+            let dir = self.dir.clone();
+            let options = self.options.clone();
+            self.loading = Some(tokio::task::spawn_blocking(move || {
+                Classifier::load(&dir, options)
+            }));
         }
     }
 
@@ -437,9 +453,12 @@ impl Predictor {
             return Ok(out);
         }
         self.distinct_texts += misses.len() as u64;
-        let classifier = match self.classifier.take() {
-            Some(c) => c,
-            None => load_classifier(&self.dir, self.options.clone()).await?,
+        let classifier = match (self.classifier.take(), self.loading.take()) {
+            (Some(c), _) => c,
+            (None, Some(loading)) => loading
+                .await
+                .map_err(|e| InferError::Worker(e.to_string()))??,
+            (None, None) => load_classifier(&self.dir, self.options.clone()).await?,
         };
         let batch_size = self.batch_size;
         let (classifier, misses, preds) = tokio::task::spawn_blocking(move || {
@@ -753,6 +772,7 @@ async fn infer_attempt(
         return Ok(summary);
     }
     let (model, predictor) = model.get(params).await?;
+    predictor.preload();
     summary.model_uri = model.uri.clone();
     summary.model_version = model.version.clone();
     let mut gold = match existing_gold {
