@@ -258,6 +258,46 @@ tasks:
     assert_eq!(runs(), "one\ntwo\ntwo\n");
 }
 
+/// A dependent's cache entry survives an upstream rerun that rewrites the same bytes
+/// (early cutoff), and not one that changes them.
+#[test]
+fn an_upstream_rerun_with_identical_outputs_keeps_dependents_cached() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        r#"
+name: cutoff
+defaults:
+  cache: true
+tasks:
+  build:
+    type: command
+    with:
+      argv: [sh, -c, 'cp source.txt built.txt; date +%s%N']
+      outputs: [built.txt]
+  use:
+    type: command
+    depends_on: [build]
+    with:
+      argv: [sh, -c, 'cat built.txt >> used.log']
+"#,
+    );
+    sb.write("source.txt", "v1\n");
+    let used = || std::fs::read_to_string(sb.path().join("used.log")).unwrap_or_default();
+    sb.run_json(&["p.yaml"]);
+    assert_eq!(used(), "v1\n");
+    // `build` reruns (new stdout, new mtime), same bytes: `use` stays cached.
+    let (_, rec) = sb.run_json(&["p.yaml", "--refresh", "build"]);
+    assert_eq!(status(&rec, "build"), "succeeded");
+    assert_eq!(status(&rec, "use"), "cached", "{rec}");
+    assert_eq!(used(), "v1\n");
+    // Different bytes: `use` runs.
+    sb.write("source.txt", "v2\n");
+    let (_, rec) = sb.run_json(&["p.yaml", "--refresh", "build"]);
+    assert_eq!(status(&rec, "use"), "succeeded");
+    assert_eq!(used(), "v1\nv2\n");
+}
+
 #[test]
 fn cache_ttl_expires() {
     let sb = Sandbox::new();

@@ -61,7 +61,7 @@ def test_int8_tiny_model_is_quantized_and_close_to_fp32(tmp_path):
     tiny.build(tmp_path / "fp32")
     tiny.build(tmp_path / "int8", int8=True)
     ops = [n.op_type for n in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node]
-    assert "MatMulInteger" in ops and "MatMul" not in ops
+    assert "MatMulIntegerToFloat" in ops and "MatMul" not in ops
     tok = Tokenizer.from_file(str(tmp_path / "fp32" / "tokenizer.json"))
     batch = common.encode_batch(tok, ["I love this great movie", "so tired and sad today", "the table"])
     fp32 = common.ort_session(tmp_path / "fp32" / "model.onnx").run(None, batch)[0]

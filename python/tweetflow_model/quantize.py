@@ -1,11 +1,15 @@
 """Dynamic int8 quantization of the encoder: int8 weights per output channel, activations
 quantized per token at run time.
 
-Every ``MatMul(x, W)`` whose ``W`` is a 2-D initializer becomes::
+Every ``MatMul(x, W)`` whose ``W`` is a 2-D initializer becomes, with ``x`` seen as rows
+[M, K] (M = the product of its leading dimensions)::
 
-    s   = max(|x|, over the last axis) / 127          one scale per token row, [..., 1]
-    q   = uint8(round(x / s) + 128)                    symmetric, zero point 128
-    y   = float(MatMulInteger(q, Wq, 128)) * s * w_s   Wq int8 = round(W / w_s), per column
+    s   = max(|x|, over the row) / 127                    one scale per token row, [M]
+    q   = QuantizeLinear(x, s, 128, axis=0)                uint8, symmetric around 128
+    y   = MatMulIntegerToFloat(q, Wq, 1, w_s, 128) * s     Wq int8 = round(W / w_s), per column
+
+``MatMulIntegerToFloat`` is ONNX Runtime's int8 GEMM (domain ``com.microsoft``) that applies
+the column scales in its epilogue; the row scales follow in one multiply.
 
 ONNX Runtime's ``quantize_dynamic`` uses ``DynamicQuantizeLinear``, whose scale is computed
 over the whole activation tensor: a text's result then depends on the other texts of its
@@ -30,7 +34,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 QMAX = 127.0
 ZERO_POINT = 128
-SCALE_EPS = 1e-12  # scale floor: an all-zero row quantizes to zeros instead of dividing by 0
+SCALE_EPS = 1e-12
+CONTRIB_DOMAIN = "com.microsoft"  # ONNX Runtime's operators (MatMulIntegerToFloat)  # scale floor: an all-zero row quantizes to zeros instead of dividing by 0
 
 
 def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,24 +52,35 @@ def quantize_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     inits = {t.name: t for t in graph.initializer}
     consts = [numpy_helper.from_array(np.array(QMAX, np.float32), "q_qmax"),
               numpy_helper.from_array(np.array(SCALE_EPS, np.float32), "q_eps"),
-              numpy_helper.from_array(np.array(float(ZERO_POINT), np.float32), "q_zp_f"),
+              numpy_helper.from_array(np.array(1.0, np.float32), "q_one"),
               numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), "q_zp"),
+              numpy_helper.from_array(np.array([ZERO_POINT], np.uint8), "q_zp_1"),
+              numpy_helper.from_array(np.array([0], np.int64), "q_start"),
               numpy_helper.from_array(np.array([-1], np.int64), "q_axes_last")]
-    quantized_inputs: dict[str, tuple[str, str]] = {}  # activation -> (uint8 tensor, scale)
+    quantized_inputs: dict[str, tuple[str, str, str]] = {}  # activation -> (uint8 rows, row scales, lead shape)
     new_nodes, used_weights, count = [], set(), 0
 
-    def node(op, inputs, output, **attrs):
-        new_nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+    def node(op, inputs, output, domain=None, **attrs):
+        new_nodes.append(helper.make_node(op, inputs, [output], name=output, domain=domain, **attrs))
         return output
 
-    def quantize_activation(x: str) -> tuple[str, str]:
+    def const(name, array):
+        if not any(c.name == name for c in consts):
+            consts.append(numpy_helper.from_array(array, name))
+        return name
+
+    def quantize_activation(x: str, k: int) -> tuple[str, str, str]:
+        """``x`` [..., k] as uint8 rows [M, k] (M = product of the leading dims), their scales
+        [M, 1], and the leading dims (to shape the product back)."""
         if x not in quantized_inputs:
             p = f"{x}_q"
-            absmax = node("ReduceMax", [node("Abs", [x], p + "_abs")], p + "_absmax", axes=[-1], keepdims=1)
+            lead = node("Slice", [node("Shape", [x], p + "_shape"), "q_start", "q_axes_last"], p + "_lead")
+            rows = node("Reshape", [x, const(f"q_rows_{k}", np.array([-1, k], np.int64))], p + "_rows")
+            absmax = node("ReduceMax", [node("Abs", [rows], p + "_abs")], p + "_absmax", axes=[1], keepdims=0)
             scale = node("Div", [node("Max", [absmax, "q_eps"], p + "_absmax_eps"), "q_qmax"], p + "_scale")
-            shifted = node("Add", [node("Round", [node("Div", [x, scale], p + "_scaled")], p + "_round"), "q_zp_f"],
-                           p + "_shifted")
-            quantized_inputs[x] = (node("Cast", [shifted], p + "_u8", to=TensorProto.UINT8), scale)
+            zero_points = node("Expand", ["q_zp_1", node("Shape", [scale], p + "_scale_shape")], p + "_zp")
+            q = node("QuantizeLinear", [rows, scale, zero_points], p + "_u8", axis=0)
+            quantized_inputs[x] = (q, node("Unsqueeze", [scale, "q_axes_last"], p + "_scale_col"), lead)
         return quantized_inputs[x]
 
     for n in graph.node:
@@ -91,11 +107,15 @@ def quantize_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         used_weights.add(w.name)
         consts += [numpy_helper.from_array(wq, w.name + "_int8"),
                    numpy_helper.from_array(w_scale, w.name + "_scale")]
-        q, scale = quantize_activation(n.input[0])
+        k, n_out = w.dims
+        q, scale_col, lead = quantize_activation(n.input[0], k)
         out = n.output[0]
-        acc = node("MatMulInteger", [q, w.name + "_int8", "q_zp"], out + "_i32")
-        y = node("Mul", [node("Cast", [acc], out + "_f32", to=TensorProto.FLOAT), scale], out + "_rows")
-        new_nodes.append(helper.make_node("Mul", [y, w.name + "_scale"], [out], name=out + "_dequant"))
+        # int8 GEMM with the column scales applied in its epilogue, then the row scales.
+        acc = node("MatMulIntegerToFloat", [q, w.name + "_int8", "q_one", w.name + "_scale", "q_zp"],
+                   out + "_cols", domain=CONTRIB_DOMAIN)
+        scaled = node("Mul", [acc, scale_col], out + "_scaled")
+        shape = node("Concat", [lead, const(f"q_n_{n_out}", np.array([n_out], np.int64))], out + "_shape", axis=0)
+        new_nodes.append(helper.make_node("Reshape", [scaled, shape], [out], name=out + "_dequant"))
 
     still_used = {i for nd in new_nodes for i in nd.input}
     kept = [t for t in graph.initializer if t.name not in used_weights or t.name in still_used]
@@ -103,6 +123,8 @@ def quantize_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     graph.node.extend(new_nodes)
     del graph.initializer[:]
     graph.initializer.extend(kept + consts)
+    if count and not any(o.domain == CONTRIB_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
     onnx.checker.check_model(model)
     return model, count
 

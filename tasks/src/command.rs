@@ -9,8 +9,9 @@
 //!   field `stream`), so it lands in the run's `log.jsonl`.
 //! - A non-zero exit or a death by signal is a retryable failure; a program that cannot be
 //!   started (not found, bad working directory) is a configuration error.
-//! - Outputs: `exit_code`, `stdout_tail` (last 4 KiB); the fingerprint hashes the whole stdout
-//!   and the size and modification time of each declared `outputs` file.
+//! - Outputs: `exit_code`, `stdout_tail` (last 4 KiB). The fingerprint (what dependents' cache
+//!   keys see) is the contents of the declared `outputs` files, or the whole stdout when none
+//!   are declared: a rerun that writes the same bytes does not invalidate its dependents.
 //! - Cache: the contents of the declared `inputs` (files or directories) are part of the
 //!   cache key, so a cached result never outlives an edit of the code it ran.
 
@@ -40,7 +41,8 @@ pub struct CommandParams {
     #[serde(default)]
     pub cwd: Option<String>,
     /// Files the command creates. A cached result is reused only while all of them exist;
-    /// their size and modification time are part of the fingerprint (default: none).
+    /// their contents are the task's fingerprint, which dependents' cache keys include
+    /// (default: none; the fingerprint is then the stdout).
     #[serde(default)]
     pub outputs: Vec<String>,
     /// Files or directories the command reads (its script, its code): their contents are part
@@ -115,18 +117,23 @@ impl Task for Command {
             let message = if tail.is_empty() { why } else { format!("{why}; stderr ends with:\n{tail}") };
             return Err(TaskError::retryable(message));
         }
-        let mut fingerprint = blake3::Hasher::new();
-        fingerprint.update(out_hash.as_bytes());
-        for path in &params.outputs {
-            let meta = std::fs::metadata(path)
-                .map_err(|e| TaskError::fatal(format!("declared output `{path}` was not created: {e}")))?;
-            let mtime = meta.modified().ok().and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
-            fingerprint.update(format!("{path}\0{}\0{}\0", meta.len(), mtime.as_nanos()).as_bytes());
-        }
+        // With declared outputs, the fingerprint is their contents: a rerun that rewrites the
+        // same bytes leaves dependents' cache entries valid. Without, it is the stdout.
+        let fingerprint = if params.outputs.is_empty() {
+            out_hash
+        } else {
+            let paths: Vec<PathBuf> = params.outputs.iter().map(PathBuf::from).collect();
+            if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+                return Err(TaskError::fatal(format!("declared output `{}` was not created", missing.display())));
+            }
+            tokio::task::spawn_blocking(move || tweetflow_engine::cache::hash_inputs(&paths))
+                .await
+                .map_err(|e| TaskError::fatal(format!("hashing the outputs: {e}")))?
+        };
         Ok(TaskOutput::new()
             .with("exit_code", status.code().unwrap_or_default())
             .with("stdout_tail", out_tail)
-            .with_fingerprint(fingerprint.finalize().to_hex().to_string()))
+            .with_fingerprint(fingerprint))
     }
 
     async fn output_still_valid(&self, params: &CommandParams, _output: &TaskOutput) -> bool {
