@@ -146,3 +146,27 @@ fn infer_killed_mid_run_then_resumed_equals_an_uninterrupted_run() {
         assert_eq!(rows(&sb, "tables/silver", ""), rows(&reference, "tables/silver", ""));
     }
 }
+
+/// A clean first run creates every table without an error line in its log (creating a table
+/// must not go through a failed load of a log that does not exist yet).
+#[test]
+fn a_first_run_creating_every_table_logs_no_error() {
+    let sb = Sandbox::new();
+    sb.write("p.yaml", &pipeline());
+    let csv = repo().join("datasets/sentiment140/test.csv.gz");
+    let out = sb.run(&["replay", "--csv", csv.to_str().unwrap(), "--landing", "landing", "--limit", "120"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sb.run(&["run", "p.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let ids = sb.run_ids();
+    assert_eq!(ids.len(), 1);
+    let log = std::fs::read_to_string(sb.runs().join(&ids[0]).join("log.jsonl")).unwrap();
+    assert!(log.lines().count() > 5, "the run log is empty:\n{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(r#""level":"ERROR""#)).collect();
+    assert!(errors.is_empty(), "error lines in a clean run:\n{}", errors.join("\n"));
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    for table in ["tables/bronze", "tables/silver", "tables/gold"] {
+        assert!(sb.path().join(table).join("_delta_log").is_dir(), "{table} was not created");
+    }
+}

@@ -103,9 +103,10 @@ pub async fn open_or_create(
         std::fs::create_dir_all(&dir)
             .map_err(|e| DeltaTaskError::io(format!("creating `{}`", dir.display()), e))?;
     }
+    // Built without loading: there is no log yet (loading would log a kernel error).
     let url = table_url(location)?;
-    let table = DeltaTable::try_from_url(url)
-        .await
+    let table = DeltaTableBuilder::from_url(url)
+        .and_then(|b| b.build())
         .map_err(|e| DeltaTaskError::delta(location, e))?;
     let created = table
         .create()
