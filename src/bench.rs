@@ -87,10 +87,15 @@ pub async fn engine(registry: Arc<Registry>, n: usize) -> anyhow::Result<()> {
         let base = crate::alloc::live_bytes();
         crate::alloc::reset_peak();
         let start = Instant::now();
-        let record = engine.run(pipeline, "bench", "", RunOptions::default()).await?;
+        let record = engine
+            .run(pipeline, "bench", "", RunOptions::default())
+            .await?;
         let wall = start.elapsed();
         let peak = crate::alloc::peak_bytes().saturating_sub(base);
-        anyhow::ensure!(record.status == RunStatus::Succeeded, "bench run {shape:?} did not succeed");
+        anyhow::ensure!(
+            record.status == RunStatus::Succeeded,
+            "bench run {shape:?} did not succeed"
+        );
         let per_task = wall.as_secs_f64() / n as f64;
         println!(
             "{:<8} {:>9.3}s {:>12.0} {:>11.1} µs {:>15.1}x {:>10.1} MiB",
@@ -108,15 +113,32 @@ pub async fn engine(registry: Arc<Registry>, n: usize) -> anyhow::Result<()> {
     for size in [(n / 10).max(1), n] {
         let base = crate::alloc::live_bytes();
         crate::alloc::reset_peak();
-        let record = engine.run(generate(size, Shape::Wide), "bench", "", RunOptions::default()).await?;
-        anyhow::ensure!(record.status == RunStatus::Succeeded, "memory run did not succeed");
+        let record = engine
+            .run(
+                generate(size, Shape::Wide),
+                "bench",
+                "",
+                RunOptions::default(),
+            )
+            .await?;
+        anyhow::ensure!(
+            record.status == RunStatus::Succeeded,
+            "memory run did not succeed"
+        );
         let bytes = crate::alloc::peak_bytes().saturating_sub(base) as f64 / size as f64;
         per_task.push(bytes);
         println!("  {size:>7} tasks: {:>8.2} KiB/task", bytes / 1024.0);
     }
     if let [small, large] = per_task[..] {
-        println!("  ratio large/small per task: {:.2} (1.0 = linear)", large / small.max(1.0));
+        println!(
+            "  ratio large/small per task: {:.2} (1.0 = linear)",
+            large / small.max(1.0)
+        );
     }
-    println!("\npeak RSS: {} MiB; bare tokio spawn+join of {n} futures: {:.1} µs/task", rss_kib("VmHWM:") / 1024, bare.as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "\npeak RSS: {} MiB; bare tokio spawn+join of {n} futures: {:.1} µs/task",
+        rss_kib("VmHWM:") / 1024,
+        bare.as_secs_f64() * 1e6 / n as f64
+    );
     Ok(())
 }

@@ -12,7 +12,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
     /// Where runs are recorded.
-    #[arg(long, global = true, env = "TWEETFLOW_RUNS_DIR", default_value = "runs")]
+    #[arg(
+        long,
+        global = true,
+        env = "TWEETFLOW_RUNS_DIR",
+        default_value = "runs"
+    )]
     pub runs_dir: PathBuf,
     #[command(subcommand)]
     pub command: Command,

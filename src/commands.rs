@@ -7,10 +7,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tweetflow_engine::duration::human;
-use tweetflow_engine::graph::{draw, Format};
+use tweetflow_engine::graph::{Format, draw};
 use tweetflow_engine::schema::{param_docs, pipeline_schema};
 use tweetflow_engine::spec::process_env;
-use tweetflow_engine::{load_file, Engine, EngineError, LoadOptions, Registry, RunOptions, RunRecord, RunStatus};
+use tweetflow_engine::{
+    Engine, EngineError, LoadOptions, Registry, RunOptions, RunRecord, RunStatus, load_file,
+};
 
 use crate::cli::{BenchCommand, Cli, Command, GraphFormat, RunArgs, RunsCommand};
 use crate::exit;
@@ -24,11 +26,16 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate { files } => Ok(validate(&registry, &files)),
         Command::Tasks { json } => tasks(&registry, json),
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&pipeline_schema(&registry))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&pipeline_schema(&registry))?
+            );
             Ok(exit::OK)
         }
         Command::Graph { file, format } => {
-            let Some(pipeline) = load_or_report(&registry, &file, &[]) else { return Ok(exit::INVALID) };
+            let Some(pipeline) = load_or_report(&registry, &file, &[]) else {
+                return Ok(exit::INVALID);
+            };
             let format = match format {
                 GraphFormat::Text => Format::Text,
                 GraphFormat::Dot => Format::Dot,
@@ -38,18 +45,36 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Runs { command } => runs(&cli.runs_dir, command),
-        Command::Schedule { paths, next, grace } => crate::schedule::schedule(&registry, &cli.runs_dir, &paths, next, grace).await,
-        Command::Bench { command: BenchCommand::Engine { tasks } } => {
+        Command::Schedule { paths, next, grace } => {
+            crate::schedule::schedule(&registry, &cli.runs_dir, &paths, next, grace).await
+        }
+        Command::Bench {
+            command: BenchCommand::Engine { tasks },
+        } => {
             crate::bench::engine(registry, tasks).await?;
             Ok(exit::OK)
         }
-        Command::Bench { command: BenchCommand::Medallion { csv, full } } => {
+        Command::Bench {
+            command: BenchCommand::Medallion { csv, full },
+        } => {
             let mut options = tweetflow_delta::bench::BenchOptions::new(csv);
             options.full = full;
-            println!("{}", tweetflow_delta::bench::bench_medallion(&options).await?);
+            println!(
+                "{}",
+                tweetflow_delta::bench::bench_medallion(&options).await?
+            );
             Ok(exit::OK)
         }
-        Command::Bench { command: BenchCommand::Infer { input, model, batch_size, limit, rounds } } => {
+        Command::Bench {
+            command:
+                BenchCommand::Infer {
+                    input,
+                    model,
+                    batch_size,
+                    limit,
+                    rounds,
+                },
+        } => {
             let mut options = tweetflow_delta::infer::InferBenchOptions::new(input, model);
             options.batch_size = batch_size;
             options.limit = limit;
@@ -57,9 +82,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", tweetflow_delta::infer::bench_infer(&options).await?);
             Ok(exit::OK)
         }
-        Command::Bench { command: BenchCommand::Mlflow { points } } => {
+        Command::Bench {
+            command: BenchCommand::Mlflow { points },
+        } => {
             let client = tweetflow_mlflow::Client::from_env()?;
-            println!("{}", tweetflow_mlflow::bench::log_metrics(&client, points).await?);
+            println!(
+                "{}",
+                tweetflow_mlflow::bench::log_metrics(&client, points).await?
+            );
             Ok(exit::OK)
         }
         Command::Replay(args) => crate::tables::replay(args).await,
@@ -70,17 +100,35 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 
 /// The engine with the run observers the build ships (MLflow).
 pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
-    Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()))
+    Engine::new(registry.clone(), runs_dir)
+        .with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()))
 }
 
 /// Loads a pipeline, printing its problems to stderr when it is invalid.
-pub(crate) fn load_or_report(registry: &Registry, file: &Path, params: &[(String, String)]) -> Option<tweetflow_engine::Pipeline> {
-    let options = LoadOptions { registry, param_overrides: params, env: &process_env };
+pub(crate) fn load_or_report(
+    registry: &Registry,
+    file: &Path,
+    params: &[(String, String)],
+) -> Option<tweetflow_engine::Pipeline> {
+    let options = LoadOptions {
+        registry,
+        param_overrides: params,
+        env: &process_env,
+    };
     match load_file(file, &options) {
         Ok(p) => Some(p),
         Err(diagnostics) => {
             eprint!("{}", diagnostics.render());
-            eprintln!("{}: {} problem{}", file.display(), diagnostics.items.len(), if diagnostics.items.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: {} problem{}",
+                file.display(),
+                diagnostics.items.len(),
+                if diagnostics.items.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            );
             None
         }
     }
@@ -114,7 +162,12 @@ fn tasks(registry: &Registry, json: bool) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     for t in registry.iter() {
-        println!("{} (version {})\n  {}", t.type_name(), t.version(), t.description());
+        println!(
+            "{} (version {})\n  {}",
+            t.type_name(),
+            t.version(),
+            t.description()
+        );
         let docs = param_docs(&t.params_schema());
         if docs.is_empty() {
             println!("  no params");
@@ -125,7 +178,10 @@ fn tasks(registry: &Registry, json: bool) -> anyhow::Result<u8> {
                 (Some(d), _) => format!("default {d}"),
                 (None, false) => "optional".to_string(),
             };
-            println!("  {:<14} {:<18} {:<16} {}", p.name, p.kind, default, p.description);
+            println!(
+                "  {:<14} {:<18} {:<16} {}",
+                p.name, p.kind, default, p.description
+            );
         }
         println!();
     }
@@ -137,7 +193,9 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let options = RunOptions {
-        max_parallel: args.max_parallel.unwrap_or(RunOptions::default().max_parallel),
+        max_parallel: args
+            .max_parallel
+            .unwrap_or(RunOptions::default().max_parallel),
         fail_fast: args.fail_fast,
         use_cache: !args.no_cache,
         refresh: args.refresh.iter().cloned().collect::<HashSet<_>>(),
@@ -148,9 +206,15 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
     let result = if let Some(run_id) = &args.resume {
         engine.resume(run_id, options).await
     } else {
-        let Some(file) = &args.file else { anyhow::bail!("name a pipeline file or --resume RUN_ID") };
-        let Some(pipeline) = load_or_report(registry, file, &args.params) else { return Ok(exit::INVALID) };
-        if let Some(code) = crate::schedule::obey_overlap(engine.store(), &pipeline, &options.cancel).await {
+        let Some(file) = &args.file else {
+            anyhow::bail!("name a pipeline file or --resume RUN_ID")
+        };
+        let Some(pipeline) = load_or_report(registry, file, &args.params) else {
+            return Ok(exit::INVALID);
+        };
+        if let Some(code) =
+            crate::schedule::obey_overlap(engine.store(), &pipeline, &options.cancel).await
+        {
             return Ok(code);
         }
         for id in &args.refresh {
@@ -159,15 +223,30 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
                 return Ok(exit::INVALID);
             }
         }
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         if args.watch {
-            return watch(&engine, &pipeline, &file.display().to_string(), &text, options, &args).await;
+            return watch(
+                &engine,
+                &pipeline,
+                &file.display().to_string(),
+                &text,
+                options,
+                &args,
+            )
+            .await;
         }
-        engine.run(pipeline, &file.display().to_string(), &text, options).await
+        engine
+            .run(pipeline, &file.display().to_string(), &text, options)
+            .await
     };
     let record = match result {
         Ok(r) => r,
-        Err(e @ (EngineError::RunNotFound { .. } | EngineError::Locked { .. } | EngineError::NotResumable { .. })) => {
+        Err(
+            e @ (EngineError::RunNotFound { .. }
+            | EngineError::Locked { .. }
+            | EngineError::NotResumable { .. }),
+        ) => {
             eprintln!("error: {e}");
             return Ok(exit::INVALID);
         }
@@ -177,7 +256,9 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print!("{}", summary(&record));
-        if let Some(link) = tweetflow_tasks::mlflow_runs::MlflowRunLink::read(&engine.store().run_dir(&record.run_id)) {
+        if let Some(link) = tweetflow_tasks::mlflow_runs::MlflowRunLink::read(
+            &engine.store().run_dir(&record.run_id),
+        ) {
             println!("MLflow run: {}", link.url);
         }
     }
@@ -188,23 +269,42 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
     })
 }
 
-async fn watch(engine: &Engine, pipeline: &tweetflow_engine::Pipeline, file: &str, text: &str, options: RunOptions, args: &RunArgs) -> anyhow::Result<u8> {
+async fn watch(
+    engine: &Engine,
+    pipeline: &tweetflow_engine::Pipeline,
+    file: &str,
+    text: &str,
+    options: RunOptions,
+    args: &RunArgs,
+) -> anyhow::Result<u8> {
     let watch_options = tweetflow_engine::watch::WatchOptions {
         interval: args.interval,
         until_idle: args.until_idle,
         paths: args.watch_path.clone(),
     };
-    let summary = tweetflow_engine::watch::watch(engine, pipeline, file, text, options, watch_options).await?;
+    let summary =
+        tweetflow_engine::watch::watch(engine, pipeline, file, text, options, watch_options)
+            .await?;
     let rows: Vec<Vec<String>> = summary
         .batches
         .iter()
         .enumerate()
-        .map(|(i, r)| vec![(i + 1).to_string(), r.run_id.clone(), r.status.as_str().to_string(), human(r.duration())])
+        .map(|(i, r)| {
+            vec![
+                (i + 1).to_string(),
+                r.run_id.clone(),
+                r.status.as_str().to_string(),
+                human(r.duration()),
+            ]
+        })
         .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary.batches)?);
     } else {
-        print!("{}", table::render(&["BATCH", "RUN", "STATUS", "DURATION"], &rows));
+        print!(
+            "{}",
+            table::render(&["BATCH", "RUN", "STATUS", "DURATION"], &rows)
+        );
     }
     Ok(match summary.batches.last().map(|r| r.status) {
         _ if summary.cancelled => exit::CANCELLED,
@@ -216,13 +316,14 @@ async fn watch(engine: &Engine, pipeline: &tweetflow_engine::Pipeline, file: &st
 /// Cancels `token` on Ctrl-C or SIGTERM.
 pub(crate) fn spawn_signal_handler(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -242,7 +343,11 @@ pub fn summary(record: &RunRecord) -> String {
                 t.status.as_str().to_string(),
                 t.attempts.len().to_string(),
                 t.duration().map(human).unwrap_or_else(|| "-".into()),
-                if t.status == tweetflow_engine::TaskStatus::Cached { "yes".into() } else { "no".into() },
+                if t.status == tweetflow_engine::TaskStatus::Cached {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
             ]
         })
         .collect();
@@ -253,16 +358,26 @@ pub fn summary(record: &RunRecord) -> String {
         record.status.as_str(),
         human(record.duration())
     );
-    out.push_str(&table::render(&["TASK", "STATUS", "ATTEMPTS", "DURATION", "CACHED"], &rows));
+    out.push_str(&table::render(
+        &["TASK", "STATUS", "ATTEMPTS", "DURATION", "CACHED"],
+        &rows,
+    ));
     for (id, t) in record.ordered_tasks() {
         if let Some(e) = &t.error {
-            if !matches!(t.status, tweetflow_engine::TaskStatus::Cancelled | tweetflow_engine::TaskStatus::UpstreamFailed) {
+            if !matches!(
+                t.status,
+                tweetflow_engine::TaskStatus::Cancelled
+                    | tweetflow_engine::TaskStatus::UpstreamFailed
+            ) {
                 out.push_str(&format!("\n{id} failed: {}\n", e.message));
             }
         }
     }
     if record.status != RunStatus::Succeeded {
-        out.push_str(&format!("\nresume with: tweetflow run --resume {}\n", record.run_id));
+        out.push_str(&format!(
+            "\nresume with: tweetflow run --resume {}\n",
+            record.run_id
+        ));
     }
     out
 }
@@ -294,7 +409,20 @@ fn runs(runs_dir: &Path, command: RunsCommand) -> anyhow::Result<u8> {
                     ]
                 })
                 .collect();
-            print!("{}", table::render(&["RUN", "PIPELINE", "STATUS", "STARTED (UTC)", "DURATION", "TASKS OK"], &rows));
+            print!(
+                "{}",
+                table::render(
+                    &[
+                        "RUN",
+                        "PIPELINE",
+                        "STATUS",
+                        "STARTED (UTC)",
+                        "DURATION",
+                        "TASKS OK"
+                    ],
+                    &rows
+                )
+            );
             Ok(exit::OK)
         }
         RunsCommand::Cancel { run_id } => match store.request_cancel(&run_id) {

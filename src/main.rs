@@ -6,8 +6,8 @@ mod cli;
 mod commands;
 mod models;
 mod schedule;
-mod tables;
 mod table;
+mod tables;
 
 use std::process::ExitCode;
 
@@ -43,7 +43,10 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("RUST_LOG", "warn") };
     }
     tweetflow_engine::logging::init(cli.log_format.into());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

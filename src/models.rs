@@ -1,7 +1,7 @@
 //! `tweetflow model register|resolve`: the MLflow model registry by hand.
 
-use tweetflow_model::{resolve, ModelSource};
 use tweetflow_mlflow::{Client, ModelUri};
+use tweetflow_model::{ModelSource, resolve};
 
 use crate::cli::ModelCommand;
 use crate::exit;
@@ -10,24 +10,37 @@ use crate::exit;
 pub async fn model(command: ModelCommand) -> anyhow::Result<u8> {
     let client = Client::from_env()?;
     match command {
-        ModelCommand::Register { dir, name, alias, if_missing, if_changed } => {
+        ModelCommand::Register {
+            dir,
+            name,
+            alias,
+            if_missing,
+            if_changed,
+        } => {
             if if_missing || if_changed {
                 if let Some(alias) = &alias {
                     let uri = ModelUri::parse(&format!("models:/{name}@{alias}"))?;
                     match client.resolve_model_uri(&uri).await {
                         Ok(found) if if_missing => {
-                            println!("{name}@{alias} is already version {}: nothing to do", found.version);
+                            println!(
+                                "{name}@{alias} is already version {}: nothing to do",
+                                found.version
+                            );
                             return Ok(exit::OK);
                         }
                         Ok(found) => {
-                            let (local_sha, _) = tweetflow_model::manifest::sha256_file(&dir.join(tweetflow_model::manifest::MANIFEST_FILE))?;
-                            let same = found
-                                .model_version
-                                .tags
-                                .iter()
-                                .any(|t| t.key == tweetflow_model::registry::MANIFEST_TAG && t.value == local_sha);
+                            let (local_sha, _) = tweetflow_model::manifest::sha256_file(
+                                &dir.join(tweetflow_model::manifest::MANIFEST_FILE),
+                            )?;
+                            let same = found.model_version.tags.iter().any(|t| {
+                                t.key == tweetflow_model::registry::MANIFEST_TAG
+                                    && t.value == local_sha
+                            });
                             if same {
-                                println!("{name}@{alias} is already version {} with this manifest: nothing to do", found.version);
+                                println!(
+                                    "{name}@{alias} is already version {} with this manifest: nothing to do",
+                                    found.version
+                                );
                                 return Ok(exit::OK);
                             }
                         }
@@ -36,12 +49,17 @@ pub async fn model(command: ModelCommand) -> anyhow::Result<u8> {
                     }
                 }
             }
-            let registered = tweetflow_model::register(&client, &dir, &name, alias.as_deref()).await?;
+            let registered =
+                tweetflow_model::register(&client, &dir, &name, alias.as_deref()).await?;
             println!(
                 "registered {} version {}{} from {}",
                 registered.name,
                 registered.version,
-                registered.alias.as_deref().map(|a| format!(" (alias {a})")).unwrap_or_default(),
+                registered
+                    .alias
+                    .as_deref()
+                    .map(|a| format!(" (alias {a})"))
+                    .unwrap_or_default(),
                 dir.display()
             );
             Ok(exit::OK)
@@ -53,9 +71,16 @@ pub async fn model(command: ModelCommand) -> anyhow::Result<u8> {
                 "{uri} -> {} (version {}{})",
                 local.dir.display(),
                 local.version.as_deref().unwrap_or("local"),
-                if local.from_cache { ", from the local cache" } else { "" }
+                if local.from_cache {
+                    ", from the local cache"
+                } else {
+                    ""
+                }
             );
-            let classifier = tweetflow_model::Classifier::load(&local.dir, tweetflow_model::ClassifierOptions::default())?;
+            let classifier = tweetflow_model::Classifier::load(
+                &local.dir,
+                tweetflow_model::ClassifierOptions::default(),
+            )?;
             println!("loads: labels {:?}", classifier.labels());
             Ok(exit::OK)
         }

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tweetflow_engine::cron::{parse_zone, CronExpr};
-use tweetflow_engine::scheduler::{resolve_overlap, LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock};
+use tweetflow_engine::cron::{CronExpr, parse_zone};
+use tweetflow_engine::scheduler::{
+    LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock, resolve_overlap,
+};
 use tweetflow_engine::spec::Overlap;
 use tweetflow_engine::{Pipeline, Registry, RunStore};
 
@@ -33,7 +35,13 @@ fn pipeline_files(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, bool)>> {
 }
 
 /// Runs the daemon (or prints `--next` fire times).
-pub async fn schedule(registry: &Arc<Registry>, runs_dir: &Path, paths: &[PathBuf], next: Option<usize>, grace: Duration) -> anyhow::Result<u8> {
+pub async fn schedule(
+    registry: &Arc<Registry>,
+    runs_dir: &Path,
+    paths: &[PathBuf],
+    next: Option<usize>,
+    grace: Duration,
+) -> anyhow::Result<u8> {
     let mut scheduled = Vec::new();
     let mut invalid = false;
     for (file, explicit) in pipeline_files(paths)? {
@@ -43,13 +51,20 @@ pub async fn schedule(registry: &Arc<Registry>, runs_dir: &Path, paths: &[PathBu
         };
         if pipeline.schedule.is_none() {
             if explicit {
-                eprintln!("error: {}: the pipeline has no `schedule:` section", file.display());
+                eprintln!(
+                    "error: {}: the pipeline has no `schedule:` section",
+                    file.display()
+                );
                 invalid = true;
             }
             continue;
         }
         let text = std::fs::read_to_string(&file)?;
-        scheduled.push(Scheduled { pipeline, file: file.display().to_string(), text });
+        scheduled.push(Scheduled {
+            pipeline,
+            file: file.display().to_string(),
+            text,
+        });
     }
     if invalid {
         return Ok(exit::INVALID);
@@ -68,8 +83,15 @@ pub async fn schedule(registry: &Arc<Registry>, runs_dir: &Path, paths: &[PathBu
     spawn_signal_handler(shutdown.clone());
     let engine = crate::commands::new_engine(registry, runs_dir);
     let names: Vec<&str> = scheduled.iter().map(|s| s.pipeline.name.as_str()).collect();
-    eprintln!("scheduling {}; stop with Ctrl-C or SIGTERM (grace {:?})", names.join(", "), grace);
-    match Scheduler::new(engine, Arc::new(SystemClock)).run(scheduled, shutdown, grace).await {
+    eprintln!(
+        "scheduling {}; stop with Ctrl-C or SIGTERM (grace {:?})",
+        names.join(", "),
+        grace
+    );
+    match Scheduler::new(engine, Arc::new(SystemClock))
+        .run(scheduled, shutdown, grace)
+        .await
+    {
         Ok(()) => Ok(exit::OK),
         Err(e @ (SchedulerError::AlreadyScheduled { .. } | SchedulerError::BadSchedule { .. })) => {
             eprintln!("error: {e}");
@@ -81,13 +103,20 @@ pub async fn schedule(registry: &Arc<Registry>, runs_dir: &Path, paths: &[PathBu
 
 /// The next `n` fire times of a scheduled pipeline, in its zone and in UTC.
 fn next_fire_times(pipeline: &Pipeline, n: usize) -> anyhow::Result<String> {
-    let Some(spec) = &pipeline.schedule else { return Ok(String::new()) };
+    let Some(spec) = &pipeline.schedule else {
+        return Ok(String::new());
+    };
     let cron = CronExpr::parse(&spec.cron).map_err(anyhow::Error::msg)?;
     let tz = parse_zone(&spec.timezone).map_err(anyhow::Error::msg)?;
-    let mut out = format!("{} (cron \"{}\", {})\n", pipeline.name, spec.cron, spec.timezone);
+    let mut out = format!(
+        "{} (cron \"{}\", {})\n",
+        pipeline.name, spec.cron, spec.timezone
+    );
     let mut t = chrono::Utc::now();
     for _ in 0..n {
-        let Some(next) = cron.next_after(t, &tz) else { break };
+        let Some(next) = cron.next_after(t, &tz) else {
+            break;
+        };
         out.push_str(&format!(
             "  {}   {}\n",
             next.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
@@ -100,10 +129,27 @@ fn next_fire_times(pipeline: &Pipeline, n: usize) -> anyhow::Result<String> {
 
 /// Applies a scheduled pipeline's overlap policy to a run started by hand. Returns the exit
 /// code when the run must not start.
-pub async fn obey_overlap(store: &RunStore, pipeline: &Pipeline, cancel: &CancellationToken) -> Option<u8> {
-    let overlap = pipeline.schedule.as_ref().map_or(Overlap::Allow, |s| s.overlap);
+pub async fn obey_overlap(
+    store: &RunStore,
+    pipeline: &Pipeline,
+    cancel: &CancellationToken,
+) -> Option<u8> {
+    let overlap = pipeline
+        .schedule
+        .as_ref()
+        .map_or(Overlap::Allow, |s| s.overlap);
     let local = LocalRuns::default();
-    match resolve_overlap(store, &pipeline.name, overlap, &local, &SystemClock, None, cancel).await {
+    match resolve_overlap(
+        store,
+        &pipeline.name,
+        overlap,
+        &local,
+        &SystemClock,
+        None,
+        cancel,
+    )
+    .await
+    {
         OverlapDecision::Start => None,
         OverlapDecision::Skip(reason) | OverlapDecision::Missed(reason) => {
             eprintln!("not started: {reason}");

@@ -1,8 +1,8 @@
 //! `tweetflow replay` and `tweetflow table ...`: the Delta tasks' operations by hand.
 
+use tweetflow_delta::RunOptions;
 use tweetflow_delta::maintenance::{self, OptimizeParams, VacuumParams};
 use tweetflow_delta::replay::{self, ReplayParams};
-use tweetflow_delta::RunOptions;
 
 use crate::cli::{ReplayArgs, TableCommand};
 use crate::exit;
@@ -28,14 +28,22 @@ pub async fn table(command: TableCommand) -> anyhow::Result<u8> {
         TableCommand::Show { table, history } => {
             print!("{}", maintenance::show(&table, history).await?);
         }
-        TableCommand::Optimize { table, target_size_mb, zorder_by } => {
+        TableCommand::Optimize {
+            table,
+            target_size_mb,
+            zorder_by,
+        } => {
             let mut params = OptimizeParams::new(table);
             params.target_size_mb = target_size_mb;
             params.zorder_by = zorder_by;
             let summary = maintenance::optimize(&params, &RunOptions::default()).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
-        TableCommand::Vacuum { table, retention, dry_run } => {
+        TableCommand::Vacuum {
+            table,
+            retention,
+            dry_run,
+        } => {
             let mut params = VacuumParams::new(table);
             params.retention = retention;
             params.dry_run = dry_run;
@@ -44,7 +52,10 @@ pub async fn table(command: TableCommand) -> anyhow::Result<u8> {
         }
         TableCommand::Reset { tables, confirm } => {
             if !confirm {
-                eprintln!("error: reset deletes {} and their progress records; add --confirm to do it", tables.join(", "));
+                eprintln!(
+                    "error: reset deletes {} and their progress records; add --confirm to do it",
+                    tables.join(", ")
+                );
                 return Ok(exit::INVALID);
             }
             for (table, what) in maintenance::reset(&tables, true).await? {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{alive, attempts, status, task, wait_for, window, Sandbox};
+use common::{Sandbox, alive, attempts, status, task, wait_for, window};
 
 #[test]
 fn dependencies_order_tasks_and_independent_ones_overlap() {
@@ -25,14 +25,20 @@ tasks:
     let (a0, a1) = window(&rec, "a");
     let (b0, b1) = window(&rec, "b");
     let (c0, _) = window(&rec, "c");
-    assert!(a0 < b1 && b0 < a1, "a and b should overlap with two slots: a={a0}..{a1} b={b0}..{b1}");
+    assert!(
+        a0 < b1 && b0 < a1,
+        "a and b should overlap with two slots: a={a0}..{a1} b={b0}..{b1}"
+    );
     assert!(c0 >= a1 && c0 >= b1, "c must start after a and b end");
 
     let (code, rec) = sb.run_json(&["p.yaml", "--max-parallel", "1"]);
     assert_eq!(code, 0);
     let (a0, a1) = window(&rec, "a");
     let (b0, b1) = window(&rec, "b");
-    assert!(a1 <= b0 || b1 <= a0, "with one slot a and b must not overlap: a={a0}..{a1} b={b0}..{b1}");
+    assert!(
+        a1 <= b0 || b1 <= a0,
+        "with one slot a and b must not overlap: a={a0}..{a1} b={b0}..{b1}"
+    );
 }
 
 #[test]
@@ -56,10 +62,20 @@ tasks:
     let tries = task(&rec, "flaky")["attempts"].as_array().unwrap().clone();
     assert_eq!(tries.len(), 3);
     assert_eq!(tries[0]["error"]["kind"], "retryable");
-    assert!(tries[1]["error"]["message"].as_str().unwrap().contains("exited with code 1"), "{}", tries[1]);
+    assert!(
+        tries[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 1"),
+        "{}",
+        tries[1]
+    );
     assert!(tries[2]["error"].is_null());
     for t in &tries {
-        assert!(t["started_at"].is_string() && t["ended_at"].is_string(), "every attempt has start and end: {t}");
+        assert!(
+            t["started_at"].is_string() && t["ended_at"].is_string(),
+            "every attempt has start and end: {t}"
+        );
     }
 }
 
@@ -83,7 +99,11 @@ tasks:
     assert_eq!(code, 1);
     assert_eq!(rec["status"], "failed");
     assert_eq!(status(&rec, "broken"), "failed");
-    assert_eq!(attempts(&rec, "broken"), 1, "a configuration error is not retried");
+    assert_eq!(
+        attempts(&rec, "broken"),
+        1,
+        "a configuration error is not retried"
+    );
     assert_eq!(task(&rec, "broken")["error"]["kind"], "config");
     assert_eq!(status(&rec, "after"), "upstream_failed");
     assert_eq!(status(&rec, "after_after"), "upstream_failed");
@@ -107,7 +127,10 @@ tasks:
     assert_eq!(code, 1, "{rec}");
     assert_eq!(status(&rec, "fails"), "failed");
     assert_eq!(status(&rec, "slow"), "cancelled");
-    assert!(started.elapsed() < Duration::from_secs(20), "the slow branch was not stopped");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the slow branch was not stopped"
+    );
 }
 
 #[test]
@@ -129,9 +152,21 @@ tasks:
     assert_eq!(status(&rec, "hang"), "failed");
     let err = &task(&rec, "hang")["error"];
     assert_eq!(err["kind"], "timeout");
-    assert!(err["message"].as_str().unwrap().contains("timed out after 500ms"));
-    let pid: i32 = std::fs::read_to_string(sb.path().join("sleep.pid")).unwrap().trim().parse().unwrap();
-    assert!(wait_for(Duration::from_secs(5), || !alive(pid)), "sleep 600 (pid {pid}) survived the timeout");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 500ms")
+    );
+    let pid: i32 = std::fs::read_to_string(sb.path().join("sleep.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || !alive(pid)),
+        "sleep 600 (pid {pid}) survived the timeout"
+    );
 }
 
 #[test]
@@ -152,7 +187,10 @@ tasks:
     let (code, rec) = sb.run_json(&["p.yaml"]);
     assert_eq!(code, 0, "{rec}");
     assert_eq!(attempts(&rec, "slow_then_fast"), 2);
-    assert_eq!(task(&rec, "slow_then_fast")["attempts"][0]["error"]["kind"], "timeout");
+    assert_eq!(
+        task(&rec, "slow_then_fast")["attempts"][0]["error"]["kind"],
+        "timeout"
+    );
 }
 
 const CACHED: &str = r#"
@@ -198,7 +236,10 @@ fn cache_hits_and_each_kind_of_miss() {
     let (_, rec) = sb.run_json(&["p.yaml", "--param", "word=bye"]);
     assert_eq!(status(&rec, "make"), "succeeded");
     assert_eq!(make_runs(&sb), 2);
-    assert_eq!(std::fs::read_to_string(sb.path().join("made.txt")).unwrap(), "bye\n");
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("made.txt")).unwrap(),
+        "bye\n"
+    );
 
     // An upstream change: `source` is forced to run and prints something new, so `make` misses.
     sb.write("input.txt", "v2\n");
@@ -317,7 +358,11 @@ tasks:
     assert_eq!(status(&rec, "t"), "cached");
     std::thread::sleep(Duration::from_millis(400));
     let (_, rec) = sb.run_json(&["p.yaml"]);
-    assert_eq!(status(&rec, "t"), "succeeded", "an entry older than its ttl is a miss");
+    assert_eq!(
+        status(&rec, "t"),
+        "succeeded",
+        "an entry older than its ttl is a miss"
+    );
 }
 
 const RESUMABLE: &str = r#"
@@ -344,14 +389,24 @@ fn kill_dash_nine_then_resume_reruns_only_unfinished_tasks() {
     let sb = Sandbox::new();
     sb.write("p.yaml", RESUMABLE);
     let mut child = sb.spawn(&["run", "p.yaml"]);
-    assert!(wait_for(Duration::from_secs(20), || sb.path().join("second.started").exists()), "second never started");
+    assert!(
+        wait_for(Duration::from_secs(20), || sb
+            .path()
+            .join("second.started")
+            .exists()),
+        "second never started"
+    );
     child.kill().expect("SIGKILL tweetflow");
     child.wait().unwrap();
     let run_id = run_id_from_store(&sb);
 
     // The record is readable after the crash and shows what happened before it.
     let out = sb.run(&["runs", "show", &run_id, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rec["status"], "running");
     assert_eq!(status(&rec, "first"), "succeeded");
@@ -363,7 +418,11 @@ fn kill_dash_nine_then_resume_reruns_only_unfinished_tasks() {
     assert_eq!(rec["status"], "succeeded");
     assert_eq!(status(&rec, "second"), "succeeded");
     assert_eq!(status(&rec, "third"), "succeeded");
-    assert_eq!(std::fs::read_to_string(sb.path().join("first.log")).unwrap(), "ran\n", "first must not run again");
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("first.log")).unwrap(),
+        "ran\n",
+        "first must not run again"
+    );
     assert_eq!(rec["resumed_at"].as_array().unwrap().len(), 1);
 
     // A succeeded run cannot be resumed.
@@ -376,13 +435,21 @@ fn sigterm_cancels_and_saves_the_run() {
     let sb = Sandbox::new();
     sb.write("p.yaml", RESUMABLE);
     let child = sb.spawn(&["run", "p.yaml", "--json"]);
-    assert!(wait_for(Duration::from_secs(20), || sb.path().join("second.started").exists()));
+    assert!(wait_for(Duration::from_secs(20), || sb
+        .path()
+        .join("second.started")
+        .exists()));
     // SAFETY: kill(2) on the child we spawned.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rec["status"], "cancelled");
     assert_eq!(status(&rec, "second"), "cancelled");
@@ -392,7 +459,10 @@ fn sigterm_cancels_and_saves_the_run() {
     let run_id = rec["run_id"].as_str().unwrap();
     let (code, rec) = sb.run_json(&["--resume", run_id]);
     assert_eq!(code, 0, "{rec}");
-    assert_eq!(std::fs::read_to_string(sb.path().join("first.log")).unwrap(), "ran\n");
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("first.log")).unwrap(),
+        "ran\n"
+    );
 }
 
 #[test]
@@ -408,9 +478,22 @@ tasks:
     );
     let (code, rec) = sb.run_json(&["p.yaml"]);
     assert_eq!(code, 0);
-    let log = std::fs::read_to_string(sb.runs().join(rec["run_id"].as_str().unwrap()).join("log.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
-    let find = |msg: &str| lines.iter().find(|l| l["fields"]["message"] == msg).unwrap_or_else(|| panic!("{msg} not in {log}"));
+    let log = std::fs::read_to_string(
+        sb.runs()
+            .join(rec["run_id"].as_str().unwrap())
+            .join("log.jsonl"),
+    )
+    .unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let find = |msg: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == msg)
+            .unwrap_or_else(|| panic!("{msg} not in {log}"))
+    };
     assert_eq!(find("to-stdout")["fields"]["stream"], "stdout");
     assert_eq!(find("to-stderr")["fields"]["stream"], "stderr");
     assert_eq!(find("to-stdout")["spans"][1]["fields"]["task"], "talk");
@@ -423,7 +506,10 @@ fn invalid_pipeline_exits_2_with_positions() {
     let out = sb.run(&["validate", "bad.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml:3:14: error: task `a`: unknown task type `nope`"), "{err}");
+    assert!(
+        err.contains("bad.yaml:3:14: error: task `a`: unknown task type `nope`"),
+        "{err}"
+    );
     let out = sb.run(&["run", "bad.yaml"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -443,7 +529,11 @@ fn shipped_pipelines_validate() {
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
     let out = sb.run(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -451,10 +541,14 @@ fn graph_draws_text_dot_and_mermaid() {
     let sb = Sandbox::new();
     sb.write("p.yaml", RESUMABLE);
     let text = String::from_utf8(sb.run(&["graph", "p.yaml"]).stdout).unwrap();
-    assert!(text.contains("level 1\n  second [command] <- first"), "{text}");
+    assert!(
+        text.contains("level 1\n  second [command] <- first"),
+        "{text}"
+    );
     let dot = String::from_utf8(sb.run(&["graph", "p.yaml", "--format", "dot"]).stdout).unwrap();
     assert!(dot.contains("\"first\" -> \"second\";"), "{dot}");
-    let mermaid = String::from_utf8(sb.run(&["graph", "p.yaml", "--format", "mermaid"]).stdout).unwrap();
+    let mermaid =
+        String::from_utf8(sb.run(&["graph", "p.yaml", "--format", "mermaid"]).stdout).unwrap();
     assert!(mermaid.contains("second --> third"), "{mermaid}");
 }
 
@@ -463,13 +557,25 @@ fn tasks_and_schema_describe_every_type() {
     let sb = Sandbox::new();
     let out = sb.run(&["tasks", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let command = list.as_array().unwrap().iter().find(|t| t["type"] == "command").expect("command listed");
-    let argv = command["params"].as_array().unwrap().iter().find(|p| p["name"] == "argv").unwrap();
+    let command = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "command")
+        .expect("command listed");
+    let argv = command["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "argv")
+        .unwrap();
     assert_eq!(argv["required"], true);
     assert_eq!(argv["kind"], "list of string");
     let schema: serde_json::Value = serde_json::from_slice(&sb.run(&["schema"]).stdout).unwrap();
     assert_eq!(schema["$defs"]["params.command"]["required"][0], "argv");
-    let types = schema["$defs"]["task"]["properties"]["type"]["enum"].as_array().unwrap();
+    let types = schema["$defs"]["task"]["properties"]["type"]["enum"]
+        .as_array()
+        .unwrap();
     assert!(types.contains(&"command".into()) && types.contains(&"noop".into()));
 }
 
@@ -479,5 +585,10 @@ fn runs_list_shows_recorded_runs() {
     sb.write("p.yaml", "name: listed\ntasks:\n  a: { type: noop }\n");
     let (_, rec) = sb.run_json(&["p.yaml"]);
     let out = String::from_utf8(sb.run(&["runs", "list"]).stdout).unwrap();
-    assert!(out.contains(rec["run_id"].as_str().unwrap()) && out.contains("listed") && out.contains("succeeded"), "{out}");
+    assert!(
+        out.contains(rec["run_id"].as_str().unwrap())
+            && out.contains("listed")
+            && out.contains("succeeded"),
+        "{out}"
+    );
 }

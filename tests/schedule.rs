@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{wait_for, Sandbox};
+use common::{Sandbox, wait_for};
 
 fn run_dirs(sb: &Sandbox) -> Vec<String> {
     sb.run_ids()
@@ -32,7 +32,10 @@ tasks:
 "#,
     );
     let daemon = sb.spawn(&["schedule", "p.yaml", "--grace", "5s"]);
-    assert!(wait_for(Duration::from_secs(20), || run_dirs(&sb).len() >= 3), "three ticks fired");
+    assert!(
+        wait_for(Duration::from_secs(20), || run_dirs(&sb).len() >= 3),
+        "three ticks fired"
+    );
 
     // A second daemon on the same run store is refused with a clear message.
     let second = sb.run(&["schedule", "p.yaml"]);
@@ -42,7 +45,12 @@ tasks:
 
     sigterm(&daemon);
     let out = daemon.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let list = sb.run(&["runs", "list", "--json"]);
     let runs: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
@@ -54,10 +62,15 @@ tasks:
         let tick = r["tags"]["scheduled_time"].as_str().unwrap().to_string();
         assert!(ticks.insert(tick.clone()), "tick {tick} fired twice");
     }
-    let lines = std::fs::read_to_string(sb.path().join("ticks.log")).unwrap().lines().count();
+    let lines = std::fs::read_to_string(sb.path().join("ticks.log"))
+        .unwrap()
+        .lines()
+        .count();
     assert_eq!(lines, runs.len(), "one task execution per run");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(sb.runs().join(".schedules/every_second.json")).unwrap()).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(sb.runs().join(".schedules/every_second.json")).unwrap(),
+    )
+    .unwrap();
     let last: chrono::DateTime<chrono::Utc> = state["last_tick"].as_str().unwrap().parse().unwrap();
     let newest: chrono::DateTime<chrono::Utc> = ticks.iter().next_back().unwrap().parse().unwrap();
     assert!(last >= newest, "the state records the latest handled tick");
@@ -77,7 +90,11 @@ fn next_prints_fire_times_in_zone_and_utc() {
     assert_eq!(lines.len(), 4, "{text}");
     for line in &lines[1..] {
         assert!(line.contains("06:30:00 P"), "{line}");
-        assert!(line.contains(":30:00 UTC") && (line.contains(" 13:30:00 UTC") || line.contains(" 14:30:00 UTC")), "{line}");
+        assert!(
+            line.contains(":30:00 UTC")
+                && (line.contains(" 13:30:00 UTC") || line.contains(" 14:30:00 UTC")),
+            "{line}"
+        );
     }
     let no_schedule = sb.write("q.yaml", "name: q\ntasks:\n  a: { type: noop }\n");
     let out = sb.run(&["schedule", "--next", "1", no_schedule.to_str().unwrap()]);
@@ -97,11 +114,17 @@ tasks:
 "#,
     );
     let first = sb.spawn(&["run", "p.yaml"]);
-    assert!(wait_for(Duration::from_secs(20), || sb.path().join("held").exists()));
+    assert!(wait_for(Duration::from_secs(20), || sb
+        .path()
+        .join("held")
+        .exists()));
     let second = sb.run(&["run", "p.yaml"]);
     assert_eq!(second.status.code(), Some(0));
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("not started") && err.contains("overlap: skip"), "{err}");
+    assert!(
+        err.contains("not started") && err.contains("overlap: skip"),
+        "{err}"
+    );
     sb.write("release", "");
     let out = first.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -113,7 +136,10 @@ fn runs_cancel_stops_a_run_in_another_process() {
     let sb = Sandbox::new();
     sb.write("p.yaml", "name: long\ntasks:\n  wait: { type: command, with: { argv: [sh, -c, 'touch started; exec sleep 60'] } }\n");
     let child = sb.spawn(&["run", "p.yaml", "--json"]);
-    assert!(wait_for(Duration::from_secs(20), || sb.path().join("started").exists()));
+    assert!(wait_for(Duration::from_secs(20), || sb
+        .path()
+        .join("started")
+        .exists()));
     let run_id = run_dirs(&sb).pop().unwrap();
     let out = sb.run(&["runs", "cancel", &run_id]);
     assert!(out.status.success());
@@ -135,19 +161,43 @@ tasks:
   collect: { type: command, with: { argv: [sh, -c, 'ls landing | sort > seen.txt; echo batch >> batches.log; cat seen.txt'] } }
 "#,
     );
-    let child = sb.spawn(&["run", "p.yaml", "--watch", "--watch-path", "landing", "--interval", "30s", "--until-idle", "3s", "--json"]);
-    let batches = || std::fs::read_to_string(sb.path().join("batches.log")).map_or(0, |s| s.lines().count());
+    let child = sb.spawn(&[
+        "run",
+        "p.yaml",
+        "--watch",
+        "--watch-path",
+        "landing",
+        "--interval",
+        "30s",
+        "--until-idle",
+        "3s",
+        "--json",
+    ]);
+    let batches =
+        || std::fs::read_to_string(sb.path().join("batches.log")).map_or(0, |s| s.lines().count());
     let seen = || std::fs::read_to_string(sb.path().join("seen.txt")).unwrap_or_default();
-    assert!(wait_for(Duration::from_secs(20), || batches() >= 1), "first batch");
+    assert!(
+        wait_for(Duration::from_secs(20), || batches() >= 1),
+        "first batch"
+    );
     for name in ["a.json", "b.json"] {
         sb.write(&format!("landing/{name}"), "{}\n");
         // Well before the 30 s interval: the new file itself starts the batch.
-        assert!(wait_for(Duration::from_secs(15), || seen().contains(name)), "{name} was not picked up by a batch");
+        assert!(
+            wait_for(Duration::from_secs(15), || seen().contains(name)),
+            "{name} was not picked up by a batch"
+        );
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "stops by itself when idle: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stops by itself when idle: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(runs.len(), batches(), "one recorded run per batch");
-    assert!(runs.iter().all(|r| r["status"] == "succeeded" && r["tags"]["watch_session"] == runs[0]["tags"]["watch_session"]));
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"
+        && r["tags"]["watch_session"] == runs[0]["tags"]["watch_session"]));
     assert_eq!(seen(), "a.json\nb.json\n");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{wait_for, Sandbox};
+use common::{Sandbox, wait_for};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +30,9 @@ tasks:
 /// Sorted `tweet_id|mention|extra` rows of a Delta table, read by the Python `deltalake`
 /// package (another Delta reader).
 fn rows(sb: &Sandbox, table: &str, extra: &str) -> Vec<String> {
-    let venv = std::env::var_os("TWEETFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
+    let venv = std::env::var_os("TWEETFLOW_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"));
     let script = format!(
         "import os, sys, deltalake\n\
          t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\n\
@@ -39,26 +41,57 @@ fn rows(sb: &Sandbox, table: &str, extra: &str) -> Vec<String> {
          sys.stdout.flush(); os._exit(0)\n"
     );
     let out = std::process::Command::new(venv.join("bin/python"))
-        .args(["-c", &script, sb.path().join(table).to_str().unwrap(), extra])
+        .args([
+            "-c",
+            &script,
+            sb.path().join(table).to_str().unwrap(),
+            extra,
+        ])
         .output()
         .expect("the venv's python (scripts/setup-venv.sh)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn bronze_count(sb: &Sandbox) -> usize {
     let out = sb.run(&["table", "show", "tables/bronze"]);
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("rows").map(|r| r.trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.strip_prefix("rows")
+                .map(|r| r.trim().parse().unwrap_or(0))
+        })
         .unwrap_or(0)
 }
 
 fn staged(sb: &Sandbox) -> Vec<PathBuf> {
     let csv = repo().join("datasets/sentiment140/test.csv.gz");
-    let out = sb.run(&["replay", "--csv", csv.to_str().unwrap(), "--landing", "staging", "--tweets-per-file", "50"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(sb.path().join("staging")).unwrap().map(|e| e.unwrap().path()).collect();
+    let out = sb.run(&[
+        "replay",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--landing",
+        "staging",
+        "--tweets-per-file",
+        "50",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(sb.path().join("staging"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
@@ -71,7 +104,16 @@ fn watch_mode_processes_landing_files_exactly_once() {
     std::fs::create_dir(live.path().join("landing")).unwrap();
     let files = staged(&live);
     assert_eq!(files.len(), 10, "498 test tweets in files of 50");
-    let child = live.spawn(&["run", "p.yaml", "--watch", "--interval", "1s", "--until-idle", "4s", "--json"]);
+    let child = live.spawn(&[
+        "run",
+        "p.yaml",
+        "--watch",
+        "--interval",
+        "1s",
+        "--until-idle",
+        "4s",
+        "--json",
+    ]);
     let mut landed = 0;
     for wave in files.chunks(4) {
         for f in wave {
@@ -80,34 +122,68 @@ fn watch_mode_processes_landing_files_exactly_once() {
         }
         let expected = landed * 50;
         assert!(
-            wait_for(Duration::from_secs(60), || bronze_count(&live) >= expected.min(498)),
+            wait_for(Duration::from_secs(60), || bronze_count(&live)
+                >= expected.min(498)),
             "wave ending with file {landed} never reached bronze"
         );
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let batches: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(batches.len() >= 3, "one batch per wave at least, got {}", batches.len());
-    assert_eq!(bronze_count(&live), 498, "every landed tweet once in bronze");
+    assert!(
+        batches.len() >= 3,
+        "one batch per wave at least, got {}",
+        batches.len()
+    );
+    assert_eq!(
+        bronze_count(&live),
+        498,
+        "every landed tweet once in bronze"
+    );
 
     // The same files in one batch run.
     let batch = Sandbox::new();
     batch.write("p.yaml", &pipeline());
     std::fs::create_dir(batch.path().join("landing")).unwrap();
     for f in staged(&batch) {
-        std::fs::rename(&f, batch.path().join("landing").join(f.file_name().unwrap())).unwrap();
+        std::fs::rename(
+            &f,
+            batch.path().join("landing").join(f.file_name().unwrap()),
+        )
+        .unwrap();
     }
     let out = batch.run(&["run", "p.yaml"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let silver = rows(&live, "tables/silver", "");
     let gold = rows(&live, "tables/gold", "predicted_sentiment");
     let mut unique = silver.clone();
     unique.dedup();
-    assert_eq!(unique.len(), silver.len(), "no (tweet, mention) twice in silver");
+    assert_eq!(
+        unique.len(),
+        silver.len(),
+        "no (tweet, mention) twice in silver"
+    );
     assert!(!silver.is_empty());
-    assert_eq!(silver, rows(&batch, "tables/silver", ""), "streamed silver equals the batch run's");
-    assert_eq!(gold, rows(&batch, "tables/gold", "predicted_sentiment"), "streamed gold equals the batch run's");
+    assert_eq!(
+        silver,
+        rows(&batch, "tables/silver", ""),
+        "streamed silver equals the batch run's"
+    );
+    assert_eq!(
+        gold,
+        rows(&batch, "tables/gold", "predicted_sentiment"),
+        "streamed gold equals the batch run's"
+    );
     assert_eq!(gold.len(), silver.len(), "one gold row per silver row");
 }
 
@@ -120,10 +196,21 @@ fn infer_killed_mid_run_then_resumed_equals_an_uninterrupted_run() {
     reference.write("p.yaml", &pipeline());
     std::fs::create_dir(reference.path().join("landing")).unwrap();
     for f in staged(&reference) {
-        std::fs::rename(&f, reference.path().join("landing").join(f.file_name().unwrap())).unwrap();
+        std::fs::rename(
+            &f,
+            reference
+                .path()
+                .join("landing")
+                .join(f.file_name().unwrap()),
+        )
+        .unwrap();
     }
     let out = reference.run(&["run", "p.yaml"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want_gold = rows(&reference, "tables/gold", "predicted_sentiment");
     assert!(!want_gold.is_empty());
 
@@ -134,16 +221,39 @@ fn infer_killed_mid_run_then_resumed_equals_an_uninterrupted_run() {
         for f in staged(&sb) {
             std::fs::rename(&f, sb.path().join("landing").join(f.file_name().unwrap())).unwrap();
         }
-        let crashed = sb.cmd(&["run", "p.yaml"]).env("TWEETFLOW_DELTA_FAILPOINT", format!("{failpoint}:abort")).output().unwrap();
+        let crashed = sb
+            .cmd(&["run", "p.yaml"])
+            .env("TWEETFLOW_DELTA_FAILPOINT", format!("{failpoint}:abort"))
+            .output()
+            .unwrap();
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(crashed.status.signal(), Some(6), "{failpoint}: the process should die by SIGABRT");
+        assert_eq!(
+            crashed.status.signal(),
+            Some(6),
+            "{failpoint}: the process should die by SIGABRT"
+        );
         let run_id = sb.run_ids().pop().expect("the crashed run is recorded");
         let resumed = sb.run(&["run", "--resume", &run_id, "--json"]);
-        assert!(resumed.status.success(), "{failpoint}: {}", String::from_utf8_lossy(&resumed.stderr));
+        assert!(
+            resumed.status.success(),
+            "{failpoint}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
         let rec: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
-        assert_eq!(rec["tasks"]["ingest"]["attempts"].as_array().unwrap().len(), 1, "finished tasks are not rerun");
-        assert_eq!(rows(&sb, "tables/gold", "predicted_sentiment"), want_gold, "{failpoint}: gold after the crash and resume");
-        assert_eq!(rows(&sb, "tables/silver", ""), rows(&reference, "tables/silver", ""));
+        assert_eq!(
+            rec["tasks"]["ingest"]["attempts"].as_array().unwrap().len(),
+            1,
+            "finished tasks are not rerun"
+        );
+        assert_eq!(
+            rows(&sb, "tables/gold", "predicted_sentiment"),
+            want_gold,
+            "{failpoint}: gold after the crash and resume"
+        );
+        assert_eq!(
+            rows(&sb, "tables/silver", ""),
+            rows(&reference, "tables/silver", "")
+        );
     }
 }
 
@@ -154,8 +264,20 @@ fn a_first_run_creating_every_table_logs_no_error() {
     let sb = Sandbox::new();
     sb.write("p.yaml", &pipeline());
     let csv = repo().join("datasets/sentiment140/test.csv.gz");
-    let out = sb.run(&["replay", "--csv", csv.to_str().unwrap(), "--landing", "landing", "--limit", "120"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sb.run(&[
+        "replay",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--landing",
+        "landing",
+        "--limit",
+        "120",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = sb.run(&["run", "p.yaml"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -163,10 +285,20 @@ fn a_first_run_creating_every_table_logs_no_error() {
     assert_eq!(ids.len(), 1);
     let log = std::fs::read_to_string(sb.runs().join(&ids[0]).join("log.jsonl")).unwrap();
     assert!(log.lines().count() > 5, "the run log is empty:\n{log}");
-    let errors: Vec<&str> = log.lines().filter(|l| l.contains(r#""level":"ERROR""#)).collect();
-    assert!(errors.is_empty(), "error lines in a clean run:\n{}", errors.join("\n"));
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "error lines in a clean run:\n{}",
+        errors.join("\n")
+    );
     assert!(!stderr.contains("ERROR"), "{stderr}");
     for table in ["tables/bronze", "tables/silver", "tables/gold"] {
-        assert!(sb.path().join(table).join("_delta_log").is_dir(), "{table} was not created");
+        assert!(
+            sb.path().join(table).join("_delta_log").is_dir(),
+            "{table} was not created"
+        );
     }
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tweetflow_engine::{load_file, LoadOptions};
+use tweetflow_engine::{LoadOptions, load_file};
 
 fn env(name: &str) -> Option<String> {
     (name == "HOME").then(|| "/home/tester".to_string())
@@ -15,7 +15,11 @@ fn env(name: &str) -> Option<String> {
 
 fn render(path: &Path) -> String {
     let registry = tweetflow_tasks::default_registry();
-    let options = LoadOptions { registry: &registry, param_overrides: &[], env: &env };
+    let options = LoadOptions {
+        registry: &registry,
+        param_overrides: &[],
+        env: &env,
+    };
     match load_file(path, &options) {
         Ok(p) => format!("valid: {} tasks\n", p.tasks.len()),
         Err(d) => d.render(),
@@ -23,7 +27,8 @@ fn render(path: &Path) -> String {
 }
 
 fn main() -> ExitCode {
-    let complete = std::env::args().any(|a| a == "--complete") || std::env::var_os("TWEETFLOW_COMPLETE").is_some();
+    let complete = std::env::args().any(|a| a == "--complete")
+        || std::env::var_os("TWEETFLOW_COMPLETE").is_some();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::env::set_current_dir(root).expect("cd to the crate root");
     let mut cases: Vec<PathBuf> = std::fs::read_dir("tests/validation")
@@ -48,7 +53,11 @@ fn main() -> ExitCode {
             println!("test {} ... ok", case.display());
             passed += 1;
         } else {
-            println!("test {} ... FAILED\n--- expected ({})\n{expected}--- got\n{got}", case.display(), expected_path.display());
+            println!(
+                "test {} ... FAILED\n--- expected ({})\n{expected}--- got\n{got}",
+                case.display(),
+                expected_path.display()
+            );
             failed += 1;
         }
     }
@@ -56,6 +65,13 @@ fn main() -> ExitCode {
         println!("no golden cases found");
         return ExitCode::FAILURE;
     }
-    println!("\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out", if failed == 0 { "ok" } else { "FAILED" });
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    println!(
+        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
+        if failed == 0 { "ok" } else { "FAILED" }
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

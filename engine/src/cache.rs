@@ -59,7 +59,10 @@ pub fn cache_key(
     upstream: &BTreeMap<String, TaskOutput>,
     inputs: Option<&str>,
 ) -> String {
-    let fingerprints: BTreeMap<&str, &str> = upstream.iter().map(|(k, v)| (k.as_str(), v.fingerprint.as_str())).collect();
+    let fingerprints: BTreeMap<&str, &str> = upstream
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.fingerprint.as_str()))
+        .collect();
     let mut material = serde_json::json!({
         "type": task_type,
         "version": version,
@@ -69,7 +72,9 @@ pub fn cache_key(
     if let Some(inputs) = inputs {
         material["inputs"] = Json::from(inputs);
     }
-    blake3::hash(material.to_string().as_bytes()).to_hex().to_string()
+    blake3::hash(material.to_string().as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 /// BLAKE3 of the contents of `paths`: each file's path and bytes; a directory's files
@@ -123,7 +128,8 @@ fn hash_path(hasher: &mut blake3::Hasher, path: &std::path::Path) {
 fn canonical(value: &Json) -> Json {
     match value {
         Json::Object(map) => {
-            let sorted: BTreeMap<&String, Json> = map.iter().map(|(k, v)| (k, canonical(v))).collect();
+            let sorted: BTreeMap<&String, Json> =
+                map.iter().map(|(k, v)| (k, canonical(v))).collect();
             Json::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
         }
         Json::Array(items) => Json::Array(items.iter().map(canonical).collect()),
@@ -156,7 +162,8 @@ impl Cache {
 
     /// Stores an entry.
     pub fn put(&self, entry: &CacheEntry) -> Result<(), EngineError> {
-        std::fs::create_dir_all(&self.dir).map_err(EngineError::io("create cache directory", &self.dir))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(EngineError::io("create cache directory", &self.dir))?;
         let bytes = serde_json::to_vec_pretty(entry).map_err(|e| EngineError::Corrupt {
             path: self.path(&entry.key),
             message: e.to_string(),
@@ -172,14 +179,33 @@ mod tests {
 
     #[test]
     fn key_depends_on_every_input_but_not_key_order() {
-        let up = |fp: &str| BTreeMap::from([("a".to_string(), TaskOutput::new().with_fingerprint(fp))]);
+        let up =
+            |fp: &str| BTreeMap::from([("a".to_string(), TaskOutput::new().with_fingerprint(fp))]);
         let base = cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f1"), None);
-        assert_eq!(base, cache_key("t", "1", &json!({"y": 2, "x": 1}), &up("f1"), None));
-        assert_ne!(base, cache_key("u", "1", &json!({"x": 1, "y": 2}), &up("f1"), None));
-        assert_ne!(base, cache_key("t", "2", &json!({"x": 1, "y": 2}), &up("f1"), None));
-        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 3}), &up("f1"), None));
-        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f2"), None));
-        assert_ne!(base, cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f1"), Some("h")));
+        assert_eq!(
+            base,
+            cache_key("t", "1", &json!({"y": 2, "x": 1}), &up("f1"), None)
+        );
+        assert_ne!(
+            base,
+            cache_key("u", "1", &json!({"x": 1, "y": 2}), &up("f1"), None)
+        );
+        assert_ne!(
+            base,
+            cache_key("t", "2", &json!({"x": 1, "y": 2}), &up("f1"), None)
+        );
+        assert_ne!(
+            base,
+            cache_key("t", "1", &json!({"x": 1, "y": 3}), &up("f1"), None)
+        );
+        assert_ne!(
+            base,
+            cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f2"), None)
+        );
+        assert_ne!(
+            base,
+            cache_key("t", "1", &json!({"x": 1, "y": 2}), &up("f1"), Some("h"))
+        );
     }
 
     #[test]
@@ -229,6 +255,12 @@ mod tests {
         assert!(cache.get("k", Some(Duration::from_secs(60))).is_none());
         entry.created_at = Utc::now();
         cache.put(&entry).unwrap();
-        assert_eq!(cache.get("k", Some(Duration::from_secs(60))).unwrap().output, entry.output);
+        assert_eq!(
+            cache
+                .get("k", Some(Duration::from_secs(60)))
+                .unwrap()
+                .output,
+            entry.output
+        );
     }
 }

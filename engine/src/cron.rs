@@ -13,7 +13,9 @@
 //! - Fall back (a wall-clock hour repeats): a job with a fixed hour fires once, in the first
 //!   pass. A job that runs every hour fires in both passes (they are different instants).
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 /// A parsed cron expression.
@@ -30,7 +32,9 @@ pub struct CronExpr {
     text: String,
 }
 
-const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl CronExpr {
@@ -43,7 +47,9 @@ impl CronExpr {
             "@daily" | "@midnight" => "0 0 * * *",
             "@hourly" => "0 * * * *",
             other if other.starts_with('@') => {
-                return Err(format!("unknown alias `{other}` (use @yearly, @monthly, @weekly, @daily or @hourly)"));
+                return Err(format!(
+                    "unknown alias `{other}` (use @yearly, @monthly, @weekly, @daily or @hourly)"
+                ));
             }
             other => other,
         };
@@ -99,7 +105,11 @@ impl CronExpr {
         let limit = from + Duration::days(366 * 5);
         while t <= limit {
             if self.months & (1 << t.month()) == 0 {
-                let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+                let (y, m) = if t.month() == 12 {
+                    (t.year() + 1, 1)
+                } else {
+                    (t.year(), t.month() + 1)
+                };
                 t = NaiveDate::from_ymd_opt(y, m, 1)?.and_hms_opt(0, 0, 0)?;
                 continue;
             }
@@ -179,7 +189,13 @@ impl CronExpr {
     }
 
     /// Every tick in `(after, until]`, oldest first, at most `limit` of the latest ones.
-    pub fn ticks_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, tz: &Tz, limit: usize) -> (Vec<DateTime<Utc>>, usize) {
+    pub fn ticks_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        tz: &Tz,
+        limit: usize,
+    ) -> (Vec<DateTime<Utc>>, usize) {
         let mut ticks = Vec::new();
         let mut cursor = after;
         let mut dropped = 0;
@@ -198,12 +214,20 @@ impl CronExpr {
     }
 }
 
-fn field(text: &str, min: u32, max: u32, names: Option<&[&str]>, what: &str) -> Result<u64, String> {
+fn field(
+    text: &str,
+    min: u32,
+    max: u32,
+    names: Option<&[&str]>,
+    what: &str,
+) -> Result<u64, String> {
     let mut bits = 0u64;
     for part in text.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s.parse().map_err(|_| format!("{what}: `{s}` is not a step"))?;
+                let step: u32 = s
+                    .parse()
+                    .map_err(|_| format!("{what}: `{s}` is not a step"))?;
                 if step == 0 {
                     return Err(format!("{what}: a step must be at least 1"));
                 }
@@ -244,7 +268,8 @@ fn value(text: &str, names: Option<&[&str]>, what: &str, min: u32) -> Result<u32
 
 /// Parses an IANA time-zone name (e.g. `America/Los_Angeles`, `UTC`).
 pub fn parse_zone(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>().map_err(|_| format!("unknown time zone `{name}`"))
+    name.parse::<Tz>()
+        .map_err(|_| format!("unknown time zone `{name}`"))
 }
 
 /// Every zone name, for suggestions.
@@ -267,7 +292,9 @@ mod tests {
         (0..n)
             .map(|_| {
                 t = cron.next_after(t, &tz).unwrap();
-                t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+                t.with_timezone(&tz)
+                    .format("%Y-%m-%d %H:%M:%S %Z")
+                    .to_string()
             })
             .collect()
     }
@@ -278,7 +305,15 @@ mod tests {
         assert!(CronExpr::parse("*/5 * * * * *").is_ok());
         assert!(CronExpr::parse("0 9 * JAN-MAR MON-FRI").is_ok());
         assert!(CronExpr::parse("@hourly").is_ok());
-        for bad in ["* * * *", "61 * * * *", "* * * * * * *", "*/0 * * * *", "@often", "* * 0 * *", "x * * * *"] {
+        for bad in [
+            "* * * *",
+            "61 * * * *",
+            "* * * * * * *",
+            "*/0 * * * *",
+            "@often",
+            "* * 0 * *",
+            "x * * * *",
+        ] {
             assert!(CronExpr::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -287,25 +322,59 @@ mod tests {
     fn plain_schedules() {
         assert_eq!(
             ticks("*/15 * * * *", "UTC", "2026-01-01T00:07:00Z", 3),
-            ["2026-01-01 00:15:00 UTC", "2026-01-01 00:30:00 UTC", "2026-01-01 00:45:00 UTC"]
+            [
+                "2026-01-01 00:15:00 UTC",
+                "2026-01-01 00:30:00 UTC",
+                "2026-01-01 00:45:00 UTC"
+            ]
         );
-        assert_eq!(ticks("0 9 * * MON", "UTC", "2026-11-25T00:00:00Z", 2), ["2026-11-30 09:00:00 UTC", "2026-12-07 09:00:00 UTC"]);
-        assert_eq!(ticks("*/20 * * * * *", "UTC", "2026-01-01T00:00:00Z", 3)[2], "2026-01-01 00:01:00 UTC");
-        assert_eq!(ticks("0 0 29 2 *", "UTC", "2026-03-01T00:00:00Z", 1), ["2028-02-29 00:00:00 UTC"]);
+        assert_eq!(
+            ticks("0 9 * * MON", "UTC", "2026-11-25T00:00:00Z", 2),
+            ["2026-11-30 09:00:00 UTC", "2026-12-07 09:00:00 UTC"]
+        );
+        assert_eq!(
+            ticks("*/20 * * * * *", "UTC", "2026-01-01T00:00:00Z", 3)[2],
+            "2026-01-01 00:01:00 UTC"
+        );
+        assert_eq!(
+            ticks("0 0 29 2 *", "UTC", "2026-03-01T00:00:00Z", 1),
+            ["2028-02-29 00:00:00 UTC"]
+        );
         // Day-of-month OR day-of-week when both are restricted.
-        assert_eq!(ticks("0 0 13 * FRI", "UTC", "2026-11-01T00:00:00Z", 2), ["2026-11-06 00:00:00 UTC", "2026-11-13 00:00:00 UTC"]);
+        assert_eq!(
+            ticks("0 0 13 * FRI", "UTC", "2026-11-01T00:00:00Z", 2),
+            ["2026-11-06 00:00:00 UTC", "2026-11-13 00:00:00 UTC"]
+        );
     }
 
     #[test]
     fn spring_forward_los_angeles() {
         // 2026-03-08: 02:00 PST jumps to 03:00 PDT.
         assert_eq!(
-            ticks("30 2 * * *", "America/Los_Angeles", "2026-03-07T00:00:00Z", 3),
-            ["2026-03-07 02:30:00 PST", "2026-03-08 03:00:00 PDT", "2026-03-09 02:30:00 PDT"]
+            ticks(
+                "30 2 * * *",
+                "America/Los_Angeles",
+                "2026-03-07T00:00:00Z",
+                3
+            ),
+            [
+                "2026-03-07 02:30:00 PST",
+                "2026-03-08 03:00:00 PDT",
+                "2026-03-09 02:30:00 PDT"
+            ]
         );
         assert_eq!(
-            ticks("0 * * * *", "America/Los_Angeles", "2026-03-08T08:30:00Z", 3),
-            ["2026-03-08 01:00:00 PST", "2026-03-08 03:00:00 PDT", "2026-03-08 04:00:00 PDT"]
+            ticks(
+                "0 * * * *",
+                "America/Los_Angeles",
+                "2026-03-08T08:30:00Z",
+                3
+            ),
+            [
+                "2026-03-08 01:00:00 PST",
+                "2026-03-08 03:00:00 PDT",
+                "2026-03-08 04:00:00 PDT"
+            ]
         );
     }
 
@@ -313,12 +382,27 @@ mod tests {
     fn fall_back_los_angeles() {
         // 2026-11-01: 02:00 PDT falls back to 01:00 PST.
         assert_eq!(
-            ticks("30 1 * * *", "America/Los_Angeles", "2026-10-31T12:00:00Z", 2),
+            ticks(
+                "30 1 * * *",
+                "America/Los_Angeles",
+                "2026-10-31T12:00:00Z",
+                2
+            ),
             ["2026-11-01 01:30:00 PDT", "2026-11-02 01:30:00 PST"]
         );
         assert_eq!(
-            ticks("30 * * * *", "America/Los_Angeles", "2026-11-01T07:00:00Z", 4),
-            ["2026-11-01 00:30:00 PDT", "2026-11-01 01:30:00 PDT", "2026-11-01 01:30:00 PST", "2026-11-01 02:30:00 PST"]
+            ticks(
+                "30 * * * *",
+                "America/Los_Angeles",
+                "2026-11-01T07:00:00Z",
+                4
+            ),
+            [
+                "2026-11-01 00:30:00 PDT",
+                "2026-11-01 01:30:00 PDT",
+                "2026-11-01 01:30:00 PST",
+                "2026-11-01 02:30:00 PST"
+            ]
         );
     }
 
@@ -338,8 +422,20 @@ mod tests {
     #[test]
     fn ticks_between_keeps_the_latest() {
         let cron = CronExpr::parse("0 * * * *").unwrap();
-        let (ticks, dropped) = cron.ticks_between(utc("2026-01-01T00:00:00Z"), utc("2026-01-01T05:30:00Z"), &Tz::UTC, 3);
-        assert_eq!(ticks, vec![utc("2026-01-01T03:00:00Z"), utc("2026-01-01T04:00:00Z"), utc("2026-01-01T05:00:00Z")]);
+        let (ticks, dropped) = cron.ticks_between(
+            utc("2026-01-01T00:00:00Z"),
+            utc("2026-01-01T05:30:00Z"),
+            &Tz::UTC,
+            3,
+        );
+        assert_eq!(
+            ticks,
+            vec![
+                utc("2026-01-01T03:00:00Z"),
+                utc("2026-01-01T04:00:00Z"),
+                utc("2026-01-01T05:00:00Z")
+            ]
+        );
         assert_eq!(dropped, 2);
     }
 }

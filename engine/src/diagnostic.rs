@@ -36,7 +36,11 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic without a hint.
     pub fn new(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { span, message: message.into(), hint: None }
+        Diagnostic {
+            span,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// Adds a hint.
@@ -53,7 +57,10 @@ impl Diagnostic {
 
     /// Renders the diagnostic for `file`.
     pub fn render(&self, file: &str) -> String {
-        let mut out = format!("{file}:{}:{}: error: {}", self.span.line, self.span.column, self.message);
+        let mut out = format!(
+            "{file}:{}:{}: error: {}",
+            self.span.line, self.span.column, self.message
+        );
         if let Some(hint) = &self.hint {
             out.push_str("\n  hint: ");
             out.push_str(hint);
@@ -92,16 +99,32 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     closest(word, candidates, 1).into_iter().next()
 }
 
 /// Up to `n` candidates close to `word`, best first.
-pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>, n: usize) -> Vec<&'a str> {
+pub fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    n: usize,
+) -> Vec<&'a str> {
     let mut scored: Vec<(f64, &str)> = candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()), c))
-        .filter(|(score, c)| *score >= 0.8 || (c.len() > 2 && word.contains(*c)) || (word.len() > 2 && c.contains(word)))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
+        .filter(|(score, c)| {
+            *score >= 0.8
+                || (c.len() > 2 && word.contains(*c))
+                || (word.len() > 2 && c.contains(word))
+        })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     scored.into_iter().take(n).map(|(_, c)| c).collect()
@@ -113,7 +136,10 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(did_you_mean("depend_on", ["depends_on", "type", "with"]), Some("depends_on"));
+        assert_eq!(
+            did_you_mean("depend_on", ["depends_on", "type", "with"]),
+            Some("depends_on")
+        );
         assert_eq!(did_you_mean("zzz", ["depends_on", "type", "with"]), None);
     }
 

@@ -15,7 +15,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("`{text}` is not a duration"));
         }
-        let amount: u64 = rest[..digits].parse().map_err(|_| format!("`{text}` is too large"))?;
+        let amount: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{text}` is too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -26,8 +28,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(amount.saturating_mul(60)),
             "h" => Duration::from_secs(amount.saturating_mul(3600)),
             "d" => Duration::from_secs(amount.saturating_mul(86_400)),
-            "" => return Err(format!("`{text}` is not a duration: `{amount}` has no unit")),
-            other => return Err(format!("`{text}` is not a duration: `{other}` is not a unit")),
+            "" => {
+                return Err(format!(
+                    "`{text}` is not a duration: `{amount}` has no unit"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "`{text}` is not a duration: `{other}` is not a unit"
+                ));
+            }
         };
         total = total.saturating_add(part);
     }

@@ -53,8 +53,15 @@ pub enum EngineError {
 
 impl EngineError {
     /// Wraps an I/O error with what was done to which path.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EngineError {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> EngineError {
         let path = path.into();
-        move |source| EngineError::Io { action, path, source }
+        move |source| EngineError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

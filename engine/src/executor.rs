@@ -19,13 +19,13 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument, Span};
+use tracing::{Instrument, Span, info, info_span, warn};
 
-use crate::cache::{cache_key, Cache, CacheEntry};
+use crate::cache::{Cache, CacheEntry, cache_key};
 use crate::duration::format_duration;
 use crate::error::EngineError;
 use crate::logging;
-use crate::observer::{pending_tag, RunObserver};
+use crate::observer::{RunObserver, pending_tag};
 use crate::registry::Registry;
 use crate::retry;
 use crate::spec::Pipeline;
@@ -79,7 +79,12 @@ impl Engine {
     pub fn new(registry: Arc<Registry>, runs_dir: impl Into<PathBuf>) -> Self {
         let store = RunStore::new(runs_dir);
         let cache = Cache::new(store.root().join(".cache"));
-        Engine { registry, store, cache, observers: Vec::new() }
+        Engine {
+            registry,
+            store,
+            cache,
+            observers: Vec::new(),
+        }
     }
 
     /// Adds an observer told about every run it wants.
@@ -90,7 +95,11 @@ impl Engine {
 
     /// The observers that want `pipeline`'s runs.
     pub fn observers_for(&self, pipeline: &Pipeline) -> Vec<Arc<dyn RunObserver>> {
-        self.observers.iter().filter(|o| o.wants(pipeline)).cloned().collect()
+        self.observers
+            .iter()
+            .filter(|o| o.wants(pipeline))
+            .cloned()
+            .collect()
     }
 
     /// The registry of task types.
@@ -105,34 +114,58 @@ impl Engine {
 
     /// Starts a new run of `pipeline` (read from `file`, whose text is `text`) and runs it to
     /// the end.
-    pub async fn run(&self, pipeline: Pipeline, file: &str, text: &str, options: RunOptions) -> Result<RunRecord, EngineError> {
+    pub async fn run(
+        &self,
+        pipeline: Pipeline,
+        file: &str,
+        text: &str,
+        options: RunOptions,
+    ) -> Result<RunRecord, EngineError> {
         let run_id = options.run_id.clone().unwrap_or_else(RunStore::new_run_id);
         let mut record = RunRecord::new(run_id, &pipeline, file);
         record.tags = options.tags.clone();
         let handle = self.store.create(record, &pipeline, text)?;
-        self.execute(Arc::new(pipeline), handle, options, false).await
+        self.execute(Arc::new(pipeline), handle, options, false)
+            .await
     }
 
     /// Resumes run `run_id`: tasks that succeeded keep their outputs; the others run again.
-    pub async fn resume(&self, run_id: &str, options: RunOptions) -> Result<RunRecord, EngineError> {
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        options: RunOptions,
+    ) -> Result<RunRecord, EngineError> {
         let (handle, pipeline) = self.store.reopen(run_id)?;
         let record = handle.record();
         let pending = record.tags.keys().any(|k| k.ends_with(".pending"));
         if record.status == RunStatus::Succeeded && !pending {
-            return Err(EngineError::NotResumable { run_id: run_id.into(), reason: "it already succeeded".into() });
+            return Err(EngineError::NotResumable {
+                run_id: run_id.into(),
+                reason: "it already succeeded".into(),
+            });
         }
         for task in &pipeline.tasks {
             if self.registry.get(&task.task_type).is_none() {
                 return Err(EngineError::NotResumable {
                     run_id: run_id.into(),
-                    reason: format!("task `{}` has type `{}`, which this build does not register", task.id, task.task_type),
+                    reason: format!(
+                        "task `{}` has type `{}`, which this build does not register",
+                        task.id, task.task_type
+                    ),
                 });
             }
         }
-        self.execute(Arc::new(pipeline), handle, options, true).await
+        self.execute(Arc::new(pipeline), handle, options, true)
+            .await
     }
 
-    async fn execute(&self, pipeline: Arc<Pipeline>, handle: RunHandle, options: RunOptions, resumed: bool) -> Result<RunRecord, EngineError> {
+    async fn execute(
+        &self,
+        pipeline: Arc<Pipeline>,
+        handle: RunHandle,
+        options: RunOptions,
+        resumed: bool,
+    ) -> Result<RunRecord, EngineError> {
         let run_id = handle.record().run_id.clone();
         let run_dir = handle.dir().to_path_buf();
         let _log = logging::attach_run_log(&run_id, &run_dir.join("log.jsonl"))
@@ -151,7 +184,11 @@ impl Engine {
         let run_cancel = cancel.child_token();
         self.store.clear_cancel_request(&run_id);
         let _active = self.store.mark_active(&pipeline.name, &run_id)?;
-        let watcher = tokio::spawn(watch_cancel_request(self.store.clone(), run_id.clone(), cancel.clone()));
+        let watcher = tokio::spawn(watch_cancel_request(
+            self.store.clone(),
+            run_id.clone(),
+            cancel.clone(),
+        ));
         let shared = Arc::new(Shared {
             pipeline: pipeline.clone(),
             info,
@@ -165,19 +202,33 @@ impl Engine {
             run_dir,
             run_span: run_span.clone(),
         });
-        let observers: Vec<Arc<dyn RunObserver>> = self.observers.iter().filter(|o| o.wants(&pipeline)).cloned().collect();
+        let observers: Vec<Arc<dyn RunObserver>> = self
+            .observers
+            .iter()
+            .filter(|o| o.wants(&pipeline))
+            .cloned()
+            .collect();
         let start_record = shared.lock_handle().record().clone();
         for o in &observers {
             // A failure here is retried by `run_finished`, whose outcome decides `.pending`.
-            if let Err(e) = o.run_started(&shared.run_dir, &pipeline, &start_record).instrument(run_span.clone()).await {
+            if let Err(e) = o
+                .run_started(&shared.run_dir, &pipeline, &start_record)
+                .instrument(run_span.clone())
+                .await
+            {
                 warn!(observer = o.name(), error = %e, "observer could not record the start");
             }
         }
-        let result = schedule(&shared, &options, &cancel, &run_cancel, resumed).instrument(run_span.clone()).await;
+        let result = schedule(&shared, &options, &cancel, &run_cancel, resumed)
+            .instrument(run_span.clone())
+            .await;
         watcher.abort();
         let end_record = shared.lock_handle().record().clone();
         for o in &observers {
-            let outcome = o.run_finished(&shared.run_dir, &pipeline, &end_record).instrument(run_span.clone()).await;
+            let outcome = o
+                .run_finished(&shared.run_dir, &pipeline, &end_record)
+                .instrument(run_span.clone())
+                .await;
             let mut handle = shared.lock_handle();
             match outcome.err() {
                 Some(e) => {
@@ -191,7 +242,12 @@ impl Engine {
         }
         let mut handle = shared.lock_handle();
         handle.snapshot()?;
-        if let Some(e) = shared.store_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(e) = shared
+            .store_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             return Err(e);
         }
         result?;
@@ -222,7 +278,10 @@ impl Shared {
     fn record(&self, event: Event) {
         if let Err(e) = self.lock_handle().append(event) {
             warn!(error = %e, "cannot write the run store");
-            self.store_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            self.store_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
         }
     }
 }
@@ -255,9 +314,20 @@ async fn schedule(
     resumed: bool,
 ) -> Result<(), EngineError> {
     let tasks = &shared.pipeline.tasks;
-    let index: HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
-    let deps: Vec<Vec<usize>> =
-        tasks.iter().map(|t| t.depends_on.iter().filter_map(|d| index.get(d.as_str()).copied()).collect()).collect();
+    let index: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|t| {
+            t.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
     for (i, ds) in deps.iter().enumerate() {
         for &d in ds {
@@ -271,7 +341,16 @@ async fn schedule(
         shared.record(Event::RunResumed { at: Utc::now() });
         let previous: Vec<_> = {
             let handle = shared.lock_handle();
-            tasks.iter().map(|t| handle.record().tasks.get(&t.id).map(|r| (r.status, r.output.clone()))).collect()
+            tasks
+                .iter()
+                .map(|t| {
+                    handle
+                        .record()
+                        .tasks
+                        .get(&t.id)
+                        .map(|r| (r.status, r.output.clone()))
+                })
+                .collect()
         };
         for (i, prev) in previous.into_iter().enumerate() {
             match prev {
@@ -280,17 +359,26 @@ async fn schedule(
                     outputs[i] = out;
                 }
                 Some((TaskStatus::Pending, _)) => {}
-                _ => shared.record(Event::TaskReset { task: tasks[i].id.clone() }),
+                _ => shared.record(Event::TaskReset {
+                    task: tasks[i].id.clone(),
+                }),
             }
         }
-        info!(kept = status.iter().filter(|s| s.is_success()).count(), "resuming run");
+        info!(
+            kept = status.iter().filter(|s| s.is_success()).count(),
+            "resuming run"
+        );
     } else {
         info!(tasks = tasks.len(), "run started");
     }
 
-    let mut waiting: Vec<usize> = deps.iter().map(|ds| ds.iter().filter(|&&d| !status[d].is_success()).count()).collect();
-    let mut ready: VecDeque<usize> =
-        (0..tasks.len()).filter(|&i| status[i] == TaskStatus::Pending && waiting[i] == 0).collect();
+    let mut waiting: Vec<usize> = deps
+        .iter()
+        .map(|ds| ds.iter().filter(|&&d| !status[d].is_success()).count())
+        .collect();
+    let mut ready: VecDeque<usize> = (0..tasks.len())
+        .filter(|&i| status[i] == TaskStatus::Pending && waiting[i] == 0)
+        .collect();
     let mut join: JoinSet<(usize, Outcome)> = JoinSet::new();
     let mut running: HashMap<tokio::task::Id, usize> = HashMap::new();
     let max_parallel = options.max_parallel.max(1);
@@ -304,17 +392,37 @@ async fn schedule(
                 .iter()
                 .filter_map(|&d| outputs[d].clone().map(|o| (tasks[d].id.clone(), o)))
                 .collect();
-            let handle = join.spawn(run_task(shared.clone(), i, Arc::new(upstream), run_cancel.clone()));
+            let handle = join.spawn(run_task(
+                shared.clone(),
+                i,
+                Arc::new(upstream),
+                run_cancel.clone(),
+            ));
             running.insert(handle.id(), i);
         }
-        let Some(joined) = join.join_next_with_id().await else { break };
+        let Some(joined) = join.join_next_with_id().await else {
+            break;
+        };
         let (i, outcome) = match joined {
             Ok((_, result)) => result,
             Err(e) => {
-                let Some(i) = running.get(&e.id()).copied() else { continue };
+                let Some(i) = running.get(&e.id()).copied() else {
+                    continue;
+                };
                 let error = TaskError::fatal(format!("task panicked: {e}"));
-                shared.record(finished(&tasks[i].id, TaskStatus::Failed, None, Some(error)));
-                (i, Outcome { status: TaskStatus::Failed, output: None })
+                shared.record(finished(
+                    &tasks[i].id,
+                    TaskStatus::Failed,
+                    None,
+                    Some(error),
+                ));
+                (
+                    i,
+                    Outcome {
+                        status: TaskStatus::Failed,
+                        output: None,
+                    },
+                )
             }
         };
         running.retain(|_, &mut v| v != i);
@@ -341,7 +449,12 @@ async fn schedule(
     for (i, s) in status.iter_mut().enumerate() {
         if *s == TaskStatus::Pending {
             *s = TaskStatus::Cancelled;
-            shared.record(finished(&tasks[i].id, TaskStatus::Cancelled, None, Some(TaskError::cancelled())));
+            shared.record(finished(
+                &tasks[i].id,
+                TaskStatus::Cancelled,
+                None,
+                Some(TaskError::cancelled()),
+            ));
         }
     }
     let run_status = if cancel.is_cancelled() {
@@ -352,11 +465,19 @@ async fn schedule(
         RunStatus::Succeeded
     };
     info!(status = run_status.as_str(), "run finished");
-    shared.record(Event::RunFinished { status: run_status, at: Utc::now() });
+    shared.record(Event::RunFinished {
+        status: run_status,
+        at: Utc::now(),
+    });
     Ok(())
 }
 
-fn mark_upstream_failed(shared: &Shared, failed: usize, dependents: &[Vec<usize>], status: &mut [TaskStatus]) {
+fn mark_upstream_failed(
+    shared: &Shared,
+    failed: usize,
+    dependents: &[Vec<usize>],
+    status: &mut [TaskStatus],
+) {
     let tasks = &shared.pipeline.tasks;
     let mut queue: VecDeque<usize> = dependents[failed].iter().copied().collect();
     while let Some(d) = queue.pop_front() {
@@ -364,14 +485,33 @@ fn mark_upstream_failed(shared: &Shared, failed: usize, dependents: &[Vec<usize>
             continue;
         }
         status[d] = TaskStatus::UpstreamFailed;
-        let error = TaskError::fatal(format!("upstream task `{}` did not succeed", tasks[failed].id));
-        shared.record(finished(&tasks[d].id, TaskStatus::UpstreamFailed, None, Some(error)));
+        let error = TaskError::fatal(format!(
+            "upstream task `{}` did not succeed",
+            tasks[failed].id
+        ));
+        shared.record(finished(
+            &tasks[d].id,
+            TaskStatus::UpstreamFailed,
+            None,
+            Some(error),
+        ));
         queue.extend(dependents[d].iter().copied());
     }
 }
 
-fn finished(task: &str, status: TaskStatus, output: Option<TaskOutput>, error: Option<TaskError>) -> Event {
-    Event::TaskFinished { task: task.to_string(), status, at: Utc::now(), output, error }
+fn finished(
+    task: &str,
+    status: TaskStatus,
+    output: Option<TaskOutput>,
+    error: Option<TaskError>,
+) -> Event {
+    Event::TaskFinished {
+        task: task.to_string(),
+        status,
+        at: Utc::now(),
+        output,
+        error,
+    }
 }
 
 /// Fills an empty fingerprint with a hash of the output values.
@@ -383,27 +523,58 @@ fn with_fingerprint(mut output: TaskOutput) -> TaskOutput {
     output
 }
 
-async fn run_task(shared: Arc<Shared>, i: usize, upstream: Arc<BTreeMap<String, TaskOutput>>, cancel: CancellationToken) -> (usize, Outcome) {
+async fn run_task(
+    shared: Arc<Shared>,
+    i: usize,
+    upstream: Arc<BTreeMap<String, TaskOutput>>,
+    cancel: CancellationToken,
+) -> (usize, Outcome) {
     let spec = &shared.pipeline.tasks[i];
-    let span = info_span!(parent: &shared.run_span, "task", task = %spec.id, r#type = %spec.task_type);
-    let outcome = run_task_inner(&shared, i, upstream, cancel).instrument(span).await;
+    let span =
+        info_span!(parent: &shared.run_span, "task", task = %spec.id, r#type = %spec.task_type);
+    let outcome = run_task_inner(&shared, i, upstream, cancel)
+        .instrument(span)
+        .await;
     (i, outcome)
 }
 
-async fn run_task_inner(shared: &Shared, i: usize, upstream: Arc<BTreeMap<String, TaskOutput>>, cancel: CancellationToken) -> Outcome {
+async fn run_task_inner(
+    shared: &Shared,
+    i: usize,
+    upstream: Arc<BTreeMap<String, TaskOutput>>,
+    cancel: CancellationToken,
+) -> Outcome {
     let spec = &shared.pipeline.tasks[i];
     let Some(task) = shared.registry.get(&spec.task_type).cloned() else {
-        let error = TaskError { kind: ErrorKind::Config, message: format!("unknown task type `{}`", spec.task_type) };
+        let error = TaskError {
+            kind: ErrorKind::Config,
+            message: format!("unknown task type `{}`", spec.task_type),
+        };
         shared.record(finished(&spec.id, TaskStatus::Failed, None, Some(error)));
-        return Outcome { status: TaskStatus::Failed, output: None };
+        return Outcome {
+            status: TaskStatus::Failed,
+            output: None,
+        };
     };
     let key = if spec.cache.enabled && shared.use_cache {
         let paths = task.cache_inputs(&spec.with);
         if paths.is_empty() {
-            Some(cache_key(task.type_name(), task.version(), &spec.with, &upstream, None))
+            Some(cache_key(
+                task.type_name(),
+                task.version(),
+                &spec.with,
+                &upstream,
+                None,
+            ))
         } else {
             match tokio::task::spawn_blocking(move || crate::cache::hash_inputs(&paths)).await {
-                Ok(inputs) => Some(cache_key(task.type_name(), task.version(), &spec.with, &upstream, Some(&inputs))),
+                Ok(inputs) => Some(cache_key(
+                    task.type_name(),
+                    task.version(),
+                    &spec.with,
+                    &upstream,
+                    Some(&inputs),
+                )),
                 Err(e) => {
                     warn!(error = %e, "hashing the cache inputs failed: the cache is not used for this task");
                     None
@@ -413,15 +584,27 @@ async fn run_task_inner(shared: &Shared, i: usize, upstream: Arc<BTreeMap<String
     } else {
         None
     };
-    shared.record(Event::TaskStarted { task: spec.id.clone(), at: Utc::now(), cache_key: key.clone() });
+    shared.record(Event::TaskStarted {
+        task: spec.id.clone(),
+        at: Utc::now(),
+        cache_key: key.clone(),
+    });
 
     if let Some(key) = &key {
         if !shared.refresh.contains(&spec.id) {
             if let Some(entry) = shared.cache.get(key, spec.cache.ttl) {
                 if task.output_still_valid(&spec.with, &entry.output).await {
                     info!(from_run = %entry.run_id, "cache hit");
-                    shared.record(finished(&spec.id, TaskStatus::Cached, Some(entry.output.clone()), None));
-                    return Outcome { status: TaskStatus::Cached, output: Some(entry.output) };
+                    shared.record(finished(
+                        &spec.id,
+                        TaskStatus::Cached,
+                        Some(entry.output.clone()),
+                        None,
+                    ));
+                    return Outcome {
+                        status: TaskStatus::Cached,
+                        output: Some(entry.output),
+                    };
                 }
                 info!("cached output no longer valid: running");
             }
@@ -435,7 +618,11 @@ async fn run_task_inner(shared: &Shared, i: usize, upstream: Arc<BTreeMap<String
             last_error = TaskError::cancelled();
             break;
         }
-        shared.record(Event::AttemptStarted { task: spec.id.clone(), number, at: Utc::now() });
+        shared.record(Event::AttemptStarted {
+            task: spec.id.clone(),
+            number,
+            at: Utc::now(),
+        });
         let attempt_cancel = cancel.child_token();
         let attempt_span = info_span!("attempt", number);
         let ctx = TaskContext {
@@ -449,10 +636,17 @@ async fn run_task_inner(shared: &Shared, i: usize, upstream: Arc<BTreeMap<String
             artifacts_dir: shared.run_dir.join("artifacts").join(&spec.id),
         };
         info!(attempt = number, "started");
-        let result = run_attempt(&*task, &ctx, &spec.with, spec.timeout, &cancel).instrument(attempt_span).await;
+        let result = run_attempt(&*task, &ctx, &spec.with, spec.timeout, &cancel)
+            .instrument(attempt_span)
+            .await;
         attempt_cancel.cancel();
         let error = result.as_ref().err().cloned();
-        shared.record(Event::AttemptFinished { task: spec.id.clone(), number, at: Utc::now(), error: error.clone() });
+        shared.record(Event::AttemptFinished {
+            task: spec.id.clone(),
+            number,
+            at: Utc::now(),
+            error: error.clone(),
+        });
         match result {
             Ok(output) => {
                 let output = with_fingerprint(output);
@@ -470,11 +664,20 @@ async fn run_task_inner(shared: &Shared, i: usize, upstream: Arc<BTreeMap<String
                     }
                 }
                 info!(attempt = number, "succeeded");
-                shared.record(finished(&spec.id, TaskStatus::Succeeded, Some(output.clone()), None));
-                return Outcome { status: TaskStatus::Succeeded, output: Some(output) };
+                shared.record(finished(
+                    &spec.id,
+                    TaskStatus::Succeeded,
+                    Some(output.clone()),
+                    None,
+                ));
+                return Outcome {
+                    status: TaskStatus::Succeeded,
+                    output: Some(output),
+                };
             }
             Err(e) => {
-                let retry = e.is_retryable() && number < policy.max_attempts && !cancel.is_cancelled();
+                let retry =
+                    e.is_retryable() && number < policy.max_attempts && !cancel.is_cancelled();
                 last_error = e;
                 if !retry {
                     break;
@@ -491,10 +694,17 @@ async fn run_task_inner(shared: &Shared, i: usize, upstream: Arc<BTreeMap<String
             }
         }
     }
-    let status = if last_error.kind == ErrorKind::Cancelled { TaskStatus::Cancelled } else { TaskStatus::Failed };
+    let status = if last_error.kind == ErrorKind::Cancelled {
+        TaskStatus::Cancelled
+    } else {
+        TaskStatus::Failed
+    };
     warn!(error = %last_error.message, kind = ?last_error.kind, "{}", status.as_str());
     shared.record(finished(&spec.id, status, None, Some(last_error)));
-    Outcome { status, output: None }
+    Outcome {
+        status,
+        output: None,
+    }
 }
 
 fn round_ms(d: Duration) -> Duration {
@@ -513,9 +723,14 @@ async fn run_attempt(
     let attempt = task.run(ctx, params);
     let limited = async {
         match timeout {
-            Some(limit) => tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| {
-                Err(TaskError { kind: ErrorKind::Timeout, message: format!("timed out after {}", format_duration(limit)) })
-            }),
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TaskError {
+                        kind: ErrorKind::Timeout,
+                        message: format!("timed out after {}", format_duration(limit)),
+                    })
+                }),
             None => attempt.await,
         }
     };

@@ -13,7 +13,10 @@ use crate::spec::Pipeline;
 /// Finds dependency cycles. `edges` go from a dependency to its dependent. Each cycle is
 /// returned as a path that starts and ends at the same task (`[a, b, c, a]`), starting from
 /// the task that comes first in `nodes`; cycles are ordered the same way.
-pub fn find_cycles<'a>(nodes: impl IntoIterator<Item = &'a str>, edges: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Vec<String>> {
+pub fn find_cycles<'a>(
+    nodes: impl IntoIterator<Item = &'a str>,
+    edges: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<Vec<String>> {
     let mut graph: DiGraph<&str, ()> = DiGraph::new();
     let mut index = HashMap::new();
     for n in nodes {
@@ -30,9 +33,14 @@ pub fn find_cycles<'a>(nodes: impl IntoIterator<Item = &'a str>, edges: impl Int
             continue;
         }
         let members: HashSet<NodeIndex> = scc.iter().copied().collect();
-        let Some(&start) = scc.iter().min() else { continue };
+        let Some(&start) = scc.iter().min() else {
+            continue;
+        };
         if let Some(path) = path_back(&graph, start, &members) {
-            cycles.push((start, path.into_iter().map(|i| graph[i].to_string()).collect()));
+            cycles.push((
+                start,
+                path.into_iter().map(|i| graph[i].to_string()).collect(),
+            ));
         }
     }
     cycles.sort_by_key(|(start, _)| *start);
@@ -40,7 +48,11 @@ pub fn find_cycles<'a>(nodes: impl IntoIterator<Item = &'a str>, edges: impl Int
 }
 
 /// A path start -> ... -> start inside `members`, following edges in insertion order.
-fn path_back(graph: &DiGraph<&str, ()>, start: NodeIndex, members: &HashSet<NodeIndex>) -> Option<Vec<NodeIndex>> {
+fn path_back(
+    graph: &DiGraph<&str, ()>,
+    start: NodeIndex,
+    members: &HashSet<NodeIndex>,
+) -> Option<Vec<NodeIndex>> {
     let mut path = vec![start];
     let mut seen = HashSet::from([start]);
     let mut stack = vec![sorted_successors(graph, start, members)];
@@ -64,8 +76,16 @@ fn path_back(graph: &DiGraph<&str, ()>, start: NodeIndex, members: &HashSet<Node
     None
 }
 
-fn sorted_successors(graph: &DiGraph<&str, ()>, n: NodeIndex, members: &HashSet<NodeIndex>) -> Vec<NodeIndex> {
-    let mut next: Vec<NodeIndex> = graph.edges(n).map(|e| e.target()).filter(|t| members.contains(t)).collect();
+fn sorted_successors(
+    graph: &DiGraph<&str, ()>,
+    n: NodeIndex,
+    members: &HashSet<NodeIndex>,
+) -> Vec<NodeIndex> {
+    let mut next: Vec<NodeIndex> = graph
+        .edges(n)
+        .map(|e| e.target())
+        .filter(|t| members.contains(t))
+        .collect();
     // Reversed so that `pop` visits the earliest node first.
     next.sort_by(|a, b| b.cmp(a));
     next
@@ -91,7 +111,11 @@ pub fn levels(pipeline: &Pipeline) -> Vec<Vec<&str>> {
     while !remaining.is_empty() {
         let before = remaining.len();
         remaining.retain(|t| {
-            let deps: Option<Vec<usize>> = t.depends_on.iter().map(|d| level.get(d.as_str()).copied()).collect();
+            let deps: Option<Vec<usize>> = t
+                .depends_on
+                .iter()
+                .map(|d| level.get(d.as_str()).copied())
+                .collect();
             match deps {
                 Some(d) => {
                     level.insert(&t.id, d.into_iter().map(|l| l + 1).max().unwrap_or(0));
@@ -123,19 +147,34 @@ pub fn draw(pipeline: &Pipeline, format: Format) -> String {
             for (i, level) in levels(pipeline).iter().enumerate() {
                 let _ = writeln!(out, "level {i}");
                 for id in level {
-                    let Some(task) = pipeline.task(id) else { continue };
+                    let Some(task) = pipeline.task(id) else {
+                        continue;
+                    };
                     if task.depends_on.is_empty() {
                         let _ = writeln!(out, "  {id} [{}]", task.task_type);
                     } else {
-                        let _ = writeln!(out, "  {id} [{}] <- {}", task.task_type, task.depends_on.join(", "));
+                        let _ = writeln!(
+                            out,
+                            "  {id} [{}] <- {}",
+                            task.task_type,
+                            task.depends_on.join(", ")
+                        );
                     }
                 }
             }
         }
         Format::Dot => {
-            let _ = writeln!(out, "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];", pipeline.name);
+            let _ = writeln!(
+                out,
+                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];",
+                pipeline.name
+            );
             for t in &pipeline.tasks {
-                let _ = writeln!(out, "  \"{}\" [label=\"{}\\n({})\"];", t.id, t.id, t.task_type);
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" [label=\"{}\\n({})\"];",
+                    t.id, t.id, t.task_type
+                );
             }
             for t in &pipeline.tasks {
                 for d in &t.depends_on {
@@ -147,7 +186,13 @@ pub fn draw(pipeline: &Pipeline, format: Format) -> String {
         Format::Mermaid => {
             out.push_str("flowchart LR\n");
             for t in &pipeline.tasks {
-                let _ = writeln!(out, "  {}[\"{} ({})\"]", mermaid_id(&t.id), t.id, t.task_type);
+                let _ = writeln!(
+                    out,
+                    "  {}[\"{} ({})\"]",
+                    mermaid_id(&t.id),
+                    t.id,
+                    t.task_type
+                );
             }
             for t in &pipeline.tasks {
                 for d in &t.depends_on {
@@ -169,10 +214,16 @@ mod tests {
 
     #[test]
     fn finds_cycles_as_paths() {
-        let cycles = find_cycles(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]);
+        let cycles = find_cycles(
+            ["a", "b", "c", "d"],
+            [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")],
+        );
         assert_eq!(cycles, vec![vec!["a", "b", "c", "a"]]);
         assert!(find_cycles(["a", "b"], [("a", "b")]).is_empty());
-        let two = find_cycles(["x", "y", "p", "q"], [("q", "p"), ("p", "q"), ("x", "y"), ("y", "x")]);
+        let two = find_cycles(
+            ["x", "y", "p", "q"],
+            [("q", "p"), ("p", "q"), ("x", "y"), ("y", "x")],
+        );
         assert_eq!(two, vec![vec!["x", "y", "x"], vec!["p", "q", "p"]]);
     }
 }

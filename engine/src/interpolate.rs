@@ -38,7 +38,8 @@ pub struct InterpolationError {
     pub hint: Option<String>,
 }
 
-const FORMS_HINT: &str = "use ${params.NAME}, ${env.NAME} or ${env.NAME:-default}; write $${ for a literal ${";
+const FORMS_HINT: &str =
+    "use ${params.NAME}, ${env.NAME} or ${env.NAME:-default}; write $${ for a literal ${";
 
 /// Interpolates `text`.
 pub fn interpolate(text: &str, scope: &Scope<'_>) -> Result<Interpolated, InterpolationError> {
@@ -97,13 +98,22 @@ fn resolve(expr: &str, scope: &Scope<'_>) -> Result<Json, InterpolationError> {
         return params.get(name).cloned().ok_or_else(|| {
             let hint = match did_you_mean(name, params.keys().map(String::as_str)) {
                 Some(close) => format!("did you mean `${{params.{close}}}`?"),
-                None if params.is_empty() => "the pipeline declares no params; add it under `params:`".into(),
+                None if params.is_empty() => {
+                    "the pipeline declares no params; add it under `params:`".into()
+                }
                 None => format!(
                     "declared params: {}",
-                    params.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                    params
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
-            InterpolationError { message: format!("unknown param `{name}`"), hint: Some(hint) }
+            InterpolationError {
+                message: format!("unknown param `{name}`"),
+                hint: Some(hint),
+            }
         });
     }
     if let Some(spec) = expr.strip_prefix("env.") {
@@ -126,7 +136,10 @@ fn resolve(expr: &str, scope: &Scope<'_>) -> Result<Json, InterpolationError> {
             }),
         };
     }
-    Err(InterpolationError { message: format!("unknown interpolation `${{{expr}}}`"), hint: Some(FORMS_HINT.into()) })
+    Err(InterpolationError {
+        message: format!("unknown interpolation `${{{expr}}}`"),
+        hint: Some(FORMS_HINT.into()),
+    })
 }
 
 #[cfg(test)]
@@ -138,14 +151,23 @@ mod tests {
         params.insert("landing".to_string(), Json::from("data/landing"));
         params.insert("batch".to_string(), Json::from(32));
         let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
-        interpolate(text, &Scope { params: Some(&params), env: &env })
+        interpolate(
+            text,
+            &Scope {
+                params: Some(&params),
+                env: &env,
+            },
+        )
     }
 
     #[test]
     fn table() {
         let cases: &[(&str, Result<Interpolated, &str>)] = &[
             ("plain", Ok(Interpolated::Unchanged)),
-            ("${params.landing}/x", Ok(Interpolated::Text("data/landing/x".into()))),
+            (
+                "${params.landing}/x",
+                Ok(Interpolated::Text("data/landing/x".into())),
+            ),
             ("${params.batch}", Ok(Interpolated::Typed(Json::from(32)))),
             ("n=${params.batch}", Ok(Interpolated::Text("n=32".into()))),
             ("${env.HOME}", Ok(Interpolated::Text("/home/u".into()))),

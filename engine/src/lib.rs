@@ -46,6 +46,6 @@ pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use error::EngineError;
 pub use executor::{Engine, RunOptions};
 pub use registry::Registry;
-pub use spec::{load_file, load_str, LoadOptions, Pipeline, TaskSpec};
+pub use spec::{LoadOptions, Pipeline, TaskSpec, load_file, load_str};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
 pub use task::{DynTask, ErrorKind, PipelineInfo, Task, TaskContext, TaskError, TaskOutput};

@@ -24,8 +24,7 @@ type Writers = HashMap<String, Arc<Mutex<File>>>;
 static WRITERS: LazyLock<Mutex<Writers>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The default filter: tweetflow's own events at `info`, libraries' (delta-rs, HTTP) at `warn`.
-pub const DEFAULT_FILTER: &str =
-    "warn,tweetflow=info,tweetflow_engine=info,tweetflow_tasks=info,tweetflow_delta=info,tweetflow_model=info,tweetflow_mlflow=info";
+pub const DEFAULT_FILTER: &str = "warn,tweetflow=info,tweetflow_engine=info,tweetflow_tasks=info,tweetflow_delta=info,tweetflow_model=info,tweetflow_mlflow=info";
 
 /// How logs are printed on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +39,8 @@ pub enum LogFormat {
 /// by `TWEETFLOW_RUN_LOG` (both default to [`DEFAULT_FILTER`]). Does nothing if a subscriber
 /// is already installed.
 pub fn init(format: LogFormat) {
-    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let stderr_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let result = match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(
@@ -54,7 +54,12 @@ pub fn init(format: LogFormat) {
             .with(run_layer())
             .try_init(),
         LogFormat::Json => tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(stderr_filter))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_filter(stderr_filter),
+            )
             .with(run_layer())
             .try_init(),
     };
@@ -62,7 +67,8 @@ pub fn init(format: LogFormat) {
 }
 
 fn run_layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
-    let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     RunLogLayer.with_filter(filter)
 }
 
@@ -70,7 +76,9 @@ fn run_layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
 pub fn attach_run_log(run_id: &str, path: &Path) -> std::io::Result<RunLogGuard> {
     let file = OpenOptions::new().create(true).append(true).open(path)?;
     lock_writers().insert(run_id.to_string(), Arc::new(Mutex::new(file)));
-    Ok(RunLogGuard { run_id: run_id.to_string() })
+    Ok(RunLogGuard {
+        run_id: run_id.to_string(),
+    })
 }
 
 fn lock_writers() -> std::sync::MutexGuard<'static, Writers> {
@@ -99,10 +107,12 @@ struct JsonVisitor(Map<String, Json>);
 
 impl Visit for JsonVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_string(), Json::String(format!("{value:?}")));
+        self.0
+            .insert(field.name().to_string(), Json::String(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), Json::String(value.to_string()));
+        self.0
+            .insert(field.name().to_string(), Json::String(value.to_string()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), Json::from(value));
@@ -143,7 +153,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(scope) = ctx.event_scope(event) else { return };
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
         let mut run_id = None;
         let mut spans = Vec::new();
         for span in scope.from_root() {
@@ -151,11 +163,16 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
             if let Some(RunId(id)) = ext.get::<RunId>() {
                 run_id = Some(id.clone());
             }
-            let fields = ext.get::<SpanFields>().map(|f| f.0.clone()).unwrap_or_default();
+            let fields = ext
+                .get::<SpanFields>()
+                .map(|f| f.0.clone())
+                .unwrap_or_default();
             spans.push(serde_json::json!({ "name": span.name(), "fields": fields }));
         }
         let Some(run_id) = run_id else { return };
-        let Some(writer) = lock_writers().get(&run_id).cloned() else { return };
+        let Some(writer) = lock_writers().get(&run_id).cloned() else {
+            return;
+        };
         let mut visitor = JsonVisitor::default();
         event.record(&mut visitor);
         let meta = event.metadata();

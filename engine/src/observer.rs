@@ -20,19 +20,40 @@ pub trait RunObserver: Send + Sync {
     fn wants(&self, pipeline: &Pipeline) -> bool;
 
     /// The run started (or was resumed).
-    fn run_started<'a>(&'a self, run_dir: &'a Path, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>>;
+    fn run_started<'a>(
+        &'a self,
+        run_dir: &'a Path,
+        pipeline: &'a Pipeline,
+        record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), String>>;
 
     /// The run reached its final state.
-    fn run_finished<'a>(&'a self, run_dir: &'a Path, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>>;
+    fn run_finished<'a>(
+        &'a self,
+        run_dir: &'a Path,
+        pipeline: &'a Pipeline,
+        record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), String>>;
 
     /// A micro-batch of streaming session `session` (`run --watch`) ended; `batch` counts
     /// from 1. The default does nothing.
-    fn batch_finished<'a>(&'a self, _session: &'a str, _batch: usize, _pipeline: &'a Pipeline, _record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
+    fn batch_finished<'a>(
+        &'a self,
+        _session: &'a str,
+        _batch: usize,
+        _pipeline: &'a Pipeline,
+        _record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
 
     /// Streaming session `session` ended (`cancelled` when stopped by a signal).
-    fn session_finished<'a>(&'a self, _session: &'a str, _pipeline: &'a Pipeline, _cancelled: bool) -> BoxFuture<'a, Result<(), String>> {
+    fn session_finished<'a>(
+        &'a self,
+        _session: &'a str,
+        _pipeline: &'a Pipeline,
+        _cancelled: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
 }

@@ -47,10 +47,26 @@ mod tests {
     #[test]
     fn grows_and_caps() {
         let secs = |b, n| base_delay(&policy(b, false), n).as_secs();
-        assert_eq!((2..=6).map(|n| secs(Backoff::Exponential, n)).collect::<Vec<_>>(), vec![1, 2, 4, 5, 5]);
-        assert_eq!((2..=7).map(|n| secs(Backoff::Linear, n)).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 5]);
-        assert_eq!((2..=4).map(|n| secs(Backoff::Fixed, n)).collect::<Vec<_>>(), vec![1, 1, 1]);
-        assert_eq!(base_delay(&policy(Backoff::Exponential, false), 200), Duration::from_secs(5));
+        assert_eq!(
+            (2..=6)
+                .map(|n| secs(Backoff::Exponential, n))
+                .collect::<Vec<_>>(),
+            vec![1, 2, 4, 5, 5]
+        );
+        assert_eq!(
+            (2..=7)
+                .map(|n| secs(Backoff::Linear, n))
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 5]
+        );
+        assert_eq!(
+            (2..=4).map(|n| secs(Backoff::Fixed, n)).collect::<Vec<_>>(),
+            vec![1, 1, 1]
+        );
+        assert_eq!(
+            base_delay(&policy(Backoff::Exponential, false), 200),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -58,6 +74,9 @@ mod tests {
         let p = policy(Backoff::Exponential, true);
         let samples: Vec<Duration> = (0..200).map(|_| delay(&p, 4)).collect();
         assert!(samples.iter().all(|d| *d <= Duration::from_secs(4)));
-        assert!(samples.iter().any(|d| *d != samples[0]), "jitter varies the delay");
+        assert!(
+            samples.iter().any(|d| *d != samples[0]),
+            "jitter varies the delay"
+        );
     }
 }

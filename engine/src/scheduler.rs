@@ -28,13 +28,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{Instrument, info, info_span, warn};
 
-use crate::cron::{parse_zone, CronExpr};
+use crate::cron::{CronExpr, parse_zone};
 use crate::error::EngineError;
 use crate::executor::{Engine, RunOptions};
 use crate::spec::{Catchup, Overlap, Pipeline, ScheduleSpec};
-use crate::store::{write_atomic, RunStore};
+use crate::store::{RunStore, write_atomic};
 use crate::task::BoxFuture;
 
 /// A source of time.
@@ -75,7 +75,9 @@ pub struct TestClock {
 impl TestClock {
     /// A clock stopped at `start`.
     pub fn new(start: DateTime<Utc>) -> Arc<Self> {
-        Arc::new(TestClock { now: watch::Sender::new(start) })
+        Arc::new(TestClock {
+            now: watch::Sender::new(start),
+        })
     }
 
     /// Sets the time (wakes sleepers whose time has come).
@@ -206,7 +208,13 @@ pub enum OverlapDecision {
 
 fn active(store: &RunStore, pipeline: &str, local: &LocalRuns) -> Vec<String> {
     let mut ids = store.active_runs(pipeline);
-    ids.extend(local.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned());
+    ids.extend(
+        local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned(),
+    );
     ids.sort();
     ids.dedup();
     ids
@@ -229,11 +237,18 @@ pub async fn resolve_overlap(
     }
     match overlap {
         Overlap::Allow => OverlapDecision::Start,
-        Overlap::Skip => OverlapDecision::Skip(format!("run {} is still active (overlap: skip)", running.join(", "))),
+        Overlap::Skip => OverlapDecision::Skip(format!(
+            "run {} is still active (overlap: skip)",
+            running.join(", ")
+        )),
         Overlap::Queue | Overlap::CancelRunning => {
             if overlap == Overlap::CancelRunning {
                 for run_id in &running {
-                    let token = local.lock().unwrap_or_else(|e| e.into_inner()).get(run_id).cloned();
+                    let token = local
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(run_id)
+                        .cloned();
                     match token {
                         Some(t) => t.cancel(),
                         None => {
@@ -251,7 +266,9 @@ pub async fn resolve_overlap(
                 }
                 if let Some(d) = deadline {
                     if clock.now() > d {
-                        return OverlapDecision::Missed("still queued behind an active run at its start_deadline".into());
+                        return OverlapDecision::Missed(
+                            "still queued behind an active run at its start_deadline".into(),
+                        );
                     }
                 }
                 tokio::select! {
@@ -273,7 +290,11 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler running pipelines on `engine`, with time from `clock`.
     pub fn new(engine: Engine, clock: Arc<dyn Clock>) -> Self {
-        Scheduler { engine, clock, observer: None }
+        Scheduler {
+            engine,
+            clock,
+            observer: None,
+        }
     }
 
     /// Sends every tick decision to `tx` as well (for tests and monitoring).
@@ -284,30 +305,47 @@ impl Scheduler {
 
     /// The state file of `pipeline`.
     pub fn state_path(store: &RunStore, pipeline: &str) -> PathBuf {
-        store.root().join(".schedules").join(format!("{pipeline}.json"))
+        store
+            .root()
+            .join(".schedules")
+            .join(format!("{pipeline}.json"))
     }
 
     /// Reads the state of `pipeline` (empty if it was never scheduled).
     pub fn load_state(store: &RunStore, pipeline: &str) -> Result<ScheduleState, EngineError> {
         let path = Self::state_path(store, pipeline);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| EngineError::Corrupt { path: path.clone(), message: e.to_string() }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ScheduleState::default()),
             Err(e) => Err(EngineError::io("read", &path)(e)),
         }
     }
 
     /// Runs until `shutdown`, then waits up to `grace` for active runs before cancelling them.
-    pub async fn run(&self, pipelines: Vec<Scheduled>, shutdown: CancellationToken, grace: Duration) -> Result<(), SchedulerError> {
+    pub async fn run(
+        &self,
+        pipelines: Vec<Scheduled>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), SchedulerError> {
         let store = self.engine.store().clone();
         let mut loops = Vec::new();
         for p in pipelines {
-            let spec = p.pipeline.schedule.clone().ok_or_else(|| SchedulerError::BadSchedule {
+            let spec = p
+                .pipeline
+                .schedule
+                .clone()
+                .ok_or_else(|| SchedulerError::BadSchedule {
+                    pipeline: p.pipeline.name.clone(),
+                    message: "it has no `schedule:` section".into(),
+                })?;
+            let bad = |message: String| SchedulerError::BadSchedule {
                 pipeline: p.pipeline.name.clone(),
-                message: "it has no `schedule:` section".into(),
-            })?;
-            let bad = |message: String| SchedulerError::BadSchedule { pipeline: p.pipeline.name.clone(), message };
+                message,
+            };
             let cron = CronExpr::parse(&spec.cron).map_err(bad)?;
             let tz = parse_zone(&spec.timezone).map_err(bad)?;
             let lock = lock_pipeline(&store, &p.pipeline.name)?;
@@ -361,7 +399,12 @@ fn lock_pipeline(store: &RunStore, pipeline: &str) -> Result<std::fs::File, Sche
     match file.try_lock() {
         Ok(()) => {
             let _ = file.set_len(0);
-            let _ = write!(file, "pid {} since {}", std::process::id(), Utc::now().to_rfc3339());
+            let _ = write!(
+                file,
+                "pid {} since {}",
+                std::process::id(),
+                Utc::now().to_rfc3339()
+            );
             Ok(file)
         }
         Err(std::fs::TryLockError::WouldBlock) => Err(SchedulerError::AlreadyScheduled {
@@ -392,13 +435,19 @@ impl PipelineLoop {
         &self.scheduled.pipeline.name
     }
 
-    async fn run(mut self, shutdown: CancellationToken, grace: Duration) -> Result<(), SchedulerError> {
+    async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), SchedulerError> {
         self.recover().await?;
         self.catch_up(&shutdown).await?;
         info!(cron = %self.spec.cron, timezone = %self.spec.timezone, "scheduling");
         while !shutdown.is_cancelled() {
             let after = self.state.last_tick.unwrap_or_else(|| self.clock.now());
-            let Some(next) = self.cron.next_after(after, &self.tz) else { break };
+            let Some(next) = self.cron.next_after(after, &self.tz) else {
+                break;
+            };
             tokio::select! {
                 _ = self.clock.sleep_until(next) => {}
                 _ = shutdown.cancelled() => break,
@@ -413,8 +462,12 @@ impl PipelineLoop {
 
     /// A tick recorded as fired whose run was never created (crash in between) fires now.
     async fn recover(&mut self) -> Result<(), SchedulerError> {
-        let Some(fired) = self.state.last_fired.clone() else { return Ok(()) };
-        let Some(run_id) = fired.run_id.clone() else { return Ok(()) };
+        let Some(fired) = self.state.last_fired.clone() else {
+            return Ok(());
+        };
+        let Some(run_id) = fired.run_id.clone() else {
+            return Ok(());
+        };
         let store = self.engine.store();
         if !store.run_dir(&run_id).join("run.json").exists() {
             warn!(tick = %fired.tick, run_id = %run_id, "a fired tick has no run: starting it now");
@@ -442,7 +495,10 @@ impl PipelineLoop {
         match self.spec.catchup {
             Catchup::None => {
                 let latest = ticks[ticks.len() - 1];
-                let reason = format!("the scheduler was down ({} ticks missed; catchup: none)", ticks.len() + dropped);
+                let reason = format!(
+                    "the scheduler was down ({} ticks missed; catchup: none)",
+                    ticks.len() + dropped
+                );
                 self.decide(latest, TickAction::Missed, None, Some(reason))?;
             }
             Catchup::Last | Catchup::All => {
@@ -453,7 +509,9 @@ impl PipelineLoop {
                         Catchup::Last => "catchup: last".to_string(),
                         _ => format!("catchup: all, max_catchup: {}", self.spec.max_catchup),
                     };
-                    let reason = format!("{dropped} ticks missed while the scheduler was down, from {first} on, not run ({policy})");
+                    let reason = format!(
+                        "{dropped} ticks missed while the scheduler was down, from {first} on, not run ({policy})"
+                    );
                     self.decide(first, TickAction::Skipped, None, Some(reason))?;
                 }
                 for tick in ticks {
@@ -467,16 +525,38 @@ impl PipelineLoop {
         Ok(())
     }
 
-    async fn handle_tick(&mut self, tick: DateTime<Utc>, catching_up: bool, shutdown: &CancellationToken) -> Result<(), SchedulerError> {
-        let deadline = if catching_up { None } else { self.spec.start_deadline.map(|d| tick + chrono_duration(d)) };
+    async fn handle_tick(
+        &mut self,
+        tick: DateTime<Utc>,
+        catching_up: bool,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SchedulerError> {
+        let deadline = if catching_up {
+            None
+        } else {
+            self.spec.start_deadline.map(|d| tick + chrono_duration(d))
+        };
         if let Some(d) = deadline {
             if self.clock.now() > d {
-                return self.decide(tick, TickAction::Missed, None, Some("not started within start_deadline".into()));
+                return self.decide(
+                    tick,
+                    TickAction::Missed,
+                    None,
+                    Some("not started within start_deadline".into()),
+                );
             }
         }
         let store = self.engine.store().clone();
-        let decision =
-            resolve_overlap(&store, self.name(), self.spec.overlap, &self.local, &*self.clock, deadline, shutdown).await;
+        let decision = resolve_overlap(
+            &store,
+            self.name(),
+            self.spec.overlap,
+            &self.local,
+            &*self.clock,
+            deadline,
+            shutdown,
+        )
+        .await;
         match decision {
             OverlapDecision::Start => {
                 let run_id = RunStore::new_run_id();
@@ -484,16 +564,32 @@ impl PipelineLoop {
                 self.start_run(tick, run_id);
                 Ok(())
             }
-            OverlapDecision::Skip(reason) => self.decide(tick, TickAction::Skipped, None, Some(reason)),
-            OverlapDecision::Missed(reason) => self.decide(tick, TickAction::Missed, None, Some(reason)),
+            OverlapDecision::Skip(reason) => {
+                self.decide(tick, TickAction::Skipped, None, Some(reason))
+            }
+            OverlapDecision::Missed(reason) => {
+                self.decide(tick, TickAction::Missed, None, Some(reason))
+            }
             // Not decided: after a restart the tick counts as missed and catch-up applies.
             OverlapDecision::Shutdown => Ok(()),
         }
     }
 
     /// Records the decision about `tick` together with `last_tick`, in one atomic write.
-    fn decide(&mut self, tick: DateTime<Utc>, action: TickAction, run_id: Option<String>, reason: Option<String>) -> Result<(), SchedulerError> {
-        let record = TickRecord { tick, decided_at: self.clock.now(), action, run_id, reason };
+    fn decide(
+        &mut self,
+        tick: DateTime<Utc>,
+        action: TickAction,
+        run_id: Option<String>,
+        reason: Option<String>,
+    ) -> Result<(), SchedulerError> {
+        let record = TickRecord {
+            tick,
+            decided_at: self.clock.now(),
+            action,
+            run_id,
+            reason,
+        };
         match action {
             TickAction::Fired => info!(tick = %tick, run_id = ?record.run_id, "tick fired"),
             _ => warn!(tick = %tick, action = ?action, reason = ?record.reason, "tick not run"),
@@ -515,14 +611,20 @@ impl PipelineLoop {
     fn save(&self) -> Result<(), SchedulerError> {
         let store = self.engine.store();
         let path = Scheduler::state_path(store, self.name());
-        let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| EngineError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| EngineError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         write_atomic(&path, &bytes)?;
         Ok(())
     }
 
     fn start_run(&mut self, tick: DateTime<Utc>, run_id: String) {
         let token = CancellationToken::new();
-        self.local.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id.clone(), token.clone());
+        self.local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run_id.clone(), token.clone());
         let options = RunOptions {
             cancel: token,
             run_id: Some(run_id.clone()),
@@ -559,8 +661,17 @@ impl PipelineLoop {
         })
         .await;
         if finished.is_err() {
-            let tokens: Vec<CancellationToken> = self.local.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-            warn!(runs = tokens.len(), "grace period over: cancelling active runs");
+            let tokens: Vec<CancellationToken> = self
+                .local
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            warn!(
+                runs = tokens.len(),
+                "grace period over: cancelling active runs"
+            );
             tokens.iter().for_each(CancellationToken::cancel);
             while self.runs.join_next().await.is_some() {}
         }

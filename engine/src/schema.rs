@@ -2,7 +2,7 @@
 //! params attached to `with:` by `if`/`then` on `type:`, and a readable summary of a task
 //! type's params (for `tweetflow tasks`).
 
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 
 use crate::registry::Registry;
 
@@ -11,10 +11,13 @@ const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 /// The JSON Schema (draft 2020-12) of a pipeline file.
 pub fn pipeline_schema(registry: &Registry) -> Json {
     let mut defs = Map::new();
-    defs.insert("duration".into(), json!({
-        "type": "string", "pattern": DURATION_PATTERN,
-        "description": "A duration such as `10ms`, `1s`, `5m`, `1h` or `1h30m`."
-    }));
+    defs.insert(
+        "duration".into(),
+        json!({
+            "type": "string", "pattern": DURATION_PATTERN,
+            "description": "A duration such as `10ms`, `1s`, `5m`, `1h` or `1h30m`."
+        }),
+    );
     defs.insert("retries".into(), json!({
         "description": "How failed attempts are retried (an integer is shorthand for max_attempts).",
         "oneOf": [
@@ -146,9 +149,14 @@ pub struct ParamDoc {
 
 /// The params of a task type, in declaration order.
 pub fn param_docs(schema: &Json) -> Vec<ParamDoc> {
-    let required: Vec<&str> =
-        schema.get("required").and_then(Json::as_array).map(|r| r.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
-    let Some(props) = schema.get("properties").and_then(Json::as_object) else { return Vec::new() };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Json::as_array)
+        .map(|r| r.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    let Some(props) = schema.get("properties").and_then(Json::as_object) else {
+        return Vec::new();
+    };
     props
         .iter()
         .map(|(name, prop)| ParamDoc {
@@ -156,7 +164,11 @@ pub fn param_docs(schema: &Json) -> Vec<ParamDoc> {
             kind: describe(prop, schema),
             required: required.contains(&name.as_str()),
             default: prop.get("default").cloned(),
-            description: prop.get("description").and_then(Json::as_str).unwrap_or("").replace('\n', " "),
+            description: prop
+                .get("description")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .replace('\n', " "),
         })
         .collect()
 }
@@ -168,11 +180,19 @@ fn describe(prop: &Json, root: &Json) -> String {
         }
     }
     if let Some(options) = prop.get("enum").and_then(Json::as_array) {
-        return options.iter().filter_map(Json::as_str).collect::<Vec<_>>().join("|");
+        return options
+            .iter()
+            .filter_map(Json::as_str)
+            .collect::<Vec<_>>()
+            .join("|");
     }
     for key in ["oneOf", "anyOf"] {
         if let Some(branches) = prop.get(key).and_then(Json::as_array) {
-            let parts: Vec<String> = branches.iter().map(|b| describe(b, root)).filter(|d| d != "null").collect();
+            let parts: Vec<String> = branches
+                .iter()
+                .map(|b| describe(b, root))
+                .filter(|d| d != "null")
+                .collect();
             return parts.join("|");
         }
     }
@@ -181,12 +201,20 @@ fn describe(prop: &Json, root: &Json) -> String {
     }
     let types: Vec<&str> = match prop.get("type") {
         Some(Json::String(t)) => vec![t.as_str()],
-        Some(Json::Array(ts)) => ts.iter().filter_map(Json::as_str).filter(|t| *t != "null").collect(),
+        Some(Json::Array(ts)) => ts
+            .iter()
+            .filter_map(Json::as_str)
+            .filter(|t| *t != "null")
+            .collect(),
         _ => vec![],
     };
     let base = types.first().copied().unwrap_or("any");
     match base {
-        "array" => format!("list of {}", prop.get("items").map_or("any".to_string(), |i| describe(i, root))),
+        "array" => format!(
+            "list of {}",
+            prop.get("items")
+                .map_or("any".to_string(), |i| describe(i, root))
+        ),
         "object" => match prop.get("additionalProperties") {
             Some(v) if v.is_object() => format!("map of {}", describe(v, root)),
             _ => "mapping".into(),

@@ -7,7 +7,7 @@
 
 use serde_json::Value as Json;
 
-use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::yaml::{Node, Value};
 
 /// Checks `node` against `schema` (whose `$defs` live in `root`); `path` names the node in
@@ -36,7 +36,11 @@ pub fn check(node: &Node, schema: &Json, root: &Json, path: &str, out: &mut Vec<
         if !allowed.is_empty() && !allowed.iter().any(|t| matches_type(node, t)) {
             out.push(Diagnostic::new(
                 node.span,
-                format!("{path}: expected {}, found {}", describe_types(&allowed), node.kind()),
+                format!(
+                    "{path}: expected {}, found {}",
+                    describe_types(&allowed),
+                    node.kind()
+                ),
             ));
             return;
         }
@@ -45,18 +49,29 @@ pub fn check(node: &Node, schema: &Json, root: &Json, path: &str, out: &mut Vec<
         let value = node.to_json();
         if !options.contains(&value) {
             let names: Vec<String> = options.iter().map(render).collect();
-            let hint = node
-                .as_str()
-                .and_then(|s| did_you_mean(s, options.iter().filter_map(Json::as_str)).map(|c| format!("did you mean `{c}`?")));
+            let hint = node.as_str().and_then(|s| {
+                did_you_mean(s, options.iter().filter_map(Json::as_str))
+                    .map(|c| format!("did you mean `{c}`?"))
+            });
             out.push(
-                Diagnostic::new(node.span, format!("{path}: `{}` is not one of {}", render(&value), names.join(", ")))
-                    .with_hint_opt(hint),
+                Diagnostic::new(
+                    node.span,
+                    format!(
+                        "{path}: `{}` is not one of {}",
+                        render(&value),
+                        names.join(", ")
+                    ),
+                )
+                .with_hint_opt(hint),
             );
         }
     }
     if let Some(expected) = schema.get("const") {
         if &node.to_json() != expected {
-            out.push(Diagnostic::new(node.span, format!("{path}: expected `{}`", render(expected))));
+            out.push(Diagnostic::new(
+                node.span,
+                format!("{path}: expected `{}`", render(expected)),
+            ));
         }
     }
     check_bounds(node, schema, path, out);
@@ -73,24 +88,40 @@ pub fn check(node: &Node, schema: &Json, root: &Json, path: &str, out: &mut Vec<
     }
 }
 
-fn check_object(node: &Node, entries: &[(Node, Node)], schema: &Json, root: &Json, path: &str, out: &mut Vec<Diagnostic>) {
+fn check_object(
+    node: &Node,
+    entries: &[(Node, Node)],
+    schema: &Json,
+    root: &Json,
+    path: &str,
+    out: &mut Vec<Diagnostic>,
+) {
     let properties = schema.get("properties").and_then(Json::as_object);
     let additional = schema.get("additionalProperties");
     for (key, value) in entries {
         let name = key.scalar_text().unwrap_or_default();
-        let child_path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+        let child_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
         if let Some(prop) = properties.and_then(|p| p.get(&name)) {
             check(value, prop, root, &child_path, out);
         } else {
             match additional {
                 Some(Json::Bool(false)) => {
-                    let known: Vec<&str> = properties.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+                    let known: Vec<&str> = properties
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
                     let hint = match did_you_mean(&name, known.iter().copied()) {
                         Some(close) => format!("did you mean `{close}`?"),
                         None if known.is_empty() => "this task takes no params".to_string(),
                         None => format!("known params: {}", known.join(", ")),
                     };
-                    out.push(Diagnostic::new(key.span, format!("{path}: unknown param `{name}`")).with_hint(hint));
+                    out.push(
+                        Diagnostic::new(key.span, format!("{path}: unknown param `{name}`"))
+                            .with_hint(hint),
+                    );
                 }
                 Some(extra) if extra.is_object() => check(value, extra, root, &child_path, out),
                 _ => {}
@@ -99,7 +130,10 @@ fn check_object(node: &Node, entries: &[(Node, Node)], schema: &Json, root: &Jso
     }
     if let Some(required) = schema.get("required").and_then(Json::as_array) {
         for name in required.iter().filter_map(Json::as_str) {
-            if !entries.iter().any(|(k, _)| k.scalar_text().as_deref() == Some(name)) {
+            if !entries
+                .iter()
+                .any(|(k, _)| k.scalar_text().as_deref() == Some(name))
+            {
                 let description = properties
                     .and_then(|p| p.get(name))
                     .map(|p| resolve_ref(p, root))
@@ -107,14 +141,24 @@ fn check_object(node: &Node, entries: &[(Node, Node)], schema: &Json, root: &Jso
                     .and_then(Json::as_str)
                     .map(|d| format!("`{name}`: {}", first_line(d)));
                 out.push(
-                    Diagnostic::new(node.span, format!("{path}: missing required param `{name}`")).with_hint_opt(description),
+                    Diagnostic::new(
+                        node.span,
+                        format!("{path}: missing required param `{name}`"),
+                    )
+                    .with_hint_opt(description),
                 );
             }
         }
     }
 }
 
-fn check_alternatives(node: &Node, branches: &[Json], root: &Json, path: &str, out: &mut Vec<Diagnostic>) {
+fn check_alternatives(
+    node: &Node,
+    branches: &[Json],
+    root: &Json,
+    path: &str,
+    out: &mut Vec<Diagnostic>,
+) {
     let mut best: Option<Vec<Diagnostic>> = None;
     for branch in branches {
         let mut errors = Vec::new();
@@ -123,7 +167,9 @@ fn check_alternatives(node: &Node, branches: &[Json], root: &Json, path: &str, o
             return;
         }
         // Prefer the branch whose type fits: its errors are about the contents.
-        let type_fits = !errors.iter().any(|e| e.span == node.span && e.message.contains(": expected "));
+        let type_fits = !errors
+            .iter()
+            .any(|e| e.span == node.span && e.message.contains(": expected "));
         if type_fits || best.is_none() {
             let replace = match &best {
                 None => true,
@@ -147,12 +193,18 @@ fn check_bounds(node: &Node, schema: &Json, path: &str, out: &mut Vec<Diagnostic
     };
     if let Some(min) = schema.get("minimum").and_then(Json::as_f64) {
         if value < min {
-            out.push(Diagnostic::new(node.span, format!("{path}: must be at least {min}, found {value}")));
+            out.push(Diagnostic::new(
+                node.span,
+                format!("{path}: must be at least {min}, found {value}"),
+            ));
         }
     }
     if let Some(max) = schema.get("maximum").and_then(Json::as_f64) {
         if value > max {
-            out.push(Diagnostic::new(node.span, format!("{path}: must be at most {max}, found {value}")));
+            out.push(Diagnostic::new(
+                node.span,
+                format!("{path}: must be at most {max}, found {value}"),
+            ));
         }
     }
 }
@@ -160,8 +212,12 @@ fn check_bounds(node: &Node, schema: &Json, path: &str, out: &mut Vec<Diagnostic
 fn resolve_ref<'a>(schema: &'a Json, root: &'a Json) -> &'a Json {
     let mut current = schema;
     for _ in 0..32 {
-        let Some(reference) = current.get("$ref").and_then(Json::as_str) else { break };
-        let Some(pointer) = reference.strip_prefix('#') else { break };
+        let Some(reference) = current.get("$ref").and_then(Json::as_str) else {
+            break;
+        };
+        let Some(pointer) = reference.strip_prefix('#') else {
+            break;
+        };
         match root.pointer(pointer) {
             Some(target) => current = target,
             None => break,
@@ -197,7 +253,11 @@ fn describe_types(types: &[&str]) -> String {
             _ => "a value",
         })
         .collect();
-    if names.is_empty() { "null".into() } else { names.join(" or ") }
+    if names.is_empty() {
+        "null".into()
+    } else {
+        names.join(" or ")
+    }
 }
 
 fn render(value: &Json) -> String {
@@ -221,7 +281,9 @@ mod tests {
         let node = parse(yaml).unwrap().0.unwrap();
         let mut out = Vec::new();
         check(&node, &schema, &schema, "with", &mut out);
-        out.into_iter().map(|d| format!("{}:{} {}", d.span.line, d.span.column, d.message)).collect()
+        out.into_iter()
+            .map(|d| format!("{}:{} {}", d.span.line, d.span.column, d.message))
+            .collect()
     }
 
     #[test]
@@ -246,7 +308,10 @@ mod tests {
                 "1:1 with: missing required param `argv`",
             ]
         );
-        assert_eq!(errors("argv: [a, [b]]\n", schema.clone()), vec!["1:11 with.argv[1]: expected a string, found a list"]);
+        assert_eq!(
+            errors("argv: [a, [b]]\n", schema.clone()),
+            vec!["1:11 with.argv[1]: expected a string, found a list"]
+        );
         assert!(errors("argv: [a]\nn: null\n", schema).is_empty());
     }
 }

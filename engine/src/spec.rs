@@ -14,10 +14,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::diagnostic::{closest, did_you_mean, Diagnostic, Diagnostics, Span};
+use crate::diagnostic::{Diagnostic, Diagnostics, Span, closest, did_you_mean};
 use crate::duration::parse_duration;
 use crate::graph::find_cycles;
-use crate::interpolate::{interpolate, Interpolated, Scope};
+use crate::interpolate::{Interpolated, Scope, interpolate};
 use crate::registry::Registry;
 use crate::schema_check;
 use crate::yaml::{self, Node, Value};
@@ -217,12 +217,41 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-const TOP_KEYS: &[&str] = &["name", "description", "params", "defaults", "tasks", "schedule", "mlflow"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "params",
+    "defaults",
+    "tasks",
+    "schedule",
+    "mlflow",
+];
 const MLFLOW_KEYS: &[&str] = &["experiment", "tracking_uri"];
-const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "overlap", "catchup", "max_catchup", "start_deadline"];
+const SCHEDULE_KEYS: &[&str] = &[
+    "cron",
+    "timezone",
+    "overlap",
+    "catchup",
+    "max_catchup",
+    "start_deadline",
+];
 const DEFAULT_KEYS: &[&str] = &["retries", "timeout", "cache"];
-const TASK_KEYS: &[&str] = &["type", "description", "depends_on", "with", "retries", "timeout", "cache"];
-const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "initial_delay", "max_delay", "jitter"];
+const TASK_KEYS: &[&str] = &[
+    "type",
+    "description",
+    "depends_on",
+    "with",
+    "retries",
+    "timeout",
+    "cache",
+];
+const RETRY_KEYS: &[&str] = &[
+    "max_attempts",
+    "backoff",
+    "initial_delay",
+    "max_delay",
+    "jitter",
+];
 const CACHE_KEYS: &[&str] = &["enabled", "ttl"];
 
 /// Reads and validates the pipeline file at `path`.
@@ -232,25 +261,41 @@ pub fn load_file(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, Dia
         Ok(text) => load_str(&file, &text, options),
         Err(e) => Err(Diagnostics {
             file,
-            items: vec![Diagnostic::new(Span::new(1, 1), format!("cannot read the pipeline file: {e}"))],
+            items: vec![Diagnostic::new(
+                Span::new(1, 1),
+                format!("cannot read the pipeline file: {e}"),
+            )],
         }),
     }
 }
 
 /// Validates pipeline `text` (named `file` in messages).
-pub fn load_str(file: &str, text: &str, options: &LoadOptions<'_>) -> Result<Pipeline, Diagnostics> {
-    let mut loader = Loader { options, problems: Vec::new() };
+pub fn load_str(
+    file: &str,
+    text: &str,
+    options: &LoadOptions<'_>,
+) -> Result<Pipeline, Diagnostics> {
+    let mut loader = Loader {
+        options,
+        problems: Vec::new(),
+    };
     let pipeline = loader.load(text);
     let mut items = loader.problems;
     if items.is_empty() {
         if let Some(p) = pipeline {
             return Ok(p);
         }
-        items.push(Diagnostic::new(Span::new(1, 1), "the pipeline is empty").with_hint("start with `name:` and `tasks:`"));
+        items.push(
+            Diagnostic::new(Span::new(1, 1), "the pipeline is empty")
+                .with_hint("start with `name:` and `tasks:`"),
+        );
     }
     items.sort_by(|a, b| a.span.cmp(&b.span).then_with(|| a.message.cmp(&b.message)));
     items.dedup();
-    Err(Diagnostics { file: file.to_string(), items })
+    Err(Diagnostics {
+        file: file.to_string(),
+        items,
+    })
 }
 
 struct Loader<'a, 'o> {
@@ -275,17 +320,26 @@ impl Loader<'_, '_> {
         self.problems.extend(problems);
         let root = root?;
         let Some(entries) = root.as_map() else {
-            self.error(root.span, format!("a pipeline must be a mapping, found {}", root.kind()))
-                .hint = Some("start with `name:` and `tasks:`".into());
+            self.error(
+                root.span,
+                format!("a pipeline must be a mapping, found {}", root.kind()),
+            )
+            .hint = Some("start with `name:` and `tasks:`".into());
             return None;
         };
         self.unknown_keys(entries, TOP_KEYS, "pipeline");
-        let get = |key: &str| entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v);
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v)
+        };
 
         let name = match get("name") {
             Some(n) => self.name(n),
             None => {
-                self.error(root.span, "missing `name`").hint = Some("add `name: my_pipeline` at the top".into());
+                self.error(root.span, "missing `name`").hint =
+                    Some("add `name: my_pipeline` at the top".into());
                 None
             }
         };
@@ -299,12 +353,16 @@ impl Loader<'_, '_> {
         let tasks = match get("tasks") {
             Some(t) => self.tasks(t, &params, &defaults),
             None => {
-                self.error(root.span, "missing `tasks`").hint = Some("add a `tasks:` mapping of task ids to tasks".into());
+                self.error(root.span, "missing `tasks`").hint =
+                    Some("add a `tasks:` mapping of task ids to tasks".into());
                 Vec::new()
             }
         };
         let schedule = get("schedule").and_then(|s| self.schedule(s));
-        let plain: BTreeMap<String, Json> = params.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+        let plain: BTreeMap<String, Json> = params
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
         let mlflow = get("mlflow").and_then(|m| self.mlflow(m, &plain));
         Some(Pipeline {
             mlflow,
@@ -319,13 +377,16 @@ impl Loader<'_, '_> {
 
     fn unknown_keys(&mut self, entries: &[(Node, Node)], known: &[&str], what: &str) {
         for (key, _) in entries {
-            let Some(name) = key.scalar_text() else { continue };
+            let Some(name) = key.scalar_text() else {
+                continue;
+            };
             if !known.contains(&name.as_str()) {
                 let hint = match did_you_mean(&name, known.iter().copied()) {
                     Some(close) => format!("did you mean `{close}`?"),
                     None => format!("expected one of: {}", known.join(", ")),
                 };
-                self.error(key.span, format!("unknown key `{name}` in {what}")).hint = Some(hint);
+                self.error(key.span, format!("unknown key `{name}` in {what}"))
+                    .hint = Some(hint);
             }
         }
     }
@@ -334,7 +395,10 @@ impl Loader<'_, '_> {
         match node.as_str() {
             Some(s) => Some(s.to_string()),
             None => {
-                self.error(node.span, format!("`{what}` must be a string, found {}", node.kind()));
+                self.error(
+                    node.span,
+                    format!("`{what}` must be a string, found {}", node.kind()),
+                );
                 None
             }
         }
@@ -342,9 +406,13 @@ impl Loader<'_, '_> {
 
     fn name(&mut self, node: &Node) -> Option<String> {
         let name = self.string(node, "name")?;
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
-            self.error(node.span, format!("invalid pipeline name `{name}`")).hint =
-                Some("use letters, digits, `_`, `-` and `.`".into());
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            self.error(node.span, format!("invalid pipeline name `{name}`"))
+                .hint = Some("use letters, digits, `_`, `-` and `.`".into());
             return None;
         }
         Some(name)
@@ -354,13 +422,22 @@ impl Loader<'_, '_> {
     fn params(&mut self, node: &Node) -> BTreeMap<String, (Json, Span)> {
         let mut out = BTreeMap::new();
         let Some(entries) = node.as_map() else {
-            self.error(node.span, format!("`params` must be a mapping of names to default values, found {}", node.kind()));
+            self.error(
+                node.span,
+                format!(
+                    "`params` must be a mapping of names to default values, found {}",
+                    node.kind()
+                ),
+            );
             return out;
         };
         for (key, value) in entries {
-            let Some(name) = key.scalar_text() else { continue };
+            let Some(name) = key.scalar_text() else {
+                continue;
+            };
             if !is_identifier(&name) {
-                self.error(key.span, format!("invalid param name `{name}`")).hint =
+                self.error(key.span, format!("invalid param name `{name}`"))
+                    .hint =
                     Some("use letters, digits and `_`, starting with a letter or `_`".into());
                 continue;
             }
@@ -378,8 +455,14 @@ impl Loader<'_, '_> {
                     }
                 }
                 Value::Seq(_) | Value::Map(_) | Value::Null => {
-                    self.error(value.span, format!("param `{name}` must default to a string, number or boolean, found {}", value.kind()))
-                        .hint = Some("params are typed by their default value".into());
+                    self.error(
+                        value.span,
+                        format!(
+                            "param `{name}` must default to a string, number or boolean, found {}",
+                            value.kind()
+                        ),
+                    )
+                    .hint = Some("params are typed by their default value".into());
                     continue;
                 }
                 _ => value.to_json(),
@@ -389,19 +472,32 @@ impl Loader<'_, '_> {
         out
     }
 
-    fn apply_overrides(&mut self, mut params: BTreeMap<String, (Json, Span)>, span: Span) -> BTreeMap<String, (Json, Span)> {
+    fn apply_overrides(
+        &mut self,
+        mut params: BTreeMap<String, (Json, Span)>,
+        span: Span,
+    ) -> BTreeMap<String, (Json, Span)> {
         for (name, raw) in self.options.param_overrides {
             let Some((current, _)) = params.get(name) else {
                 let hint = match did_you_mean(name, params.keys().map(String::as_str)) {
                     Some(close) => format!("did you mean `{close}`?"),
                     None => "declare it under `params:` with a default".to_string(),
                 };
-                self.error(span, format!("--param {name}: the pipeline has no param `{name}`")).hint = Some(hint);
+                self.error(
+                    span,
+                    format!("--param {name}: the pipeline has no param `{name}`"),
+                )
+                .hint = Some(hint);
                 continue;
             };
             let parsed = match current {
-                Json::Bool(_) => raw.parse::<bool>().map(Json::Bool).map_err(|_| "a boolean (true or false)"),
-                Json::Number(n) if n.is_i64() => raw.parse::<i64>().map(Json::from).map_err(|_| "an integer"),
+                Json::Bool(_) => raw
+                    .parse::<bool>()
+                    .map(Json::Bool)
+                    .map_err(|_| "a boolean (true or false)"),
+                Json::Number(n) if n.is_i64() => {
+                    raw.parse::<i64>().map(Json::from).map_err(|_| "an integer")
+                }
                 Json::Number(_) => raw.parse::<f64>().map(Json::from).map_err(|_| "a number"),
                 _ => Ok(Json::String(raw.clone())),
             };
@@ -424,15 +520,25 @@ impl Loader<'_, '_> {
         match &mut node.value {
             Value::Str(s) => {
                 let env = self.options.env;
-                match interpolate(s, &Scope { params: Some(params), env }) {
+                match interpolate(
+                    s,
+                    &Scope {
+                        params: Some(params),
+                        env,
+                    },
+                ) {
                     Ok(Interpolated::Unchanged) => {}
                     Ok(Interpolated::Text(t)) => node.value = Value::Str(t),
                     Ok(Interpolated::Typed(v)) => node.value = json_to_value(&v),
                     Err(e) => self.error(node.span, e.message).hint = e.hint,
                 }
             }
-            Value::Seq(items) => items.iter_mut().for_each(|n| self.interpolate_tree(n, params)),
-            Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| self.interpolate_tree(v, params)),
+            Value::Seq(items) => items
+                .iter_mut()
+                .for_each(|n| self.interpolate_tree(n, params)),
+            Value::Map(entries) => entries
+                .iter_mut()
+                .for_each(|(_, v)| self.interpolate_tree(v, params)),
             _ => {}
         }
     }
@@ -448,11 +554,17 @@ impl Loader<'_, '_> {
     fn defaults(&mut self, node: &Node, params: &BTreeMap<String, (Json, Span)>) -> TaskDefaults {
         let mut defaults = TaskDefaults::default();
         let Some(entries) = node.as_map() else {
-            self.error(node.span, format!("`defaults` must be a mapping, found {}", node.kind()));
+            self.error(
+                node.span,
+                format!("`defaults` must be a mapping, found {}", node.kind()),
+            );
             return defaults;
         };
         self.unknown_keys(entries, DEFAULT_KEYS, "defaults");
-        let plain: BTreeMap<String, Json> = params.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+        let plain: BTreeMap<String, Json> = params
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
         for (key, value) in entries {
             let mut value = value.clone();
             if !self.interpolate_checked(&mut value, &plain) {
@@ -470,12 +582,21 @@ impl Loader<'_, '_> {
 
     fn schedule(&mut self, node: &Node) -> Option<ScheduleSpec> {
         let Some(entries) = node.as_map() else {
-            self.error(node.span, format!("`schedule` must be a mapping, found {}", node.kind())).hint =
+            self.error(
+                node.span,
+                format!("`schedule` must be a mapping, found {}", node.kind()),
+            )
+            .hint =
                 Some("for example `schedule: { cron: \"*/15 * * * *\", timezone: UTC }`".into());
             return None;
         };
         self.unknown_keys(entries, SCHEDULE_KEYS, "schedule");
-        let get = |key: &str| entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v);
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v)
+        };
         let mut ok = true;
         let cron = match get("cron") {
             Some(c) => match c.as_str() {
@@ -491,8 +612,11 @@ impl Loader<'_, '_> {
                     }
                 },
                 None => {
-                    self.error(c.span, format!("`cron` must be a string, found {}", c.kind())).hint =
-                        Some("quote it: `cron: \"*/15 * * * *\"`".into());
+                    self.error(
+                        c.span,
+                        format!("`cron` must be a string, found {}", c.kind()),
+                    )
+                    .hint = Some("quote it: `cron: \"*/15 * * * *\"`".into());
                     ok = false;
                     String::new()
                 }
@@ -507,14 +631,24 @@ impl Loader<'_, '_> {
             Some(z) => match z.as_str() {
                 Some(name) if crate::cron::parse_zone(name).is_ok() => name.to_string(),
                 other => {
-                    let name = other.map(str::to_string).unwrap_or_else(|| z.scalar_text().unwrap_or_default());
+                    let name = other
+                        .map(str::to_string)
+                        .unwrap_or_else(|| z.scalar_text().unwrap_or_default());
                     let near = closest(&name, crate::cron::zone_names(), 3);
                     let hint = if near.is_empty() {
-                        "use an IANA name such as `UTC`, `America/Los_Angeles` or `Europe/Berlin`".to_string()
+                        "use an IANA name such as `UTC`, `America/Los_Angeles` or `Europe/Berlin`"
+                            .to_string()
                     } else {
-                        format!("did you mean {}?", near.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "did you mean {}?",
+                            near.iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     };
-                    self.error(z.span, format!("unknown time zone `{name}`")).hint = Some(hint);
+                    self.error(z.span, format!("unknown time zone `{name}`"))
+                        .hint = Some(hint);
                     ok = false;
                     String::new()
                 }
@@ -552,7 +686,13 @@ impl Loader<'_, '_> {
             Some(m) => match m.value {
                 Value::Int(n) if (1..=10_000).contains(&n) => n as u32,
                 _ => {
-                    self.error(m.span, format!("`max_catchup` must be an integer from 1 to 10000, found {}", m.scalar_text().unwrap_or_else(|| m.kind().into())));
+                    self.error(
+                        m.span,
+                        format!(
+                            "`max_catchup` must be an integer from 1 to 10000, found {}",
+                            m.scalar_text().unwrap_or_else(|| m.kind().into())
+                        ),
+                    );
                     ok = false;
                     10
                 }
@@ -567,7 +707,14 @@ impl Loader<'_, '_> {
             }
             None => None,
         };
-        ok.then_some(ScheduleSpec { cron, timezone, overlap, catchup, max_catchup, start_deadline })
+        ok.then_some(ScheduleSpec {
+            cron,
+            timezone,
+            overlap,
+            catchup,
+            max_catchup,
+            start_deadline,
+        })
     }
 
     fn mlflow(&mut self, node: &Node, params: &BTreeMap<String, Json>) -> Option<MlflowSpec> {
@@ -579,8 +726,11 @@ impl Loader<'_, '_> {
             return Some(MlflowSpec::default());
         }
         let Some(entries) = node.as_map() else {
-            self.error(node.span, format!("`mlflow` must be a mapping, found {}", node.kind())).hint =
-                Some("for example `mlflow: { experiment: tweet_sentiment }`".into());
+            self.error(
+                node.span,
+                format!("`mlflow` must be a mapping, found {}", node.kind()),
+            )
+            .hint = Some("for example `mlflow: { experiment: tweet_sentiment }`".into());
             return None;
         };
         self.unknown_keys(entries, MLFLOW_KEYS, "mlflow");
@@ -596,23 +746,32 @@ impl Loader<'_, '_> {
     }
 
     fn enum_error(&mut self, node: &Node, what: &str, options: &[&str]) {
-        let text = node.scalar_text().unwrap_or_else(|| node.kind().to_string());
+        let text = node
+            .scalar_text()
+            .unwrap_or_else(|| node.kind().to_string());
         let hint = did_you_mean(&text, options.iter().copied())
             .map(|c| format!("did you mean `{c}`?"))
             .unwrap_or_else(|| format!("use one of: {}", options.join(", ")));
-        self.error(node.span, format!("invalid `{what}` `{text}`")).hint = Some(hint);
+        self.error(node.span, format!("invalid `{what}` `{text}`"))
+            .hint = Some(hint);
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         let Some(text) = node.as_str() else {
-            self.error(node.span, format!("`{what}` must be a duration such as `30s` or `5m`, found {}", node.kind()));
+            self.error(
+                node.span,
+                format!(
+                    "`{what}` must be a duration such as `30s` or `5m`, found {}",
+                    node.kind()
+                ),
+            );
             return None;
         };
         match parse_duration(text) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.error(node.span, format!("invalid duration for `{what}`: {e}")).hint =
-                    Some("write durations like `10ms`, `1s`, `5m`, `1h` or `1h30m`".into());
+                self.error(node.span, format!("invalid duration for `{what}`: {e}"))
+                    .hint = Some("write durations like `10ms`, `1s`, `5m`, `1h` or `1h30m`".into());
                 None
             }
         }
@@ -624,8 +783,11 @@ impl Loader<'_, '_> {
             return self.max_attempts(node, n, policy);
         }
         let Some(entries) = node.as_map() else {
-            self.error(node.span, format!("`retries` must be a mapping, found {}", node.kind())).hint =
-                Some("for example `retries: { max_attempts: 3, backoff: exponential }`".into());
+            self.error(
+                node.span,
+                format!("`retries` must be a mapping, found {}", node.kind()),
+            )
+            .hint = Some("for example `retries: { max_attempts: 3, backoff: exponential }`".into());
             return;
         };
         self.unknown_keys(entries, RETRY_KEYS, "retries");
@@ -634,7 +796,10 @@ impl Loader<'_, '_> {
                 Some("max_attempts") => match value.value {
                     Value::Int(n) => self.max_attempts(value, n, policy),
                     _ => {
-                        self.error(value.span, format!("`max_attempts` must be an integer, found {}", value.kind()));
+                        self.error(
+                            value.span,
+                            format!("`max_attempts` must be an integer, found {}", value.kind()),
+                        );
                     }
                 },
                 Some("backoff") => match value.as_str() {
@@ -646,8 +811,14 @@ impl Loader<'_, '_> {
                             .and_then(|o| did_you_mean(o, ["exponential", "linear", "fixed"]))
                             .map(|c| format!("did you mean `{c}`?"))
                             .unwrap_or_else(|| "use exponential, linear or fixed".into());
-                        self.error(value.span, format!("invalid `backoff` `{}`", value.scalar_text().unwrap_or_default())).hint =
-                            Some(hint);
+                        self.error(
+                            value.span,
+                            format!(
+                                "invalid `backoff` `{}`",
+                                value.scalar_text().unwrap_or_default()
+                            ),
+                        )
+                        .hint = Some(hint);
                     }
                 },
                 Some("initial_delay") => {
@@ -663,7 +834,10 @@ impl Loader<'_, '_> {
                 Some("jitter") => match value.value {
                     Value::Bool(b) => policy.jitter = b,
                     _ => {
-                        self.error(value.span, format!("`jitter` must be true or false, found {}", value.kind()));
+                        self.error(
+                            value.span,
+                            format!("`jitter` must be true or false, found {}", value.kind()),
+                        );
                     }
                 },
                 _ => {}
@@ -675,8 +849,11 @@ impl Loader<'_, '_> {
         if (1..=1000).contains(&n) {
             policy.max_attempts = n as u32;
         } else {
-            self.error(node.span, format!("`max_attempts` must be between 1 and 1000, found {n}")).hint =
-                Some("1 means no retry".into());
+            self.error(
+                node.span,
+                format!("`max_attempts` must be between 1 and 1000, found {n}"),
+            )
+            .hint = Some("1 means no retry".into());
         }
     }
 
@@ -693,7 +870,13 @@ impl Loader<'_, '_> {
                         Some("enabled") => match value.value {
                             Value::Bool(b) => policy.enabled = b,
                             _ => {
-                                self.error(value.span, format!("`enabled` must be true or false, found {}", value.kind()));
+                                self.error(
+                                    value.span,
+                                    format!(
+                                        "`enabled` must be true or false, found {}",
+                                        value.kind()
+                                    ),
+                                );
                             }
                         },
                         Some("ttl") => policy.ttl = self.duration(value, "ttl"),
@@ -702,27 +885,52 @@ impl Loader<'_, '_> {
                 }
             }
             _ => {
-                self.error(node.span, format!("`cache` must be true, false or a mapping, found {}", node.kind())).hint =
-                    Some("for example `cache: true` or `cache: { ttl: 1h }`".into());
+                self.error(
+                    node.span,
+                    format!(
+                        "`cache` must be true, false or a mapping, found {}",
+                        node.kind()
+                    ),
+                )
+                .hint = Some("for example `cache: true` or `cache: { ttl: 1h }`".into());
             }
         }
     }
 
-    fn tasks(&mut self, node: &Node, params: &BTreeMap<String, (Json, Span)>, defaults: &TaskDefaults) -> Vec<TaskSpec> {
+    fn tasks(
+        &mut self,
+        node: &Node,
+        params: &BTreeMap<String, (Json, Span)>,
+        defaults: &TaskDefaults,
+    ) -> Vec<TaskSpec> {
         let Some(entries) = node.as_map() else {
-            self.error(node.span, format!("`tasks` must be a mapping of task ids to tasks, found {}", node.kind()));
+            self.error(
+                node.span,
+                format!(
+                    "`tasks` must be a mapping of task ids to tasks, found {}",
+                    node.kind()
+                ),
+            );
             return Vec::new();
         };
         if entries.is_empty() {
             self.error(node.span, "the pipeline has no tasks");
         }
-        let plain: BTreeMap<String, Json> = params.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
-        let ids: Vec<String> = entries.iter().filter_map(|(k, _)| k.scalar_text()).collect();
+        let plain: BTreeMap<String, Json> = params
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
+        let ids: Vec<String> = entries
+            .iter()
+            .filter_map(|(k, _)| k.scalar_text())
+            .collect();
         let mut tasks = Vec::new();
         // For cycle reporting: (from, to, span of the depends_on entry).
         let mut edges: Vec<(String, String, Span)> = Vec::new();
         for (key, body) in entries {
-            let Some(id) = key.scalar_text() else { continue };
+            let Some(id) = key.scalar_text() else {
+                continue;
+            };
             if !is_task_id(&id) {
                 self.error(key.span, format!("invalid task id `{id}`")).hint =
                     Some("use letters, digits, `_` and `-`".into());
@@ -731,7 +939,10 @@ impl Loader<'_, '_> {
                 tasks.push(task);
             }
         }
-        for cycle in find_cycles(ids.iter().map(String::as_str), edges.iter().map(|(a, b, _)| (b.as_str(), a.as_str()))) {
+        for cycle in find_cycles(
+            ids.iter().map(String::as_str),
+            edges.iter().map(|(a, b, _)| (b.as_str(), a.as_str())),
+        ) {
             // `cycle` lists tasks in dependency order a -> b (b depends on a); report at the
             // depends_on entry that closes it.
             let path = cycle.join(" -> ");
@@ -757,8 +968,11 @@ impl Loader<'_, '_> {
         edges: &mut Vec<(String, String, Span)>,
     ) -> Option<TaskSpec> {
         let Some(entries) = body.as_map() else {
-            self.error(body.span, format!("task `{id}` must be a mapping, found {}", body.kind())).hint =
-                Some("for example `{ type: command, with: { argv: [echo, hi] } }`".into());
+            self.error(
+                body.span,
+                format!("task `{id}` must be a mapping, found {}", body.kind()),
+            )
+            .hint = Some("for example `{ type: command, with: { argv: [echo, hi] } }`".into());
             return None;
         };
         self.unknown_keys(entries, TASK_KEYS, &format!("task `{id}`"));
@@ -771,21 +985,37 @@ impl Loader<'_, '_> {
                 Some(name) => {
                     let near = closest(name, self.options.registry.names(), 3);
                     let hint = if near.is_empty() {
-                        format!("registered types: {}", self.options.registry.names().collect::<Vec<_>>().join(", "))
+                        format!(
+                            "registered types: {}",
+                            self.options.registry.names().collect::<Vec<_>>().join(", ")
+                        )
                     } else {
-                        format!("did you mean {}? (`tweetflow tasks` lists every type)", near.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "did you mean {}? (`tweetflow tasks` lists every type)",
+                            near.iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     };
-                    self.error(t.span, format!("task `{id}`: unknown task type `{name}`")).hint = Some(hint);
+                    self.error(t.span, format!("task `{id}`: unknown task type `{name}`"))
+                        .hint = Some(hint);
                     None
                 }
                 None => {
-                    self.error(t.span, format!("task `{id}`: `type` must be a string, found {}", t.kind()));
+                    self.error(
+                        t.span,
+                        format!("task `{id}`: `type` must be a string, found {}", t.kind()),
+                    );
                     None
                 }
             },
             None => {
-                self.error(body.span, format!("task `{id}`: missing `type`")).hint =
-                    Some(format!("registered types: {}", self.options.registry.names().collect::<Vec<_>>().join(", ")));
+                self.error(body.span, format!("task `{id}`: missing `type`"))
+                    .hint = Some(format!(
+                    "registered types: {}",
+                    self.options.registry.names().collect::<Vec<_>>().join(", ")
+                ));
                 None
             }
         };
@@ -799,7 +1029,13 @@ impl Loader<'_, '_> {
             if let Some(task) = self.options.registry.get(ty) {
                 let schema = task.params_schema();
                 let before = self.problems.len();
-                schema_check::check(&with, &schema, &schema, &format!("task `{id}`: with"), &mut self.problems);
+                schema_check::check(
+                    &with,
+                    &schema,
+                    &schema,
+                    &format!("task `{id}`: with"),
+                    &mut self.problems,
+                );
                 if self.problems.len() == before && interpolation_ok {
                     if let Err(e) = task.check_params(&with.to_json()) {
                         self.error(with.span, format!("task `{id}`: invalid params: {e}"));
@@ -815,23 +1051,41 @@ impl Loader<'_, '_> {
                     let mut seen = HashSet::new();
                     for item in items {
                         let Some(dep) = item.as_str() else {
-                            self.error(item.span, format!("task `{id}`: dependencies must be task ids, found {}", item.kind()));
+                            self.error(
+                                item.span,
+                                format!(
+                                    "task `{id}`: dependencies must be task ids, found {}",
+                                    item.kind()
+                                ),
+                            );
                             ok = false;
                             continue;
                         };
                         if dep == id {
-                            self.error(item.span, format!("task `{id}` depends on itself")).hint =
-                                Some("remove it from its own `depends_on`".into());
+                            self.error(item.span, format!("task `{id}` depends on itself"))
+                                .hint = Some("remove it from its own `depends_on`".into());
                             ok = false;
                         } else if !ids.iter().any(|i| i == dep) {
-                            let hint = did_you_mean(dep, ids.iter().map(String::as_str).filter(|i| *i != id))
-                                .map(|c| format!("did you mean `{c}`?"))
-                                .unwrap_or_else(|| format!("tasks in this pipeline: {}", ids.join(", ")));
-                            self.error(item.span, format!("task `{id}` depends on unknown task `{dep}`")).hint = Some(hint);
+                            let hint = did_you_mean(
+                                dep,
+                                ids.iter().map(String::as_str).filter(|i| *i != id),
+                            )
+                            .map(|c| format!("did you mean `{c}`?"))
+                            .unwrap_or_else(|| {
+                                format!("tasks in this pipeline: {}", ids.join(", "))
+                            });
+                            self.error(
+                                item.span,
+                                format!("task `{id}` depends on unknown task `{dep}`"),
+                            )
+                            .hint = Some(hint);
                             ok = false;
                         } else if !seen.insert(dep.to_string()) {
-                            self.error(item.span, format!("task `{id}` lists dependency `{dep}` twice")).hint =
-                                Some("remove the duplicate".into());
+                            self.error(
+                                item.span,
+                                format!("task `{id}` lists dependency `{dep}` twice"),
+                            )
+                            .hint = Some("remove the duplicate".into());
                         } else {
                             depends_on.push(dep.to_string());
                             edges.push((id.to_string(), dep.to_string(), item.span));
@@ -839,8 +1093,14 @@ impl Loader<'_, '_> {
                     }
                 }
                 _ => {
-                    self.error(deps.span, format!("task `{id}`: `depends_on` must be a list of task ids, found {}", deps.kind()))
-                        .hint = Some("for example `depends_on: [ingest]`".into());
+                    self.error(
+                        deps.span,
+                        format!(
+                            "task `{id}`: `depends_on` must be a list of task ids, found {}",
+                            deps.kind()
+                        ),
+                    )
+                    .hint = Some("for example `depends_on: [ingest]`".into());
                     ok = false;
                 }
             }
@@ -890,7 +1150,9 @@ fn json_to_value(v: &Json) -> Value {
     match v {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => n.as_i64().map_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN)), Value::Int),
+        Json::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN)), Value::Int),
         Json::String(s) => Value::Str(s.clone()),
         // Params are scalars; collections never reach here.
         Json::Array(_) | Json::Object(_) => Value::Str(v.to_string()),
@@ -899,9 +1161,15 @@ fn json_to_value(v: &Json) -> Value {
 
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn is_task_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }

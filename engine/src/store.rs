@@ -154,7 +154,11 @@ impl TaskRecord {
 
     /// Wall time from start to end, if both are known.
     pub fn duration(&self) -> Option<Duration> {
-        Some((self.ended_at? - self.started_at?).to_std().unwrap_or_default())
+        Some(
+            (self.ended_at? - self.started_at?)
+                .to_std()
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -206,14 +210,20 @@ impl RunRecord {
             resumed_at: Vec::new(),
             tags: BTreeMap::new(),
             task_order: pipeline.tasks.iter().map(|t| t.id.clone()).collect(),
-            tasks: pipeline.tasks.iter().map(|t| (t.id.clone(), TaskRecord::new(&t.task_type))).collect(),
+            tasks: pipeline
+                .tasks
+                .iter()
+                .map(|t| (t.id.clone(), TaskRecord::new(&t.task_type)))
+                .collect(),
             last_seq: 0,
         }
     }
 
     /// Tasks in pipeline order.
     pub fn ordered_tasks(&self) -> impl Iterator<Item = (&str, &TaskRecord)> {
-        self.task_order.iter().filter_map(|id| self.tasks.get(id).map(|t| (id.as_str(), t)))
+        self.task_order
+            .iter()
+            .filter_map(|id| self.tasks.get(id).map(|t| (id.as_str(), t)))
     }
 
     /// Wall time of the run (to now if still running).
@@ -237,7 +247,11 @@ impl RunRecord {
                     *t = TaskRecord::new(&task_type);
                 }
             }
-            Event::TaskStarted { task, at, cache_key } => {
+            Event::TaskStarted {
+                task,
+                at,
+                cache_key,
+            } => {
                 if let Some(t) = self.tasks.get_mut(task) {
                     t.status = TaskStatus::Running;
                     t.started_at = Some(*at);
@@ -246,16 +260,36 @@ impl RunRecord {
             }
             Event::AttemptStarted { task, number, at } => {
                 if let Some(t) = self.tasks.get_mut(task) {
-                    t.attempts.push(Attempt { number: *number, started_at: *at, ended_at: None, error: None });
+                    t.attempts.push(Attempt {
+                        number: *number,
+                        started_at: *at,
+                        ended_at: None,
+                        error: None,
+                    });
                 }
             }
-            Event::AttemptFinished { task, number, at, error } => {
-                if let Some(a) = self.tasks.get_mut(task).and_then(|t| t.attempts.iter_mut().rev().find(|a| a.number == *number)) {
+            Event::AttemptFinished {
+                task,
+                number,
+                at,
+                error,
+            } => {
+                if let Some(a) = self
+                    .tasks
+                    .get_mut(task)
+                    .and_then(|t| t.attempts.iter_mut().rev().find(|a| a.number == *number))
+                {
                     a.ended_at = Some(*at);
                     a.error = error.clone();
                 }
             }
-            Event::TaskFinished { task, status, at, output, error } => {
+            Event::TaskFinished {
+                task,
+                status,
+                at,
+                output,
+                error,
+            } => {
                 if let Some(t) = self.tasks.get_mut(task) {
                     t.status = *status;
                     t.ended_at = Some(*at);
@@ -375,17 +409,30 @@ impl RunStore {
 
     /// A fresh run id: UTC time (sortable) and a random suffix.
     pub fn new_run_id() -> String {
-        format!("{}-{:06x}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', ""), rand::random::<u32>() & 0xff_ffff)
+        format!(
+            "{}-{:06x}",
+            Utc::now()
+                .format("%Y%m%dT%H%M%S%.3fZ")
+                .to_string()
+                .replace('.', ""),
+            rand::random::<u32>() & 0xff_ffff
+        )
     }
 
     /// Creates the directory of a new run, takes its lock and writes its first snapshot,
     /// the pipeline file and the plan.
-    pub fn create(&self, record: RunRecord, pipeline: &Pipeline, pipeline_text: &str) -> Result<RunHandle, EngineError> {
+    pub fn create(
+        &self,
+        record: RunRecord,
+        pipeline: &Pipeline,
+        pipeline_text: &str,
+    ) -> Result<RunHandle, EngineError> {
         let dir = self.run_dir(&record.run_id);
         fs::create_dir_all(&dir).map_err(EngineError::io("create run directory", &dir))?;
         let lock = take_lock(&dir, &record.run_id)?;
         write_atomic(&dir.join("pipeline.yaml"), pipeline_text.as_bytes())?;
-        let plan = serde_json::to_vec_pretty(pipeline).map_err(|e| corrupt(&dir.join("plan.json"), e))?;
+        let plan =
+            serde_json::to_vec_pretty(pipeline).map_err(|e| corrupt(&dir.join("plan.json"), e))?;
         write_atomic(&dir.join("plan.json"), &plan)?;
         RunHandle::open(dir, record, lock)
     }
@@ -397,7 +444,8 @@ impl RunStore {
         let record = load_record(&dir)?;
         let plan_path = dir.join("plan.json");
         let plan = fs::read(&plan_path).map_err(EngineError::io("read", &plan_path))?;
-        let pipeline: Pipeline = serde_json::from_slice(&plan).map_err(|e| corrupt(&plan_path, e))?;
+        let pipeline: Pipeline =
+            serde_json::from_slice(&plan).map_err(|e| corrupt(&plan_path, e))?;
         Ok((RunHandle::open(dir, record, lock)?, pipeline))
     }
 
@@ -429,7 +477,8 @@ impl RunStore {
         let dir = self.root.join(".active").join(pipeline);
         fs::create_dir_all(&dir).map_err(EngineError::io("create", &dir))?;
         let path = dir.join(run_id);
-        fs::write(&path, std::process::id().to_string()).map_err(EngineError::io("write", &path))?;
+        fs::write(&path, std::process::id().to_string())
+            .map_err(EngineError::io("write", &path))?;
         Ok(ActiveMarker { path })
     }
 
@@ -437,7 +486,9 @@ impl RunStore {
     /// process that died are removed.
     pub fn active_runs(&self, pipeline: &str) -> Vec<String> {
         let dir = self.root.join(".active").join(pipeline);
-        let Ok(entries) = fs::read_dir(&dir) else { return Vec::new() };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
         let mut active = Vec::new();
         for entry in entries.filter_map(Result::ok) {
             let run_id = entry.file_name().to_string_lossy().to_string();
@@ -476,14 +527,20 @@ impl RunStore {
     fn existing_dir(&self, run_id: &str) -> Result<PathBuf, EngineError> {
         let dir = self.run_dir(run_id);
         if run_id.is_empty() || run_id.contains('/') || !dir.join("run.json").is_file() {
-            return Err(EngineError::RunNotFound { run_id: run_id.to_string(), runs_dir: self.root.clone() });
+            return Err(EngineError::RunNotFound {
+                run_id: run_id.to_string(),
+                runs_dir: self.root.clone(),
+            });
         }
         Ok(dir)
     }
 }
 
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Corrupt { path: path.to_path_buf(), message: e.to_string() }
+    EngineError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 fn take_lock(dir: &Path, run_id: &str) -> Result<File, EngineError> {
@@ -496,7 +553,10 @@ fn take_lock(dir: &Path, run_id: &str) -> Result<File, EngineError> {
         .map_err(EngineError::io("open lock", &path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(EngineError::Locked { run_id: run_id.to_string(), lock: path }),
+        Err(fs::TryLockError::WouldBlock) => Err(EngineError::Locked {
+            run_id: run_id.to_string(),
+            lock: path,
+        }),
         Err(fs::TryLockError::Error(e)) => Err(EngineError::io("lock", &path)(e)),
     }
 }
@@ -531,7 +591,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
 fn load_record(dir: &Path) -> Result<RunRecord, EngineError> {
     let snapshot = dir.join("run.json");
     let bytes = fs::read(&snapshot).map_err(EngineError::io("read", &snapshot))?;
-    let mut record: RunRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(&snapshot, e))?;
+    let mut record: RunRecord =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(&snapshot, e))?;
     let events = dir.join("events.jsonl");
     let file = match File::open(&events) {
         Ok(f) => f,
@@ -542,7 +603,9 @@ fn load_record(dir: &Path) -> Result<RunRecord, EngineError> {
         let line = line.map_err(EngineError::io("read", &events))?;
         // A line torn by a crash does not parse: it and anything after it were never
         // acknowledged, so they are skipped.
-        let Ok(EventLine { seq, event }) = serde_json::from_str::<EventLine>(&line) else { break };
+        let Ok(EventLine { seq, event }) = serde_json::from_str::<EventLine>(&line) else {
+            break;
+        };
         if seq > record.last_seq {
             record.apply(&event);
             record.last_seq = seq;
@@ -563,8 +626,18 @@ pub struct RunHandle {
 impl RunHandle {
     fn open(dir: PathBuf, record: RunRecord, lock: File) -> Result<Self, EngineError> {
         let path = dir.join("events.jsonl");
-        let events = OpenOptions::new().create(true).append(true).open(&path).map_err(EngineError::io("open", &path))?;
-        let mut handle = RunHandle { dir, record, events, last_snapshot: Instant::now(), _lock: lock };
+        let events = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(EngineError::io("open", &path))?;
+        let mut handle = RunHandle {
+            dir,
+            record,
+            events,
+            last_snapshot: Instant::now(),
+            _lock: lock,
+        };
         handle.snapshot()?;
         Ok(handle)
     }
@@ -588,10 +661,12 @@ impl RunHandle {
     /// compacts the snapshot when it is due.
     pub fn append(&mut self, event: Event) -> Result<(), EngineError> {
         let seq = self.record.last_seq + 1;
-        let mut line =
-            serde_json::to_vec(&EventLineRef { seq, event: &event }).map_err(|e| corrupt(&self.dir.join("events.jsonl"), e))?;
+        let mut line = serde_json::to_vec(&EventLineRef { seq, event: &event })
+            .map_err(|e| corrupt(&self.dir.join("events.jsonl"), e))?;
         line.push(b'\n');
-        self.events.write_all(&line).map_err(EngineError::io("append to", self.dir.join("events.jsonl")))?;
+        self.events
+            .write_all(&line)
+            .map_err(EngineError::io("append to", self.dir.join("events.jsonl")))?;
         self.record.apply(&event);
         self.record.last_seq = seq;
         if self.last_snapshot.elapsed() >= SNAPSHOT_INTERVAL {
@@ -613,8 +688,8 @@ impl RunHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{CachePolicy, RetryPolicy};
     use crate::TaskSpec;
+    use crate::spec::{CachePolicy, RetryPolicy};
 
     fn pipeline(n: usize) -> Pipeline {
         Pipeline {
@@ -640,7 +715,13 @@ mod tests {
     }
 
     fn done(task: &str) -> Event {
-        Event::TaskFinished { task: task.into(), status: TaskStatus::Succeeded, at: Utc::now(), output: None, error: None }
+        Event::TaskFinished {
+            task: task.into(),
+            status: TaskStatus::Succeeded,
+            at: Utc::now(),
+            output: None,
+            error: None,
+        }
     }
 
     #[test]
@@ -648,13 +729,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RunStore::new(dir.path());
         let p = pipeline(3);
-        let mut handle = store.create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "name: p").unwrap();
+        let mut handle = store
+            .create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "name: p")
+            .unwrap();
         handle.append(done("t0")).unwrap();
         handle.append(done("t1")).unwrap();
         drop(handle);
         // A crash in the middle of writing an event.
-        let mut events = OpenOptions::new().append(true).open(dir.path().join("r1/events.jsonl")).unwrap();
-        events.write_all(br#"{"seq":3,"event":"task_finished","task":"t2","sta"#).unwrap();
+        let mut events = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("r1/events.jsonl"))
+            .unwrap();
+        events
+            .write_all(br#"{"seq":3,"event":"task_finished","task":"t2","sta"#)
+            .unwrap();
         let record = store.load("r1").unwrap();
         assert_eq!(record.tasks["t0"].status, TaskStatus::Succeeded);
         assert_eq!(record.tasks["t1"].status, TaskStatus::Succeeded);
@@ -667,13 +755,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RunStore::new(dir.path());
         let p = pipeline(1);
-        let handle = store.create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "").unwrap();
-        assert!(matches!(store.reopen("r1"), Err(EngineError::Locked { .. })));
+        let handle = store
+            .create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "")
+            .unwrap();
+        assert!(matches!(
+            store.reopen("r1"),
+            Err(EngineError::Locked { .. })
+        ));
         drop(handle);
         let (reopened, plan) = store.reopen("r1").unwrap();
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(reopened.record().run_id, "r1");
-        assert!(matches!(store.load("nope"), Err(EngineError::RunNotFound { .. })));
+        assert!(matches!(
+            store.load("nope"),
+            Err(EngineError::RunNotFound { .. })
+        ));
     }
 
     #[test]
@@ -681,15 +777,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RunStore::new(dir.path());
         let p = pipeline(50);
-        let mut handle = store.create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "").unwrap();
+        let mut handle = store
+            .create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "")
+            .unwrap();
         for i in 0..50 {
-            handle.append(Event::AttemptStarted { task: format!("t{i}"), number: 1, at: Utc::now() }).unwrap();
+            handle
+                .append(Event::AttemptStarted {
+                    task: format!("t{i}"),
+                    number: 1,
+                    at: Utc::now(),
+                })
+                .unwrap();
             if i == 25 {
                 handle.snapshot().unwrap();
             }
             handle.append(done(&format!("t{i}"))).unwrap();
         }
-        handle.append(Event::RunFinished { status: RunStatus::Succeeded, at: Utc::now() }).unwrap();
+        handle
+            .append(Event::RunFinished {
+                status: RunStatus::Succeeded,
+                at: Utc::now(),
+            })
+            .unwrap();
         let in_memory = handle.record().clone();
         assert_eq!(store.load("r1").unwrap(), in_memory);
     }

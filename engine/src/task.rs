@@ -96,22 +96,34 @@ pub struct TaskError {
 impl TaskError {
     /// A transient failure, retried according to the task's policy.
     pub fn retryable(message: impl Into<String>) -> Self {
-        TaskError { kind: ErrorKind::Retryable, message: message.into() }
+        TaskError {
+            kind: ErrorKind::Retryable,
+            message: message.into(),
+        }
     }
 
     /// A failure that is not retried.
     pub fn fatal(message: impl Into<String>) -> Self {
-        TaskError { kind: ErrorKind::Fatal, message: message.into() }
+        TaskError {
+            kind: ErrorKind::Fatal,
+            message: message.into(),
+        }
     }
 
     /// A configuration error naming the offending param.
     pub fn config(field: &str, message: impl std::fmt::Display) -> Self {
-        TaskError { kind: ErrorKind::Config, message: format!("param `{field}`: {message}") }
+        TaskError {
+            kind: ErrorKind::Config,
+            message: format!("param `{field}`: {message}"),
+        }
     }
 
     /// The attempt was cancelled.
     pub fn cancelled() -> Self {
-        TaskError { kind: ErrorKind::Cancelled, message: "cancelled".into() }
+        TaskError {
+            kind: ErrorKind::Cancelled,
+            message: "cancelled".into(),
+        }
     }
 
     /// Whether another attempt may succeed.
@@ -225,9 +237,17 @@ pub trait DynTask: Send + Sync {
     /// Checks that `params` deserialize into the params type.
     fn check_params(&self, params: &Value) -> Result<(), String>;
     /// Runs one attempt with JSON params.
-    fn run<'a>(&'a self, ctx: &'a TaskContext, params: &'a Value) -> BoxFuture<'a, Result<TaskOutput, TaskError>>;
+    fn run<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+        params: &'a Value,
+    ) -> BoxFuture<'a, Result<TaskOutput, TaskError>>;
     /// See [`Task::output_still_valid`].
-    fn output_still_valid<'a>(&'a self, params: &'a Value, output: &'a TaskOutput) -> BoxFuture<'a, bool>;
+    fn output_still_valid<'a>(
+        &'a self,
+        params: &'a Value,
+        output: &'a TaskOutput,
+    ) -> BoxFuture<'a, bool>;
     /// See [`Task::watch_paths`].
     fn watch_paths(&self, params: &Value) -> Vec<PathBuf>;
     /// See [`Task::cache_inputs`].
@@ -256,7 +276,9 @@ impl<T: Task> DynTask for Erased<T> {
 
     fn params_schema(&self) -> Value {
         let settings = schemars::generate::SchemaSettings::draft2020_12();
-        let schema = settings.into_generator().into_root_schema_for::<T::Params>();
+        let schema = settings
+            .into_generator()
+            .into_root_schema_for::<T::Params>();
         schema.to_value()
     }
 
@@ -264,23 +286,37 @@ impl<T: Task> DynTask for Erased<T> {
         parse_params::<T::Params>(params).map(|_| ())
     }
 
-    fn run<'a>(&'a self, ctx: &'a TaskContext, params: &'a Value) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+        params: &'a Value,
+    ) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(async move {
-            let params = parse_params::<T::Params>(params)
-                .map_err(|e| TaskError { kind: ErrorKind::Config, message: format!("invalid params: {e}") })?;
+            let params = parse_params::<T::Params>(params).map_err(|e| TaskError {
+                kind: ErrorKind::Config,
+                message: format!("invalid params: {e}"),
+            })?;
             self.0.run(ctx, params).await
         })
     }
 
     fn watch_paths(&self, params: &Value) -> Vec<PathBuf> {
-        parse_params::<T::Params>(params).map(|p| self.0.watch_paths(&p)).unwrap_or_default()
+        parse_params::<T::Params>(params)
+            .map(|p| self.0.watch_paths(&p))
+            .unwrap_or_default()
     }
 
     fn cache_inputs(&self, params: &Value) -> Vec<PathBuf> {
-        parse_params::<T::Params>(params).map(|p| self.0.cache_inputs(&p)).unwrap_or_default()
+        parse_params::<T::Params>(params)
+            .map(|p| self.0.cache_inputs(&p))
+            .unwrap_or_default()
     }
 
-    fn output_still_valid<'a>(&'a self, params: &'a Value, output: &'a TaskOutput) -> BoxFuture<'a, bool> {
+    fn output_still_valid<'a>(
+        &'a self,
+        params: &'a Value,
+        output: &'a TaskOutput,
+    ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             match parse_params::<T::Params>(params) {
                 Ok(p) => self.0.output_still_valid(&p, output).await,

@@ -49,7 +49,9 @@ type Listing = Vec<(PathBuf, u64, Option<SystemTime>)>;
 fn listing(dirs: &[PathBuf]) -> Listing {
     let mut out = Vec::new();
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for e in entries.filter_map(Result::ok) {
             if let Ok(meta) = e.metadata() {
                 out.push((e.path(), meta.len(), meta.modified().ok()));
@@ -64,7 +66,15 @@ fn fingerprints(record: &RunRecord) -> BTreeMap<String, String> {
     record
         .tasks
         .iter()
-        .map(|(id, t)| (id.clone(), t.output.as_ref().map(|o| o.fingerprint.clone()).unwrap_or_default()))
+        .map(|(id, t)| {
+            (
+                id.clone(),
+                t.output
+                    .as_ref()
+                    .map(|o| o.fingerprint.clone())
+                    .unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -111,10 +121,16 @@ pub async fn watch(
         let number = batches.len() + 1;
         let mut run_options = base.clone();
         run_options.cancel = cancel.child_token();
-        run_options.tags.insert("watch_session".into(), session.clone());
-        run_options.tags.insert("watch_batch".into(), number.to_string());
+        run_options
+            .tags
+            .insert("watch_session".into(), session.clone());
+        run_options
+            .tags
+            .insert("watch_batch".into(), number.to_string());
         let seen = listing(&dirs);
-        let record = engine.run(pipeline.clone(), file, text, run_options).await?;
+        let record = engine
+            .run(pipeline.clone(), file, text, run_options)
+            .await?;
         let prints = fingerprints(&record);
         let changed = previous.as_ref() != Some(&prints);
         if changed {
@@ -122,7 +138,11 @@ pub async fn watch(
         }
         previous = Some(prints);
         for (id, t) in record.ordered_tasks() {
-            let values = t.output.as_ref().map(|o| serde_json::Value::Object(o.values.clone())).unwrap_or_default();
+            let values = t
+                .output
+                .as_ref()
+                .map(|o| serde_json::Value::Object(o.values.clone()))
+                .unwrap_or_default();
             info!(batch = number, task = id, status = t.status.as_str(), duration = %t.duration().map(human).unwrap_or_default(), outputs = %values, "batch task");
         }
         info!(batch = number, run_id = %record.run_id, status = record.status.as_str(), changed, duration = %human(record.duration()), "batch finished");
@@ -136,14 +156,19 @@ pub async fn watch(
         if cancel.is_cancelled() || status == RunStatus::Cancelled {
             return finish(&observers, &session, pipeline, batches, true).await;
         }
-        if options.until_idle.is_some_and(|idle| last_change.elapsed() >= idle) {
+        if options
+            .until_idle
+            .is_some_and(|idle| last_change.elapsed() >= idle)
+        {
             info!(batches = batches.len(), "idle: stopping");
             return finish(&observers, &session, pipeline, batches, false).await;
         }
         // Wait for the interval, new files, the idle limit or cancellation.
         let started = Instant::now();
         loop {
-            let idle_over = options.until_idle.is_some_and(|idle| last_change.elapsed() >= idle);
+            let idle_over = options
+                .until_idle
+                .is_some_and(|idle| last_change.elapsed() >= idle);
             if started.elapsed() >= options.interval || listing(&dirs) != seen || idle_over {
                 break;
             }

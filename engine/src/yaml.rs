@@ -157,13 +157,23 @@ impl Builder {
             Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
                 None => {
                     if node.scalar_text().is_none() {
-                        self.problems.push(Diagnostic::new(node.span, "mapping keys must be plain values, not lists or mappings"));
-                    } else if let Some((first, _)) =
-                        entries.iter().find(|(k, _)| k.scalar_text() == node.scalar_text())
+                        self.problems.push(Diagnostic::new(
+                            node.span,
+                            "mapping keys must be plain values, not lists or mappings",
+                        ));
+                    } else if let Some((first, _)) = entries
+                        .iter()
+                        .find(|(k, _)| k.scalar_text() == node.scalar_text())
                     {
                         self.problems.push(
-                            Diagnostic::new(node.span, format!("duplicate key `{}`", node.scalar_text().unwrap_or_default()))
-                                .with_hint(format!("it is first defined at line {}", first.span.line)),
+                            Diagnostic::new(
+                                node.span,
+                                format!(
+                                    "duplicate key `{}`",
+                                    node.scalar_text().unwrap_or_default()
+                                ),
+                            )
+                            .with_hint(format!("it is first defined at line {}", first.span.line)),
                         );
                     }
                     *pending = Some(node);
@@ -179,11 +189,19 @@ impl MarkedEventReceiver for Builder {
         let span = to_span(&mark);
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
-                let value = if style == TScalarStyle::Plain { resolve_plain(&text) } else { Value::Str(text) };
+                let value = if style == TScalarStyle::Plain {
+                    resolve_plain(&text)
+                } else {
+                    Value::Str(text)
+                };
                 self.push_node(Node::new(span, value), anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(span, anchor, Vec::new())),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(span, anchor, Vec::new(), None)),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Seq(span, anchor, Vec::new()))
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map(span, anchor, Vec::new(), None))
+            }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
                 // A block collection's start event is marked after its first token: start the
                 // collection where its first entry starts when that is earlier.
@@ -210,7 +228,11 @@ impl MarkedEventReceiver for Builder {
                     }
                 }
             }
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
         }
     }
 }
@@ -221,7 +243,9 @@ fn resolve_plain(text: &str) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
@@ -242,8 +266,13 @@ fn resolve_plain(text: &str) -> Value {
             return Value::Int(i);
         }
     }
-    let looks_numeric = digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
-        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+    let looks_numeric = digits
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
     if looks_numeric {
         if let Ok(f) = text.parse::<f64>() {
             return Value::Float(f);
@@ -276,7 +305,12 @@ mod tests {
     #[test]
     fn resolves_core_schema_scalars() {
         let n = root("[1, -2, 1.5, true, null, ~, '3', 10ms, 0x1f]");
-        let values: Vec<Value> = n.as_seq().unwrap().iter().map(|n| n.value.clone()).collect();
+        let values: Vec<Value> = n
+            .as_seq()
+            .unwrap()
+            .iter()
+            .map(|n| n.value.clone())
+            .collect();
         assert_eq!(
             values,
             vec![
@@ -305,6 +339,9 @@ mod tests {
     #[test]
     fn expands_aliases() {
         let n = root("base: &b {x: 1}\nother: *b\n");
-        assert_eq!(n.as_map().unwrap()[1].1.to_json(), serde_json::json!({"x": 1}));
+        assert_eq!(
+            n.as_map().unwrap()[1].1.to_json(),
+            serde_json::json!({"x": 1})
+        );
     }
 }

@@ -25,7 +25,9 @@ static DIR: OnceLock<PathBuf> = OnceLock::new();
 pub fn venv() -> PathBuf {
     match std::env::var_os("TWEETFLOW_VENV") {
         Some(v) => PathBuf::from(v),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(".venv"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".venv"),
     }
 }
 
@@ -187,9 +189,7 @@ fn template_db(venv: &std::path::Path) -> Option<PathBuf> {
                 .strip_prefix("mlflow-")
                 .and_then(|r| r.strip_suffix(".dist-info"))
             {
-                return Some(
-                    std::env::temp_dir().join(format!("tweetflow-mlflow-{v}-empty.db")),
-                );
+                return Some(std::env::temp_dir().join(format!("tweetflow-mlflow-{v}-empty.db")));
             }
         }
     }
@@ -203,4 +203,3 @@ pub fn server() -> &'static Server {
         Err(e) => panic!("{e}"),
     }
 }
-

@@ -135,7 +135,9 @@ fn the_project_venv_is_found_from_a_subdirectory() {
     let venv = std::env::var_os("TWEETFLOW_VENV")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
-    let venv = venv.canonicalize().expect("the project venv exists (scripts/setup-venv.sh)");
+    let venv = venv
+        .canonicalize()
+        .expect("the project venv exists (scripts/setup-venv.sh)");
     let project = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(&venv, project.path().join(".venv")).unwrap();
     let sub = project.path().join("a/b");

@@ -22,7 +22,7 @@ use std::process::Stdio;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tracing::{info, Instrument};
+use tracing::{Instrument, info};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 /// The `command` task type.
@@ -60,9 +60,14 @@ impl Task for Command {
     type Params = CommandParams;
     const TYPE: &'static str = "command";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str = "Runs a program with args, env and working dir; non-zero exit is a retryable failure";
+    const DESCRIPTION: &'static str =
+        "Runs a program with args, env and working dir; non-zero exit is a retryable failure";
 
-    async fn run(&self, _ctx: &TaskContext, params: CommandParams) -> Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        _ctx: &TaskContext,
+        params: CommandParams,
+    ) -> Result<TaskOutput, TaskError> {
         let Some((program, args)) = params.argv.split_first() else {
             return Err(TaskError::config("argv", "must name a program"));
         };
@@ -85,7 +90,10 @@ impl Task for Command {
         }
         if let Some(cwd) = &params.cwd {
             if !std::path::Path::new(cwd).is_dir() {
-                return Err(TaskError::config("cwd", format!("`{cwd}` is not a directory")));
+                return Err(TaskError::config(
+                    "cwd",
+                    format!("`{cwd}` is not a directory"),
+                ));
             }
             cmd.current_dir(cwd);
         }
@@ -98,9 +106,18 @@ impl Task for Command {
         let group = ProcessGroup(child.id().map(|pid| pid as i32));
         info!(pid = group.0, program = %program, "process started");
 
-        let stdout = child.stdout.take().map(|s| tokio::spawn(pump(s, "stdout", STDOUT_TAIL).in_current_span()));
-        let stderr = child.stderr.take().map(|s| tokio::spawn(pump(s, "stderr", STDERR_TAIL).in_current_span()));
-        let status = child.wait().await.map_err(|e| TaskError::retryable(format!("waiting for `{program}`: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(pump(s, "stdout", STDOUT_TAIL).in_current_span()));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(pump(s, "stderr", STDERR_TAIL).in_current_span()));
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| TaskError::retryable(format!("waiting for `{program}`: {e}")))?;
         // Whatever the program left behind in its group goes with it (and closes its pipes).
         group.kill(libc::SIGKILL);
         let (out_hash, out_tail) = join_pump(stdout).await;
@@ -114,7 +131,11 @@ impl Task for Command {
                 _ => format!("`{program}` failed"),
             };
             let tail = err_tail.trim_end();
-            let message = if tail.is_empty() { why } else { format!("{why}; stderr ends with:\n{tail}") };
+            let message = if tail.is_empty() {
+                why
+            } else {
+                format!("{why}; stderr ends with:\n{tail}")
+            };
             return Err(TaskError::retryable(message));
         }
         // With declared outputs, the fingerprint is their contents: a rerun that rewrites the
@@ -124,7 +145,10 @@ impl Task for Command {
         } else {
             let paths: Vec<PathBuf> = params.outputs.iter().map(PathBuf::from).collect();
             if let Some(missing) = paths.iter().find(|p| !p.exists()) {
-                return Err(TaskError::fatal(format!("declared output `{}` was not created", missing.display())));
+                return Err(TaskError::fatal(format!(
+                    "declared output `{}` was not created",
+                    missing.display()
+                )));
             }
             tokio::task::spawn_blocking(move || tweetflow_engine::cache::hash_inputs(&paths))
                 .await

@@ -40,7 +40,11 @@ pub fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -49,8 +53,10 @@ pub fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
 }
 
 fn read_json(path: &str) -> Result<Value, TaskError> {
-    let bytes = std::fs::read(path).map_err(|e| TaskError::fatal(format!("cannot read `{path}`: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| TaskError::fatal(format!("`{path}` is not JSON: {e}")))
+    let bytes =
+        std::fs::read(path).map_err(|e| TaskError::fatal(format!("cannot read `{path}`: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TaskError::fatal(format!("`{path}` is not JSON: {e}")))
 }
 
 fn leaves(files: &[String], prefix: &str) -> Result<Vec<(String, Value)>, TaskError> {
@@ -67,9 +73,14 @@ impl Task for MlflowLog {
     type Params = MlflowLogParams;
     const TYPE: &'static str = "mlflow-log";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str = "Logs the numbers of JSON files as metrics and params of the pipeline run's MLflow run";
+    const DESCRIPTION: &'static str =
+        "Logs the numbers of JSON files as metrics and params of the pipeline run's MLflow run";
 
-    async fn run(&self, ctx: &TaskContext, params: MlflowLogParams) -> Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: MlflowLogParams,
+    ) -> Result<TaskOutput, TaskError> {
         let metrics: Vec<Metric> = leaves(&params.metrics, &params.prefix)?
             .into_iter()
             .filter_map(|(k, v)| v.as_f64().map(|x| Metric::new(k, x, 0)))
@@ -79,15 +90,26 @@ impl Task for MlflowLog {
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| Param::new(k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
             .collect();
-        let run_dir = ctx.artifacts_dir.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+        let run_dir = ctx
+            .artifacts_dir
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
         let Some(link) = MlflowRunLink::read(run_dir) else {
             tracing::warn!("the pipeline run has no MLflow run: nothing logged");
-            return Ok(TaskOutput::new().with("logged", false).with("metrics", metrics.len()).with("params", logged_params.len()));
+            return Ok(TaskOutput::new()
+                .with("logged", false)
+                .with("metrics", metrics.len())
+                .with("params", logged_params.len()));
         };
-        let config = crate::mlflow_runs::config_for_uri(Some(&link.tracking_uri)).map_err(|e| TaskError::config("MLFLOW_*", e))?;
+        let config = crate::mlflow_runs::config_for_uri(Some(&link.tracking_uri))
+            .map_err(|e| TaskError::config("MLFLOW_*", e))?;
         let client = Client::new(config).map_err(|e| TaskError::config("MLFLOW_*", e))?;
         // Params are immutable: on a retry or resume, only the missing ones are sent.
-        let existing = client.get_run(&link.run_id).await.map_err(|e| TaskError::retryable(e.to_string()))?;
+        let existing = client
+            .get_run(&link.run_id)
+            .await
+            .map_err(|e| TaskError::retryable(e.to_string()))?;
         let fresh: Vec<Param> = logged_params
             .iter()
             .filter(|p| !existing.data.params.iter().any(|e| e.key == p.key))
@@ -96,7 +118,13 @@ impl Task for MlflowLog {
         client
             .log_batch(&link.run_id, &metrics, &fresh, &[])
             .await
-            .map_err(|e| if e.is_retryable() { TaskError::retryable(e.to_string()) } else { TaskError::fatal(e.to_string()) })?;
+            .map_err(|e| {
+                if e.is_retryable() {
+                    TaskError::retryable(e.to_string())
+                } else {
+                    TaskError::fatal(e.to_string())
+                }
+            })?;
         tracing::info!(metrics = metrics.len(), params = fresh.len(), run = %link.run_id, "logged to MLflow");
         Ok(TaskOutput::new()
             .with("logged", true)
@@ -113,7 +141,11 @@ mod tests {
     #[test]
     fn flattens_with_dots() {
         let mut out = Vec::new();
-        flatten("", &serde_json::json!({"a": 1, "b": {"c": 2.5, "d": [1, 2]}, "e": "x"}), &mut out);
+        flatten(
+            "",
+            &serde_json::json!({"a": 1, "b": {"c": 2.5, "d": [1, 2]}, "e": "x"}),
+            &mut out,
+        );
         let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "b.c", "b.d", "e"]);
     }

@@ -39,7 +39,8 @@ impl MlflowRunLink {
 
     fn write(&self, run_dir: &Path) -> Result<(), String> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        tweetflow_engine::store::write_atomic(&run_dir.join("mlflow.json"), &bytes).map_err(|e| e.to_string())
+        tweetflow_engine::store::write_atomic(&run_dir.join("mlflow.json"), &bytes)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -51,7 +52,8 @@ pub struct MlflowRuns {
 }
 
 fn enabled(pipeline: &Pipeline) -> bool {
-    pipeline.mlflow.is_some() || std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty())
+    pipeline.mlflow.is_some()
+        || std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty())
 }
 
 /// The MLflow configuration from the environment, pointed at `tracking_uri` when given.
@@ -64,7 +66,12 @@ pub fn config_for_uri(tracking_uri: Option<&str>) -> Result<ClientConfig, String
 }
 
 fn client_for(pipeline: &Pipeline) -> Result<Client, String> {
-    let mut config = config_for_uri(pipeline.mlflow.as_ref().and_then(|m| m.tracking_uri.as_deref()))?;
+    let mut config = config_for_uri(
+        pipeline
+            .mlflow
+            .as_ref()
+            .and_then(|m| m.tracking_uri.as_deref()),
+    )?;
     // Logging must not hold a pipeline up for long: a down server is recorded and retried by
     // `--resume`, so a couple of quick retries are enough.
     if std::env::var_os("MLFLOW_HTTP_REQUEST_MAX_RETRIES").is_none() {
@@ -78,22 +85,42 @@ fn experiment_name(pipeline: &Pipeline) -> String {
         .mlflow
         .as_ref()
         .and_then(|m| m.experiment.clone())
-        .or_else(|| std::env::var("MLFLOW_EXPERIMENT_NAME").ok().filter(|v| !v.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("MLFLOW_EXPERIMENT_NAME")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
         .unwrap_or_else(|| pipeline.name.clone())
 }
 
 fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The MLflow run of `record`: the linked one, or a new one.
-async fn ensure_run(client: &Client, run_dir: &Path, pipeline: &Pipeline, record: &RunRecord) -> Result<MlflowRunLink, String> {
+async fn ensure_run(
+    client: &Client,
+    run_dir: &Path,
+    pipeline: &Pipeline,
+    record: &RunRecord,
+) -> Result<MlflowRunLink, String> {
     if let Some(link) = MlflowRunLink::read(run_dir) {
-        client.update_run(&link.run_id, Some(MlflowStatus::Running), None, None).await.map_err(|e| e.to_string())?;
+        client
+            .update_run(&link.run_id, Some(MlflowStatus::Running), None, None)
+            .await
+            .map_err(|e| e.to_string())?;
         return Ok(link);
     }
-    let experiment = client.get_or_create_experiment(&experiment_name(pipeline)).await.map_err(|e| e.to_string())?;
+    let experiment = client
+        .get_or_create_experiment(&experiment_name(pipeline))
+        .await
+        .map_err(|e| e.to_string())?;
     let mut tags = vec![
         RunTag::new("tweetflow.run_id", record.run_id.clone()),
         RunTag::new("tweetflow.pipeline", pipeline.name.clone()),
@@ -110,13 +137,23 @@ async fn ensure_run(client: &Client, run_dir: &Path, pipeline: &Pipeline, record
         }
     }
     let name = format!("{}-{}", pipeline.name, record.run_id);
-    let run = client.create_run(&experiment.experiment_id, Some(&name), &tags).await.map_err(|e| e.to_string())?;
-    let base = client.tracking_uri().as_str().trim_end_matches('/').to_string();
+    let run = client
+        .create_run(&experiment.experiment_id, Some(&name), &tags)
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = client
+        .tracking_uri()
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
     let link = MlflowRunLink {
         tracking_uri: base.clone(),
         experiment_id: experiment.experiment_id.clone(),
         run_id: run.info.run_id.clone(),
-        url: format!("{base}/#/experiments/{}/runs/{}", experiment.experiment_id, run.info.run_id),
+        url: format!(
+            "{base}/#/experiments/{}/runs/{}",
+            experiment.experiment_id, run.info.run_id
+        ),
         complete: false,
     };
     link.write(run_dir)?;
@@ -127,23 +164,51 @@ fn metrics(record: &RunRecord) -> Vec<Metric> {
     let mut out = Vec::new();
     for (id, task) in record.ordered_tasks() {
         if let Some(d) = task.duration() {
-            out.push(Metric::new(format!("task.{id}.duration_s"), d.as_secs_f64(), 0));
+            out.push(Metric::new(
+                format!("task.{id}.duration_s"),
+                d.as_secs_f64(),
+                0,
+            ));
         }
-        out.push(Metric::new(format!("task.{id}.attempts"), task.attempts.len() as f64, 0));
+        out.push(Metric::new(
+            format!("task.{id}.attempts"),
+            task.attempts.len() as f64,
+            0,
+        ));
     }
-    let succeeded = record.tasks.values().filter(|t| t.status.is_success()).count();
-    out.push(Metric::new("run.duration_s", record.duration().as_secs_f64(), 0));
+    let succeeded = record
+        .tasks
+        .values()
+        .filter(|t| t.status.is_success())
+        .count();
+    out.push(Metric::new(
+        "run.duration_s",
+        record.duration().as_secs_f64(),
+        0,
+    ));
     out.push(Metric::new("run.tasks_succeeded", succeeded as f64, 0));
-    out.push(Metric::new("run.tasks_failed", (record.tasks.len() - succeeded) as f64, 0));
+    out.push(Metric::new(
+        "run.tasks_failed",
+        (record.tasks.len() - succeeded) as f64,
+        0,
+    ));
     out
 }
 
 /// Per-batch metrics: durations, attempts and every numeric output value of each task.
 fn batch_metrics(record: &RunRecord, step: i64) -> Vec<Metric> {
-    let mut out = vec![Metric::new("batch.duration_s", record.duration().as_secs_f64(), step)];
+    let mut out = vec![Metric::new(
+        "batch.duration_s",
+        record.duration().as_secs_f64(),
+        step,
+    )];
     for (id, task) in record.ordered_tasks() {
         if let Some(d) = task.duration() {
-            out.push(Metric::new(format!("task.{id}.duration_s"), d.as_secs_f64(), step));
+            out.push(Metric::new(
+                format!("task.{id}.duration_s"),
+                d.as_secs_f64(),
+                step,
+            ));
         }
         if let Some(output) = &task.output {
             for (key, value) in &output.values {
@@ -158,7 +223,11 @@ fn batch_metrics(record: &RunRecord, step: i64) -> Vec<Metric> {
 
 impl MlflowRuns {
     fn session_run(&self, session: &str) -> Option<String> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(session).cloned()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session)
+            .cloned()
     }
 }
 
@@ -171,7 +240,12 @@ impl RunObserver for MlflowRuns {
         enabled(pipeline)
     }
 
-    fn run_started<'a>(&'a self, run_dir: &'a Path, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
+    fn run_started<'a>(
+        &'a self,
+        run_dir: &'a Path,
+        pipeline: &'a Pipeline,
+        record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             if record.tags.contains_key("watch_session") {
                 return Ok(()); // logged per batch on the session's run
@@ -183,60 +257,119 @@ impl RunObserver for MlflowRuns {
         })
     }
 
-    fn run_finished<'a>(&'a self, run_dir: &'a Path, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
+    fn run_finished<'a>(
+        &'a self,
+        run_dir: &'a Path,
+        pipeline: &'a Pipeline,
+        record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             if record.tags.contains_key("watch_session") {
                 return Ok(()); // logged per batch on the session's run
             }
             let client = client_for(pipeline)?;
             let mut link = ensure_run(&client, run_dir, pipeline, record).await?;
-            let params: Vec<Param> = record.params.iter().map(|(k, v)| Param::new(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+            let params: Vec<Param> = record
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    Param::new(
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect();
             // Params are immutable in MLflow: on a resume they are already there.
-            let existing = client.get_run(&link.run_id).await.map_err(|e| e.to_string())?;
-            let logged: std::collections::HashSet<String> = existing.data.params.iter().map(|p| p.key.clone()).collect();
-            let params: Vec<Param> = params.into_iter().filter(|p| !logged.contains(&p.key)).collect();
-            client.log_batch(&link.run_id, &metrics(record), &params, &[]).await.map_err(|e| e.to_string())?;
+            let existing = client
+                .get_run(&link.run_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let logged: std::collections::HashSet<String> =
+                existing.data.params.iter().map(|p| p.key.clone()).collect();
+            let params: Vec<Param> = params
+                .into_iter()
+                .filter(|p| !logged.contains(&p.key))
+                .collect();
+            client
+                .log_batch(&link.run_id, &metrics(record), &params, &[])
+                .await
+                .map_err(|e| e.to_string())?;
             let status = match record.status {
                 RunStatus::Succeeded => MlflowStatus::Finished,
                 RunStatus::Failed | RunStatus::Running => MlflowStatus::Failed,
                 RunStatus::Cancelled => MlflowStatus::Killed,
             };
-            client.end_run(&link.run_id, status).await.map_err(|e| e.to_string())?;
+            client
+                .end_run(&link.run_id, status)
+                .await
+                .map_err(|e| e.to_string())?;
             link.complete = true;
             link.write(run_dir)?;
             Ok(())
         })
     }
 
-    fn batch_finished<'a>(&'a self, session: &'a str, batch: usize, pipeline: &'a Pipeline, record: &'a RunRecord) -> BoxFuture<'a, Result<(), String>> {
+    fn batch_finished<'a>(
+        &'a self,
+        session: &'a str,
+        batch: usize,
+        pipeline: &'a Pipeline,
+        record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let client = client_for(pipeline)?;
             let run_id = match self.session_run(session) {
                 Some(id) => id,
                 None => {
-                    let experiment = client.get_or_create_experiment(&experiment_name(pipeline)).await.map_err(|e| e.to_string())?;
+                    let experiment = client
+                        .get_or_create_experiment(&experiment_name(pipeline))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let tags = vec![
                         RunTag::new("tweetflow.watch_session", session.to_string()),
                         RunTag::new("tweetflow.pipeline", pipeline.name.clone()),
                         RunTag::new("tweetflow.spec_hash", pipeline.spec_hash.clone()),
                     ];
                     let name = format!("{}-watch-{session}", pipeline.name);
-                    let run = client.create_run(&experiment.experiment_id, Some(&name), &tags).await.map_err(|e| e.to_string())?;
-                    self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.to_string(), run.info.run_id.clone());
+                    let run = client
+                        .create_run(&experiment.experiment_id, Some(&name), &tags)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(session.to_string(), run.info.run_id.clone());
                     run.info.run_id
                 }
             };
-            client.log_batch(&run_id, &batch_metrics(record, batch as i64), &[], &[]).await.map_err(|e| e.to_string())?;
+            client
+                .log_batch(&run_id, &batch_metrics(record, batch as i64), &[], &[])
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(())
         })
     }
 
-    fn session_finished<'a>(&'a self, session: &'a str, pipeline: &'a Pipeline, cancelled: bool) -> BoxFuture<'a, Result<(), String>> {
+    fn session_finished<'a>(
+        &'a self,
+        session: &'a str,
+        pipeline: &'a Pipeline,
+        cancelled: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let Some(run_id) = self.session_run(session) else { return Ok(()) };
+            let Some(run_id) = self.session_run(session) else {
+                return Ok(());
+            };
             let client = client_for(pipeline)?;
-            let status = if cancelled { MlflowStatus::Killed } else { MlflowStatus::Finished };
-            client.end_run(&run_id, status).await.map_err(|e| e.to_string())?;
+            let status = if cancelled {
+                MlflowStatus::Killed
+            } else {
+                MlflowStatus::Finished
+            };
+            client
+                .end_run(&run_id, status)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(())
         })
     }

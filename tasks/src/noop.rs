@@ -21,7 +21,8 @@ impl Task for Noop {
     type Params = NoopParams;
     const TYPE: &'static str = "noop";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str = "Does nothing and succeeds; passes `value` through as its output";
+    const DESCRIPTION: &'static str =
+        "Does nothing and succeeds; passes `value` through as its output";
 
     async fn run(&self, _ctx: &TaskContext, params: NoopParams) -> Result<TaskOutput, TaskError> {
         let output = TaskOutput::new();

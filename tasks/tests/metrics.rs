@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{ArrayRef, Float64Array, Int32Array, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::array::{
+    ArrayRef, Float64Array, Int32Array, StringArray, TimestampMicrosecondArray,
+};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -31,7 +33,13 @@ struct Row {
 }
 
 fn row(tweet: &str, mention: &str, label: Option<&'static str>, pred: Option<&'static str>) -> Row {
-    Row { tweet: tweet.into(), mention: mention.into(), label, pred, hour: 0 }
+    Row {
+        tweet: tweet.into(),
+        mention: mention.into(),
+        label,
+        pred,
+        hour: 0,
+    }
 }
 
 fn id_of(s: Option<&str>) -> Option<i32> {
@@ -51,21 +59,33 @@ async fn write_gold(dir: &Path, rows: &[Row], silver: i64) {
         return;
     }
     let arrow = table::arrow_schema(&t, &loc).unwrap();
-    let s = |f: &dyn Fn(&Row) -> Option<String>| -> ArrayRef { Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>())) };
+    let s = |f: &dyn Fn(&Row) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
     let base = 1_243_814_400_000_000i64; // 2009-06-01T00:00:00Z
     let columns: Vec<ArrayRef> = vec![
         s(&|r| Some(r.tweet.clone())),
         Arc::new(
-            TimestampMicrosecondArray::from(rows.iter().map(|r| base + r.hour * 3_600_000_000 + 17_000_000).collect::<Vec<_>>())
-                .with_timezone("UTC"),
+            TimestampMicrosecondArray::from(
+                rows.iter()
+                    .map(|r| base + r.hour * 3_600_000_000 + 17_000_000)
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
         ),
         s(&|r| Some(r.mention.clone())),
         s(&|r| Some(format!("text of {}", r.tweet))),
         s(&|r| r.label.map(str::to_string)),
-        Arc::new(Int32Array::from(rows.iter().map(|r| id_of(r.label)).collect::<Vec<_>>())),
+        Arc::new(Int32Array::from(
+            rows.iter().map(|r| id_of(r.label)).collect::<Vec<_>>(),
+        )),
         s(&|r| r.pred.map(str::to_string)),
-        Arc::new(Float64Array::from(rows.iter().map(|_| 87.5).collect::<Vec<_>>())),
-        Arc::new(Int32Array::from(rows.iter().map(|r| id_of(r.pred)).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(
+            rows.iter().map(|_| 87.5).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int32Array::from(
+            rows.iter().map(|r| id_of(r.pred)).collect::<Vec<_>>(),
+        )),
         s(&|_| Some("models:/tweet-sentiment@champion".into())),
         s(&|_| Some("3".into())),
     ];
@@ -78,7 +98,11 @@ async fn write_gold(dir: &Path, rows: &[Row], silver: i64) {
         &loc,
         CommitRequest {
             actions: adds.into_iter().map(Action::Add).collect(),
-            operation: DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None },
+            operation: DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
             txn: Some(Transaction::new("tweetflow-infer", silver)),
             info: json!({}),
         },
@@ -103,16 +127,31 @@ impl Env {
         self.root.join("gold")
     }
 
-    fn ctx(&self, run_id: &str, task: &str, upstream: BTreeMap<String, TaskOutput>, mlflow: Option<MlflowSpec>) -> TaskContext {
+    fn ctx(
+        &self,
+        run_id: &str,
+        task: &str,
+        upstream: BTreeMap<String, TaskOutput>,
+        mlflow: Option<MlflowSpec>,
+    ) -> TaskContext {
         TaskContext {
             run_id: run_id.into(),
             task_id: task.into(),
             attempt: 1,
-            pipeline: Arc::new(PipelineInfo { name: "eval".into(), mlflow, ..PipelineInfo::default() }),
+            pipeline: Arc::new(PipelineInfo {
+                name: "eval".into(),
+                mlflow,
+                ..PipelineInfo::default()
+            }),
             upstream: Arc::new(upstream),
             cancel: CancellationToken::new(),
             span: tracing::Span::none(),
-            artifacts_dir: self.root.join("runs").join(run_id).join("artifacts").join(task),
+            artifacts_dir: self
+                .root
+                .join("runs")
+                .join(run_id)
+                .join("artifacts")
+                .join(task),
         }
     }
 }
@@ -122,7 +161,9 @@ fn params(gold: &Path) -> LogMetricsParams {
 }
 
 fn f(out: &TaskOutput, k: &str) -> f64 {
-    out.get(k).and_then(Value::as_f64).unwrap_or_else(|| panic!("output `{k}` missing in {:?}", out.values))
+    out.get(k)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("output `{k}` missing in {:?}", out.values))
 }
 
 fn close(a: f64, b: f64, what: &str) {
@@ -149,7 +190,13 @@ fn hand_rows() -> Vec<Row> {
 async fn hand_checked_table_dedupes_tweets() {
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
-    let out = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.gold())).await.unwrap();
+    let out = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.gold()),
+        )
+        .await
+        .unwrap();
     // Binary set: t1 TP, t2 FN, t3 FP, t4 TN (t5 neutral prediction, t6 neutral label).
     close(f(&out, "precision"), 0.5, "precision");
     close(f(&out, "recall"), 0.5, "recall");
@@ -159,19 +206,37 @@ async fn hand_checked_table_dedupes_tweets() {
     assert_eq!(out.get("neutral_predictions_excluded"), Some(&json!(1)));
     assert_eq!(out.get("rows"), Some(&json!(8)));
     assert_eq!(out.get("tweets"), Some(&json!(6)));
-    assert_eq!(out.get("confusion_matrix"), Some(&json!([[1, 0, 1], [0, 0, 1], [1, 1, 1]])));
-    assert_eq!(out.get("support"), Some(&json!({"negative": 2, "neutral": 1, "positive": 3})));
+    assert_eq!(
+        out.get("confusion_matrix"),
+        Some(&json!([[1, 0, 1], [0, 0, 1], [1, 1, 1]]))
+    );
+    assert_eq!(
+        out.get("support"),
+        Some(&json!({"negative": 2, "neutral": 1, "positive": 3}))
+    );
     // Per-class F1: negative 2/(2+1+1)=0.5, neutral 0, positive 2/(2+2+2)=1/3.
-    close(f(&out, "macro_f1"), (0.5 + 0.0 + 1.0 / 3.0) / 3.0, "macro_f1");
+    close(
+        f(&out, "macro_f1"),
+        (0.5 + 0.0 + 1.0 / 3.0) / 3.0,
+        "macro_f1",
+    );
     assert_eq!(out.get("silver_table_version"), Some(&json!(7)));
     assert_eq!(out.get("gold_table_version"), Some(&json!(1)));
     assert_eq!(out.get("model_name"), Some(&json!("tweet-sentiment")));
     assert_eq!(out.get("model_version"), Some(&json!("3")));
     assert_eq!(out.get("mlflow_run_id"), Some(&Value::Null));
-    let doc: Value = serde_json::from_slice(&std::fs::read(out.get("metrics_json").unwrap().as_str().unwrap()).unwrap()).unwrap();
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(out.get("metrics_json").unwrap().as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(doc["precision"], json!(0.5));
-    assert_eq!(doc["confusion_matrix"], out.get("confusion_matrix").cloned().unwrap());
-    check_png(Path::new(out.get("confusion_matrix_png").unwrap().as_str().unwrap()));
+    assert_eq!(
+        doc["confusion_matrix"],
+        out.get("confusion_matrix").cloned().unwrap()
+    );
+    check_png(Path::new(
+        out.get("confusion_matrix_png").unwrap().as_str().unwrap(),
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,8 +248,17 @@ async fn no_positive_prediction_gives_precision_zero() {
         row("t3", "a", Some("negative"), Some("negative")),
     ];
     write_gold(&env.gold(), &rows, 1).await;
-    let out = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.gold())).await.unwrap();
-    assert_eq!((f(&out, "precision"), f(&out, "recall"), f(&out, "f1")), (0.0, 0.0, 0.0));
+    let out = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.gold()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (f(&out, "precision"), f(&out, "recall"), f(&out, "f1")),
+        (0.0, 0.0, 0.0)
+    );
     close(f(&out, "accuracy"), 2.0 / 3.0, "accuracy");
     // No neutral label: no three-class score.
     assert_eq!(out.get("macro_f1"), Some(&Value::Null));
@@ -199,7 +273,13 @@ async fn all_neutral_predictions_give_zeros_and_count_the_excluded() {
         row("t3", "a", Some("neutral"), Some("neutral")),
     ];
     write_gold(&env.gold(), &rows, 1).await;
-    let out = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.gold())).await.unwrap();
+    let out = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.gold()),
+        )
+        .await
+        .unwrap();
     for k in ["precision", "recall", "f1", "accuracy"] {
         assert_eq!(f(&out, k), 0.0, "{k}");
     }
@@ -213,14 +293,40 @@ async fn all_neutral_predictions_give_zeros_and_count_the_excluded() {
 async fn empty_or_missing_gold_is_a_clear_error() {
     let env = Env::new();
     write_gold(&env.gold(), &[], 0).await;
-    let e = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.gold())).await.unwrap_err();
+    let e = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.gold()),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Fatal);
     assert!(e.message.contains("has no rows"), "{}", e.message);
-    let e = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.root.join("nope"))).await.unwrap_err();
+    let e = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.root.join("nope")),
+        )
+        .await
+        .unwrap_err();
     assert!(e.message.contains("no Delta table"), "{}", e.message);
     // Rows without a label or a prediction only: nothing to score.
-    write_gold(&env.root.join("g2"), &[row("t1", "a", None, Some("positive")), row("t2", "a", Some("positive"), None)], 0).await;
-    let e = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.root.join("g2"))).await.unwrap_err();
+    write_gold(
+        &env.root.join("g2"),
+        &[
+            row("t1", "a", None, Some("positive")),
+            row("t2", "a", Some("positive"), None),
+        ],
+        0,
+    )
+    .await;
+    let e = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.root.join("g2")),
+        )
+        .await
+        .unwrap_err();
     assert!(e.message.contains("none of its 2 tweets"), "{}", e.message);
 }
 
@@ -229,7 +335,11 @@ async fn empty_or_missing_gold_is_a_clear_error() {
 fn python() -> PathBuf {
     let venv = std::env::var_os("TWEETFLOW_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".venv"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(".venv")
+        });
     let py = venv.join("bin").join("python");
     assert!(
         py.is_file(),
@@ -273,26 +383,54 @@ async fn metrics_match_scikit_learn() {
     };
     let (mut rows, mut yt, mut yp) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..400 {
-        let label = if next(20) == 0 { None } else { Some(classes[next(3) as usize]) };
+        let label = if next(20) == 0 {
+            None
+        } else {
+            Some(classes[next(3) as usize])
+        };
         // Predictions agree with the label 60% of the time.
-        let pred = if next(10) < 6 { label.or(Some("neutral")) } else { Some(classes[next(3) as usize]) };
+        let pred = if next(10) < 6 {
+            label.or(Some("neutral"))
+        } else {
+            Some(classes[next(3) as usize])
+        };
         if let (Some(l), Some(p)) = (label, pred) {
             yt.push(l);
             yp.push(p);
         }
         for m in 0..=next(3) {
-            let mut r = row(&format!("tw{i:04}"), &format!("m{}", (i + m) % 17), label, pred);
+            let mut r = row(
+                &format!("tw{i:04}"),
+                &format!("m{}", (i + m) % 17),
+                label,
+                pred,
+            );
             r.hour = (i % 24) as i64;
             rows.push(r);
         }
     }
     write_gold(&env.gold(), &rows, 3).await;
-    let out = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.gold())).await.unwrap();
+    let out = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.gold()),
+        )
+        .await
+        .unwrap();
 
     let input = env.root.join("labels.json");
     std::fs::write(&input, json!({ "true": yt, "pred": yp }).to_string()).unwrap();
-    let res = std::process::Command::new(&py).arg("-c").arg(SKLEARN).arg(&input).output().unwrap();
-    assert!(res.status.success(), "scikit-learn failed: {}", String::from_utf8_lossy(&res.stderr));
+    let res = std::process::Command::new(&py)
+        .arg("-c")
+        .arg(SKLEARN)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "scikit-learn failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let expected: Value = serde_json::from_slice(&res.stdout).unwrap();
     for k in ["precision", "recall", "f1", "accuracy", "macro_f1"] {
         close(f(&out, k), expected[k].as_f64().unwrap(), k);
@@ -300,7 +438,10 @@ async fn metrics_match_scikit_learn() {
     assert_eq!(out.get("confusion_matrix"), Some(&expected["confusion"]));
     assert_eq!(out.get("binary_support"), Some(&expected["n"]));
     assert_eq!(out.get("tweets"), Some(&json!(400)));
-    assert_eq!(out.get("unscored_tweets").and_then(Value::as_u64), Some(400 - yt.len() as u64));
+    assert_eq!(
+        out.get("unscored_tweets").and_then(Value::as_u64),
+        Some(400 - yt.len() as u64)
+    );
 }
 
 // ---------- charts and report ----------
@@ -308,12 +449,26 @@ async fn metrics_match_scikit_learn() {
 /// A PNG with sane dimensions and more than a blank canvas.
 fn check_png(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
     let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
-    assert!((300..=2000).contains(&w) && (150..=3000).contains(&h), "{}: {w}x{h}", path.display());
+    assert!(
+        (300..=2000).contains(&w) && (150..=3000).contains(&h),
+        "{}: {w}x{h}",
+        path.display()
+    );
     // A blank canvas compresses to well under 10 KB; text and bars do not.
-    assert!(bytes.len() > 10_000, "{}: only {} bytes", path.display(), bytes.len());
+    assert!(
+        bytes.len() > 10_000,
+        "{}: only {} bytes",
+        path.display(),
+        bytes.len()
+    );
     (w, h)
 }
 
@@ -324,13 +479,17 @@ fn profile_output() -> TaskOutput {
         .with("table_version", 4)
         .with("tweets", 6)
         .with("distinct_users", 2)
-        .with("top_users", json!([{"user": "alice", "tweets": 4}, {"user": "bob", "tweets": 2}]))
+        .with(
+            "top_users",
+            json!([{"user": "alice", "tweets": 4}, {"user": "bob", "tweets": 2}]),
+        )
         .with("top_mentions", json!([{"mention": "a", "tweets": 4}]))
         .with("columns", json!({"user": {"nulls": 0, "empties": 1}}))
 }
 
 fn upstream_png(env: &Env) -> PathBuf {
-    env.root.join("runs/r1/artifacts/metrics/confusion_matrix.png")
+    env.root
+        .join("runs/r1/artifacts/metrics/confusion_matrix.png")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,31 +500,72 @@ async fn report_draws_charts_and_a_self_contained_html() {
         r.hour = [9, 9, 13, 20, 20, 23, 0, 9][i];
     }
     write_gold(&env.gold(), &rows, 7).await;
-    let metrics = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.gold())).await.unwrap();
-    let upstream = BTreeMap::from([("metrics".to_string(), metrics), ("profile".to_string(), profile_output())]);
-    let p: ReportParams = serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    let out = Report.run(&env.ctx("r1", "report", upstream, None), p).await.unwrap();
+    let metrics = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.gold()),
+        )
+        .await
+        .unwrap();
+    let upstream = BTreeMap::from([
+        ("metrics".to_string(), metrics),
+        ("profile".to_string(), profile_output()),
+    ]);
+    let p: ReportParams =
+        serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
+    let out = Report
+        .run(&env.ctx("r1", "report", upstream, None), p)
+        .await
+        .unwrap();
     let charts: Vec<String> = serde_json::from_value(out.get("charts").unwrap().clone()).unwrap();
-    let names: Vec<&str> = charts.iter().map(|c| c.rsplit('/').next().unwrap()).collect();
-    assert_eq!(names, ["top_users.png", "top_mentions_positive.png", "top_mentions_negative.png", "tweets_per_hour.png"]);
+    let names: Vec<&str> = charts
+        .iter()
+        .map(|c| c.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "top_users.png",
+            "top_mentions_positive.png",
+            "top_mentions_negative.png",
+            "tweets_per_hour.png"
+        ]
+    );
     for c in &charts {
         check_png(Path::new(c));
     }
     // `METRICS_TEST_KEEP=DIR` keeps the files to look at.
     if let Some(keep) = std::env::var_os("METRICS_TEST_KEEP") {
         std::fs::create_dir_all(&keep).unwrap();
-        for c in charts.iter().map(String::as_str).chain([out.get("report").unwrap().as_str().unwrap()]) {
+        for c in charts.iter().map(String::as_str).chain([out
+            .get("report")
+            .unwrap()
+            .as_str()
+            .unwrap()])
+        {
             std::fs::copy(c, Path::new(&keep).join(Path::new(c).file_name().unwrap())).unwrap();
         }
         let cm = upstream_png(&env);
         std::fs::copy(&cm, Path::new(&keep).join("confusion_matrix.png")).unwrap();
     }
     let html = std::fs::read_to_string(out.get("report").unwrap().as_str().unwrap()).unwrap();
-    assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("url(http"), "external reference in the report");
-    assert!(!html.contains("<link") && !html.contains("<script"), "the report must not load anything");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("url(http"),
+        "external reference in the report"
+    );
+    assert!(
+        !html.contains("<link") && !html.contains("<script"),
+        "the report must not load anything"
+    );
     // Four charts and the confusion matrix, inline.
     assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 5);
-    for s in ["precision", "0.5000", "silver", "distinct_users", "tweet-sentiment"] {
+    for s in [
+        "precision",
+        "0.5000",
+        "silver",
+        "distinct_users",
+        "tweet-sentiment",
+    ] {
         assert!(html.contains(s), "`{s}` missing from the report");
     }
 }
@@ -374,8 +574,12 @@ async fn report_draws_charts_and_a_self_contained_html() {
 async fn report_without_users_or_upstreams_says_so() {
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
-    let p: ReportParams = serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    let out = Report.run(&env.ctx("r1", "report", BTreeMap::new(), None), p).await.unwrap();
+    let p: ReportParams =
+        serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
+    let out = Report
+        .run(&env.ctx("r1", "report", BTreeMap::new(), None), p)
+        .await
+        .unwrap();
     let notes = out.get("notes").unwrap().as_array().unwrap();
     assert_eq!(notes.len(), 1);
     assert!(notes[0].as_str().unwrap().contains("Top tweeters: skipped"));
@@ -396,8 +600,14 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
     let c = client(&server.url);
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
-    let exp = c.get_or_create_experiment(&format!("eval-pipeline-{}", std::process::id())).await.unwrap();
-    let run = c.create_run(&exp.experiment_id, Some("pipeline-run"), &[]).await.unwrap();
+    let exp = c
+        .get_or_create_experiment(&format!("eval-pipeline-{}", std::process::id()))
+        .await
+        .unwrap();
+    let run = c
+        .create_run(&exp.experiment_id, Some("pipeline-run"), &[])
+        .await
+        .unwrap();
     let run_dir = env.root.join("runs").join("r1");
     std::fs::create_dir_all(&run_dir).unwrap();
     let link = MlflowRunLink {
@@ -407,37 +617,106 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
         url: String::new(),
         complete: false,
     };
-    std::fs::write(run_dir.join("mlflow.json"), serde_json::to_vec(&link).unwrap()).unwrap();
+    std::fs::write(
+        run_dir.join("mlflow.json"),
+        serde_json::to_vec(&link).unwrap(),
+    )
+    .unwrap();
 
-    let out = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.gold())).await.unwrap();
+    let out = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.gold()),
+        )
+        .await
+        .unwrap();
     assert_eq!(out.get("mlflow_run_id"), Some(&json!(run.info.run_id)));
     // A retried attempt logs again without tripping over the immutable params.
-    let out = LogMetrics.run(&env.ctx("r1", "metrics", BTreeMap::new(), None), params(&env.gold())).await.unwrap();
+    let out = LogMetrics
+        .run(
+            &env.ctx("r1", "metrics", BTreeMap::new(), None),
+            params(&env.gold()),
+        )
+        .await
+        .unwrap();
 
     let back = c.get_run(&run.info.run_id).await.unwrap();
     assert_eq!(back.data.metric("precision"), Some(0.5));
     assert_eq!(back.data.metric("binary_support"), Some(4.0));
     assert_eq!(back.data.metric("confusion_positive_neutral"), Some(1.0));
-    close(back.data.metric("macro_f1").unwrap(), f(&out, "macro_f1"), "macro_f1 in MLflow");
+    close(
+        back.data.metric("macro_f1").unwrap(),
+        f(&out, "macro_f1"),
+        "macro_f1 in MLflow",
+    );
     assert_eq!(back.data.param("model_name"), Some("tweet-sentiment"));
-    assert_eq!(back.data.param("model_uri"), Some("models:/tweet-sentiment@champion"));
+    assert_eq!(
+        back.data.param("model_uri"),
+        Some("models:/tweet-sentiment@champion")
+    );
     assert_eq!(back.data.param("model_version"), Some("3"));
     assert_eq!(back.data.param("gold_table_version"), Some("1"));
     assert_eq!(back.data.param("silver_table_version"), Some("7"));
-    assert_eq!(back.data.param("tweetflow_version"), Some(env!("CARGO_PKG_VERSION")));
-    let server_version = back.data.param("mlflow_server_version").expect("server version param");
-    assert!(server_version.chars().next().is_some_and(|ch| ch.is_ascii_digit()), "{server_version}");
-    let files: Vec<String> = c.list_artifacts(&run.info.run_id, Some("evaluation")).await.unwrap().into_iter().map(|f| f.path).collect();
-    assert!(files.contains(&"evaluation/confusion_matrix.png".to_string()), "{files:?}");
-    assert!(files.contains(&"evaluation/metrics.json".to_string()), "{files:?}");
+    assert_eq!(
+        back.data.param("tweetflow_version"),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    let server_version = back
+        .data
+        .param("mlflow_server_version")
+        .expect("server version param");
+    assert!(
+        server_version
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_digit()),
+        "{server_version}"
+    );
+    let files: Vec<String> = c
+        .list_artifacts(&run.info.run_id, Some("evaluation"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert!(
+        files.contains(&"evaluation/confusion_matrix.png".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"evaluation/metrics.json".to_string()),
+        "{files:?}"
+    );
 
     // The report goes to the same run.
-    let upstream = BTreeMap::from([("metrics".to_string(), out), ("profile".to_string(), profile_output())]);
-    let p: ReportParams = serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    Report.run(&env.ctx("r1", "report", upstream, None), p).await.unwrap();
-    let files: Vec<String> = c.list_artifacts(&run.info.run_id, Some("report")).await.unwrap().into_iter().map(|f| f.path).collect();
-    for name in ["report.html", "top_users.png", "top_mentions_positive.png", "top_mentions_negative.png", "tweets_per_hour.png"] {
-        assert!(files.contains(&format!("report/{name}")), "{name} not in {files:?}");
+    let upstream = BTreeMap::from([
+        ("metrics".to_string(), out),
+        ("profile".to_string(), profile_output()),
+    ]);
+    let p: ReportParams =
+        serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
+    Report
+        .run(&env.ctx("r1", "report", upstream, None), p)
+        .await
+        .unwrap();
+    let files: Vec<String> = c
+        .list_artifacts(&run.info.run_id, Some("report"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    for name in [
+        "report.html",
+        "top_users.png",
+        "top_mentions_positive.png",
+        "top_mentions_negative.png",
+        "tweets_per_hour.png",
+    ] {
+        assert!(
+            files.contains(&format!("report/{name}")),
+            "{name} not in {files:?}"
+        );
     }
 }
 
@@ -448,17 +727,34 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
     let name = format!("eval-standalone-{}", std::process::id());
-    let spec = MlflowSpec { experiment: None, tracking_uri: Some(server.url.clone()) };
+    let spec = MlflowSpec {
+        experiment: None,
+        tracking_uri: Some(server.url.clone()),
+    };
     let mut p = params(&env.gold());
     // Without an experiment anywhere: a config error naming the param.
     if std::env::var_os("MLFLOW_EXPERIMENT_NAME").is_none() {
-        let e = LogMetrics.run(&env.ctx("r2", "metrics", BTreeMap::new(), Some(spec.clone())), p.clone()).await.unwrap_err();
+        let e = LogMetrics
+            .run(
+                &env.ctx("r2", "metrics", BTreeMap::new(), Some(spec.clone())),
+                p.clone(),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Config);
         assert!(e.message.contains("experiment"), "{}", e.message);
     }
     p.experiment = Some(name.clone());
-    let out = LogMetrics.run(&env.ctx("r2", "metrics", BTreeMap::new(), Some(spec)), p).await.unwrap();
-    let run_id = out.get("mlflow_run_id").unwrap().as_str().unwrap().to_string();
+    let out = LogMetrics
+        .run(&env.ctx("r2", "metrics", BTreeMap::new(), Some(spec)), p)
+        .await
+        .unwrap();
+    let run_id = out
+        .get("mlflow_run_id")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
     let back = c.get_run(&run_id).await.unwrap();
     assert_eq!(format!("{:?}", back.info.status), "Finished");
     assert_eq!(back.data.metric("accuracy"), Some(0.5));
@@ -493,10 +789,19 @@ tasks:
         gold = env.gold().display()
     );
     let registry = Arc::new(tweetflow_tasks::default_registry());
-    let options = LoadOptions { registry: &registry, param_overrides: &[], env: &tweetflow_engine::spec::process_env };
-    let pipeline = tweetflow_engine::load_str("evaluation.yaml", &text, &options).unwrap_or_else(|d| panic!("{d:?}"));
-    let engine = Engine::new(registry.clone(), env.root.join("runs")).with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()));
-    let record = engine.run(pipeline, "evaluation.yaml", &text, RunOptions::default()).await.unwrap();
+    let options = LoadOptions {
+        registry: &registry,
+        param_overrides: &[],
+        env: &tweetflow_engine::spec::process_env,
+    };
+    let pipeline = tweetflow_engine::load_str("evaluation.yaml", &text, &options)
+        .unwrap_or_else(|d| panic!("{d:?}"));
+    let engine = Engine::new(registry.clone(), env.root.join("runs"))
+        .with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()));
+    let record = engine
+        .run(pipeline, "evaluation.yaml", &text, RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
     let report = record.tasks["report"].output.as_ref().unwrap();
     let html = std::fs::read_to_string(report.get("report").unwrap().as_str().unwrap()).unwrap();
@@ -505,19 +810,50 @@ tasks:
         std::fs::write(Path::new(&keep).join("pipeline_report.html"), &html).unwrap();
     }
     // The timings table lists every task; the profile section shows the profile's numbers.
-    for s in ["<td>profile</td>", "<td>log-metrics</td>", "<td>report</td>", "succeeded", "running", "distinct_mentions", "Sentiment evaluation"] {
+    for s in [
+        "<td>profile</td>",
+        "<td>log-metrics</td>",
+        "<td>report</td>",
+        "succeeded",
+        "running",
+        "distinct_mentions",
+        "Sentiment evaluation",
+    ] {
         assert!(html.contains(s), "`{s}` missing from the report");
     }
-    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 4, "no user column anywhere: three charts and the confusion matrix");
+    assert_eq!(
+        html.matches("src=\"data:image/png;base64,").count(),
+        4,
+        "no user column anywhere: three charts and the confusion matrix"
+    );
     // Both tasks logged into the pipeline run's MLflow run.
-    let link = MlflowRunLink::read(&env.root.join("runs").join(&record.run_id)).expect("mlflow.json");
+    let link =
+        MlflowRunLink::read(&env.root.join("runs").join(&record.run_id)).expect("mlflow.json");
     let c = client(&server.url);
     let run = c.get_run(&link.run_id).await.unwrap();
     assert_eq!(run.data.metric("f1"), Some(0.5));
     assert!(run.data.metric("task.metrics.duration_s").is_some());
     assert_eq!(run.data.param("silver_table_version"), Some("7"));
-    let files: Vec<String> = c.list_artifacts(&link.run_id, None).await.unwrap().into_iter().map(|f| f.path).collect();
-    assert!(files.contains(&"evaluation".to_string()) && files.contains(&"report".to_string()), "{files:?}");
-    let files: Vec<String> = c.list_artifacts(&link.run_id, Some("report")).await.unwrap().into_iter().map(|f| f.path).collect();
-    assert!(files.contains(&"report/report.html".to_string()), "{files:?}");
+    let files: Vec<String> = c
+        .list_artifacts(&link.run_id, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert!(
+        files.contains(&"evaluation".to_string()) && files.contains(&"report".to_string()),
+        "{files:?}"
+    );
+    let files: Vec<String> = c
+        .list_artifacts(&link.run_id, Some("report"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert!(
+        files.contains(&"report/report.html".to_string()),
+        "{files:?}"
+    );
 }

@@ -15,7 +15,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Self {
-        Sandbox { dir: tempfile::tempdir().expect("temp dir") }
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -53,10 +55,16 @@ impl Sandbox {
     /// A `tweetflow` command running in the sandbox with its own run store.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tweetflow"));
-        cmd.args(args).current_dir(self.path()).env("TWEETFLOW_RUNS_DIR", self.runs()).env("RUST_LOG", "warn");
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("TWEETFLOW_RUNS_DIR", self.runs())
+            .env("RUST_LOG", "warn");
         // The ONNX Runtime library comes from the project's venv.
         if std::env::var_os("TWEETFLOW_VENV").is_none() {
-            cmd.env("TWEETFLOW_VENV", Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+            cmd.env(
+                "TWEETFLOW_VENV",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+            );
         }
         cmd
     }
@@ -82,7 +90,11 @@ impl Sandbox {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn tweetflow")
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tweetflow")
     }
 }
 
@@ -111,8 +123,14 @@ pub fn attempts(record: &Value, id: &str) -> usize {
 }
 
 /// (start, end) of the task's last attempt, as RFC 3339 timestamps parsed to chrono.
-pub fn window(record: &Value, id: &str) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
-    let a = task(record, id)["attempts"].as_array().and_then(|a| a.last()).expect("an attempt");
+pub fn window(
+    record: &Value,
+    id: &str,
+) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let a = task(record, id)["attempts"]
+        .as_array()
+        .and_then(|a| a.last())
+        .expect("an attempt");
     let parse = |v: &Value| v.as_str().expect("timestamp").parse().expect("RFC 3339");
     (parse(&a["started_at"]), parse(&a["ended_at"]))
 }
@@ -120,7 +138,11 @@ pub fn window(record: &Value, id: &str) -> (chrono::DateTime<chrono::Utc>, chron
 /// Whether process `pid` is still alive (a zombie counts as dead).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit(')').next().map(|rest| rest.trim_start().chars().next() != Some('Z')).unwrap_or(false),
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .map(|rest| rest.trim_start().chars().next() != Some('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }

@@ -609,8 +609,14 @@ async fn bench_infer_times_both_sides_in_alternating_rounds() {
     // Each round's task wrote its own gold table, with every silver row.
     for i in 0..2 {
         let gold = dir.join(format!("bench/gold-{i}")).display().to_string();
-        assert_eq!(rows_of(&gold, &["tweet_id"]).await.len() as u64, silver_rows);
+        assert_eq!(
+            rows_of(&gold, &["tweet_id"]).await.len() as u64,
+            silver_rows
+        );
     }
     let text = r.to_string();
-    assert!(text.contains("round 2") && text.contains("(task first)"), "{text}");
+    assert!(
+        text.contains("round 2") && text.contains("(task first)"),
+        "{text}"
+    );
 }

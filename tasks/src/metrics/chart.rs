@@ -25,7 +25,9 @@ fn ensure_font() -> Result<(), String> {
 }
 
 fn text(size: f64, color: &'static RGBColor, h: HPos, v: VPos) -> TextStyle<'static> {
-    TextStyle::from((FAMILY, size).into_font()).color(color).pos(Pos::new(h, v))
+    TextStyle::from((FAMILY, size).into_font())
+        .color(color)
+        .pos(Pos::new(h, v))
 }
 
 fn err(path: &Path) -> impl Fn(String) -> String + '_ {
@@ -54,7 +56,11 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// Draws the 3×3 confusion matrix (counts and share of the true class) to `path`.
-pub fn confusion_matrix(path: &Path, cm: &[[u64; 3]; 3], subtitle: &str) -> Result<(u32, u32), String> {
+pub fn confusion_matrix(
+    path: &Path,
+    cm: &[[u64; 3]; 3],
+    subtitle: &str,
+) -> Result<(u32, u32), String> {
     ensure_font()?;
     let (left, top, cell) = (200i32, 130i32, 150i32);
     let size = ((left + 3 * cell + 40) as u32, (top + 3 * cell + 30) as u32);
@@ -63,39 +69,85 @@ pub fn confusion_matrix(path: &Path, cm: &[[u64; 3]; 3], subtitle: &str) -> Resu
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        r.draw(&Text::new("Confusion matrix", (size.0 as i32 / 2, 28), text(26.0, &INK, HPos::Center, VPos::Center)))
-            .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(subtitle.to_string(), (size.0 as i32 / 2, 58), text(15.0, &MUTED, HPos::Center, VPos::Center)))
-            .map_err(|x| x.to_string())?;
-        r.draw(&Text::new("predicted", (left + 3 * cell / 2, top - 48), text(18.0, &INK, HPos::Center, VPos::Center)))
-            .map_err(|x| x.to_string())?;
-        r.draw(&Text::new("true", (left - 120, top + 3 * cell / 2), text(18.0, &INK, HPos::Right, VPos::Center)))
-            .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            "Confusion matrix",
+            (size.0 as i32 / 2, 28),
+            text(26.0, &INK, HPos::Center, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            subtitle.to_string(),
+            (size.0 as i32 / 2, 58),
+            text(15.0, &MUTED, HPos::Center, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            "predicted",
+            (left + 3 * cell / 2, top - 48),
+            text(18.0, &INK, HPos::Center, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            "true",
+            (left - 120, top + 3 * cell / 2),
+            text(18.0, &INK, HPos::Right, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
         for (i, name) in CLASSES.iter().enumerate() {
             let c = left + i as i32 * cell + cell / 2;
-            r.draw(&Text::new(*name, (c, top - 18), text(17.0, &INK, HPos::Center, VPos::Center)))
-                .map_err(|x| x.to_string())?;
+            r.draw(&Text::new(
+                *name,
+                (c, top - 18),
+                text(17.0, &INK, HPos::Center, VPos::Center),
+            ))
+            .map_err(|x| x.to_string())?;
             let m = top + i as i32 * cell + cell / 2;
-            r.draw(&Text::new(*name, (left - 14, m), text(17.0, &INK, HPos::Right, VPos::Center)))
-                .map_err(|x| x.to_string())?;
+            r.draw(&Text::new(
+                *name,
+                (left - 14, m),
+                text(17.0, &INK, HPos::Right, VPos::Center),
+            ))
+            .map_err(|x| x.to_string())?;
         }
         for (t, row) in cm.iter().enumerate() {
             let total: u64 = row.iter().sum();
             for (p, &n) in row.iter().enumerate() {
-                let share = if total == 0 { 0.0 } else { n as f64 / total as f64 };
+                let share = if total == 0 {
+                    0.0
+                } else {
+                    n as f64 / total as f64
+                };
                 let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * share).round() as u8;
                 let fill = RGBColor(mix(247, BLUE.0), mix(251, BLUE.1), mix(255, BLUE.2));
                 let (x0, y0) = (left + p as i32 * cell, top + t as i32 * cell);
-                r.draw(&Rectangle::new([(x0, y0), (x0 + cell, y0 + cell)], fill.filled()))
-                    .map_err(|x| x.to_string())?;
-                r.draw(&Rectangle::new([(x0, y0), (x0 + cell, y0 + cell)], GRID.stroke_width(1)))
-                    .map_err(|x| x.to_string())?;
+                r.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell, y0 + cell)],
+                    fill.filled(),
+                ))
+                .map_err(|x| x.to_string())?;
+                r.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + cell, y0 + cell)],
+                    GRID.stroke_width(1),
+                ))
+                .map_err(|x| x.to_string())?;
                 let ink: &'static RGBColor = if share > 0.5 { &WHITE } else { &INK };
-                r.draw(&Text::new(n.to_string(), (x0 + cell / 2, y0 + cell / 2 - 12), text(28.0, ink, HPos::Center, VPos::Center)))
-                    .map_err(|x| x.to_string())?;
-                let pct = if total == 0 { "–".to_string() } else { format!("{:.1}% of true", share * 100.0) };
-                r.draw(&Text::new(pct, (x0 + cell / 2, y0 + cell / 2 + 22), text(14.0, ink, HPos::Center, VPos::Center)))
-                    .map_err(|x| x.to_string())?;
+                r.draw(&Text::new(
+                    n.to_string(),
+                    (x0 + cell / 2, y0 + cell / 2 - 12),
+                    text(28.0, ink, HPos::Center, VPos::Center),
+                ))
+                .map_err(|x| x.to_string())?;
+                let pct = if total == 0 {
+                    "–".to_string()
+                } else {
+                    format!("{:.1}% of true", share * 100.0)
+                };
+                r.draw(&Text::new(
+                    pct,
+                    (x0 + cell / 2, y0 + cell / 2 + 22),
+                    text(14.0, ink, HPos::Center, VPos::Center),
+                ))
+                .map_err(|x| x.to_string())?;
             }
         }
         Ok(())
@@ -106,7 +158,13 @@ pub fn confusion_matrix(path: &Path, cm: &[[u64; 3]; 3], subtitle: &str) -> Resu
 }
 
 /// Draws a horizontal bar chart of `(label, count)` pairs, largest first, to `path`.
-pub fn bars(path: &Path, title: &str, subtitle: &str, items: &[(String, u64)], color: RGBColor) -> Result<(u32, u32), String> {
+pub fn bars(
+    path: &Path,
+    title: &str,
+    subtitle: &str,
+    items: &[(String, u64)],
+    color: RGBColor,
+) -> Result<(u32, u32), String> {
     ensure_font()?;
     let (left, top, row, right) = (250i32, 90i32, 28i32, 90i32);
     let rows = items.len().max(1) as i32;
@@ -117,28 +175,54 @@ pub fn bars(path: &Path, title: &str, subtitle: &str, items: &[(String, u64)], c
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        r.draw(&Text::new(title.to_string(), (size.0 as i32 / 2, 28), text(24.0, &INK, HPos::Center, VPos::Center)))
-            .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(subtitle.to_string(), (size.0 as i32 / 2, 58), text(15.0, &MUTED, HPos::Center, VPos::Center)))
-            .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            title.to_string(),
+            (size.0 as i32 / 2, 28),
+            text(24.0, &INK, HPos::Center, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            subtitle.to_string(),
+            (size.0 as i32 / 2, 58),
+            text(15.0, &MUTED, HPos::Center, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
         if items.is_empty() {
-            r.draw(&Text::new("no data", (size.0 as i32 / 2, top + row / 2), text(16.0, &MUTED, HPos::Center, VPos::Center)))
-                .map_err(|x| x.to_string())?;
+            r.draw(&Text::new(
+                "no data",
+                (size.0 as i32 / 2, top + row / 2),
+                text(16.0, &MUTED, HPos::Center, VPos::Center),
+            ))
+            .map_err(|x| x.to_string())?;
             return Ok(());
         }
         let max = items.iter().map(|i| i.1).max().unwrap_or(1).max(1);
         for (i, (label, n)) in items.iter().enumerate() {
             let y = top + i as i32 * row;
             let w = ((*n as f64 / max as f64) * width as f64).round() as i32;
-            r.draw(&Rectangle::new([(left, y + 4), (left + w.max(1), y + row - 4)], color.filled()))
-                .map_err(|x| x.to_string())?;
-            r.draw(&Text::new(clip(label, 28), (left - 10, y + row / 2), text(15.0, &INK, HPos::Right, VPos::Center)))
-                .map_err(|x| x.to_string())?;
-            r.draw(&Text::new(n.to_string(), (left + w + 8, y + row / 2), text(14.0, &INK, HPos::Left, VPos::Center)))
-                .map_err(|x| x.to_string())?;
-        }
-        r.draw(&PathElement::new(vec![(left, top), (left, top + rows * row)], INK.stroke_width(1)))
+            r.draw(&Rectangle::new(
+                [(left, y + 4), (left + w.max(1), y + row - 4)],
+                color.filled(),
+            ))
             .map_err(|x| x.to_string())?;
+            r.draw(&Text::new(
+                clip(label, 28),
+                (left - 10, y + row / 2),
+                text(15.0, &INK, HPos::Right, VPos::Center),
+            ))
+            .map_err(|x| x.to_string())?;
+            r.draw(&Text::new(
+                n.to_string(),
+                (left + w + 8, y + row / 2),
+                text(14.0, &INK, HPos::Left, VPos::Center),
+            ))
+            .map_err(|x| x.to_string())?;
+        }
+        r.draw(&PathElement::new(
+            vec![(left, top), (left, top + rows * row)],
+            INK.stroke_width(1),
+        ))
+        .map_err(|x| x.to_string())?;
         Ok(())
     };
     draw().map_err(&e)?;
@@ -160,7 +244,12 @@ fn tick_step(max: u64) -> u64 {
 }
 
 /// Draws tweets per hour of day (24 vertical bars) to `path`.
-pub fn hours(path: &Path, title: &str, subtitle: &str, counts: &[u64; 24]) -> Result<(u32, u32), String> {
+pub fn hours(
+    path: &Path,
+    title: &str,
+    subtitle: &str,
+    counts: &[u64; 24],
+) -> Result<(u32, u32), String> {
     ensure_font()?;
     let size = (1000u32, 480u32);
     let (left, right, top, bottom) = (90i32, 30i32, 80i32, 70i32);
@@ -170,10 +259,18 @@ pub fn hours(path: &Path, title: &str, subtitle: &str, counts: &[u64; 24]) -> Re
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        r.draw(&Text::new(title.to_string(), (size.0 as i32 / 2, 28), text(24.0, &INK, HPos::Center, VPos::Center)))
-            .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(subtitle.to_string(), (size.0 as i32 / 2, 56), text(15.0, &MUTED, HPos::Center, VPos::Center)))
-            .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            title.to_string(),
+            (size.0 as i32 / 2, 28),
+            text(24.0, &INK, HPos::Center, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            subtitle.to_string(),
+            (size.0 as i32 / 2, 56),
+            text(15.0, &MUTED, HPos::Center, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
         let max = counts.iter().copied().max().unwrap_or(0).max(1);
         let step = tick_step(max);
         let top_value = max.div_ceil(step) * step;
@@ -181,10 +278,17 @@ pub fn hours(path: &Path, title: &str, subtitle: &str, counts: &[u64; 24]) -> Re
         let mut v = 0;
         while v <= top_value {
             let y = y_of(v);
-            r.draw(&PathElement::new(vec![(left, y), (left + pw, y)], GRID.stroke_width(1)))
-                .map_err(|x| x.to_string())?;
-            r.draw(&Text::new(v.to_string(), (left - 8, y), text(13.0, &INK, HPos::Right, VPos::Center)))
-                .map_err(|x| x.to_string())?;
+            r.draw(&PathElement::new(
+                vec![(left, y), (left + pw, y)],
+                GRID.stroke_width(1),
+            ))
+            .map_err(|x| x.to_string())?;
+            r.draw(&Text::new(
+                v.to_string(),
+                (left - 8, y),
+                text(13.0, &INK, HPos::Right, VPos::Center),
+            ))
+            .map_err(|x| x.to_string())?;
             v += step;
         }
         let slot = pw as f64 / 24.0;
@@ -192,18 +296,36 @@ pub fn hours(path: &Path, title: &str, subtitle: &str, counts: &[u64; 24]) -> Re
             let x0 = left + (h as f64 * slot + slot * 0.15).round() as i32;
             let x1 = left + ((h + 1) as f64 * slot - slot * 0.15).round() as i32;
             if n > 0 {
-                r.draw(&Rectangle::new([(x0, y_of(n)), (x1, top + ph)], BLUE.filled()))
-                    .map_err(|x| x.to_string())?;
-            }
-            r.draw(&Text::new(h.to_string(), ((x0 + x1) / 2, top + ph + 14), text(13.0, &INK, HPos::Center, VPos::Center)))
+                r.draw(&Rectangle::new(
+                    [(x0, y_of(n)), (x1, top + ph)],
+                    BLUE.filled(),
+                ))
                 .map_err(|x| x.to_string())?;
+            }
+            r.draw(&Text::new(
+                h.to_string(),
+                ((x0 + x1) / 2, top + ph + 14),
+                text(13.0, &INK, HPos::Center, VPos::Center),
+            ))
+            .map_err(|x| x.to_string())?;
         }
-        r.draw(&PathElement::new(vec![(left, top + ph), (left + pw, top + ph)], INK.stroke_width(1)))
-            .map_err(|x| x.to_string())?;
-        r.draw(&Text::new("hour of day (UTC)", (left + pw / 2, top + ph + 44), text(15.0, &INK, HPos::Center, VPos::Center)))
-            .map_err(|x| x.to_string())?;
-        r.draw(&Text::new("tweets", (left - 8, top - 18), text(14.0, &INK, HPos::Right, VPos::Center)))
-            .map_err(|x| x.to_string())?;
+        r.draw(&PathElement::new(
+            vec![(left, top + ph), (left + pw, top + ph)],
+            INK.stroke_width(1),
+        ))
+        .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            "hour of day (UTC)",
+            (left + pw / 2, top + ph + 44),
+            text(15.0, &INK, HPos::Center, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
+        r.draw(&Text::new(
+            "tweets",
+            (left - 8, top - 18),
+            text(14.0, &INK, HPos::Right, VPos::Center),
+        ))
+        .map_err(|x| x.to_string())?;
         Ok(())
     };
     draw().map_err(&e)?;

@@ -53,7 +53,11 @@ pub fn class_of_id(id: i64) -> Option<usize> {
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 fn f1_of(tp: u64, fp: u64, fn_: u64) -> f64 {
@@ -96,7 +100,10 @@ impl Metrics {
         let support: [u64; 3] = std::array::from_fn(|c| cm[c].iter().sum());
         let predicted: [u64; 3] = std::array::from_fn(|c| cm.iter().map(|row| row[c]).sum());
         let macro_f1 = (support[NEU] > 0).then(|| {
-            (0..3).map(|c| f1_of(cm[c][c], predicted[c] - cm[c][c], support[c] - cm[c][c])).sum::<f64>() / 3.0
+            (0..3)
+                .map(|c| f1_of(cm[c][c], predicted[c] - cm[c][c], support[c] - cm[c][c]))
+                .sum::<f64>()
+                / 3.0
         });
         Metrics {
             precision: ratio(tp, tp + fp),
@@ -163,7 +170,10 @@ mod tests {
         assert!((m.accuracy - 0.4).abs() < 1e-12);
         assert_eq!(m.macro_f1, None);
         let m = Metrics::from_confusion([[0, 2, 0], [0, 1, 0], [0, 3, 0]]);
-        assert_eq!((m.precision, m.recall, m.f1, m.accuracy, m.binary_support), (0.0, 0.0, 0.0, 0.0, 0));
+        assert_eq!(
+            (m.precision, m.recall, m.f1, m.accuracy, m.binary_support),
+            (0.0, 0.0, 0.0, 0.0, 0)
+        );
         assert_eq!(m.neutral_predictions_excluded, 5);
     }
 

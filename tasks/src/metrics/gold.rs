@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tweetflow_delta::table;
 use tweetflow_engine::TaskError;
 
-use super::compute::{class_of_id, parse_class, NEG, POS};
+use super::compute::{NEG, POS, class_of_id, parse_class};
 
 /// Application id of the `infer` commits in gold: its version is the silver version consumed.
 pub const INFER_APP_ID: &str = "tweetflow-infer";
@@ -81,7 +81,10 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Option<StringArray>, TaskE
     }
 }
 
-fn ints(batch: &RecordBatch, name: &str) -> Result<Option<deltalake::arrow::array::Int64Array>, TaskError> {
+fn ints(
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<Option<deltalake::arrow::array::Int64Array>, TaskError> {
     match batch.column_by_name(name) {
         None => Ok(None),
         Some(c) => {
@@ -92,7 +95,10 @@ fn ints(batch: &RecordBatch, name: &str) -> Result<Option<deltalake::arrow::arra
     }
 }
 
-fn micros(batch: &RecordBatch, name: &str) -> Result<Option<deltalake::arrow::array::Int64Array>, TaskError> {
+fn micros(
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<Option<deltalake::arrow::array::Int64Array>, TaskError> {
     match batch.column_by_name(name) {
         None => Ok(None),
         Some(c) => {
@@ -104,7 +110,11 @@ fn micros(batch: &RecordBatch, name: &str) -> Result<Option<deltalake::arrow::ar
     }
 }
 
-fn class_at(s: &Option<StringArray>, id: &Option<deltalake::arrow::array::Int64Array>, i: usize) -> Option<usize> {
+fn class_at(
+    s: &Option<StringArray>,
+    id: &Option<deltalake::arrow::array::Int64Array>,
+    i: usize,
+) -> Option<usize> {
     if let Some(s) = s
         && !s.is_null(i)
         && let Some(c) = parse_class(s.value(i))
@@ -121,11 +131,17 @@ fn class_at(s: &Option<StringArray>, id: &Option<deltalake::arrow::array::Int64A
 ///
 /// Fails (fatal) when there is no table there or it lacks the columns the metrics need; an
 /// empty table is not an error here (the caller decides).
-pub async fn scan(location: &str, wants: Wants, cancel: &CancellationToken) -> Result<GoldScan, TaskError> {
+pub async fn scan(
+    location: &str,
+    wants: Wants,
+    cancel: &CancellationToken,
+) -> Result<GoldScan, TaskError> {
     let t = table::open_table(location)
         .await
         .map_err(fatal)?
-        .ok_or_else(|| TaskError::fatal(format!("no Delta table at `{location}` (has `infer` run?)")))?;
+        .ok_or_else(|| {
+            TaskError::fatal(format!("no Delta table at `{location}` (has `infer` run?)"))
+        })?;
     let schema = table::arrow_schema(&t, location).map_err(fatal)?;
     let has = |c: &str| schema.field_with_name(c).is_ok();
     let mut missing = Vec::new();
@@ -168,7 +184,9 @@ pub async fn scan(location: &str, wants: Wants, cancel: &CancellationToken) -> R
     let mut out = GoldScan {
         table: location.to_string(),
         version: table::version(&t),
-        silver_version: table::app_version(&t, location, INFER_APP_ID).await.map_err(fatal)?,
+        silver_version: table::app_version(&t, location, INFER_APP_ID)
+            .await
+            .map_err(fatal)?,
         users: (wants.report && has("user")).then(HashMap::new),
         ..GoldScan::default()
     };
@@ -180,18 +198,33 @@ pub async fn scan(location: &str, wants: Wants, cancel: &CancellationToken) -> R
             if cancel.is_cancelled() {
                 return Err(TaskError::cancelled());
             }
-            let batch = batch.map_err(|e| TaskError::retryable(format!("reading `{path}` of `{location}`: {e}")))?;
+            let batch = batch.map_err(|e| {
+                TaskError::retryable(format!("reading `{path}` of `{location}`: {e}"))
+            })?;
             out.rows += batch.num_rows() as u64;
-            let id = strings(&batch, "tweet_id")?.ok_or_else(|| TaskError::fatal(format!("`{path}` has no tweet_id")))?;
+            let id = strings(&batch, "tweet_id")?
+                .ok_or_else(|| TaskError::fatal(format!("`{path}` has no tweet_id")))?;
             let label = strings(&batch, "sentiment")?;
             let label_id = ints(&batch, "sentiment_id")?;
             let pred = strings(&batch, "predicted_sentiment")?;
             let pred_id = ints(&batch, "predicted_sentiment_id")?;
             let uri = strings(&batch, "model_uri")?;
             let version = strings(&batch, "model_version")?;
-            let mention = if wants.report { strings(&batch, "mention")? } else { None };
-            let ts = if wants.report { micros(&batch, "timestamp")? } else { None };
-            let user = if wants.report { strings(&batch, "user")? } else { None };
+            let mention = if wants.report {
+                strings(&batch, "mention")?
+            } else {
+                None
+            };
+            let ts = if wants.report {
+                micros(&batch, "timestamp")?
+            } else {
+                None
+            };
+            let user = if wants.report {
+                strings(&batch, "user")?
+            } else {
+                None
+            };
             for i in 0..batch.num_rows() {
                 let tid = if id.is_null(i) { "" } else { id.value(i) };
                 let first = !seen.contains(tid);
@@ -205,7 +238,9 @@ pub async fn scan(location: &str, wants: Wants, cancel: &CancellationToken) -> R
                     }
                     if out.models.len() < MAX_MODELS {
                         let get = |a: &Option<StringArray>| {
-                            a.as_ref().filter(|a| !a.is_null(i)).map_or_else(String::new, |a| a.value(i).to_string())
+                            a.as_ref()
+                                .filter(|a| !a.is_null(i))
+                                .map_or_else(String::new, |a| a.value(i).to_string())
                         };
                         let pair = (get(&uri), get(&version));
                         if !(pair.0.is_empty() && pair.1.is_empty()) {
@@ -251,7 +286,11 @@ pub fn model_name(uri: &str) -> String {
         let end = rest.find(['/', '@']).unwrap_or(rest.len());
         return rest[..end].to_string();
     }
-    uri.trim_end_matches('/').rsplit(['/', '\\']).next().unwrap_or(uri).to_string()
+    uri.trim_end_matches('/')
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(uri)
+        .to_string()
 }
 
 /// `(name, count)` pairs, most first, ties by name; at most `n`.
@@ -271,6 +310,9 @@ mod tests {
         assert_eq!(model_name("models:/sentiment@champion"), "sentiment");
         assert_eq!(model_name("models:/sentiment/3"), "sentiment");
         assert_eq!(model_name("models:/sentiment"), "sentiment");
-        assert_eq!(model_name("/work/models/distilbert-sst2/"), "distilbert-sst2");
+        assert_eq!(
+            model_name("/work/models/distilbert-sst2/"),
+            "distilbert-sst2"
+        );
     }
 }

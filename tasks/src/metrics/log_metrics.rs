@@ -35,7 +35,11 @@ pub const METRICS_JSON: &str = "metrics.json";
 pub const ARTIFACT_DIR: &str = "evaluation";
 
 fn join(values: impl Iterator<Item = String>) -> String {
-    let v: Vec<String> = values.filter(|s| !s.is_empty()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let v: Vec<String> = values
+        .filter(|s| !s.is_empty())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     v.join(", ")
 }
 
@@ -47,7 +51,11 @@ pub fn mlflow_metrics(m: &Metrics, tweets: u64, unscored: u64, step: i64) -> Vec
         Metric::new("f1", m.f1, step),
         Metric::new("accuracy", m.accuracy, step),
         Metric::new("binary_support", m.binary_support as f64, step),
-        Metric::new("neutral_predictions_excluded", m.neutral_predictions_excluded as f64, step),
+        Metric::new(
+            "neutral_predictions_excluded",
+            m.neutral_predictions_excluded as f64,
+            step,
+        ),
         Metric::new("tweets", tweets as f64, step),
         Metric::new("unscored_tweets", unscored as f64, step),
     ];
@@ -55,18 +63,34 @@ pub fn mlflow_metrics(m: &Metrics, tweets: u64, unscored: u64, step: i64) -> Vec
         out.push(Metric::new("macro_f1", f, step));
     }
     for (i, c) in CLASSES.iter().enumerate() {
-        out.push(Metric::new(format!("support_{c}"), m.support[i] as f64, step));
+        out.push(Metric::new(
+            format!("support_{c}"),
+            m.support[i] as f64,
+            step,
+        ));
         for (j, p) in CLASSES.iter().enumerate() {
-            out.push(Metric::new(format!("confusion_{c}_{p}"), m.confusion[i][j] as f64, step));
+            out.push(Metric::new(
+                format!("confusion_{c}_{p}"),
+                m.confusion[i][j] as f64,
+                step,
+            ));
         }
     }
     out
 }
 
-async fn log(target: &Target, metrics: &[Metric], params: &BTreeMap<String, String>, files: &[std::path::PathBuf]) -> Result<(), TaskError> {
+async fn log(
+    target: &Target,
+    metrics: &[Metric],
+    params: &BTreeMap<String, String>,
+    files: &[std::path::PathBuf],
+) -> Result<(), TaskError> {
     let client = &target.client;
     // Params are immutable: a retried or resumed attempt finds them logged already.
-    let existing = client.get_run(&target.run_id).await.map_err(|e| mlflow_error("get run", e))?;
+    let existing = client
+        .get_run(&target.run_id)
+        .await
+        .map_err(|e| mlflow_error("get run", e))?;
     let mut new_params = Vec::new();
     let mut tags = Vec::new();
     for (k, v) in params {
@@ -79,9 +103,15 @@ async fn log(target: &Target, metrics: &[Metric], params: &BTreeMap<String, Stri
             }
         }
     }
-    client.log_batch(&target.run_id, metrics, &new_params, &tags).await.map_err(|e| mlflow_error("log batch", e))?;
+    client
+        .log_batch(&target.run_id, metrics, &new_params, &tags)
+        .await
+        .map_err(|e| mlflow_error("log batch", e))?;
     for f in files {
-        client.log_artifact(&target.run_id, f, Some(ARTIFACT_DIR)).await.map_err(|e| mlflow_error("log artifact", e))?;
+        client
+            .log_artifact(&target.run_id, f, Some(ARTIFACT_DIR))
+            .await
+            .map_err(|e| mlflow_error("log artifact", e))?;
     }
     Ok(())
 }
@@ -90,10 +120,13 @@ impl Task for LogMetrics {
     type Params = LogMetricsParams;
     const TYPE: &'static str = "log-metrics";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str =
-        "Evaluate the gold predictions (precision/recall/F1, accuracy, macro F1, confusion matrix) and log them to MLflow";
+    const DESCRIPTION: &'static str = "Evaluate the gold predictions (precision/recall/F1, accuracy, macro F1, confusion matrix) and log them to MLflow";
 
-    async fn run(&self, ctx: &TaskContext, params: LogMetricsParams) -> Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: LogMetricsParams,
+    ) -> Result<TaskOutput, TaskError> {
         let scan = gold::scan(&params.input, Wants::default(), &ctx.cancel).await?;
         if scan.tweets == 0 {
             return Err(TaskError::fatal(format!(
@@ -109,18 +142,26 @@ impl Task for LogMetrics {
         }
         let m = Metrics::from_confusion(scan.confusion);
         let silver_version = scan.silver_version.or_else(|| {
-            ctx.upstream.values().find_map(|o| o.get("silver_version").and_then(Value::as_i64))
+            ctx.upstream
+                .values()
+                .find_map(|o| o.get("silver_version").and_then(Value::as_i64))
         });
         let model_uri = join(scan.models.iter().map(|(u, _)| u.clone()));
         let model_version = join(scan.models.iter().map(|(_, v)| v.clone()));
         let model_name = join(scan.models.iter().map(|(u, _)| gold::model_name(u)));
 
-        let png = ctx.artifact_path(CONFUSION_PNG).map_err(|e| TaskError::retryable(format!("artifacts folder: {e}")))?;
+        let png = ctx
+            .artifact_path(CONFUSION_PNG)
+            .map_err(|e| TaskError::retryable(format!("artifacts folder: {e}")))?;
         let subtitle = format!(
             "{} tweets with a label and a prediction · gold v{} · {}",
             scan.tweets - scan.unscored_tweets,
             scan.version,
-            if model_name.is_empty() { "model unknown".to_string() } else { format!("model {model_name} {model_version}") }
+            if model_name.is_empty() {
+                "model unknown".to_string()
+            } else {
+                format!("model {model_name} {model_version}")
+            }
         );
         chart::confusion_matrix(&png, &scan.confusion, &subtitle).map_err(TaskError::fatal)?;
 
@@ -141,7 +182,9 @@ impl Task for LogMetrics {
                     Some(super::new_run(ctx, &uri, &experiment, &name).await?)
                 }
                 None => {
-                    tracing::warn!("no MLflow tracking server configured: metrics are written as artifacts only");
+                    tracing::warn!(
+                        "no MLflow tracking server configured: metrics are written as artifacts only"
+                    );
                     None
                 }
             },
@@ -163,7 +206,10 @@ impl Task for LogMetrics {
         if let Some(v) = &server_version {
             mlflow_params.insert("mlflow_server_version".to_string(), v.clone());
         }
-        mlflow_params.insert("tweetflow_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+        mlflow_params.insert(
+            "tweetflow_version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        );
         mlflow_params.retain(|_, v| !v.is_empty());
 
         let mut doc = json!({
@@ -182,16 +228,31 @@ impl Task for LogMetrics {
         if let (Value::Object(d), Value::Object(mj)) = (&mut doc, m.to_json()) {
             d.extend(mj);
         }
-        let json_path = ctx.artifact_path(METRICS_JSON).map_err(|e| TaskError::retryable(format!("artifacts folder: {e}")))?;
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| TaskError::fatal(e.to_string()))?;
-        std::fs::write(&json_path, text).map_err(|e| TaskError::retryable(format!("writing `{}`: {e}", json_path.display())))?;
+        let json_path = ctx
+            .artifact_path(METRICS_JSON)
+            .map_err(|e| TaskError::retryable(format!("artifacts folder: {e}")))?;
+        let text =
+            serde_json::to_string_pretty(&doc).map_err(|e| TaskError::fatal(e.to_string()))?;
+        std::fs::write(&json_path, text)
+            .map_err(|e| TaskError::retryable(format!("writing `{}`: {e}", json_path.display())))?;
 
         let mut mlflow_run_id = Value::Null;
         if let Some(target) = &target {
-            let metrics = mlflow_metrics(&m, scan.tweets, scan.unscored_tweets, scan.version.max(0));
-            let result = log(target, &metrics, &mlflow_params, &[png.clone(), json_path.clone()]).await;
+            let metrics =
+                mlflow_metrics(&m, scan.tweets, scan.unscored_tweets, scan.version.max(0));
+            let result = log(
+                target,
+                &metrics,
+                &mlflow_params,
+                &[png.clone(), json_path.clone()],
+            )
+            .await;
             if target.created {
-                let status = if result.is_ok() { RunStatus::Finished } else { RunStatus::Failed };
+                let status = if result.is_ok() {
+                    RunStatus::Finished
+                } else {
+                    RunStatus::Failed
+                };
                 if let Err(e) = target.client.end_run(&target.run_id, status).await {
                     tracing::warn!(error = %e, "could not end the MLflow run");
                 }

@@ -66,7 +66,11 @@ pub fn run_dir(ctx: &TaskContext) -> Option<PathBuf> {
 /// An MLflow error as a task error (retryable when the client says so).
 pub(crate) fn mlflow_error(what: &str, e: tweetflow_mlflow::Error) -> TaskError {
     let message = format!("MLflow: {what}: {e}");
-    if e.is_retryable() { TaskError::retryable(message) } else { TaskError::fatal(message) }
+    if e.is_retryable() {
+        TaskError::retryable(message)
+    } else {
+        TaskError::fatal(message)
+    }
 }
 
 /// Where the results go in MLflow.
@@ -90,7 +94,11 @@ pub(crate) fn pipeline_run(ctx: &TaskContext) -> Result<Option<Target>, TaskErro
     let Some(link) = run_dir(ctx).and_then(|d| MlflowRunLink::read(&d)) else {
         return Ok(None);
     };
-    Ok(Some(Target { client: client(Some(&link.tracking_uri))?, run_id: link.run_id, created: false }))
+    Ok(Some(Target {
+        client: client(Some(&link.tracking_uri))?,
+        run_id: link.run_id,
+        created: false,
+    }))
 }
 
 /// The tracking server configured for the pipeline: its `mlflow.tracking_uri`, else
@@ -105,22 +113,40 @@ pub(crate) fn configured_tracking_uri(ctx: &TaskContext) -> Option<String> {
 }
 
 /// A new run in `experiment` on the configured server.
-pub(crate) async fn new_run(ctx: &TaskContext, tracking_uri: &str, experiment: &str, name: &str) -> Result<Target, TaskError> {
+pub(crate) async fn new_run(
+    ctx: &TaskContext,
+    tracking_uri: &str,
+    experiment: &str,
+    name: &str,
+) -> Result<Target, TaskError> {
     let client = client(Some(tracking_uri))?;
-    let exp = client.get_or_create_experiment(experiment).await.map_err(|e| mlflow_error("experiment", e))?;
+    let exp = client
+        .get_or_create_experiment(experiment)
+        .await
+        .map_err(|e| mlflow_error("experiment", e))?;
     let tags = [
         tweetflow_mlflow::RunTag::new("tweetflow.run_id", ctx.run_id.clone()),
         tweetflow_mlflow::RunTag::new("tweetflow.pipeline", ctx.pipeline.name.clone()),
         tweetflow_mlflow::RunTag::new("tweetflow.task", ctx.task_id.clone()),
     ];
-    let run = client.create_run(&exp.experiment_id, Some(name), &tags).await.map_err(|e| mlflow_error("create run", e))?;
-    Ok(Target { client, run_id: run.info.run_id, created: true })
+    let run = client
+        .create_run(&exp.experiment_id, Some(name), &tags)
+        .await
+        .map_err(|e| mlflow_error("create run", e))?;
+    Ok(Target {
+        client,
+        run_id: run.info.run_id,
+        created: true,
+    })
 }
 
 /// The tracking server's version (`GET /version`), when it answers within a few seconds.
 pub(crate) async fn server_version(client: &Client) -> Option<String> {
     let url = client.tracking_uri().join("version").ok()?;
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().ok()?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .ok()?;
     let resp = http.get(url).send().await.ok()?;
     if !resp.status().is_success() {
         return None;

@@ -73,8 +73,12 @@ struct Chart {
 }
 
 fn img(path: &Path) -> Result<String, TaskError> {
-    let bytes = std::fs::read(path).map_err(|e| TaskError::retryable(format!("reading `{}`: {e}", path.display())))?;
-    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+    let bytes = std::fs::read(path)
+        .map_err(|e| TaskError::retryable(format!("reading `{}`: {e}", path.display())))?;
+    Ok(format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
 }
 
 fn kv_table(rows: &[(String, String)]) -> String {
@@ -99,7 +103,13 @@ fn timings(ctx: &TaskContext) -> Option<Vec<[String; 5]>> {
                     None if id == ctx.task_id => "running".into(),
                     None => "–".into(),
                 };
-                [id.to_string(), t.task_type.clone(), t.status.as_str().to_string(), t.attempts.len().to_string(), duration]
+                [
+                    id.to_string(),
+                    t.task_type.clone(),
+                    t.status.as_str().to_string(),
+                    t.attempts.len().to_string(),
+                    duration,
+                ]
             })
             .collect(),
     )
@@ -116,15 +126,19 @@ impl Task for Report {
     type Params = ReportParams;
     const TYPE: &'static str = "report";
     const VERSION: &'static str = "1";
-    const DESCRIPTION: &'static str =
-        "Charts of the gold table (top users, mentions by predicted sentiment, tweets per hour) and a self-contained report.html";
+    const DESCRIPTION: &'static str = "Charts of the gold table (top users, mentions by predicted sentiment, tweets per hour) and a self-contained report.html";
 
     async fn run(&self, ctx: &TaskContext, params: ReportParams) -> Result<TaskOutput, TaskError> {
         let scan = gold::scan(&params.input, Wants { report: true }, &ctx.cancel).await?;
         let profile: Option<Value> = match &params.profile {
             Some(p) => {
-                let bytes = std::fs::read(p).map_err(|e| TaskError::config("profile", format!("cannot read `{p}`: {e}")))?;
-                Some(serde_json::from_slice(&bytes).map_err(|e| TaskError::config("profile", format!("`{p}` is not JSON: {e}")))?)
+                let bytes = std::fs::read(p)
+                    .map_err(|e| TaskError::config("profile", format!("cannot read `{p}`: {e}")))?;
+                Some(
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        TaskError::config("profile", format!("`{p}` is not JSON: {e}"))
+                    })?,
+                )
             }
             None => ctx
                 .upstream
@@ -132,13 +146,22 @@ impl Task for Report {
                 .find(|o| o.get("top_mentions").is_some() && o.get("tweets").is_some())
                 .map(|o| Value::Object(o.values.clone())),
         };
-        let metrics: Option<Value> =
-            ctx.upstream.values().find(|o| o.get("confusion_matrix").is_some()).map(|o| Value::Object(o.values.clone()));
+        let metrics: Option<Value> = ctx
+            .upstream
+            .values()
+            .find(|o| o.get("confusion_matrix").is_some())
+            .map(|o| Value::Object(o.values.clone()));
 
-        let path = |name: &str| ctx.artifact_path(name).map_err(|e| TaskError::retryable(format!("artifacts folder: {e}")));
+        let path = |name: &str| {
+            ctx.artifact_path(name)
+                .map_err(|e| TaskError::retryable(format!("artifacts folder: {e}")))
+        };
         let mut charts: Vec<Chart> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
-        let gold_note = format!("gold {} v{} · {} tweets", params.input, scan.version, scan.tweets);
+        let gold_note = format!(
+            "gold {} v{} · {} tweets",
+            params.input, scan.version, scan.tweets
+        );
 
         // Top tweeters: gold's `user` column, else the silver profile's top users.
         let users: Option<(Vec<(String, u64)>, String)> = match &scan.users {
@@ -156,10 +179,23 @@ impl Task for Report {
         match users {
             Some((items, note)) => {
                 let p = path("top_users.png")?;
-                chart::bars(&p, &format!("Top {TOP_N} tweeters"), &note, &items, chart::BLUE).map_err(TaskError::fatal)?;
-                charts.push(Chart { path: p, title: format!("Top {TOP_N} tweeters"), note });
+                chart::bars(
+                    &p,
+                    &format!("Top {TOP_N} tweeters"),
+                    &note,
+                    &items,
+                    chart::BLUE,
+                )
+                .map_err(TaskError::fatal)?;
+                charts.push(Chart {
+                    path: p,
+                    title: format!("Top {TOP_N} tweeters"),
+                    note,
+                });
             }
-            None => notes.push("Top tweeters: skipped, neither gold nor a profile has a `user` column.".into()),
+            None => notes.push(
+                "Top tweeters: skipped, neither gold nor a profile has a `user` column.".into(),
+            ),
         }
         for (class, counts, color) in [
             ("positive", &scan.positive_mentions, chart::GREEN),
@@ -168,16 +204,28 @@ impl Task for Report {
             let p = path(&format!("top_mentions_{class}.png"))?;
             let title = format!("Top {TOP_N} mentions by {class} tweets");
             let note = format!("tweets predicted {class} that mention the account · {gold_note}");
-            chart::bars(&p, &title, &note, &gold::top(counts, TOP_N), color).map_err(TaskError::fatal)?;
-            charts.push(Chart { path: p, title, note });
+            chart::bars(&p, &title, &note, &gold::top(counts, TOP_N), color)
+                .map_err(TaskError::fatal)?;
+            charts.push(Chart {
+                path: p,
+                title,
+                note,
+            });
         }
         let p = path("tweets_per_hour.png")?;
         let note = format!("distinct tweets by hour of their timestamp (UTC) · {gold_note}");
         chart::hours(&p, "Tweets per hour", &note, &scan.hours).map_err(TaskError::fatal)?;
-        charts.push(Chart { path: p, title: "Tweets per hour".into(), note });
+        charts.push(Chart {
+            path: p,
+            title: "Tweets per hour".into(),
+            note,
+        });
 
         // The HTML.
-        let title = params.title.clone().unwrap_or_else(|| format!("{} report", ctx.pipeline.name));
+        let title = params
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("{} report", ctx.pipeline.name));
         let mut h = String::new();
         let _ = write!(
             h,
@@ -218,12 +266,25 @@ impl Task for Report {
         match &metrics {
             Some(m) => {
                 let keys = [
-                    "model_name", "model_uri", "model_version", "gold_table_version", "silver_table_version", "tweets",
-                    "unscored_tweets", "precision", "recall", "f1", "accuracy", "binary_support",
-                    "neutral_predictions_excluded", "macro_f1",
+                    "model_name",
+                    "model_uri",
+                    "model_version",
+                    "gold_table_version",
+                    "silver_table_version",
+                    "tweets",
+                    "unscored_tweets",
+                    "precision",
+                    "recall",
+                    "f1",
+                    "accuracy",
+                    "binary_support",
+                    "neutral_predictions_excluded",
+                    "macro_f1",
                 ];
-                let rows: Vec<(String, String)> =
-                    keys.iter().filter_map(|k| m.get(*k).map(|v| (k.to_string(), show(v)))).collect();
+                let rows: Vec<(String, String)> = keys
+                    .iter()
+                    .filter_map(|k| m.get(*k).map(|v| (k.to_string(), show(v))))
+                    .collect();
                 h.push_str(&kv_table(&rows));
                 h.push_str("<p class=\"sub\">precision, recall and F1 of the positive class and accuracy over tweets with a positive/negative label and a positive/negative prediction; macro F1 over the three classes when neutral labels exist.</p>");
                 if let Some(cm) = m.get("confusion_matrix").and_then(Value::as_array) {
@@ -241,11 +302,22 @@ impl Task for Report {
                     }
                     h.push_str("</table>");
                 }
-                if let Some(png) = m.get("confusion_matrix_png").and_then(Value::as_str).map(Path::new).filter(|p| p.is_file()) {
-                    let _ = write!(h, "<figure><img alt=\"confusion matrix\" src=\"{}\"></figure>", img(png)?);
+                if let Some(png) = m
+                    .get("confusion_matrix_png")
+                    .and_then(Value::as_str)
+                    .map(Path::new)
+                    .filter(|p| p.is_file())
+                {
+                    let _ = write!(
+                        h,
+                        "<figure><img alt=\"confusion matrix\" src=\"{}\"></figure>",
+                        img(png)?
+                    );
                 }
             }
-            None => h.push_str("<p class=\"note\">No metrics: no upstream <code>log-metrics</code> task.</p>"),
+            None => h.push_str(
+                "<p class=\"note\">No metrics: no upstream <code>log-metrics</code> task.</p>",
+            ),
         }
         h.push_str("<h2>Charts</h2>");
         for n in &notes {
@@ -281,18 +353,26 @@ impl Task for Report {
         }
         h.push_str("</body></html>\n");
         let html = path(REPORT_HTML)?;
-        std::fs::write(&html, &h).map_err(|e| TaskError::retryable(format!("writing `{}`: {e}", html.display())))?;
+        std::fs::write(&html, &h)
+            .map_err(|e| TaskError::retryable(format!("writing `{}`: {e}", html.display())))?;
 
         let mut mlflow_run_id = Value::Null;
         if let Some(target) = super::pipeline_run(ctx)? {
             let mut files: Vec<&Path> = charts.iter().map(|c| c.path.as_path()).collect();
             files.push(&html);
             for f in files {
-                target.client.log_artifact(&target.run_id, f, Some(ARTIFACT_DIR)).await.map_err(|e| mlflow_error("log artifact", e))?;
+                target
+                    .client
+                    .log_artifact(&target.run_id, f, Some(ARTIFACT_DIR))
+                    .await
+                    .map_err(|e| mlflow_error("log artifact", e))?;
             }
             mlflow_run_id = json!(target.run_id);
         }
-        let chart_paths: Vec<String> = charts.iter().map(|c| c.path.display().to_string()).collect();
+        let chart_paths: Vec<String> = charts
+            .iter()
+            .map(|c| c.path.display().to_string())
+            .collect();
         Ok(TaskOutput::new()
             .with("report", html.display().to_string())
             .with("charts", chart_paths)
