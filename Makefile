@@ -9,7 +9,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TWEETFLOW := $(TARGET_DIR)/release/tweetflow
 export TWEETFLOW_VENV := $(abspath $(VENV))
 
-.PHONY: demo test setup venv build build-release test-rust test-python bench stop clean
+.PHONY: demo test setup venv build build-release test-rust test-python lint bench stop clean
 
 ## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
 ## register the sentiment model (cached after the first time), then run the main pipeline on
@@ -40,6 +40,11 @@ test-rust:
 
 test-python: venv
 	$(PYTHON) -m pytest python/tests -q
+
+## lint: formatting and clippy, warnings as errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## bench: engine benchmark (release build)
 bench: build-release

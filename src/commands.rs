@@ -363,14 +363,14 @@ pub fn summary(record: &RunRecord) -> String {
         &rows,
     ));
     for (id, t) in record.ordered_tasks() {
-        if let Some(e) = &t.error {
-            if !matches!(
+        if let Some(e) = &t.error
+            && !matches!(
                 t.status,
                 tweetflow_engine::TaskStatus::Cancelled
                     | tweetflow_engine::TaskStatus::UpstreamFailed
-            ) {
-                out.push_str(&format!("\n{id} failed: {}\n", e.message));
-            }
+            )
+        {
+            out.push_str(&format!("\n{id} failed: {}\n", e.message));
         }
     }
     if record.status != RunStatus::Succeeded {

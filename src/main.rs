@@ -30,12 +30,12 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if std::env::var_os("TWEETFLOW_BIN").is_none() {
-        if let Ok(exe) = std::env::current_exe() {
-            // Pipelines call this binary back as ${env.TWEETFLOW_BIN} (e.g. `model register`).
-            // SAFETY: single-threaded here: the runtime is not started yet.
-            unsafe { std::env::set_var("TWEETFLOW_BIN", exe) };
-        }
+    if std::env::var_os("TWEETFLOW_BIN").is_none()
+        && let Ok(exe) = std::env::current_exe()
+    {
+        // Pipelines call this binary back as ${env.TWEETFLOW_BIN} (e.g. `model register`).
+        // SAFETY: single-threaded here: the runtime is not started yet.
+        unsafe { std::env::set_var("TWEETFLOW_BIN", exe) };
     }
     if matches!(cli.command, cli::Command::Bench { .. }) && std::env::var_os("RUST_LOG").is_none() {
         // Benchmarks measure the engine, not the terminal.

@@ -17,36 +17,35 @@ pub async fn model(command: ModelCommand) -> anyhow::Result<u8> {
             if_missing,
             if_changed,
         } => {
-            if if_missing || if_changed {
-                if let Some(alias) = &alias {
-                    let uri = ModelUri::parse(&format!("models:/{name}@{alias}"))?;
-                    match client.resolve_model_uri(&uri).await {
-                        Ok(found) if if_missing => {
+            if (if_missing || if_changed)
+                && let Some(alias) = &alias
+            {
+                let uri = ModelUri::parse(&format!("models:/{name}@{alias}"))?;
+                match client.resolve_model_uri(&uri).await {
+                    Ok(found) if if_missing => {
+                        println!(
+                            "{name}@{alias} is already version {}: nothing to do",
+                            found.version
+                        );
+                        return Ok(exit::OK);
+                    }
+                    Ok(found) => {
+                        let (local_sha, _) = tweetflow_model::manifest::sha256_file(
+                            &dir.join(tweetflow_model::manifest::MANIFEST_FILE),
+                        )?;
+                        let same = found.model_version.tags.iter().any(|t| {
+                            t.key == tweetflow_model::registry::MANIFEST_TAG && t.value == local_sha
+                        });
+                        if same {
                             println!(
-                                "{name}@{alias} is already version {}: nothing to do",
+                                "{name}@{alias} is already version {} with this manifest: nothing to do",
                                 found.version
                             );
                             return Ok(exit::OK);
                         }
-                        Ok(found) => {
-                            let (local_sha, _) = tweetflow_model::manifest::sha256_file(
-                                &dir.join(tweetflow_model::manifest::MANIFEST_FILE),
-                            )?;
-                            let same = found.model_version.tags.iter().any(|t| {
-                                t.key == tweetflow_model::registry::MANIFEST_TAG
-                                    && t.value == local_sha
-                            });
-                            if same {
-                                println!(
-                                    "{name}@{alias} is already version {} with this manifest: nothing to do",
-                                    found.version
-                                );
-                                return Ok(exit::OK);
-                            }
-                        }
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(e.into()),
                     }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             let registered =

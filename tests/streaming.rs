@@ -33,13 +33,11 @@ fn rows(sb: &Sandbox, table: &str, extra: &str) -> Vec<String> {
     let venv = std::env::var_os("TWEETFLOW_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".venv"));
-    let script = format!(
-        "import os, sys, deltalake\n\
+    let script = "import os, sys, deltalake\n\
          t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\n\
          cols = [t.column(c).to_pylist() for c in ['tweet_id', 'mention'] + ([sys.argv[2]] if sys.argv[2] else [])]\n\
          for r in sorted('|'.join(str(v) for v in row) for row in zip(*cols)): print(r)\n\
-         sys.stdout.flush(); os._exit(0)\n"
-    );
+         sys.stdout.flush(); os._exit(0)\n".to_string();
     let out = std::process::Command::new(venv.join("bin/python"))
         .args([
             "-c",

@@ -173,10 +173,10 @@ impl CronExpr {
         let mut best: Option<(DateTime<Utc>, NaiveDateTime)> = None;
         loop {
             let naive = self.next_naive(cursor)?;
-            if let Some((_, best_naive)) = best {
-                if naive > best_naive + window {
-                    break;
-                }
+            if let Some((_, best_naive)) = best
+                && naive > best_naive + window
+            {
+                break;
             }
             for instant in self.instants(naive, tz) {
                 if instant > after && best.is_none_or(|(b, _)| instant < b) {

@@ -590,25 +590,24 @@ async fn run_task_inner(
         cache_key: key.clone(),
     });
 
-    if let Some(key) = &key {
-        if !shared.refresh.contains(&spec.id) {
-            if let Some(entry) = shared.cache.get(key, spec.cache.ttl) {
-                if task.output_still_valid(&spec.with, &entry.output).await {
-                    info!(from_run = %entry.run_id, "cache hit");
-                    shared.record(finished(
-                        &spec.id,
-                        TaskStatus::Cached,
-                        Some(entry.output.clone()),
-                        None,
-                    ));
-                    return Outcome {
-                        status: TaskStatus::Cached,
-                        output: Some(entry.output),
-                    };
-                }
-                info!("cached output no longer valid: running");
-            }
+    if let Some(key) = &key
+        && !shared.refresh.contains(&spec.id)
+        && let Some(entry) = shared.cache.get(key, spec.cache.ttl)
+    {
+        if task.output_still_valid(&spec.with, &entry.output).await {
+            info!(from_run = %entry.run_id, "cache hit");
+            shared.record(finished(
+                &spec.id,
+                TaskStatus::Cached,
+                Some(entry.output.clone()),
+                None,
+            ));
+            return Outcome {
+                status: TaskStatus::Cached,
+                output: Some(entry.output),
+            };
         }
+        info!("cached output no longer valid: running");
     }
 
     let policy = &spec.retries;

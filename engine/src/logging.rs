@@ -134,10 +134,10 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
         let mut visitor = JsonVisitor::default();
         attrs.record(&mut visitor);
         let mut ext = span.extensions_mut();
-        if span.name() == "run" {
-            if let Some(Json::String(run_id)) = visitor.0.get("run_id") {
-                ext.insert(RunId(run_id.clone()));
-            }
+        if span.name() == "run"
+            && let Some(Json::String(run_id)) = visitor.0.get("run_id")
+        {
+            ext.insert(RunId(run_id.clone()));
         }
         ext.insert(SpanFields(visitor.0));
     }

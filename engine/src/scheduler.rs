@@ -264,12 +264,12 @@ pub async fn resolve_overlap(
                 if active(store, pipeline, local).is_empty() {
                     return OverlapDecision::Start;
                 }
-                if let Some(d) = deadline {
-                    if clock.now() > d {
-                        return OverlapDecision::Missed(
-                            "still queued behind an active run at its start_deadline".into(),
-                        );
-                    }
+                if let Some(d) = deadline
+                    && clock.now() > d
+                {
+                    return OverlapDecision::Missed(
+                        "still queued behind an active run at its start_deadline".into(),
+                    );
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return OverlapDecision::Shutdown,
@@ -536,15 +536,15 @@ impl PipelineLoop {
         } else {
             self.spec.start_deadline.map(|d| tick + chrono_duration(d))
         };
-        if let Some(d) = deadline {
-            if self.clock.now() > d {
-                return self.decide(
-                    tick,
-                    TickAction::Missed,
-                    None,
-                    Some("not started within start_deadline".into()),
-                );
-            }
+        if let Some(d) = deadline
+            && self.clock.now() > d
+        {
+            return self.decide(
+                tick,
+                TickAction::Missed,
+                None,
+                Some("not started within start_deadline".into()),
+            );
         }
         let store = self.engine.store().clone();
         let decision = resolve_overlap(

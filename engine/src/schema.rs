@@ -120,10 +120,10 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
 fn rewrite_refs(value: &mut Json, prefix: &str) {
     match value {
         Json::Object(map) => {
-            if let Some(Json::String(r)) = map.get_mut("$ref") {
-                if let Some(name) = r.strip_prefix("#/$defs/") {
-                    *r = format!("#/$defs/{prefix}.{name}");
-                }
+            if let Some(Json::String(r)) = map.get_mut("$ref")
+                && let Some(name) = r.strip_prefix("#/$defs/")
+            {
+                *r = format!("#/$defs/{prefix}.{name}");
             }
             map.values_mut().for_each(|v| rewrite_refs(v, prefix));
         }
@@ -174,10 +174,10 @@ pub fn param_docs(schema: &Json) -> Vec<ParamDoc> {
 }
 
 fn describe(prop: &Json, root: &Json) -> String {
-    if let Some(r) = prop.get("$ref").and_then(Json::as_str) {
-        if let Some(target) = r.strip_prefix('#').and_then(|p| root.pointer(p)) {
-            return describe(target, root);
-        }
+    if let Some(r) = prop.get("$ref").and_then(Json::as_str)
+        && let Some(target) = r.strip_prefix('#').and_then(|p| root.pointer(p))
+    {
+        return describe(target, root);
     }
     if let Some(options) = prop.get("enum").and_then(Json::as_array) {
         return options

@@ -66,13 +66,13 @@ pub fn check(node: &Node, schema: &Json, root: &Json, path: &str, out: &mut Vec<
             );
         }
     }
-    if let Some(expected) = schema.get("const") {
-        if &node.to_json() != expected {
-            out.push(Diagnostic::new(
-                node.span,
-                format!("{path}: expected `{}`", render(expected)),
-            ));
-        }
+    if let Some(expected) = schema.get("const")
+        && &node.to_json() != expected
+    {
+        out.push(Diagnostic::new(
+            node.span,
+            format!("{path}: expected `{}`", render(expected)),
+        ));
     }
     check_bounds(node, schema, path, out);
     match &node.value {
@@ -191,21 +191,21 @@ fn check_bounds(node: &Node, schema: &Json, path: &str, out: &mut Vec<Diagnostic
         Value::Float(f) => f,
         _ => return,
     };
-    if let Some(min) = schema.get("minimum").and_then(Json::as_f64) {
-        if value < min {
-            out.push(Diagnostic::new(
-                node.span,
-                format!("{path}: must be at least {min}, found {value}"),
-            ));
-        }
+    if let Some(min) = schema.get("minimum").and_then(Json::as_f64)
+        && value < min
+    {
+        out.push(Diagnostic::new(
+            node.span,
+            format!("{path}: must be at least {min}, found {value}"),
+        ));
     }
-    if let Some(max) = schema.get("maximum").and_then(Json::as_f64) {
-        if value > max {
-            out.push(Diagnostic::new(
-                node.span,
-                format!("{path}: must be at most {max}, found {value}"),
-            ));
-        }
+    if let Some(max) = schema.get("maximum").and_then(Json::as_f64)
+        && value > max
+    {
+        out.push(Diagnostic::new(
+            node.span,
+            format!("{path}: must be at most {max}, found {value}"),
+        ));
     }
 }
 

@@ -1025,22 +1025,23 @@ impl Loader<'_, '_> {
             None => Node::new(body.span, Value::Map(Vec::new())),
         };
         let interpolation_ok = self.interpolate_checked(&mut with, params);
-        if let Some(ty) = &task_type {
-            if let Some(task) = self.options.registry.get(ty) {
-                let schema = task.params_schema();
-                let before = self.problems.len();
-                schema_check::check(
-                    &with,
-                    &schema,
-                    &schema,
-                    &format!("task `{id}`: with"),
-                    &mut self.problems,
-                );
-                if self.problems.len() == before && interpolation_ok {
-                    if let Err(e) = task.check_params(&with.to_json()) {
-                        self.error(with.span, format!("task `{id}`: invalid params: {e}"));
-                    }
-                }
+        if let Some(ty) = &task_type
+            && let Some(task) = self.options.registry.get(ty)
+        {
+            let schema = task.params_schema();
+            let before = self.problems.len();
+            schema_check::check(
+                &with,
+                &schema,
+                &schema,
+                &format!("task `{id}`: with"),
+                &mut self.problems,
+            );
+            if self.problems.len() == before
+                && interpolation_ok
+                && let Err(e) = task.check_params(&with.to_json())
+            {
+                self.error(with.span, format!("task `{id}`: invalid params: {e}"));
             }
         }
 

@@ -145,10 +145,10 @@ async fn wait_status(
     want: RunStatus,
 ) -> tweetflow_engine::RunRecord {
     for _ in 0..500 {
-        if let Ok(r) = store.load(run_id) {
-            if r.status == want {
-                return r;
-            }
+        if let Ok(r) = store.load(run_id)
+            && r.status == want
+        {
+            return r;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
