@@ -297,6 +297,21 @@ tasks:
     let (_, rec) = sb.run_json(&["p.yaml"]);
     assert_eq!(status(&rec, "t"), "cached");
     assert_eq!(runs(), "one\ntwo\ntwo\n");
+
+    // A misspelt input is reported, not silently hashed as missing.
+    sb.write(
+        "p.yaml",
+        &std::fs::read_to_string(sb.path().join("p.yaml"))
+            .unwrap()
+            .replace("inputs: [scripts]", "inputs: [scirpts]"),
+    );
+    let out = sb.run(&["run", "p.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("declared cache input does not exist") && stderr.contains("scirpts"),
+        "{stderr}"
+    );
 }
 
 /// A dependent's cache entry survives an upstream rerun that rewrites the same bytes

@@ -567,6 +567,9 @@ async fn run_task_inner(
                 None,
             ))
         } else {
+            for missing in paths.iter().filter(|p| !p.exists()) {
+                warn!(input = %missing.display(), "a declared cache input does not exist (a typo?): it counts as missing in the cache key");
+            }
             match tokio::task::spawn_blocking(move || crate::cache::hash_inputs(&paths)).await {
                 Ok(inputs) => Some(cache_key(
                     task.type_name(),
