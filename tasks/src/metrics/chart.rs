@@ -30,6 +30,16 @@ fn text(size: f64, color: &'static RGBColor, h: HPos, v: VPos) -> TextStyle<'sta
         .pos(Pos::new(h, v))
 }
 
+/// Draws `s` at `at` in `style`.
+fn put(
+    r: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    s: &str,
+    at: (i32, i32),
+    style: TextStyle<'_>,
+) -> Result<(), String> {
+    r.draw(&Text::new(s, at, style)).map_err(|x| x.to_string())
+}
+
 fn err(path: &Path) -> impl Fn(String) -> String + '_ {
     move |e| format!("drawing `{}`: {e}", path.display())
 }
@@ -69,45 +79,45 @@ pub fn confusion_matrix(
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        r.draw(&Text::new(
-            "Confusion matrix",
+        put(
+            r,
+            &"Confusion matrix",
             (size.0 as i32 / 2, 28),
             text(26.0, &INK, HPos::Center, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(
-            subtitle.to_string(),
+        )?;
+        put(
+            r,
+            &subtitle,
             (size.0 as i32 / 2, 58),
             text(15.0, &MUTED, HPos::Center, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(
-            "predicted",
+        )?;
+        put(
+            r,
+            &"predicted",
             (left + 3 * cell / 2, top - 48),
             text(18.0, &INK, HPos::Center, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(
-            "true",
+        )?;
+        put(
+            r,
+            &"true",
             (left - 120, top + 3 * cell / 2),
             text(18.0, &INK, HPos::Right, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
+        )?;
         for (i, name) in CLASSES.iter().enumerate() {
             let c = left + i as i32 * cell + cell / 2;
-            r.draw(&Text::new(
-                *name,
+            put(
+                r,
+                &*name,
                 (c, top - 18),
                 text(17.0, &INK, HPos::Center, VPos::Center),
-            ))
-            .map_err(|x| x.to_string())?;
+            )?;
             let m = top + i as i32 * cell + cell / 2;
-            r.draw(&Text::new(
-                *name,
+            put(
+                r,
+                &*name,
                 (left - 14, m),
                 text(17.0, &INK, HPos::Right, VPos::Center),
-            ))
-            .map_err(|x| x.to_string())?;
+            )?;
         }
         for (t, row) in cm.iter().enumerate() {
             let total: u64 = row.iter().sum();
@@ -131,23 +141,23 @@ pub fn confusion_matrix(
                 ))
                 .map_err(|x| x.to_string())?;
                 let ink: &'static RGBColor = if share > 0.5 { &WHITE } else { &INK };
-                r.draw(&Text::new(
-                    n.to_string(),
+                put(
+                    r,
+                    &n.to_string(),
                     (x0 + cell / 2, y0 + cell / 2 - 12),
                     text(28.0, ink, HPos::Center, VPos::Center),
-                ))
-                .map_err(|x| x.to_string())?;
+                )?;
                 let pct = if total == 0 {
                     "–".to_string()
                 } else {
                     format!("{:.1}% of true", share * 100.0)
                 };
-                r.draw(&Text::new(
-                    pct,
+                put(
+                    r,
+                    &pct,
                     (x0 + cell / 2, y0 + cell / 2 + 22),
                     text(14.0, ink, HPos::Center, VPos::Center),
-                ))
-                .map_err(|x| x.to_string())?;
+                )?;
             }
         }
         Ok(())
@@ -175,25 +185,25 @@ pub fn bars(
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        r.draw(&Text::new(
-            title.to_string(),
+        put(
+            r,
+            &title,
             (size.0 as i32 / 2, 28),
             text(24.0, &INK, HPos::Center, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(
-            subtitle.to_string(),
+        )?;
+        put(
+            r,
+            &subtitle,
             (size.0 as i32 / 2, 58),
             text(15.0, &MUTED, HPos::Center, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
+        )?;
         if items.is_empty() {
-            r.draw(&Text::new(
-                "no data",
+            put(
+                r,
+                &"no data",
                 (size.0 as i32 / 2, top + row / 2),
                 text(16.0, &MUTED, HPos::Center, VPos::Center),
-            ))
-            .map_err(|x| x.to_string())?;
+            )?;
             return Ok(());
         }
         let max = items.iter().map(|i| i.1).max().unwrap_or(1).max(1);
@@ -205,18 +215,18 @@ pub fn bars(
                 color.filled(),
             ))
             .map_err(|x| x.to_string())?;
-            r.draw(&Text::new(
-                clip(label, 28),
+            put(
+                r,
+                &clip(label, 28),
                 (left - 10, y + row / 2),
                 text(15.0, &INK, HPos::Right, VPos::Center),
-            ))
-            .map_err(|x| x.to_string())?;
-            r.draw(&Text::new(
-                n.to_string(),
+            )?;
+            put(
+                r,
+                &n.to_string(),
                 (left + w + 8, y + row / 2),
                 text(14.0, &INK, HPos::Left, VPos::Center),
-            ))
-            .map_err(|x| x.to_string())?;
+            )?;
         }
         r.draw(&PathElement::new(
             vec![(left, top), (left, top + rows * row)],
@@ -259,18 +269,18 @@ pub fn hours(
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        r.draw(&Text::new(
-            title.to_string(),
+        put(
+            r,
+            &title,
             (size.0 as i32 / 2, 28),
             text(24.0, &INK, HPos::Center, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(
-            subtitle.to_string(),
+        )?;
+        put(
+            r,
+            &subtitle,
             (size.0 as i32 / 2, 56),
             text(15.0, &MUTED, HPos::Center, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
+        )?;
         let max = counts.iter().copied().max().unwrap_or(0).max(1);
         let step = tick_step(max);
         let top_value = max.div_ceil(step) * step;
@@ -283,12 +293,12 @@ pub fn hours(
                 GRID.stroke_width(1),
             ))
             .map_err(|x| x.to_string())?;
-            r.draw(&Text::new(
-                v.to_string(),
+            put(
+                r,
+                &v.to_string(),
                 (left - 8, y),
                 text(13.0, &INK, HPos::Right, VPos::Center),
-            ))
-            .map_err(|x| x.to_string())?;
+            )?;
             v += step;
         }
         let slot = pw as f64 / 24.0;
@@ -302,30 +312,30 @@ pub fn hours(
                 ))
                 .map_err(|x| x.to_string())?;
             }
-            r.draw(&Text::new(
-                h.to_string(),
+            put(
+                r,
+                &h.to_string(),
                 ((x0 + x1) / 2, top + ph + 14),
                 text(13.0, &INK, HPos::Center, VPos::Center),
-            ))
-            .map_err(|x| x.to_string())?;
+            )?;
         }
         r.draw(&PathElement::new(
             vec![(left, top + ph), (left + pw, top + ph)],
             INK.stroke_width(1),
         ))
         .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(
-            "hour of day (UTC)",
+        put(
+            r,
+            &"hour of day (UTC)",
             (left + pw / 2, top + ph + 44),
             text(15.0, &INK, HPos::Center, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
-        r.draw(&Text::new(
-            "tweets",
+        )?;
+        put(
+            r,
+            &"tweets",
             (left - 8, top - 18),
             text(14.0, &INK, HPos::Right, VPos::Center),
-        ))
-        .map_err(|x| x.to_string())?;
+        )?;
         Ok(())
     };
     draw().map_err(&e)?;

@@ -70,40 +70,39 @@ fn fatal(e: impl Into<TaskError>) -> TaskError {
     e.into()
 }
 
+/// Column `name` cast to `to`; `None` when gold has no such column.
+fn cast_column(
+    batch: &RecordBatch,
+    name: &str,
+    to: &ArrowType,
+) -> Result<Option<deltalake::arrow::array::ArrayRef>, TaskError> {
+    batch
+        .column_by_name(name)
+        .map(|c| cast(c, to).map_err(|e| TaskError::fatal(format!("gold column `{name}`: {e}"))))
+        .transpose()
+}
+
 fn strings(batch: &RecordBatch, name: &str) -> Result<Option<StringArray>, TaskError> {
-    match batch.column_by_name(name) {
-        None => Ok(None),
-        Some(c) => {
-            let s = cast(c, &ArrowType::Utf8)
-                .map_err(|e| TaskError::fatal(format!("gold column `{name}`: {e}")))?;
-            Ok(Some(s.as_string::<i32>().clone()))
-        }
-    }
+    Ok(cast_column(batch, name, &ArrowType::Utf8)?.map(|a| a.as_string::<i32>().clone()))
 }
 
 fn ints(
     batch: &RecordBatch,
     name: &str,
 ) -> Result<Option<deltalake::arrow::array::Int64Array>, TaskError> {
-    match batch.column_by_name(name) {
-        None => Ok(None),
-        Some(c) => {
-            let s = cast(c, &ArrowType::Int64)
-                .map_err(|e| TaskError::fatal(format!("gold column `{name}`: {e}")))?;
-            Ok(Some(s.as_primitive::<Int64Type>().clone()))
-        }
-    }
+    Ok(cast_column(batch, name, &ArrowType::Int64)?.map(|a| a.as_primitive::<Int64Type>().clone()))
 }
 
+/// Timestamps as microseconds since the epoch.
 fn micros(
     batch: &RecordBatch,
     name: &str,
 ) -> Result<Option<deltalake::arrow::array::Int64Array>, TaskError> {
-    match batch.column_by_name(name) {
+    let ts = ArrowType::Timestamp(TimeUnit::Microsecond, None);
+    match cast_column(batch, name, &ts)? {
         None => Ok(None),
-        Some(c) => {
-            let t = cast(c, &ArrowType::Timestamp(TimeUnit::Microsecond, None))
-                .and_then(|t| cast(&t, &ArrowType::Int64))
+        Some(t) => {
+            let t = cast(&t, &ArrowType::Int64)
                 .map_err(|e| TaskError::fatal(format!("gold column `{name}`: {e}")))?;
             Ok(Some(t.as_primitive::<Int64Type>().clone()))
         }
