@@ -466,27 +466,13 @@ async fn infer_without_onnx_runtime_is_a_config_error() {
     }
     // The runtime is loaded once per process: check the missing library in a child process.
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "infer::infer_without_onnx_runtime_child",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(NO_ORT_CHILD, tmp.path())
-        .env(
-            "ORT_DYLIB_PATH",
-            tmp.path().join("libonnxruntime.so.missing"),
-        )
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let missing = tmp.path().join("libonnxruntime.so.missing");
+    run_child(
+        "infer::infer_without_onnx_runtime_child",
+        NO_ORT_CHILD,
+        tmp.path(),
+        &[("ORT_DYLIB_PATH", missing.to_str().unwrap())],
     );
-    assert!(out.status.success(), "child failed:\n{text}");
-    assert!(text.contains("1 passed"), "child did not run:\n{text}");
 }
 
 #[tokio::test]
@@ -521,16 +507,24 @@ async fn infer_with_the_registry_unreachable_is_retryable() {
     }
     // A child process, so that the client's retry settings come from its own environment.
     let tmp = tempfile::tempdir().unwrap();
+    run_child(
+        "infer::infer_with_the_registry_unreachable_child",
+        NO_REGISTRY_CHILD,
+        tmp.path(),
+        &[
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
+            ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
+        ],
+    );
+}
+
+/// Runs the ignored test `name` of this binary in a child process with `marker` set to `dir`
+/// and `envs`, and checks that it ran and passed.
+fn run_child(name: &str, marker: &str, dir: &Path, envs: &[(&str, &str)]) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "infer::infer_with_the_registry_unreachable_child",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(NO_REGISTRY_CHILD, tmp.path())
-        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        .env("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .env(marker, dir)
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     let text = format!(
