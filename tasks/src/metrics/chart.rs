@@ -81,25 +81,25 @@ pub fn confusion_matrix(
         let r = &root;
         put(
             r,
-            &"Confusion matrix",
+            "Confusion matrix",
             (size.0 as i32 / 2, 28),
             text(26.0, &INK, HPos::Center, VPos::Center),
         )?;
         put(
             r,
-            &subtitle,
+            subtitle,
             (size.0 as i32 / 2, 58),
             text(15.0, &MUTED, HPos::Center, VPos::Center),
         )?;
         put(
             r,
-            &"predicted",
+            "predicted",
             (left + 3 * cell / 2, top - 48),
             text(18.0, &INK, HPos::Center, VPos::Center),
         )?;
         put(
             r,
-            &"true",
+            "true",
             (left - 120, top + 3 * cell / 2),
             text(18.0, &INK, HPos::Right, VPos::Center),
         )?;
@@ -107,14 +107,14 @@ pub fn confusion_matrix(
             let c = left + i as i32 * cell + cell / 2;
             put(
                 r,
-                &*name,
+                name,
                 (c, top - 18),
                 text(17.0, &INK, HPos::Center, VPos::Center),
             )?;
             let m = top + i as i32 * cell + cell / 2;
             put(
                 r,
-                &*name,
+                name,
                 (left - 14, m),
                 text(17.0, &INK, HPos::Right, VPos::Center),
             )?;
@@ -187,20 +187,20 @@ pub fn bars(
         let r = &root;
         put(
             r,
-            &title,
+            title,
             (size.0 as i32 / 2, 28),
             text(24.0, &INK, HPos::Center, VPos::Center),
         )?;
         put(
             r,
-            &subtitle,
+            subtitle,
             (size.0 as i32 / 2, 58),
             text(15.0, &MUTED, HPos::Center, VPos::Center),
         )?;
         if items.is_empty() {
             put(
                 r,
-                &"no data",
+                "no data",
                 (size.0 as i32 / 2, top + row / 2),
                 text(16.0, &MUTED, HPos::Center, VPos::Center),
             )?;
@@ -271,13 +271,13 @@ pub fn hours(
         let r = &root;
         put(
             r,
-            &title,
+            title,
             (size.0 as i32 / 2, 28),
             text(24.0, &INK, HPos::Center, VPos::Center),
         )?;
         put(
             r,
-            &subtitle,
+            subtitle,
             (size.0 as i32 / 2, 56),
             text(15.0, &MUTED, HPos::Center, VPos::Center),
         )?;
@@ -326,13 +326,13 @@ pub fn hours(
         .map_err(|x| x.to_string())?;
         put(
             r,
-            &"hour of day (UTC)",
+            "hour of day (UTC)",
             (left + pw / 2, top + ph + 44),
             text(15.0, &INK, HPos::Center, VPos::Center),
         )?;
         put(
             r,
-            &"tweets",
+            "tweets",
             (left - 8, top - 18),
             text(14.0, &INK, HPos::Right, VPos::Center),
         )?;
