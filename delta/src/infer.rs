@@ -51,7 +51,7 @@ use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 use tweetflow_mlflow::{Client, ClientConfig};
 use tweetflow_model::{
-    Classifier, ClassifierOptions, ErrorClass, ModelError, ModelSource, Sentiment,
+    Classifier, ClassifierOptions, ErrorClass, Manifest, ModelError, ModelSource, Sentiment,
 };
 
 use crate::RunOptions;
@@ -295,6 +295,8 @@ pub struct ResolvedModel {
     pub uri: String,
     /// Recorded as `model_version`.
     pub version: String,
+    /// The directory's manifest, verified against its files when the model was resolved.
+    pub manifest: Manifest,
 }
 
 /// Resolves `params.model`: a directory is verified, a `models:/` URI is resolved on the
@@ -303,7 +305,7 @@ pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
     let source = ModelSource::parse(&params.model)?;
     match &source {
         ModelSource::Dir(dir) => {
-            tweetflow_model::verify_dir(dir)?;
+            let manifest = tweetflow_model::verify_dir(dir)?;
             let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
             let version = tweetflow_model::manifest::sha256_file(
                 &dir.join(tweetflow_model::manifest::MANIFEST_FILE),
@@ -314,6 +316,7 @@ pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
                 dir: dir.clone(),
                 uri: abs.display().to_string(),
                 version,
+                manifest,
             })
         }
         ModelSource::Registry(_) => {
@@ -328,6 +331,7 @@ pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
                     .clone()
                     .unwrap_or_else(|| LOCAL_VERSION.into()),
                 dir: local.dir,
+                manifest: local.manifest,
             })
         }
     }
@@ -368,6 +372,8 @@ pub struct Predictor {
     classifier: Option<Classifier>,
     loading: Option<tokio::task::JoinHandle<tweetflow_model::Result<Classifier>>>,
     dir: PathBuf,
+    /// Set when the directory was verified already (the load does not hash it again).
+    manifest: Option<Manifest>,
     options: ClassifierOptions,
     batch_size: usize,
     cache: HashMap<String, (Sentiment, f32)>,
@@ -386,11 +392,20 @@ impl Predictor {
             classifier: None,
             loading: None,
             dir,
+            manifest: None,
             options,
             batch_size: batch_size.max(1),
             cache: HashMap::new(),
             distinct_texts: 0,
         }
+    }
+
+    /// A predictor for a resolved model, whose verified manifest spares the load a second
+    /// pass over the files.
+    pub fn for_model(model: &ResolvedModel, options: ClassifierOptions, batch_size: usize) -> Self {
+        let mut p = Predictor::new(model.dir.clone(), options, batch_size);
+        p.manifest = Some(model.manifest.clone());
+        p
     }
 
     /// A predictor around an already loaded classifier.
@@ -400,6 +415,7 @@ impl Predictor {
             classifier: Some(classifier),
             loading: None,
             dir,
+            manifest: None,
             options: ClassifierOptions::default(),
             batch_size: batch_size.max(1),
             cache: HashMap::new(),
@@ -414,8 +430,10 @@ impl Predictor {
         if self.classifier.is_none() && self.loading.is_none() {
             let dir = self.dir.clone();
             let options = self.options.clone();
-            self.loading = Some(tokio::task::spawn_blocking(move || {
-                Classifier::load(&dir, options)
+            let manifest = self.manifest.clone();
+            self.loading = Some(tokio::task::spawn_blocking(move || match manifest {
+                Some(m) => Classifier::load_verified(&dir, &m, options),
+                None => Classifier::load(&dir, options),
             }));
         }
     }
@@ -453,12 +471,21 @@ impl Predictor {
             return Ok(out);
         }
         self.distinct_texts += misses.len() as u64;
-        let classifier = match (self.classifier.take(), self.loading.take()) {
-            (Some(c), _) => c,
-            (None, Some(loading)) => loading
-                .await
-                .map_err(|e| InferError::Worker(e.to_string()))??,
-            (None, None) => load_classifier(&self.dir, self.options.clone()).await?,
+        let classifier = match self.classifier.take() {
+            Some(c) => c,
+            None => {
+                self.preload();
+                match self.loading.take() {
+                    Some(loading) => loading
+                        .await
+                        .map_err(|e| InferError::Worker(e.to_string()))??,
+                    None => {
+                        return Err(InferError::Worker(
+                            "the classifier load was not started".into(),
+                        ));
+                    }
+                }
+            }
         };
         let batch_size = self.batch_size;
         let (classifier, misses, preds) = tokio::task::spawn_blocking(move || {
@@ -591,11 +618,8 @@ impl LoadedModel {
     async fn get(&mut self, params: &InferParams) -> InferResult<(&ResolvedModel, &mut Predictor)> {
         if self.resolved.is_none() {
             let model = resolve_model(params).await?;
-            let predictor = Predictor::new(
-                model.dir.clone(),
-                params.classifier_options(),
-                params.batch_size,
-            );
+            let predictor =
+                Predictor::for_model(&model, params.classifier_options(), params.batch_size);
             self.resolved = Some((model, predictor));
         }
         match &mut self.resolved {

@@ -11,7 +11,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::error::{ModelError, Result};
 use crate::labels::{Sentiment, map_labels};
-use crate::manifest;
+use crate::manifest::{self, Manifest};
 
 /// Batch size used when a caller passes `0`.
 pub const DEFAULT_BATCH_SIZE: usize = 32;
@@ -150,9 +150,20 @@ impl Classifier {
     /// else the first output (float32 [batch, labels]).
     pub fn load(dir: &Path, options: ClassifierOptions) -> Result<Classifier> {
         let m = manifest::verify_dir(dir)?;
-        let model_path = require_file(dir, &m, MODEL_FILE, "the ONNX graph")?;
-        let tok_path = require_file(dir, &m, TOKENIZER_FILE, "the Hugging Face tokenizer")?;
-        let cfg_path = require_file(dir, &m, CONFIG_FILE, "with id2label")?;
+        Self::load_verified(dir, &m, options)
+    }
+
+    /// [`Classifier::load`] of a directory whose manifest `m` was just verified against its
+    /// files (by [`manifest::verify_dir`] or [`crate::resolve`]): the files are not hashed a
+    /// second time.
+    pub fn load_verified(
+        dir: &Path,
+        m: &Manifest,
+        options: ClassifierOptions,
+    ) -> Result<Classifier> {
+        let model_path = require_file(dir, m, MODEL_FILE, "the ONNX graph")?;
+        let tok_path = require_file(dir, m, TOKENIZER_FILE, "the Hugging Face tokenizer")?;
+        let cfg_path = require_file(dir, m, CONFIG_FILE, "with id2label")?;
 
         // config.json
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;

@@ -9,7 +9,7 @@ use tweetflow_mlflow::{Client, ModelUri, RunStatus, RunTag};
 
 use crate::classifier::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE};
 use crate::error::{ModelError, Result};
-use crate::manifest::{self, MANIFEST_FILE};
+use crate::manifest::{self, MANIFEST_FILE, Manifest};
 
 /// Default model cache, relative to the working directory: `<cache>/<name>/<version>/`.
 pub const DEFAULT_CACHE_DIR: &str = "data/model-cache";
@@ -82,6 +82,9 @@ pub struct LocalModel {
     pub from_cache: bool,
     /// True when the registry was unreachable and a cached copy of a pinned version was used.
     pub offline: bool,
+    /// The directory's manifest, verified against its files by the resolution (pass it to
+    /// [`crate::Classifier::load_verified`] rather than hashing the files again).
+    pub manifest: Manifest,
 }
 
 /// A version created by [`register`].
@@ -155,7 +158,7 @@ pub async fn resolve(
 ) -> Result<LocalModel> {
     let uri = match source {
         ModelSource::Dir(dir) => {
-            manifest::verify_dir(dir)?;
+            let m = manifest::verify_dir(dir)?;
             return Ok(LocalModel {
                 dir: dir.clone(),
                 uri: None,
@@ -163,6 +166,7 @@ pub async fn resolve(
                 version: None,
                 from_cache: false,
                 offline: false,
+                manifest: m,
             });
         }
         ModelSource::Registry(uri) => uri,
@@ -172,7 +176,7 @@ pub async fn resolve(
         Err(e) if e.is_retryable() => {
             if let ModelUri::Version { name, version } = uri {
                 let dir = cache_path(cache_dir, name, &version.to_string())?;
-                if manifest::verify_dir(&dir).is_ok() {
+                if let Ok(m) = manifest::verify_dir(&dir) {
                     tracing::warn!(%uri, dir = %dir.display(), error = %e, "model registry unreachable; using the cached copy of the pinned version");
                     return Ok(LocalModel {
                         dir,
@@ -181,6 +185,7 @@ pub async fn resolve(
                         version: Some(version.to_string()),
                         from_cache: true,
                         offline: true,
+                        manifest: m,
                     });
                 }
             }
@@ -196,17 +201,18 @@ pub async fn resolve(
         Err(e) => return Err(ModelError::registry(format!("resolving {uri}"), e)),
     };
     let dest = cache_path(cache_dir, &resolved.name, &resolved.version)?;
-    let local = |dir: PathBuf, from_cache: bool| LocalModel {
+    let local = |dir: PathBuf, from_cache: bool, m: Manifest| LocalModel {
         dir,
         uri: Some(uri.to_string()),
         name: Some(resolved.name.clone()),
         version: Some(resolved.version.clone()),
         from_cache,
         offline: false,
+        manifest: m,
     };
     if dest.exists() {
         match manifest::verify_dir(&dest) {
-            Ok(_) => return Ok(local(dest, true)),
+            Ok(m) => return Ok(local(dest, true, m)),
             Err(e) => {
                 tracing::warn!(dir = %dest.display(), error = %e, "cached model is damaged; downloading it again");
                 std::fs::remove_dir_all(&dest).map_err(|e| ModelError::io(&dest, e))?;
@@ -229,21 +235,23 @@ pub async fn resolve(
                     e,
                 )
             })?;
-        manifest::verify_dir(&tmp)?;
-        Ok::<(), ModelError>(())
+        manifest::verify_dir(&tmp)
     }
     .await;
-    if let Err(e) = downloaded {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
+    let m = match downloaded {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
     match std::fs::rename(&tmp, &dest) {
-        Ok(()) => Ok(local(dest, false)),
+        Ok(()) => Ok(local(dest, false, m)),
         Err(rename_err) => {
             // Another process may have finished the same download first.
             let _ = std::fs::remove_dir_all(&tmp);
             match manifest::verify_dir(&dest) {
-                Ok(_) => Ok(local(dest, true)),
+                Ok(m) => Ok(local(dest, true, m)),
                 Err(_) => Err(ModelError::io(&dest, rename_err)),
             }
         }
