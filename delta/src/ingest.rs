@@ -434,7 +434,31 @@ struct BatchWriter<'a> {
     write_bronze: bool,
 }
 
-impl BatchWriter<'_> {
+impl<'a> BatchWriter<'a> {
+    /// A writer for one batch into bronze at `bronze_loc` with `schema`; with `write_bronze`
+    /// false only the quarantine rows are kept (rebuilding a batch's missing quarantine).
+    fn new(
+        params: &'a IngestParams,
+        bronze_loc: String,
+        schema: SchemaRef,
+        write_bronze: bool,
+    ) -> Self {
+        BatchWriter {
+            params,
+            bronze_loc,
+            schema,
+            evolved: false,
+            writer: None,
+            bronze: BronzeBatch::new(),
+            quarantine: QuarantineBatch::new(),
+            q_writer: None,
+            now_micros: Utc::now().timestamp_micros(),
+            rows: 0,
+            quarantined: 0,
+            write_bronze,
+        }
+    }
+
     async fn flush_bronze(&mut self, table: &DeltaTable) -> Result<()> {
         if self.bronze.rows == 0 {
             return Ok(());
@@ -901,20 +925,7 @@ async fn ingest_attempt(
         };
         let mut t = t;
         let schema = table::arrow_schema(&t, &loc)?;
-        let mut w = BatchWriter {
-            params,
-            bronze_loc: loc.clone(),
-            schema,
-            evolved: false,
-            writer: None,
-            bronze: BronzeBatch::new(),
-            quarantine: QuarantineBatch::new(),
-            q_writer: None,
-            now_micros: Utc::now().timestamp_micros(),
-            rows: 0,
-            quarantined: 0,
-            write_bronze: true,
-        };
+        let mut w = BatchWriter::new(params, loc.clone(), schema, true);
         for (name, path) in &pending {
             opts.check_cancel()?;
             w.read_file(&t, name, path).await?;
@@ -1032,20 +1043,8 @@ async fn catch_up_quarantine(
     }
     let landing: HashMap<String, PathBuf> = list_landing(&params.source)?.into_iter().collect();
     for (b, files) in missing {
-        let mut w = BatchWriter {
-            params,
-            bronze_loc: params.table.clone(),
-            schema: table::arrow_schema(bronze, &params.table)?,
-            evolved: false,
-            writer: None,
-            bronze: BronzeBatch::new(),
-            quarantine: QuarantineBatch::new(),
-            q_writer: None,
-            now_micros: Utc::now().timestamp_micros(),
-            rows: 0,
-            quarantined: 0,
-            write_bronze: false,
-        };
+        let schema = table::arrow_schema(bronze, &params.table)?;
+        let mut w = BatchWriter::new(params, params.table.clone(), schema, false);
         for name in &files {
             opts.check_cancel()?;
             let path = landing.get(name).ok_or_else(|| {
