@@ -40,6 +40,31 @@ fn put(
     r.draw(&Text::new(s, at, style)).map_err(|x| x.to_string())
 }
 
+/// The title (at y = 28, in `title_size`) and the subtitle (at `subtitle_y`), centred on a
+/// chart `width` pixels wide.
+fn heading(
+    r: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    width: u32,
+    title: &str,
+    title_size: f64,
+    subtitle: &str,
+    subtitle_y: i32,
+) -> Result<(), String> {
+    let x = width as i32 / 2;
+    put(
+        r,
+        title,
+        (x, 28),
+        text(title_size, &INK, HPos::Center, VPos::Center),
+    )?;
+    put(
+        r,
+        subtitle,
+        (x, subtitle_y),
+        text(15.0, &MUTED, HPos::Center, VPos::Center),
+    )
+}
+
 fn err(path: &Path) -> impl Fn(String) -> String + '_ {
     move |e| format!("drawing `{}`: {e}", path.display())
 }
@@ -79,18 +104,7 @@ pub fn confusion_matrix(
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        put(
-            r,
-            "Confusion matrix",
-            (size.0 as i32 / 2, 28),
-            text(26.0, &INK, HPos::Center, VPos::Center),
-        )?;
-        put(
-            r,
-            subtitle,
-            (size.0 as i32 / 2, 58),
-            text(15.0, &MUTED, HPos::Center, VPos::Center),
-        )?;
+        heading(r, size.0, "Confusion matrix", 26.0, subtitle, 58)?;
         put(
             r,
             "predicted",
@@ -185,18 +199,7 @@ pub fn bars(
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        put(
-            r,
-            title,
-            (size.0 as i32 / 2, 28),
-            text(24.0, &INK, HPos::Center, VPos::Center),
-        )?;
-        put(
-            r,
-            subtitle,
-            (size.0 as i32 / 2, 58),
-            text(15.0, &MUTED, HPos::Center, VPos::Center),
-        )?;
+        heading(r, size.0, title, 24.0, subtitle, 58)?;
         if items.is_empty() {
             put(
                 r,
@@ -269,18 +272,7 @@ pub fn hours(
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let draw = || -> Result<(), String> {
         let r = &root;
-        put(
-            r,
-            title,
-            (size.0 as i32 / 2, 28),
-            text(24.0, &INK, HPos::Center, VPos::Center),
-        )?;
-        put(
-            r,
-            subtitle,
-            (size.0 as i32 / 2, 56),
-            text(15.0, &MUTED, HPos::Center, VPos::Center),
-        )?;
+        heading(r, size.0, title, 24.0, subtitle, 56)?;
         let max = counts.iter().copied().max().unwrap_or(0).max(1);
         let step = tick_step(max);
         let top_value = max.div_ceil(step) * step;
