@@ -97,6 +97,8 @@ pub enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Serve a web page of the pipelines, schedules and runs (start, cancel and resume runs).
+    Ui(UiArgs),
     /// Measure the engine.
     Bench {
         #[command(subcommand)]
@@ -154,6 +156,19 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
+}
+
+/// Arguments of `tweetflow ui`.
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Pipeline files, or directories of them (default: `pipelines`).
+    pub paths: Vec<PathBuf>,
+    /// Address to listen on (a non-loopback address needs --token).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Token that actions (start, cancel, resume) need (default: a random one, printed).
+    #[arg(long, env = "TWEETFLOW_UI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// `tweetflow graph` formats.

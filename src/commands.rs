@@ -45,6 +45,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Runs { command } => runs(&cli.runs_dir, command),
+        Command::Ui(args) => crate::ui::ui(registry, &cli.runs_dir, args).await,
         Command::Schedule { paths, next, grace } => {
             crate::schedule::schedule(&registry, &cli.runs_dir, &paths, next, grace).await
         }

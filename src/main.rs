@@ -8,6 +8,7 @@ mod models;
 mod schedule;
 mod table;
 mod tables;
+mod ui;
 
 use std::process::ExitCode;
 

@@ -456,19 +456,37 @@ impl RunStore {
 
     /// Every run, newest first. Unreadable runs are returned as errors in place.
     pub fn list(&self) -> Result<Vec<Result<RunRecord, EngineError>>, EngineError> {
+        Ok(self
+            .run_ids()?
+            .iter()
+            .map(|id| self.run_dir(id))
+            .filter(|d| d.join("run.json").is_file())
+            .map(|d| load_record(&d))
+            .collect())
+    }
+
+    /// The ids of the runs, newest first, from the directory names alone (no run is read):
+    /// run ids begin with their creation time, so their order is the order of creation.
+    /// A page of a long listing reads only its own records with [`RunStore::load`].
+    pub fn run_ids(&self) -> Result<Vec<String>, EngineError> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(EngineError::io("list", &self.root)(e)),
         };
-        let mut dirs: Vec<PathBuf> = entries
+        let mut ids: Vec<String> = entries
             .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.join("run.json").is_file())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| is_run_id(name))
             .collect();
-        dirs.sort();
-        dirs.reverse();
-        Ok(dirs.iter().map(|d| load_record(d)).collect())
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ids)
+    }
+
+    /// Whether the process executing run `run_id` is alive (it holds the run's lock).
+    pub fn is_executing(&self, run_id: &str) -> bool {
+        is_run_id(run_id) && lock_held(&self.run_dir(run_id).join("lock"))
     }
 
     /// Marks run `run_id` of `pipeline` as active until the returned guard is dropped, so
@@ -492,12 +510,7 @@ impl RunStore {
         let mut active = Vec::new();
         for entry in entries.filter_map(Result::ok) {
             let run_id = entry.file_name().to_string_lossy().to_string();
-            let lock = self.run_dir(&run_id).join("lock");
-            let held = match OpenOptions::new().write(true).open(&lock) {
-                Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
-                Err(_) => false,
-            };
-            if held {
+            if self.is_executing(&run_id) {
                 active.push(run_id);
             } else {
                 let _ = fs::remove_file(entry.path());
@@ -526,13 +539,30 @@ impl RunStore {
 
     fn existing_dir(&self, run_id: &str) -> Result<PathBuf, EngineError> {
         let dir = self.run_dir(run_id);
-        if run_id.is_empty() || run_id.contains('/') || !dir.join("run.json").is_file() {
+        if !is_run_id(run_id) || !dir.join("run.json").is_file() {
             return Err(EngineError::RunNotFound {
                 run_id: run_id.to_string(),
                 runs_dir: self.root.clone(),
             });
         }
         Ok(dir)
+    }
+}
+
+/// Whether `name` can be a run id: a single path component of letters, digits, `-`, `_` and
+/// `.`, not beginning with `.` (so it never names a parent or a hidden store directory).
+pub fn is_run_id(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn lock_held(lock: &Path) -> bool {
+    match OpenOptions::new().write(true).open(lock) {
+        Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
+        Err(_) => false,
     }
 }
 
@@ -768,6 +798,37 @@ mod tests {
         assert_eq!(reopened.record().run_id, "r1");
         assert!(matches!(
             store.load("nope"),
+            Err(EngineError::RunNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn run_ids_are_listed_newest_first_without_reading_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        assert!(store.run_ids().unwrap().is_empty());
+        let p = pipeline(1);
+        let ids = [
+            "20260101T000000000Z-aaaaaa",
+            "20260101T000001000Z-000001",
+            "20251231T235959999Z-ffffff",
+        ];
+        for id in ids {
+            store
+                .create(RunRecord::new(id.into(), &p, "p.yaml"), &p, "")
+                .unwrap();
+        }
+        fs::create_dir_all(dir.path().join(".cache")).unwrap();
+        fs::write(dir.path().join("stray-file"), "").unwrap();
+        assert_eq!(
+            store.run_ids().unwrap(),
+            [ids[1], ids[0], ids[2]].map(String::from)
+        );
+        assert_eq!(store.list().unwrap().len(), 3);
+        assert!(!store.is_executing(ids[0]));
+        assert!(!is_run_id("..") && !is_run_id("a/b") && !is_run_id(""));
+        assert!(matches!(
+            store.load("../x"),
             Err(EngineError::RunNotFound { .. })
         ));
     }

@@ -1,0 +1,35 @@
+//! # tweetflow-ui
+//!
+//! `tweetflow ui`: a web page over the pipeline files and the run store. It shows each
+//! pipeline (its DAG, schedule, last runs, validation errors), the runs (filtered, paginated),
+//! one run (a Gantt timeline of its tasks and attempts, outputs, errors, its live log) and the
+//! scheduler's state; and it starts, cancels and resumes runs by calling the `tweetflow` binary
+//! itself, so a run started here is an ordinary run.
+//!
+//! Every page has a JSON twin (`Accept: application/json`). Pages are read-only; actions need
+//! the token and a same-origin request (see [`security`]).
+//!
+//! ```text
+//!  GET  /                       pipelines        POST /pipelines/{name}/run
+//!  GET  /pipelines/{name}       one pipeline     POST /runs/{id}/cancel
+//!  GET  /runs?pipeline=&status=&page=            POST /runs/{id}/resume
+//!  GET  /runs/{id}              one run
+//!  GET  /runs/{id}/log          its log (server-sent events while it runs)
+//!  GET  /schedules              the scheduler's state
+//! ```
+
+pub mod actions;
+pub mod cron_words;
+pub mod dag;
+pub mod error;
+pub mod gantt;
+pub mod log_stream;
+pub mod pages;
+pub mod pipelines;
+pub mod render;
+pub mod run_index;
+pub mod security;
+pub mod server;
+
+pub use error::UiError;
+pub use server::{UiConfig, bind, serve};
