@@ -16,14 +16,16 @@ pub mod command;
 pub mod infer;
 pub mod metrics;
 pub mod mlflow_log;
-pub mod mlflow_runs;
 pub mod noop;
+pub mod observers;
 
 use tweetflow_engine::Registry;
 
-/// Registers every task type tweetflow ships: this crate's and the Delta Lake tasks.
+/// Registers every task type tweetflow ships (this crate's and the Delta Lake tasks) and the
+/// pipeline sections of the run observers it ships.
 pub fn register_all(registry: &mut Registry) {
     registry
+        .register_section::<observers::mlflow_runs::MlflowSection>()
         .register(command::Command)
         .register(noop::Noop)
         .register(metrics::LogMetrics)
