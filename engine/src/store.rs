@@ -740,7 +740,7 @@ mod tests {
                 .collect(),
             spec_hash: "h".into(),
             schedule: None,
-            mlflow: None,
+            sections: BTreeMap::new(),
         }
     }
 
