@@ -46,7 +46,7 @@ fn generate(n: usize, shape: Shape) -> Pipeline {
         tasks,
         spec_hash: String::new(),
         schedule: None,
-        mlflow: None,
+        sections: Default::default(),
     }
 }
 

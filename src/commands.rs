@@ -75,11 +75,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     rounds,
                 },
         } => {
-            let mut options = tweetflow_delta::infer::InferBenchOptions::new(input, model);
+            let mut options = tweetflow_tasks::infer::InferBenchOptions::new(input, model);
             options.batch_size = batch_size;
             options.limit = limit;
             options.rounds = rounds;
-            println!("{}", tweetflow_delta::infer::bench_infer(&options).await?);
+            println!("{}", tweetflow_tasks::infer::bench_infer(&options).await?);
             Ok(exit::OK)
         }
         Command::Bench {
@@ -100,8 +100,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 
 /// The engine with the run observers the build ships (MLflow).
 pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
-    Engine::new(registry.clone(), runs_dir)
-        .with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()))
+    Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(
+        tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
+    ))
 }
 
 /// Loads a pipeline, printing its problems to stderr when it is invalid.
@@ -256,7 +257,7 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print!("{}", summary(&record));
-        if let Some(link) = tweetflow_tasks::mlflow_runs::MlflowRunLink::read(
+        if let Some(link) = tweetflow_tasks::observers::mlflow_runs::MlflowRunLink::read(
             &engine.store().run_dir(&record.run_id),
         ) {
             println!("MLflow run: {}", link.url);

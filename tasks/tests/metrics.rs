@@ -16,11 +16,10 @@ use deltalake::writer::DeltaWriter;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tweetflow_delta::table::{self, CommitRequest};
-use tweetflow_engine::spec::MlflowSpec;
 use tweetflow_engine::{ErrorKind, PipelineInfo, Task, TaskContext, TaskOutput};
 use tweetflow_mlflow::{Client, ClientConfig};
 use tweetflow_tasks::metrics::{LogMetrics, LogMetricsParams, Report, ReportParams};
-use tweetflow_tasks::mlflow_runs::MlflowRunLink;
+use tweetflow_tasks::observers::mlflow_runs::{MlflowRunLink, MlflowSection};
 
 /// One gold row: tweet id, mention, label, prediction, hour of day.
 #[derive(Clone)]
@@ -53,7 +52,7 @@ fn id_of(s: Option<&str>) -> Option<i32> {
 /// Writes `rows` as a gold table at `dir`, with the `tweetflow-infer` transaction `silver`.
 async fn write_gold(dir: &Path, rows: &[Row], silver: i64) {
     let loc = dir.display().to_string();
-    let schema = tweetflow_delta::infer::gold_schema().unwrap();
+    let schema = tweetflow_tasks::infer::gold_schema().unwrap();
     let mut t = table::open_or_create(&loc, &schema, &[]).await.unwrap();
     if rows.is_empty() {
         return;
@@ -132,7 +131,7 @@ impl Env {
         run_id: &str,
         task: &str,
         upstream: BTreeMap<String, TaskOutput>,
-        mlflow: Option<MlflowSpec>,
+        mlflow: Option<MlflowSection>,
     ) -> TaskContext {
         TaskContext {
             run_id: run_id.into(),
@@ -140,7 +139,10 @@ impl Env {
             attempt: 1,
             pipeline: Arc::new(PipelineInfo {
                 name: "eval".into(),
-                mlflow,
+                sections: mlflow
+                    .map(|m| ("mlflow".to_string(), serde_json::to_value(m).unwrap()))
+                    .into_iter()
+                    .collect(),
                 ..PipelineInfo::default()
             }),
             upstream: Arc::new(upstream),
@@ -727,7 +729,7 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
     let name = format!("eval-standalone-{}", std::process::id());
-    let spec = MlflowSpec {
+    let spec = MlflowSection {
         experiment: None,
         tracking_uri: Some(server.url.clone()),
     };
@@ -796,8 +798,9 @@ tasks:
     };
     let pipeline = tweetflow_engine::load_str("evaluation.yaml", &text, &options)
         .unwrap_or_else(|d| panic!("{d:?}"));
-    let engine = Engine::new(registry.clone(), env.root.join("runs"))
-        .with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()));
+    let engine = Engine::new(registry.clone(), env.root.join("runs")).with_observer(Arc::new(
+        tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
+    ));
     let record = engine
         .run(pipeline, "evaluation.yaml", &text, RunOptions::default())
         .await
