@@ -215,7 +215,7 @@ impl Engine {
                 .instrument(run_span.clone())
                 .await
             {
-                warn!(observer = o.name(), error = %e, "observer could not record the start");
+                warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer could not record the start");
             }
         }
         let result = schedule(&shared, &options, &cancel, &run_cancel, resumed)
@@ -231,8 +231,10 @@ impl Engine {
             let mut handle = shared.lock_handle();
             match outcome.err() {
                 Some(e) => {
-                    warn!(observer = o.name(), error = %e, "observer failed; `--resume` retries it");
-                    handle.tags_mut().insert(pending_tag(o.name()), e);
+                    warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer failed; `--resume` retries it");
+                    handle
+                        .tags_mut()
+                        .insert(pending_tag(o.name()), e.to_string());
                 }
                 None => {
                     handle.tags_mut().remove(&pending_tag(o.name()));
