@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tweetflow_engine::observer::{ObserverError, RunObserver};
 use tweetflow_engine::task::BoxFuture;
 use tweetflow_engine::{Pipeline, RunRecord, RunStatus, Section};
-use tweetflow_mlflow::{Client, ClientConfig, Metric, Param, RunStatus as MlflowStatus, RunTag};
+use tweetflow_mlflow::{Client, ClientConfig, Metric, MlflowRunStatus, Param, RunTag};
 
 /// The `mlflow:` section: each run of the pipeline becomes an MLflow run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -135,7 +135,7 @@ async fn ensure_run(
 ) -> Result<MlflowRunLink, ObserverError> {
     if let Some(link) = MlflowRunLink::read(run_dir) {
         client
-            .update_run(&link.run_id, Some(MlflowStatus::Running), None, None)
+            .update_run(&link.run_id, Some(MlflowRunStatus::Running), None, None)
             .await
             .map_err(observer_error)?;
         return Ok(link);
@@ -315,9 +315,9 @@ impl RunObserver for MlflowRuns {
                 .await
                 .map_err(observer_error)?;
             let status = match record.status {
-                RunStatus::Succeeded => MlflowStatus::Finished,
-                RunStatus::Failed | RunStatus::Running => MlflowStatus::Failed,
-                RunStatus::Cancelled => MlflowStatus::Killed,
+                RunStatus::Succeeded => MlflowRunStatus::Finished,
+                RunStatus::Failed | RunStatus::Running => MlflowRunStatus::Failed,
+                RunStatus::Cancelled => MlflowRunStatus::Killed,
             };
             client
                 .end_run(&link.run_id, status)
@@ -382,9 +382,9 @@ impl RunObserver for MlflowRuns {
             };
             let client = client_for(pipeline)?;
             let status = if cancelled {
-                MlflowStatus::Killed
+                MlflowRunStatus::Killed
             } else {
-                MlflowStatus::Finished
+                MlflowRunStatus::Finished
             };
             client
                 .end_run(&run_id, status)
