@@ -75,11 +75,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     rounds,
                 },
         } => {
-            let mut options = tweetflow_delta::infer::InferBenchOptions::new(input, model);
+            let mut options = tweetflow_tasks::infer::InferBenchOptions::new(input, model);
             options.batch_size = batch_size;
             options.limit = limit;
             options.rounds = rounds;
-            println!("{}", tweetflow_delta::infer::bench_infer(&options).await?);
+            println!("{}", tweetflow_tasks::infer::bench_infer(&options).await?);
             Ok(exit::OK)
         }
         Command::Bench {

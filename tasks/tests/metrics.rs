@@ -52,7 +52,7 @@ fn id_of(s: Option<&str>) -> Option<i32> {
 /// Writes `rows` as a gold table at `dir`, with the `tweetflow-infer` transaction `silver`.
 async fn write_gold(dir: &Path, rows: &[Row], silver: i64) {
     let loc = dir.display().to_string();
-    let schema = tweetflow_delta::infer::gold_schema().unwrap();
+    let schema = tweetflow_tasks::infer::gold_schema().unwrap();
     let mut t = table::open_or_create(&loc, &schema, &[]).await.unwrap();
     if rows.is_empty() {
         return;
