@@ -10,7 +10,6 @@
 //!       │                                        │
 //!       └── dependents whose deps all succeeded ◀┴─ failed ──▶ dependents: upstream_failed
 //! ```
-
 //!
 //! `queue` holds the ready queue (which task runs when), `attempt` one task's run (cache
 //! lookup, attempts, retries, timeouts); this module starts and resumes runs and tells the
