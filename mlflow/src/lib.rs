@@ -33,7 +33,6 @@
 #![warn(missing_docs)]
 
 pub mod artifacts;
-pub mod bench;
 mod client;
 pub mod config;
 pub mod error;

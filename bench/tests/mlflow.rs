@@ -1,8 +1,14 @@
-//! The benchmark helper against the real server.
+//! The MLflow benchmark against the real test server.
 
-use tweetflow_mlflow::bench;
+use std::time::Duration;
 
-use crate::common::client;
+use tweetflow_bench::mlflow as bench;
+use tweetflow_mlflow::{Client, ClientConfig};
+
+fn client() -> Client {
+    let url = tweetflow_mlflow::test_server::server().url.clone();
+    Client::new(ClientConfig::new(url).with_retries(3, Duration::from_millis(50))).expect("client")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_log_metrics_10k() {
