@@ -1,14 +1,7 @@
 //! The MLflow benchmark against the real test server.
 
-use std::time::Duration;
-
 use tweetflow_bench::mlflow as bench;
-use tweetflow_mlflow::{Client, ClientConfig};
-
-fn client() -> Client {
-    let url = tweetflow_mlflow::test_server::server().url.clone();
-    Client::new(ClientConfig::new(url).with_retries(3, Duration::from_millis(50))).expect("client")
-}
+use tweetflow_test_support::mlflow_server::client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_log_metrics_10k() {

@@ -38,7 +38,6 @@ pub mod config;
 pub mod error;
 pub mod model_uri;
 pub mod registry;
-pub mod test_server;
 pub mod tracking;
 pub mod types;
 pub mod validation;
