@@ -99,8 +99,9 @@ async fn bench(registry: Arc<Registry>, command: BenchCommand) -> anyhow::Result
 
 /// The engine with the run observers the build ships (MLflow).
 pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
-    Engine::new(registry.clone(), runs_dir)
-        .with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()))
+    Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(
+        tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
+    ))
 }
 
 /// Loads a pipeline, printing its problems to stderr when it is invalid.
@@ -255,7 +256,7 @@ async fn run(registry: &Arc<Registry>, runs_dir: &Path, args: RunArgs) -> anyhow
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print!("{}", summary(&record));
-        if let Some(link) = tweetflow_tasks::mlflow_runs::MlflowRunLink::read(
+        if let Some(link) = tweetflow_tasks::observers::mlflow_runs::MlflowRunLink::read(
             &engine.store().run_dir(&record.run_id),
         ) {
             println!("MLflow run: {}", link.url);

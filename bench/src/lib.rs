@@ -24,7 +24,7 @@ pub mod medallion {
 
 /// `tweetflow bench infer`.
 pub mod infer {
-    pub use tweetflow_delta::infer::{InferBenchOptions, InferBenchReport, bench_infer};
+    pub use tweetflow_tasks::infer::{InferBenchOptions, InferBenchReport, bench_infer};
 }
 
 pub use engine::{EngineBenchReport, bench_engine};

@@ -400,7 +400,7 @@ fn timestamps(micros: i64, rows: usize) -> ArrayRef {
 }
 
 /// Builds a batch with `schema`'s columns in order, null-filling the ones not given.
-pub(crate) fn assemble(
+pub fn assemble(
     schema: &SchemaRef,
     mut by_name: HashMap<&str, ArrayRef>,
     rows: usize,

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Tasks: [`replay::ReplayTask`], [`ingest::IngestTask`], [`clean::CleanTask`],
-//! [`aggregate::AggregateTask`], [`infer::InferTask`], [`profile::ProfileTask`], [`maintenance::OptimizeTask`],
+//! [`aggregate::AggregateTask`], [`profile::ProfileTask`], [`maintenance::OptimizeTask`],
 //! [`maintenance::VacuumTask`], [`maintenance::ResetTask`]; [`register`] adds them all to a
 //! registry. The CLI calls [`replay::replay`], [`maintenance::optimize`],
 //! [`maintenance::vacuum`], [`maintenance::reset`], [`maintenance::show`] and
@@ -27,7 +27,6 @@ pub mod aggregate;
 pub mod bench;
 pub mod clean;
 pub mod error;
-pub mod infer;
 pub mod ingest;
 pub mod maintenance;
 pub mod profile;
@@ -113,7 +112,6 @@ pub fn register(registry: &mut Registry) {
         .register(ingest::IngestTask)
         .register(clean::CleanTask)
         .register(aggregate::AggregateTask)
-        .register(infer::InferTask)
         .register(profile::ProfileTask)
         .register(maintenance::OptimizeTask)
         .register(maintenance::VacuumTask)
@@ -121,7 +119,7 @@ pub fn register(registry: &mut Registry) {
 }
 
 /// Whether the table named in a cached output still exists at the version the output names.
-pub(crate) async fn output_table_still_valid(location: &str, output: &TaskOutput) -> bool {
+pub async fn output_table_still_valid(location: &str, output: &TaskOutput) -> bool {
     let Some(expected) = output.get("table_version").and_then(|v| v.as_i64()) else {
         return false;
     };

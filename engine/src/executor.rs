@@ -175,8 +175,7 @@ impl Engine {
             name: pipeline.name.clone(),
             spec_hash: pipeline.spec_hash.clone(),
             params: pipeline.params.clone(),
-            sections: BTreeMap::new(),
-            mlflow: pipeline.mlflow.clone(),
+            sections: pipeline.sections.clone(),
         });
         // `cancel` stops the run as a whole (signal, `tweetflow runs cancel`, a scheduler);
         // `run_cancel` also fires on --fail-fast.

@@ -24,7 +24,11 @@ type Writers = HashMap<String, Arc<Mutex<File>>>;
 static WRITERS: LazyLock<Mutex<Writers>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The default filter: tweetflow's own events at `info`, libraries' (delta-rs, HTTP) at `warn`.
-pub const DEFAULT_FILTER: &str = "warn,tweetflow=info,tweetflow_engine=info,tweetflow_tasks=info,tweetflow_delta=info,tweetflow_model=info,tweetflow_mlflow=info";
+///
+/// A target directive matches every target it is a prefix of, so `tweetflow` covers the
+/// binary and every `tweetflow_*` crate (module paths such as `tweetflow_engine::executor`)
+/// without naming them.
+pub const DEFAULT_FILTER: &str = "warn,tweetflow=info";
 
 /// How logs are printed on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,5 +191,47 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
         bytes.push(b'\n');
         let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
         let _ = file.write_all(&bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the events that pass the filter, by target.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl<S: Subscriber> Layer<S> for Seen {
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(event.metadata().target().to_string());
+        }
+    }
+
+    #[test]
+    fn the_default_filter_keeps_every_tweetflow_crate_at_info_and_libraries_at_warn() {
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(seen.clone().with_filter(EnvFilter::new(DEFAULT_FILTER)));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "tweetflow", "binary");
+            tracing::info!(target: "tweetflow_tasks::x", "plugin");
+            tracing::info!(target: "tweetflow_engine::executor", "engine");
+            tracing::debug!(target: "tweetflow_tasks::x", "too detailed");
+            tracing::info!(target: "deltalake", "library");
+            tracing::warn!(target: "deltalake", "library warning");
+        });
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [
+                "tweetflow",
+                "tweetflow_tasks::x",
+                "tweetflow_engine::executor",
+                "deltalake"
+            ]
+        );
     }
 }

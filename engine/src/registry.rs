@@ -1,14 +1,17 @@
-//! The registry of task types, keyed by the name pipelines use in `type:`.
+//! The registry of task types, keyed by the name pipelines use in `type:`, and of the
+//! top-level sections plugins own (see [`crate::section`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::section::{self, DynSection, Section};
 use crate::task::{DynTask, Erased, Task};
 
-/// Maps task type names to their implementations.
+/// Maps task type names to their implementations, and section names to their schemas.
 #[derive(Clone, Default)]
 pub struct Registry {
     tasks: BTreeMap<&'static str, Arc<dyn DynTask>>,
+    sections: Vec<Arc<dyn DynSection>>,
 }
 
 impl Registry {
@@ -37,10 +40,31 @@ impl Registry {
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.tasks.keys().copied()
     }
+
+    /// Registers a top-level section; a later registration of the same name replaces the
+    /// earlier one.
+    pub fn register_section<S: Section>(&mut self) -> &mut Self {
+        self.sections.retain(|s| s.name() != S::NAME);
+        self.sections.push(Arc::new(section::Erased::<S>::new()));
+        self
+    }
+
+    /// The section named `name`.
+    pub fn section(&self, name: &str) -> Option<&Arc<dyn DynSection>> {
+        self.sections.iter().find(|s| s.name() == name)
+    }
+
+    /// Every registered section, in registration order.
+    pub fn sections(&self) -> impl Iterator<Item = &Arc<dyn DynSection>> {
+        self.sections.iter()
+    }
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.names()).finish()
+        f.debug_list()
+            .entries(self.names())
+            .entries(self.sections.iter().map(|s| s.name()))
+            .finish()
     }
 }

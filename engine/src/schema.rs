@@ -1,6 +1,7 @@
 //! The JSON Schema of the pipeline format (for editors), with each registered task type's
-//! params attached to `with:` by `if`/`then` on `type:`, and a readable summary of a task
-//! type's params (for `tweetflow tasks`).
+//! params attached to `with:` by `if`/`then` on `type:` and each registered plugin section as
+//! a top-level property, and a readable summary of a task type's params (for `tweetflow
+//! tasks`).
 
 use serde_json::{Map, Value as Json, json};
 
@@ -65,6 +66,29 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             "then": {"properties": {"with": {"$ref": format!("#/$defs/{params_def}")}}}
         }));
     }
+    let mut sections = Map::new();
+    for section in registry.sections() {
+        let name = section.name();
+        let prefix = format!("section.{name}");
+        let mut schema = section.schema();
+        if let Some(Json::Object(inner)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+            for (k, mut v) in inner {
+                rewrite_refs(&mut v, &prefix);
+                defs.insert(format!("{prefix}.{k}"), v);
+            }
+        }
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+            o.insert("description".into(), json!(section.description()));
+        }
+        rewrite_refs(&mut schema, &prefix);
+        defs.insert(prefix.clone(), schema);
+        // Written with no value, a section takes its defaults.
+        sections.insert(
+            name.into(),
+            json!({"oneOf": [{"$ref": format!("#/$defs/{prefix}")}, {"type": "null"}]}),
+        );
+    }
     defs.insert("task".into(), json!({
         "type": "object",
         "additionalProperties": false,
@@ -80,7 +104,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
         },
         "allOf": branches
     }));
-    json!({
+    let mut schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://tweetflow.dev/schema/pipeline.json",
         "title": "tweetflow pipeline",
@@ -114,7 +138,11 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             }
         },
         "$defs": defs
-    })
+    });
+    if let Some(props) = schema.get_mut("properties").and_then(Json::as_object_mut) {
+        props.extend(sections);
+    }
+    schema
 }
 
 fn rewrite_refs(value: &mut Json, prefix: &str) {

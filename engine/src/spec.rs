@@ -20,6 +20,7 @@ use crate::graph::find_cycles;
 use crate::interpolate::{Interpolated, Scope, interpolate};
 use crate::registry::Registry;
 use crate::schema_check;
+use crate::section::{DynSection, Section};
 use crate::yaml::{self, Node, Value};
 
 /// A validated pipeline, ready to run.
@@ -38,18 +39,10 @@ pub struct Pipeline {
     /// When the scheduler runs the pipeline.
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
-    /// Where runs are logged in MLflow.
-    #[serde(default)]
-    pub mlflow: Option<MlflowSpec>,
-}
-
-/// The `mlflow:` section: each run of the pipeline becomes an MLflow run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MlflowSpec {
-    /// The experiment (default: `MLFLOW_EXPERIMENT_NAME`, else the pipeline's name).
-    pub experiment: Option<String>,
-    /// The tracking server (default: `MLFLOW_TRACKING_URI`).
-    pub tracking_uri: Option<String>,
+    /// Top-level sections that plugins own, by name, as JSON with the section's defaults
+    /// filled in (see [`crate::section`]). Stored flattened, beside the other fields.
+    #[serde(flatten, deserialize_with = "crate::section::flattened::deserialize")]
+    pub sections: BTreeMap<String, Json>,
 }
 
 /// What the scheduler does when a tick comes while a run of the same pipeline is active.
@@ -200,6 +193,11 @@ impl Pipeline {
     pub fn task(&self, id: &str) -> Option<&TaskSpec> {
         self.tasks.iter().find(|t| t.id == id)
     }
+
+    /// The plugin section `S`, when the pipeline has it.
+    pub fn section<S: Section>(&self) -> Option<S> {
+        crate::section::read(&self.sections)
+    }
 }
 
 /// What the loader needs besides the file.
@@ -224,9 +222,7 @@ const TOP_KEYS: &[&str] = &[
     "defaults",
     "tasks",
     "schedule",
-    "mlflow",
 ];
-const MLFLOW_KEYS: &[&str] = &["experiment", "tracking_uri"];
 const SCHEDULE_KEYS: &[&str] = &[
     "cron",
     "timezone",
@@ -327,7 +323,13 @@ impl Loader<'_, '_> {
             .hint = Some("start with `name:` and `tasks:`".into());
             return None;
         };
-        self.unknown_keys(entries, TOP_KEYS, "pipeline");
+        let registry = self.options.registry;
+        let top_keys: Vec<&str> = TOP_KEYS
+            .iter()
+            .copied()
+            .chain(registry.sections().map(|s| s.name()))
+            .collect();
+        self.unknown_keys(entries, &top_keys, "pipeline");
         let get = |key: &str| {
             entries
                 .iter()
@@ -363,9 +365,16 @@ impl Loader<'_, '_> {
             .iter()
             .map(|(k, (v, _))| (k.clone(), v.clone()))
             .collect();
-        let mlflow = get("mlflow").and_then(|m| self.mlflow(m, &plain));
+        let mut sections = BTreeMap::new();
+        for section in registry.sections() {
+            if let Some(node) = get(section.name())
+                && let Some(value) = self.section(&**section, node, &plain)
+            {
+                sections.insert(section.name().to_string(), value);
+            }
+        }
         Some(Pipeline {
-            mlflow,
+            sections,
             schedule,
             name: name?,
             description,
@@ -717,32 +726,56 @@ impl Loader<'_, '_> {
         })
     }
 
-    fn mlflow(&mut self, node: &Node, params: &BTreeMap<String, Json>) -> Option<MlflowSpec> {
+    /// A plugin's section: interpolated, checked against its schema, with defaults filled in.
+    fn section(
+        &mut self,
+        section: &dyn DynSection,
+        node: &Node,
+        params: &BTreeMap<String, Json>,
+    ) -> Option<Json> {
+        let name = section.name();
         let mut node = node.clone();
         if !self.interpolate_checked(&mut node, params) {
             return None;
         }
         if node.value == Value::Null {
-            return Some(MlflowSpec::default());
+            node.value = Value::Map(Vec::new());
         }
         let Some(entries) = node.as_map() else {
             self.error(
                 node.span,
-                format!("`mlflow` must be a mapping, found {}", node.kind()),
+                format!("`{name}` must be a mapping, found {}", node.kind()),
             )
-            .hint = Some("for example `mlflow: { experiment: tweet_sentiment }`".into());
+            .hint = Some(format!("for example `{}`", section.example()));
             return None;
         };
-        self.unknown_keys(entries, MLFLOW_KEYS, "mlflow");
-        let mut spec = MlflowSpec::default();
-        for (key, value) in entries {
-            match key.as_str() {
-                Some("experiment") => spec.experiment = self.string(value, "experiment"),
-                Some("tracking_uri") => spec.tracking_uri = self.string(value, "tracking_uri"),
-                _ => {}
+        let mut schema = section.schema();
+        let known: Vec<String> = schema
+            .get("properties")
+            .and_then(Json::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        let before = self.problems.len();
+        self.unknown_keys(
+            entries,
+            &known.iter().map(String::as_str).collect::<Vec<_>>(),
+            name,
+        );
+        // Unknown keys are reported above, in the words of the pipeline's own sections.
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("additionalProperties");
+        }
+        schema_check::check(&node, &schema, &schema, name, &mut self.problems);
+        if self.problems.len() != before {
+            return None;
+        }
+        match section.normalize(&node.to_json()) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.error(node.span, format!("`{name}`: {e}"));
+                None
             }
         }
-        Some(spec)
     }
 
     fn enum_error(&mut self, node: &Node, what: &str, options: &[&str]) {

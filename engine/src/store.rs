@@ -710,7 +710,7 @@ mod tests {
                 .collect(),
             spec_hash: "h".into(),
             schedule: None,
-            mlflow: None,
+            sections: BTreeMap::new(),
         }
     }
 

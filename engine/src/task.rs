@@ -141,10 +141,15 @@ pub struct PipelineInfo {
     pub spec_hash: String,
     /// The resolved pipeline params.
     pub params: BTreeMap<String, Value>,
-    /// Top-level sections that plugins own (e.g. `mlflow`), as JSON.
+    /// Top-level sections that plugins own, by name, as JSON (see [`crate::section`]).
     pub sections: BTreeMap<String, Value>,
-    /// The pipeline's `mlflow:` section, when it has one.
-    pub mlflow: Option<crate::spec::MlflowSpec>,
+}
+
+impl PipelineInfo {
+    /// The plugin section `S`, when the pipeline has it.
+    pub fn section<S: crate::section::Section>(&self) -> Option<S> {
+        crate::section::read(&self.sections)
+    }
 }
 
 /// Everything a task attempt receives besides its params.

@@ -8,25 +8,30 @@
 //! | `noop`    | does nothing (placeholders, joins, engine benchmarks)           |
 //! | `log-metrics` | evaluates the gold predictions and logs metrics, params and a confusion matrix to MLflow ([`metrics`]) |
 //! | `mlflow-log` | logs the numbers of JSON files to the pipeline run's MLflow run |
+//! | `infer`   | scores new silver tweets with an ONNX sentiment model into a gold Delta table ([`infer`]) |
 //! | `report`  | charts of the gold table and a self-contained `report.html` ([`metrics`]) |
 //! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks of `tweetflow-delta` |
 
 pub mod command;
+pub mod infer;
 pub mod metrics;
 pub mod mlflow_log;
-pub mod mlflow_runs;
 pub mod noop;
+pub mod observers;
 
 use tweetflow_engine::Registry;
 
-/// Registers every task type tweetflow ships: this crate's and the Delta Lake tasks.
+/// Registers every task type tweetflow ships (this crate's and the Delta Lake tasks) and the
+/// pipeline sections of the run observers it ships.
 pub fn register_all(registry: &mut Registry) {
     registry
+        .register_section::<observers::mlflow_runs::MlflowSection>()
         .register(command::Command)
         .register(noop::Noop)
         .register(metrics::LogMetrics)
         .register(metrics::Report)
-        .register(mlflow_log::MlflowLog);
+        .register(mlflow_log::MlflowLog)
+        .register(infer::InferTask);
     tweetflow_delta::register(registry);
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 use tweetflow_mlflow::{Client, Metric, Param};
 
-use crate::mlflow_runs::MlflowRunLink;
+use crate::observers::mlflow_runs::MlflowRunLink;
 
 /// The `mlflow-log` task type.
 pub struct MlflowLog;
@@ -102,7 +102,7 @@ impl Task for MlflowLog {
                 .with("metrics", metrics.len())
                 .with("params", logged_params.len()));
         };
-        let config = crate::mlflow_runs::config_for_uri(Some(&link.tracking_uri))
+        let config = crate::observers::mlflow_runs::config_for_uri(Some(&link.tracking_uri))
             .map_err(|e| TaskError::config("MLFLOW_*", e))?;
         let client = Client::new(config).map_err(|e| TaskError::config("MLFLOW_*", e))?;
         // Params are immutable: on a retry or resume, only the missing ones are sent.

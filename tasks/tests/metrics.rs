@@ -15,10 +15,9 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::DeltaWriter;
 use serde_json::{Value, json};
 use tweetflow_delta::table::{self, CommitRequest};
-use tweetflow_engine::spec::MlflowSpec;
 use tweetflow_engine::{ErrorKind, PipelineInfo, Task, TaskContext, TaskOutput};
 use tweetflow_tasks::metrics::{LogMetrics, LogMetricsParams, Report, ReportParams};
-use tweetflow_tasks::mlflow_runs::MlflowRunLink;
+use tweetflow_tasks::observers::mlflow_runs::{MlflowRunLink, MlflowSection};
 use tweetflow_test_support::TaskContextBuilder;
 use tweetflow_test_support::mlflow_server::{client_at, server};
 
@@ -53,7 +52,7 @@ fn id_of(s: Option<&str>) -> Option<i32> {
 /// Writes `rows` as a gold table at `dir`, with the `tweetflow-infer` transaction `silver`.
 async fn write_gold(dir: &Path, rows: &[Row], silver: i64) {
     let loc = dir.display().to_string();
-    let schema = tweetflow_delta::infer::gold_schema().unwrap();
+    let schema = tweetflow_tasks::infer::gold_schema().unwrap();
     let mut t = table::open_or_create(&loc, &schema, &[]).await.unwrap();
     if rows.is_empty() {
         return;
@@ -132,7 +131,7 @@ impl Env {
         run_id: &str,
         task: &str,
         upstream: BTreeMap<String, TaskOutput>,
-        mlflow: Option<MlflowSpec>,
+        mlflow: Option<MlflowSection>,
     ) -> TaskContext {
         TaskContextBuilder::new(
             self.root
@@ -145,7 +144,10 @@ impl Env {
         .task_id(task)
         .pipeline(PipelineInfo {
             name: "eval".into(),
-            mlflow,
+            sections: mlflow
+                .map(|m| ("mlflow".to_string(), serde_json::to_value(m).unwrap()))
+                .into_iter()
+                .collect(),
             ..PipelineInfo::default()
         })
         .upstream(upstream)
@@ -714,7 +716,7 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
     let name = format!("eval-standalone-{}", std::process::id());
-    let spec = MlflowSpec {
+    let spec = MlflowSection {
         experiment: None,
         tracking_uri: Some(server.url.clone()),
     };
@@ -783,8 +785,9 @@ tasks:
     };
     let pipeline = tweetflow_engine::load_str("evaluation.yaml", &text, &options)
         .unwrap_or_else(|d| panic!("{d:?}"));
-    let engine = Engine::new(registry.clone(), env.root.join("runs"))
-        .with_observer(Arc::new(tweetflow_tasks::mlflow_runs::MlflowRuns::default()));
+    let engine = Engine::new(registry.clone(), env.root.join("runs")).with_observer(Arc::new(
+        tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
+    ));
     let record = engine
         .run(pipeline, "evaluation.yaml", &text, RunOptions::default())
         .await

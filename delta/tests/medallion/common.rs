@@ -6,7 +6,7 @@ use deltalake::arrow::util::display::array_value_to_string;
 use futures::StreamExt;
 use tweetflow_delta::table;
 pub use tweetflow_test_support::{
-    TaskContextBuilder, assert_unique_rows, repo_root, test_csv, tiny_model, tiny_model_int8, venv,
+    TaskContextBuilder, assert_unique_rows, repo_root, test_csv, venv,
 };
 
 /// A path inside `dir` as a string.

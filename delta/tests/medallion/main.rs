@@ -3,7 +3,6 @@
 mod common;
 mod exactly_once;
 mod golden;
-mod infer;
 mod maintenance;
 mod python;
 mod quarantine;

@@ -200,6 +200,7 @@ fn context(dir: &std::path::Path) -> TaskContext {
 async fn tasks_through_the_registry() {
     let mut registry = Registry::new();
     tweetflow_delta::register(&mut registry);
+    registry.register(tweetflow_tasks::infer::InferTask);
     let names: Vec<&str> = registry.names().collect();
     assert_eq!(
         names,

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 use tweetflow_mlflow::{Metric, Param, RunStatus, RunTag};
 
+use crate::observers::mlflow_runs::MlflowSection;
+
 use super::compute::{CLASSES, Metrics};
 use super::gold::{self, Wants};
 use super::{Target, chart, mlflow_error};
@@ -173,7 +175,7 @@ impl Task for LogMetrics {
                     let experiment = params
                         .experiment
                         .clone()
-                        .or_else(|| ctx.pipeline.mlflow.as_ref().and_then(|m| m.experiment.clone()))
+                        .or_else(|| ctx.pipeline.section::<MlflowSection>().and_then(|m| m.experiment))
                         .or_else(|| std::env::var("MLFLOW_EXPERIMENT_NAME").ok().filter(|v| !v.trim().is_empty()))
                         .ok_or_else(|| {
                             TaskError::config("experiment", "needed when the pipeline has no `mlflow.experiment` and MLFLOW_EXPERIMENT_NAME is unset")

@@ -7,7 +7,7 @@
 //!   `report.html` with the profile, the metrics, the charts and the run's task timings.
 //!
 //! Both log into the MLflow run of the current pipeline run when there is one (its id is in
-//! `runs/<run_id>/mlflow.json`, written by [`crate::mlflow_runs`]).
+//! `runs/<run_id>/mlflow.json`, written by [`crate::observers::mlflow_runs`]).
 //!
 //! | type | params (defaults) | output values |
 //! | --- | --- | --- |
@@ -56,7 +56,7 @@ pub use report::{Report, ReportParams};
 use tweetflow_engine::{TaskContext, TaskError};
 use tweetflow_mlflow::{Client, ClientConfig};
 
-use crate::mlflow_runs::MlflowRunLink;
+use crate::observers::mlflow_runs::{MlflowRunLink, MlflowSection};
 
 /// The run directory of the attempt: `runs/<run_id>` (the parent of `artifacts/<task>`).
 pub fn run_dir(ctx: &TaskContext) -> Option<PathBuf> {
@@ -105,9 +105,8 @@ pub(crate) fn pipeline_run(ctx: &TaskContext) -> Result<Option<Target>, TaskErro
 /// `MLFLOW_TRACKING_URI`.
 pub(crate) fn configured_tracking_uri(ctx: &TaskContext) -> Option<String> {
     ctx.pipeline
-        .mlflow
-        .as_ref()
-        .and_then(|m| m.tracking_uri.clone())
+        .section::<MlflowSection>()
+        .and_then(|m| m.tracking_uri)
         .or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok())
         .filter(|u| !u.trim().is_empty())
 }

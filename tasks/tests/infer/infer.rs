@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::infer::{InferError, InferParams, infer};
 use tweetflow_delta::ingest::{IngestParams, ingest};
 use tweetflow_delta::replay::{ReplayParams, replay};
 use tweetflow_delta::{DeltaTaskError, RunOptions};
 use tweetflow_engine::{ErrorKind, TaskError};
 use tweetflow_model::ModelError;
+use tweetflow_tasks::infer::{InferError, InferParams, infer};
 
 use crate::common::*;
 
@@ -384,7 +384,7 @@ fn infer_params_defaults_and_unknown_fields() {
         .is_err()
     );
     let mut registry = tweetflow_engine::Registry::new();
-    tweetflow_delta::register(&mut registry);
+    tweetflow_tasks::register_all(&mut registry);
     assert!(registry.get("infer").is_some());
 }
 
@@ -396,7 +396,7 @@ async fn infer_through_the_registry_with_cache_validity() {
     let dir = tmp.path();
     add_silver(dir, "tweets", 120, None).await;
     let mut registry = Registry::new();
-    tweetflow_delta::register(&mut registry);
+    tweetflow_tasks::register_all(&mut registry);
     let task = registry.get("infer").unwrap();
     let ctx = TaskContextBuilder::new(dir.join("artifacts"))
         .task_id("infer")
@@ -558,7 +558,7 @@ async fn infer_with_the_registry_unreachable_child() {
 
 #[tokio::test]
 async fn bench_infer_times_both_sides_in_alternating_rounds() {
-    use tweetflow_delta::infer::{InferBenchOptions, bench_infer};
+    use tweetflow_tasks::infer::{InferBenchOptions, bench_infer};
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -10,11 +10,30 @@
 
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tweetflow_engine::observer::RunObserver;
 use tweetflow_engine::task::BoxFuture;
-use tweetflow_engine::{Pipeline, RunRecord, RunStatus};
+use tweetflow_engine::{Pipeline, RunRecord, RunStatus, Section};
 use tweetflow_mlflow::{Client, ClientConfig, Metric, Param, RunStatus as MlflowStatus, RunTag};
+
+/// The `mlflow:` section: each run of the pipeline becomes an MLflow run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowSection {
+    /// The experiment (default: `MLFLOW_EXPERIMENT_NAME`, else the pipeline's name).
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// The tracking server (default: `MLFLOW_TRACKING_URI`).
+    #[serde(default)]
+    pub tracking_uri: Option<String>,
+}
+
+impl Section for MlflowSection {
+    const NAME: &'static str = "mlflow";
+    const DESCRIPTION: &'static str = "Each run of the pipeline becomes an MLflow run.";
+    const EXAMPLE: &'static str = "mlflow: { experiment: tweet_sentiment }";
+}
 
 /// Where a pipeline run lives in MLflow (`runs/<run_id>/mlflow.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -52,7 +71,7 @@ pub struct MlflowRuns {
 }
 
 fn enabled(pipeline: &Pipeline) -> bool {
-    pipeline.mlflow.is_some()
+    pipeline.section::<MlflowSection>().is_some()
         || std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty())
 }
 
@@ -66,12 +85,8 @@ pub fn config_for_uri(tracking_uri: Option<&str>) -> Result<ClientConfig, String
 }
 
 fn client_for(pipeline: &Pipeline) -> Result<Client, String> {
-    let mut config = config_for_uri(
-        pipeline
-            .mlflow
-            .as_ref()
-            .and_then(|m| m.tracking_uri.as_deref()),
-    )?;
+    let section = pipeline.section::<MlflowSection>().unwrap_or_default();
+    let mut config = config_for_uri(section.tracking_uri.as_deref())?;
     // Logging must not hold a pipeline up for long: a down server is recorded and retried by
     // `--resume`, so a couple of quick retries are enough.
     if std::env::var_os("MLFLOW_HTTP_REQUEST_MAX_RETRIES").is_none() {
@@ -82,9 +97,8 @@ fn client_for(pipeline: &Pipeline) -> Result<Client, String> {
 
 fn experiment_name(pipeline: &Pipeline) -> String {
     pipeline
-        .mlflow
-        .as_ref()
-        .and_then(|m| m.experiment.clone())
+        .section::<MlflowSection>()
+        .and_then(|m| m.experiment)
         .or_else(|| {
             std::env::var("MLFLOW_EXPERIMENT_NAME")
                 .ok()

@@ -1,0 +1,210 @@
+//! Running `infer`: the re-plan loop around one attempt, and the attempt itself (plan,
+//! score, write gold, commit with the application transaction).
+
+use deltalake::arrow::array::AsArray;
+use deltalake::arrow::datatypes::DataType as ArrowType;
+use deltalake::kernel::{Action, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::DeltaWriter;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use tweetflow_delta::table::{self, CommitRequest};
+use tweetflow_delta::{DeltaTaskError, RunOptions};
+use tweetflow_model::ModelSource;
+
+use super::APP_ID;
+use super::error::InferResult;
+use super::gold::{SILVER_COLUMNS, column_as, gold_batch, gold_schema};
+use super::params::InferParams;
+use super::plan::{add_rows, added_files, open_tables, recorded_model};
+use super::progress::Progress;
+use super::resolve::LoadedModel;
+
+/// What an infer run did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct InferSummary {
+    /// Gold rows written (one per silver row read).
+    pub rows: u64,
+    /// Distinct texts sent to the model (after de-duplication).
+    pub distinct_texts: u64,
+    /// Rows the model ran on (the classifier's counter).
+    pub inferred: u64,
+    /// Model batches run.
+    pub model_batches: u64,
+    /// Silver version consumed so far.
+    pub silver_version: i64,
+    /// Gold table version after the run.
+    pub table_version: i64,
+    /// The model URI recorded in gold.
+    pub model_uri: String,
+    /// The model version recorded in gold.
+    pub model_version: String,
+}
+
+fn append_op() -> DeltaOperation {
+    DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    }
+}
+
+/// Runs `infer` once: every silver version not yet consumed.
+///
+/// The model is resolved (and a registry URI looked up) only when there is new silver data:
+/// a run with nothing to do needs neither the registry nor ONNX Runtime.
+///
+/// When another run commits to gold meanwhile, the work is planned again from the log (up to
+/// [`tweetflow_delta::CONFLICT_REPLANS`] times, then a retryable conflict).
+pub async fn infer(params: &InferParams, opts: &RunOptions) -> InferResult<InferSummary> {
+    let mut model = LoadedModel::default();
+    infer_with(params, opts, &mut model).await
+}
+
+/// [`infer`] with a model slot (which may hold a resolved model and a loaded classifier).
+pub async fn infer_with(
+    params: &InferParams,
+    opts: &RunOptions,
+    model: &mut LoadedModel,
+) -> InferResult<InferSummary> {
+    if params.batch_size == 0 {
+        return Err(DeltaTaskError::Param {
+            param: "batch_size",
+            message: "must be at least 1".into(),
+        }
+        .into());
+    }
+    // Mistakes in `model` are reported whether or not there is data: the URI's syntax, and a
+    // model directory that is not there (both without any network access).
+    if let ModelSource::Dir(dir) = ModelSource::parse(&params.model)?
+        && !dir.is_dir()
+    {
+        tweetflow_model::verify_dir(&dir)?;
+    }
+    let mut replans = 0;
+    loop {
+        match infer_attempt(params, opts, model).await {
+            Err(super::InferError::Delta(DeltaTaskError::Conflict { table, message }))
+                if replans < tweetflow_delta::CONFLICT_REPLANS =>
+            {
+                replans += 1;
+                tracing::info!(%table, %message, replans, "infer: concurrent commit, planning again");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn infer_attempt(
+    params: &InferParams,
+    opts: &RunOptions,
+    model: &mut LoadedModel,
+) -> InferResult<InferSummary> {
+    let silver_loc = params.input.clone();
+    let gold_loc = params.table.clone();
+    let tables = open_tables(params).await?;
+    let (silver, existing_gold) = (tables.silver, tables.gold);
+    let (lo, hi) = (tables.consumed, tables.latest);
+    let mut summary = InferSummary {
+        silver_version: lo,
+        table_version: existing_gold.as_ref().map_or(-1, table::version),
+        ..Default::default()
+    };
+    if lo == hi {
+        // Nothing new: the model is not resolved; the summary names the one gold last used.
+        summary.silver_version = hi;
+        if let Some(gold) = &existing_gold
+            && let Some((uri, version)) = recorded_model(gold, &gold_loc).await
+        {
+            summary.model_uri = uri;
+            summary.model_version = version;
+        }
+        return Ok(summary);
+    }
+    let (model, predictor) = model.get(params).await?;
+    predictor.preload();
+    summary.model_uri = model.uri.clone();
+    summary.model_version = model.version.clone();
+    // Gold is created only when there is something to write (and the model resolved).
+    let mut gold = match existing_gold {
+        Some(gold) => gold,
+        None => table::open_or_create(&gold_loc, &gold_schema()?, &[]).await?,
+    };
+    // Plan: the files silver versions lo+1..=hi added.
+    let files = added_files(&silver, &silver_loc, lo + 1, hi).await?;
+    let total: u64 = files.iter().map(add_rows).sum();
+    let gold_schema = table::arrow_schema(&gold, &gold_loc)?;
+    let mut writer = table::writer_for(&gold, &gold_loc, gold_schema.clone())?;
+    let stats_before = predictor.stats();
+    let distinct_before = predictor.distinct_texts;
+    let mut progress = Progress::new(total);
+    tracing::info!(silver = %silver_loc, gold = %gold_loc, silver_from = lo + 1, silver_to = hi,
+        files = files.len(), rows = total, model = %model.uri, version = %model.version, "infer: planned");
+    for add in &files {
+        let path = table::add_path(add)?;
+        let mut stream = table::read_file(&silver, &path, &SILVER_COLUMNS).await?;
+        while let Some(batch) = stream.next().await {
+            opts.check_cancel()?;
+            let batch =
+                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let texts = column_as(&batch, "cleaned_text", &ArrowType::Utf8)?;
+            let preds = predictor.predict(texts.as_string::<i32>()).await?;
+            let out = gold_batch(&gold_schema, &batch, &preds, model)?;
+            writer
+                .write(out)
+                .await
+                .map_err(|e| DeltaTaskError::delta(&gold_loc, e))?;
+            summary.rows += batch.num_rows() as u64;
+            progress.add(batch.num_rows() as u64);
+        }
+    }
+    drop(progress);
+    let adds = writer
+        .flush()
+        .await
+        .map_err(|e| DeltaTaskError::delta(&gold_loc, e))?;
+    opts.failpoint("infer.after_write")?;
+    let stats = predictor.stats();
+    summary.inferred = stats.rows_inferred - stats_before.rows_inferred;
+    summary.model_batches = stats.batches - stats_before.batches;
+    summary.distinct_texts = predictor.distinct_texts - distinct_before;
+    summary.silver_version = hi;
+
+    // Exactly-once check, in the commit path: gold must still record `lo`.
+    table::refresh(&mut gold, &gold_loc).await?;
+    let recorded = table::app_version(&gold, &gold_loc, APP_ID)
+        .await?
+        .unwrap_or(-1);
+    if recorded != lo {
+        return Err(DeltaTaskError::Conflict {
+            table: gold_loc,
+            message: format!("planned after silver version {lo} but gold records {recorded}"),
+        }
+        .into());
+    }
+    let version = table::commit(
+        &mut gold,
+        &gold_loc,
+        CommitRequest {
+            actions: adds.into_iter().map(Action::Add).collect(),
+            operation: append_op(),
+            txn: Some(Transaction::new(APP_ID, hi)),
+            info: json!({
+                "app": APP_ID, "kind": "infer", "silver_from": lo + 1, "silver_to": hi,
+                "rows": summary.rows, "distinct_texts": summary.distinct_texts,
+                "inferred": summary.inferred, "model_uri": model.uri, "model_version": model.version,
+                "batch_size": params.batch_size,
+            }),
+        },
+    )
+    .await?;
+    opts.failpoint("infer.after_commit")?;
+    summary.table_version = version;
+    tracing::info!(gold = %params.table, silver_to = hi, rows = summary.rows,
+        inferred = summary.inferred, version, "infer committed");
+    Ok(summary)
+}

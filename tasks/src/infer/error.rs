@@ -1,0 +1,51 @@
+//! The error type of `infer` and its mapping to the engine's [`TaskError`] kinds.
+
+use tweetflow_delta::DeltaTaskError;
+use tweetflow_engine::TaskError;
+use tweetflow_model::{ErrorClass, ModelError};
+
+/// Errors of `infer`: the Delta side, the model side, or the registry client configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// Delta tables, Arrow, I/O, failpoints, cancellation.
+    #[error(transparent)]
+    Delta(#[from] DeltaTaskError),
+    /// Resolving, loading or running the model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The MLflow client could not be configured (tracking URI, credentials).
+    #[error("model registry client: {0}")]
+    Client(tweetflow_mlflow::Error),
+    /// The inference worker thread panicked.
+    #[error("inference worker failed: {0}")]
+    Worker(String),
+}
+
+impl InferError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            InferError::Delta(e) => e.is_retryable(),
+            InferError::Model(e) => e.class() == ErrorClass::Retryable,
+            InferError::Client(_) | InferError::Worker(_) => false,
+        }
+    }
+}
+
+impl From<InferError> for TaskError {
+    fn from(err: InferError) -> Self {
+        match err {
+            InferError::Delta(e) => e.into(),
+            InferError::Model(e) => match e.class() {
+                ErrorClass::Retryable => TaskError::retryable(e.to_string()),
+                ErrorClass::Fatal => TaskError::fatal(e.to_string()),
+                ErrorClass::Config => TaskError::config("model", e),
+            },
+            InferError::Client(e) => TaskError::config("tracking_uri", e),
+            InferError::Worker(m) => TaskError::fatal(format!("inference worker failed: {m}")),
+        }
+    }
+}
+
+/// Shorthand for results of `infer`.
+pub type InferResult<T> = std::result::Result<T, InferError>;

@@ -1,0 +1,100 @@
+//! `infer`: silver to gold, the model's sentiment for every (tweet, mention) row, exactly once.
+//!
+//! The gold table records, as its application transaction (`tweetflow-infer`), the silver
+//! version it has consumed. A run reads the silver commits after that version up to the
+//! latest one, takes the files they added with `dataChange = true`, and streams them in
+//! batches of [`tweetflow_delta::table::BATCH_ROWS`] rows. Each batch's `cleaned_text` values are classified by a
+//! [`tweetflow_model::Classifier`] in `spawn_blocking` (the classifier is `Send`, not `Sync`); the model runs
+//! once per distinct text (a tweet with three mentions is one inference; a bounded cache of
+//! [`DEDUP_CACHE_TEXTS`] texts carries predictions across batches), in batches sorted by token
+//! length. Gold files are written as the run goes and committed at the end with the new
+//! application transaction, after checking that the recorded silver version has not moved.
+//! A rerun without new silver data creates no gold version.
+//!
+//! Gold columns: `tweet_id`, `timestamp`, `mention`, `cleaned_text`, `sentiment` (the label
+//! as landed), `sentiment_id` (1 positive, 0 negative, null otherwise), `predicted_sentiment`
+//! (`positive`/`negative`/`neutral`), `predicted_score` (0-100), `predicted_sentiment_id` (1
+//! positive, 0 negative, null for neutral), `model_uri`, `model_version`.
+//!
+//! The model is a directory or a registry URI (`models:/NAME@ALIAS`, `models:/NAME/3`,
+//! `models:/NAME/latest`, `models:/NAME/Production`), resolved by
+//! [`tweetflow_model::resolve`] (downloaded once into `cache_dir`). For a directory,
+//! `model_uri` is its absolute path and `model_version` the first 12 hex digits of the
+//! SHA-256 of its `manifest.json` (`local` when that cannot be read); for a registry URI,
+//! `model_uri` is the URI as given and `model_version` the registry version it resolved to.
+//!
+//! The model is resolved only when there is new silver data, once per run: a run without new
+//! data needs neither the registry nor ONNX Runtime. New rows are scored by the version the
+//! URI names at that moment; rows already in gold keep the prediction and `model_version`
+//! they were scored with (when an alias moves, history is not re-scored behind the user's
+
+mod attempt;
+mod bench;
+mod error;
+mod gold;
+mod params;
+mod plan;
+mod predictor;
+mod progress;
+mod resolve;
+
+pub use attempt::{InferSummary, infer, infer_with};
+pub use bench::{
+    DEFAULT_BENCH_ROUNDS, InferBenchOptions, InferBenchReport, InferBenchRound, bench_infer,
+};
+pub use error::{InferError, InferResult};
+pub use gold::{SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
+pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams, LabelClass};
+pub use plan::RECORDED_MODEL_LOOKBACK;
+pub use predictor::{DEDUP_CACHE_TEXTS, Predictor};
+pub use progress::LOG_EVERY_ROWS;
+pub use resolve::{
+    LOCAL_VERSION, LoadedModel, ResolvedModel, load_classifier, registry_client, resolve_model,
+};
+
+use tweetflow_delta::{RunOptions, table};
+use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
+
+/// Application id of infer commits (gold).
+pub const APP_ID: &str = "tweetflow-infer";
+
+/// The `infer` task.
+pub struct InferTask;
+
+impl Task for InferTask {
+    type Params = InferParams;
+    const TYPE: &'static str = "infer";
+    const VERSION: &'static str = "1";
+    const DESCRIPTION: &'static str = "Classify new silver tweets with an ONNX sentiment model (directory or models:/ URI) into a gold Delta table, exactly once";
+
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: InferParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
+        let opts = RunOptions::from_context(ctx);
+        let s = infer(&params, &opts).await?;
+        let url = table::table_url(&params.table)?;
+        Ok(TaskOutput::new()
+            .with("rows", s.rows)
+            .with("distinct_texts", s.distinct_texts)
+            .with("inferred", s.inferred)
+            .with("silver_version", s.silver_version)
+            .with("table", params.table.clone())
+            .with("table_version", s.table_version)
+            .with("model_uri", s.model_uri.clone())
+            .with("model_version", s.model_version.clone())
+            .with_fingerprint(format!("{url}@{}", s.table_version)))
+    }
+
+    /// Valid while gold is at the version the output names and silver has no newer version.
+    async fn output_still_valid(&self, params: &InferParams, output: &TaskOutput) -> bool {
+        let consumed = output.get("silver_version").and_then(|v| v.as_i64());
+        let silver = match table::open_table(&params.input).await {
+            Ok(Some(t)) => table::version(&t),
+            _ => return false,
+        };
+        consumed == Some(silver)
+            && tweetflow_delta::output_table_still_valid(&params.table, output).await
+    }
+}

@@ -1,0 +1,127 @@
+//! Resolving `model` (a directory or a `models:/` URI) into a verified directory and what
+//! gold records about it, and the model slot a run keeps across re-plans.
+
+use std::path::{Path, PathBuf};
+
+use tweetflow_mlflow::{Client, ClientConfig};
+use tweetflow_model::{Classifier, ClassifierOptions, Manifest, ModelSource};
+
+use super::error::{InferError, InferResult};
+use super::params::InferParams;
+use super::predictor::Predictor;
+
+/// `model_version` of a directory model whose manifest hash cannot be read.
+pub const LOCAL_VERSION: &str = "local";
+
+/// A resolved model: where its files are and what gold records about it.
+#[derive(Clone, Debug)]
+pub struct ResolvedModel {
+    /// The verified model directory.
+    pub dir: PathBuf,
+    /// Recorded as `model_uri`.
+    pub uri: String,
+    /// Recorded as `model_version`.
+    pub version: String,
+    /// The directory's manifest, verified against its files when the model was resolved.
+    pub manifest: Manifest,
+}
+
+/// Resolves `params.model`: a directory is verified, a `models:/` URI is resolved on the
+/// registry (`tracking_uri`, else `MLFLOW_TRACKING_URI`) and downloaded into the cache once.
+pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
+    let source = ModelSource::parse(&params.model)?;
+    match &source {
+        ModelSource::Dir(dir) => {
+            let manifest = tweetflow_model::verify_dir(dir)?;
+            let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            let version = tweetflow_model::manifest::sha256_file(
+                &dir.join(tweetflow_model::manifest::MANIFEST_FILE),
+            )
+            .map(|(hex, _)| hex.chars().take(12).collect())
+            .unwrap_or_else(|_| LOCAL_VERSION.to_string());
+            Ok(ResolvedModel {
+                dir: dir.clone(),
+                uri: abs.display().to_string(),
+                version,
+                manifest,
+            })
+        }
+        ModelSource::Registry(_) => {
+            let client = registry_client(params.tracking_uri.as_deref())?;
+            let local = tweetflow_model::resolve(&client, &source, &params.cache_dir()).await?;
+            tracing::info!(model = %params.model, version = ?local.version, dir = %local.dir.display(),
+                from_cache = local.from_cache, offline = local.offline, "infer: model resolved");
+            Ok(ResolvedModel {
+                uri: params.model.trim().to_string(),
+                version: local
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| LOCAL_VERSION.into()),
+                dir: local.dir,
+                manifest: local.manifest,
+            })
+        }
+    }
+}
+
+/// The registry client: `tracking_uri` when given (other settings from the `MLFLOW_*`
+/// environment variables), else [`Client::from_env`].
+#[allow(clippy::result_large_err)]
+pub fn registry_client(tracking_uri: Option<&str>) -> InferResult<Client> {
+    let config = match tracking_uri {
+        Some(uri) => {
+            let uri = uri.to_string();
+            ClientConfig::from_lookup(move |k| {
+                if k == "MLFLOW_TRACKING_URI" {
+                    Some(uri.clone())
+                } else {
+                    std::env::var(k).ok()
+                }
+            })
+        }
+        None => ClientConfig::from_env(),
+    }
+    .map_err(InferError::Client)?;
+    Client::new(config).map_err(InferError::Client)
+}
+
+/// Loads the classifier in a blocking thread.
+pub async fn load_classifier(dir: &Path, options: ClassifierOptions) -> InferResult<Classifier> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || Classifier::load(&dir, options))
+        .await
+        .map_err(|e| InferError::Worker(e.to_string()))?
+        .map_err(InferError::from)
+}
+
+/// The model of a run, resolved on first need and kept across re-plans.
+#[derive(Default)]
+pub struct LoadedModel {
+    resolved: Option<(ResolvedModel, Predictor)>,
+}
+
+impl LoadedModel {
+    /// A model resolved already, with its predictor (which may hold a loaded classifier).
+    pub fn new(model: ResolvedModel, predictor: Predictor) -> Self {
+        LoadedModel {
+            resolved: Some((model, predictor)),
+        }
+    }
+
+    /// The resolved model and its predictor, resolving `params.model` on first use.
+    pub(super) async fn get(
+        &mut self,
+        params: &InferParams,
+    ) -> InferResult<(&ResolvedModel, &mut Predictor)> {
+        if self.resolved.is_none() {
+            let model = resolve_model(params).await?;
+            let predictor =
+                Predictor::for_model(&model, params.classifier_options(), params.batch_size);
+            self.resolved = Some((model, predictor));
+        }
+        match &mut self.resolved {
+            Some((model, predictor)) => Ok((model, predictor)),
+            None => Err(InferError::Worker("model slot left empty".into())),
+        }
+    }
+}

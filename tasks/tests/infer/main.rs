@@ -1,0 +1,4 @@
+//! Integration tests of `infer` on real Delta tables in temporary folders.
+
+mod common;
+mod infer;
