@@ -1,6 +1,6 @@
 //! `tweetflow replay` and `tweetflow table ...`: the Delta tasks' operations by hand.
 
-use tweetflow_delta::RunOptions;
+use tweetflow_delta::WriteControl;
 use tweetflow_delta::maintenance::{self, OptimizeParams, VacuumParams};
 use tweetflow_delta::replay::{self, ReplayParams};
 
@@ -14,7 +14,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     params.limit = args.limit;
     params.seed = args.seed;
     params.delay = args.delay;
-    let summary = replay::replay(&params, &RunOptions::default()).await?;
+    let summary = replay::replay(&params, &WriteControl::default()).await?;
     println!(
         "landed {} tweets in {} files under {} ({} rows skipped)",
         summary.tweets, summary.files, args.landing, summary.skipped
@@ -36,7 +36,7 @@ pub async fn table(command: TableCommand) -> anyhow::Result<u8> {
             let mut params = OptimizeParams::new(table);
             params.target_size_mb = target_size_mb;
             params.zorder_by = zorder_by;
-            let summary = maintenance::optimize(&params, &RunOptions::default()).await?;
+            let summary = maintenance::optimize(&params, &WriteControl::default()).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         TableCommand::Vacuum {

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use tweetflow_mlflow::types::now_millis;
-use tweetflow_mlflow::{Client, Metric, Result, RunStatus, RunTag};
+use tweetflow_mlflow::{Client, Metric, MlflowRunStatus, Result, RunTag};
 
 /// Experiment the benchmark runs go to.
 pub const BENCH_EXPERIMENT: &str = "tweetflow-bench";
@@ -117,7 +117,7 @@ pub async fn log_metrics_with(client: &Client, opts: BenchOptions) -> Result<Ben
     let report = match report {
         Ok(r) => r,
         Err(e) => {
-            let _ = client.end_run(&run_id, RunStatus::Failed).await;
+            let _ = client.end_run(&run_id, MlflowRunStatus::Failed).await;
             return Err(e);
         }
     };
@@ -129,7 +129,7 @@ pub async fn log_metrics_with(client: &Client, opts: BenchOptions) -> Result<Ben
             .await?
             .len();
     }
-    client.end_run(&run_id, RunStatus::Finished).await?;
+    client.end_run(&run_id, MlflowRunStatus::Finished).await?;
     Ok(BenchReport {
         points: n_points,
         requests: report.requests,

@@ -20,7 +20,6 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, TimeUnit, TimestampMicrosecondType};
 use deltalake::kernel::{Action, DataType, StructType, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use schemars::JsonSchema;
@@ -28,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::RunOptions;
+use crate::WriteControl;
+use crate::commit::{commit_planned, overwrite_op};
 use crate::error::{DeltaTaskError, Result};
 use crate::ingest::assemble;
 use crate::table::{self, CommitRequest};
@@ -137,7 +137,7 @@ pub fn label_class(label: &str) -> Option<usize> {
 }
 
 /// Runs `aggregate`.
-pub async fn aggregate(params: &AggregateParams, opts: &RunOptions) -> Result<AggregateSummary> {
+pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<AggregateSummary> {
     let in_loc = params.input.clone();
     let out_loc = params.table.clone();
     let silver = table::open_table(&in_loc)
@@ -180,7 +180,7 @@ pub async fn aggregate(params: &AggregateParams, opts: &RunOptions) -> Result<Ag
     for (path, _, _) in table::active_files(&silver, &in_loc)? {
         let mut stream = table::read_file(&silver, &path, &columns).await?;
         while let Some(batch) = stream.next().await {
-            opts.check_cancel()?;
+            ctl.check_cancel()?;
             let batch =
                 batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
             let get = |name: &str, ty: &ArrowType| -> Result<ArrayRef> {
@@ -266,31 +266,26 @@ pub async fn aggregate(params: &AggregateParams, opts: &RunOptions) -> Result<Ag
         .flush()
         .await
         .map_err(|e| DeltaTaskError::delta(&out_loc, e))?;
-    opts.failpoint("aggregate.after_write")?;
+    ctl.failpoint("aggregate.after_write")?;
 
-    // Same code path: the recorded input version must not have moved since planning.
+    // Same code path: the recorded input version must not have moved since planning (the
+    // removes are taken from the table as it is now).
     table::refresh(&mut out, &out_loc).await?;
-    let recorded = table::app_version(&out, &out_loc, APP_ID).await?;
-    if recorded != done {
-        return Err(DeltaTaskError::Conflict {
-            table: out_loc,
-            message: "another aggregate run committed".into(),
-        });
-    }
     let mut actions = table::remove_all(&out, &out_loc, true)?;
     actions.extend(adds.into_iter().map(Action::Add));
-    let version = table::commit(
+    let version = commit_planned(
         &mut out,
         &out_loc,
+        done,
         CommitRequest {
             actions,
-            operation: DeltaOperation::Write { mode: SaveMode::Overwrite, partition_by: None, predicate: None },
+            operation: overwrite_op(),
             txn: Some(Transaction::new(APP_ID, in_version)),
             info: json!({"app": APP_ID, "kind": "aggregate", "input_version": in_version, "mentions": stats.len(), "input_rows": input_rows}),
         },
     )
     .await?;
-    opts.failpoint("aggregate.after_commit")?;
+    ctl.failpoint("aggregate.after_commit")?;
     Ok(AggregateSummary {
         mentions: stats.len() as u64,
         input_rows,
@@ -314,8 +309,8 @@ impl Task for AggregateTask {
         ctx: &TaskContext,
         params: AggregateParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let opts = RunOptions::from_context(ctx);
-        let s = aggregate(&params, &opts).await?;
+        let ctl = WriteControl::from_context(ctx);
+        let s = aggregate(&params, &ctl).await?;
         let url = table::table_url(&params.table)?;
         Ok(TaskOutput::new()
             .with("mentions", s.mentions)
@@ -330,10 +325,8 @@ impl Task for AggregateTask {
     /// Valid while the table is at the version the output names and silver has not moved.
     async fn output_still_valid(&self, params: &AggregateParams, output: &TaskOutput) -> bool {
         let used = output.get("input_version").and_then(|v| v.as_i64());
-        let silver = match table::open_table(&params.input).await {
-            Ok(Some(t)) => table::version(&t),
-            _ => return false,
-        };
-        used == Some(silver) && crate::output_table_still_valid(&params.table, output).await
+        used.is_some()
+            && used == table::latest_version(&params.input).await
+            && crate::output_table_still_valid(&params.table, output).await
     }
 }

@@ -17,7 +17,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::parquet::arrow::ArrowWriter;
 use serde::Serialize;
 
-use crate::RunOptions;
+use crate::WriteControl;
 use crate::clean::{CleanParams, clean};
 use crate::error::{DeltaTaskError, Result};
 use crate::ingest::{IngestParams, ingest};
@@ -231,7 +231,7 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
             )));
         }
     }
-    let opts = RunOptions::default();
+    let opts = WriteControl::default();
     let s = |p: &PathBuf| p.display().to_string();
 
     let mut rp = ReplayParams::new(s(&options.csv), s(&landing));

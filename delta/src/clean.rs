@@ -27,7 +27,6 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, Int64Type, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::{Action, DataType, StructType, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::StreamExt;
 use schemars::JsonSchema;
@@ -35,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::RunOptions;
+use crate::WriteControl;
+use crate::commit::{Replans, append_op, commit_planned};
 use crate::error::{DeltaTaskError, Result};
+use crate::incremental;
 use crate::ingest::{assemble, default_quarantine};
 use crate::table::{self, BATCH_ROWS, CommitRequest};
 use crate::text::{clean_text, parse_tweet_date, tweet_id};
@@ -357,35 +358,21 @@ impl Cleaner {
     }
 }
 
-fn append_op() -> DeltaOperation {
-    DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: None,
-        predicate: None,
-    }
-}
-
 /// Runs `clean` once: all bronze versions not yet consumed.
 ///
 /// When another run commits to silver or its quarantine table meanwhile, the work is planned
-/// again from the logs (up to [`crate::CONFLICT_REPLANS`] times, then a retryable
-/// [`DeltaTaskError::Conflict`]).
-pub async fn clean(params: &CleanParams, opts: &RunOptions) -> Result<CleanSummary> {
-    let mut replans = 0;
+/// again from the logs (see [`Replans`]).
+pub async fn clean(params: &CleanParams, ctl: &WriteControl) -> Result<CleanSummary> {
+    let mut replans = Replans::new("clean");
     loop {
-        match clean_attempt(params, opts).await {
-            Err(DeltaTaskError::Conflict { table, message })
-                if replans < crate::CONFLICT_REPLANS =>
-            {
-                replans += 1;
-                tracing::info!(%table, %message, replans, "clean: concurrent commit, planning again");
-            }
+        match clean_attempt(params, ctl).await {
+            Err(err) if replans.again(&err) => continue,
             other => return other,
         }
     }
 }
 
-async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanSummary> {
+async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<CleanSummary> {
     let bronze_loc = params.input.clone();
     let silver_loc = params.table.clone();
     let q_loc = params.quarantine_location();
@@ -398,9 +385,8 @@ async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanS
             })?;
     let hi = table::version(&bronze);
     let mut silver = table::open_or_create(&silver_loc, &silver_schema()?, &[]).await?;
-    let lo = table::app_version(&silver, &silver_loc, APP_ID)
-        .await?
-        .unwrap_or(-1);
+    let consumed = table::app_version(&silver, &silver_loc, APP_ID).await?;
+    let lo = consumed.unwrap_or(-1);
     let mut summary = CleanSummary {
         bronze_version: lo,
         table_version: table::version(&silver),
@@ -417,9 +403,8 @@ async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanS
         return Ok(summary);
     }
     let mut quarantine = table::open_or_create(&q_loc, &quarantine_schema()?, &[]).await?;
-    let q_done = table::app_version(&quarantine, &q_loc, APP_ID)
-        .await?
-        .unwrap_or(-1);
+    let q_recorded = table::app_version(&quarantine, &q_loc, APP_ID).await?;
+    let q_done = q_recorded.unwrap_or(-1);
     let silver_schema = table::arrow_schema(&silver, &silver_loc)?;
     let q_schema = table::arrow_schema(&quarantine, &q_loc)?;
     let mut c = Cleaner {
@@ -436,25 +421,14 @@ async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanS
         summary: CleanSummary::default(),
         mentions_seen: Vec::new(),
     };
-    for v in (lo + 1)..=hi {
-        for action in table::commit_actions(&bronze, &bronze_loc, v).await? {
-            match action {
-                Action::Add(add) if add.data_change => {
-                    let path = table::add_path(&add)?;
-                    let mut stream = table::read_file(&bronze, &path, &BRONZE_COLUMNS).await?;
-                    while let Some(batch) = stream.next().await {
-                        opts.check_cancel()?;
-                        let batch = batch
-                            .map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
-                        c.process(&batch, v).await?;
-                    }
-                }
-                Action::Remove(remove) if remove.data_change => {
-                    tracing::warn!(bronze = %bronze_loc, version = v, file = %remove.path,
-                        "bronze removed data; silver keeps the rows it already derived from it");
-                }
-                _ => {}
-            }
+    for file in incremental::new_files(&bronze, &bronze_loc, lo, hi).await? {
+        let path = table::add_path(&file.add)?;
+        let mut stream = table::read_file(&bronze, &path, &BRONZE_COLUMNS).await?;
+        while let Some(batch) = stream.next().await {
+            ctl.check_cancel()?;
+            let batch =
+                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+            c.process(&batch, file.version).await?;
         }
     }
     c.flush_silver().await?;
@@ -469,25 +443,16 @@ async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanS
         .flush()
         .await
         .map_err(|e| DeltaTaskError::delta(&q_loc, e))?;
-    opts.failpoint("clean.after_write")?;
+    ctl.failpoint("clean.after_write")?;
     let mut summary = c.summary;
     summary.bronze_version = hi;
 
     // Quarantine first (its rows are filtered by the version it already covers).
     if !q_adds.is_empty() {
-        table::refresh(&mut quarantine, &q_loc).await?;
-        let now_done = table::app_version(&quarantine, &q_loc, APP_ID)
-            .await?
-            .unwrap_or(-1);
-        if now_done != q_done {
-            return Err(DeltaTaskError::Conflict {
-                table: q_loc,
-                message: "another clean run committed".into(),
-            });
-        }
-        table::commit(
+        commit_planned(
             &mut quarantine,
             &q_loc,
+            q_recorded,
             CommitRequest {
                 actions: q_adds.into_iter().map(Action::Add).collect(),
                 operation: append_op(),
@@ -497,22 +462,13 @@ async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanS
         )
         .await?;
     }
-    opts.failpoint("clean.after_quarantine_commit")?;
+    ctl.failpoint("clean.after_quarantine_commit")?;
 
     // Exactly-once check, in the commit path: silver must still record `lo`.
-    table::refresh(&mut silver, &silver_loc).await?;
-    let recorded = table::app_version(&silver, &silver_loc, APP_ID)
-        .await?
-        .unwrap_or(-1);
-    if recorded != lo {
-        return Err(DeltaTaskError::Conflict {
-            table: silver_loc,
-            message: format!("planned after bronze version {lo} but silver records {recorded}"),
-        });
-    }
-    let version = table::commit(
+    let version = commit_planned(
         &mut silver,
         &silver_loc,
+        consumed,
         CommitRequest {
             actions: silver_adds.into_iter().map(Action::Add).collect(),
             operation: append_op(),
@@ -525,7 +481,7 @@ async fn clean_attempt(params: &CleanParams, opts: &RunOptions) -> Result<CleanS
         },
     )
     .await?;
-    opts.failpoint("clean.after_commit")?;
+    ctl.failpoint("clean.after_commit")?;
     summary.table_version = version;
     tracing::info!(silver = %params.table, bronze_to = hi, rows = summary.rows, version, "clean committed");
     Ok(summary)
@@ -545,8 +501,7 @@ impl Task for CleanTask {
         ctx: &TaskContext,
         params: CleanParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let opts = RunOptions::from_context(ctx);
-        let s = clean(&params, &opts).await?;
+        let s = clean(&params, &WriteControl::from_context(ctx)).await?;
         let url = table::table_url(&params.table)?;
         Ok(TaskOutput::new()
             .with("rows", s.rows)
@@ -564,10 +519,8 @@ impl Task for CleanTask {
     /// Valid while silver is at the version the output names and bronze has no newer version.
     async fn output_still_valid(&self, params: &CleanParams, output: &TaskOutput) -> bool {
         let consumed = output.get("bronze_version").and_then(|v| v.as_i64());
-        let bronze = match table::open_table(&params.input).await {
-            Ok(Some(t)) => table::version(&t),
-            _ => return false,
-        };
-        consumed == Some(bronze) && crate::output_table_still_valid(&params.table, output).await
+        consumed.is_some()
+            && consumed == table::latest_version(&params.input).await
+            && crate::output_table_still_valid(&params.table, output).await
     }
 }

@@ -59,13 +59,22 @@ pub enum DeltaTaskError {
         #[source]
         source: deltalake::DeltaTableError,
     },
-    /// Arrow or Parquet failed on data the task produced or read.
-    #[error("{context}: {message}")]
+    /// Arrow, Parquet or the Delta kernel failed on data or a schema the task produced or read.
+    #[error("{context}: {source}")]
     Format {
         /// What was being done.
         context: String,
-        /// The error text.
-        message: String,
+        /// The library's error.
+        #[source]
+        source: FormatError,
+    },
+    /// A commit named in a table's history is missing from its log (expired log files).
+    #[error("table `{table}`: commit {version} is missing from the log (expired log files?)")]
+    MissingCommit {
+        /// The table location.
+        table: String,
+        /// The missing commit.
+        version: i64,
     },
     /// A test-only failpoint fired (simulates a crash at a named point).
     #[error("failpoint `{0}` fired")]
@@ -73,6 +82,23 @@ pub enum DeltaTaskError {
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// The library error behind [`DeltaTaskError::Format`], kept as it was raised.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// An Arrow error (casts, batches, schema conversion).
+    #[error(transparent)]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    /// A Parquet error (reading or writing files).
+    #[error(transparent)]
+    Parquet(#[from] deltalake::parquet::errors::ParquetError),
+    /// A Delta kernel error (schemas).
+    #[error(transparent)]
+    Kernel(#[from] deltalake::kernel::Error),
+    /// A delta-rs error raised while handling data rather than a table.
+    #[error(transparent)]
+    Delta(#[from] deltalake::DeltaTableError),
 }
 
 /// Shorthand for results of this crate.
@@ -95,11 +121,11 @@ impl DeltaTaskError {
         }
     }
 
-    /// An Arrow/Parquet error with context.
-    pub fn format(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    /// An Arrow, Parquet or kernel error with context.
+    pub fn format(context: impl Into<String>, err: impl Into<FormatError>) -> Self {
         DeltaTaskError::Format {
             context: context.into(),
-            message: err.to_string(),
+            source: err.into(),
         }
     }
 

@@ -39,7 +39,6 @@ use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRe
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, DataType, MetadataExt, StructType, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use schemars::JsonSchema;
 use serde::de::{MapAccess, Visitor};
@@ -48,7 +47,8 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::RunOptions;
+use crate::WriteControl;
+use crate::commit::{Replans, append_op, commit_planned};
 use crate::error::{DeltaTaskError, Result};
 use crate::table::{self, BATCH_ROWS, CommitRequest};
 
@@ -736,14 +736,6 @@ async fn read_progress(table: &DeltaTable, location: &str) -> Result<Progress> {
     })
 }
 
-fn write_op() -> DeltaOperation {
-    DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: None,
-        predicate: None,
-    }
-}
-
 /// Which ingest batches the quarantine table already holds, read incrementally from its log
 /// (`commitInfo.tweetflow.batches`). Batches of concurrent runs can reach the quarantine table
 /// out of order, so this is a set, not a high-water mark.
@@ -770,7 +762,7 @@ impl QuarantineLog {
             let actions = match table::commit_actions(qt, loc, v).await {
                 Ok(actions) => actions,
                 // A commit file removed by log cleanup: nothing to learn from it.
-                Err(DeltaTaskError::Data(_)) => continue,
+                Err(DeltaTaskError::MissingCommit { .. }) => continue,
                 Err(e) => return Err(e),
             };
             for action in actions {
@@ -816,7 +808,8 @@ async fn commit_quarantine(
         .filter_map(|a| a.get_stats().ok().flatten().map(|s| s.num_records as u64))
         .sum();
     let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
-    for _ in 0..=crate::CONFLICT_REPLANS {
+    let mut replans = Replans::new("ingest quarantine");
+    loop {
         table::refresh(&mut qt, &loc).await?;
         qlog.update(&qt, &loc).await?;
         if qlog.done.contains(&batch) {
@@ -824,7 +817,7 @@ async fn commit_quarantine(
         }
         let request = CommitRequest {
             actions: actions.clone(),
-            operation: write_op(),
+            operation: append_op(),
             txn: None,
             info: json!({
                 "app": APP_ID, "kind": "quarantine", "batches": [batch], "files": files, "rows": rows,
@@ -835,22 +828,17 @@ async fn commit_quarantine(
                 qlog.done.insert(batch);
                 return Ok(Some(v));
             }
-            Err(DeltaTaskError::Conflict { .. }) => continue,
-            Err(e) => return Err(e),
+            Err(err) if replans.again(&err) => continue,
+            Err(err) => return Err(err),
         }
     }
-    Err(DeltaTaskError::Conflict {
-        table: loc,
-        message: format!("could not commit the quarantine rows of batch {batch}"),
-    })
 }
 
 /// Runs `ingest` to completion: every pending landing file, batch by batch.
 ///
 /// When another writer commits to the table while a batch is being written, the batch is
-/// dropped and planned again from the log (up to [`crate::CONFLICT_REPLANS`] times, then a
-/// retryable [`DeltaTaskError::Conflict`]).
-pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSummary> {
+/// dropped and planned again from the log (see [`Replans`]).
+pub async fn ingest(params: &IngestParams, ctl: &WriteControl) -> Result<IngestSummary> {
     if params.max_files_per_batch == 0 {
         return Err(DeltaTaskError::Param {
             param: "max_files_per_batch",
@@ -862,16 +850,11 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
         quarantine_version: -1,
         ..Default::default()
     };
-    let mut replans = 0;
+    let mut replans = Replans::new("ingest");
     loop {
-        match ingest_attempt(params, opts, &mut summary).await {
-            Err(DeltaTaskError::Conflict { table, message })
-                if replans < crate::CONFLICT_REPLANS =>
-            {
-                replans += 1;
-                tracing::info!(%table, %message, replans, "ingest: concurrent commit, planning again");
-            }
-            Err(e) => return Err(e),
+        match ingest_attempt(params, ctl, &mut summary).await {
+            Err(err) if replans.again(&err) => continue,
+            Err(err) => return Err(err),
             Ok(()) => return Ok(summary),
         }
     }
@@ -880,7 +863,7 @@ pub async fn ingest(params: &IngestParams, opts: &RunOptions) -> Result<IngestSu
 /// One pass of [`ingest`]; counts add up in `summary` across passes.
 async fn ingest_attempt(
     params: &IngestParams,
-    opts: &RunOptions,
+    ctl: &WriteControl,
     summary: &mut IngestSummary,
 ) -> Result<()> {
     let loc = params.table.clone();
@@ -898,10 +881,10 @@ async fn ingest_attempt(
     // Catch up quarantine rows of committed batches whose quarantine commit is missing.
     let mut qlog = QuarantineLog::new();
     if let (Some(t), Some(p)) = (table.as_ref(), progress.as_ref()) {
-        catch_up_quarantine(params, t, p, &mut qlog, opts).await?;
+        catch_up_quarantine(params, t, p, &mut qlog, ctl).await?;
     }
     loop {
-        opts.check_cancel()?;
+        ctl.check_cancel()?;
         let taken = progress.as_ref().map(|p| &p.files);
         let pending: Vec<(String, PathBuf)> = list_landing(&params.source)?
             .into_iter()
@@ -927,7 +910,7 @@ async fn ingest_attempt(
         let schema = table::arrow_schema(&t, &loc)?;
         let mut w = BatchWriter::new(params, loc.clone(), schema, true);
         for (name, path) in &pending {
-            opts.check_cancel()?;
+            ctl.check_cancel()?;
             w.read_file(&t, name, path).await?;
         }
         w.flush_bronze(&t).await?;
@@ -939,22 +922,11 @@ async fn ingest_attempt(
                 .map_err(|e| DeltaTaskError::delta(&loc, e))?,
             None => Vec::new(),
         };
-        opts.failpoint("ingest.after_write")?;
+        ctl.failpoint("ingest.after_write")?;
 
-        // Exactly-once check, in the commit path: the recorded batch must not have moved.
-        table::refresh(&mut t, &loc).await?;
-        let recorded = table::app_version(&t, &loc, APP_ID).await?.unwrap_or(0);
-        if recorded != batch_no - 1 {
-            return Err(DeltaTaskError::Conflict {
-                table: loc.clone(),
-                message: format!(
-                    "batch {batch_no} planned after batch {} but the table records {recorded}",
-                    batch_no - 1
-                ),
-            });
-        }
         let mut actions: Vec<Action> = Vec::new();
         if w.evolved {
+            table::refresh(&mut t, &loc).await?;
             let new_schema: StructType = w
                 .schema
                 .as_ref()
@@ -970,12 +942,15 @@ async fn ingest_attempt(
         }
         actions.extend(adds.into_iter().map(Action::Add));
         let files: Vec<String> = pending.iter().map(|(n, _)| n.clone()).collect();
-        let version = table::commit(
+        // Exactly-once check, in the commit path: the recorded batch must not have moved.
+        let planned_after = (batch_no > 1).then_some(batch_no - 1);
+        let version = commit_planned(
             &mut t,
             &loc,
+            planned_after,
             CommitRequest {
                 actions,
-                operation: write_op(),
+                operation: append_op(),
                 txn: Some(Transaction::new(APP_ID, batch_no)),
                 info: json!({
                     "app": APP_ID, "kind": "ingest", "batch": batch_no, "files": files,
@@ -984,14 +959,14 @@ async fn ingest_attempt(
             },
         )
         .await?;
-        opts.failpoint("ingest.after_commit")?;
+        ctl.failpoint("ingest.after_commit")?;
         let rows = w.rows;
         let quarantined = w.quarantined;
         let q = w.q_writer.take();
         if let Some(qv) = commit_quarantine(params, q, batch_no, &files, &mut qlog).await? {
             summary.quarantine_version = qv;
         }
-        opts.failpoint("ingest.after_quarantine_commit")?;
+        ctl.failpoint("ingest.after_quarantine_commit")?;
         summary.rows += rows;
         summary.quarantined += quarantined;
         summary.files += files.len() as u64;
@@ -1026,7 +1001,7 @@ async fn catch_up_quarantine(
     bronze: &DeltaTable,
     progress: &Progress,
     qlog: &mut QuarantineLog,
-    opts: &RunOptions,
+    ctl: &WriteControl,
 ) -> Result<()> {
     let qloc = params.quarantine_location();
     if let Some(qt) = table::open_table(&qloc).await? {
@@ -1046,7 +1021,7 @@ async fn catch_up_quarantine(
         let schema = table::arrow_schema(bronze, &params.table)?;
         let mut w = BatchWriter::new(params, params.table.clone(), schema, false);
         for name in &files {
-            opts.check_cancel()?;
+            ctl.check_cancel()?;
             let path = landing.get(name).ok_or_else(|| {
                 DeltaTaskError::Data(format!(
                     "cannot rebuild the quarantine rows of batch {b}: landing file `{name}` is gone"
@@ -1090,8 +1065,7 @@ impl Task for IngestTask {
         ctx: &TaskContext,
         params: IngestParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let opts = RunOptions::from_context(ctx);
-        let s = ingest(&params, &opts).await?;
+        let s = ingest(&params, &WriteControl::from_context(ctx)).await?;
         let url = table::table_url(&params.table)?;
         Ok(TaskOutput::new()
             .with("rows", s.rows)

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::RunOptions;
+use crate::WriteControl;
 use crate::error::{DeltaTaskError, Result};
 use crate::table::{self, CommitRequest};
 
@@ -77,7 +77,7 @@ pub struct OptimizeSummary {
 }
 
 /// Compacts the small files of `params.table` (see the module docs).
-pub async fn optimize(params: &OptimizeParams, opts: &RunOptions) -> Result<OptimizeSummary> {
+pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<OptimizeSummary> {
     let loc = params.table.clone();
     let mut t = table::open_table(&loc)
         .await?
@@ -130,7 +130,7 @@ pub async fn optimize(params: &OptimizeParams, opts: &RunOptions) -> Result<Opti
     for bin in &bins {
         let mut batches = Vec::new();
         for f in bin {
-            opts.check_cancel()?;
+            ctl.check_cancel()?;
             let path = f.object_store_path();
             let stream = table::read_file(&t, &path, &[]).await?;
             let mut stream = stream.map_err(|e| DeltaTaskError::format("reading for optimize", e));
@@ -473,7 +473,7 @@ pub async fn show(location: &str, history_limit: usize) -> Result<TableInfo> {
     for v in (0..=version).rev() {
         let actions = match table::commit_actions(&t, location, v).await {
             Ok(a) => a,
-            Err(DeltaTaskError::Data(_)) => continue,
+            Err(DeltaTaskError::MissingCommit { .. }) => continue,
             Err(e) => return Err(e),
         };
         for a in actions {
@@ -535,7 +535,7 @@ impl Task for OptimizeTask {
         ctx: &TaskContext,
         params: OptimizeParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = optimize(&params, &RunOptions::from_context(ctx)).await?;
+        let s = optimize(&params, &WriteControl::from_context(ctx)).await?;
         let url = table::table_url(&params.table)?;
         Ok(TaskOutput::new()
             .with("files_removed", s.files_removed)

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::RunOptions;
+use crate::WriteControl;
 use crate::error::{DeltaTaskError, Result};
 use crate::table;
 use crate::text::clean_text;
@@ -51,7 +51,7 @@ fn top(counts: HashMap<String, u64>, key: &str, n: usize) -> Vec<Value> {
 }
 
 /// Profiles the table at `input` (see the module docs for the fields).
-pub async fn profile(input: &str, opts: &RunOptions) -> Result<Value> {
+pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
     let t = table::open_table(input)
         .await?
         .ok_or_else(|| DeltaTaskError::MissingInput {
@@ -85,7 +85,7 @@ pub async fn profile(input: &str, opts: &RunOptions) -> Result<Value> {
     for (path, _, _) in table::active_files(&t, input)? {
         let mut stream = table::read_file(&t, &path, &[]).await?;
         while let Some(batch) = stream.next().await {
-            opts.check_cancel()?;
+            ctl.check_cancel()?;
             let batch =
                 batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
             rows += batch.num_rows() as u64;
@@ -209,8 +209,8 @@ impl Task for ProfileTask {
         ctx: &TaskContext,
         params: ProfileParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let opts = RunOptions::from_context(ctx);
-        let p = profile(&params.input, &opts).await?;
+        let ctl = WriteControl::from_context(ctx);
+        let p = profile(&params.input, &ctl).await?;
         let path = ctx
             .artifact_path("profile.json")
             .map_err(|e| TaskError::retryable(format!("creating the artifacts folder: {e}")))?;

@@ -22,7 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::RunOptions;
+use crate::WriteControl;
 use crate::error::{DeltaTaskError, Result};
 
 fn default_tweets_per_file() -> usize {
@@ -191,7 +191,7 @@ pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
 }
 
 /// Replays `params.csv` into `params.landing` (see the module docs).
-pub async fn replay(params: &ReplayParams, opts: &RunOptions) -> Result<ReplaySummary> {
+pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplaySummary> {
     if params.tweets_per_file == 0 {
         return Err(DeltaTaskError::Param {
             param: "tweets_per_file",
@@ -233,7 +233,7 @@ pub async fn replay(params: &ReplayParams, opts: &RunOptions) -> Result<ReplaySu
     let mut buf = Vec::with_capacity(params.tweets_per_file * 200);
     let mut index = 0usize;
     while index < total {
-        opts.check_cancel()?;
+        ctl.check_cancel()?;
         buf.clear();
         let end = (index + params.tweets_per_file).min(total);
         for i in index..end {
@@ -269,7 +269,7 @@ impl Task for ReplayTask {
         ctx: &TaskContext,
         params: ReplayParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = replay(&params, &RunOptions::from_context(ctx)).await?;
+        let s = replay(&params, &WriteControl::from_context(ctx)).await?;
         let fp = format!("{}:{}:{}", params.landing, s.files, s.tweets);
         Ok(TaskOutput::new()
             .with("tweets", s.tweets)

@@ -127,6 +127,25 @@ pub async fn open_or_create(
     }
 }
 
+/// Whether the table at `location` is at version `expected` (-1: there is no table). Any
+/// error reading it counts as "no".
+pub async fn is_at_version(location: &str, expected: i64) -> bool {
+    match open_table(location).await {
+        Ok(Some(t)) => version(&t) == expected,
+        Ok(None) => expected < 0,
+        Err(_) => false,
+    }
+}
+
+/// The latest version of the table at `location`; `None` when there is no table or it
+/// cannot be read.
+pub async fn latest_version(location: &str) -> Option<i64> {
+    match open_table(location).await {
+        Ok(Some(t)) => Some(version(&t)),
+        _ => None,
+    }
+}
+
 /// Reloads `table` to its latest version.
 pub async fn refresh(table: &mut DeltaTable, location: &str) -> Result<()> {
     table
@@ -225,7 +244,7 @@ pub fn schema_of(fields: &[(&str, deltalake::kernel::DataType)]) -> Result<Struc
             .iter()
             .map(|(n, t)| StructField::new(*n, t.clone(), true)),
     )
-    .map_err(|e| DeltaTaskError::format("building a table schema", e))
+    .map_err(|e| DeltaTaskError::format("building a table schema", DeltaTableError::from(e)))
 }
 
 /// Writer properties: Snappy, bounded row groups.
@@ -284,10 +303,9 @@ pub async fn commit_actions(
         .read_commit_entry(version as u64)
         .await
         .map_err(|e| DeltaTaskError::delta(location, e))?
-        .ok_or_else(|| {
-            DeltaTaskError::Data(format!(
-                "table `{location}`: commit {version} is missing from the log (expired log files?)"
-            ))
+        .ok_or_else(|| DeltaTaskError::MissingCommit {
+            table: location.to_string(),
+            version,
         })?;
     deltalake::logstore::get_actions(version as u64, &bytes)
         .map_err(|e| DeltaTaskError::delta(location, e))
@@ -348,7 +366,7 @@ pub async fn history_infos(table: &DeltaTable, location: &str) -> Result<Vec<(i6
         let actions = match commit_actions(table, location, v).await {
             Ok(a) => a,
             // Expired or checkpointed-away commits hold nothing we can use.
-            Err(DeltaTaskError::Data(_)) => continue,
+            Err(DeltaTaskError::MissingCommit { .. }) => continue,
             Err(e) => return Err(e),
         };
         for action in actions {

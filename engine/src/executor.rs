@@ -1,4 +1,4 @@
-//! The scheduler: runs a pipeline's tasks as soon as their dependencies succeed, up to
+//! The executor: runs a pipeline's tasks as soon as their dependencies succeed, up to
 //! `max_parallel` at once, with retries, per-attempt timeouts, caching and cancellation, and
 //! records every state change in the run store.
 //!
@@ -177,7 +177,7 @@ impl Engine {
             params: pipeline.params.clone(),
             sections: pipeline.sections.clone(),
         });
-        // `cancel` stops the run as a whole (signal, `tweetflow runs cancel`, a scheduler);
+        // `cancel` stops the run as a whole (signal, `tweetflow runs cancel`, the cron scheduler);
         // `run_cancel` also fires on --fail-fast.
         let cancel = options.cancel.child_token();
         let run_cancel = cancel.child_token();
@@ -215,10 +215,10 @@ impl Engine {
                 .instrument(run_span.clone())
                 .await
             {
-                warn!(observer = o.name(), error = %e, "observer could not record the start");
+                warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer could not record the start");
             }
         }
-        let result = schedule(&shared, &options, &cancel, &run_cancel, resumed)
+        let result = run_tasks(&shared, &options, &cancel, &run_cancel, resumed)
             .instrument(run_span.clone())
             .await;
         watcher.abort();
@@ -231,8 +231,10 @@ impl Engine {
             let mut handle = shared.lock_handle();
             match outcome.err() {
                 Some(e) => {
-                    warn!(observer = o.name(), error = %e, "observer failed; `--resume` retries it");
-                    handle.tags_mut().insert(pending_tag(o.name()), e);
+                    warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer failed; `--resume` retries it");
+                    handle
+                        .tags_mut()
+                        .insert(pending_tag(o.name()), e.to_string());
                 }
                 None => {
                     handle.tags_mut().remove(&pending_tag(o.name()));
@@ -305,7 +307,8 @@ async fn watch_cancel_request(store: RunStore, run_id: String, cancel: Cancellat
     }
 }
 
-async fn schedule(
+/// Runs the tasks of the run to the end, in dependency order, and records the run's status.
+async fn run_tasks(
     shared: &Arc<Shared>,
     options: &RunOptions,
     cancel: &CancellationToken,

@@ -7,7 +7,7 @@ use tweetflow_delta::aggregate::{AggregateParams, aggregate};
 use tweetflow_delta::clean::{CleanParams, clean};
 use tweetflow_delta::ingest::{IngestParams, ingest};
 use tweetflow_delta::replay::{ReplayParams, replay};
-use tweetflow_delta::{DeltaTaskError, RunOptions};
+use tweetflow_delta::{DeltaTaskError, WriteControl};
 
 use crate::common::*;
 
@@ -35,7 +35,7 @@ const SILVER_Q_COLS: &[&str] = &["tweet_id", "source_file", "line", "date", "rea
 pub(crate) async fn prepare_landing(dir: &Path) {
     let mut rp = ReplayParams::new(test_csv().display().to_string(), p(dir, "landing"));
     rp.tweets_per_file = 50;
-    replay(&rp, &RunOptions::default()).await.unwrap();
+    replay(&rp, &WriteControl::default()).await.unwrap();
     let bad = concat!(
         "{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@ok fine\", \"sentiment\": \"positive\", \"extra\": 1}\n",
         "not json\n",
@@ -108,7 +108,7 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
     let r = reference_dir.path();
     prepare_landing(r).await;
     let (ip, cp, ap) = params(r);
-    let none = RunOptions::default();
+    let none = WriteControl::default();
     let s = ingest(&ip, &none).await.unwrap();
     assert_eq!(s.batches, 4, "11 files in batches of 3");
     assert_eq!(s.rows, 498 + 2);
@@ -142,7 +142,7 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
         let d = dir.path();
         prepare_landing(d).await;
         let (ip, cp, ap) = params(d);
-        let crash = RunOptions::with_failpoint(ingest_fp);
+        let crash = WriteControl::with_failpoint(ingest_fp);
         if ingest_fp == "ingest.after_write" {
             // Never gets past the first batch: crash three times in a row, leaving orphan files.
             for _ in 0..3 {
@@ -165,13 +165,13 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
         }
         // Whatever is left after the crashes is finished by a clean run.
         ingest(&ip, &none).await.unwrap();
-        let crash = RunOptions::with_failpoint(clean_fp);
+        let crash = WriteControl::with_failpoint(clean_fp);
         assert!(
             matches!(clean(&cp, &crash).await, Err(DeltaTaskError::Failpoint(_))),
             "{clean_fp} never fired"
         );
         clean(&cp, &none).await.unwrap();
-        let crash = RunOptions::with_failpoint(agg_fp);
+        let crash = WriteControl::with_failpoint(agg_fp);
         assert!(
             matches!(
                 aggregate(&ap, &crash).await,
@@ -192,7 +192,7 @@ async fn crash_between_batches_and_incremental_clean() {
     let r = reference_dir.path();
     prepare_landing(r).await;
     let (ip, cp, ap) = params(r);
-    let none = RunOptions::default();
+    let none = WriteControl::default();
     ingest(&ip, &none).await.unwrap();
     clean(&cp, &none).await.unwrap();
     aggregate(&ap, &none).await.unwrap();
@@ -202,8 +202,8 @@ async fn crash_between_batches_and_incremental_clean() {
     let d = dir.path();
     prepare_landing(d).await;
     let (ip, cp, ap) = params(d);
-    let crash_after_commit = RunOptions::with_failpoint("ingest.after_commit");
-    let crash_after_write = RunOptions::with_failpoint("clean.after_write");
+    let crash_after_commit = WriteControl::with_failpoint("ingest.after_commit");
+    let crash_after_write = WriteControl::with_failpoint("clean.after_write");
     let mut rounds = 0;
     loop {
         rounds += 1;
@@ -227,7 +227,7 @@ async fn reruns_without_new_input_create_no_version() {
     let d = dir.path();
     prepare_landing(d).await;
     let (ip, cp, ap) = params(d);
-    let none = RunOptions::default();
+    let none = WriteControl::default();
     ingest(&ip, &none).await.unwrap();
     clean(&cp, &none).await.unwrap();
     aggregate(&ap, &none).await.unwrap();
@@ -291,7 +291,7 @@ async fn empty_and_missing_landing() {
     let d = dir.path();
     std::fs::create_dir_all(d.join("landing")).unwrap();
     let (ip, cp, _) = params(d);
-    let s = ingest(&ip, &RunOptions::default()).await.unwrap();
+    let s = ingest(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!((s.rows, s.files, s.table_version), (0, 0, -1));
     assert_eq!(
         version(&ip.table).await,
@@ -304,14 +304,16 @@ async fn empty_and_missing_landing() {
         ".tweets-000001.jsonl.tmp",
         b"{\"half\": ",
     );
-    let s = ingest(&ip, &RunOptions::default()).await.unwrap();
+    let s = ingest(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!(s.files, 0);
-    let err = clean(&cp, &RunOptions::default()).await.unwrap_err();
+    let err = clean(&cp, &WriteControl::default()).await.unwrap_err();
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("does not exist"), "{err}");
 
     let missing = IngestParams::new(p(d, "nope"), p(d, "bronze"));
-    let err = ingest(&missing, &RunOptions::default()).await.unwrap_err();
+    let err = ingest(&missing, &WriteControl::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, DeltaTaskError::MissingInput { .. }), "{err}");
     assert!(!err.is_retryable());
     let task_err: tweetflow_engine::TaskError = err.into();
@@ -329,7 +331,7 @@ async fn concurrent_runs_neither_duplicate_nor_lose_rows() {
     let r = reference_dir.path();
     prepare_landing(r).await;
     let (ip, cp, ap) = params(r);
-    let none = RunOptions::default();
+    let none = WriteControl::default();
     ingest(&ip, &none).await.unwrap();
     clean(&cp, &none).await.unwrap();
     aggregate(&ap, &none).await.unwrap();
@@ -344,16 +346,16 @@ async fn concurrent_runs_neither_duplicate_nor_lose_rows() {
     ip1.max_files_per_batch = 1;
     let ip2 = ip1.clone();
     let (a, b) = tokio::join!(
-        tokio::spawn(async move { ingest(&ip1, &RunOptions::default()).await }),
-        tokio::spawn(async move { ingest(&ip2, &RunOptions::default()).await }),
+        tokio::spawn(async move { ingest(&ip1, &WriteControl::default()).await }),
+        tokio::spawn(async move { ingest(&ip2, &WriteControl::default()).await }),
     );
     let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
     assert_eq!(a.files + b.files, 11, "every file taken once: {a:?} {b:?}");
     assert_eq!(a.rows + b.rows, 500);
     let (cp1, cp2) = (cp.clone(), cp.clone());
     let (a, b) = tokio::join!(
-        tokio::spawn(async move { clean(&cp1, &RunOptions::default()).await }),
-        tokio::spawn(async move { clean(&cp2, &RunOptions::default()).await }),
+        tokio::spawn(async move { clean(&cp1, &WriteControl::default()).await }),
+        tokio::spawn(async move { clean(&cp2, &WriteControl::default()).await }),
     );
     let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
     assert_eq!(a.tweets + b.tweets, 500, "{a:?} {b:?}");

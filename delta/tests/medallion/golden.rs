@@ -1,7 +1,7 @@
 //! Golden test of `clean` on tricky tweets. The expected output is checked in as
 //! `tests/golden/clean_tricky.expected`; run with `UPDATE_GOLDEN=1` to regenerate it.
 
-use tweetflow_delta::RunOptions;
+use tweetflow_delta::WriteControl;
 use tweetflow_delta::clean::{CleanParams, clean};
 use tweetflow_delta::ingest::{IngestParams, ingest};
 use tweetflow_delta::text::tweet_id;
@@ -23,12 +23,12 @@ async fn clean_tricky_tweets_matches_golden() {
     land(&d.join("landing"), FILE, &input);
     ingest(
         &IngestParams::new(p(d, "landing"), p(d, "bronze")),
-        &RunOptions::default(),
+        &WriteControl::default(),
     )
     .await
     .unwrap();
     let cp = CleanParams::new(p(d, "bronze"), p(d, "silver"));
-    let s = clean(&cp, &RunOptions::default()).await.unwrap();
+    let s = clean(&cp, &WriteControl::default()).await.unwrap();
 
     let line_of = |id: &str| (1..=lines).find(|l| tweet_id(FILE, *l) == id).unwrap_or(-1);
     let mut out = String::new();

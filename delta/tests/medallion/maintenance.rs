@@ -8,7 +8,7 @@ use tweetflow_delta::ingest::{IngestParams, ingest};
 use tweetflow_delta::maintenance::{OptimizeParams, VacuumParams, optimize, reset, show, vacuum};
 use tweetflow_delta::profile::profile;
 use tweetflow_delta::replay::{ReplayParams, replay};
-use tweetflow_delta::{DeltaTaskError, RunOptions};
+use tweetflow_delta::{DeltaTaskError, WriteControl};
 use tweetflow_engine::{ErrorKind, Registry, TaskContext};
 
 use crate::common::*;
@@ -21,9 +21,9 @@ async fn replay_is_deterministic_and_parses_quotes() {
     rp.tweets_per_file = 64;
     rp.seed = Some(7);
     rp.limit = Some(300);
-    let a = replay(&rp, &RunOptions::default()).await.unwrap();
+    let a = replay(&rp, &WriteControl::default()).await.unwrap();
     rp.landing = p(d, "b");
-    let b = replay(&rp, &RunOptions::default()).await.unwrap();
+    let b = replay(&rp, &WriteControl::default()).await.unwrap();
     assert_eq!((a.tweets, a.files), (300, 5));
     assert_eq!(a.file_names, b.file_names);
     for name in &a.file_names {
@@ -47,7 +47,7 @@ async fn replay_is_deterministic_and_parses_quotes() {
         tweets_per_file: 1000,
         ..ReplayParams::new(test_csv().display().to_string(), "")
     };
-    let s = replay(&all, &RunOptions::default()).await.unwrap();
+    let s = replay(&all, &WriteControl::default()).await.unwrap();
     assert_eq!((s.tweets, s.skipped), (498, 0));
     let text = std::fs::read_to_string(d.join("all").join("tweets-000001.jsonl")).unwrap();
     let mut labels = BTreeMap::new();
@@ -82,12 +82,12 @@ async fn optimize_vacuum_show_reset() {
     let d = dir.path();
     let mut rp = ReplayParams::new(test_csv().display().to_string(), p(d, "landing"));
     rp.tweets_per_file = 50;
-    replay(&rp, &RunOptions::default()).await.unwrap();
+    replay(&rp, &WriteControl::default()).await.unwrap();
     let mut ip = IngestParams::new(p(d, "landing"), p(d, "bronze"));
     ip.max_files_per_batch = 2;
-    ingest(&ip, &RunOptions::default()).await.unwrap();
+    ingest(&ip, &WriteControl::default()).await.unwrap();
     let cp = CleanParams::new(p(d, "bronze"), p(d, "silver"));
-    clean(&cp, &RunOptions::default()).await.unwrap();
+    clean(&cp, &WriteControl::default()).await.unwrap();
     let before = rows(&ip.table).await;
     let info = show(&ip.table, 100).await.unwrap();
     assert_eq!(info.files, 5);
@@ -105,7 +105,7 @@ async fn optimize_vacuum_show_reset() {
 
     let mut op = OptimizeParams::new(&ip.table);
     op.zorder_by = Some("user".into());
-    let o = optimize(&op, &RunOptions::default()).await.unwrap();
+    let o = optimize(&op, &WriteControl::default()).await.unwrap();
     assert_eq!((o.files_removed, o.files_added, o.rows), (5, 1, 498));
     assert_eq!(rows(&ip.table).await, before, "optimize keeps the rows");
     let users = rows_of(&ip.table, &["user"]).await;
@@ -113,14 +113,14 @@ async fn optimize_vacuum_show_reset() {
     // Optimizing again has nothing to do: no new version.
     let v = version(&ip.table).await;
     assert_eq!(
-        optimize(&op, &RunOptions::default())
+        optimize(&op, &WriteControl::default())
             .await
             .unwrap()
             .table_version,
         v
     );
     // Clean does not take the rewritten files as new data.
-    let c = clean(&cp, &RunOptions::default()).await.unwrap();
+    let c = clean(&cp, &WriteControl::default()).await.unwrap();
     assert_eq!((c.rows, c.tweets), (0, 0));
 
     // Vacuum keeps files younger than the retention; a retention below 7 days is refused.
@@ -152,7 +152,7 @@ async fn optimize_vacuum_show_reset() {
     );
     assert_eq!(version(&ip.table).await, -1);
     // After a reset, ingest takes every landing file again.
-    let s = ingest(&ip, &RunOptions::default()).await.unwrap();
+    let s = ingest(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!(s.rows, 498);
 }
 
@@ -161,20 +161,20 @@ async fn profile_bronze_and_silver() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let rp = ReplayParams::new(test_csv().display().to_string(), p(d, "landing"));
-    replay(&rp, &RunOptions::default()).await.unwrap();
+    replay(&rp, &WriteControl::default()).await.unwrap();
     ingest(
         &IngestParams::new(p(d, "landing"), p(d, "bronze")),
-        &RunOptions::default(),
+        &WriteControl::default(),
     )
     .await
     .unwrap();
     clean(
         &CleanParams::new(p(d, "bronze"), p(d, "silver")),
-        &RunOptions::default(),
+        &WriteControl::default(),
     )
     .await
     .unwrap();
-    let b = profile(&p(d, "bronze"), &RunOptions::default())
+    let b = profile(&p(d, "bronze"), &WriteControl::default())
         .await
         .unwrap();
     assert_eq!(b["kind"], "bronze");
@@ -183,7 +183,7 @@ async fn profile_bronze_and_silver() {
     assert_eq!(b["tweets_without_mentions"], 388);
     assert_eq!(b["columns"]["_rescued_data"]["nulls"], 498);
     assert_eq!(b["top_users"].as_array().unwrap().len(), 20);
-    let s = profile(&p(d, "silver"), &RunOptions::default())
+    let s = profile(&p(d, "silver"), &WriteControl::default())
         .await
         .unwrap();
     assert_eq!(s["kind"], "silver");

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use tweetflow_delta::RunOptions;
+use tweetflow_delta::WriteControl;
 use tweetflow_delta::clean::{CleanParams, clean};
 use tweetflow_delta::ingest::{IngestParams, ingest};
 use tweetflow_delta::replay::{ReplayParams, replay};
@@ -53,8 +53,8 @@ async fn python_deltalake_reads_bronze_and_silver() {
     let d = dir.path();
     let mut rp = ReplayParams::new(test_csv().display().to_string(), p(d, "landing"));
     rp.tweets_per_file = 200;
-    replay(&rp, &RunOptions::default()).await.unwrap();
-    let none = RunOptions::default();
+    replay(&rp, &WriteControl::default()).await.unwrap();
+    let none = WriteControl::default();
     let mut ip = IngestParams::new(p(d, "landing"), p(d, "bronze"));
     ip.max_files_per_batch = 2;
     ingest(&ip, &none).await.unwrap();

@@ -3,7 +3,7 @@
 
 use tweetflow_delta::clean::{CleanParams, clean};
 use tweetflow_delta::ingest::{IngestParams, SchemaEvolution, ingest};
-use tweetflow_delta::{DeltaTaskError, RunOptions};
+use tweetflow_delta::{DeltaTaskError, WriteControl};
 
 use crate::common::*;
 
@@ -36,7 +36,7 @@ async fn every_bad_input_class_is_quarantined_with_its_reason() {
     }
     land(&d.join("landing"), "bad-000001.jsonl", &file);
     let ip = IngestParams::new(p(d, "landing"), p(d, "bronze"));
-    let s = ingest(&ip, &RunOptions::default()).await.unwrap();
+    let s = ingest(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!(s.rows, 2);
     assert_eq!(s.quarantined, 11);
     let q = rows_of(
@@ -76,9 +76,9 @@ async fn every_bad_input_class_is_quarantined_with_its_reason() {
         "{\"date\": \"\", \"user\": \"u\", \"text\": \"@x\", \"sentiment\": \"positive\"}\n",
     );
     land(&d.join("landing"), "bad-000002.jsonl", bad_dates.as_bytes());
-    ingest(&ip, &RunOptions::default()).await.unwrap();
+    ingest(&ip, &WriteControl::default()).await.unwrap();
     let cp = CleanParams::new(p(d, "bronze"), p(d, "silver"));
-    let c = clean(&cp, &RunOptions::default()).await.unwrap();
+    let c = clean(&cp, &WriteControl::default()).await.unwrap();
     assert_eq!(c.quarantined, 4);
     let q = rows_of(
         &cp.quarantine_location(),
@@ -123,14 +123,14 @@ async fn schema_evolution_modes() {
     };
 
     let ip = run(SchemaEvolution::Rescue, "rescue");
-    ingest(&ip, &RunOptions::default()).await.unwrap();
+    ingest(&ip, &WriteControl::default()).await.unwrap();
     let r = rows_of(&ip.table, &["user", "_rescued_data"]).await;
     assert_eq!(r[0], vec!["u", r#"{"lang":"en","geo":{"lat": 1}}"#]);
     assert_eq!(r[1], vec!["v", ""]);
     assert_eq!(r[2], vec!["w", r#"{"lang":"fr","retweets":3}"#]);
 
     let ip = run(SchemaEvolution::AddColumns, "added");
-    ingest(&ip, &RunOptions::default()).await.unwrap();
+    ingest(&ip, &WriteControl::default()).await.unwrap();
     let r = rows_of(&ip.table, &["user", "lang", "geo", "retweets"]).await;
     assert_eq!(r[0], vec!["u", "en", r#"{"lat": 1}"#, ""]);
     assert_eq!(r[1], vec!["v", "", "", ""]);
@@ -138,14 +138,14 @@ async fn schema_evolution_modes() {
     // A later file with another new field evolves the schema again.
     land(&d.join("landing"), "x-000002.jsonl",
         br#"{"date": "Mon Apr 06 22:19:45 PDT 2009", "user": "z", "text": "@a four", "sentiment": "neutral", "mood": "ok"}"#);
-    ingest(&ip, &RunOptions::default()).await.unwrap();
+    ingest(&ip, &WriteControl::default()).await.unwrap();
     let r = rows_of(&ip.table, &["user", "lang", "mood"]).await;
     assert_eq!(r.len(), 4);
     assert_eq!(r[3], vec!["z", "", "ok"]);
     // A field that would clash with a bronze column (names are case-insensitive) is quarantined.
     land(&d.join("landing"), "x-000003.jsonl",
         br#"{"date": "Mon Apr 06 22:19:45 PDT 2009", "user": "y", "text": "@a five", "sentiment": "neutral", "Line": 7}"#);
-    let s = ingest(&ip, &RunOptions::default()).await.unwrap();
+    let s = ingest(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!((s.rows, s.quarantined), (0, 1));
     let q = rows_of(&ip.quarantine_location(), &["source_file", "reason"]).await;
     assert_eq!(
@@ -159,7 +159,7 @@ async fn schema_evolution_modes() {
     std::fs::remove_file(d.join("landing/x-000003.jsonl")).unwrap();
 
     let ip = run(SchemaEvolution::Ignore, "ignored");
-    ingest(&ip, &RunOptions::default()).await.unwrap();
+    ingest(&ip, &WriteControl::default()).await.unwrap();
     let (names, r) = rows(&ip.table).await;
     assert_eq!(r.len(), 3);
     assert!(
@@ -168,7 +168,7 @@ async fn schema_evolution_modes() {
     );
 
     let ip = run(SchemaEvolution::Fail, "failed");
-    let err = ingest(&ip, &RunOptions::default()).await.unwrap_err();
+    let err = ingest(&ip, &WriteControl::default()).await.unwrap_err();
     assert!(matches!(err, DeltaTaskError::Data(_)), "{err}");
     assert!(!err.is_retryable());
     let msg = err.to_string();

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use tweetflow_delta::RunOptions;
+use tweetflow_delta::WriteControl;
 use tweetflow_delta::aggregate::aggregate;
 use tweetflow_delta::clean::clean;
 use tweetflow_delta::ingest::ingest;
@@ -22,7 +22,7 @@ const STEP_ENV: &str = "TWEETFLOW_CRASH_TEST_STEP";
 async fn crash_helper() {
     let dir = std::env::var(DIR_ENV).expect("TWEETFLOW_CRASH_TEST_DIR");
     let step = std::env::var(STEP_ENV).expect("TWEETFLOW_CRASH_TEST_STEP");
-    let opts = RunOptions {
+    let opts = WriteControl {
         failpoint: std::env::var(tweetflow_delta::FAILPOINT_ENV).ok(),
         cancel: None,
     };
@@ -72,7 +72,7 @@ async fn aborted_processes_then_rerun_equal_an_uninterrupted_run() {
     let r = reference_dir.path();
     prepare_landing(r).await;
     let (ip, cp, ap) = params(r);
-    let none = RunOptions::default();
+    let none = WriteControl::default();
     ingest(&ip, &none).await.unwrap();
     clean(&cp, &none).await.unwrap();
     aggregate(&ap, &none).await.unwrap();

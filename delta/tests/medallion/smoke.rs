@@ -1,4 +1,4 @@
-use tweetflow_delta::RunOptions;
+use tweetflow_delta::WriteControl;
 use tweetflow_delta::clean::{CleanParams, clean};
 use tweetflow_delta::ingest::{IngestParams, ingest};
 use tweetflow_delta::replay::{ReplayParams, replay};
@@ -11,19 +11,19 @@ async fn replay_ingest_clean_test_set() {
     let d = dir.path();
     let mut rp = ReplayParams::new(test_csv().display().to_string(), p(d, "landing"));
     rp.tweets_per_file = 100;
-    let r = replay(&rp, &RunOptions::default()).await.unwrap();
+    let r = replay(&rp, &WriteControl::default()).await.unwrap();
     assert_eq!(r.tweets, 498);
     assert_eq!(r.files, 5);
     let s = ingest(
         &IngestParams::new(p(d, "landing"), p(d, "bronze")),
-        &RunOptions::default(),
+        &WriteControl::default(),
     )
     .await
     .unwrap();
     assert_eq!(s.rows, 498, "{s:?}");
     let c = clean(
         &CleanParams::new(p(d, "bronze"), p(d, "silver")),
-        &RunOptions::default(),
+        &WriteControl::default(),
     )
     .await
     .unwrap();

@@ -152,7 +152,8 @@ async fn infer_attempt(
                 continue;
             }
             let texts = column_as(&batch, "cleaned_text", &ArrowType::Utf8)?;
-            let preds = predictor.predict(texts.as_string::<i32>()).await?;
+            let texts: Vec<Option<&str>> = texts.as_string::<i32>().iter().collect();
+            let preds = predictor.predict(&texts).await?;
             let out = gold_batch(&gold_schema, &batch, &preds, model)?;
             writer
                 .write(out)

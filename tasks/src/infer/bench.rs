@@ -18,7 +18,6 @@ use super::attempt::infer;
 use super::error::{InferError, InferResult};
 use super::gold::column_as;
 use super::params::{DEFAULT_BATCH_SIZE, InferParams};
-use super::predictor::text_key;
 use super::resolve::load_classifier;
 
 /// Options of [`bench_infer`].
@@ -265,7 +264,7 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         texts
             .into_iter()
             .filter_map(|t| {
-                let k = text_key(&t).to_string();
+                let k = tweetflow_model::dedup_key(&t).to_string();
                 seen.insert(k.clone()).then_some(k)
             })
             .collect(),
