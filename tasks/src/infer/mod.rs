@@ -50,7 +50,7 @@ pub use resolve::{
     LOCAL_VERSION, LoadedModel, ScoringModel, load_classifier, registry_client, resolve_model,
 };
 
-use tweetflow_delta::{RunOptions, table};
+use tweetflow_delta::{WriteControl, table};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 /// Application id of infer commits (gold).
@@ -70,8 +70,8 @@ impl Task for InferTask {
         ctx: &TaskContext,
         params: InferParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let opts = RunOptions::from_context(ctx);
-        let s = infer(&params, &opts).await?;
+        let ctl = WriteControl::from_context(ctx);
+        let s = infer(&params, &ctl).await?;
         let url = table::table_url(&params.table)?;
         Ok(TaskOutput::new()
             .with("rows", s.rows)
@@ -88,11 +88,8 @@ impl Task for InferTask {
     /// Valid while gold is at the version the output names and silver has no newer version.
     async fn output_still_valid(&self, params: &InferParams, output: &TaskOutput) -> bool {
         let consumed = output.get("silver_version").and_then(|v| v.as_i64());
-        let silver = match table::open_table(&params.input).await {
-            Ok(Some(t)) => table::version(&t),
-            _ => return false,
-        };
-        consumed == Some(silver)
+        consumed.is_some()
+            && consumed == table::latest_version(&params.input).await
             && tweetflow_delta::output_table_still_valid(&params.table, output).await
     }
 }

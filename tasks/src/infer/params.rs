@@ -29,6 +29,7 @@ pub struct InferParams {
     pub model: String,
     /// Texts per model batch (default 32).
     #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads (default: the number of cores).
     #[serde(default)]

@@ -89,7 +89,7 @@ pub async fn load_classifier(dir: &Path, options: ClassifierOptions) -> InferRes
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || Classifier::load(&dir, options))
         .await
-        .map_err(|e| InferError::Worker(e.to_string()))?
+        .map_err(InferError::Worker)?
         .map_err(InferError::from)
 }
 
@@ -112,19 +112,20 @@ impl LoadedModel {
         &mut self,
         params: &InferParams,
     ) -> InferResult<(&ScoringModel, &mut Predictor)> {
-        if self.resolved.is_none() {
-            let model = resolve_model(params).await?;
-            let predictor = Predictor::verified(
-                model.dir.clone(),
-                model.manifest.clone(),
-                params.classifier_options(),
-                params.batch_size,
-            );
-            self.resolved = Some((model, predictor));
-        }
-        match &mut self.resolved {
-            Some((model, predictor)) => Ok((model, predictor)),
-            None => Err(InferError::Worker("model slot left empty".into())),
-        }
+        let resolved = match self.resolved.take() {
+            Some(resolved) => resolved,
+            None => {
+                let model = resolve_model(params).await?;
+                let predictor = Predictor::verified(
+                    model.dir.clone(),
+                    model.manifest.clone(),
+                    params.classifier_options(),
+                    params.batch_size,
+                );
+                (model, predictor)
+            }
+        };
+        let (model, predictor) = self.resolved.insert(resolved);
+        Ok((model, predictor))
     }
 }
