@@ -8,7 +8,7 @@ use tweetflow_engine::Registry;
 use tweetflow_ui::{UiConfig, UiError};
 
 use crate::cli::UiArgs;
-use crate::commands::spawn_signal_handler;
+use super::spawn_signal_handler;
 use crate::exit;
 
 /// Runs the web UI.
