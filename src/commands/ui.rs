@@ -7,8 +7,8 @@ use tokio_util::sync::CancellationToken;
 use tweetflow_engine::Registry;
 use tweetflow_ui::{UiConfig, UiError};
 
-use crate::cli::UiArgs;
 use super::spawn_signal_handler;
+use crate::cli::UiArgs;
 use crate::exit;
 
 /// Runs the web UI.
