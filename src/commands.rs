@@ -57,11 +57,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench {
             command: BenchCommand::Medallion { csv, full },
         } => {
-            let mut options = tweetflow_delta::bench::BenchOptions::new(csv);
+            let mut options = tweetflow_tasks::medallion::bench::BenchOptions::new(csv);
             options.full = full;
             println!(
                 "{}",
-                tweetflow_delta::bench::bench_medallion(&options).await?
+                tweetflow_tasks::medallion::bench::bench_medallion(&options).await?
             );
             Ok(exit::OK)
         }

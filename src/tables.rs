@@ -1,8 +1,8 @@
 //! `tweetflow replay` and `tweetflow table ...`: the Delta tasks' operations by hand.
 
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::maintenance::{self, OptimizeParams, VacuumParams};
-use tweetflow_delta::replay::{self, ReplayParams};
+use tweetflow_tasks::medallion::maintenance::{self, OptimizeParams, VacuumParams};
+use tweetflow_tasks::medallion::replay::{self, ReplayParams};
 
 use crate::cli::{ReplayArgs, TableCommand};
 use crate::exit;

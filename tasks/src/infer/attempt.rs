@@ -1,6 +1,7 @@
 //! Running `infer`: the re-plan loop around one attempt, and the attempt itself (plan,
 //! score, write gold, commit with the application transaction).
 
+use crate::medallion::MedallionError;
 use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{Action, Transaction};
@@ -10,7 +11,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tweetflow_delta::table::{self, CommitRequest};
-use tweetflow_delta::{DeltaTaskError, RunOptions};
+use tweetflow_delta::{StorageError, WriteControl};
 use tweetflow_model::ModelSource;
 
 use super::APP_ID;
@@ -57,7 +58,7 @@ fn append_op() -> DeltaOperation {
 ///
 /// When another run commits to gold meanwhile, the work is planned again from the log (up to
 /// [`tweetflow_delta::CONFLICT_REPLANS`] times, then a retryable conflict).
-pub async fn infer(params: &InferParams, opts: &RunOptions) -> InferResult<InferSummary> {
+pub async fn infer(params: &InferParams, opts: &WriteControl) -> InferResult<InferSummary> {
     let mut model = LoadedModel::default();
     infer_with(params, opts, &mut model).await
 }
@@ -65,11 +66,11 @@ pub async fn infer(params: &InferParams, opts: &RunOptions) -> InferResult<Infer
 /// [`infer`] with a model slot (which may hold a resolved model and a loaded classifier).
 pub async fn infer_with(
     params: &InferParams,
-    opts: &RunOptions,
+    opts: &WriteControl,
     model: &mut LoadedModel,
 ) -> InferResult<InferSummary> {
     if params.batch_size == 0 {
-        return Err(DeltaTaskError::Param {
+        return Err(MedallionError::Param {
             param: "batch_size",
             message: "must be at least 1".into(),
         }
@@ -85,9 +86,10 @@ pub async fn infer_with(
     let mut replans = 0;
     loop {
         match infer_attempt(params, opts, model).await {
-            Err(super::InferError::Delta(DeltaTaskError::Conflict { table, message }))
-                if replans < tweetflow_delta::CONFLICT_REPLANS =>
-            {
+            Err(super::InferError::Delta(MedallionError::Storage(StorageError::Conflict {
+                table,
+                message,
+            }))) if replans < tweetflow_delta::CONFLICT_REPLANS => {
                 replans += 1;
                 tracing::info!(%table, %message, replans, "infer: concurrent commit, planning again");
             }
@@ -98,7 +100,7 @@ pub async fn infer_with(
 
 async fn infer_attempt(
     params: &InferParams,
-    opts: &RunOptions,
+    opts: &WriteControl,
     model: &mut LoadedModel,
 ) -> InferResult<InferSummary> {
     let silver_loc = params.input.clone();
@@ -147,7 +149,7 @@ async fn infer_attempt(
         while let Some(batch) = stream.next().await {
             opts.check_cancel()?;
             let batch =
-                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             if batch.num_rows() == 0 {
                 continue;
             }
@@ -157,7 +159,7 @@ async fn infer_attempt(
             writer
                 .write(out)
                 .await
-                .map_err(|e| DeltaTaskError::delta(&gold_loc, e))?;
+                .map_err(|e| MedallionError::delta(&gold_loc, e))?;
             summary.rows += batch.num_rows() as u64;
             progress.add(batch.num_rows() as u64);
         }
@@ -166,7 +168,7 @@ async fn infer_attempt(
     let adds = writer
         .flush()
         .await
-        .map_err(|e| DeltaTaskError::delta(&gold_loc, e))?;
+        .map_err(|e| MedallionError::delta(&gold_loc, e))?;
     opts.failpoint("infer.after_write")?;
     let stats = predictor.stats();
     summary.inferred = stats.rows_inferred - stats_before.rows_inferred;
@@ -180,10 +182,10 @@ async fn infer_attempt(
         .await?
         .unwrap_or(-1);
     if recorded != lo {
-        return Err(DeltaTaskError::Conflict {
+        return Err(MedallionError::from(StorageError::Conflict {
             table: gold_loc,
             message: format!("planned after silver version {lo} but gold records {recorded}"),
-        }
+        })
         .into());
     }
     let version = table::commit(

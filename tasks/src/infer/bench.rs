@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::medallion::MedallionError;
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use futures::StreamExt;
 use serde::Serialize;
+use tweetflow_delta::WriteControl;
 use tweetflow_delta::table;
-use tweetflow_delta::{DeltaTaskError, RunOptions};
 use tweetflow_model::ClassifierOptions;
 
 use super::attempt::infer;
@@ -186,7 +187,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
     let t = table::open_table(location)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput {
+        .ok_or_else(|| MedallionError::MissingInput {
             what: "silver table",
             location: location.to_string(),
         })?;
@@ -195,7 +196,7 @@ async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
         let mut stream = table::read_file(&t, &path, &["cleaned_text"]).await?;
         while let Some(batch) = stream.next().await {
             let batch =
-                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             let col = column_as(&batch, "cleaned_text", &ArrowType::Utf8)?;
             let col = col.as_string::<i32>();
             for i in 0..col.len() {
@@ -225,7 +226,7 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         }
     };
     std::fs::create_dir_all(&work)
-        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", work.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("creating `{}`", work.display()), e))?;
     let batch_size = if opts.batch_size == 0 {
         DEFAULT_BATCH_SIZE
     } else {
@@ -241,17 +242,17 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         input
     } else {
         let p = |n: &str| work.join(n).display().to_string();
-        let mut rp = tweetflow_delta::replay::ReplayParams::new(input, p("landing"));
+        let mut rp = crate::medallion::replay::ReplayParams::new(input, p("landing"));
         rp.limit = opts.limit;
-        let ro = RunOptions::default();
-        tweetflow_delta::replay::replay(&rp, &ro).await?;
-        tweetflow_delta::ingest::ingest(
-            &tweetflow_delta::ingest::IngestParams::new(p("landing"), p("bronze")),
+        let ro = WriteControl::default();
+        crate::medallion::replay::replay(&rp, &ro).await?;
+        crate::medallion::ingest::ingest(
+            &crate::medallion::ingest::IngestParams::new(p("landing"), p("bronze")),
             &ro,
         )
         .await?;
-        tweetflow_delta::clean::clean(
-            &tweetflow_delta::clean::CleanParams::new(p("bronze"), p("silver")),
+        crate::medallion::clean::clean(
+            &crate::medallion::clean::CleanParams::new(p("bronze"), p("silver")),
             &ro,
         )
         .await?;
@@ -309,7 +310,7 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
                 params.batch_size = batch_size;
                 params.threads = Some(threads);
                 let t = Instant::now();
-                let s = infer(&params, &RunOptions::default()).await?;
+                let s = infer(&params, &WriteControl::default()).await?;
                 let secs = t.elapsed().as_secs_f64().max(1e-9);
                 gold_rows = s.rows;
                 task_rows_per_sec.push(s.rows as f64 / secs);
@@ -343,7 +344,7 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
             / best(&rounds, |r| r.bare_tweets_per_sec),
         rounds,
         gold_rows,
-        peak_rss_mib: tweetflow_delta::bench::peak_rss_mib().unwrap_or(0.0),
+        peak_rss_mib: crate::medallion::bench::peak_rss_mib().unwrap_or(0.0),
         silver,
         work_dir: work.display().to_string(),
     })
@@ -359,7 +360,7 @@ fn tempfile_dir() -> InferResult<PathBuf> {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir)
-        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", dir.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("creating `{}`", dir.display()), e))?;
     Ok(dir)
 }
 

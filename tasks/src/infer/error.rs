@@ -1,6 +1,6 @@
 //! The error type of `infer` and its mapping to the engine's [`TaskError`] kinds.
 
-use tweetflow_delta::DeltaTaskError;
+use crate::medallion::MedallionError;
 use tweetflow_engine::TaskError;
 use tweetflow_model::{ErrorClass, ModelError};
 
@@ -9,7 +9,7 @@ use tweetflow_model::{ErrorClass, ModelError};
 pub enum InferError {
     /// Delta tables, Arrow, I/O, failpoints, cancellation.
     #[error(transparent)]
-    Delta(#[from] DeltaTaskError),
+    Delta(#[from] MedallionError),
     /// Resolving, loading or running the model.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -44,6 +44,12 @@ impl From<InferError> for TaskError {
             InferError::Client(e) => TaskError::config("tracking_uri", e),
             InferError::Worker(m) => TaskError::fatal(format!("inference worker failed: {m}")),
         }
+    }
+}
+
+impl From<tweetflow_delta::StorageError> for InferError {
+    fn from(err: tweetflow_delta::StorageError) -> Self {
+        InferError::Delta(err.into())
     }
 }
 

@@ -52,7 +52,9 @@ pub use resolve::{
     LOCAL_VERSION, LoadedModel, ResolvedModel, load_classifier, registry_client, resolve_model,
 };
 
-use tweetflow_delta::{RunOptions, table};
+use tweetflow_delta::table;
+
+use crate::medallion::MedallionError;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 /// Application id of infer commits (gold).
@@ -72,9 +74,9 @@ impl Task for InferTask {
         ctx: &TaskContext,
         params: InferParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let opts = RunOptions::from_context(ctx);
+        let opts = crate::medallion::write_control(ctx);
         let s = infer(&params, &opts).await?;
-        let url = table::table_url(&params.table)?;
+        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
         Ok(TaskOutput::new()
             .with("rows", s.rows)
             .with("distinct_texts", s.distinct_texts)
@@ -95,6 +97,6 @@ impl Task for InferTask {
             _ => return false,
         };
         consumed == Some(silver)
-            && tweetflow_delta::output_table_still_valid(&params.table, output).await
+            && crate::medallion::output_table_still_valid(&params.table, output).await
     }
 }

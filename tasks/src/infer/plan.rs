@@ -1,9 +1,9 @@
 //! Planning a run: the silver version gold has consumed, the latest silver version, and the
 //! files the silver commits in between added.
 
+use crate::medallion::MedallionError;
 use deltalake::DeltaTable;
 use deltalake::kernel::{Action, Add};
-use tweetflow_delta::DeltaTaskError;
 use tweetflow_delta::table;
 
 use super::APP_ID;
@@ -32,7 +32,7 @@ pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
     let silver =
         table::open_table(silver_loc)
             .await?
-            .ok_or_else(|| DeltaTaskError::MissingInput {
+            .ok_or_else(|| MedallionError::MissingInput {
                 what: "silver table (run clean first)",
                 location: silver_loc.clone(),
             })?;
@@ -45,7 +45,7 @@ pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
         None => -1,
     };
     if consumed > latest {
-        return Err(DeltaTaskError::Data(format!(
+        return Err(MedallionError::Data(format!(
             "gold `{gold_loc}` has consumed silver version {consumed} but silver `{silver_loc}` is at version {latest}: \
              silver was reset; reset the gold table too"
         ))

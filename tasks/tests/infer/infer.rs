@@ -5,13 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, ingest};
-use tweetflow_delta::replay::{ReplayParams, replay};
-use tweetflow_delta::{DeltaTaskError, RunOptions};
+use tweetflow_delta::{StorageError, WriteControl};
 use tweetflow_engine::{ErrorKind, TaskError};
 use tweetflow_model::ModelError;
 use tweetflow_tasks::infer::{InferError, InferParams, infer};
+use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 
 use crate::common::*;
 
@@ -41,7 +42,7 @@ async fn add_silver(dir: &Path, prefix: &str, limit: usize, seed: Option<u64>) {
     rp.limit = Some(limit);
     rp.prefix = prefix.into();
     rp.seed = seed;
-    let o = RunOptions::default();
+    let o = WriteControl::default();
     replay(&rp, &o).await.unwrap();
     ingest(&IngestParams::new(p(dir, "landing"), p(dir, "bronze")), &o)
         .await
@@ -90,7 +91,7 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
     .await;
     assert!(silver.len() > 20, "too few silver rows: {}", silver.len());
     let ip = params(dir, "gold", 32);
-    let s = infer(&ip, &RunOptions::default()).await.unwrap();
+    let s = infer(&ip, &WriteControl::default()).await.unwrap();
 
     let distinct: HashSet<&str> = silver.iter().map(|r| key(&r[2])).collect();
     assert_eq!(s.rows as usize, silver.len());
@@ -154,7 +155,7 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
 
     // No new silver data: no new gold version.
     let v = version(&ip.table).await;
-    let again = infer(&ip, &RunOptions::default()).await.unwrap();
+    let again = infer(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!(again.rows, 0);
     assert_eq!(again.inferred, 0);
     assert_eq!(again.table_version, v);
@@ -164,7 +165,7 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
     let before = rows_of(&ip.table, GOLD_COLS).await;
     add_silver(dir, "more", 150, Some(7)).await;
     let silver_all = rows_of(&p(dir, "silver"), &["tweet_id", "mention"]).await;
-    let more = infer(&ip, &RunOptions::default()).await.unwrap();
+    let more = infer(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!(more.rows as usize, silver_all.len() - silver.len());
     assert_eq!(more.table_version, v + 1);
     let after = rows_of(&ip.table, GOLD_COLS).await;
@@ -198,10 +199,10 @@ async fn batch_size_does_not_change_the_gold_labels(model: PathBuf) {
         ip.model = model.display().to_string();
         ip
     };
-    let one = infer(&with_model("gold1", 1), &RunOptions::default())
+    let one = infer(&with_model("gold1", 1), &WriteControl::default())
         .await
         .unwrap();
-    let many = infer(&with_model("gold32", 32), &RunOptions::default())
+    let many = infer(&with_model("gold32", 32), &WriteControl::default())
         .await
         .unwrap();
     assert_eq!(one.rows, many.rows);
@@ -228,9 +229,9 @@ async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() 
     let dir = tmp.path();
     add_silver(dir, "tweets", 200, None).await;
     let reference = params(dir, "gold_ref", 32);
-    infer(&reference, &RunOptions::default()).await.unwrap();
+    infer(&reference, &WriteControl::default()).await.unwrap();
     add_silver(dir, "more", 150, Some(7)).await;
-    infer(&reference, &RunOptions::default()).await.unwrap();
+    infer(&reference, &WriteControl::default()).await.unwrap();
     let expected = rows_of(&reference.table, GOLD_COLS).await;
     assert_unique_rows(&expected);
 
@@ -239,16 +240,16 @@ async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() 
         let ip = params(dir, &gold, 32);
         // A first, uninterrupted run over part of silver is not possible here (silver has
         // both increments), so crash on the first run, then rerun.
-        let err = infer(&ip, &RunOptions::with_failpoint(fp))
+        let err = infer(&ip, &WriteControl::with_failpoint(fp))
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, InferError::Delta(DeltaTaskError::Failpoint(p)) if p == fp),
+            matches!(&err, InferError::Delta(MedallionError::Storage(StorageError::Failpoint(p))) if p == fp),
             "{fp}: {err}"
         );
         assert!(err.is_retryable());
         let v = version(&ip.table).await;
-        let rerun = infer(&ip, &RunOptions::default()).await.unwrap();
+        let rerun = infer(&ip, &WriteControl::default()).await.unwrap();
         if fp == "infer.after_commit" {
             assert_eq!(rerun.rows, 0, "{fp}: committed work is not redone");
             assert_eq!(version(&ip.table).await, v, "{fp}: no new version");
@@ -275,22 +276,22 @@ async fn infer_crash_on_an_increment_keeps_earlier_gold() {
     let dir = tmp.path();
     add_silver(dir, "tweets", 120, None).await;
     let ip = params(dir, "gold", 8);
-    infer(&ip, &RunOptions::default()).await.unwrap();
+    infer(&ip, &WriteControl::default()).await.unwrap();
     let first = rows_of(&ip.table, GOLD_COLS).await;
     add_silver(dir, "more", 120, Some(3)).await;
-    let err = infer(&ip, &RunOptions::with_failpoint("infer.after_write"))
+    let err = infer(&ip, &WriteControl::with_failpoint("infer.after_write"))
         .await
         .unwrap_err();
     assert!(matches!(
         err,
-        InferError::Delta(DeltaTaskError::Failpoint(_))
+        InferError::Delta(MedallionError::Storage(StorageError::Failpoint(_)))
     ));
     assert_eq!(
         rows_of(&ip.table, GOLD_COLS).await,
         first,
         "nothing visible after the crash"
     );
-    let rerun = infer(&ip, &RunOptions::default()).await.unwrap();
+    let rerun = infer(&ip, &WriteControl::default()).await.unwrap();
     let silver_all = rows_of(&p(dir, "silver"), &["tweet_id", "mention"]).await;
     assert_eq!(rerun.rows as usize, silver_all.len() - first.len());
     let gold = rows_of(&ip.table, GOLD_COLS).await;
@@ -305,7 +306,7 @@ async fn infer_errors_map_to_task_error_kinds() {
     // A missing model directory: not retryable.
     let mut ip = params(dir, "gold", 32);
     ip.model = p(dir, "no-such-model");
-    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    let err = infer(&ip, &WriteControl::default()).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert_ne!(TaskError::from(err).kind, ErrorKind::Retryable);
     // The ONNX Runtime library missing: the model crate's message, a config error.
@@ -316,12 +317,12 @@ async fn infer_errors_map_to_task_error_kinds() {
     assert!(te.message.contains("ONNX Runtime not found"));
     // A bad models:/ URI: config.
     ip.model = "models:/".into();
-    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    let err = infer(&ip, &WriteControl::default()).await.unwrap_err();
     assert_eq!(TaskError::from(err).kind, ErrorKind::Config);
     // batch_size 0: config.
     let mut ip = params(dir, "gold", 0);
     ip.batch_size = 0;
-    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    let err = infer(&ip, &WriteControl::default()).await.unwrap_err();
     assert_eq!(TaskError::from(err).kind, ErrorKind::Config);
 }
 
@@ -348,7 +349,7 @@ async fn infer_resolves_a_registry_alias_on_a_real_mlflow_server() {
     ip.model = format!("models:/{name}@production");
     ip.tracking_uri = Some(server.url.clone());
     ip.cache_dir = Some(p(dir, "model-cache"));
-    let s = infer(&ip, &RunOptions::default()).await.unwrap();
+    let s = infer(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!(s.model_uri, ip.model);
     assert_eq!(s.model_version, registered.version);
     assert!(s.rows > 0);
@@ -358,7 +359,7 @@ async fn infer_resolves_a_registry_alias_on_a_real_mlflow_server() {
             .all(|r| r[0] == ip.model && r[1] == registered.version)
     );
     // Same predictions as the directory itself.
-    let local = infer(&params(dir, "gold_dir", 32), &RunOptions::default())
+    let local = infer(&params(dir, "gold_dir", 32), &WriteControl::default())
         .await
         .unwrap();
     assert_eq!(local.rows, s.rows);
@@ -483,7 +484,7 @@ async fn infer_without_onnx_runtime_child() {
     };
     let dir = PathBuf::from(dir);
     add_silver(&dir, "tweets", 60, None).await;
-    let err = infer(&params(&dir, "gold", 32), &RunOptions::default())
+    let err = infer(&params(&dir, "gold", 32), &WriteControl::default())
         .await
         .unwrap_err();
     assert!(
@@ -549,7 +550,7 @@ async fn infer_with_the_registry_unreachable_child() {
     ip.model = "models:/tiny@production".into();
     ip.tracking_uri = Some(format!("http://127.0.0.1:{port}"));
     ip.cache_dir = Some(p(&dir, "model-cache"));
-    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    let err = infer(&ip, &WriteControl::default()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     let te = TaskError::from(err);
     assert_eq!(te.kind, ErrorKind::Retryable, "{}", te.message);
@@ -558,11 +559,11 @@ async fn infer_with_the_registry_unreachable_child() {
 
     // Once gold is up to date, a run with nothing new needs no registry: it succeeds and
     // names the model gold last used.
-    let local = infer(&params(&dir, "gold", 32), &RunOptions::default())
+    let local = infer(&params(&dir, "gold", 32), &WriteControl::default())
         .await
         .unwrap();
     assert!(local.rows > 0);
-    let noop = infer(&ip, &RunOptions::default()).await.unwrap();
+    let noop = infer(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!(noop.rows, 0);
     assert_eq!(noop.table_version, local.table_version);
     assert_eq!(noop.silver_version, local.silver_version);
@@ -572,7 +573,7 @@ async fn infer_with_the_registry_unreachable_child() {
     );
     // New silver data: the registry is needed again, and still unreachable.
     add_silver(&dir, "more", 30, Some(3)).await;
-    let err = infer(&ip, &RunOptions::default()).await.unwrap_err();
+    let err = infer(&ip, &WriteControl::default()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert_eq!(version(&ip.table).await, local.table_version);
 }
