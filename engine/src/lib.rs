@@ -5,7 +5,7 @@
 //! retries, timeouts and caching, and records every run.
 //!
 //! ```text
-//!  pipeline.yaml ──spec::load_file──▶ Pipeline ──graph──▶ DAG
+//!  pipeline.yaml ──loader::load_file─▶ Pipeline ──graph──▶ DAG
 //!        │ (every problem at once,                         │
 //!        │  file:line:column + hint)                       ▼
 //!        ▼                                         executor::run ── Registry ──▶ Task::run
@@ -29,6 +29,7 @@ pub mod error;
 pub mod executor;
 pub mod graph;
 pub mod interpolate;
+pub mod loader;
 pub mod logging;
 pub mod observer;
 pub mod registry;
@@ -46,8 +47,9 @@ pub mod yaml;
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use error::EngineError;
 pub use executor::{Engine, RunOptions};
+pub use loader::{LoadOptions, load_file, load_str};
 pub use registry::Registry;
 pub use section::Section;
-pub use spec::{LoadOptions, Pipeline, TaskSpec, load_file, load_str};
+pub use spec::{Pipeline, TaskSpec};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
 pub use task::{DynTask, ErrorKind, PipelineInfo, Task, TaskContext, TaskError, TaskOutput};

@@ -1,15 +1,50 @@
-//! Run observers: outside systems told about each run (e.g. an MLflow tracking server).
+//! Run observers: outside systems told about each run (e.g. a tracking server).
 //!
 //! An observer is called when a run starts and when it ends. Its failures never fail the
 //! run or lose its data: the engine records them in the run's tags as `<observer>.pending`
 //! and a later `--resume` of the run (even a succeeded one) calls the observer again so it
 //! can log what it missed.
 
+use std::error::Error;
 use std::path::Path;
 
 use crate::spec::Pipeline;
 use crate::store::RunRecord;
 use crate::task::BoxFuture;
+
+/// Why an observer could not record part of a run. Its text is what the run's
+/// `<observer>.pending` tag holds.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct ObserverError {
+    /// Whether trying again (a later `--resume`) may succeed, e.g. a server that was down.
+    pub retryable: bool,
+    /// What went wrong.
+    pub source: Box<dyn Error + Send + Sync>,
+}
+
+impl ObserverError {
+    /// A failure that may pass on another try.
+    pub fn retryable(source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        ObserverError {
+            retryable: true,
+            source: source.into(),
+        }
+    }
+
+    /// A failure that another try will not fix (e.g. a wrong configuration).
+    pub fn fatal(source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        ObserverError {
+            retryable: false,
+            source: source.into(),
+        }
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
 
 /// Something told about runs.
 pub trait RunObserver: Send + Sync {
@@ -25,7 +60,7 @@ pub trait RunObserver: Send + Sync {
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), ObserverError>>;
 
     /// The run reached its final state.
     fn run_finished<'a>(
@@ -33,7 +68,7 @@ pub trait RunObserver: Send + Sync {
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), ObserverError>>;
 
     /// A micro-batch of streaming session `session` (`run --watch`) ended; `batch` counts
     /// from 1. The default does nothing.
@@ -43,7 +78,7 @@ pub trait RunObserver: Send + Sync {
         _batch: usize,
         _pipeline: &'a Pipeline,
         _record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -53,7 +88,7 @@ pub trait RunObserver: Send + Sync {
         _session: &'a str,
         _pipeline: &'a Pipeline,
         _cancelled: bool,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
         Box::pin(async { Ok(()) })
     }
 }

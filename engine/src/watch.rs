@@ -87,7 +87,7 @@ async fn finish(
 ) -> Result<WatchSummary, EngineError> {
     for o in observers {
         if let Err(e) = o.session_finished(session, pipeline, cancelled).await {
-            warn!(observer = o.name(), error = %e, "observer could not record the end of the session");
+            warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer could not record the end of the session");
         }
     }
     Ok(WatchSummary { batches, cancelled })
@@ -148,7 +148,7 @@ pub async fn watch(
         info!(batch = number, run_id = %record.run_id, status = record.status.as_str(), changed, duration = %human(record.duration()), "batch finished");
         for o in &observers {
             if let Err(e) = o.batch_finished(&session, number, pipeline, &record).await {
-                warn!(observer = o.name(), error = %e, "observer could not record the batch");
+                warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer could not record the batch");
             }
         }
         let status = record.status;

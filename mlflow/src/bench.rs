@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::types::{Metric, RunStatus, RunTag, now_millis};
+use crate::types::{Metric, MlflowRunStatus, RunTag, now_millis};
 
 /// Experiment the benchmark runs go to.
 pub const BENCH_EXPERIMENT: &str = "tweetflow-bench";
@@ -118,7 +118,7 @@ pub async fn log_metrics_with(client: &Client, opts: BenchOptions) -> Result<Ben
     let report = match report {
         Ok(r) => r,
         Err(e) => {
-            let _ = client.end_run(&run_id, RunStatus::Failed).await;
+            let _ = client.end_run(&run_id, MlflowRunStatus::Failed).await;
             return Err(e);
         }
     };
@@ -130,7 +130,7 @@ pub async fn log_metrics_with(client: &Client, opts: BenchOptions) -> Result<Ben
             .await?
             .len();
     }
-    client.end_run(&run_id, RunStatus::Finished).await?;
+    client.end_run(&run_id, MlflowRunStatus::Finished).await?;
     Ok(BenchReport {
         points: n_points,
         requests: report.requests,

@@ -19,14 +19,14 @@
 //!
 //! ```no_run
 //! # async fn demo() -> tweetflow_mlflow::Result<()> {
-//! use tweetflow_mlflow::{Client, Metric, Param, RunStatus};
+//! use tweetflow_mlflow::{Client, Metric, Param, MlflowRunStatus};
 //! let client = Client::from_env()?;
 //! let exp = client.get_or_create_experiment("sentiment").await?;
 //! let run = client.create_run(&exp.experiment_id, Some("train"), &[]).await?;
 //! let id = &run.info.run_id;
 //! client.log_batch(id, &[Metric::new("loss", 0.3, 1)], &[Param::new("lr", "0.01")], &[]).await?;
 //! client.log_artifacts(id, std::path::Path::new("out/model"), Some("model")).await?;
-//! client.end_run(id, RunStatus::Finished).await?;
+//! client.end_run(id, MlflowRunStatus::Finished).await?;
 //! # Ok(()) }
 //! ```
 
@@ -51,6 +51,7 @@ pub use model_uri::ModelUri;
 pub use registry::ResolvedModel;
 pub use tracking::{BatchReport, DEFAULT_EXPERIMENT_ID};
 pub use types::{
-    Experiment, ExperimentTag, FileInfo, Metric, ModelAlias, ModelTag, ModelVersion, Param,
-    RegisteredModel, Run, RunData, RunInfo, RunStatus, RunTag, RunsPage, SearchRuns, ViewType,
+    Experiment, ExperimentTag, FileInfo, Metric, MlflowRunStatus, ModelAlias, ModelTag,
+    ModelVersion, Param, RegisteredModel, Run, RunData, RunInfo, RunTag, RunsPage, SearchRuns,
+    ViewType,
 };

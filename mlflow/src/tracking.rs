@@ -7,7 +7,8 @@ use serde_json::json;
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
 use crate::types::{
-    Experiment, Metric, Param, Run, RunInfo, RunStatus, RunTag, RunsPage, SearchRuns, now_millis,
+    Experiment, Metric, MlflowRunStatus, Param, Run, RunInfo, RunTag, RunsPage, SearchRuns,
+    now_millis,
 };
 use crate::validation;
 
@@ -198,7 +199,7 @@ impl Client {
     pub async fn update_run(
         &self,
         run_id: &str,
-        status: Option<RunStatus>,
+        status: Option<MlflowRunStatus>,
         end_time: Option<i64>,
         run_name: Option<&str>,
     ) -> Result<RunInfo> {
@@ -221,7 +222,7 @@ impl Client {
     }
 
     /// Ends a run: sets a terminal status and the end time to now.
-    pub async fn end_run(&self, run_id: &str, status: RunStatus) -> Result<RunInfo> {
+    pub async fn end_run(&self, run_id: &str, status: MlflowRunStatus) -> Result<RunInfo> {
         if !status.is_terminal() {
             return Err(Error::InvalidInput(format!(
                 "end_run needs a terminal status, not {status:?}"

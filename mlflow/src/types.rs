@@ -40,10 +40,10 @@ pub struct Experiment {
     pub tags: Vec<ExperimentTag>,
 }
 
-/// Status of a run.
+/// Status of an MLflow run (as the tracking server names it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RunStatus {
+pub enum MlflowRunStatus {
     /// Running.
     Running,
     /// Scheduled, not started.
@@ -56,12 +56,12 @@ pub enum RunStatus {
     Killed,
 }
 
-impl RunStatus {
+impl MlflowRunStatus {
     /// True for the states a run ends in (finished, failed, killed).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunStatus::Finished | RunStatus::Failed | RunStatus::Killed
+            MlflowRunStatus::Finished | MlflowRunStatus::Failed | MlflowRunStatus::Killed
         )
     }
 }
@@ -80,7 +80,7 @@ pub struct RunInfo {
     #[serde(default)]
     pub user_id: String,
     /// Status.
-    pub status: RunStatus,
+    pub status: MlflowRunStatus,
     /// Start time (ms).
     #[serde(default, deserialize_with = "de_opt_i64")]
     pub start_time: Option<i64>,

@@ -82,6 +82,10 @@ pub enum ModelError {
         #[source]
         source: tweetflow_mlflow::Error,
     },
+    /// The blocking thread that loads or runs the classifier failed (panicked or was
+    /// cancelled). Fatal.
+    #[error("inference worker failed: {0}")]
+    Worker(String),
     /// A local file system error (model cache, temp directories). Fatal.
     #[error("{path}: {source}")]
     Io {
@@ -106,6 +110,7 @@ impl ModelError {
             | ModelError::Manifest { .. }
             | ModelError::InvalidModel { .. }
             | ModelError::Inference { .. }
+            | ModelError::Worker(_)
             | ModelError::Io { .. } => ErrorClass::Fatal,
         }
     }

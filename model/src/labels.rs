@@ -4,13 +4,22 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 
 /// The canonical sentiment classes every model is mapped to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// As a param value (e.g. a `labels:` mapping target) its schema is named `LabelClass`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
+#[schemars(
+    rename = "LabelClass",
+    description = "A sentiment class, as a `labels` mapping target."
+)]
 pub enum Sentiment {
     /// Negative.
     Negative,

@@ -19,6 +19,8 @@
 //! * [`runtime`]: finds and loads the ONNX Runtime shared library once per process.
 //! * [`Classifier`]: load ([`Classifier::load`]) and [`Classifier::predict`] (de-duplication,
 //!   length-sorted batches, input order kept).
+//! * [`Predictor`]: a classifier for async callers (loaded in a blocking thread on first use)
+//!   with a bounded cache of predictions across batches.
 //! * [`labels`]: `id2label` names to [`Sentiment`].
 //! * [`registry`]: [`ModelSource`], [`resolve`] (download once into a cache) and [`register`].
 //! * [`bench_bare_loop`]: the model-only throughput floor.
@@ -33,6 +35,7 @@ pub mod classifier;
 pub mod error;
 pub mod labels;
 pub mod manifest;
+pub mod predictor;
 pub mod registry;
 pub mod runtime;
 
@@ -43,6 +46,7 @@ pub use classifier::{
 pub use error::{ErrorClass, ModelError, Result};
 pub use labels::{Sentiment, map_labels};
 pub use manifest::{Manifest, verify_dir};
+pub use predictor::{DEDUP_CACHE_TEXTS, Predictor, dedup_key};
 pub use registry::{
     DEFAULT_CACHE_DIR, LocalModel, ModelSource, REGISTER_EXPERIMENT, RegisteredVersion, register,
     resolve,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tweetflow_mlflow::{Client, ModelUri, RunStatus, RunTag};
+use tweetflow_mlflow::{Client, MlflowRunStatus, ModelUri, RunTag};
 
 use crate::classifier::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE};
 use crate::error::{ModelError, Result};
@@ -355,9 +355,9 @@ pub async fn register(
     }
     .await;
     let status = if result.is_ok() {
-        RunStatus::Finished
+        MlflowRunStatus::Finished
     } else {
-        RunStatus::Failed
+        MlflowRunStatus::Failed
     };
     if let Err(e) = client.end_run(&run_id, status).await {
         tracing::warn!(run_id, error = %e, "cannot close the registration run");

@@ -58,7 +58,7 @@ async fn register_resolve_cache_and_offline() {
     let v2 = register(&c, &tiny, &name, None).await.unwrap();
     assert_eq!(v2.version, "2");
     let run = c.get_run(&v1.run_id).await.unwrap();
-    assert_eq!(run.info.status, tweetflow_mlflow::RunStatus::Finished);
+    assert_eq!(run.info.status, tweetflow_mlflow::MlflowRunStatus::Finished);
     c.transition_stage(&name, "1", "Production", false)
         .await
         .unwrap();

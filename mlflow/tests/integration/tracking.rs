@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use tweetflow_mlflow::{
-    Client, ClientConfig, DEFAULT_EXPERIMENT_ID, Error, ErrorCode, Metric, Param, RunStatus,
+    Client, ClientConfig, DEFAULT_EXPERIMENT_ID, Error, ErrorCode, Metric, MlflowRunStatus, Param,
     RunTag, SearchRuns,
 };
 
@@ -104,22 +104,22 @@ async fn runs_create_update_get_search_delete() {
         .await
         .unwrap();
     assert_eq!(run.info.run_name, "first");
-    assert_eq!(run.info.status, RunStatus::Running);
+    assert_eq!(run.info.status, MlflowRunStatus::Running);
     assert!(run.info.start_time.is_some());
     assert_eq!(run.data.tag("kind"), Some("test"));
     let id = run.info.run_id.clone();
 
     let info = c
-        .update_run(&id, Some(RunStatus::Running), None, Some("renamed"))
+        .update_run(&id, Some(MlflowRunStatus::Running), None, Some("renamed"))
         .await
         .unwrap();
     assert_eq!(info.run_name, "renamed");
-    let info = c.end_run(&id, RunStatus::Finished).await.unwrap();
-    assert_eq!(info.status, RunStatus::Finished);
+    let info = c.end_run(&id, MlflowRunStatus::Finished).await.unwrap();
+    assert_eq!(info.status, MlflowRunStatus::Finished);
     let got = c.get_run(&id).await.unwrap();
-    assert_eq!(got.info.status, RunStatus::Finished);
+    assert_eq!(got.info.status, MlflowRunStatus::Finished);
     assert!(got.info.end_time.unwrap() >= got.info.start_time.unwrap());
-    assert!(c.end_run(&id, RunStatus::Running).await.is_err());
+    assert!(c.end_run(&id, MlflowRunStatus::Running).await.is_err());
 
     for i in 0..5 {
         let r = c

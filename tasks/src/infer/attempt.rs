@@ -5,20 +5,20 @@ use crate::medallion::MedallionError;
 use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{Action, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
+use tweetflow_delta::commit::{Replans, append_op, commit_planned};
 use tweetflow_delta::table::{self, CommitRequest};
-use tweetflow_delta::{StorageError, WriteControl};
+use tweetflow_delta::{WriteControl, incremental};
 use tweetflow_model::ModelSource;
 
 use super::APP_ID;
 use super::error::InferResult;
 use super::gold::{SILVER_COLUMNS, column_as, gold_batch, gold_schema};
 use super::params::InferParams;
-use super::plan::{add_rows, added_files, open_tables, recorded_model};
+use super::plan::{open_tables, recorded_model};
 use super::progress::Progress;
 use super::resolve::LoadedModel;
 
@@ -43,30 +43,22 @@ pub struct InferSummary {
     pub model_version: String,
 }
 
-fn append_op() -> DeltaOperation {
-    DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: None,
-        predicate: None,
-    }
-}
-
 /// Runs `infer` once: every silver version not yet consumed.
 ///
 /// The model is resolved (and a registry URI looked up) only when there is new silver data:
 /// a run with nothing to do needs neither the registry nor ONNX Runtime.
 ///
-/// When another run commits to gold meanwhile, the work is planned again from the log (up to
-/// [`tweetflow_delta::CONFLICT_REPLANS`] times, then a retryable conflict).
-pub async fn infer(params: &InferParams, opts: &WriteControl) -> InferResult<InferSummary> {
+/// When another run commits to gold meanwhile, the work is planned again from the log (see
+/// [`Replans`]).
+pub async fn infer(params: &InferParams, ctl: &WriteControl) -> InferResult<InferSummary> {
     let mut model = LoadedModel::default();
-    infer_with(params, opts, &mut model).await
+    infer_with(params, ctl, &mut model).await
 }
 
 /// [`infer`] with a model slot (which may hold a resolved model and a loaded classifier).
 pub async fn infer_with(
     params: &InferParams,
-    opts: &WriteControl,
+    ctl: &WriteControl,
     model: &mut LoadedModel,
 ) -> InferResult<InferSummary> {
     if params.batch_size == 0 {
@@ -83,16 +75,10 @@ pub async fn infer_with(
     {
         tweetflow_model::verify_dir(&dir)?;
     }
-    let mut replans = 0;
+    let mut replans = Replans::new("infer");
     loop {
-        match infer_attempt(params, opts, model).await {
-            Err(super::InferError::Delta(MedallionError::Storage(StorageError::Conflict {
-                table,
-                message,
-            }))) if replans < tweetflow_delta::CONFLICT_REPLANS => {
-                replans += 1;
-                tracing::info!(%table, %message, replans, "infer: concurrent commit, planning again");
-            }
+        match infer_attempt(params, ctl, model).await {
+            Err(err) if replans.again(&err) => continue,
             other => return other,
         }
     }
@@ -100,14 +86,15 @@ pub async fn infer_with(
 
 async fn infer_attempt(
     params: &InferParams,
-    opts: &WriteControl,
+    ctl: &WriteControl,
     model: &mut LoadedModel,
 ) -> InferResult<InferSummary> {
     let silver_loc = params.input.clone();
     let gold_loc = params.table.clone();
     let tables = open_tables(params).await?;
     let (silver, existing_gold) = (tables.silver, tables.gold);
-    let (lo, hi) = (tables.consumed, tables.latest);
+    let (consumed, hi) = (tables.consumed, tables.latest);
+    let lo = consumed.unwrap_or(-1);
     let mut summary = InferSummary {
         silver_version: lo,
         table_version: existing_gold.as_ref().map_or(-1, table::version),
@@ -134,8 +121,8 @@ async fn infer_attempt(
         None => table::open_or_create(&gold_loc, &gold_schema()?, &[]).await?,
     };
     // Plan: the files silver versions lo+1..=hi added.
-    let files = added_files(&silver, &silver_loc, lo + 1, hi).await?;
-    let total: u64 = files.iter().map(add_rows).sum();
+    let files = incremental::new_files(&silver, &silver_loc, lo, hi).await?;
+    let total: u64 = files.iter().map(|f| f.rows()).sum();
     let gold_schema = table::arrow_schema(&gold, &gold_loc)?;
     let mut writer = table::writer_for(&gold, &gold_loc, gold_schema.clone())?;
     let stats_before = predictor.stats();
@@ -143,18 +130,19 @@ async fn infer_attempt(
     let mut progress = Progress::new(total);
     tracing::info!(silver = %silver_loc, gold = %gold_loc, silver_from = lo + 1, silver_to = hi,
         files = files.len(), rows = total, model = %model.uri, version = %model.version, "infer: planned");
-    for add in &files {
-        let path = table::add_path(add)?;
+    for file in &files {
+        let path = table::add_path(&file.add)?;
         let mut stream = table::read_file(&silver, &path, &SILVER_COLUMNS).await?;
         while let Some(batch) = stream.next().await {
-            opts.check_cancel()?;
+            ctl.check_cancel()?;
             let batch =
                 batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             if batch.num_rows() == 0 {
                 continue;
             }
             let texts = column_as(&batch, "cleaned_text", &ArrowType::Utf8)?;
-            let preds = predictor.predict(texts.as_string::<i32>()).await?;
+            let texts: Vec<Option<&str>> = texts.as_string::<i32>().iter().collect();
+            let preds = predictor.predict(&texts).await?;
             let out = gold_batch(&gold_schema, &batch, &preds, model)?;
             writer
                 .write(out)
@@ -169,28 +157,18 @@ async fn infer_attempt(
         .flush()
         .await
         .map_err(|e| MedallionError::delta(&gold_loc, e))?;
-    opts.failpoint("infer.after_write")?;
+    ctl.failpoint("infer.after_write")?;
     let stats = predictor.stats();
     summary.inferred = stats.rows_inferred - stats_before.rows_inferred;
     summary.model_batches = stats.batches - stats_before.batches;
     summary.distinct_texts = predictor.distinct_texts - distinct_before;
     summary.silver_version = hi;
 
-    // Exactly-once check, in the commit path: gold must still record `lo`.
-    table::refresh(&mut gold, &gold_loc).await?;
-    let recorded = table::app_version(&gold, &gold_loc, APP_ID)
-        .await?
-        .unwrap_or(-1);
-    if recorded != lo {
-        return Err(MedallionError::from(StorageError::Conflict {
-            table: gold_loc,
-            message: format!("planned after silver version {lo} but gold records {recorded}"),
-        })
-        .into());
-    }
-    let version = table::commit(
+    // Exactly-once check, in the commit path: gold must still record `consumed`.
+    let version = commit_planned(
         &mut gold,
         &gold_loc,
+        consumed,
         CommitRequest {
             actions: adds.into_iter().map(Action::Add).collect(),
             operation: append_op(),
@@ -204,7 +182,7 @@ async fn infer_attempt(
         },
     )
     .await?;
-    opts.failpoint("infer.after_commit")?;
+    ctl.failpoint("infer.after_commit")?;
     summary.table_version = version;
     tracing::info!(gold = %params.table, silver_to = hi, rows = summary.rows,
         inferred = summary.inferred, version, "infer committed");

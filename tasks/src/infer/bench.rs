@@ -2,7 +2,7 @@
 //! `tweetflow bench infer` prints).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,13 +13,12 @@ use futures::StreamExt;
 use serde::Serialize;
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::table;
-use tweetflow_model::ClassifierOptions;
+use tweetflow_model::{BareLoopBench, ClassifierOptions};
 
 use super::attempt::infer;
 use super::error::{InferError, InferResult};
 use super::gold::column_as;
 use super::params::{DEFAULT_BATCH_SIZE, InferParams};
-use super::predictor::text_key;
 use super::resolve::load_classifier;
 
 /// Options of [`bench_infer`].
@@ -266,7 +265,7 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         texts
             .into_iter()
             .filter_map(|t| {
-                let k = text_key(&t).to_string();
+                let k = tweetflow_model::dedup_key(&t).to_string();
                 seen.insert(k.clone()).then_some(k)
             })
             .collect(),
@@ -284,42 +283,22 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
     let mut task_rows_per_sec = Vec::new();
     for round in 0..opts.rounds.max(1) {
         let task_first = round % 2 == 1;
-        let mut bare = None;
-        let mut task = None;
-        for step in 0..2 {
-            if (step == 0) != task_first {
-                // (a) The bare loop on the distinct texts, with a session of its own that is
-                // dropped before the task runs (one live session at a time, as in a run).
-                let t = Instant::now();
-                let c = load_classifier(&opts.model_dir, options.clone()).await?;
-                load_secs.push(t.elapsed().as_secs_f64());
-                let texts = distinct.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let mut c = c;
-                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                    tweetflow_model::bench_bare_loop(&mut c, &refs, batch_size)
-                })
-                .await
-                .map_err(|e| InferError::Worker(e.to_string()))?;
-                bare = Some(r?);
-            } else {
-                // (b) The whole task, into a fresh gold table.
-                let gold = work.join(format!("gold-{round}")).display().to_string();
-                let mut params =
-                    InferParams::new(silver.clone(), gold, opts.model_dir.display().to_string());
-                params.batch_size = batch_size;
-                params.threads = Some(threads);
-                let t = Instant::now();
-                let s = infer(&params, &WriteControl::default()).await?;
-                let secs = t.elapsed().as_secs_f64().max(1e-9);
-                gold_rows = s.rows;
-                task_rows_per_sec.push(s.rows as f64 / secs);
-                task = Some(secs);
-            }
-        }
-        let (Some(bare), Some(task_secs)) = (bare, task) else {
-            return Err(InferError::Worker("a bench round did not run".into()));
+        let gold = work.join(format!("gold-{round}")).display().to_string();
+        let mut params =
+            InferParams::new(silver.clone(), gold, opts.model_dir.display().to_string());
+        params.batch_size = batch_size;
+        params.threads = Some(threads);
+        let bare_side = || bare_loop(&opts.model_dir, &options, &distinct, batch_size);
+        let ((load, bare), (task_secs, rows)) = if task_first {
+            let task = task_run(&params).await?;
+            (bare_side().await?, task)
+        } else {
+            let bare = bare_side().await?;
+            (bare, task_run(&params).await?)
         };
+        load_secs.push(load);
+        gold_rows = rows;
+        task_rows_per_sec.push(rows as f64 / task_secs);
         let task_tps = n_distinct as f64 / task_secs;
         rounds.push(InferBenchRound {
             task_first,
@@ -348,6 +327,35 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         silver,
         work_dir: work.display().to_string(),
     })
+}
+
+/// (a) The bare loop on the distinct texts, with a session of its own that is dropped before
+/// the task runs (one live session at a time, as in a run): the load's seconds and the loop.
+async fn bare_loop(
+    model_dir: &Path,
+    options: &ClassifierOptions,
+    texts: &Arc<Vec<String>>,
+    batch_size: usize,
+) -> InferResult<(f64, BareLoopBench)> {
+    let t = Instant::now();
+    let c = load_classifier(model_dir, options.clone()).await?;
+    let load = t.elapsed().as_secs_f64();
+    let texts = texts.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut c = c;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        tweetflow_model::bench_bare_loop(&mut c, &refs, batch_size)
+    })
+    .await
+    .map_err(InferError::Worker)?;
+    Ok((load, r?))
+}
+
+/// (b) The whole task, into a fresh gold table: its seconds and the gold rows written.
+async fn task_run(params: &InferParams) -> InferResult<(f64, u64)> {
+    let t = Instant::now();
+    let s = infer(params, &WriteControl::default()).await?;
+    Ok((t.elapsed().as_secs_f64().max(1e-9), s.rows))
 }
 
 #[allow(clippy::result_large_err)]

@@ -1,6 +1,7 @@
 //! The error type of `infer` and its mapping to the engine's [`TaskError`] kinds.
 
 use crate::medallion::MedallionError;
+use tweetflow_delta::commit::ConflictError;
 use tweetflow_engine::TaskError;
 use tweetflow_model::{ErrorClass, ModelError};
 
@@ -15,10 +16,10 @@ pub enum InferError {
     Model(#[from] ModelError),
     /// The MLflow client could not be configured (tracking URI, credentials).
     #[error("model registry client: {0}")]
-    Client(tweetflow_mlflow::Error),
-    /// The inference worker thread panicked.
+    Client(#[source] tweetflow_mlflow::Error),
+    /// A blocking worker thread (the classifier load) panicked or was cancelled.
     #[error("inference worker failed: {0}")]
-    Worker(String),
+    Worker(#[source] tokio::task::JoinError),
 }
 
 impl InferError {
@@ -42,7 +43,16 @@ impl From<InferError> for TaskError {
                 ErrorClass::Config => TaskError::config("model", e),
             },
             InferError::Client(e) => TaskError::config("tracking_uri", e),
-            InferError::Worker(m) => TaskError::fatal(format!("inference worker failed: {m}")),
+            InferError::Worker(_) => TaskError::fatal(err.to_string()),
+        }
+    }
+}
+
+impl ConflictError for InferError {
+    fn as_conflict(&self) -> Option<(&str, &str)> {
+        match self {
+            InferError::Delta(e) => e.as_conflict(),
+            _ => None,
         }
     }
 }

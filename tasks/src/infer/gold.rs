@@ -16,7 +16,7 @@ use deltalake::kernel::{DataType, StructType};
 use tweetflow_delta::table;
 use tweetflow_model::Sentiment;
 
-use super::resolve::ResolvedModel;
+use super::resolve::ScoringModel;
 
 /// Silver columns infer reads.
 pub const SILVER_COLUMNS: [&str; 5] = [
@@ -87,7 +87,7 @@ pub(crate) fn gold_batch(
     schema: &SchemaRef,
     silver: &RecordBatch,
     preds: &[Option<(Sentiment, f32)>],
-    model: &ResolvedModel,
+    model: &ScoringModel,
 ) -> Result<RecordBatch, MedallionError> {
     let rows = silver.num_rows();
     let mut m: HashMap<&str, ArrayRef> = HashMap::new();

@@ -6,7 +6,7 @@
 //! batches of [`tweetflow_delta::table::BATCH_ROWS`] rows. Each batch's `cleaned_text` values are classified by a
 //! [`tweetflow_model::Classifier`] in `spawn_blocking` (the classifier is `Send`, not `Sync`); the model runs
 //! once per distinct text (a tweet with three mentions is one inference; a bounded cache of
-//! [`DEDUP_CACHE_TEXTS`] texts carries predictions across batches), in batches sorted by token
+//! [`tweetflow_model::DEDUP_CACHE_TEXTS`] texts carries predictions across batches), in batches sorted by token
 //! length. Gold files are written as the run goes and committed at the end with the new
 //! application transaction, after checking that the recorded silver version has not moved.
 //! A rerun without new silver data creates no gold version.
@@ -34,7 +34,6 @@ mod error;
 mod gold;
 mod params;
 mod plan;
-mod predictor;
 mod progress;
 mod resolve;
 
@@ -44,12 +43,11 @@ pub use bench::{
 };
 pub use error::{InferError, InferResult};
 pub use gold::{SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
-pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams, LabelClass};
+pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams};
 pub use plan::RECORDED_MODEL_LOOKBACK;
-pub use predictor::{DEDUP_CACHE_TEXTS, Predictor};
 pub use progress::LOG_EVERY_ROWS;
 pub use resolve::{
-    LOCAL_VERSION, LoadedModel, ResolvedModel, load_classifier, registry_client, resolve_model,
+    LOCAL_VERSION, LoadedModel, ScoringModel, load_classifier, registry_client, resolve_model,
 };
 
 use tweetflow_delta::table;
@@ -74,8 +72,8 @@ impl Task for InferTask {
         ctx: &TaskContext,
         params: InferParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let opts = crate::medallion::write_control(ctx);
-        let s = infer(&params, &opts).await?;
+        let ctl = crate::medallion::write_control(ctx);
+        let s = infer(&params, &ctl).await?;
         let url = table::table_url(&params.table).map_err(MedallionError::from)?;
         Ok(TaskOutput::new()
             .with("rows", s.rows)
@@ -92,11 +90,8 @@ impl Task for InferTask {
     /// Valid while gold is at the version the output names and silver has no newer version.
     async fn output_still_valid(&self, params: &InferParams, output: &TaskOutput) -> bool {
         let consumed = output.get("silver_version").and_then(|v| v.as_i64());
-        let silver = match table::open_table(&params.input).await {
-            Ok(Some(t)) => table::version(&t),
-            _ => return false,
-        };
-        consumed == Some(silver)
+        consumed.is_some()
+            && consumed == table::latest_version(&params.input).await
             && crate::medallion::output_table_still_valid(&params.table, output).await
     }
 }

@@ -16,28 +16,6 @@ fn default_batch_size() -> usize {
     DEFAULT_BATCH_SIZE
 }
 
-/// A sentiment class, as a `labels` mapping target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum LabelClass {
-    /// Negative.
-    Negative,
-    /// Neutral.
-    Neutral,
-    /// Positive.
-    Positive,
-}
-
-impl From<LabelClass> for Sentiment {
-    fn from(c: LabelClass) -> Sentiment {
-        match c {
-            LabelClass::Negative => Sentiment::Negative,
-            LabelClass::Neutral => Sentiment::Neutral,
-            LabelClass::Positive => Sentiment::Positive,
-        }
-    }
-}
-
 /// Params of `infer`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +29,7 @@ pub struct InferParams {
     pub model: String,
     /// Texts per model batch (default 32).
     #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads (default: the number of cores).
     #[serde(default)]
@@ -58,7 +37,7 @@ pub struct InferParams {
     /// Maps model label names (or column indices) to `negative` / `neutral` / `positive`,
     /// for models whose labels are not self-explaining (default: automatic mapping).
     #[serde(default)]
-    pub labels: Option<BTreeMap<String, LabelClass>>,
+    pub labels: Option<BTreeMap<String, Sentiment>>,
     /// Where registry models are downloaded (default `data/model-cache`).
     #[serde(default)]
     pub cache_dir: Option<String>,
@@ -104,11 +83,7 @@ impl InferParams {
     pub fn classifier_options(&self) -> ClassifierOptions {
         ClassifierOptions {
             threads: self.threads(),
-            labels: self.labels.as_ref().map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), Sentiment::from(*v)))
-                    .collect()
-            }),
+            labels: self.labels.clone(),
         }
     }
 }

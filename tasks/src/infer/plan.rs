@@ -1,9 +1,10 @@
-//! Planning a run: the silver version gold has consumed, the latest silver version, and the
-//! files the silver commits in between added.
+//! Planning a run: the silver version gold has consumed and the latest silver version (the
+//! files in between are [`tweetflow_delta::incremental::new_files`]), and the model gold last
+//! recorded.
 
 use crate::medallion::MedallionError;
 use deltalake::DeltaTable;
-use deltalake::kernel::{Action, Add};
+use deltalake::kernel::Action;
 use tweetflow_delta::table;
 
 use super::APP_ID;
@@ -19,8 +20,8 @@ pub(super) struct Tables {
     pub silver: DeltaTable,
     /// The gold table, when it exists (it is created only when there is something to write).
     pub gold: Option<DeltaTable>,
-    /// The silver version gold records as consumed (-1 when none).
-    pub consumed: i64,
+    /// The silver version gold records as consumed (`None`: none).
+    pub consumed: Option<i64>,
     /// The latest silver version.
     pub latest: i64,
 }
@@ -39,12 +40,12 @@ pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
     let latest = table::version(&silver);
     let gold = table::open_table(gold_loc).await?;
     let consumed = match &gold {
-        Some(gold) => table::app_version(gold, gold_loc, APP_ID)
-            .await?
-            .unwrap_or(-1),
-        None => -1,
+        Some(gold) => table::app_version(gold, gold_loc, APP_ID).await?,
+        None => None,
     };
-    if consumed > latest {
+    if let Some(consumed) = consumed
+        && consumed > latest
+    {
         return Err(MedallionError::Data(format!(
             "gold `{gold_loc}` has consumed silver version {consumed} but silver `{silver_loc}` is at version {latest}: \
              silver was reset; reset the gold table too"
@@ -57,39 +58,6 @@ pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
         consumed,
         latest,
     })
-}
-
-/// The files silver versions `from..=to` added (`dataChange = true`); removals are logged
-/// and otherwise ignored (gold keeps what it derived from them).
-pub(super) async fn added_files(
-    silver: &DeltaTable,
-    silver_loc: &str,
-    from: i64,
-    to: i64,
-) -> InferResult<Vec<Add>> {
-    let mut files = Vec::new();
-    for v in from..=to {
-        for action in table::commit_actions(silver, silver_loc, v).await? {
-            match action {
-                Action::Add(add) if add.data_change => files.push(add),
-                Action::Remove(remove) if remove.data_change => {
-                    tracing::warn!(silver = %silver_loc, version = v, file = %remove.path,
-                        "silver removed data; gold keeps the rows it already derived from it");
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(files)
-}
-
-/// The row count an add action's statistics record (0 when they do not).
-pub(super) fn add_rows(add: &Add) -> u64 {
-    add.stats
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-        .and_then(|v| v.get("numRecords").and_then(|n| n.as_u64()))
-        .unwrap_or(0)
 }
 
 /// The model URI and version of gold's latest infer commit (searching back at most

@@ -4,18 +4,17 @@
 use std::path::{Path, PathBuf};
 
 use tweetflow_mlflow::{Client, ClientConfig};
-use tweetflow_model::{Classifier, ClassifierOptions, Manifest, ModelSource};
+use tweetflow_model::{Classifier, ClassifierOptions, Manifest, ModelSource, Predictor};
 
 use super::error::{InferError, InferResult};
 use super::params::InferParams;
-use super::predictor::Predictor;
 
 /// `model_version` of a directory model whose manifest hash cannot be read.
 pub const LOCAL_VERSION: &str = "local";
 
-/// A resolved model: where its files are and what gold records about it.
+/// The model a run scores with: its verified directory and what gold records about it.
 #[derive(Clone, Debug)]
-pub struct ResolvedModel {
+pub struct ScoringModel {
     /// The verified model directory.
     pub dir: PathBuf,
     /// Recorded as `model_uri`.
@@ -28,7 +27,7 @@ pub struct ResolvedModel {
 
 /// Resolves `params.model`: a directory is verified, a `models:/` URI is resolved on the
 /// registry (`tracking_uri`, else `MLFLOW_TRACKING_URI`) and downloaded into the cache once.
-pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
+pub async fn resolve_model(params: &InferParams) -> InferResult<ScoringModel> {
     let source = ModelSource::parse(&params.model)?;
     match &source {
         ModelSource::Dir(dir) => {
@@ -39,7 +38,7 @@ pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
             )
             .map(|(hex, _)| hex.chars().take(12).collect())
             .unwrap_or_else(|_| LOCAL_VERSION.to_string());
-            Ok(ResolvedModel {
+            Ok(ScoringModel {
                 dir: dir.clone(),
                 uri: abs.display().to_string(),
                 version,
@@ -51,7 +50,7 @@ pub async fn resolve_model(params: &InferParams) -> InferResult<ResolvedModel> {
             let local = tweetflow_model::resolve(&client, &source, &params.cache_dir()).await?;
             tracing::info!(model = %params.model, version = ?local.version, dir = %local.dir.display(),
                 from_cache = local.from_cache, offline = local.offline, "infer: model resolved");
-            Ok(ResolvedModel {
+            Ok(ScoringModel {
                 uri: params.model.trim().to_string(),
                 version: local
                     .version
@@ -90,19 +89,19 @@ pub async fn load_classifier(dir: &Path, options: ClassifierOptions) -> InferRes
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || Classifier::load(&dir, options))
         .await
-        .map_err(|e| InferError::Worker(e.to_string()))?
+        .map_err(InferError::Worker)?
         .map_err(InferError::from)
 }
 
 /// The model of a run, resolved on first need and kept across re-plans.
 #[derive(Default)]
 pub struct LoadedModel {
-    resolved: Option<(ResolvedModel, Predictor)>,
+    resolved: Option<(ScoringModel, Predictor)>,
 }
 
 impl LoadedModel {
     /// A model resolved already, with its predictor (which may hold a loaded classifier).
-    pub fn new(model: ResolvedModel, predictor: Predictor) -> Self {
+    pub fn new(model: ScoringModel, predictor: Predictor) -> Self {
         LoadedModel {
             resolved: Some((model, predictor)),
         }
@@ -112,16 +111,21 @@ impl LoadedModel {
     pub(super) async fn get(
         &mut self,
         params: &InferParams,
-    ) -> InferResult<(&ResolvedModel, &mut Predictor)> {
-        if self.resolved.is_none() {
-            let model = resolve_model(params).await?;
-            let predictor =
-                Predictor::for_model(&model, params.classifier_options(), params.batch_size);
-            self.resolved = Some((model, predictor));
-        }
-        match &mut self.resolved {
-            Some((model, predictor)) => Ok((model, predictor)),
-            None => Err(InferError::Worker("model slot left empty".into())),
-        }
+    ) -> InferResult<(&ScoringModel, &mut Predictor)> {
+        let resolved = match self.resolved.take() {
+            Some(resolved) => resolved,
+            None => {
+                let model = resolve_model(params).await?;
+                let predictor = Predictor::verified(
+                    model.dir.clone(),
+                    model.manifest.clone(),
+                    params.classifier_options(),
+                    params.batch_size,
+                );
+                (model, predictor)
+            }
+        };
+        let (model, predictor) = self.resolved.insert(resolved);
+        Ok((model, predictor))
     }
 }

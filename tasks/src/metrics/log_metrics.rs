@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
-use tweetflow_mlflow::{Metric, Param, RunStatus, RunTag};
+use tweetflow_mlflow::{Metric, MlflowRunStatus, Param, RunTag};
 
 use crate::observers::mlflow_runs::MlflowSection;
 
@@ -251,9 +251,9 @@ impl Task for LogMetrics {
             .await;
             if target.created {
                 let status = if result.is_ok() {
-                    RunStatus::Finished
+                    MlflowRunStatus::Finished
                 } else {
-                    RunStatus::Failed
+                    MlflowRunStatus::Failed
                 };
                 if let Err(e) = target.client.end_run(&target.run_id, status).await {
                     tracing::warn!(error = %e, "could not end the MLflow run");

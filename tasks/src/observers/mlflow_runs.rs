@@ -12,10 +12,10 @@ use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tweetflow_engine::observer::RunObserver;
+use tweetflow_engine::observer::{ObserverError, RunObserver};
 use tweetflow_engine::task::BoxFuture;
 use tweetflow_engine::{Pipeline, RunRecord, RunStatus, Section};
-use tweetflow_mlflow::{Client, ClientConfig, Metric, Param, RunStatus as MlflowStatus, RunTag};
+use tweetflow_mlflow::{Client, ClientConfig, Metric, MlflowRunStatus, Param, RunTag};
 
 /// The `mlflow:` section: each run of the pipeline becomes an MLflow run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -56,10 +56,10 @@ impl MlflowRunLink {
         serde_json::from_slice(&std::fs::read(run_dir.join("mlflow.json")).ok()?).ok()
     }
 
-    fn write(&self, run_dir: &Path) -> Result<(), String> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+    fn write(&self, run_dir: &Path) -> Result<(), ObserverError> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(ObserverError::fatal)?;
         tweetflow_engine::store::write_atomic(&run_dir.join("mlflow.json"), &bytes)
-            .map_err(|e| e.to_string())
+            .map_err(ObserverError::retryable)
     }
 }
 
@@ -76,23 +76,32 @@ fn enabled(pipeline: &Pipeline) -> bool {
 }
 
 /// The MLflow configuration from the environment, pointed at `tracking_uri` when given.
-pub fn config_for_uri(tracking_uri: Option<&str>) -> Result<ClientConfig, String> {
-    let mut config = ClientConfig::from_env().map_err(|e| e.to_string())?;
+pub fn config_for_uri(tracking_uri: Option<&str>) -> Result<ClientConfig, tweetflow_mlflow::Error> {
+    let mut config = ClientConfig::from_env()?;
     if let Some(uri) = tracking_uri {
         config.tracking_uri = uri.to_string();
     }
     Ok(config)
 }
 
-fn client_for(pipeline: &Pipeline) -> Result<Client, String> {
+/// An MLflow failure as an observer failure, retryable when the client says so (a server
+/// down or overloaded).
+fn observer_error(e: tweetflow_mlflow::Error) -> ObserverError {
+    ObserverError {
+        retryable: e.is_retryable(),
+        source: Box::new(e),
+    }
+}
+
+fn client_for(pipeline: &Pipeline) -> Result<Client, ObserverError> {
     let section = pipeline.section::<MlflowSection>().unwrap_or_default();
-    let mut config = config_for_uri(section.tracking_uri.as_deref())?;
+    let mut config = config_for_uri(section.tracking_uri.as_deref()).map_err(observer_error)?;
     // Logging must not hold a pipeline up for long: a down server is recorded and retried by
     // `--resume`, so a couple of quick retries are enough.
     if std::env::var_os("MLFLOW_HTTP_REQUEST_MAX_RETRIES").is_none() {
         config = config.with_retries(2, std::time::Duration::from_millis(200));
     }
-    Client::new(config).map_err(|e| e.to_string())
+    Client::new(config).map_err(observer_error)
 }
 
 fn experiment_name(pipeline: &Pipeline) -> String {
@@ -123,18 +132,18 @@ async fn ensure_run(
     run_dir: &Path,
     pipeline: &Pipeline,
     record: &RunRecord,
-) -> Result<MlflowRunLink, String> {
+) -> Result<MlflowRunLink, ObserverError> {
     if let Some(link) = MlflowRunLink::read(run_dir) {
         client
-            .update_run(&link.run_id, Some(MlflowStatus::Running), None, None)
+            .update_run(&link.run_id, Some(MlflowRunStatus::Running), None, None)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(observer_error)?;
         return Ok(link);
     }
     let experiment = client
         .get_or_create_experiment(&experiment_name(pipeline))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(observer_error)?;
     let mut tags = vec![
         RunTag::new("tweetflow.run_id", record.run_id.clone()),
         RunTag::new("tweetflow.pipeline", pipeline.name.clone()),
@@ -154,7 +163,7 @@ async fn ensure_run(
     let run = client
         .create_run(&experiment.experiment_id, Some(&name), &tags)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(observer_error)?;
     let base = client
         .tracking_uri()
         .as_str()
@@ -259,7 +268,7 @@ impl RunObserver for MlflowRuns {
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
         Box::pin(async move {
             if record.tags.contains_key("watch_session") {
                 return Ok(()); // logged per batch on the session's run
@@ -276,7 +285,7 @@ impl RunObserver for MlflowRuns {
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
         Box::pin(async move {
             if record.tags.contains_key("watch_session") {
                 return Ok(()); // logged per batch on the session's run
@@ -294,10 +303,7 @@ impl RunObserver for MlflowRuns {
                 })
                 .collect();
             // Params are immutable in MLflow: on a resume they are already there.
-            let existing = client
-                .get_run(&link.run_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            let existing = client.get_run(&link.run_id).await.map_err(observer_error)?;
             let logged: std::collections::HashSet<String> =
                 existing.data.params.iter().map(|p| p.key.clone()).collect();
             let params: Vec<Param> = params
@@ -307,16 +313,16 @@ impl RunObserver for MlflowRuns {
             client
                 .log_batch(&link.run_id, &metrics(record), &params, &[])
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(observer_error)?;
             let status = match record.status {
-                RunStatus::Succeeded => MlflowStatus::Finished,
-                RunStatus::Failed | RunStatus::Running => MlflowStatus::Failed,
-                RunStatus::Cancelled => MlflowStatus::Killed,
+                RunStatus::Succeeded => MlflowRunStatus::Finished,
+                RunStatus::Failed | RunStatus::Running => MlflowRunStatus::Failed,
+                RunStatus::Cancelled => MlflowRunStatus::Killed,
             };
             client
                 .end_run(&link.run_id, status)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(observer_error)?;
             link.complete = true;
             link.write(run_dir)?;
             Ok(())
@@ -329,7 +335,7 @@ impl RunObserver for MlflowRuns {
         batch: usize,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
         Box::pin(async move {
             let client = client_for(pipeline)?;
             let run_id = match self.session_run(session) {
@@ -338,7 +344,7 @@ impl RunObserver for MlflowRuns {
                     let experiment = client
                         .get_or_create_experiment(&experiment_name(pipeline))
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(observer_error)?;
                     let tags = vec![
                         RunTag::new("tweetflow.watch_session", session.to_string()),
                         RunTag::new("tweetflow.pipeline", pipeline.name.clone()),
@@ -348,7 +354,7 @@ impl RunObserver for MlflowRuns {
                     let run = client
                         .create_run(&experiment.experiment_id, Some(&name), &tags)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(observer_error)?;
                     self.sessions
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -359,7 +365,7 @@ impl RunObserver for MlflowRuns {
             client
                 .log_batch(&run_id, &batch_metrics(record, batch as i64), &[], &[])
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(observer_error)?;
             Ok(())
         })
     }
@@ -369,22 +375,50 @@ impl RunObserver for MlflowRuns {
         session: &'a str,
         pipeline: &'a Pipeline,
         cancelled: bool,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
         Box::pin(async move {
             let Some(run_id) = self.session_run(session) else {
                 return Ok(());
             };
             let client = client_for(pipeline)?;
             let status = if cancelled {
-                MlflowStatus::Killed
+                MlflowRunStatus::Killed
             } else {
-                MlflowStatus::Finished
+                MlflowRunStatus::Finished
             };
             client
                 .end_run(&run_id, status)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(observer_error)?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tweetflow_mlflow::ErrorCode;
+
+    fn api(status: u16) -> tweetflow_mlflow::Error {
+        tweetflow_mlflow::Error::Api {
+            code: ErrorCode::parse("TEMPORARILY_UNAVAILABLE"),
+            message: "busy".into(),
+            status,
+            endpoint: "runs/create".into(),
+        }
+    }
+
+    #[test]
+    fn mlflow_failures_keep_whether_they_are_retryable_and_their_text() {
+        let down = observer_error(api(503));
+        assert!(down.is_retryable());
+        assert_eq!(down.to_string(), api(503).to_string());
+        assert!(
+            down.source
+                .downcast_ref::<tweetflow_mlflow::Error>()
+                .is_some()
+        );
+        assert!(!observer_error(api(400)).is_retryable());
     }
 }

@@ -615,3 +615,22 @@ async fn bench_infer_times_both_sides_in_alternating_rounds() {
         "{text}"
     );
 }
+
+#[test]
+fn infer_batch_size_zero_is_reported_at_its_line_and_column() {
+    let registry = tweetflow_tasks::default_registry();
+    let options = tweetflow_engine::LoadOptions {
+        registry: &registry,
+        param_overrides: &[],
+        env: &|_| None,
+    };
+    let text = "name: p\ntasks:\n  score:\n    type: infer\n    with:\n      input: silver\n      table: gold\n      model: model\n      batch_size: 0\n";
+    let diagnostics = tweetflow_engine::load_str("p.yaml", text, &options).unwrap_err();
+    let d = diagnostics
+        .items
+        .iter()
+        .find(|d| d.message.contains("batch_size"))
+        .unwrap_or_else(|| panic!("{diagnostics:?}"));
+    assert_eq!((d.span.line, d.span.column), (9, 19), "{}", d.message);
+    assert!(d.message.contains("must be at least 1"), "{}", d.message);
+}

@@ -1,36 +1,43 @@
-//! The model side of a run: the classifier, loaded on first use, and a bounded cache of
-//! predictions so that the model runs once per distinct text.
+//! [`Predictor`]: a [`Classifier`] for async callers, loaded on first use in a blocking
+//! thread, with a bounded cache of predictions so that the model runs once per distinct text
+//! across the batches of a run.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use deltalake::arrow::array::{Array, StringArray};
-use tweetflow_model::{Classifier, ClassifierOptions, Manifest, Sentiment};
-
-use super::error::{InferError, InferResult};
-use super::resolve::ResolvedModel;
+use crate::classifier::{Classifier, ClassifierOptions, ClassifierStats};
+use crate::error::{ModelError, Result};
+use crate::labels::Sentiment;
+use crate::manifest::Manifest;
 
 /// Distinct texts whose predictions are kept across batches of one run (bounds memory; the
 /// cache is emptied when full).
 pub const DEDUP_CACHE_TEXTS: usize = 200_000;
 
+/// The key a text is cached and de-duplicated under: blank texts share one (the empty text).
+pub fn dedup_key(text: &str) -> &str {
+    if text.trim().is_empty() { "" } else { text }
+}
+
+/// The label and score (0-100) of one text.
+pub type Scored = (Sentiment, f32);
+
 /// The model side of a run: the classifier (loaded on first use) and the prediction cache.
 pub struct Predictor {
     classifier: Option<Classifier>,
-    loading: Option<tokio::task::JoinHandle<tweetflow_model::Result<Classifier>>>,
+    loading: Option<tokio::task::JoinHandle<Result<Classifier>>>,
     dir: PathBuf,
     /// Set when the directory was verified already (the load does not hash it again).
     manifest: Option<Manifest>,
     options: ClassifierOptions,
     batch_size: usize,
-    cache: HashMap<String, (Sentiment, f32)>,
+    cache: HashMap<String, Scored>,
     /// Distinct texts sent to the model.
     pub distinct_texts: u64,
 }
 
-/// The key a text is cached and de-duplicated under (blank texts share one).
-pub(crate) fn text_key(t: &str) -> &str {
-    if t.trim().is_empty() { "" } else { t }
+fn worker_failed(err: tokio::task::JoinError) -> ModelError {
+    ModelError::Worker(err.to_string())
 }
 
 impl Predictor {
@@ -48,11 +55,16 @@ impl Predictor {
         }
     }
 
-    /// A predictor for a resolved model, whose verified manifest spares the load a second
-    /// pass over the files.
-    pub fn for_model(model: &ResolvedModel, options: ClassifierOptions, batch_size: usize) -> Self {
-        let mut p = Predictor::new(model.dir.clone(), options, batch_size);
-        p.manifest = Some(model.manifest.clone());
+    /// A predictor for a directory verified already against `manifest`, which spares the
+    /// load a second pass over the files.
+    pub fn verified(
+        dir: PathBuf,
+        manifest: Manifest,
+        options: ClassifierOptions,
+        batch_size: usize,
+    ) -> Self {
+        let mut p = Predictor::new(dir, options, batch_size);
+        p.manifest = Some(manifest);
         p
     }
 
@@ -87,28 +99,39 @@ impl Predictor {
     }
 
     /// The classifier's counters (zero before it is loaded).
-    pub fn stats(&self) -> tweetflow_model::ClassifierStats {
+    pub fn stats(&self) -> ClassifierStats {
         self.classifier
             .as_ref()
             .map(|c| c.stats())
             .unwrap_or_default()
     }
 
+    /// The classifier, waiting for (or starting) its load.
+    async fn take_classifier(&mut self) -> Result<Classifier> {
+        if let Some(c) = self.classifier.take() {
+            return Ok(c);
+        }
+        self.preload();
+        match self.loading.take() {
+            Some(loading) => loading.await.map_err(worker_failed)?,
+            None => Err(ModelError::Worker(
+                "the classifier load was not started".into(),
+            )),
+        }
+    }
+
     /// Label and score of every text (`None` texts get `None`), running the model once per
     /// distinct text not already cached, in a blocking thread.
-    pub async fn predict(
-        &mut self,
-        texts: &StringArray,
-    ) -> InferResult<Vec<Option<(Sentiment, f32)>>> {
-        let mut out: Vec<Option<(Sentiment, f32)>> = Vec::with_capacity(texts.len());
+    pub async fn predict(&mut self, texts: &[Option<&str>]) -> Result<Vec<Option<Scored>>> {
+        let mut out: Vec<Option<Scored>> = Vec::with_capacity(texts.len());
         let mut seen: HashSet<&str> = HashSet::new();
         let mut misses: Vec<String> = Vec::new();
-        for i in 0..texts.len() {
-            if texts.is_null(i) {
+        for text in texts {
+            let Some(text) = text else {
                 out.push(None);
                 continue;
-            }
-            let key = text_key(texts.value(i));
+            };
+            let key = dedup_key(text);
             let hit = self.cache.get(key).copied();
             if hit.is_none() && seen.insert(key) {
                 misses.push(key.to_string());
@@ -119,22 +142,7 @@ impl Predictor {
             return Ok(out);
         }
         self.distinct_texts += misses.len() as u64;
-        let classifier = match self.classifier.take() {
-            Some(c) => c,
-            None => {
-                self.preload();
-                match self.loading.take() {
-                    Some(loading) => loading
-                        .await
-                        .map_err(|e| InferError::Worker(e.to_string()))??,
-                    None => {
-                        return Err(InferError::Worker(
-                            "the classifier load was not started".into(),
-                        ));
-                    }
-                }
-            }
-        };
+        let classifier = self.take_classifier().await?;
         let batch_size = self.batch_size;
         let (classifier, misses, preds) = tokio::task::spawn_blocking(move || {
             let mut classifier = classifier;
@@ -143,17 +151,19 @@ impl Predictor {
             (classifier, misses, preds)
         })
         .await
-        .map_err(|e| InferError::Worker(e.to_string()))?;
+        .map_err(worker_failed)?;
         self.classifier = Some(classifier);
         let preds = preds?;
-        let fresh: HashMap<&str, (Sentiment, f32)> = misses
+        let fresh: HashMap<&str, Scored> = misses
             .iter()
             .zip(&preds)
             .map(|(t, p)| (t.as_str(), (p.label, p.score_0_100)))
             .collect();
-        for (i, slot) in out.iter_mut().enumerate() {
-            if slot.is_none() && !texts.is_null(i) {
-                *slot = fresh.get(text_key(texts.value(i))).copied();
+        for (slot, text) in out.iter_mut().zip(texts) {
+            if slot.is_none()
+                && let Some(text) = text
+            {
+                *slot = fresh.get(dedup_key(text)).copied();
             }
         }
         if self.cache.len() + fresh.len() > DEDUP_CACHE_TEXTS {

@@ -1,0 +1,245 @@
+//! One task of a run: its cache lookup, then its attempts, each with its timeout, retried
+//! with backoff while the error is retryable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{Outcome, Shared, finished};
+use crate::cache::{CacheEntry, cache_key};
+use crate::duration::format_duration;
+use crate::retry;
+use crate::store::{Event, TaskStatus};
+use crate::task::{ErrorKind, TaskContext, TaskError, TaskOutput};
+
+/// Fills an empty fingerprint with a hash of the output values.
+fn with_fingerprint(mut output: TaskOutput) -> TaskOutput {
+    if output.fingerprint.is_empty() {
+        let json = serde_json::Value::Object(output.values.clone()).to_string();
+        output.fingerprint = blake3::hash(json.as_bytes()).to_hex().to_string();
+    }
+    output
+}
+
+pub(super) async fn run_task(
+    shared: Arc<Shared>,
+    i: usize,
+    upstream: Arc<BTreeMap<String, TaskOutput>>,
+    cancel: CancellationToken,
+) -> (usize, Outcome) {
+    let spec = &shared.pipeline.tasks[i];
+    let span =
+        info_span!(parent: &shared.run_span, "task", task = %spec.id, r#type = %spec.task_type);
+    let outcome = run_task_inner(&shared, i, upstream, cancel)
+        .instrument(span)
+        .await;
+    (i, outcome)
+}
+
+async fn run_task_inner(
+    shared: &Shared,
+    i: usize,
+    upstream: Arc<BTreeMap<String, TaskOutput>>,
+    cancel: CancellationToken,
+) -> Outcome {
+    let spec = &shared.pipeline.tasks[i];
+    let Some(task) = shared.registry.get(&spec.task_type).cloned() else {
+        let error = TaskError {
+            kind: ErrorKind::Config,
+            message: format!("unknown task type `{}`", spec.task_type),
+        };
+        shared.record(finished(&spec.id, TaskStatus::Failed, None, Some(error)));
+        return Outcome {
+            status: TaskStatus::Failed,
+            output: None,
+        };
+    };
+    let key = if spec.cache.enabled && shared.use_cache {
+        let paths = task.cache_inputs(&spec.with);
+        if paths.is_empty() {
+            Some(cache_key(
+                task.type_name(),
+                task.version(),
+                &spec.with,
+                &upstream,
+                None,
+            ))
+        } else {
+            for missing in paths.iter().filter(|p| !p.exists()) {
+                warn!(input = %missing.display(), "a declared cache input does not exist (a typo?): it counts as missing in the cache key");
+            }
+            match tokio::task::spawn_blocking(move || crate::cache::hash_inputs(&paths)).await {
+                Ok(inputs) => Some(cache_key(
+                    task.type_name(),
+                    task.version(),
+                    &spec.with,
+                    &upstream,
+                    Some(&inputs),
+                )),
+                Err(e) => {
+                    warn!(error = %e, "hashing the cache inputs failed: the cache is not used for this task");
+                    None
+                }
+            }
+        }
+    } else {
+        None
+    };
+    shared.record(Event::TaskStarted {
+        task: spec.id.clone(),
+        at: Utc::now(),
+        cache_key: key.clone(),
+    });
+
+    if let Some(key) = &key
+        && !shared.refresh.contains(&spec.id)
+        && let Some(entry) = shared.cache.get(key, spec.cache.ttl)
+    {
+        if task.output_still_valid(&spec.with, &entry.output).await {
+            info!(from_run = %entry.run_id, "cache hit");
+            shared.record(finished(
+                &spec.id,
+                TaskStatus::Cached,
+                Some(entry.output.clone()),
+                None,
+            ));
+            return Outcome {
+                status: TaskStatus::Cached,
+                output: Some(entry.output),
+            };
+        }
+        info!("cached output no longer valid: running");
+    }
+
+    let policy = &spec.retries;
+    let mut last_error = TaskError::fatal("no attempt was made");
+    for number in 1..=policy.max_attempts {
+        if cancel.is_cancelled() {
+            last_error = TaskError::cancelled();
+            break;
+        }
+        shared.record(Event::AttemptStarted {
+            task: spec.id.clone(),
+            number,
+            at: Utc::now(),
+        });
+        let attempt_cancel = cancel.child_token();
+        let attempt_span = info_span!("attempt", number);
+        let ctx = TaskContext {
+            run_id: shared.run_id.clone(),
+            task_id: spec.id.clone(),
+            attempt: number,
+            pipeline: shared.info.clone(),
+            upstream: upstream.clone(),
+            cancel: attempt_cancel.clone(),
+            span: attempt_span.clone(),
+            artifacts_dir: shared.run_dir.join("artifacts").join(&spec.id),
+        };
+        info!(attempt = number, "started");
+        let result = run_attempt(&*task, &ctx, &spec.with, spec.timeout, &cancel)
+            .instrument(attempt_span)
+            .await;
+        attempt_cancel.cancel();
+        let error = result.as_ref().err().cloned();
+        shared.record(Event::AttemptFinished {
+            task: spec.id.clone(),
+            number,
+            at: Utc::now(),
+            error: error.clone(),
+        });
+        match result {
+            Ok(output) => {
+                let output = with_fingerprint(output);
+                if let Some(key) = &key {
+                    let entry = CacheEntry {
+                        key: key.clone(),
+                        task_type: spec.task_type.clone(),
+                        created_at: Utc::now(),
+                        run_id: shared.run_id.clone(),
+                        task_id: spec.id.clone(),
+                        output: output.clone(),
+                    };
+                    if let Err(e) = shared.cache.put(&entry) {
+                        warn!(error = %e, "cannot write the cache entry");
+                    }
+                }
+                info!(attempt = number, "succeeded");
+                shared.record(finished(
+                    &spec.id,
+                    TaskStatus::Succeeded,
+                    Some(output.clone()),
+                    None,
+                ));
+                return Outcome {
+                    status: TaskStatus::Succeeded,
+                    output: Some(output),
+                };
+            }
+            Err(e) => {
+                let retry =
+                    e.is_retryable() && number < policy.max_attempts && !cancel.is_cancelled();
+                last_error = e;
+                if !retry {
+                    break;
+                }
+                let wait = retry::delay(policy, number + 1);
+                warn!(attempt = number, error = %last_error.message, retry_in = %format_duration(round_ms(wait)), "attempt failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => {
+                        last_error = TaskError::cancelled();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let status = if last_error.kind == ErrorKind::Cancelled {
+        TaskStatus::Cancelled
+    } else {
+        TaskStatus::Failed
+    };
+    warn!(error = %last_error.message, kind = ?last_error.kind, "{}", status.as_str());
+    shared.record(finished(&spec.id, status, None, Some(last_error)));
+    Outcome {
+        status,
+        output: None,
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// Runs one attempt; on timeout or cancellation the task's future is dropped, which stops it
+/// (tasks release their resources, e.g. kill their child processes, on drop).
+async fn run_attempt(
+    task: &dyn crate::task::DynTask,
+    ctx: &TaskContext,
+    params: &serde_json::Value,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+) -> Result<TaskOutput, TaskError> {
+    let attempt = task.run(ctx, params);
+    let limited = async {
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TaskError {
+                        kind: ErrorKind::Timeout,
+                        message: format!("timed out after {}", format_duration(limit)),
+                    })
+                }),
+            None => attempt.await,
+        }
+    };
+    tokio::select! {
+        result = limited => result,
+        _ = cancel.cancelled() => Err(TaskError::cancelled()),
+    }
+}

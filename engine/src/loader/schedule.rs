@@ -1,0 +1,145 @@
+//! The `schedule:` section.
+
+use super::{KEYS, Loader};
+use crate::diagnostic::closest;
+use crate::spec::{Catchup, Overlap, ScheduleSpec};
+use crate::yaml::{Node, Value};
+
+impl Loader<'_, '_> {
+    pub(super) fn schedule(&mut self, node: &Node) -> Option<ScheduleSpec> {
+        let Some(entries) = node.as_map() else {
+            self.error(
+                node.span,
+                format!("`schedule` must be a mapping, found {}", node.kind()),
+            )
+            .hint =
+                Some("for example `schedule: { cron: \"*/15 * * * *\", timezone: UTC }`".into());
+            return None;
+        };
+        self.unknown_keys(entries, &KEYS.schedule, "schedule");
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v)
+        };
+        let mut ok = true;
+        let cron = match get("cron") {
+            Some(c) => match c.as_str() {
+                Some(text) => match crate::cron::CronExpr::parse(text) {
+                    Ok(_) => text.trim().to_string(),
+                    Err(e) => {
+                        self.error(c.span, format!("invalid cron expression `{text}`: {e}")).hint = Some(
+                            "5 fields `minute hour day month weekday` (6 with seconds first), or @hourly, @daily, @weekly, @monthly"
+                                .into(),
+                        );
+                        ok = false;
+                        String::new()
+                    }
+                },
+                None => {
+                    self.error(
+                        c.span,
+                        format!("`cron` must be a string, found {}", c.kind()),
+                    )
+                    .hint = Some("quote it: `cron: \"*/15 * * * *\"`".into());
+                    ok = false;
+                    String::new()
+                }
+            },
+            None => {
+                self.error(node.span, "`schedule` needs a `cron` expression");
+                ok = false;
+                String::new()
+            }
+        };
+        let timezone = match get("timezone") {
+            Some(z) => match z.as_str() {
+                Some(name) if crate::cron::parse_zone(name).is_ok() => name.to_string(),
+                other => {
+                    let name = other
+                        .map(str::to_string)
+                        .unwrap_or_else(|| z.scalar_text().unwrap_or_default());
+                    let near = closest(&name, crate::cron::zone_names(), 3);
+                    let hint = if near.is_empty() {
+                        "use an IANA name such as `UTC`, `America/Los_Angeles` or `Europe/Berlin`"
+                            .to_string()
+                    } else {
+                        format!(
+                            "did you mean {}?",
+                            near.iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    self.error(z.span, format!("unknown time zone `{name}`"))
+                        .hint = Some(hint);
+                    ok = false;
+                    String::new()
+                }
+            },
+            None => "UTC".to_string(),
+        };
+        let overlap = match get("overlap") {
+            Some(o) => match o.as_str() {
+                Some("skip") => Overlap::Skip,
+                Some("queue") => Overlap::Queue,
+                Some("cancel_running") => Overlap::CancelRunning,
+                Some("allow") => Overlap::Allow,
+                _ => {
+                    self.enum_error(o, "overlap", &["skip", "queue", "cancel_running", "allow"]);
+                    ok = false;
+                    Overlap::Skip
+                }
+            },
+            None => Overlap::Skip,
+        };
+        let catchup = match get("catchup") {
+            Some(c) => match c.as_str() {
+                Some("none") => Catchup::None,
+                Some("last") => Catchup::Last,
+                Some("all") => Catchup::All,
+                _ => {
+                    self.enum_error(c, "catchup", &["none", "last", "all"]);
+                    ok = false;
+                    Catchup::Last
+                }
+            },
+            None => Catchup::Last,
+        };
+        let max_catchup = match get("max_catchup") {
+            Some(m) => match m.value {
+                Value::Int(n) if (1..=10_000).contains(&n) => n as u32,
+                _ => {
+                    self.error(
+                        m.span,
+                        format!(
+                            "`max_catchup` must be an integer from 1 to 10000, found {}",
+                            m.scalar_text().unwrap_or_else(|| m.kind().into())
+                        ),
+                    );
+                    ok = false;
+                    10
+                }
+            },
+            None => 10,
+        };
+        let start_deadline = match get("start_deadline") {
+            Some(d) => {
+                let parsed = self.duration(d, "start_deadline");
+                ok &= parsed.is_some();
+                parsed
+            }
+            None => None,
+        };
+        ok.then_some(ScheduleSpec {
+            cron,
+            timezone,
+            overlap,
+            catchup,
+            max_catchup,
+            start_deadline,
+        })
+    }
+}

@@ -1,0 +1,247 @@
+//! The durable run store.
+//!
+//! Layout under the runs directory (default `runs/`):
+//!
+//! ```text
+//! runs/<run_id>/run.json       compacted snapshot of the run record (written atomically)
+//! runs/<run_id>/events.jsonl   append-only log of every state change since the run began
+//! runs/<run_id>/log.jsonl      the run's tracing events
+//! runs/<run_id>/pipeline.yaml  the pipeline file as it was run
+//! runs/<run_id>/plan.json      the validated pipeline, used by `--resume`
+//! runs/<run_id>/lock           held (flock) by the process executing the run
+//! runs/<run_id>/artifacts/     task artifacts
+//! runs/.cache/                 cache entries (see `crate::cache`)
+//! ```
+//!
+//! Every state change is one line appended to `events.jsonl` and flushed to the OS before the
+//! engine goes on, so a `kill -9` loses nothing already reported. Rewriting the whole record
+//! at every change would make a run quadratic in its number of tasks, so `run.json` is a
+//! snapshot compacted at most every [`SNAPSHOT_INTERVAL`] and at the end of the run; readers
+//! load the snapshot and replay the events after its sequence number (a torn last line from a
+//! crash is ignored). Both files are always readable.
+//!
+//! `record` holds the run record and its events, `log` the event log and snapshots of an
+//! open run; this module places runs on disk, locks them and lists them.
+
+mod log;
+mod record;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::error::EngineError;
+use crate::spec::Pipeline;
+
+pub use log::RunHandle;
+use log::load_record;
+pub use record::{Attempt, Event, RunRecord, RunStatus, TaskRecord, TaskStatus};
+
+/// The shortest time between two snapshots of a running run.
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A run store rooted at a directory.
+#[derive(Clone, Debug)]
+pub struct RunStore {
+    root: PathBuf,
+}
+
+impl RunStore {
+    /// A run store at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        RunStore { root: root.into() }
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of run `run_id`.
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.root.join(run_id)
+    }
+
+    /// A fresh run id: UTC time (sortable) and a random suffix.
+    pub fn new_run_id() -> String {
+        format!(
+            "{}-{:06x}",
+            Utc::now()
+                .format("%Y%m%dT%H%M%S%.3fZ")
+                .to_string()
+                .replace('.', ""),
+            rand::random::<u32>() & 0xff_ffff
+        )
+    }
+
+    /// Creates the directory of a new run, takes its lock and writes its first snapshot,
+    /// the pipeline file and the plan.
+    pub fn create(
+        &self,
+        record: RunRecord,
+        pipeline: &Pipeline,
+        pipeline_text: &str,
+    ) -> Result<RunHandle, EngineError> {
+        let dir = self.run_dir(&record.run_id);
+        fs::create_dir_all(&dir).map_err(EngineError::io("create run directory", &dir))?;
+        let lock = take_lock(&dir, &record.run_id)?;
+        write_atomic(&dir.join("pipeline.yaml"), pipeline_text.as_bytes())?;
+        let plan =
+            serde_json::to_vec_pretty(pipeline).map_err(|e| corrupt(&dir.join("plan.json"), e))?;
+        write_atomic(&dir.join("plan.json"), &plan)?;
+        RunHandle::open(dir, record, lock)
+    }
+
+    /// Takes the lock of an existing run and loads it, for `--resume`.
+    pub fn reopen(&self, run_id: &str) -> Result<(RunHandle, Pipeline), EngineError> {
+        let dir = self.existing_dir(run_id)?;
+        let lock = take_lock(&dir, run_id)?;
+        let record = load_record(&dir)?;
+        let plan_path = dir.join("plan.json");
+        let plan = fs::read(&plan_path).map_err(EngineError::io("read", &plan_path))?;
+        let pipeline: Pipeline =
+            serde_json::from_slice(&plan).map_err(|e| corrupt(&plan_path, e))?;
+        Ok((RunHandle::open(dir, record, lock)?, pipeline))
+    }
+
+    /// Loads the record of run `run_id` (snapshot plus later events).
+    pub fn load(&self, run_id: &str) -> Result<RunRecord, EngineError> {
+        load_record(&self.existing_dir(run_id)?)
+    }
+
+    /// Every run, newest first. Unreadable runs are returned as errors in place.
+    pub fn list(&self) -> Result<Vec<Result<RunRecord, EngineError>>, EngineError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(EngineError::io("list", &self.root)(e)),
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("run.json").is_file())
+            .collect();
+        dirs.sort();
+        dirs.reverse();
+        Ok(dirs.iter().map(|d| load_record(d)).collect())
+    }
+
+    /// Marks run `run_id` of `pipeline` as active until the returned guard is dropped, so
+    /// [`RunStore::active_runs`] (schedulers, overlap policies) can see it from any process.
+    pub fn mark_active(&self, pipeline: &str, run_id: &str) -> Result<ActiveMarker, EngineError> {
+        let dir = self.root.join(".active").join(pipeline);
+        fs::create_dir_all(&dir).map_err(EngineError::io("create", &dir))?;
+        let path = dir.join(run_id);
+        fs::write(&path, std::process::id().to_string())
+            .map_err(EngineError::io("write", &path))?;
+        Ok(ActiveMarker { path })
+    }
+
+    /// Runs of `pipeline` being executed right now, by any process. Markers left by a
+    /// process that died are removed.
+    pub fn active_runs(&self, pipeline: &str) -> Vec<String> {
+        let dir = self.root.join(".active").join(pipeline);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut active = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let run_id = entry.file_name().to_string_lossy().to_string();
+            let lock = self.run_dir(&run_id).join("lock");
+            let held = match OpenOptions::new().write(true).open(&lock) {
+                Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
+                Err(_) => false,
+            };
+            if held {
+                active.push(run_id);
+            } else {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        active.sort();
+        active
+    }
+
+    /// Asks the process executing run `run_id` to cancel it (it checks a few times a second).
+    pub fn request_cancel(&self, run_id: &str) -> Result<(), EngineError> {
+        let dir = self.existing_dir(run_id)?;
+        let path = dir.join("cancel.request");
+        fs::write(&path, Utc::now().to_rfc3339()).map_err(EngineError::io("write", &path))
+    }
+
+    /// Forgets an earlier cancel request (a resumed run starts clean).
+    pub fn clear_cancel_request(&self, run_id: &str) {
+        let _ = fs::remove_file(self.run_dir(run_id).join("cancel.request"));
+    }
+
+    /// Whether a cancel request is pending for run `run_id`.
+    pub fn cancel_requested(&self, run_id: &str) -> bool {
+        self.run_dir(run_id).join("cancel.request").exists()
+    }
+
+    fn existing_dir(&self, run_id: &str) -> Result<PathBuf, EngineError> {
+        let dir = self.run_dir(run_id);
+        if run_id.is_empty() || run_id.contains('/') || !dir.join("run.json").is_file() {
+            return Err(EngineError::RunNotFound {
+                run_id: run_id.to_string(),
+                runs_dir: self.root.clone(),
+            });
+        }
+        Ok(dir)
+    }
+}
+
+pub(super) fn corrupt(path: &Path, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn take_lock(dir: &Path, run_id: &str) -> Result<File, EngineError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(EngineError::io("open lock", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(EngineError::Locked {
+            run_id: run_id.to_string(),
+            lock: path,
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(EngineError::io("lock", &path)(e)),
+    }
+}
+
+/// Removes a run's active marker when dropped.
+pub struct ActiveMarker {
+    path: PathBuf,
+}
+
+impl Drop for ActiveMarker {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
+/// renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp).map_err(EngineError::io("create", &tmp))?;
+    f.write_all(bytes).map_err(EngineError::io("write", &tmp))?;
+    f.sync_data().map_err(EngineError::io("sync", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(EngineError::io("rename into", path))
+}
