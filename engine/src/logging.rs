@@ -218,9 +218,9 @@ mod tests {
             .with(seen.clone().with_filter(EnvFilter::new(DEFAULT_FILTER)));
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(target: "tweetflow", "binary");
-            tracing::info!(target: "tweetflow_tasks::x", "plugin");
+            tracing::info!(target: "tweetflow_plugin::x", "plugin");
             tracing::info!(target: "tweetflow_engine::executor", "engine");
-            tracing::debug!(target: "tweetflow_tasks::x", "too detailed");
+            tracing::debug!(target: "tweetflow_plugin::x", "too detailed");
             tracing::info!(target: "deltalake", "library");
             tracing::warn!(target: "deltalake", "library warning");
         });
@@ -228,7 +228,7 @@ mod tests {
             *seen.0.lock().unwrap(),
             [
                 "tweetflow",
-                "tweetflow_tasks::x",
+                "tweetflow_plugin::x",
                 "tweetflow_engine::executor",
                 "deltalake"
             ]
