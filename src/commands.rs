@@ -48,54 +48,53 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Schedule { paths, next, grace } => {
             crate::schedule::schedule(&registry, &cli.runs_dir, &paths, next, grace).await
         }
-        Command::Bench {
-            command: BenchCommand::Engine { tasks },
-        } => {
-            crate::bench::engine(registry, tasks).await?;
-            Ok(exit::OK)
-        }
-        Command::Bench {
-            command: BenchCommand::Medallion { csv, full },
-        } => {
-            let mut options = tweetflow_tasks::medallion::bench::BenchOptions::new(csv);
-            options.full = full;
-            println!(
-                "{}",
-                tweetflow_tasks::medallion::bench::bench_medallion(&options).await?
-            );
-            Ok(exit::OK)
-        }
-        Command::Bench {
-            command:
-                BenchCommand::Infer {
-                    input,
-                    model,
-                    batch_size,
-                    limit,
-                    rounds,
-                },
-        } => {
-            let mut options = tweetflow_tasks::infer::InferBenchOptions::new(input, model);
-            options.batch_size = batch_size;
-            options.limit = limit;
-            options.rounds = rounds;
-            println!("{}", tweetflow_tasks::infer::bench_infer(&options).await?);
-            Ok(exit::OK)
-        }
-        Command::Bench {
-            command: BenchCommand::Mlflow { points },
-        } => {
-            let client = tweetflow_mlflow::Client::from_env()?;
-            println!(
-                "{}",
-                tweetflow_mlflow::bench::log_metrics(&client, points).await?
-            );
+        Command::Bench { command } => {
+            bench(registry, command).await?;
             Ok(exit::OK)
         }
         Command::Replay(args) => crate::tables::replay(args).await,
         Command::Model { command } => crate::models::model(command).await,
         Command::Table { command } => crate::tables::table(command).await,
     }
+}
+
+/// Runs a benchmark and prints its report.
+async fn bench(registry: Arc<Registry>, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Engine { tasks } => {
+            let report = tweetflow_bench::bench_engine(registry, tasks, &crate::ALLOCATOR).await?;
+            println!("{report}");
+        }
+        BenchCommand::Medallion { csv, full } => {
+            let mut options = tweetflow_bench::medallion::BenchOptions::new(csv);
+            options.full = full;
+            println!(
+                "{}",
+                tweetflow_bench::medallion::bench_medallion(&options).await?
+            );
+        }
+        BenchCommand::Infer {
+            input,
+            model,
+            batch_size,
+            limit,
+            rounds,
+        } => {
+            let mut options = tweetflow_bench::infer::InferBenchOptions::new(input, model);
+            options.batch_size = batch_size;
+            options.limit = limit;
+            options.rounds = rounds;
+            println!("{}", tweetflow_bench::infer::bench_infer(&options).await?);
+        }
+        BenchCommand::Mlflow { points } => {
+            let client = tweetflow_mlflow::Client::from_env()?;
+            println!(
+                "{}",
+                tweetflow_bench::mlflow::log_metrics(&client, points).await?
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The engine with the run observers the build ships (MLflow).

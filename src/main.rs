@@ -1,7 +1,6 @@
 //! `tweetflow`: validate, run, inspect and benchmark pipelines.
 
 mod alloc;
-mod bench;
 mod cli;
 mod commands;
 mod models;

@@ -1,11 +1,10 @@
 //! Replay determinism, optimize/vacuum/reset/show, profile, and the tasks through the registry.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::json;
 use tweetflow_delta::WriteControl;
-use tweetflow_engine::{ErrorKind, PipelineInfo, Registry, TaskContext};
+use tweetflow_engine::{ErrorKind, Registry, TaskContext};
 use tweetflow_tasks::medallion::MedallionError;
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
 use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
@@ -197,16 +196,7 @@ async fn profile_bronze_and_silver() {
 }
 
 fn context(dir: &std::path::Path) -> TaskContext {
-    TaskContext {
-        run_id: "r1".into(),
-        task_id: "t1".into(),
-        attempt: 1,
-        pipeline: Arc::new(PipelineInfo::default()),
-        upstream: Arc::new(BTreeMap::new()),
-        cancel: tokio_util::sync::CancellationToken::new(),
-        span: tracing::Span::none(),
-        artifacts_dir: dir.join("artifacts"),
-    }
+    TaskContextBuilder::new(dir.join("artifacts")).build()
 }
 
 #[tokio::test]
