@@ -3,10 +3,6 @@
 mod alloc;
 mod cli;
 mod commands;
-mod models;
-mod schedule;
-mod table;
-mod tables;
 
 use std::process::ExitCode;
 
