@@ -16,7 +16,7 @@ use deltalake::writer::DeltaWriter;
 use serde_json::{Value, json};
 use tweetflow_delta::table::{self, CommitRequest};
 use tweetflow_engine::{ErrorKind, PipelineInfo, Task, TaskContext, TaskOutput};
-use tweetflow_tasks::metrics::{LogMetrics, LogMetricsParams, Report, ReportParams};
+use tweetflow_tasks::metrics::{LogMetricsParams, LogMetricsTask, ReportParams, ReportTask};
 use tweetflow_tasks::observers::mlflow_runs::{MlflowRunLink, MlflowSection};
 use tweetflow_test_support::TaskContextBuilder;
 use tweetflow_test_support::mlflow_server::{client_at, server};
@@ -189,7 +189,7 @@ fn hand_rows() -> Vec<Row> {
 async fn hand_checked_table_dedupes_tweets() {
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -247,7 +247,7 @@ async fn no_positive_prediction_gives_precision_zero() {
         row("t3", "a", Some("negative"), Some("negative")),
     ];
     write_gold(&env.gold(), &rows, 1).await;
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -272,7 +272,7 @@ async fn all_neutral_predictions_give_zeros_and_count_the_excluded() {
         row("t3", "a", Some("neutral"), Some("neutral")),
     ];
     write_gold(&env.gold(), &rows, 1).await;
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -292,7 +292,7 @@ async fn all_neutral_predictions_give_zeros_and_count_the_excluded() {
 async fn empty_or_missing_gold_is_a_clear_error() {
     let env = Env::new();
     write_gold(&env.gold(), &[], 0).await;
-    let e = LogMetrics
+    let e = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -301,7 +301,7 @@ async fn empty_or_missing_gold_is_a_clear_error() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Fatal);
     assert!(e.message.contains("has no rows"), "{}", e.message);
-    let e = LogMetrics
+    let e = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.root.join("nope")),
@@ -319,7 +319,7 @@ async fn empty_or_missing_gold_is_a_clear_error() {
         0,
     )
     .await;
-    let e = LogMetrics
+    let e = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.root.join("g2")),
@@ -403,7 +403,7 @@ async fn metrics_match_scikit_learn() {
         }
     }
     write_gold(&env.gold(), &rows, 3).await;
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -493,7 +493,7 @@ async fn report_draws_charts_and_a_self_contained_html() {
         r.hour = [9, 9, 13, 20, 20, 23, 0, 9][i];
     }
     write_gold(&env.gold(), &rows, 7).await;
-    let metrics = LogMetrics
+    let metrics = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -506,7 +506,7 @@ async fn report_draws_charts_and_a_self_contained_html() {
     ]);
     let p: ReportParams =
         serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    let out = Report
+    let out = ReportTask
         .run(&env.ctx("r1", "report", upstream, None), p)
         .await
         .unwrap();
@@ -569,7 +569,7 @@ async fn report_without_users_or_upstreams_says_so() {
     write_gold(&env.gold(), &hand_rows(), 7).await;
     let p: ReportParams =
         serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    let out = Report
+    let out = ReportTask
         .run(&env.ctx("r1", "report", BTreeMap::new(), None), p)
         .await
         .unwrap();
@@ -612,7 +612,7 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
     )
     .unwrap();
 
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -621,7 +621,7 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
         .unwrap();
     assert_eq!(out.get("mlflow_run_id"), Some(&json!(run.info.run_id)));
     // A retried attempt logs again without tripping over the immutable params.
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -684,7 +684,7 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
     ]);
     let p: ReportParams =
         serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    Report
+    ReportTask
         .run(&env.ctx("r1", "report", upstream, None), p)
         .await
         .unwrap();
@@ -723,7 +723,7 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
     let mut p = params(&env.gold());
     // Without an experiment anywhere: a config error naming the param.
     if std::env::var_os("MLFLOW_EXPERIMENT_NAME").is_none() {
-        let e = LogMetrics
+        let e = LogMetricsTask
             .run(
                 &env.ctx("r2", "metrics", BTreeMap::new(), Some(spec.clone())),
                 p.clone(),
@@ -734,7 +734,7 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
         assert!(e.message.contains("experiment"), "{}", e.message);
     }
     p.experiment = Some(name.clone());
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(&env.ctx("r2", "metrics", BTreeMap::new(), Some(spec)), p)
         .await
         .unwrap();
