@@ -58,3 +58,17 @@ pub fn peak_bytes() -> usize {
 pub fn reset_peak() {
     PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
 }
+
+impl tweetflow_bench::HeapCounter for Counting {
+    fn live_bytes(&self) -> usize {
+        live_bytes()
+    }
+
+    fn peak_bytes(&self) -> usize {
+        peak_bytes()
+    }
+
+    fn reset_peak(&self) {
+        reset_peak()
+    }
+}

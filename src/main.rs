@@ -1,13 +1,8 @@
 //! `tweetflow`: validate, run, inspect and benchmark pipelines.
 
 mod alloc;
-mod bench;
 mod cli;
 mod commands;
-mod models;
-mod schedule;
-mod table;
-mod tables;
 
 use std::process::ExitCode;
 

@@ -4,11 +4,8 @@
 mod common;
 
 use common::Sandbox;
-use tweetflow_mlflow::{Client, ClientConfig};
-
-fn client(url: &str) -> Client {
-    Client::new(ClientConfig::new(url)).unwrap()
-}
+use tweetflow_test_support::mlflow_server::{client_at, free_port, server};
+use tweetflow_test_support::{repo_root, test_csv, tiny_model, tiny_model_int8};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -37,7 +34,7 @@ tasks:
 
 #[test]
 fn each_pipeline_run_is_an_mlflow_run_with_tags_metrics_and_status() {
-    let server = tweetflow_mlflow::test_server::server();
+    let server = server();
     let sb = Sandbox::new();
     sb.write("p.yaml", PIPELINE);
     let suffix = format!("{}", std::process::id());
@@ -58,7 +55,7 @@ fn each_pipeline_run_is_an_mlflow_run_with_tags_metrics_and_status() {
     assert_eq!(l["complete"], true);
 
     let rt = runtime();
-    let c = client(&server.url);
+    let c = client_at(&server.url);
     let run = rt
         .block_on(c.get_run(l["run_id"].as_str().unwrap()))
         .unwrap();
@@ -118,13 +115,10 @@ fn each_pipeline_run_is_an_mlflow_run_with_tags_metrics_and_status() {
 
 #[test]
 fn mlflow_down_loses_nothing_and_resume_logs_what_was_missed() {
-    let server = tweetflow_mlflow::test_server::server();
+    let server = server();
     let sb = Sandbox::new();
     sb.write("p.yaml", PIPELINE);
-    let dead = format!(
-        "http://127.0.0.1:{}",
-        tweetflow_mlflow::test_server::free_port()
-    );
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let out = sb
         .cmd(&["run", "p.yaml", "--json"])
         .env("MLFLOW_TRACKING_URI", &dead)
@@ -165,7 +159,7 @@ fn mlflow_down_loses_nothing_and_resume_logs_what_was_missed() {
     );
     let l = link(&sb, run_id);
     let run = runtime()
-        .block_on(client(&server.url).get_run(l["run_id"].as_str().unwrap()))
+        .block_on(client_at(&server.url).get_run(l["run_id"].as_str().unwrap()))
         .unwrap();
     assert_eq!(format!("{:?}", run.info.status), "Finished");
     assert!(
@@ -178,11 +172,11 @@ fn mlflow_down_loses_nothing_and_resume_logs_what_was_missed() {
 
 #[test]
 fn model_register_and_resolve_from_the_command_line() {
-    let server = tweetflow_mlflow::test_server::server();
+    let server = server();
     let sb = Sandbox::new();
-    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-model");
+    let tiny = tiny_model();
     let name = format!("tiny-cli-{}", std::process::id());
-    let tiny_int8 = tiny.with_file_name("tiny-model-int8");
+    let tiny_int8 = tiny_model_int8();
     let register_dir = |dir: &std::path::Path, extra: &[&str]| {
         let mut args = vec![
             "model",
@@ -249,7 +243,7 @@ fn model_register_and_resolve_from_the_command_line() {
 
 #[test]
 fn watch_sessions_log_per_batch_metrics_with_the_batch_as_step() {
-    let server = tweetflow_mlflow::test_server::server();
+    let server = server();
     let sb = Sandbox::new();
     std::fs::create_dir(sb.path().join("landing")).unwrap();
     sb.write("landing/first.json", "{}\n");
@@ -283,7 +277,7 @@ fn watch_sessions_log_per_batch_metrics_with_the_batch_as_step() {
         .unwrap()
         .to_string();
     let rt = runtime();
-    let c = client(&server.url);
+    let c = client_at(&server.url);
     let exp = rt
         .block_on(c.get_experiment_by_name("tweetflow-watch"))
         .unwrap();
@@ -307,11 +301,11 @@ fn watch_sessions_log_per_batch_metrics_with_the_batch_as_step() {
 
 #[test]
 fn tweet_sentiment_pipeline_end_to_end_is_visible_in_mlflow() {
-    let server = tweetflow_mlflow::test_server::server();
+    let server = server();
     let sb = Sandbox::new();
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let csv = repo.join("datasets/sentiment140/test.csv.gz");
-    let model = repo.join("tests/fixtures/tiny-model");
+    let repo = repo_root();
+    let csv = test_csv();
+    let model = tiny_model();
     let csv_param = format!("csv={}", csv.display());
     let model_param = format!("model={}", model.display());
     let out = sb
@@ -357,7 +351,7 @@ fn tweet_sentiment_pipeline_end_to_end_is_visible_in_mlflow() {
     }
     let l = link(&sb, rec["run_id"].as_str().unwrap());
     let rt = runtime();
-    let c = client(&server.url);
+    let c = client_at(&server.url);
     let run_id = l["run_id"].as_str().unwrap();
     let run = rt.block_on(c.get_run(run_id)).unwrap();
     assert_eq!(format!("{:?}", run.info.status), "Finished");
@@ -414,7 +408,7 @@ fn tweet_sentiment_pipeline_end_to_end_is_visible_in_mlflow() {
 
 #[test]
 fn mlflow_log_puts_json_numbers_on_the_pipeline_run() {
-    let server = tweetflow_mlflow::test_server::server();
+    let server = server();
     let sb = Sandbox::new();
     sb.write(
         "m.json",
@@ -438,7 +432,7 @@ fn mlflow_log_puts_json_numbers_on_the_pipeline_run() {
     assert_eq!(rec["tasks"]["log"]["output"]["values"]["logged"], true);
     let run = runtime()
         .block_on(
-            client(&server.url).get_run(
+            client_at(&server.url).get_run(
                 link(&sb, rec["run_id"].as_str().unwrap())["run_id"]
                     .as_str()
                     .unwrap(),

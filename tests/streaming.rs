@@ -4,17 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{Sandbox, wait_for};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use tweetflow_test_support::{test_csv, tiny_model, venv};
 
 fn pipeline() -> String {
-    let model = repo().join("tests/fixtures/tiny-model");
+    let model = tiny_model();
     format!(
         r#"
 name: streaming_medallion
@@ -30,9 +27,7 @@ tasks:
 /// Sorted `tweet_id|mention|extra` rows of a Delta table, read by the Python `deltalake`
 /// package (another Delta reader).
 fn rows(sb: &Sandbox, table: &str, extra: &str) -> Vec<String> {
-    let venv = std::env::var_os("TWEETFLOW_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv"));
+    let venv = venv();
     let script = "import os, sys, deltalake\n\
          t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\n\
          cols = [t.column(c).to_pylist() for c in ['tweet_id', 'mention'] + ([sys.argv[2]] if sys.argv[2] else [])]\n\
@@ -71,7 +66,7 @@ fn bronze_count(sb: &Sandbox) -> usize {
 }
 
 fn staged(sb: &Sandbox) -> Vec<PathBuf> {
-    let csv = repo().join("datasets/sentiment140/test.csv.gz");
+    let csv = test_csv();
     let out = sb.run(&[
         "replay",
         "--csv",
@@ -261,7 +256,7 @@ fn infer_killed_mid_run_then_resumed_equals_an_uninterrupted_run() {
 fn a_first_run_creating_every_table_logs_no_error() {
     let sb = Sandbox::new();
     sb.write("p.yaml", &pipeline());
-    let csv = repo().join("datasets/sentiment140/test.csv.gz");
+    let csv = test_csv();
     let out = sb.run(&[
         "replay",
         "--csv",

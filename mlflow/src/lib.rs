@@ -33,13 +33,11 @@
 #![warn(missing_docs)]
 
 pub mod artifacts;
-pub mod bench;
 mod client;
 pub mod config;
 pub mod error;
 pub mod model_uri;
 pub mod registry;
-pub mod test_server;
 pub mod tracking;
 pub mod types;
 pub mod validation;

@@ -4,8 +4,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{copy_dir, fixture, sample_texts, tiny, tiny_int8, tiny_with_labels};
+use common::{copy_dir, fixture, sample_texts, tiny_with_labels};
 use tweetflow_model::{Classifier, ClassifierOptions, ErrorClass, ModelError, Sentiment};
+use tweetflow_test_support::{tiny_model, tiny_model_int8};
 
 fn load(dir: &std::path::Path) -> Classifier {
     Classifier::load(
@@ -24,7 +25,7 @@ fn close(a: &[f32], b: &[f32]) -> bool {
 
 #[test]
 fn tiny_model_predicts_the_obvious() {
-    let mut c = load(&tiny());
+    let mut c = load(&tiny_model());
     assert_eq!(
         c.labels(),
         &[Sentiment::Negative, Sentiment::Neutral, Sentiment::Positive]
@@ -50,14 +51,14 @@ fn tiny_model_predicts_the_obvious() {
 
 #[test]
 fn batching_and_order_do_not_change_predictions() {
-    batching_and_order_do_not_change_predictions_of(&tiny());
+    batching_and_order_do_not_change_predictions_of(&tiny_model());
 }
 
 /// The int8 fixture is quantized like the real encoder (activations per row): batch mates
 /// must not move a text's probabilities either.
 #[test]
 fn batching_and_order_do_not_change_predictions_of_the_int8_model() {
-    batching_and_order_do_not_change_predictions_of(&tiny_int8());
+    batching_and_order_do_not_change_predictions_of(&tiny_model_int8());
 }
 
 fn batching_and_order_do_not_change_predictions_of(model: &std::path::Path) {
@@ -105,7 +106,7 @@ fn batching_and_order_do_not_change_predictions_of(model: &std::path::Path) {
 
 #[test]
 fn duplicates_are_inferred_once() {
-    let mut c = load(&tiny());
+    let mut c = load(&tiny_model());
     let texts = vec!["I love this"; 100];
     let p = c.predict(&texts, 32).unwrap();
     assert_eq!(p.len(), 100);
@@ -129,7 +130,7 @@ fn duplicates_are_inferred_once() {
 
 #[test]
 fn empty_and_whitespace_texts_get_the_empty_string_prediction() {
-    let mut c = load(&tiny());
+    let mut c = load(&tiny_model());
     let p = c.predict(&["", "   ", "\t\n", "I love this"], 32).unwrap();
     assert_eq!(p[0], p[1]);
     assert_eq!(p[0], p[2]);
@@ -145,7 +146,7 @@ fn label_mappings() {
     let tmp = tempfile::tempdir().unwrap();
     let opts =
         |labels: Option<BTreeMap<String, Sentiment>>| ClassifierOptions { threads: 1, labels };
-    let mut reference = load(&tiny());
+    let mut reference = load(&tiny_model());
     let want = reference
         .predict(
             &["I love this", "I hate this", "the phone is on the table"],
@@ -189,11 +190,11 @@ fn label_mappings() {
     // A mapping can also reorder: columns mapped by the caller win over the names.
     let swapped: BTreeMap<String, Sentiment> =
         [("NEG".into(), Positive), ("POS".into(), Negative)].into();
-    let mut c = Classifier::load(&tiny(), opts(Some(swapped))).unwrap();
+    let mut c = Classifier::load(&tiny_model(), opts(Some(swapped))).unwrap();
     assert_eq!(c.predict_one("I love this").unwrap().label, Negative);
     // A mapping naming a label the model does not have is refused.
     let wrong: BTreeMap<String, Sentiment> = [("joy".into(), Positive)].into();
-    let err = Classifier::load(&tiny(), opts(Some(wrong))).unwrap_err();
+    let err = Classifier::load(&tiny_model(), opts(Some(wrong))).unwrap_err();
     assert!(err.to_string().contains("joy"), "{err}");
     // Two columns for one sentiment.
     let dir = tiny_with_labels(tmp.path(), &["NEG", "NEG", "POS"]);
@@ -235,7 +236,7 @@ fn binary_model_with_generic_labels_and_neutral_band() {
 fn tampered_manifest_is_refused_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    copy_dir(&tiny(), &dir);
+    copy_dir(&tiny_model(), &dir);
     let mut tok = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
     tok = tok.replacen("\"love\"", "\"lve\"", 1);
     tok.push(' ');
@@ -248,7 +249,7 @@ fn tampered_manifest_is_refused_naming_the_file() {
 
     // Same size, different content: caught by the SHA-256.
     let dir = tmp.path().join("m2");
-    copy_dir(&tiny(), &dir);
+    copy_dir(&tiny_model(), &dir);
     let mut bytes = std::fs::read(dir.join("model.onnx")).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
@@ -270,7 +271,7 @@ fn missing_files_are_named() {
         "manifest.json",
     ] {
         let dir = tmp.path().join(file.replace('.', "-"));
-        copy_dir(&tiny(), &dir);
+        copy_dir(&tiny_model(), &dir);
         std::fs::remove_file(dir.join(file)).unwrap();
         let err = Classifier::load(&dir, ClassifierOptions::default()).unwrap_err();
         match &err {
@@ -281,7 +282,7 @@ fn missing_files_are_named() {
     }
     // A required file that exists but is not in the manifest cannot be verified.
     let dir = tmp.path().join("unlisted");
-    copy_dir(&tiny(), &dir);
+    copy_dir(&tiny_model(), &dir);
     let m = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&m).unwrap();
     v["files"]
@@ -314,7 +315,7 @@ fn graph_without_attention_mask_is_refused() {
 fn bare_loop_bench_runs() {
     let texts = sample_texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut c = load(&tiny());
+    let mut c = load(&tiny_model());
     let b = tweetflow_model::bench_bare_loop(&mut c, &refs, 32).unwrap();
     assert_eq!(b.texts, refs.len());
     assert_eq!(b.batches, refs.len().div_ceil(32));
@@ -325,7 +326,7 @@ fn bare_loop_bench_runs() {
 fn classifier_can_move_to_a_worker_thread() {
     fn is_send<T: Send>() {}
     is_send::<Classifier>();
-    let mut c = load(&tiny());
+    let mut c = load(&tiny_model());
     let p = std::thread::spawn(move || c.predict_one("I love this").unwrap())
         .join()
         .unwrap();
@@ -336,7 +337,7 @@ fn classifier_can_move_to_a_worker_thread() {
 fn token_type_ids_are_fed_only_when_the_graph_has_them() {
     let mut without = load(&fixture("no-token-type-ids"));
     assert!(!without.has_token_type_ids());
-    let mut with = load(&tiny());
+    let mut with = load(&tiny_model());
     let texts = sample_texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     assert_eq!(
@@ -347,7 +348,7 @@ fn token_type_ids_are_fed_only_when_the_graph_has_them() {
 
 #[test]
 fn long_texts_are_truncated_not_refused() {
-    let mut c = load(&tiny());
+    let mut c = load(&tiny_model());
     let long = "I love this movie ".repeat(200);
     let p = c.predict(&[long.as_str(), "I hate this"], 32).unwrap();
     assert_eq!(p[0].label, Sentiment::Positive);

@@ -3,19 +3,14 @@
 
 mod common;
 
-use tweetflow_mlflow::test_server as mlflow_server;
-
 use std::time::Duration;
 
 use tweetflow_mlflow::{Client, ClientConfig, ModelUri};
 use tweetflow_model::{
     Classifier, ClassifierOptions, ErrorClass, ModelError, ModelSource, register, resolve,
 };
-
-fn client() -> Client {
-    let url = mlflow_server::server().url.clone();
-    Client::new(ClientConfig::new(url).with_retries(3, Duration::from_millis(50))).unwrap()
-}
+use tweetflow_test_support::mlflow_server::{client, free_port};
+use tweetflow_test_support::tiny_model;
 
 fn predictions(dir: &std::path::Path) -> Vec<tweetflow_model::Prediction> {
     let texts = common::sample_texts();
@@ -41,7 +36,7 @@ async fn register_resolve_cache_and_offline() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("model-cache");
     let name = format!("tiny-sentiment-{}", std::process::id());
-    let tiny = common::tiny();
+    let tiny = tiny_model();
 
     // Version 1 with the alias, version 2 without; version 1 goes to the Production stage.
     let v1 = register(&c, &tiny, &name, Some("production"))
@@ -138,7 +133,7 @@ async fn register_resolve_cache_and_offline() {
 
     // Registry unreachable: a pinned cached version is used offline; nothing else is.
     let dead = Client::new(
-        ClientConfig::new(format!("http://127.0.0.1:{}", mlflow_server::free_port()))
+        ClientConfig::new(format!("http://127.0.0.1:{}", free_port()))
             .with_retries(0, Duration::from_millis(10))
             .with_request_timeout(Duration::from_secs(2)),
     )
@@ -167,13 +162,11 @@ async fn register_refuses_a_broken_directory() {
     let c = Client::new(ClientConfig::new("http://127.0.0.1:9")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    common::copy_dir(&common::tiny(), &dir);
+    common::copy_dir(&tiny_model(), &dir);
     std::fs::write(dir.join("model.onnx"), b"not a model").unwrap();
     let err = register(&c, &dir, "x", None).await.unwrap_err();
     assert!(err.to_string().contains("model.onnx"), "{err}");
-    let err = register(&c, &common::tiny(), "a/b", None)
-        .await
-        .unwrap_err();
+    let err = register(&c, &tiny_model(), "a/b", None).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Config);
 }
 

@@ -19,8 +19,7 @@ fn probe() {
             let again = tweetflow_model::runtime::init().unwrap_err().to_string();
             assert_eq!(again, e.to_string());
             // Loading a model reports the runtime error too (after the file checks).
-            let tiny = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../tests/fixtures/tiny-model");
+            let tiny = tweetflow_test_support::tiny_model();
             let load = tweetflow_model::Classifier::load(&tiny, Default::default()).unwrap_err();
             assert_eq!(load.to_string(), e.to_string());
             println!("PROBE-ERR-BEGIN\n{e}\nPROBE-ERR-END");
@@ -132,10 +131,7 @@ fn a_library_that_is_not_onnx_runtime() {
 #[test]
 fn the_project_venv_is_found_from_a_subdirectory() {
     // A project whose `.venv` sits two directories above the working directory.
-    let venv = std::env::var_os("TWEETFLOW_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
-    let venv = venv
+    let venv = tweetflow_test_support::venv()
         .canonicalize()
         .expect("the project venv exists (scripts/setup-venv.sh)");
     let project = tempfile::tempdir().unwrap();

@@ -26,7 +26,7 @@ use tracing::{Instrument, info};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 /// The `command` task type.
-pub struct Command;
+pub struct CommandTask;
 
 /// Params of `command`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -56,7 +56,7 @@ pub struct CommandParams {
 const STDOUT_TAIL: usize = 4096;
 const STDERR_TAIL: usize = 2048;
 
-impl Task for Command {
+impl Task for CommandTask {
     type Params = CommandParams;
     const TYPE: &'static str = "command";
     const VERSION: &'static str = "1";

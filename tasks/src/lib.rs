@@ -26,11 +26,11 @@ use tweetflow_engine::Registry;
 pub fn register_all(registry: &mut Registry) {
     registry
         .register_section::<observers::mlflow_runs::MlflowSection>()
-        .register(command::Command)
-        .register(noop::Noop)
-        .register(metrics::LogMetrics)
-        .register(metrics::Report)
-        .register(mlflow_log::MlflowLog)
+        .register(command::CommandTask)
+        .register(noop::NoopTask)
+        .register(metrics::LogMetricsTask)
+        .register(metrics::ReportTask)
+        .register(mlflow_log::MlflowLogTask)
         .register(infer::InferTask);
     tweetflow_delta::register(registry);
 }

@@ -18,7 +18,7 @@ use tweetflow_mlflow::{Client, Metric, Param};
 use crate::observers::mlflow_runs::MlflowRunLink;
 
 /// The `mlflow-log` task type.
-pub struct MlflowLog;
+pub struct MlflowLogTask;
 
 /// Params of `mlflow-log`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -69,7 +69,7 @@ fn leaves(files: &[String], prefix: &str) -> Result<Vec<(String, Value)>, TaskEr
     Ok(out)
 }
 
-impl Task for MlflowLog {
+impl Task for MlflowLogTask {
     type Params = MlflowLogParams;
     const TYPE: &'static str = "mlflow-log";
     const VERSION: &'static str = "1";

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 /// The `noop` task type.
-pub struct Noop;
+pub struct NoopTask;
 
 /// Params of `noop`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -17,7 +17,7 @@ pub struct NoopParams {
     pub value: Option<serde_json::Value>,
 }
 
-impl Task for Noop {
+impl Task for NoopTask {
     type Params = NoopParams;
     const TYPE: &'static str = "noop";
     const VERSION: &'static str = "1";

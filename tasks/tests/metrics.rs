@@ -14,12 +14,12 @@ use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::DeltaWriter;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use tweetflow_delta::table::{self, CommitRequest};
 use tweetflow_engine::{ErrorKind, PipelineInfo, Task, TaskContext, TaskOutput};
-use tweetflow_mlflow::{Client, ClientConfig};
-use tweetflow_tasks::metrics::{LogMetrics, LogMetricsParams, Report, ReportParams};
+use tweetflow_tasks::metrics::{LogMetricsParams, LogMetricsTask, ReportParams, ReportTask};
 use tweetflow_tasks::observers::mlflow_runs::{MlflowRunLink, MlflowSection};
+use tweetflow_test_support::TaskContextBuilder;
+use tweetflow_test_support::mlflow_server::{client_at, server};
 
 /// One gold row: tweet id, mention, label, prediction, hour of day.
 #[derive(Clone)]
@@ -133,28 +133,25 @@ impl Env {
         upstream: BTreeMap<String, TaskOutput>,
         mlflow: Option<MlflowSection>,
     ) -> TaskContext {
-        TaskContext {
-            run_id: run_id.into(),
-            task_id: task.into(),
-            attempt: 1,
-            pipeline: Arc::new(PipelineInfo {
-                name: "eval".into(),
-                sections: mlflow
-                    .map(|m| ("mlflow".to_string(), serde_json::to_value(m).unwrap()))
-                    .into_iter()
-                    .collect(),
-                ..PipelineInfo::default()
-            }),
-            upstream: Arc::new(upstream),
-            cancel: CancellationToken::new(),
-            span: tracing::Span::none(),
-            artifacts_dir: self
-                .root
+        TaskContextBuilder::new(
+            self.root
                 .join("runs")
                 .join(run_id)
                 .join("artifacts")
                 .join(task),
-        }
+        )
+        .run_id(run_id)
+        .task_id(task)
+        .pipeline(PipelineInfo {
+            name: "eval".into(),
+            sections: mlflow
+                .map(|m| ("mlflow".to_string(), serde_json::to_value(m).unwrap()))
+                .into_iter()
+                .collect(),
+            ..PipelineInfo::default()
+        })
+        .upstream(upstream)
+        .build()
     }
 }
 
@@ -192,7 +189,7 @@ fn hand_rows() -> Vec<Row> {
 async fn hand_checked_table_dedupes_tweets() {
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -250,7 +247,7 @@ async fn no_positive_prediction_gives_precision_zero() {
         row("t3", "a", Some("negative"), Some("negative")),
     ];
     write_gold(&env.gold(), &rows, 1).await;
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -275,7 +272,7 @@ async fn all_neutral_predictions_give_zeros_and_count_the_excluded() {
         row("t3", "a", Some("neutral"), Some("neutral")),
     ];
     write_gold(&env.gold(), &rows, 1).await;
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -295,7 +292,7 @@ async fn all_neutral_predictions_give_zeros_and_count_the_excluded() {
 async fn empty_or_missing_gold_is_a_clear_error() {
     let env = Env::new();
     write_gold(&env.gold(), &[], 0).await;
-    let e = LogMetrics
+    let e = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -304,7 +301,7 @@ async fn empty_or_missing_gold_is_a_clear_error() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Fatal);
     assert!(e.message.contains("has no rows"), "{}", e.message);
-    let e = LogMetrics
+    let e = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.root.join("nope")),
@@ -322,7 +319,7 @@ async fn empty_or_missing_gold_is_a_clear_error() {
         0,
     )
     .await;
-    let e = LogMetrics
+    let e = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.root.join("g2")),
@@ -335,13 +332,7 @@ async fn empty_or_missing_gold_is_a_clear_error() {
 // ---------- scikit-learn ----------
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("TWEETFLOW_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join(".venv")
-        });
+    let venv = tweetflow_test_support::venv();
     let py = venv.join("bin").join("python");
     assert!(
         py.is_file(),
@@ -412,7 +403,7 @@ async fn metrics_match_scikit_learn() {
         }
     }
     write_gold(&env.gold(), &rows, 3).await;
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -502,7 +493,7 @@ async fn report_draws_charts_and_a_self_contained_html() {
         r.hour = [9, 9, 13, 20, 20, 23, 0, 9][i];
     }
     write_gold(&env.gold(), &rows, 7).await;
-    let metrics = LogMetrics
+    let metrics = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -515,7 +506,7 @@ async fn report_draws_charts_and_a_self_contained_html() {
     ]);
     let p: ReportParams =
         serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    let out = Report
+    let out = ReportTask
         .run(&env.ctx("r1", "report", upstream, None), p)
         .await
         .unwrap();
@@ -578,7 +569,7 @@ async fn report_without_users_or_upstreams_says_so() {
     write_gold(&env.gold(), &hand_rows(), 7).await;
     let p: ReportParams =
         serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    let out = Report
+    let out = ReportTask
         .run(&env.ctx("r1", "report", BTreeMap::new(), None), p)
         .await
         .unwrap();
@@ -592,14 +583,10 @@ async fn report_without_users_or_upstreams_says_so() {
 
 // ---------- MLflow ----------
 
-fn client(url: &str) -> Client {
-    Client::new(ClientConfig::new(url)).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_into_the_pipeline_runs_mlflow_run() {
-    let server = tweetflow_mlflow::test_server::server();
-    let c = client(&server.url);
+    let server = server();
+    let c = client_at(&server.url);
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
     let exp = c
@@ -625,7 +612,7 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
     )
     .unwrap();
 
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -634,7 +621,7 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
         .unwrap();
     assert_eq!(out.get("mlflow_run_id"), Some(&json!(run.info.run_id)));
     // A retried attempt logs again without tripping over the immutable params.
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(
             &env.ctx("r1", "metrics", BTreeMap::new(), None),
             params(&env.gold()),
@@ -697,7 +684,7 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
     ]);
     let p: ReportParams =
         serde_json::from_value(json!({ "input": env.gold().display().to_string() })).unwrap();
-    Report
+    ReportTask
         .run(&env.ctx("r1", "report", upstream, None), p)
         .await
         .unwrap();
@@ -724,8 +711,8 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
-    let server = tweetflow_mlflow::test_server::server();
-    let c = client(&server.url);
+    let server = server();
+    let c = client_at(&server.url);
     let env = Env::new();
     write_gold(&env.gold(), &hand_rows(), 7).await;
     let name = format!("eval-standalone-{}", std::process::id());
@@ -736,7 +723,7 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
     let mut p = params(&env.gold());
     // Without an experiment anywhere: a config error naming the param.
     if std::env::var_os("MLFLOW_EXPERIMENT_NAME").is_none() {
-        let e = LogMetrics
+        let e = LogMetricsTask
             .run(
                 &env.ctx("r2", "metrics", BTreeMap::new(), Some(spec.clone())),
                 p.clone(),
@@ -747,7 +734,7 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
         assert!(e.message.contains("experiment"), "{}", e.message);
     }
     p.experiment = Some(name.clone());
-    let out = LogMetrics
+    let out = LogMetricsTask
         .run(&env.ctx("r2", "metrics", BTreeMap::new(), Some(spec)), p)
         .await
         .unwrap();
@@ -770,7 +757,7 @@ async fn without_a_pipeline_run_logs_a_new_finished_run_in_the_experiment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_run_logs_metrics_and_report_with_task_timings() {
     use tweetflow_engine::{Engine, LoadOptions, RunOptions, RunStatus};
-    let server = tweetflow_mlflow::test_server::server();
+    let server = server();
     let env = Env::new();
     let mut rows = hand_rows();
     for (i, r) in rows.iter_mut().enumerate() {
@@ -832,7 +819,7 @@ tasks:
     // Both tasks logged into the pipeline run's MLflow run.
     let link =
         MlflowRunLink::read(&env.root.join("runs").join(&record.run_id)).expect("mlflow.json");
-    let c = client(&server.url);
+    let c = client_at(&server.url);
     let run = c.get_run(&link.run_id).await.unwrap();
     assert_eq!(run.data.metric("f1"), Some(0.5));
     assert!(run.data.metric("task.metrics.duration_s").is_some());

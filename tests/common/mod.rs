@@ -61,10 +61,7 @@ impl Sandbox {
             .env("RUST_LOG", "warn");
         // The ONNX Runtime library comes from the project's venv.
         if std::env::var_os("TWEETFLOW_VENV").is_none() {
-            cmd.env(
-                "TWEETFLOW_VENV",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
-            );
+            cmd.env("TWEETFLOW_VENV", tweetflow_test_support::venv());
         }
         cmd
     }

@@ -1,23 +1,13 @@
 //! Helpers shared by the medallion tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use deltalake::arrow::util::display::array_value_to_string;
 use futures::StreamExt;
 use tweetflow_delta::table;
-
-/// The repository root (the workspace holding this crate).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("crate has a parent")
-        .to_path_buf()
-}
-
-/// The Sentiment140 test CSV (gzip).
-pub fn test_csv() -> PathBuf {
-    repo_root().join("datasets/sentiment140/test.csv.gz")
-}
+pub use tweetflow_test_support::{
+    TaskContextBuilder, assert_unique_rows, repo_root, test_csv, venv,
+};
 
 /// A path inside `dir` as a string.
 pub fn p(dir: &Path, name: &str) -> String {

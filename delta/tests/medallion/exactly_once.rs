@@ -1,7 +1,6 @@
 //! Exactly-once: crashes at every failpoint, then reruns, give the same tables as an
 //! uninterrupted run, without duplicates; reruns without new input create no version.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use tweetflow_delta::aggregate::{AggregateParams, aggregate};
@@ -75,24 +74,16 @@ pub(crate) async fn snapshot(dir: &Path) -> Snapshot {
     }
 }
 
-fn assert_unique(rows: &[Vec<String>], key: &[usize], what: &str) {
-    let mut seen = HashSet::new();
-    for r in rows {
-        let k: Vec<&String> = key.iter().map(|i| &r[*i]).collect();
-        assert!(seen.insert(k.clone()), "duplicate {what} row {k:?}");
-    }
-}
-
 pub(crate) fn assert_same(a: &Snapshot, b: &Snapshot, label: &str) {
     assert_eq!(a.bronze, b.bronze, "{label}: bronze differs");
     assert_eq!(a.bronze_q, b.bronze_q, "{label}: bronze quarantine differs");
     assert_eq!(a.silver, b.silver, "{label}: silver differs");
     assert_eq!(a.silver_q, b.silver_q, "{label}: silver quarantine differs");
     assert_eq!(a.mentions, b.mentions, "{label}: mention aggregates differ");
-    assert_unique(&b.bronze, &[0, 1], "bronze");
-    assert_unique(&b.bronze_q, &[0, 1], "bronze quarantine");
-    assert_unique(&b.silver, &[0, 3], "silver");
-    assert_unique(&b.silver_q, &[0], "silver quarantine");
+    assert_unique_rows(&b.bronze, &[0, 1], "bronze");
+    assert_unique_rows(&b.bronze_q, &[0, 1], "bronze quarantine");
+    assert_unique_rows(&b.silver, &[0, 3], "silver");
+    assert_unique_rows(&b.silver_q, &[0], "silver quarantine");
 }
 
 /// Runs a step until it succeeds, crashing at `failpoint` each time it is reached.

@@ -1,7 +1,6 @@
 //! Replay determinism, optimize/vacuum/reset/show, profile, and the tasks through the registry.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::json;
 use tweetflow_delta::clean::{CleanParams, clean};
@@ -10,7 +9,7 @@ use tweetflow_delta::maintenance::{OptimizeParams, VacuumParams, optimize, reset
 use tweetflow_delta::profile::profile;
 use tweetflow_delta::replay::{ReplayParams, replay};
 use tweetflow_delta::{DeltaTaskError, WriteControl};
-use tweetflow_engine::{ErrorKind, PipelineInfo, Registry, TaskContext};
+use tweetflow_engine::{ErrorKind, Registry, TaskContext};
 
 use crate::common::*;
 
@@ -194,16 +193,7 @@ async fn profile_bronze_and_silver() {
 }
 
 fn context(dir: &std::path::Path) -> TaskContext {
-    TaskContext {
-        run_id: "r1".into(),
-        task_id: "t1".into(),
-        attempt: 1,
-        pipeline: Arc::new(PipelineInfo::default()),
-        upstream: Arc::new(BTreeMap::new()),
-        cancel: tokio_util::sync::CancellationToken::new(),
-        span: tracing::Span::none(),
-        artifacts_dir: dir.join("artifacts"),
-    }
+    TaskContextBuilder::new(dir.join("artifacts")).build()
 }
 
 #[tokio::test]

@@ -14,9 +14,7 @@ use tweetflow_delta::replay::{ReplayParams, replay};
 use crate::common::*;
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("TWEETFLOW_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv"));
+    let venv = venv();
     let py = venv.join("bin/python");
     assert!(
         py.exists(),

@@ -2,7 +2,6 @@
 //! local artifact folder) started once for this test binary from the project's venv.
 
 mod artifacts;
-mod bench;
 mod common;
 mod faults;
 mod registry;

@@ -7,7 +7,7 @@ use tweetflow_mlflow::{
     RunTag, SearchRuns,
 };
 
-use crate::common::{client, config, server, unique};
+use crate::common::{client, client_config, server, unique};
 
 #[tokio::test]
 async fn experiments_get_create_and_race() {
@@ -303,7 +303,7 @@ async fn log_metric_param_tag_and_history() {
     );
 
     // Opt-in non-finite values travel as MLflow's strings and come back.
-    let mut cfg = config();
+    let mut cfg = client_config();
     cfg.allow_non_finite_metrics = true;
     let lax = Client::new(cfg).unwrap();
     lax.log_metric(id, &Metric::at("nan", f64::NAN, 0, 5))

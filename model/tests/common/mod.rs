@@ -3,16 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// `tests/fixtures/tiny-model` of the workspace (a 6 KB 3-label model).
-pub fn tiny() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-model")
-}
-
-/// `tests/fixtures/tiny-model-int8` of the workspace: the tiny model quantized like the real
-/// encoder (int8 weights, activations quantized per row).
-pub fn tiny_int8() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-model-int8")
-}
+use tweetflow_test_support::tiny_model;
 
 /// A fixture of this crate (`model/tests/fixtures/<name>`).
 pub fn fixture(name: &str) -> PathBuf {
@@ -33,7 +24,7 @@ pub fn copy_dir(src: &Path, dest: &Path) {
 /// A copy of the tiny model whose config.json `id2label` is replaced (manifest rewritten).
 pub fn tiny_with_labels(tmp: &Path, labels: &[&str]) -> PathBuf {
     let dir = tmp.join(format!("tiny-{}", labels.join("-")));
-    copy_dir(&tiny(), &dir);
+    copy_dir(&tiny_model(), &dir);
     let cfg_path = dir.join("config.json");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();

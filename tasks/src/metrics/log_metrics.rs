@@ -27,7 +27,7 @@ pub struct LogMetricsParams {
 }
 
 /// The `log-metrics` task.
-pub struct LogMetrics;
+pub struct LogMetricsTask;
 
 /// Artifact names.
 pub const CONFUSION_PNG: &str = "confusion_matrix.png";
@@ -45,7 +45,7 @@ fn join(values: impl Iterator<Item = String>) -> String {
     v.join(", ")
 }
 
-/// The MLflow metrics of `m` (keys documented on [`LogMetrics`]).
+/// The MLflow metrics of `m` (keys documented on [`LogMetricsTask`]).
 pub fn mlflow_metrics(m: &Metrics, tweets: u64, unscored: u64, step: i64) -> Vec<Metric> {
     let mut out = vec![
         Metric::new("precision", m.precision, step),
@@ -118,7 +118,7 @@ async fn log(
     Ok(())
 }
 
-impl Task for LogMetrics {
+impl Task for LogMetricsTask {
     type Params = LogMetricsParams;
     const TYPE: &'static str = "log-metrics";
     const VERSION: &'static str = "1";

@@ -1,9 +1,9 @@
 //! Model evaluation on the gold table: `log-metrics` and `report`.
 //!
-//! * [`LogMetrics`] (`log-metrics`) reads gold once, computes the classification metrics of
+//! * [`LogMetricsTask`] (`log-metrics`) reads gold once, computes the classification metrics of
 //!   [`compute`] (scikit-learn's definitions), draws the confusion matrix and logs metrics,
 //!   params and artifacts to MLflow.
-//! * [`Report`] (`report`) draws the exploratory charts and writes one self-contained
+//! * [`ReportTask`] (`report`) draws the exploratory charts and writes one self-contained
 //!   `report.html` with the profile, the metrics, the charts and the run's task timings.
 //!
 //! Both log into the MLflow run of the current pipeline run when there is one (its id is in
@@ -50,8 +50,8 @@ mod report;
 
 use std::path::{Path, PathBuf};
 
-pub use log_metrics::{LogMetrics, LogMetricsParams};
-pub use report::{Report, ReportParams};
+pub use log_metrics::{LogMetricsParams, LogMetricsTask};
+pub use report::{ReportParams, ReportTask};
 
 use tweetflow_engine::{TaskContext, TaskError};
 use tweetflow_mlflow::{Client, ClientConfig};

@@ -36,7 +36,7 @@ pub struct ReportParams {
 }
 
 /// The `report` task.
-pub struct Report;
+pub struct ReportTask;
 
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -122,7 +122,7 @@ table.kv th{background:#f8f9fa;font-weight:600}td.n{text-align:right;font-varian
 figure{margin:16px 0}figure img{max-width:100%;height:auto;border:1px solid #dee2e6}figcaption{color:#6c757d;font-size:13px}\
 .note{background:#fff3cd;border:1px solid #ffe69c;padding:6px 10px;font-size:14px}";
 
-impl Task for Report {
+impl Task for ReportTask {
     type Params = ReportParams;
     const TYPE: &'static str = "report";
     const VERSION: &'static str = "1";

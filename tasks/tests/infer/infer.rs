@@ -29,10 +29,6 @@ const GOLD_COLS: &[&str] = &[
     "model_version",
 ];
 
-fn tiny_model() -> PathBuf {
-    repo_root().join("tests/fixtures/tiny-model")
-}
-
 /// Replays `limit` test tweets (shuffled with `seed` when given) into `dir/landing` with the
 /// file prefix `prefix`, then ingests and cleans them into `dir/silver`.
 async fn add_silver(dir: &Path, prefix: &str, limit: usize, seed: Option<u64>) {
@@ -66,16 +62,9 @@ fn key(t: &str) -> &str {
     if t.trim().is_empty() { "" } else { t }
 }
 
-fn assert_unique_rows(gold: &[Vec<String>]) {
-    let mut seen = HashSet::new();
-    for r in gold {
-        assert!(
-            seen.insert((r[0].clone(), r[2].clone())),
-            "duplicate gold row for tweet {} mention {}",
-            r[0],
-            r[2]
-        );
-    }
+/// No two gold rows for one tweet and mention.
+fn assert_unique_gold(gold: &[Vec<String>]) {
+    assert_unique_rows(gold, &[0, 2], "gold");
 }
 
 #[tokio::test]
@@ -107,7 +96,7 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
 
     let gold = rows_of(&ip.table, GOLD_COLS).await;
     assert_eq!(gold.len(), silver.len());
-    assert_unique_rows(&gold);
+    assert_unique_gold(&gold);
     let gold_keys: Vec<Vec<String>> = {
         let mut v: Vec<Vec<String>> = gold
             .iter()
@@ -169,7 +158,7 @@ async fn infer_gold_matches_silver_and_runs_each_text_once() {
     assert_eq!(more.table_version, v + 1);
     let after = rows_of(&ip.table, GOLD_COLS).await;
     assert_eq!(after.len(), silver_all.len());
-    assert_unique_rows(&after);
+    assert_unique_gold(&after);
     let after_set: HashSet<&Vec<String>> = after.iter().collect();
     assert!(
         before.iter().all(|r| after_set.contains(r)),
@@ -185,8 +174,7 @@ async fn infer_batch_size_does_not_change_the_gold_labels() {
 /// The same with the int8 fixture (quantized like the real encoder, activations per row).
 #[tokio::test]
 async fn infer_batch_size_does_not_change_the_gold_labels_of_an_int8_model() {
-    batch_size_does_not_change_the_gold_labels(repo_root().join("tests/fixtures/tiny-model-int8"))
-        .await;
+    batch_size_does_not_change_the_gold_labels(tiny_model_int8()).await;
 }
 
 async fn batch_size_does_not_change_the_gold_labels(model: PathBuf) {
@@ -232,7 +220,7 @@ async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() 
     add_silver(dir, "more", 150, Some(7)).await;
     infer(&reference, &WriteControl::default()).await.unwrap();
     let expected = rows_of(&reference.table, GOLD_COLS).await;
-    assert_unique_rows(&expected);
+    assert_unique_gold(&expected);
 
     for fp in ["infer.after_write", "infer.after_commit"] {
         let gold = format!("gold_{}", fp.replace('.', "_"));
@@ -257,7 +245,7 @@ async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() 
         }
         let got = rows_of(&ip.table, GOLD_COLS).await;
         assert_eq!(got.len(), expected.len(), "{fp}: row count");
-        assert_unique_rows(&got);
+        assert_unique_gold(&got);
         let strip = |rows: &[Vec<String>]| -> Vec<Vec<String>> {
             rows.iter().map(|r| r[..9].to_vec()).collect()
         };
@@ -295,7 +283,7 @@ async fn infer_crash_on_an_increment_keeps_earlier_gold() {
     assert_eq!(rerun.rows as usize, silver_all.len() - first.len());
     let gold = rows_of(&ip.table, GOLD_COLS).await;
     assert_eq!(gold.len(), silver_all.len());
-    assert_unique_rows(&gold);
+    assert_unique_gold(&gold);
 }
 
 #[tokio::test]
@@ -327,7 +315,7 @@ async fn infer_errors_map_to_task_error_kinds() {
 
 #[tokio::test]
 async fn infer_resolves_a_registry_alias_on_a_real_mlflow_server() {
-    let server = tweetflow_mlflow::test_server::server();
+    let server = tweetflow_test_support::mlflow_server::server();
     let client =
         tweetflow_mlflow::Client::new(tweetflow_mlflow::ClientConfig::new(server.url.clone()))
             .unwrap();
@@ -402,9 +390,7 @@ fn infer_params_defaults_and_unknown_fields() {
 
 #[tokio::test]
 async fn infer_through_the_registry_with_cache_validity() {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-    use tweetflow_engine::{PipelineInfo, Registry, TaskContext};
+    use tweetflow_engine::Registry;
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -412,16 +398,9 @@ async fn infer_through_the_registry_with_cache_validity() {
     let mut registry = Registry::new();
     tweetflow_tasks::register_all(&mut registry);
     let task = registry.get("infer").unwrap();
-    let ctx = TaskContext {
-        run_id: "r1".into(),
-        task_id: "infer".into(),
-        attempt: 1,
-        pipeline: Arc::new(PipelineInfo::default()),
-        upstream: Arc::new(BTreeMap::new()),
-        cancel: tokio_util::sync::CancellationToken::new(),
-        span: tracing::Span::none(),
-        artifacts_dir: dir.join("artifacts"),
-    };
+    let ctx = TaskContextBuilder::new(dir.join("artifacts"))
+        .task_id("infer")
+        .build();
     let params = serde_json::json!({
         "input": p(dir, "silver"), "table": p(dir, "gold"),
         "model": tiny_model(), "batch_size": 16, "threads": 1,
@@ -544,7 +523,7 @@ async fn infer_with_the_registry_unreachable_child() {
     };
     let dir = PathBuf::from(dir);
     add_silver(&dir, "tweets", 60, None).await;
-    let port = tweetflow_mlflow::test_server::free_port();
+    let port = tweetflow_test_support::mlflow_server::free_port();
     let mut ip = params(&dir, "gold", 32);
     ip.model = "models:/tiny@production".into();
     ip.tracking_uri = Some(format!("http://127.0.0.1:{port}"));

@@ -1,11 +1,11 @@
 //! Logs 10,000 metric points to the server named by `MLFLOW_TRACKING_URI` and prints the
 //! timing. Optional arguments: points, keys, concurrency.
 //!
-//! `MLFLOW_TRACKING_URI=$(scripts/mlflow-server.sh start) cargo run --release -p tweetflow-mlflow --example bench`
+//! `MLFLOW_TRACKING_URI=$(scripts/mlflow-server.sh start) cargo run --release -p tweetflow-bench --example mlflow`
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    use tweetflow_mlflow::bench::{BenchOptions, log_metrics_with};
+    use tweetflow_bench::mlflow::{BenchOptions, log_metrics_with};
     let arg = |i: usize, default: usize| -> Result<usize, std::num::ParseIntError> {
         std::env::args().nth(i).map_or(Ok(default), |a| a.parse())
     };

@@ -1,10 +1,9 @@
-//! Throughput benchmark: log metric points in batches against a server.
+//! `tweetflow bench mlflow`: log metric points in batches against a server.
 
 use std::time::{Duration, Instant};
 
-use crate::client::Client;
-use crate::error::Result;
-use crate::types::{Metric, MlflowRunStatus, RunTag, now_millis};
+use tweetflow_mlflow::types::now_millis;
+use tweetflow_mlflow::{Client, Metric, MlflowRunStatus, Result, RunTag};
 
 /// Experiment the benchmark runs go to.
 pub const BENCH_EXPERIMENT: &str = "tweetflow-bench";
@@ -112,7 +111,7 @@ pub async fn log_metrics_with(client: &Client, opts: BenchOptions) -> Result<Ben
         .collect();
     let t1 = Instant::now();
     let report = client
-        .log_batch_concurrent(&run_id, &metrics, &[], &[], BENCH_CONCURRENCY)
+        .log_batch_concurrent(&run_id, &metrics, &[], &[], opts.concurrency.max(1))
         .await;
     let elapsed = t1.elapsed();
     let report = match report {

@@ -13,7 +13,7 @@ use tweetflow_engine::scheduler::{
 use tweetflow_engine::spec::Overlap;
 use tweetflow_engine::{Pipeline, Registry, RunStore};
 
-use crate::commands::{load_or_report, spawn_signal_handler};
+use super::{load_or_report, spawn_signal_handler};
 use crate::exit;
 
 /// Pipeline files named by `paths` (directories give their `*.yaml` / `*.yml`, sorted).
@@ -81,7 +81,7 @@ pub async fn schedule(
     }
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let engine = crate::commands::new_engine(registry, runs_dir);
+    let engine = super::new_engine(registry, runs_dir);
     let names: Vec<&str> = scheduled.iter().map(|s| s.pipeline.name.as_str()).collect();
     eprintln!(
         "scheduling {}; stop with Ctrl-C or SIGTERM (grace {:?})",

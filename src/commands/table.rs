@@ -1,26 +1,10 @@
-//! `tweetflow replay` and `tweetflow table ...`: the Delta tasks' operations by hand.
+//! `tweetflow table show|optimize|vacuum|reset`: the Delta maintenance operations by hand.
 
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::maintenance::{self, OptimizeParams, VacuumParams};
-use tweetflow_delta::replay::{self, ReplayParams};
 
-use crate::cli::{ReplayArgs, TableCommand};
+use crate::cli::TableCommand;
 use crate::exit;
-
-/// Writes landing files from a CSV.
-pub async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
-    let mut params = ReplayParams::new(args.csv, args.landing.clone());
-    params.tweets_per_file = args.tweets_per_file;
-    params.limit = args.limit;
-    params.seed = args.seed;
-    params.delay = args.delay;
-    let summary = replay::replay(&params, &WriteControl::default()).await?;
-    println!(
-        "landed {} tweets in {} files under {} ({} rows skipped)",
-        summary.tweets, summary.files, args.landing, summary.skipped
-    );
-    Ok(exit::OK)
-}
 
 /// Runs a table command.
 pub async fn table(command: TableCommand) -> anyhow::Result<u8> {

@@ -1,8 +1,7 @@
-//! The benchmark helper against the real server.
+//! The MLflow benchmark against the real test server.
 
-use tweetflow_mlflow::bench;
-
-use crate::common::client;
+use tweetflow_bench::mlflow as bench;
+use tweetflow_test_support::mlflow_server::client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_log_metrics_10k() {

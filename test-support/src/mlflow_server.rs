@@ -2,6 +2,8 @@
 //! venv (`TWEETFLOW_VENV`, else `<workspace>/.venv`), on a free port with a SQLite store in a
 //! temporary directory, and killed (with its directory) when the process exits, even by
 //! `kill -9` (a watchdog shell notices the parent is gone).
+//!
+//! [`client`] and [`client_config`] give an MLflow client of that server with fast retries.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,6 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
+
+use tweetflow_mlflow::{Client, ClientConfig};
+
+use crate::fixtures::venv;
 
 /// A running MLflow server.
 pub struct Server {
@@ -20,16 +26,6 @@ pub struct Server {
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 static PGID: AtomicI32 = AtomicI32::new(0);
 static DIR: OnceLock<PathBuf> = OnceLock::new();
-
-/// The venv holding mlflow: `TWEETFLOW_VENV`, else `<workspace>/.venv`.
-pub fn venv() -> PathBuf {
-    match std::env::var_os("TWEETFLOW_VENV") {
-        Some(v) => PathBuf::from(v),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(".venv"),
-    }
-}
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
@@ -202,4 +198,19 @@ pub fn server() -> &'static Server {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     }
+}
+
+/// A client config for the shared server, with fast retries (3, 50 ms apart).
+pub fn client_config() -> ClientConfig {
+    ClientConfig::new(server().url.clone()).with_retries(3, Duration::from_millis(50))
+}
+
+/// A client of the shared server (see [`client_config`]).
+pub fn client() -> Client {
+    Client::new(client_config()).expect("an MLflow client of the test server")
+}
+
+/// A plain client (default retries) of the server at `url`.
+pub fn client_at(url: &str) -> Client {
+    Client::new(ClientConfig::new(url)).expect("an MLflow client")
 }

@@ -1,0 +1,33 @@
+//! The benchmarks of tweetflow, each reached through `tweetflow bench ...`:
+//!
+//! * [`engine`]: generated DAGs of no-op tasks against a bare tokio spawn-and-join.
+//! * [`medallion`]: replay → ingest → clean throughput and memory.
+//! * [`infer`]: the bare ONNX Runtime loop against the whole infer task.
+//! * [`mlflow`]: batched metric logging against an MLflow server.
+//!
+//! Every benchmark returns a report whose `Display` is what the command prints. Heap figures
+//! come from a [`HeapCounter`] the binary supplies (its counting global allocator); resident
+//! memory from [`peak_rss_mib`].
+
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod error;
+pub mod heap;
+pub mod mlflow;
+pub mod rss;
+
+/// `tweetflow bench medallion`.
+pub mod medallion {
+    pub use tweetflow_delta::bench::{BenchOptions, BenchReport, bench_medallion};
+}
+
+/// `tweetflow bench infer`.
+pub mod infer {
+    pub use tweetflow_tasks::infer::{InferBenchOptions, InferBenchReport, bench_infer};
+}
+
+pub use engine::{EngineBenchReport, bench_engine};
+pub use error::BenchError;
+pub use heap::{HeapCounter, NoHeapCounter};
+pub use rss::peak_rss_mib;

@@ -1,0 +1,46 @@
+//! `tweetflow bench ...`: the benchmarks of the `tweetflow-bench` crate.
+
+use std::sync::Arc;
+
+use tweetflow_engine::Registry;
+
+use crate::cli::BenchCommand;
+
+/// Runs a benchmark and prints its report.
+pub(crate) async fn bench(registry: Arc<Registry>, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Engine { tasks } => {
+            let report = tweetflow_bench::bench_engine(registry, tasks, &crate::ALLOCATOR).await?;
+            println!("{report}");
+        }
+        BenchCommand::Medallion { csv, full } => {
+            let mut options = tweetflow_bench::medallion::BenchOptions::new(csv);
+            options.full = full;
+            println!(
+                "{}",
+                tweetflow_bench::medallion::bench_medallion(&options).await?
+            );
+        }
+        BenchCommand::Infer {
+            input,
+            model,
+            batch_size,
+            limit,
+            rounds,
+        } => {
+            let mut options = tweetflow_bench::infer::InferBenchOptions::new(input, model);
+            options.batch_size = batch_size;
+            options.limit = limit;
+            options.rounds = rounds;
+            println!("{}", tweetflow_bench::infer::bench_infer(&options).await?);
+        }
+        BenchCommand::Mlflow { points } => {
+            let client = tweetflow_mlflow::Client::from_env()?;
+            println!(
+                "{}",
+                tweetflow_bench::mlflow::log_metrics(&client, points).await?
+            );
+        }
+    }
+    Ok(())
+}

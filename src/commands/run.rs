@@ -1,0 +1,194 @@
+//! `tweetflow run`: one run of a pipeline (or resumes one, or watches for new input), and the
+//! end-of-run table.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tweetflow_engine::duration::human;
+use tweetflow_engine::{Engine, EngineError, Registry, RunOptions, RunRecord, RunStatus};
+
+use super::{load_or_report, new_engine, spawn_signal_handler, text_table};
+use crate::cli::RunArgs;
+use crate::exit;
+
+/// Runs (or resumes) a pipeline; returns the exit code of its outcome.
+pub(crate) async fn run(
+    registry: &Arc<Registry>,
+    runs_dir: &Path,
+    args: RunArgs,
+) -> anyhow::Result<u8> {
+    let engine = new_engine(registry, runs_dir);
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let options = RunOptions {
+        max_parallel: args
+            .max_parallel
+            .unwrap_or(RunOptions::default().max_parallel),
+        fail_fast: args.fail_fast,
+        use_cache: !args.no_cache,
+        refresh: args.refresh.iter().cloned().collect::<HashSet<_>>(),
+        cancel,
+        tags: BTreeMap::from([("trigger".to_string(), "manual".to_string())]),
+        run_id: None,
+    };
+    let result = if let Some(run_id) = &args.resume {
+        engine.resume(run_id, options).await
+    } else {
+        let Some(file) = &args.file else {
+            anyhow::bail!("name a pipeline file or --resume RUN_ID")
+        };
+        let Some(pipeline) = load_or_report(registry, file, &args.params) else {
+            return Ok(exit::INVALID);
+        };
+        if let Some(code) =
+            super::schedule::obey_overlap(engine.store(), &pipeline, &options.cancel).await
+        {
+            return Ok(code);
+        }
+        for id in &args.refresh {
+            if pipeline.task(id).is_none() {
+                eprintln!("error: --refresh {id}: the pipeline has no task `{id}`");
+                return Ok(exit::INVALID);
+            }
+        }
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        if args.watch {
+            return watch(
+                &engine,
+                &pipeline,
+                &file.display().to_string(),
+                &text,
+                options,
+                &args,
+            )
+            .await;
+        }
+        engine
+            .run(pipeline, &file.display().to_string(), &text, options)
+            .await
+    };
+    let record = match result {
+        Ok(r) => r,
+        Err(
+            e @ (EngineError::RunNotFound { .. }
+            | EngineError::Locked { .. }
+            | EngineError::NotResumable { .. }),
+        ) => {
+            eprintln!("error: {e}");
+            return Ok(exit::INVALID);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        print!("{}", summary(&record));
+        if let Some(link) = tweetflow_tasks::observers::mlflow_runs::MlflowRunLink::read(
+            &engine.store().run_dir(&record.run_id),
+        ) {
+            println!("MLflow run: {}", link.url);
+        }
+    }
+    Ok(match record.status {
+        RunStatus::Succeeded => exit::OK,
+        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Failed | RunStatus::Running => exit::FAILED,
+    })
+}
+
+async fn watch(
+    engine: &Engine,
+    pipeline: &tweetflow_engine::Pipeline,
+    file: &str,
+    text: &str,
+    options: RunOptions,
+    args: &RunArgs,
+) -> anyhow::Result<u8> {
+    let watch_options = tweetflow_engine::watch::WatchOptions {
+        interval: args.interval,
+        until_idle: args.until_idle,
+        paths: args.watch_path.clone(),
+    };
+    let summary =
+        tweetflow_engine::watch::watch(engine, pipeline, file, text, options, watch_options)
+            .await?;
+    let rows: Vec<Vec<String>> = summary
+        .batches
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            vec![
+                (i + 1).to_string(),
+                r.run_id.clone(),
+                r.status.as_str().to_string(),
+                human(r.duration()),
+            ]
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary.batches)?);
+    } else {
+        print!(
+            "{}",
+            text_table::render(&["BATCH", "RUN", "STATUS", "DURATION"], &rows)
+        );
+    }
+    Ok(match summary.batches.last().map(|r| r.status) {
+        _ if summary.cancelled => exit::CANCELLED,
+        Some(RunStatus::Succeeded) | None => exit::OK,
+        Some(_) => exit::FAILED,
+    })
+}
+
+/// The end-of-run table.
+pub fn summary(record: &RunRecord) -> String {
+    let rows: Vec<Vec<String>> = record
+        .ordered_tasks()
+        .map(|(id, t)| {
+            vec![
+                id.to_string(),
+                t.status.as_str().to_string(),
+                t.attempts.len().to_string(),
+                t.duration().map(human).unwrap_or_else(|| "-".into()),
+                if t.status == tweetflow_engine::TaskStatus::Cached {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "run {} of {}: {} in {}\n",
+        record.run_id,
+        record.pipeline,
+        record.status.as_str(),
+        human(record.duration())
+    );
+    out.push_str(&text_table::render(
+        &["TASK", "STATUS", "ATTEMPTS", "DURATION", "CACHED"],
+        &rows,
+    ));
+    for (id, t) in record.ordered_tasks() {
+        if let Some(e) = &t.error
+            && !matches!(
+                t.status,
+                tweetflow_engine::TaskStatus::Cancelled
+                    | tweetflow_engine::TaskStatus::UpstreamFailed
+            )
+        {
+            out.push_str(&format!("\n{id} failed: {}\n", e.message));
+        }
+    }
+    if record.status != RunStatus::Succeeded {
+        out.push_str(&format!(
+            "\nresume with: tweetflow run --resume {}\n",
+            record.run_id
+        ));
+    }
+    out
+}

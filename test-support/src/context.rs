@@ -1,0 +1,70 @@
+//! A [`TaskContext`] for calling a task's `run` directly.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tweetflow_engine::{PipelineInfo, TaskContext, TaskOutput};
+
+/// Builds a [`TaskContext`]: run `r1`, task `t1`, attempt 1, a default pipeline, no upstream
+/// outputs, unless set otherwise.
+#[derive(Debug)]
+pub struct TaskContextBuilder {
+    run_id: String,
+    task_id: String,
+    pipeline: PipelineInfo,
+    upstream: BTreeMap<String, TaskOutput>,
+    artifacts_dir: PathBuf,
+}
+
+impl TaskContextBuilder {
+    /// A context whose artifacts go to `artifacts_dir`.
+    pub fn new(artifacts_dir: impl Into<PathBuf>) -> Self {
+        TaskContextBuilder {
+            run_id: "r1".into(),
+            task_id: "t1".into(),
+            pipeline: PipelineInfo::default(),
+            upstream: BTreeMap::new(),
+            artifacts_dir: artifacts_dir.into(),
+        }
+    }
+
+    /// The run id.
+    pub fn run_id(mut self, run_id: &str) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    /// The task's id in the pipeline.
+    pub fn task_id(mut self, task_id: &str) -> Self {
+        self.task_id = task_id.into();
+        self
+    }
+
+    /// The pipeline the task belongs to.
+    pub fn pipeline(mut self, pipeline: PipelineInfo) -> Self {
+        self.pipeline = pipeline;
+        self
+    }
+
+    /// Outputs of the task's direct dependencies, by task id.
+    pub fn upstream(mut self, upstream: BTreeMap<String, TaskOutput>) -> Self {
+        self.upstream = upstream;
+        self
+    }
+
+    /// The context (first attempt, not cancelled, no tracing span).
+    pub fn build(self) -> TaskContext {
+        TaskContext {
+            run_id: self.run_id,
+            task_id: self.task_id,
+            attempt: 1,
+            pipeline: Arc::new(self.pipeline),
+            upstream: Arc::new(self.upstream),
+            cancel: CancellationToken::new(),
+            span: tracing::Span::none(),
+            artifacts_dir: self.artifacts_dir,
+        }
+    }
+}

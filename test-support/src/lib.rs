@@ -1,0 +1,21 @@
+//! Helpers shared by the tests of every tweetflow crate (a dev-dependency only):
+//!
+//! * [`mlflow_server`]: the one real MLflow server of a test process, and clients of it.
+//! * [`fixtures`]: paths of the workspace's fixtures (the tiny models, the test tweets) and the
+//!   project's Python venv.
+//! * [`TaskContextBuilder`]: a [`tweetflow_engine::TaskContext`] for calling a task directly.
+//! * [`assert_unique_rows`]: no two table rows share a key.
+//!
+//! It depends on `tweetflow-engine` and `tweetflow-mlflow`, so those two crates use it from
+//! their integration tests only, never from unit tests.
+
+#![warn(missing_docs)]
+
+pub mod context;
+pub mod fixtures;
+pub mod mlflow_server;
+pub mod rows;
+
+pub use context::TaskContextBuilder;
+pub use fixtures::{repo_root, test_csv, tiny_model, tiny_model_int8, venv};
+pub use rows::assert_unique_rows;
