@@ -330,7 +330,7 @@ pub enum BenchCommand {
         limit: Option<usize>,
         /// Rounds of (bare loop, task), alternating their order; medians are reported. On a
         /// machine whose speed drifts, many short rounds (e.g. `--limit 6000`) measure best.
-        #[arg(long, default_value_t = tweetflow_tasks::infer::DEFAULT_BENCH_ROUNDS)]
+        #[arg(long, default_value_t = tweetflow_bench::infer::DEFAULT_BENCH_ROUNDS)]
         rounds: usize,
     },
     /// Log 10,000 metric points to the MLflow server (`MLFLOW_TRACKING_URI`), batched.

@@ -14,17 +14,13 @@
 pub mod engine;
 pub mod error;
 pub mod heap;
+pub mod infer;
 pub mod mlflow;
 pub mod rss;
 
 /// `tweetflow bench medallion`.
 pub mod medallion {
     pub use tweetflow_delta::bench::{BenchOptions, BenchReport, bench_medallion};
-}
-
-/// `tweetflow bench infer`.
-pub mod infer {
-    pub use tweetflow_tasks::infer::{InferBenchOptions, InferBenchReport, bench_infer};
 }
 
 pub use engine::{EngineBenchReport, bench_engine};

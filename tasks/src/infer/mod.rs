@@ -29,7 +29,6 @@
 //! they were scored with (when an alias moves, history is not re-scored behind the user's
 
 mod attempt;
-mod bench;
 mod error;
 mod gold;
 mod params;
@@ -38,17 +37,12 @@ mod progress;
 mod resolve;
 
 pub use attempt::{InferSummary, infer, infer_with};
-pub use bench::{
-    DEFAULT_BENCH_ROUNDS, InferBenchOptions, InferBenchReport, InferBenchRound, bench_infer,
-};
 pub use error::{InferError, InferResult};
 pub use gold::{SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
 pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams};
 pub use plan::RECORDED_MODEL_LOOKBACK;
 pub use progress::LOG_EVERY_ROWS;
-pub use resolve::{
-    LOCAL_VERSION, LoadedModel, ScoringModel, load_classifier, registry_client, resolve_model,
-};
+pub use resolve::{LOCAL_VERSION, LoadedModel, ScoringModel, registry_client, resolve_model};
 
 use tweetflow_delta::{WriteControl, table};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};

@@ -1,10 +1,10 @@
 //! Resolving `model` (a directory or a `models:/` URI) into a verified directory and what
 //! gold records about it, and the model slot a run keeps across re-plans.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tweetflow_mlflow::{Client, ClientConfig};
-use tweetflow_model::{Classifier, ClassifierOptions, Manifest, ModelSource, Predictor};
+use tweetflow_model::{Manifest, ModelSource, Predictor};
 
 use super::error::{InferError, InferResult};
 use super::params::InferParams;
@@ -82,15 +82,6 @@ pub fn registry_client(tracking_uri: Option<&str>) -> InferResult<Client> {
     }
     .map_err(InferError::Client)?;
     Client::new(config).map_err(InferError::Client)
-}
-
-/// Loads the classifier in a blocking thread.
-pub async fn load_classifier(dir: &Path, options: ClassifierOptions) -> InferResult<Classifier> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || Classifier::load(&dir, options))
-        .await
-        .map_err(InferError::Worker)?
-        .map_err(InferError::from)
 }
 
 /// The model of a run, resolved on first need and kept across re-plans.

@@ -1,4 +1,4 @@
-//! `bench_infer`: the infer task timed against the bare model loop on the same texts (what
+//! `tweetflow bench infer`: the infer task timed against the bare model loop on the same texts (what
 //! `tweetflow bench infer` prints).
 
 use std::collections::HashSet;
@@ -7,18 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use futures::StreamExt;
 use serde::Serialize;
 use tweetflow_delta::table;
 use tweetflow_delta::{DeltaTaskError, WriteControl};
-use tweetflow_model::{BareLoopBench, ClassifierOptions};
-
-use super::attempt::infer;
-use super::error::{InferError, InferResult};
-use super::gold::column_as;
-use super::params::{DEFAULT_BATCH_SIZE, InferParams};
-use super::resolve::load_classifier;
+use tweetflow_model::{BareLoopBench, Classifier, ClassifierOptions};
+use tweetflow_tasks::infer::{DEFAULT_BATCH_SIZE, InferError, InferParams, InferResult, infer};
 
 /// Options of [`bench_infer`].
 #[derive(Clone, Debug)]
@@ -195,7 +191,11 @@ async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
         while let Some(batch) = stream.next().await {
             let batch =
                 batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
-            let col = column_as(&batch, "cleaned_text", &ArrowType::Utf8)?;
+            let col = batch.column_by_name("cleaned_text").ok_or_else(|| {
+                DeltaTaskError::Data("silver data lacks the column `cleaned_text`".into())
+            })?;
+            let col = cast(col, &ArrowType::Utf8)
+                .map_err(|e| DeltaTaskError::format("column `cleaned_text`", e))?;
             let col = col.as_string::<i32>();
             for i in 0..col.len() {
                 if !col.is_null(i) {
@@ -322,10 +322,19 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
             / best(&rounds, |r| r.bare_tweets_per_sec),
         rounds,
         gold_rows,
-        peak_rss_mib: tweetflow_delta::bench::peak_rss_mib().unwrap_or(0.0),
+        peak_rss_mib: crate::rss::peak_rss_mib().unwrap_or(0.0),
         silver,
         work_dir: work.display().to_string(),
     })
+}
+
+/// Loads the classifier in a blocking thread.
+async fn load_classifier(dir: &Path, options: ClassifierOptions) -> InferResult<Classifier> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || Classifier::load(&dir, options))
+        .await
+        .map_err(InferError::Worker)?
+        .map_err(InferError::from)
 }
 
 /// (a) The bare loop on the distinct texts, with a session of its own that is dropped before
