@@ -11,10 +11,11 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use futures::StreamExt;
 use serde::Serialize;
+use tweetflow_delta::WriteControl;
 use tweetflow_delta::table;
-use tweetflow_delta::{DeltaTaskError, WriteControl};
 use tweetflow_model::{BareLoopBench, Classifier, ClassifierOptions};
 use tweetflow_tasks::infer::{DEFAULT_BATCH_SIZE, InferError, InferParams, InferResult, infer};
+use tweetflow_tasks::medallion::MedallionError;
 
 /// Options of [`bench_infer`].
 #[derive(Clone, Debug)]
@@ -181,7 +182,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
     let t = table::open_table(location)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput {
+        .ok_or_else(|| MedallionError::MissingInput {
             what: "silver table",
             location: location.to_string(),
         })?;
@@ -190,12 +191,12 @@ async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
         let mut stream = table::read_file(&t, &path, &["cleaned_text"]).await?;
         while let Some(batch) = stream.next().await {
             let batch =
-                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             let col = batch.column_by_name("cleaned_text").ok_or_else(|| {
-                DeltaTaskError::Data("silver data lacks the column `cleaned_text`".into())
+                MedallionError::Data("silver data lacks the column `cleaned_text`".into())
             })?;
             let col = cast(col, &ArrowType::Utf8)
-                .map_err(|e| DeltaTaskError::format("column `cleaned_text`", e))?;
+                .map_err(|e| MedallionError::format("column `cleaned_text`", e))?;
             let col = col.as_string::<i32>();
             for i in 0..col.len() {
                 if !col.is_null(i) {
@@ -224,7 +225,7 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         }
     };
     std::fs::create_dir_all(&work)
-        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", work.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("creating `{}`", work.display()), e))?;
     let batch_size = if opts.batch_size == 0 {
         DEFAULT_BATCH_SIZE
     } else {
@@ -240,17 +241,17 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         input
     } else {
         let p = |n: &str| work.join(n).display().to_string();
-        let mut rp = tweetflow_delta::replay::ReplayParams::new(input, p("landing"));
+        let mut rp = tweetflow_tasks::medallion::replay::ReplayParams::new(input, p("landing"));
         rp.limit = opts.limit;
         let ro = WriteControl::default();
-        tweetflow_delta::replay::replay(&rp, &ro).await?;
-        tweetflow_delta::ingest::ingest(
-            &tweetflow_delta::ingest::IngestParams::new(p("landing"), p("bronze")),
+        tweetflow_tasks::medallion::replay::replay(&rp, &ro).await?;
+        tweetflow_tasks::medallion::ingest::ingest(
+            &tweetflow_tasks::medallion::ingest::IngestParams::new(p("landing"), p("bronze")),
             &ro,
         )
         .await?;
-        tweetflow_delta::clean::clean(
-            &tweetflow_delta::clean::CleanParams::new(p("bronze"), p("silver")),
+        tweetflow_tasks::medallion::clean::clean(
+            &tweetflow_tasks::medallion::clean::CleanParams::new(p("bronze"), p("silver")),
             &ro,
         )
         .await?;
@@ -376,7 +377,7 @@ fn tempfile_dir() -> InferResult<PathBuf> {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir)
-        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", dir.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("creating `{}`", dir.display()), e))?;
     Ok(dir)
 }
 

@@ -20,7 +20,7 @@ pub mod rss;
 
 /// `tweetflow bench medallion`.
 pub mod medallion {
-    pub use tweetflow_delta::bench::{BenchOptions, BenchReport, bench_medallion};
+    pub use tweetflow_tasks::medallion::bench::{BenchOptions, BenchReport, bench_medallion};
 }
 
 pub use engine::{EngineBenchReport, bench_engine};

@@ -6,10 +6,10 @@ use deltalake::arrow::util::display::array_value_to_string;
 use futures::StreamExt;
 use tweetflow_bench::infer::{InferBenchOptions, bench_infer};
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, ingest};
-use tweetflow_delta::replay::{ReplayParams, replay};
 use tweetflow_delta::table;
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 use tweetflow_test_support::{test_csv, tiny_model};
 
 /// A path inside `dir` as a string.

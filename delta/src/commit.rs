@@ -5,13 +5,13 @@
 //! its work after that point and writes Parquet files (not yet visible). [`commit_planned`]
 //! then reloads the table, checks that the recorded version has not moved and commits the files
 //! together with the new application transaction; a concurrent writer turns into a retryable
-//! [`DeltaTaskError::Conflict`]. [`Replans`] decides when a run plans again from scratch
+//! [`StorageError::Conflict`]. [`Replans`] decides when a run plans again from scratch
 //! after that.
 
 use deltalake::DeltaTable;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 
-use crate::error::{DeltaTaskError, Result};
+use crate::error::{Result, StorageError};
 use crate::table::{self, CommitRequest};
 
 /// How many times a run plans again after losing a commit race before it gives up with a
@@ -43,10 +43,10 @@ pub trait ConflictError {
     fn as_conflict(&self) -> Option<(&str, &str)>;
 }
 
-impl ConflictError for DeltaTaskError {
+impl ConflictError for StorageError {
     fn as_conflict(&self) -> Option<(&str, &str)> {
         match self {
-            DeltaTaskError::Conflict { table, message } => Some((table, message)),
+            StorageError::Conflict { table, message } => Some((table, message)),
             _ => None,
         }
     }
@@ -92,7 +92,7 @@ impl Replans {
 
 /// Commits `request` if `table` still records, for the request's application transaction, the
 /// version the run planned after (`None`: none recorded); otherwise a retryable
-/// [`DeltaTaskError::Conflict`]. Without an application transaction it simply commits.
+/// [`StorageError::Conflict`]. Without an application transaction it simply commits.
 /// Returns the new table version.
 pub async fn commit_planned(
     table: &mut DeltaTable,
@@ -105,7 +105,7 @@ pub async fn commit_planned(
         let recorded = table::app_version(table, location, &txn.app_id).await?;
         if recorded != planned_after {
             let show = |v: Option<i64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
-            return Err(DeltaTaskError::Conflict {
+            return Err(StorageError::Conflict {
                 table: location.to_string(),
                 message: format!(
                     "`{}` planned after version {} but the table records {}",

@@ -3,7 +3,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{DeltaTaskError, Result};
+use crate::error::{Result, StorageError};
 
 /// Environment variable naming a failpoint (see [`WriteControl::failpoint`]); for crash tests.
 pub const FAILPOINT_ENV: &str = "TWEETFLOW_DELTA_FAILPOINT";
@@ -11,7 +11,7 @@ pub const FAILPOINT_ENV: &str = "TWEETFLOW_DELTA_FAILPOINT";
 /// Failpoints and cancellation of one writing run.
 #[derive(Clone, Debug, Default)]
 pub struct WriteControl {
-    /// A named point at which the run stops with [`DeltaTaskError::Failpoint`], simulating a
+    /// A named point at which the run stops with [`StorageError::Failpoint`], simulating a
     /// crash: `ingest.after_write` (Parquet written, nothing committed), `ingest.after_commit`
     /// (bronze committed, quarantine not), `ingest.after_quarantine_commit`,
     /// `clean.after_write`, `clean.after_quarantine_commit`, `clean.after_commit`,
@@ -55,13 +55,13 @@ impl WriteControl {
             tracing::error!(failpoint = name, "failpoint: aborting the process");
             std::process::abort();
         }
-        Err(DeltaTaskError::Failpoint(name.to_string()))
+        Err(StorageError::Failpoint(name.to_string()))
     }
 
     /// Fails when the run was cancelled.
     pub fn check_cancel(&self) -> Result<()> {
         match &self.cancel {
-            Some(c) if c.is_cancelled() => Err(DeltaTaskError::Cancelled),
+            Some(c) if c.is_cancelled() => Err(StorageError::Cancelled),
             _ => Ok(()),
         }
     }

@@ -1,37 +1,18 @@
-//! The crate's error type and its mapping to the engine's [`TaskError`].
+//! The storage error type: what can go wrong opening, reading and committing Delta tables.
 //!
-//! Transient problems (I/O, object store, a concurrent commit that won the race) become
-//! retryable task errors; bad params, missing inputs and bad data become config or fatal
-//! errors that retrying cannot fix.
+//! The errors of Arrow, Parquet, the Delta kernel, delta-rs and the file system are kept as
+//! their `source`. [`StorageError::is_retryable`] tells transient problems (I/O, object store,
+//! a concurrent commit that won the race, a simulated crash) from the ones retrying cannot fix.
 
-use tweetflow_engine::TaskError;
-
-/// Everything that can go wrong in the Delta tasks.
+/// Everything that can go wrong in the table helpers.
 #[derive(Debug, thiserror::Error)]
-pub enum DeltaTaskError {
-    /// A param is invalid (names the param).
-    #[error("param `{param}`: {message}")]
-    Param {
-        /// The offending param.
-        param: &'static str,
+pub enum StorageError {
+    /// A table location that is not a usable path or URL.
+    #[error("param `table`: {message}")]
+    InvalidLocation {
         /// What is wrong with it.
         message: String,
     },
-    /// An input (landing folder, upstream table, CSV file) does not exist.
-    #[error("{what} `{location}` does not exist")]
-    MissingInput {
-        /// What kind of input (e.g. "landing folder").
-        what: &'static str,
-        /// Where it was looked for.
-        location: String,
-    },
-    /// Input data that the task refuses to handle (e.g. an unknown field with
-    /// `schema_evolution: fail`).
-    #[error("{0}")]
-    Data(String),
-    /// A refused operation (e.g. `reset` without `confirm: true`).
-    #[error("{0}")]
-    Refused(String),
     /// Another writer committed to the table while this attempt was running; retrying
     /// re-plans from the table's recorded progress.
     #[error("concurrent commit on `{table}`: {message}")]
@@ -55,18 +36,18 @@ pub enum DeltaTaskError {
     Delta {
         /// The table location.
         table: String,
-        /// The delta-rs error.
+        /// The delta-rs error (boxed: it is large).
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
-    /// Arrow, Parquet or the Delta kernel failed on data or a schema the task produced or read.
+    /// Arrow, Parquet or the Delta kernel failed on data or a schema that was produced or read.
     #[error("{context}: {source}")]
     Format {
         /// What was being done.
         context: String,
-        /// The library's error.
+        /// The library's error (boxed: it can be large).
         #[source]
-        source: FormatError,
+        source: Box<FormatError>,
     },
     /// A commit named in a table's history is missing from its log (expired log files).
     #[error("table `{table}`: commit {version} is missing from the log (expired log files?)")]
@@ -84,7 +65,7 @@ pub enum DeltaTaskError {
     Cancelled,
 }
 
-/// The library error behind [`DeltaTaskError::Format`], kept as it was raised.
+/// The library error behind [`StorageError::Format`], kept as it was raised.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     /// An Arrow error (casts, batches, schema conversion).
@@ -102,12 +83,12 @@ pub enum FormatError {
 }
 
 /// Shorthand for results of this crate.
-pub type Result<T, E = DeltaTaskError> = std::result::Result<T, E>;
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
-impl DeltaTaskError {
+impl StorageError {
     /// An I/O error with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        DeltaTaskError::Io {
+        StorageError::Io {
             context: context.into(),
             source,
         }
@@ -115,33 +96,32 @@ impl DeltaTaskError {
 
     /// A delta-rs error on `table`.
     pub fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
-        DeltaTaskError::Delta {
+        StorageError::Delta {
             table: table.into(),
-            source,
+            source: Box::new(source),
         }
     }
 
     /// An Arrow, Parquet or kernel error with context.
     pub fn format(context: impl Into<String>, err: impl Into<FormatError>) -> Self {
-        DeltaTaskError::Format {
+        StorageError::Format {
             context: context.into(),
-            source: err.into(),
+            source: Box::new(err.into()),
         }
     }
 
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DeltaTaskError::Conflict { .. } => true,
-            DeltaTaskError::Io { source, .. } => !matches!(
+            StorageError::Conflict { .. } | StorageError::Failpoint(_) => true,
+            StorageError::Io { source, .. } => !matches!(
                 source.kind(),
                 std::io::ErrorKind::NotFound
                     | std::io::ErrorKind::PermissionDenied
                     | std::io::ErrorKind::InvalidData
                     | std::io::ErrorKind::InvalidInput
             ),
-            DeltaTaskError::Delta { source, .. } => delta_error_is_transient(source),
-            DeltaTaskError::Failpoint(_) => true,
+            StorageError::Delta { source, .. } => delta_error_is_transient(source),
             _ => false,
         }
     }
@@ -159,16 +139,5 @@ fn delta_error_is_transient(err: &deltalake::DeltaTableError) -> bool {
         ),
         E::Io { .. } | E::VersionAlreadyExists(_) | E::Transaction { .. } => true,
         _ => false,
-    }
-}
-
-impl From<DeltaTaskError> for TaskError {
-    fn from(err: DeltaTaskError) -> Self {
-        match &err {
-            DeltaTaskError::Param { param, message } => TaskError::config(param, message),
-            DeltaTaskError::Cancelled => TaskError::cancelled(),
-            _ if err.is_retryable() => TaskError::retryable(err.to_string()),
-            _ => TaskError::fatal(err.to_string()),
-        }
     }
 }

@@ -9,7 +9,7 @@
 //! reloads the table, checks that the recorded version has not moved, and commits the files
 //! together with the new application transaction in one Delta commit. Commits never retry
 //! on top of a newer table version (`max_retries = 0`): a concurrent commit turns into a
-//! retryable [`DeltaTaskError::Conflict`], and the next attempt re-plans from the log.
+//! retryable [`StorageError::Conflict`], and the next attempt re-plans from the log.
 
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ use futures::TryStreamExt;
 use serde_json::Value;
 use url::Url;
 
-use crate::error::{DeltaTaskError, Result};
+use crate::error::{Result, StorageError};
 
 /// Rows per Arrow batch when reading and writing (bounds memory).
 pub const BATCH_ROWS: usize = 8192;
@@ -44,21 +44,18 @@ pub const COMMIT_INFO_KEY: &str = "tweetflow";
 /// Turns a table location (local path or URL) into a URL; local paths are made absolute.
 pub fn table_url(location: &str) -> Result<Url> {
     if location.trim().is_empty() {
-        return Err(DeltaTaskError::Param {
-            param: "table",
+        return Err(StorageError::InvalidLocation {
             message: "empty table location".into(),
         });
     }
     if location.contains("://") {
-        return Url::parse(location).map_err(|e| DeltaTaskError::Param {
-            param: "table",
+        return Url::parse(location).map_err(|e| StorageError::InvalidLocation {
             message: format!("`{location}` is not a URL: {e}"),
         });
     }
     let abs = std::path::absolute(location)
-        .map_err(|e| DeltaTaskError::io(format!("resolving `{location}`"), e))?;
-    Url::from_directory_path(&abs).map_err(|_| DeltaTaskError::Param {
-        param: "table",
+        .map_err(|e| StorageError::io(format!("resolving `{location}`"), e))?;
+    Url::from_directory_path(&abs).map_err(|_| StorageError::InvalidLocation {
         message: format!("`{location}` is not a usable path"),
     })
 }
@@ -81,12 +78,11 @@ pub async fn open_table(location: &str) -> Result<Option<DeltaTable>> {
         return Ok(None);
     }
     let url = table_url(location)?;
-    let builder =
-        DeltaTableBuilder::from_url(url).map_err(|e| DeltaTaskError::delta(location, e))?;
+    let builder = DeltaTableBuilder::from_url(url).map_err(|e| StorageError::delta(location, e))?;
     match builder.load().await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(e) => Err(DeltaTaskError::delta(location, e)),
+        Err(e) => Err(StorageError::delta(location, e)),
     }
 }
 
@@ -101,13 +97,13 @@ pub async fn open_or_create(
     }
     if let Some(dir) = local_dir(location) {
         std::fs::create_dir_all(&dir)
-            .map_err(|e| DeltaTaskError::io(format!("creating `{}`", dir.display()), e))?;
+            .map_err(|e| StorageError::io(format!("creating `{}`", dir.display()), e))?;
     }
     // Built without loading: there is no log yet (loading would log a kernel error).
     let url = table_url(location)?;
     let table = DeltaTableBuilder::from_url(url)
         .and_then(|b| b.build())
-        .map_err(|e| DeltaTaskError::delta(location, e))?;
+        .map_err(|e| StorageError::delta(location, e))?;
     let created = table
         .create()
         .with_columns(schema.fields().cloned())
@@ -122,7 +118,7 @@ pub async fn open_or_create(
         // Someone else created it in the meantime: use theirs.
         Err(e) => match open_table(location).await? {
             Some(table) => Ok(table),
-            None => Err(DeltaTaskError::delta(location, e)),
+            None => Err(StorageError::delta(location, e)),
         },
     }
 }
@@ -151,7 +147,7 @@ pub async fn refresh(table: &mut DeltaTable, location: &str) -> Result<()> {
     table
         .update_state()
         .await
-        .map_err(|e| DeltaTaskError::delta(location, e))
+        .map_err(|e| StorageError::delta(location, e))
 }
 
 /// The version of `table` (-1 when it has no commit yet).
@@ -163,11 +159,11 @@ pub fn version(table: &DeltaTable) -> i64 {
 pub async fn app_version(table: &DeltaTable, location: &str, app_id: &str) -> Result<Option<i64>> {
     let snapshot = table
         .snapshot()
-        .map_err(|e| DeltaTaskError::delta(location, e))?;
+        .map_err(|e| StorageError::delta(location, e))?;
     snapshot
         .transaction_version(table.log_store().as_ref(), app_id)
         .await
-        .map_err(|e| DeltaTaskError::delta(location, e))
+        .map_err(|e| StorageError::delta(location, e))
 }
 
 /// What a commit of this crate records besides its actions.
@@ -193,7 +189,7 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
     }
     let snapshot = table
         .snapshot()
-        .map_err(|e| DeltaTaskError::delta(location, e))?;
+        .map_err(|e| StorageError::delta(location, e))?;
     let result = CommitBuilder::from(props)
         .with_actions(request.actions)
         .build(Some(snapshot), table.log_store(), request.operation)
@@ -204,15 +200,15 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
             refresh(table, location).await?;
             Ok(v)
         }
-        Err(DeltaTableError::VersionAlreadyExists(v)) => Err(DeltaTaskError::Conflict {
+        Err(DeltaTableError::VersionAlreadyExists(v)) => Err(StorageError::Conflict {
             table: location.to_string(),
             message: format!("version {v} already exists"),
         }),
-        Err(DeltaTableError::Transaction { source }) => Err(DeltaTaskError::Conflict {
+        Err(DeltaTableError::Transaction { source }) => Err(StorageError::Conflict {
             table: location.to_string(),
             message: source.to_string(),
         }),
-        Err(e) => Err(DeltaTaskError::delta(location, e)),
+        Err(e) => Err(StorageError::delta(location, e)),
     }
 }
 
@@ -220,12 +216,12 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
 pub fn arrow_schema(table: &DeltaTable, location: &str) -> Result<SchemaRef> {
     let snapshot = table
         .snapshot()
-        .map_err(|e| DeltaTaskError::delta(location, e))?;
+        .map_err(|e| StorageError::delta(location, e))?;
     let schema: ArrowSchema = snapshot
         .schema()
         .as_ref()
         .try_into_arrow()
-        .map_err(|e| DeltaTaskError::format("converting schema", e))?;
+        .map_err(|e| StorageError::format("converting schema", e))?;
     Ok(Arc::new(schema))
 }
 
@@ -233,7 +229,7 @@ pub fn arrow_schema(table: &DeltaTable, location: &str) -> Result<SchemaRef> {
 pub fn delta_schema(table: &DeltaTable, location: &str) -> Result<StructType> {
     let snapshot = table
         .snapshot()
-        .map_err(|e| DeltaTaskError::delta(location, e))?;
+        .map_err(|e| StorageError::delta(location, e))?;
     Ok(snapshot.schema().as_ref().clone())
 }
 
@@ -244,7 +240,7 @@ pub fn schema_of(fields: &[(&str, deltalake::kernel::DataType)]) -> Result<Struc
             .iter()
             .map(|(n, t)| StructField::new(*n, t.clone(), true)),
     )
-    .map_err(|e| DeltaTaskError::format("building a table schema", DeltaTableError::from(e)))
+    .map_err(|e| StorageError::format("building a table schema", DeltaTableError::from(e)))
 }
 
 /// Writer properties: Snappy, bounded row groups.
@@ -262,7 +258,7 @@ pub fn writer_for(
     schema: SchemaRef,
 ) -> Result<RecordBatchWriter> {
     let writer = RecordBatchWriter::try_new(table.table_url().as_str(), schema, None, None)
-        .map_err(|e| DeltaTaskError::delta(location, e))?
+        .map_err(|e| StorageError::delta(location, e))?
         .with_writer_properties(writer_properties())
         .with_target_file_size(TARGET_FILE_SIZE);
     Ok(writer)
@@ -272,7 +268,7 @@ pub fn writer_for(
 pub fn active_files(table: &DeltaTable, location: &str) -> Result<Vec<(Path, i64, Option<usize>)>> {
     let snapshot = table
         .snapshot()
-        .map_err(|e| DeltaTaskError::delta(location, e))?;
+        .map_err(|e| StorageError::delta(location, e))?;
     Ok(snapshot
         .log_data()
         .iter()
@@ -284,7 +280,7 @@ pub fn active_files(table: &DeltaTable, location: &str) -> Result<Vec<(Path, i64
 pub fn remove_all(table: &DeltaTable, location: &str, data_change: bool) -> Result<Vec<Action>> {
     let snapshot = table
         .snapshot()
-        .map_err(|e| DeltaTaskError::delta(location, e))?;
+        .map_err(|e| StorageError::delta(location, e))?;
     Ok(snapshot
         .log_data()
         .iter()
@@ -302,13 +298,13 @@ pub async fn commit_actions(
         .log_store()
         .read_commit_entry(version as u64)
         .await
-        .map_err(|e| DeltaTaskError::delta(location, e))?
-        .ok_or_else(|| DeltaTaskError::MissingCommit {
+        .map_err(|e| StorageError::delta(location, e))?
+        .ok_or_else(|| StorageError::MissingCommit {
             table: location.to_string(),
             version,
         })?;
     deltalake::logstore::get_actions(version as u64, &bytes)
-        .map_err(|e| DeltaTaskError::delta(location, e))
+        .map_err(|e| StorageError::delta(location, e))
 }
 
 /// The object store path of an `add` action's file.
@@ -328,11 +324,11 @@ pub async fn read_file(
     let meta = store
         .head(path)
         .await
-        .map_err(|e| DeltaTaskError::delta(path.to_string(), e.into()))?;
+        .map_err(|e| StorageError::delta(path.to_string(), e.into()))?;
     let reader = ParquetObjectReader::new(store, path.clone()).with_file_size(meta.size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
-        .map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+        .map_err(|e| StorageError::format(format!("reading `{path}`"), e))?;
     let builder = if columns.is_empty() {
         builder
     } else {
@@ -346,7 +342,7 @@ pub async fn read_file(
     builder
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))
+        .map_err(|e| StorageError::format(format!("reading `{path}`"), e))
 }
 
 /// Reads every batch of a file into memory (small files only: optimize bins, tests).
@@ -355,7 +351,7 @@ pub async fn read_file_all(table: &DeltaTable, path: &Path) -> Result<Vec<Record
     stream
         .try_collect()
         .await
-        .map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))
+        .map_err(|e| StorageError::format(format!("reading `{path}`"), e))
 }
 
 /// The `commitInfo.tweetflow` entries of the table's history, oldest first, with their version.
@@ -366,7 +362,7 @@ pub async fn history_infos(table: &DeltaTable, location: &str) -> Result<Vec<(i6
         let actions = match commit_actions(table, location, v).await {
             Ok(a) => a,
             // Expired or checkpointed-away commits hold nothing we can use.
-            Err(DeltaTaskError::MissingCommit { .. }) => continue,
+            Err(StorageError::MissingCommit { .. }) => continue,
             Err(e) => return Err(e),
         };
         for action in actions {

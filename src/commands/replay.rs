@@ -1,7 +1,7 @@
 //! `tweetflow replay`: writes landing files from a CSV by hand.
 
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::replay::{self, ReplayParams};
+use tweetflow_tasks::medallion::replay::{self, ReplayParams};
 
 use crate::cli::ReplayArgs;
 use crate::exit;

@@ -1,7 +1,7 @@
 //! `tweetflow table show|optimize|vacuum|reset`: the Delta maintenance operations by hand.
 
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::maintenance::{self, OptimizeParams, VacuumParams};
+use tweetflow_tasks::medallion::maintenance::{self, OptimizeParams, VacuumParams};
 
 use crate::cli::TableCommand;
 use crate::exit;

@@ -10,10 +10,11 @@
 //! | `mlflow-log` | logs the numbers of JSON files to the pipeline run's MLflow run |
 //! | `infer`   | scores new silver tweets with an ONNX sentiment model into a gold Delta table ([`infer`]) |
 //! | `report`  | charts of the gold table and a self-contained `report.html` ([`metrics`]) |
-//! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks of `tweetflow-delta` |
+//! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks ([`medallion`]) |
 
 pub mod command;
 pub mod infer;
+pub mod medallion;
 pub mod metrics;
 pub mod mlflow_log;
 pub mod noop;
@@ -21,7 +22,7 @@ pub mod observers;
 
 use tweetflow_engine::Registry;
 
-/// Registers every task type tweetflow ships (this crate's and the Delta Lake tasks) and the
+/// Registers every task type tweetflow ships and the
 /// pipeline sections of the run observers it ships.
 pub fn register_all(registry: &mut Registry) {
     registry
@@ -31,8 +32,15 @@ pub fn register_all(registry: &mut Registry) {
         .register(metrics::LogMetricsTask)
         .register(metrics::ReportTask)
         .register(mlflow_log::MlflowLogTask)
-        .register(infer::InferTask);
-    tweetflow_delta::register(registry);
+        .register(infer::InferTask)
+        .register(medallion::replay::ReplayTask)
+        .register(medallion::ingest::IngestTask)
+        .register(medallion::clean::CleanTask)
+        .register(medallion::aggregate::AggregateTask)
+        .register(medallion::profile::ProfileTask)
+        .register(medallion::maintenance::OptimizeTask)
+        .register(medallion::maintenance::VacuumTask)
+        .register(medallion::maintenance::ResetTask);
 }
 
 /// A registry with every built-in task type.

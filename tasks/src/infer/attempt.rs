@@ -1,6 +1,7 @@
 //! Running `infer`: the re-plan loop around one attempt, and the attempt itself (plan,
 //! score, write gold, commit with the application transaction).
 
+use crate::medallion::MedallionError;
 use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{Action, Transaction};
@@ -10,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use tweetflow_delta::commit::{Replans, append_op, commit_planned};
 use tweetflow_delta::table::{self, CommitRequest};
-use tweetflow_delta::{DeltaTaskError, WriteControl, incremental};
+use tweetflow_delta::{WriteControl, incremental};
 use tweetflow_model::ModelSource;
 
 use super::APP_ID;
@@ -61,7 +62,7 @@ pub async fn infer_with(
     model: &mut LoadedModel,
 ) -> InferResult<InferSummary> {
     if params.batch_size == 0 {
-        return Err(DeltaTaskError::Param {
+        return Err(MedallionError::Param {
             param: "batch_size",
             message: "must be at least 1".into(),
         }
@@ -135,7 +136,7 @@ async fn infer_attempt(
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             if batch.num_rows() == 0 {
                 continue;
             }
@@ -146,7 +147,7 @@ async fn infer_attempt(
             writer
                 .write(out)
                 .await
-                .map_err(|e| DeltaTaskError::delta(&gold_loc, e))?;
+                .map_err(|e| MedallionError::delta(&gold_loc, e))?;
             summary.rows += batch.num_rows() as u64;
             progress.add(batch.num_rows() as u64);
         }
@@ -155,7 +156,7 @@ async fn infer_attempt(
     let adds = writer
         .flush()
         .await
-        .map_err(|e| DeltaTaskError::delta(&gold_loc, e))?;
+        .map_err(|e| MedallionError::delta(&gold_loc, e))?;
     ctl.failpoint("infer.after_write")?;
     let stats = predictor.stats();
     summary.inferred = stats.rows_inferred - stats_before.rows_inferred;

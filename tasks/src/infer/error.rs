@@ -1,6 +1,6 @@
 //! The error type of `infer` and its mapping to the engine's [`TaskError`] kinds.
 
-use tweetflow_delta::DeltaTaskError;
+use crate::medallion::MedallionError;
 use tweetflow_delta::commit::ConflictError;
 use tweetflow_engine::TaskError;
 use tweetflow_model::{ErrorClass, ModelError};
@@ -10,7 +10,7 @@ use tweetflow_model::{ErrorClass, ModelError};
 pub enum InferError {
     /// Delta tables, Arrow, I/O, failpoints, cancellation.
     #[error(transparent)]
-    Delta(#[from] DeltaTaskError),
+    Delta(#[from] MedallionError),
     /// Resolving, loading or running the model.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -54,6 +54,12 @@ impl ConflictError for InferError {
             InferError::Delta(e) => e.as_conflict(),
             _ => None,
         }
+    }
+}
+
+impl From<tweetflow_delta::StorageError> for InferError {
+    fn from(err: tweetflow_delta::StorageError) -> Self {
+        InferError::Delta(err.into())
     }
 }
 

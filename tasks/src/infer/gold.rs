@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::medallion::MedallionError;
+use crate::medallion::ingest::assemble;
 use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int32Array, StringArray, new_null_array,
 };
@@ -11,8 +13,6 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::{DataType, StructType};
-use tweetflow_delta::DeltaTaskError;
-use tweetflow_delta::ingest::assemble;
 use tweetflow_delta::table;
 use tweetflow_model::Sentiment;
 
@@ -29,7 +29,7 @@ pub const SILVER_COLUMNS: [&str; 5] = [
 
 /// The gold schema.
 #[allow(clippy::result_large_err)]
-pub fn gold_schema() -> Result<StructType, DeltaTaskError> {
+pub fn gold_schema() -> tweetflow_delta::Result<StructType> {
     table::schema_of(&[
         ("tweet_id", DataType::STRING),
         ("timestamp", DataType::TIMESTAMP),
@@ -70,14 +70,14 @@ pub(crate) fn column_as(
     batch: &RecordBatch,
     name: &str,
     to: &ArrowType,
-) -> Result<ArrayRef, DeltaTaskError> {
+) -> Result<ArrayRef, MedallionError> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| DeltaTaskError::Data(format!("silver data lacks the column `{name}`")))?;
+        .ok_or_else(|| MedallionError::Data(format!("silver data lacks the column `{name}`")))?;
     if col.data_type() == to {
         Ok(col.clone())
     } else {
-        cast(col, to).map_err(|e| DeltaTaskError::format(format!("column `{name}`"), e))
+        cast(col, to).map_err(|e| MedallionError::format(format!("column `{name}`"), e))
     }
 }
 
@@ -88,13 +88,13 @@ pub(crate) fn gold_batch(
     silver: &RecordBatch,
     preds: &[Option<(Sentiment, f32)>],
     model: &ScoringModel,
-) -> Result<RecordBatch, DeltaTaskError> {
+) -> Result<RecordBatch, MedallionError> {
     let rows = silver.num_rows();
     let mut m: HashMap<&str, ArrayRef> = HashMap::new();
     for name in SILVER_COLUMNS {
         let field = schema
             .field_with_name(name)
-            .map_err(|e| DeltaTaskError::format("gold schema", e))?;
+            .map_err(|e| MedallionError::format("gold schema", e))?;
         m.insert(name, column_as(silver, name, field.data_type())?);
     }
     let sentiment = column_as(silver, "sentiment", &ArrowType::Utf8)?;

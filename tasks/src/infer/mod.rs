@@ -44,7 +44,9 @@ pub use plan::RECORDED_MODEL_LOOKBACK;
 pub use progress::LOG_EVERY_ROWS;
 pub use resolve::{LOCAL_VERSION, LoadedModel, ScoringModel, registry_client, resolve_model};
 
-use tweetflow_delta::{WriteControl, table};
+use tweetflow_delta::table;
+
+use crate::medallion::MedallionError;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 /// Application id of infer commits (gold).
@@ -64,9 +66,9 @@ impl Task for InferTask {
         ctx: &TaskContext,
         params: InferParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let ctl = WriteControl::from_context(ctx);
+        let ctl = crate::medallion::write_control(ctx);
         let s = infer(&params, &ctl).await?;
-        let url = table::table_url(&params.table)?;
+        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
         Ok(TaskOutput::new()
             .with("rows", s.rows)
             .with("distinct_texts", s.distinct_texts)
@@ -84,6 +86,6 @@ impl Task for InferTask {
         let consumed = output.get("silver_version").and_then(|v| v.as_i64());
         consumed.is_some()
             && consumed == table::latest_version(&params.input).await
-            && tweetflow_delta::output_table_still_valid(&params.table, output).await
+            && crate::medallion::output_table_still_valid(&params.table, output).await
     }
 }

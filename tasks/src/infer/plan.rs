@@ -2,9 +2,9 @@
 //! files in between are [`tweetflow_delta::incremental::new_files`]), and the model gold last
 //! recorded.
 
+use crate::medallion::MedallionError;
 use deltalake::DeltaTable;
 use deltalake::kernel::Action;
-use tweetflow_delta::DeltaTaskError;
 use tweetflow_delta::table;
 
 use super::APP_ID;
@@ -33,7 +33,7 @@ pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
     let silver =
         table::open_table(silver_loc)
             .await?
-            .ok_or_else(|| DeltaTaskError::MissingInput {
+            .ok_or_else(|| MedallionError::MissingInput {
                 what: "silver table (run clean first)",
                 location: silver_loc.clone(),
             })?;
@@ -46,7 +46,7 @@ pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
     if let Some(consumed) = consumed
         && consumed > latest
     {
-        return Err(DeltaTaskError::Data(format!(
+        return Err(MedallionError::Data(format!(
             "gold `{gold_loc}` has consumed silver version {consumed} but silver `{silver_loc}` is at version {latest}: \
              silver was reset; reset the gold table too"
         ))

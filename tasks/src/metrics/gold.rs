@@ -20,6 +20,8 @@ use deltalake::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tweetflow_delta::table;
+
+use crate::medallion::MedallionError;
 use tweetflow_engine::TaskError;
 
 use super::compute::{NEG, POS, class_of_id, parse_class};
@@ -66,8 +68,8 @@ pub struct GoldScan {
 /// Distinct model pairs kept.
 pub const MAX_MODELS: usize = 16;
 
-fn fatal(e: impl Into<TaskError>) -> TaskError {
-    e.into()
+fn fatal(e: impl Into<MedallionError>) -> TaskError {
+    e.into().into()
 }
 
 /// Column `name` cast to `to`; `None` when gold has no such column.

@@ -1,11 +1,10 @@
 //! `report`: the exploratory charts of the gold table and one self-contained HTML report.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tweetflow_engine::{RunStore, Task, TaskContext, TaskError, TaskOutput};
 
@@ -15,6 +14,8 @@ use super::{chart, mlflow_error};
 
 /// How many users and mentions the charts show.
 pub const TOP_N: usize = 20;
+/// The report page's template (HTML, auto-escaped).
+const TEMPLATE: &str = include_str!("../../templates/report.html");
 /// The report file.
 pub const REPORT_HTML: &str = "report.html";
 /// The MLflow artifact folder of the report.
@@ -38,21 +39,6 @@ pub struct ReportParams {
 /// The `report` task.
 pub struct ReportTask;
 
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn show(v: &Value) -> String {
     match v {
         Value::Null => "–".into(),
@@ -72,6 +58,135 @@ struct Chart {
     note: String,
 }
 
+/// What the report template shows.
+#[derive(Serialize)]
+struct Page<'a> {
+    title: &'a str,
+    run_id: &'a str,
+    generated: String,
+    version: &'static str,
+    classes: &'static [&'static str],
+    profile: Option<ProfileView>,
+    metrics: Option<MetricsView>,
+    notes: &'a [String],
+    charts: Vec<ChartView<'a>>,
+    timings: Option<Vec<[String; 5]>>,
+}
+
+/// The data profile section: top-level values, and per-column nulls and empties.
+#[derive(Serialize)]
+struct ProfileView {
+    rows: Vec<(String, String)>,
+    columns: Option<Vec<[String; 3]>>,
+}
+
+/// The model metrics section.
+#[derive(Serialize)]
+struct MetricsView {
+    rows: Vec<(String, String)>,
+    confusion: Option<Vec<(&'static str, Vec<String>)>>,
+    confusion_png: Option<String>,
+}
+
+/// A chart with its image inline.
+#[derive(Serialize)]
+struct ChartView<'a> {
+    title: &'a str,
+    note: &'a str,
+    src: String,
+}
+
+/// The metric keys the report shows, in order.
+const METRIC_KEYS: [&str; 14] = [
+    "model_name",
+    "model_uri",
+    "model_version",
+    "gold_table_version",
+    "silver_table_version",
+    "tweets",
+    "unscored_tweets",
+    "precision",
+    "recall",
+    "f1",
+    "accuracy",
+    "binary_support",
+    "neutral_predictions_excluded",
+    "macro_f1",
+];
+
+fn profile_view(profile: Option<&Value>) -> Option<ProfileView> {
+    let Some(Value::Object(p)) = profile else {
+        return None;
+    };
+    let rows = p
+        .iter()
+        .filter(|(_, v)| !v.is_object() && !v.is_array())
+        .map(|(k, v)| (k.clone(), show(v)))
+        .collect();
+    let columns = match p.get("columns") {
+        Some(Value::Object(cols)) => Some(
+            cols.iter()
+                .map(|(c, v)| {
+                    [
+                        c.clone(),
+                        v.get("nulls").map(show).unwrap_or_default(),
+                        v.get("empties").map(show).unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    Some(ProfileView { rows, columns })
+}
+
+fn metrics_view(metrics: Option<&Value>) -> Result<Option<MetricsView>, TaskError> {
+    let Some(m) = metrics else {
+        return Ok(None);
+    };
+    let rows = METRIC_KEYS
+        .iter()
+        .filter_map(|k| m.get(*k).map(|v| (k.to_string(), show(v))))
+        .collect();
+    let confusion = m
+        .get("confusion_matrix")
+        .and_then(Value::as_array)
+        .map(|cm| {
+            CLASSES
+                .iter()
+                .zip(cm)
+                .map(|(c, row)| (*c, row.as_array().into_iter().flatten().map(show).collect()))
+                .collect()
+        });
+    let confusion_png = match m
+        .get("confusion_matrix_png")
+        .and_then(Value::as_str)
+        .map(Path::new)
+        .filter(|p| p.is_file())
+    {
+        Some(png) => Some(img(png)?),
+        None => None,
+    };
+    Ok(Some(MetricsView {
+        rows,
+        confusion,
+        confusion_png,
+    }))
+}
+
+/// Renders the report page.
+fn render(page: &Page<'_>) -> Result<String, TaskError> {
+    let mut env = minijinja::Environment::new();
+    env.add_template(REPORT_HTML, TEMPLATE)
+        .map_err(|e| TaskError::fatal(format!("report template: {e:#}")))?;
+    let mut html = env
+        .get_template(REPORT_HTML)
+        .and_then(|t| t.render(page))
+        .map_err(|e| TaskError::fatal(format!("rendering the report: {e:#}")))?;
+    html.push('\n');
+    Ok(html)
+}
+
 fn img(path: &Path) -> Result<String, TaskError> {
     let bytes = std::fs::read(path)
         .map_err(|e| TaskError::retryable(format!("reading `{}`: {e}", path.display())))?;
@@ -79,15 +194,6 @@ fn img(path: &Path) -> Result<String, TaskError> {
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     ))
-}
-
-fn kv_table(rows: &[(String, String)]) -> String {
-    let mut s = String::from("<table class=\"kv\">");
-    for (k, v) in rows {
-        let _ = write!(s, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
-    }
-    s.push_str("</table>");
-    s
 }
 
 /// Per-task timings of the current run, from the run store (`runs/` above the artifacts).
@@ -114,13 +220,6 @@ fn timings(ctx: &TaskContext) -> Option<Vec<[String; 5]>> {
             .collect(),
     )
 }
-
-const CSS: &str = "body{font-family:-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:24px auto;max-width:1060px;color:#212529;padding:0 16px}\
-h1{font-size:26px;margin-bottom:4px}h2{font-size:20px;border-bottom:1px solid #dee2e6;padding-bottom:4px;margin-top:32px}\
-.sub{color:#6c757d;margin-top:0}table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #dee2e6;padding:4px 10px;text-align:left;font-size:14px}\
-table.kv th{background:#f8f9fa;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-figure{margin:16px 0}figure img{max-width:100%;height:auto;border:1px solid #dee2e6}figcaption{color:#6c757d;font-size:13px}\
-.note{background:#fff3cd;border:1px solid #ffe69c;padding:6px 10px;font-size:14px}";
 
 impl Task for ReportTask {
     type Params = ReportParams;
@@ -226,132 +325,31 @@ impl Task for ReportTask {
             .title
             .clone()
             .unwrap_or_else(|| format!("{} report", ctx.pipeline.name));
-        let mut h = String::new();
-        let _ = write!(
-            h,
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>",
-            esc(&title)
-        );
-        let _ = write!(
-            h,
-            "<h1>{}</h1><p class=\"sub\">run {} · generated {} · tweetflow {}</p>",
-            esc(&title),
-            esc(&ctx.run_id),
-            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
-            env!("CARGO_PKG_VERSION")
-        );
-        h.push_str("<h2>Data profile</h2>");
-        match &profile {
-            Some(Value::Object(p)) => {
-                let rows: Vec<(String, String)> =
-                    p.iter().filter(|(_, v)| !v.is_object() && !v.is_array()).map(|(k, v)| (k.clone(), show(v))).collect();
-                h.push_str(&kv_table(&rows));
-                if let Some(Value::Object(cols)) = p.get("columns") {
-                    h.push_str("<table><tr><th>column</th><th>nulls</th><th>empty</th></tr>");
-                    for (c, v) in cols {
-                        let _ = write!(
-                            h,
-                            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                            esc(c),
-                            esc(&v.get("nulls").map(show).unwrap_or_default()),
-                            esc(&v.get("empties").map(show).unwrap_or_default())
-                        );
-                    }
-                    h.push_str("</table>");
-                }
-            }
-            _ => h.push_str("<p class=\"note\">No profile: no upstream <code>profile</code> task and no <code>profile</code> param.</p>"),
-        }
-        h.push_str("<h2>Model metrics</h2>");
-        match &metrics {
-            Some(m) => {
-                let keys = [
-                    "model_name",
-                    "model_uri",
-                    "model_version",
-                    "gold_table_version",
-                    "silver_table_version",
-                    "tweets",
-                    "unscored_tweets",
-                    "precision",
-                    "recall",
-                    "f1",
-                    "accuracy",
-                    "binary_support",
-                    "neutral_predictions_excluded",
-                    "macro_f1",
-                ];
-                let rows: Vec<(String, String)> = keys
-                    .iter()
-                    .filter_map(|k| m.get(*k).map(|v| (k.to_string(), show(v))))
-                    .collect();
-                h.push_str(&kv_table(&rows));
-                h.push_str("<p class=\"sub\">precision, recall and F1 of the positive class and accuracy over tweets with a positive/negative label and a positive/negative prediction; macro F1 over the three classes when neutral labels exist.</p>");
-                if let Some(cm) = m.get("confusion_matrix").and_then(Value::as_array) {
-                    h.push_str("<table><tr><th>true \\ predicted</th>");
-                    for c in CLASSES {
-                        let _ = write!(h, "<th>{c}</th>");
-                    }
-                    h.push_str("</tr>");
-                    for (c, row) in CLASSES.iter().zip(cm) {
-                        let _ = write!(h, "<tr><th>{c}</th>");
-                        for v in row.as_array().into_iter().flatten() {
-                            let _ = write!(h, "<td class=\"n\">{}</td>", show(v));
-                        }
-                        h.push_str("</tr>");
-                    }
-                    h.push_str("</table>");
-                }
-                if let Some(png) = m
-                    .get("confusion_matrix_png")
-                    .and_then(Value::as_str)
-                    .map(Path::new)
-                    .filter(|p| p.is_file())
-                {
-                    let _ = write!(
-                        h,
-                        "<figure><img alt=\"confusion matrix\" src=\"{}\"></figure>",
-                        img(png)?
-                    );
-                }
-            }
-            None => h.push_str(
-                "<p class=\"note\">No metrics: no upstream <code>log-metrics</code> task.</p>",
-            ),
-        }
-        h.push_str("<h2>Charts</h2>");
-        for n in &notes {
-            let _ = write!(h, "<p class=\"note\">{}</p>", esc(n));
-        }
-        for c in &charts {
-            let _ = write!(
-                h,
-                "<figure><img alt=\"{}\" src=\"{}\"><figcaption>{}</figcaption></figure>",
-                esc(&c.title),
-                img(&c.path)?,
-                esc(&c.note)
-            );
-        }
-        h.push_str("<h2>Task timings</h2>");
-        match timings(ctx) {
-            Some(rows) => {
-                h.push_str("<table><tr><th>task</th><th>type</th><th>status</th><th>attempts</th><th>duration</th></tr>");
-                for r in rows {
-                    let _ = write!(
-                        h,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                        esc(&r[0]),
-                        esc(&r[1]),
-                        esc(&r[2]),
-                        esc(&r[3]),
-                        esc(&r[4])
-                    );
-                }
-                h.push_str("</table>");
-            }
-            None => h.push_str("<p class=\"note\">The run record is not readable from here.</p>"),
-        }
-        h.push_str("</body></html>\n");
+        let charts_view = charts
+            .iter()
+            .map(|c| {
+                Ok(ChartView {
+                    title: &c.title,
+                    note: &c.note,
+                    src: img(&c.path)?,
+                })
+            })
+            .collect::<Result<Vec<_>, TaskError>>()?;
+        let page = Page {
+            title: &title,
+            run_id: &ctx.run_id,
+            generated: chrono::Utc::now()
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+            version: env!("CARGO_PKG_VERSION"),
+            classes: &CLASSES,
+            profile: profile_view(profile.as_ref()),
+            metrics: metrics_view(metrics.as_ref())?,
+            notes: &notes,
+            charts: charts_view,
+            timings: timings(ctx),
+        };
+        let h = render(&page)?;
         let html = path(REPORT_HTML)?;
         std::fs::write(&html, &h)
             .map_err(|e| TaskError::retryable(format!("writing `{}`: {e}", html.display())))?;

@@ -5,13 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, ingest};
-use tweetflow_delta::replay::{ReplayParams, replay};
-use tweetflow_delta::{DeltaTaskError, WriteControl};
+use tweetflow_delta::{StorageError, WriteControl};
 use tweetflow_engine::{ErrorKind, TaskError};
 use tweetflow_model::ModelError;
 use tweetflow_tasks::infer::{InferError, InferParams, infer};
+use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 
 use crate::common::*;
 
@@ -231,7 +232,7 @@ async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() 
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, InferError::Delta(DeltaTaskError::Failpoint(p)) if p == fp),
+            matches!(&err, InferError::Delta(MedallionError::Storage(StorageError::Failpoint(p))) if p == fp),
             "{fp}: {err}"
         );
         assert!(err.is_retryable());
@@ -271,7 +272,7 @@ async fn infer_crash_on_an_increment_keeps_earlier_gold() {
         .unwrap_err();
     assert!(matches!(
         err,
-        InferError::Delta(DeltaTaskError::Failpoint(_))
+        InferError::Delta(MedallionError::Storage(StorageError::Failpoint(_)))
     ));
     assert_eq!(
         rows_of(&ip.table, GOLD_COLS).await,

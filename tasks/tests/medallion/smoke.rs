@@ -1,7 +1,7 @@
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, ingest};
-use tweetflow_delta::replay::{ReplayParams, replay};
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 
 use crate::common::*;
 

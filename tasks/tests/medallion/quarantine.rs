@@ -1,9 +1,10 @@
 //! Schema enforcement: every bad-input class ends in quarantine with its reason; unknown
 //! fields follow `schema_evolution`.
 
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, SchemaEvolution, ingest};
-use tweetflow_delta::{DeltaTaskError, WriteControl};
+use tweetflow_delta::WriteControl;
+use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, SchemaEvolution, ingest};
 
 use crate::common::*;
 
@@ -169,7 +170,7 @@ async fn schema_evolution_modes() {
 
     let ip = run(SchemaEvolution::Fail, "failed");
     let err = ingest(&ip, &WriteControl::default()).await.unwrap_err();
-    assert!(matches!(err, DeltaTaskError::Data(_)), "{err}");
+    assert!(matches!(err, MedallionError::Data(_)), "{err}");
     assert!(!err.is_retryable());
     let msg = err.to_string();
     assert!(

@@ -8,10 +8,10 @@
 //! repaired by the next run (the quarantine commit goes first and rows of bronze versions the
 //! quarantine table already covers are not quarantined again).
 //!
-//! Silver columns: `tweet_id` (see [`crate::text::tweet_id`]: a hash of the landing file name
+//! Silver columns: `tweet_id` (see [`super::text::tweet_id`]: a hash of the landing file name
 //! and line number), `timestamp` (UTC), `user`, `mention` (lowercased, without `@`; one row per
 //! distinct mention of a tweet, in order of first appearance), `cleaned_text` (see
-//! [`crate::text`]) and `sentiment`. Tweets without mentions produce no row; they are counted
+//! [`super::text`]) and `sentiment`. Tweets without mentions produce no row; they are counted
 //! in the output (`tweets_without_mentions`). A tweet whose date does not parse (or whose
 //! date, text or sentiment is null) goes to the quarantine table with the reason.
 
@@ -34,13 +34,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::WriteControl;
-use crate::commit::{Replans, append_op, commit_planned};
-use crate::error::{DeltaTaskError, Result};
-use crate::incremental;
-use crate::ingest::{assemble, default_quarantine};
-use crate::table::{self, BATCH_ROWS, CommitRequest};
-use crate::text::{clean_text, parse_tweet_date, tweet_id};
+use super::error::{MedallionError, Result};
+use super::ingest::{assemble, default_quarantine};
+use super::text::{clean_text, parse_tweet_date, tweet_id};
+use tweetflow_delta::WriteControl;
+use tweetflow_delta::commit::{Replans, append_op, commit_planned};
+use tweetflow_delta::incremental;
+use tweetflow_delta::table::{self, BATCH_ROWS, CommitRequest};
 
 /// Application id of clean commits (silver and its quarantine table).
 pub const APP_ID: &str = "tweetflow-clean";
@@ -98,7 +98,7 @@ pub struct CleanSummary {
 }
 
 /// The silver schema.
-pub fn silver_schema() -> Result<StructType> {
+pub fn silver_schema() -> tweetflow_delta::Result<StructType> {
     table::schema_of(&[
         ("tweet_id", DataType::STRING),
         ("timestamp", DataType::TIMESTAMP),
@@ -110,7 +110,7 @@ pub fn silver_schema() -> Result<StructType> {
 }
 
 /// The schema of clean's quarantine table.
-pub fn quarantine_schema() -> Result<StructType> {
+pub fn quarantine_schema() -> tweetflow_delta::Result<StructType> {
     table::schema_of(&[
         ("tweet_id", DataType::STRING),
         ("source_file", DataType::STRING),
@@ -218,12 +218,12 @@ impl QuarantineRows {
 fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| DeltaTaskError::Data(format!("bronze data lacks the column `{name}`")))?;
+        .ok_or_else(|| MedallionError::Data(format!("bronze data lacks the column `{name}`")))?;
     let col = if col.data_type() == &ArrowType::Utf8 {
         col.clone()
     } else {
         cast(col, &ArrowType::Utf8)
-            .map_err(|e| DeltaTaskError::format(format!("column `{name}`"), e))?
+            .map_err(|e| MedallionError::format(format!("column `{name}`"), e))?
     };
     Ok(col.as_string::<i32>().clone())
 }
@@ -231,9 +231,9 @@ fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
 fn line_column(batch: &RecordBatch) -> Result<Int64Array> {
     let col = batch
         .column_by_name("line")
-        .ok_or_else(|| DeltaTaskError::Data("bronze data lacks the column `line`".into()))?;
+        .ok_or_else(|| MedallionError::Data("bronze data lacks the column `line`".into()))?;
     let col =
-        cast(col, &ArrowType::Int64).map_err(|e| DeltaTaskError::format("column `line`", e))?;
+        cast(col, &ArrowType::Int64).map_err(|e| MedallionError::format("column `line`", e))?;
     Ok(col.as_primitive::<Int64Type>().clone())
 }
 
@@ -299,7 +299,7 @@ impl Cleaner {
                         self.q_writer
                             .write(b)
                             .await
-                            .map_err(|e| DeltaTaskError::delta(&self.q_loc, e))?;
+                            .map_err(|e| MedallionError::delta(&self.q_loc, e))?;
                     }
                 }
                 Ok((ts, t, s)) => {
@@ -343,7 +343,7 @@ impl Cleaner {
         self.silver_writer
             .write(b)
             .await
-            .map_err(|e| DeltaTaskError::delta(&self.silver_loc, e))
+            .map_err(|e| MedallionError::delta(&self.silver_loc, e))
     }
 
     async fn flush_quarantine(&mut self) -> Result<()> {
@@ -354,7 +354,7 @@ impl Cleaner {
         self.q_writer
             .write(b)
             .await
-            .map_err(|e| DeltaTaskError::delta(&self.q_loc, e))
+            .map_err(|e| MedallionError::delta(&self.q_loc, e))
     }
 }
 
@@ -379,7 +379,7 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
     let bronze =
         table::open_table(&bronze_loc)
             .await?
-            .ok_or_else(|| DeltaTaskError::MissingInput {
+            .ok_or_else(|| MedallionError::MissingInput {
                 what: "bronze table (run ingest on a non-empty landing folder first)",
                 location: bronze_loc.clone(),
             })?;
@@ -393,7 +393,7 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
         ..Default::default()
     };
     if lo > hi {
-        return Err(DeltaTaskError::Data(format!(
+        return Err(MedallionError::Data(format!(
             "silver `{silver_loc}` has consumed bronze version {lo} but bronze `{bronze_loc}` is at version {hi}: \
              bronze was reset; reset the silver table too"
         )));
@@ -427,7 +427,7 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             c.process(&batch, file.version).await?;
         }
     }
@@ -437,12 +437,12 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
         .silver_writer
         .flush()
         .await
-        .map_err(|e| DeltaTaskError::delta(&silver_loc, e))?;
+        .map_err(|e| MedallionError::delta(&silver_loc, e))?;
     let q_adds = c
         .q_writer
         .flush()
         .await
-        .map_err(|e| DeltaTaskError::delta(&q_loc, e))?;
+        .map_err(|e| MedallionError::delta(&q_loc, e))?;
     ctl.failpoint("clean.after_write")?;
     let mut summary = c.summary;
     summary.bronze_version = hi;
@@ -501,8 +501,8 @@ impl Task for CleanTask {
         ctx: &TaskContext,
         params: CleanParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = clean(&params, &WriteControl::from_context(ctx)).await?;
-        let url = table::table_url(&params.table)?;
+        let s = clean(&params, &super::write_control(ctx)).await?;
+        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
         Ok(TaskOutput::new()
             .with("rows", s.rows)
             .with("tweets", s.tweets)
@@ -521,6 +521,6 @@ impl Task for CleanTask {
         let consumed = output.get("bronze_version").and_then(|v| v.as_i64());
         consumed.is_some()
             && consumed == table::latest_version(&params.input).await
-            && crate::output_table_still_valid(&params.table, output).await
+            && super::output_table_still_valid(&params.table, output).await
     }
 }

@@ -22,8 +22,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::WriteControl;
-use crate::error::{DeltaTaskError, Result};
+use super::error::{MedallionError, Result};
+use tweetflow_delta::WriteControl;
 
 fn default_tweets_per_file() -> usize {
     1000
@@ -47,6 +47,7 @@ pub struct ReplayParams {
     pub landing: String,
     /// Tweets per landing file (default 1000).
     #[serde(default = "default_tweets_per_file")]
+    #[schemars(range(min = 1))]
     pub tweets_per_file: usize,
     /// Emit at most this many tweets (default: all).
     #[serde(default)]
@@ -62,6 +63,7 @@ pub struct ReplayParams {
     pub prefix: String,
     /// Emit the rows this many times in a row (default 1; for volume tests).
     #[serde(default = "default_repeat")]
+    #[schemars(range(min = 1))]
     pub repeat: u32,
 }
 
@@ -120,17 +122,17 @@ pub fn polarity_label(polarity: &str) -> Option<&'static str> {
 /// Reads the tweets of a Sentiment140 CSV (plain or gzip); returns them and the skipped count.
 pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => DeltaTaskError::MissingInput {
+        std::io::ErrorKind::NotFound => MedallionError::MissingInput {
             what: "CSV file",
             location: path.display().to_string(),
         },
-        _ => DeltaTaskError::io(format!("opening `{}`", path.display()), e),
+        _ => MedallionError::io(format!("opening `{}`", path.display()), e),
     })?;
     let mut reader = std::io::BufReader::new(file);
     let mut magic = [0u8; 2];
     let n = reader
         .read(&mut magic)
-        .map_err(|e| DeltaTaskError::io(format!("reading `{}`", path.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("reading `{}`", path.display()), e))?;
     let head = std::io::Cursor::new(magic[..n].to_vec());
     let chained = head.chain(reader);
     let input: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
@@ -151,7 +153,7 @@ pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
             Ok(true) => {}
             Err(e) => {
                 if let csv::ErrorKind::Io(_) = e.kind() {
-                    return Err(DeltaTaskError::Data(format!(
+                    return Err(MedallionError::Data(format!(
                         "reading `{}`: {e}",
                         path.display()
                     )));
@@ -185,28 +187,28 @@ pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
     std::fs::write(&tmp, contents)
-        .map_err(|e| DeltaTaskError::io(format!("writing `{}`", tmp.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("writing `{}`", tmp.display()), e))?;
     std::fs::rename(&tmp, &target)
-        .map_err(|e| DeltaTaskError::io(format!("renaming to `{}`", target.display()), e))
+        .map_err(|e| MedallionError::io(format!("renaming to `{}`", target.display()), e))
 }
 
 /// Replays `params.csv` into `params.landing` (see the module docs).
 pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplaySummary> {
     if params.tweets_per_file == 0 {
-        return Err(DeltaTaskError::Param {
+        return Err(MedallionError::Param {
             param: "tweets_per_file",
             message: "must be at least 1".into(),
         });
     }
     if params.repeat == 0 {
-        return Err(DeltaTaskError::Param {
+        return Err(MedallionError::Param {
             param: "repeat",
             message: "must be at least 1".into(),
         });
     }
     let delay = match &params.delay {
         Some(d) => Some(tweetflow_engine::duration::parse_duration(d).map_err(|e| {
-            DeltaTaskError::Param {
+            MedallionError::Param {
                 param: "delay",
                 message: e,
             }
@@ -216,14 +218,14 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
     let csv_path = Path::new(&params.csv).to_path_buf();
     let (mut tweets, skipped) = tokio::task::spawn_blocking(move || read_csv(&csv_path))
         .await
-        .map_err(|e| DeltaTaskError::Data(format!("reading the CSV: {e}")))??;
+        .map_err(|e| MedallionError::Data(format!("reading the CSV: {e}")))??;
     if let Some(seed) = params.seed {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         tweets.shuffle(&mut rng);
     }
     let landing = Path::new(&params.landing);
     std::fs::create_dir_all(landing)
-        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", landing.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("creating `{}`", landing.display()), e))?;
     let total = tweets.len().saturating_mul(params.repeat as usize);
     let total = params.limit.map_or(total, |l| l.min(total));
     let mut summary = ReplaySummary {
@@ -238,7 +240,7 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
         let end = (index + params.tweets_per_file).min(total);
         for i in index..end {
             let t = &tweets[i % tweets.len()];
-            serde_json::to_writer(&mut buf, t).map_err(|e| DeltaTaskError::Data(e.to_string()))?;
+            serde_json::to_writer(&mut buf, t).map_err(|e| MedallionError::Data(e.to_string()))?;
             buf.push(b'\n');
         }
         let name = format!("{}-{:06}.jsonl", params.prefix, summary.files + 1);
@@ -269,7 +271,7 @@ impl Task for ReplayTask {
         ctx: &TaskContext,
         params: ReplayParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = replay(&params, &WriteControl::from_context(ctx)).await?;
+        let s = replay(&params, &super::write_control(ctx)).await?;
         let fp = format!("{}:{}:{}", params.landing, s.files, s.tweets);
         Ok(TaskOutput::new()
             .with("tweets", s.tweets)

@@ -3,13 +3,16 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, ingest};
-use tweetflow_delta::maintenance::{OptimizeParams, VacuumParams, optimize, reset, show, vacuum};
-use tweetflow_delta::profile::profile;
-use tweetflow_delta::replay::{ReplayParams, replay};
-use tweetflow_delta::{DeltaTaskError, WriteControl};
+use tweetflow_delta::WriteControl;
 use tweetflow_engine::{ErrorKind, Registry, TaskContext};
+use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::maintenance::{
+    OptimizeParams, VacuumParams, optimize, reset, show, vacuum,
+};
+use tweetflow_tasks::medallion::profile::profile;
+use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 
 use crate::common::*;
 
@@ -136,11 +139,11 @@ async fn optimize_vacuum_show_reset() {
     let tables = vec![ip.table.clone(), cp.table.clone()];
     assert!(matches!(
         reset(&tables, false).await,
-        Err(DeltaTaskError::Refused(_))
+        Err(MedallionError::Refused(_))
     ));
     assert!(matches!(
         reset(&[p(d, "landing")], true).await,
-        Err(DeltaTaskError::Refused(_))
+        Err(MedallionError::Refused(_))
     ));
     assert!(d.join("landing").is_dir());
     let done = reset(&[ip.table.clone(), cp.table.clone(), p(d, "never")], true)
@@ -199,7 +202,7 @@ fn context(dir: &std::path::Path) -> TaskContext {
 #[tokio::test]
 async fn tasks_through_the_registry() {
     let mut registry = Registry::new();
-    tweetflow_delta::register(&mut registry);
+    register_medallion(&mut registry);
     registry.register(tweetflow_tasks::infer::InferTask);
     let names: Vec<&str> = registry.names().collect();
     assert_eq!(
@@ -298,8 +301,8 @@ async fn tasks_through_the_registry() {
 #[tokio::test]
 async fn example_pipeline_validates_and_runs() {
     let mut registry = Registry::new();
-    tweetflow_delta::register(&mut registry);
-    let path = repo_root().join("delta/examples/medallion.yaml");
+    register_medallion(&mut registry);
+    let path = repo_root().join("tasks/tests/medallion/medallion.yaml");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let overrides = vec![

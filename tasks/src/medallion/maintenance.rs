@@ -30,9 +30,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::WriteControl;
-use crate::error::{DeltaTaskError, Result};
-use crate::table::{self, CommitRequest};
+use super::error::{MedallionError, Result};
+use tweetflow_delta::StorageError;
+use tweetflow_delta::WriteControl;
+use tweetflow_delta::table::{self, CommitRequest};
 
 fn default_target_mb() -> u64 {
     32
@@ -81,7 +82,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
     let loc = params.table.clone();
     let mut t = table::open_table(&loc)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput {
+        .ok_or_else(|| MedallionError::MissingInput {
             what: "table",
             location: loc.clone(),
         })?;
@@ -90,12 +91,12 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
     if let Some(col) = &params.zorder_by
         && schema.field_with_name(col).is_err()
     {
-        return Err(DeltaTaskError::Param {
+        return Err(MedallionError::Param {
             param: "zorder_by",
             message: format!("`{loc}` has no column `{col}`"),
         });
     }
-    let snapshot = t.snapshot().map_err(|e| DeltaTaskError::delta(&loc, e))?;
+    let snapshot = t.snapshot().map_err(|e| MedallionError::delta(&loc, e))?;
     let mut small: Vec<_> = snapshot
         .log_data()
         .iter()
@@ -133,7 +134,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
             ctl.check_cancel()?;
             let path = f.object_store_path();
             let stream = table::read_file(&t, &path, &[]).await?;
-            let mut stream = stream.map_err(|e| DeltaTaskError::format("reading for optimize", e));
+            let mut stream = stream.map_err(|e| MedallionError::format("reading for optimize", e));
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 summary.rows += batch.num_rows() as u64;
@@ -143,7 +144,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
                     writer
                         .write(batch)
                         .await
-                        .map_err(|e| DeltaTaskError::delta(&loc, e))?;
+                        .map_err(|e| MedallionError::delta(&loc, e))?;
                 }
             }
             actions.push(Action::Remove(f.remove_action(false)));
@@ -154,11 +155,11 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
                 continue;
             }
             let all = concat_batches(&batches[0].schema(), &batches)
-                .map_err(|e| DeltaTaskError::format("optimize", e))?;
+                .map_err(|e| MedallionError::format("optimize", e))?;
             drop(batches);
             let key = all
                 .column_by_name(col)
-                .ok_or_else(|| DeltaTaskError::Data(format!("no column `{col}`")))?;
+                .ok_or_else(|| MedallionError::Data(format!("no column `{col}`")))?;
             let idx = sort_to_indices(
                 key,
                 Some(SortOptions {
@@ -167,9 +168,9 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
                 }),
                 None,
             )
-            .map_err(|e| DeltaTaskError::format("sorting", e))?;
+            .map_err(|e| MedallionError::format("sorting", e))?;
             let sorted =
-                take_record_batch(&all, &idx).map_err(|e| DeltaTaskError::format("sorting", e))?;
+                take_record_batch(&all, &idx).map_err(|e| MedallionError::format("sorting", e))?;
             drop(all);
             let mut offset = 0;
             while offset < sorted.num_rows() {
@@ -177,7 +178,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
                 writer
                     .write(sorted.slice(offset, len))
                     .await
-                    .map_err(|e| DeltaTaskError::delta(&loc, e))?;
+                    .map_err(|e| MedallionError::delta(&loc, e))?;
                 offset += len;
             }
         }
@@ -185,7 +186,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
     let adds = writer
         .flush()
         .await
-        .map_err(|e| DeltaTaskError::delta(&loc, e))?;
+        .map_err(|e| MedallionError::delta(&loc, e))?;
     summary.files_added = adds.len() as u64;
     actions.extend(adds.into_iter().map(|mut a| {
         a.data_change = false;
@@ -257,18 +258,18 @@ pub struct VacuumSummary {
 pub async fn vacuum(params: &VacuumParams) -> Result<VacuumSummary> {
     let loc = params.table.clone();
     let retention = tweetflow_engine::duration::parse_duration(&params.retention).map_err(|e| {
-        DeltaTaskError::Param {
+        MedallionError::Param {
             param: "retention",
             message: e,
         }
     })?;
-    let retention = chrono::Duration::from_std(retention).map_err(|e| DeltaTaskError::Param {
+    let retention = chrono::Duration::from_std(retention).map_err(|e| MedallionError::Param {
         param: "retention",
         message: e.to_string(),
     })?;
     let t = table::open_table(&loc)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput {
+        .ok_or_else(|| MedallionError::MissingInput {
             what: "table",
             location: loc.clone(),
         })?;
@@ -288,12 +289,12 @@ pub async fn vacuum(params: &VacuumParams) -> Result<VacuumSummary> {
         Err(deltalake::DeltaTableError::GenericError { source })
             if source.to_string().contains("retention") =>
         {
-            Err(DeltaTaskError::Param {
+            Err(MedallionError::Param {
                 param: "retention",
                 message: source.to_string(),
             })
         }
-        Err(e) => Err(DeltaTaskError::delta(&loc, e)),
+        Err(e) => Err(MedallionError::delta(&loc, e)),
     }
 }
 
@@ -312,7 +313,7 @@ pub struct ResetParams {
 /// not Delta tables. Returns, per location, `deleted` or `absent`.
 pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'static str)>> {
     if !confirm {
-        return Err(DeltaTaskError::Refused(format!(
+        return Err(MedallionError::Refused(format!(
             "reset deletes {} table(s) ({}); pass `confirm: true` to proceed",
             tables.len(),
             tables.join(", ")
@@ -331,7 +332,7 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
                         .map(|mut d| d.next().is_some())
                         .unwrap_or(true)
                 {
-                    return Err(DeltaTaskError::Refused(format!(
+                    return Err(MedallionError::Refused(format!(
                         "`{loc}` is not a Delta table; reset does not delete it"
                     )));
                 }
@@ -346,7 +347,7 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
         };
         if let Some(dir) = table::local_dir(&loc) {
             std::fs::remove_dir_all(&dir)
-                .map_err(|e| DeltaTaskError::io(format!("deleting `{}`", dir.display()), e))?;
+                .map_err(|e| MedallionError::io(format!("deleting `{}`", dir.display()), e))?;
         } else {
             let store = t.object_store();
             let paths: Vec<_> = store
@@ -354,12 +355,12 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
                 .map_ok(|m| m.location)
                 .try_collect()
                 .await
-                .map_err(|e| DeltaTaskError::delta(&loc, e.into()))?;
+                .map_err(|e| MedallionError::delta(&loc, e.into()))?;
             for p in paths {
                 store
                     .delete(&p)
                     .await
-                    .map_err(|e| DeltaTaskError::delta(&loc, e.into()))?;
+                    .map_err(|e| MedallionError::delta(&loc, e.into()))?;
             }
         }
         tracing::info!(table = %loc, "table reset");
@@ -460,7 +461,7 @@ impl std::fmt::Display for TableInfo {
 pub async fn show(location: &str, history_limit: usize) -> Result<TableInfo> {
     let t = table::open_table(location)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput {
+        .ok_or_else(|| MedallionError::MissingInput {
             what: "table",
             location: location.to_string(),
         })?;
@@ -473,8 +474,8 @@ pub async fn show(location: &str, history_limit: usize) -> Result<TableInfo> {
     for v in (0..=version).rev() {
         let actions = match table::commit_actions(&t, location, v).await {
             Ok(a) => a,
-            Err(DeltaTaskError::MissingCommit { .. }) => continue,
-            Err(e) => return Err(e),
+            Err(StorageError::MissingCommit { .. }) => continue,
+            Err(e) => return Err(e.into()),
         };
         for a in actions {
             match a {
@@ -535,8 +536,8 @@ impl Task for OptimizeTask {
         ctx: &TaskContext,
         params: OptimizeParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = optimize(&params, &WriteControl::from_context(ctx)).await?;
-        let url = table::table_url(&params.table)?;
+        let s = optimize(&params, &super::write_control(ctx)).await?;
+        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
         Ok(TaskOutput::new()
             .with("files_removed", s.files_removed)
             .with("files_added", s.files_added)
@@ -567,7 +568,7 @@ impl Task for VacuumTask {
         params: VacuumParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let s = vacuum(&params).await?;
-        let url = table::table_url(&params.table)?;
+        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
         Ok(TaskOutput::new()
             .with("files_deleted", s.files.len())
             .with("dry_run", s.dry_run)

@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::WriteControl;
-use crate::commit::{commit_planned, overwrite_op};
-use crate::error::{DeltaTaskError, Result};
-use crate::ingest::assemble;
-use crate::table::{self, CommitRequest};
+use super::error::{MedallionError, Result};
+use super::ingest::assemble;
+use tweetflow_delta::WriteControl;
+use tweetflow_delta::commit::{commit_planned, overwrite_op};
+use tweetflow_delta::table::{self, CommitRequest};
 
 /// Application id of aggregate commits.
 pub const APP_ID: &str = "tweetflow-aggregate";
@@ -80,7 +80,7 @@ pub struct AggregateSummary {
 }
 
 /// The aggregate table schema.
-pub fn aggregate_schema() -> Result<StructType> {
+pub fn aggregate_schema() -> tweetflow_delta::Result<StructType> {
     table::schema_of(&[
         ("mention", DataType::STRING),
         ("min_timestamp", DataType::TIMESTAMP),
@@ -142,7 +142,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
     let out_loc = params.table.clone();
     let silver = table::open_table(&in_loc)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput {
+        .ok_or_else(|| MedallionError::MissingInput {
             what: "silver table (run clean first)",
             location: in_loc.clone(),
         })?;
@@ -155,7 +155,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
             } else {
                 "input"
             };
-            return Err(DeltaTaskError::Param {
+            return Err(MedallionError::Param {
                 param,
                 message: format!("table `{in_loc}` has no column `{col}`"),
             });
@@ -182,12 +182,12 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             let get = |name: &str, ty: &ArrowType| -> Result<ArrayRef> {
                 let col = batch.column_by_name(name).ok_or_else(|| {
-                    DeltaTaskError::Data(format!("`{path}` lacks the column `{name}`"))
+                    MedallionError::Data(format!("`{path}` lacks the column `{name}`"))
                 })?;
-                cast(col, ty).map_err(|e| DeltaTaskError::format(format!("column `{name}`"), e))
+                cast(col, ty).map_err(|e| MedallionError::format(format!("column `{name}`"), e))
             };
             let mention = get("mention", &ArrowType::Utf8)?;
             let mention = mention.as_string::<i32>();
@@ -260,12 +260,12 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
         writer
             .write(batch)
             .await
-            .map_err(|e| DeltaTaskError::delta(&out_loc, e))?;
+            .map_err(|e| MedallionError::delta(&out_loc, e))?;
     }
     let adds = writer
         .flush()
         .await
-        .map_err(|e| DeltaTaskError::delta(&out_loc, e))?;
+        .map_err(|e| MedallionError::delta(&out_loc, e))?;
     ctl.failpoint("aggregate.after_write")?;
 
     // Same code path: the recorded input version must not have moved since planning (the
@@ -309,9 +309,9 @@ impl Task for AggregateTask {
         ctx: &TaskContext,
         params: AggregateParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let ctl = WriteControl::from_context(ctx);
+        let ctl = super::write_control(ctx);
         let s = aggregate(&params, &ctl).await?;
-        let url = table::table_url(&params.table)?;
+        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
         Ok(TaskOutput::new()
             .with("mentions", s.mentions)
             .with("input_rows", s.input_rows)
@@ -327,6 +327,6 @@ impl Task for AggregateTask {
         let used = output.get("input_version").and_then(|v| v.as_i64());
         used.is_some()
             && used == table::latest_version(&params.input).await
-            && crate::output_table_still_valid(&params.table, output).await
+            && super::output_table_still_valid(&params.table, output).await
     }
 }

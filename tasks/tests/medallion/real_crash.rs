@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::aggregate::aggregate;
-use tweetflow_delta::clean::clean;
-use tweetflow_delta::ingest::ingest;
+use tweetflow_tasks::medallion::aggregate::aggregate;
+use tweetflow_tasks::medallion::clean::clean;
+use tweetflow_tasks::medallion::ingest::ingest;
 
 use crate::exactly_once::{assert_same, params, prepare_landing, snapshot};
 

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, ingest};
-use tweetflow_delta::replay::{ReplayParams, replay};
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 
 use crate::common::*;
 

@@ -17,12 +17,12 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::parquet::arrow::ArrowWriter;
 use serde::Serialize;
 
-use crate::WriteControl;
-use crate::clean::{CleanParams, clean};
-use crate::error::{DeltaTaskError, Result};
-use crate::ingest::{IngestParams, ingest};
-use crate::replay::{LandedTweet, ReplayParams, replay};
-use crate::table::{BATCH_ROWS, writer_properties};
+use super::clean::{CleanParams, clean};
+use super::error::{MedallionError, Result};
+use super::ingest::{IngestParams, ingest};
+use super::replay::{LandedTweet, ReplayParams, replay};
+use tweetflow_delta::WriteControl;
+use tweetflow_delta::table::{BATCH_ROWS, writer_properties};
 
 /// How many times `full` repeats the training tweets (53,936 × 30 ≈ 1.6 million).
 pub const FULL_REPEAT: u32 = 30;
@@ -147,11 +147,11 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
         Field::new("line", ArrowType::Int64, true),
     ]));
     let file = std::fs::File::create(out)
-        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", out.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("creating `{}`", out.display()), e))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))
-        .map_err(|e| DeltaTaskError::format("parquet floor", e))?;
+        .map_err(|e| MedallionError::format("parquet floor", e))?;
     let mut names: Vec<_> = std::fs::read_dir(landing)
-        .map_err(|e| DeltaTaskError::io("listing landing", e))?
+        .map_err(|e| MedallionError::io("listing landing", e))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .collect();
@@ -170,14 +170,14 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
             .collect();
         arrays.push(Arc::new(line_b.finish()));
         let batch = RecordBatch::try_new(schema.clone(), arrays)
-            .map_err(|e| DeltaTaskError::format("parquet floor", e))?;
+            .map_err(|e| MedallionError::format("parquet floor", e))?;
         writer
             .write(&batch)
-            .map_err(|e| DeltaTaskError::format("parquet floor", e))
+            .map_err(|e| MedallionError::format("parquet floor", e))
     };
     for path in names {
         let text =
-            std::fs::read_to_string(&path).map_err(|e| DeltaTaskError::io("reading landing", e))?;
+            std::fs::read_to_string(&path).map_err(|e| MedallionError::io("reading landing", e))?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -205,7 +205,7 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
     }
     writer
         .close()
-        .map_err(|e| DeltaTaskError::format("parquet floor", e))?;
+        .map_err(|e| MedallionError::format("parquet floor", e))?;
     Ok(rows)
 }
 
@@ -219,13 +219,13 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
         ),
     };
     std::fs::create_dir_all(&work)
-        .map_err(|e| DeltaTaskError::io(format!("creating `{}`", work.display()), e))?;
+        .map_err(|e| MedallionError::io(format!("creating `{}`", work.display()), e))?;
     let landing = work.join("landing");
     let bronze = work.join("bronze");
     let silver = work.join("silver");
     for d in [&landing, &bronze, &silver] {
         if d.exists() {
-            return Err(DeltaTaskError::Refused(format!(
+            return Err(MedallionError::Refused(format!(
                 "`{}` exists; use an empty work folder",
                 d.display()
             )));
@@ -258,7 +258,7 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
     let floor_file2 = floor_file.clone();
     tokio::task::spawn_blocking(move || parquet_floor(&landing2, &floor_file2))
         .await
-        .map_err(|e| DeltaTaskError::Data(format!("floor: {e}")))??;
+        .map_err(|e| MedallionError::Data(format!("floor: {e}")))??;
     let floor_secs = t0.elapsed().as_secs_f64();
 
     let tweets = i.rows as f64;

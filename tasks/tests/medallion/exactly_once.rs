@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use tweetflow_delta::aggregate::{AggregateParams, aggregate};
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, ingest};
-use tweetflow_delta::replay::{ReplayParams, replay};
-use tweetflow_delta::{DeltaTaskError, WriteControl};
+use tweetflow_delta::{StorageError, WriteControl};
+use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::medallion::aggregate::{AggregateParams, aggregate};
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 
 use crate::common::*;
 
@@ -90,12 +91,12 @@ pub(crate) fn assert_same(a: &Snapshot, b: &Snapshot, label: &str) {
 async fn crash_until_done<F, Fut, T>(label: &str, mut step: F) -> usize
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, DeltaTaskError>>,
+    Fut: std::future::Future<Output = Result<T, MedallionError>>,
 {
     for attempt in 0..50 {
         match step().await {
             Ok(_) => return attempt,
-            Err(DeltaTaskError::Failpoint(_)) => continue,
+            Err(MedallionError::Storage(StorageError::Failpoint(_))) => continue,
             Err(e) => panic!("{label}: unexpected error {e}"),
         }
     }
@@ -148,7 +149,7 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
             for _ in 0..3 {
                 assert!(matches!(
                     ingest(&ip, &crash).await,
-                    Err(DeltaTaskError::Failpoint(_))
+                    Err(MedallionError::Storage(StorageError::Failpoint(_)))
                 ));
             }
             assert_eq!(
@@ -167,7 +168,10 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
         ingest(&ip, &none).await.unwrap();
         let crash = WriteControl::with_failpoint(clean_fp);
         assert!(
-            matches!(clean(&cp, &crash).await, Err(DeltaTaskError::Failpoint(_))),
+            matches!(
+                clean(&cp, &crash).await,
+                Err(MedallionError::Storage(StorageError::Failpoint(_)))
+            ),
             "{clean_fp} never fired"
         );
         clean(&cp, &none).await.unwrap();
@@ -175,7 +179,7 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
         assert!(
             matches!(
                 aggregate(&ap, &crash).await,
-                Err(DeltaTaskError::Failpoint(_))
+                Err(MedallionError::Storage(StorageError::Failpoint(_)))
             ),
             "{agg_fp} never fired"
         );
@@ -314,7 +318,7 @@ async fn empty_and_missing_landing() {
     let err = ingest(&missing, &WriteControl::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, DeltaTaskError::MissingInput { .. }), "{err}");
+    assert!(matches!(err, MedallionError::MissingInput { .. }), "{err}");
     assert!(!err.is_retryable());
     let task_err: tweetflow_engine::TaskError = err.into();
     assert!(!task_err.is_retryable());

@@ -1,7 +1,7 @@
 //! `profile`: a data profile of a bronze or silver table.
 //!
 //! The kind is told by the columns: a table with `text` is read as bronze (one row per tweet,
-//! mentions found with [`crate::text::clean_text`]); a table with `tweet_id` and `mention` is
+//! mentions found with [`super::text::clean_text`]); a table with `tweet_id` and `mention` is
 //! read as silver (rows grouped by `tweet_id`; silver holds only tweets that have mentions, so
 //! `tweets_without_mentions` is `null` there). The profile lists the tweet count, nulls and
 //! empty (blank) values per column, tweets per user (top 20), tweets with and without
@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::WriteControl;
-use crate::error::{DeltaTaskError, Result};
-use crate::table;
-use crate::text::clean_text;
+use super::error::{MedallionError, Result};
+use super::text::clean_text;
+use tweetflow_delta::WriteControl;
+use tweetflow_delta::table;
 
 /// How many users and mentions the top lists hold.
 pub const TOP_N: usize = 20;
@@ -54,7 +54,7 @@ fn top(counts: HashMap<String, u64>, key: &str, n: usize) -> Vec<Value> {
 pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
     let t = table::open_table(input)
         .await?
-        .ok_or_else(|| DeltaTaskError::MissingInput {
+        .ok_or_else(|| MedallionError::MissingInput {
             what: "table",
             location: input.to_string(),
         })?;
@@ -62,7 +62,7 @@ pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
     let has = |c: &str| schema.field_with_name(c).is_ok();
     let silver = has("tweet_id") && has("mention");
     if !silver && !has("text") {
-        return Err(DeltaTaskError::Param {
+        return Err(MedallionError::Param {
             param: "input",
             message: format!(
                 "`{input}` is neither bronze (`text`) nor silver (`tweet_id`, `mention`)"
@@ -87,7 +87,7 @@ pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| DeltaTaskError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             rows += batch.num_rows() as u64;
             for name in &names {
                 let Some(col) = batch.column_by_name(name) else {
@@ -105,7 +105,7 @@ pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
                     ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
                 ) {
                     let s = cast(col, &ArrowType::Utf8)
-                        .map_err(|e| DeltaTaskError::format("profile", e))?;
+                        .map_err(|e| MedallionError::format("profile", e))?;
                     let s = s.as_string::<i32>();
                     c.empties += (0..s.len())
                         .filter(|i| !s.is_null(*i) && s.value(*i).trim().is_empty())
@@ -116,7 +116,7 @@ pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
                 match batch.column_by_name(name) {
                     Some(c) => {
                         let s = cast(c, &ArrowType::Utf8)
-                            .map_err(|e| DeltaTaskError::format("profile", e))?;
+                            .map_err(|e| MedallionError::format("profile", e))?;
                         Ok(Some(s.as_string::<i32>().clone()))
                     }
                     None => Ok(None),
@@ -209,7 +209,7 @@ impl Task for ProfileTask {
         ctx: &TaskContext,
         params: ProfileParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let ctl = WriteControl::from_context(ctx);
+        let ctl = super::write_control(ctx);
         let p = profile(&params.input, &ctl).await?;
         let path = ctx
             .artifact_path("profile.json")
@@ -234,6 +234,6 @@ impl Task for ProfileTask {
 
     /// Valid while the profiled table is at the version the output names.
     async fn output_still_valid(&self, params: &ProfileParams, output: &TaskOutput) -> bool {
-        crate::output_table_still_valid(&params.input, output).await
+        super::output_table_still_valid(&params.input, output).await
     }
 }

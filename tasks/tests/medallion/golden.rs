@@ -1,10 +1,10 @@
 //! Golden test of `clean` on tricky tweets. The expected output is checked in as
-//! `tests/golden/clean_tricky.expected`; run with `UPDATE_GOLDEN=1` to regenerate it.
+//! `tests/medallion/golden/clean_tricky.expected`; run with `UPDATE_GOLDEN=1` to regenerate it.
 
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::clean::{CleanParams, clean};
-use tweetflow_delta::ingest::{IngestParams, ingest};
-use tweetflow_delta::text::tweet_id;
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::text::tweet_id;
 
 use crate::common::*;
 
@@ -12,7 +12,7 @@ const FILE: &str = "tricky-000001.jsonl";
 
 #[tokio::test]
 async fn clean_tricky_tweets_matches_golden() {
-    let golden_dir = repo_root().join("delta/tests/golden");
+    let golden_dir = repo_root().join("tasks/tests/medallion/golden");
     let input = std::fs::read(golden_dir.join("tricky.jsonl")).unwrap();
     let lines = input
         .split(|b| *b == b'\n')

@@ -47,10 +47,11 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use crate::WriteControl;
-use crate::commit::{Replans, append_op, commit_planned};
-use crate::error::{DeltaTaskError, Result};
-use crate::table::{self, BATCH_ROWS, CommitRequest};
+use super::error::{MedallionError, Result};
+use tweetflow_delta::StorageError;
+use tweetflow_delta::WriteControl;
+use tweetflow_delta::commit::{Replans, append_op, commit_planned};
+use tweetflow_delta::table::{self, BATCH_ROWS, CommitRequest};
 
 /// Application id of ingest commits (bronze and its quarantine table).
 pub const APP_ID: &str = "tweetflow-ingest";
@@ -95,6 +96,7 @@ pub struct IngestParams {
     pub quarantine: Option<String>,
     /// At most this many landing files per Delta commit (default 1000).
     #[serde(default = "default_max_files")]
+    #[schemars(range(min = 1))]
     pub max_files_per_batch: usize,
     /// Unknown fields: `rescue` (default), `add_columns`, `fail` or `ignore`.
     #[serde(default)]
@@ -144,7 +146,7 @@ pub struct IngestSummary {
 }
 
 /// The bronze schema before any evolution.
-pub fn bronze_schema(mode: SchemaEvolution) -> Result<StructType> {
+pub fn bronze_schema(mode: SchemaEvolution) -> tweetflow_delta::Result<StructType> {
     let mut fields = vec![
         ("date", DataType::STRING),
         ("user", DataType::STRING),
@@ -161,7 +163,7 @@ pub fn bronze_schema(mode: SchemaEvolution) -> Result<StructType> {
 }
 
 /// The ingest quarantine schema.
-pub fn quarantine_schema() -> Result<StructType> {
+pub fn quarantine_schema() -> tweetflow_delta::Result<StructType> {
     table::schema_of(&[
         ("raw_line", DataType::STRING),
         ("raw_bytes", DataType::BINARY),
@@ -176,23 +178,23 @@ pub fn quarantine_schema() -> Result<StructType> {
 pub fn list_landing(source: &str) -> Result<Vec<(String, PathBuf)>> {
     let dir = FsPath::new(source);
     if !dir.is_dir() {
-        return Err(DeltaTaskError::MissingInput {
+        return Err(MedallionError::MissingInput {
             what: "landing folder",
             location: source.to_string(),
         });
     }
     let entries =
-        std::fs::read_dir(dir).map_err(|e| DeltaTaskError::io(format!("listing `{source}`"), e))?;
+        std::fs::read_dir(dir).map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| DeltaTaskError::io(format!("listing `{source}`"), e))?;
+        let entry = entry.map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') || name.ends_with(".tmp") {
             continue;
         }
         let ft = entry
             .file_type()
-            .map_err(|e| DeltaTaskError::io(format!("listing `{source}`"), e))?;
+            .map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
         if ft.is_file() {
             files.push((name, entry.path()));
         }
@@ -415,7 +417,7 @@ pub fn assemble(
         })
         .collect();
     RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| DeltaTaskError::format("building a batch", e))
+        .map_err(|e| MedallionError::format("building a batch", e))
 }
 
 /// The state of one batch being written.
@@ -535,7 +537,7 @@ impl<'a> BatchWriter<'a> {
             writer
                 .write_with_mode(batch, mode)
                 .await
-                .map_err(|e| DeltaTaskError::delta(&self.bronze_loc, e))?;
+                .map_err(|e| MedallionError::delta(&self.bronze_loc, e))?;
         }
         Ok(())
     }
@@ -556,7 +558,7 @@ impl<'a> BatchWriter<'a> {
             let batch = self.quarantine.finish(&schema, self.now_micros)?;
             w.write(batch)
                 .await
-                .map_err(|e| DeltaTaskError::delta(&loc, e))?;
+                .map_err(|e| MedallionError::delta(&loc, e))?;
         }
         Ok(())
     }
@@ -564,7 +566,7 @@ impl<'a> BatchWriter<'a> {
     /// Reads one landing file, routing each line to bronze or quarantine.
     async fn read_file(&mut self, table: &DeltaTable, name: &str, path: &FsPath) -> Result<()> {
         let file = std::fs::File::open(path)
-            .map_err(|e| DeltaTaskError::io(format!("opening `{}`", path.display()), e))?;
+            .map_err(|e| MedallionError::io(format!("opening `{}`", path.display()), e))?;
         let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
         let mut buf = Vec::with_capacity(1024);
         let mut line_no: i64 = 0;
@@ -572,7 +574,7 @@ impl<'a> BatchWriter<'a> {
             buf.clear();
             let n = reader
                 .read_until(b'\n', &mut buf)
-                .map_err(|e| DeltaTaskError::io(format!("reading `{}`", path.display()), e))?;
+                .map_err(|e| MedallionError::io(format!("reading `{}`", path.display()), e))?;
             if n == 0 {
                 break;
             }
@@ -638,7 +640,7 @@ impl<'a> BatchWriter<'a> {
             match mode {
                 SchemaEvolution::Ignore => {}
                 SchemaEvolution::Fail => {
-                    return Err(DeltaTaskError::Data(format!(
+                    return Err(MedallionError::Data(format!(
                         "landing file `{name}` line {line_no}: unknown field `{key}` (schema_evolution: fail)"
                     )));
                 }
@@ -762,8 +764,8 @@ impl QuarantineLog {
             let actions = match table::commit_actions(qt, loc, v).await {
                 Ok(actions) => actions,
                 // A commit file removed by log cleanup: nothing to learn from it.
-                Err(DeltaTaskError::MissingCommit { .. }) => continue,
-                Err(e) => return Err(e),
+                Err(StorageError::MissingCommit { .. }) => continue,
+                Err(e) => return Err(e.into()),
             };
             for action in actions {
                 let Action::CommitInfo(ci) = action else {
@@ -802,7 +804,7 @@ async fn commit_quarantine(
     let adds = w
         .flush()
         .await
-        .map_err(|e| DeltaTaskError::delta(&loc, e))?;
+        .map_err(|e| MedallionError::delta(&loc, e))?;
     let rows: u64 = adds
         .iter()
         .filter_map(|a| a.get_stats().ok().flatten().map(|s| s.num_records as u64))
@@ -829,7 +831,7 @@ async fn commit_quarantine(
                 return Ok(Some(v));
             }
             Err(err) if replans.again(&err) => continue,
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
         }
     }
 }
@@ -840,7 +842,7 @@ async fn commit_quarantine(
 /// dropped and planned again from the log (see [`Replans`]).
 pub async fn ingest(params: &IngestParams, ctl: &WriteControl) -> Result<IngestSummary> {
     if params.max_files_per_batch == 0 {
-        return Err(DeltaTaskError::Param {
+        return Err(MedallionError::Param {
             param: "max_files_per_batch",
             message: "must be at least 1".into(),
         });
@@ -919,7 +921,7 @@ async fn ingest_attempt(
             Some(writer) => writer
                 .flush()
                 .await
-                .map_err(|e| DeltaTaskError::delta(&loc, e))?,
+                .map_err(|e| MedallionError::delta(&loc, e))?,
             None => Vec::new(),
         };
         ctl.failpoint("ingest.after_write")?;
@@ -931,13 +933,13 @@ async fn ingest_attempt(
                 .schema
                 .as_ref()
                 .try_into_kernel()
-                .map_err(|e| DeltaTaskError::format("evolving the schema", e))?;
-            let snapshot = t.snapshot().map_err(|e| DeltaTaskError::delta(&loc, e))?;
+                .map_err(|e| MedallionError::format("evolving the schema", e))?;
+            let snapshot = t.snapshot().map_err(|e| MedallionError::delta(&loc, e))?;
             let metadata = snapshot
                 .metadata()
                 .clone()
                 .with_schema(&new_schema)
-                .map_err(|e| DeltaTaskError::format("evolving the schema", e))?;
+                .map_err(|e| MedallionError::format("evolving the schema", e))?;
             actions.push(Action::Metadata(metadata));
         }
         actions.extend(adds.into_iter().map(Action::Add));
@@ -1023,7 +1025,7 @@ async fn catch_up_quarantine(
         for name in &files {
             ctl.check_cancel()?;
             let path = landing.get(name).ok_or_else(|| {
-                DeltaTaskError::Data(format!(
+                MedallionError::Data(format!(
                     "cannot rebuild the quarantine rows of batch {b}: landing file `{name}` is gone"
                 ))
             })?;
@@ -1065,8 +1067,8 @@ impl Task for IngestTask {
         ctx: &TaskContext,
         params: IngestParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = ingest(&params, &WriteControl::from_context(ctx)).await?;
-        let url = table::table_url(&params.table)?;
+        let s = ingest(&params, &super::write_control(ctx)).await?;
+        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
         Ok(TaskOutput::new()
             .with("rows", s.rows)
             .with("files", s.files)
@@ -1086,7 +1088,7 @@ impl Task for IngestTask {
 
     /// Valid while the table is at the version the output names and no landing file is pending.
     async fn output_still_valid(&self, params: &IngestParams, output: &TaskOutput) -> bool {
-        if !crate::output_table_still_valid(&params.table, output).await {
+        if !super::output_table_still_valid(&params.table, output).await {
             return false;
         }
         matches!(pending_files(params).await, Ok(0))

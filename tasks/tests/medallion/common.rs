@@ -76,3 +76,17 @@ pub async fn version(location: &str) -> i64 {
         None => -1,
     }
 }
+
+/// Registers the medallion tasks (the types of this test suite).
+pub fn register_medallion(registry: &mut tweetflow_engine::Registry) {
+    use tweetflow_tasks::medallion::{aggregate, clean, ingest, maintenance, profile, replay};
+    registry
+        .register(replay::ReplayTask)
+        .register(ingest::IngestTask)
+        .register(clean::CleanTask)
+        .register(aggregate::AggregateTask)
+        .register(profile::ProfileTask)
+        .register(maintenance::OptimizeTask)
+        .register(maintenance::VacuumTask)
+        .register(maintenance::ResetTask);
+}

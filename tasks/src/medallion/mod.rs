@@ -1,0 +1,48 @@
+//! The medallion Delta Lake tasks, on the storage helpers of `tweetflow-delta`:
+//!
+//! ```text
+//!  Sentiment140 CSV ──replay──▶ landing/*.jsonl ──ingest──▶ bronze ──clean──▶ silver ──aggregate──▶ mentions
+//!                                                      │                │
+//!                                                      ▼                ▼
+//!                                              bronze_quarantine  silver_quarantine
+//! ```
+//!
+//! Tasks: [`replay::ReplayTask`], [`ingest::IngestTask`], [`clean::CleanTask`],
+//! [`aggregate::AggregateTask`], [`profile::ProfileTask`], [`maintenance::OptimizeTask`],
+//! [`maintenance::VacuumTask`], [`maintenance::ResetTask`]. The CLI calls [`replay::replay`], [`maintenance::optimize`],
+//! [`maintenance::vacuum`], [`maintenance::reset`], [`maintenance::show`] and
+//! [`bench::bench_medallion`].
+//!
+//! Exactly-once writes follow the pattern of [`tweetflow_delta::commit`]: the application
+//! transaction recorded in the target table's log says what was consumed, and it is checked
+//! again just before the commit that advances it.
+
+pub mod aggregate;
+pub mod bench;
+pub mod clean;
+pub mod error;
+pub mod ingest;
+pub mod maintenance;
+pub mod profile;
+pub mod replay;
+pub mod text;
+
+pub use error::{MedallionError, Result};
+
+use tweetflow_delta::{WriteControl, table};
+use tweetflow_engine::{TaskContext, TaskOutput};
+
+/// Failpoints and cancellation of a task attempt: the context's cancellation and the
+/// failpoint named by [`tweetflow_delta::FAILPOINT_ENV`].
+pub fn write_control(ctx: &TaskContext) -> WriteControl {
+    WriteControl::from_env(ctx.cancel.clone())
+}
+
+/// Whether the table named in a cached output still exists at the version the output names
+/// (its `table_version`).
+pub async fn output_table_still_valid(location: &str, output: &TaskOutput) -> bool {
+    match output.get("table_version").and_then(|v| v.as_i64()) {
+        Some(expected) => table::is_at_version(location, expected).await,
+        None => false,
+    }
+}
