@@ -175,6 +175,9 @@ pub enum RunsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Show only the newest N runs (0: all of them).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
     /// Ask the process executing a run to cancel it.
     Cancel {

@@ -14,9 +14,9 @@ use crate::exit;
 pub(crate) fn runs(runs_dir: &Path, command: RunsCommand) -> anyhow::Result<u8> {
     let store = tweetflow_engine::RunStore::new(runs_dir);
     match command {
-        RunsCommand::List { json } => {
+        RunsCommand::List { json, limit } => {
             let records: Vec<RunRecord> = store
-                .list()?
+                .list_newest(limit)?
                 .into_iter()
                 .filter_map(|r| r.map_err(|e| eprintln!("warning: {e}")).ok())
                 .collect();

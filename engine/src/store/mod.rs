@@ -129,6 +129,67 @@ impl RunStore {
         Ok(dirs.iter().map(|d| load_record(d)).collect())
     }
 
+    /// The newest `limit` runs (all of them if `limit` is 0), newest first. Only the names of
+    /// the run directories are listed and only the chosen runs' files are read, so the cost
+    /// does not grow with the size of the store beyond one directory listing.
+    pub fn list_newest(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<Result<RunRecord, EngineError>>, EngineError> {
+        let names = self.run_dir_names()?;
+        // Directories without a record (being created, or not runs) are skipped, so a few
+        // more names than asked for are taken first; all of them only if that is not enough.
+        let first = if limit == 0 {
+            None
+        } else {
+            Some(limit * 2 + 16)
+        };
+        let total = names.len();
+        let out = self.load_newest(names, first, limit);
+        if limit != 0 && out.len() < limit && total > limit * 2 + 16 {
+            return Ok(self.load_newest(self.run_dir_names()?, None, limit));
+        }
+        Ok(out)
+    }
+
+    fn load_newest(
+        &self,
+        mut names: Vec<String>,
+        first: Option<usize>,
+        limit: usize,
+    ) -> Vec<Result<RunRecord, EngineError>> {
+        if let Some(k) = first.filter(|&k| k < names.len()) {
+            names.select_nth_unstable_by(k, |a, b| b.cmp(a));
+            names.truncate(k);
+        }
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::new();
+        for name in names {
+            if limit != 0 && out.len() >= limit {
+                break;
+            }
+            let dir = self.run_dir(&name);
+            if dir.join("run.json").is_file() {
+                out.push(load_record(&dir));
+            }
+        }
+        out
+    }
+
+    /// Names of the run directories (entries not starting with a dot), in no order.
+    fn run_dir_names(&self) -> Result<Vec<String>, EngineError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(EngineError::io("list", &self.root)(e)),
+        };
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect())
+    }
+
     /// Marks run `run_id` of `pipeline` as active until the returned guard is dropped, so
     /// [`RunStore::active_runs`] (schedulers, overlap policies) can see it from any process.
     pub fn mark_active(&self, pipeline: &str, run_id: &str) -> Result<ActiveMarker, EngineError> {
