@@ -1,0 +1,355 @@
+//! `ingest`: landing JSON-lines files into the bronze Delta table, exactly once.
+//!
+//! Each landing file is a JSON-lines file of tweets `{"date", "user", "text", "sentiment"}`
+//! (strings). The task lists the landing folder (regular files, sorted by name; names starting
+//! with `.` or ending in `.tmp` are skipped), takes the files no earlier commit took, at most
+//! `max_files_per_batch` per commit, and streams them in bounded Arrow batches into Parquet.
+//!
+//! **Exactly once.** Every bronze commit records the application transaction
+//! (`tweetflow-ingest`, batch number) and, in `commitInfo.tweetflow`, the files it took and how
+//! many of their lines were quarantined. A run reads the recorded batch number and the files
+//! already taken, and just before committing checks again that the batch number has not
+//! moved. A crash before the commit leaves only unreferenced Parquet files (a later `vacuum`
+//! removes them); a crash after it is seen by the next run, which skips those files. The
+//! quarantine table is committed after bronze, one commit per batch, listing the batch number
+//! in `commitInfo.tweetflow.batches`; a commit is made only if that batch is not there yet
+//! (checked on the version the commit builds on). When a crash came between the two commits,
+//! the next run rebuilds the missing quarantine rows from the files the bronze commit lists
+//! (landed files are immutable).
+//!
+//! **Schema enforcement.** A line that is not UTF-8, not JSON, not an object, lacks a required
+//! field (or has it `null`), has a non-string required field, or a `sentiment` other than
+//! `positive`/`negative`/`neutral` (or, with `add_columns`, an unknown field whose name clashes
+//! with a bronze column) goes to the quarantine table with its raw text (lossy),
+//! raw bytes, file, line number and reason. Empty lines are skipped. Unknown fields follow
+//! `schema_evolution`.
+
+mod batch;
+mod history;
+mod params;
+mod parse;
+mod quarantine;
+mod writer;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path as FsPath, PathBuf};
+
+use deltalake::DeltaTable;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
+use deltalake::writer::DeltaWriter;
+use serde_json::json;
+use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
+
+use crate::medallion::error::{MedallionError, Result};
+use tweetflow_delta::WriteControl;
+use tweetflow_delta::commit::{Replans, append_op, commit_planned};
+use tweetflow_delta::table::{self, CommitRequest};
+
+pub use batch::assemble;
+use history::{Progress, read_progress};
+pub use params::{
+    IngestParams, IngestSummary, SchemaEvolution, bronze_schema, default_quarantine,
+    quarantine_schema,
+};
+use quarantine::{QuarantineLog, commit_quarantine};
+use writer::BatchWriter;
+
+/// Application id of ingest commits (bronze and its quarantine table).
+pub const APP_ID: &str = "tweetflow-ingest";
+/// The four landed fields, all required strings.
+pub const REQUIRED: [&str; 4] = ["date", "user", "text", "sentiment"];
+/// Bronze columns added by ingest.
+pub const META_COLUMNS: [&str; 4] = ["source_file", "line", "processing_time", RESCUED];
+/// The rescued-data column (`schema_evolution: rescue`).
+pub const RESCUED: &str = "_rescued_data";
+/// Accepted sentiment labels.
+pub const SENTIMENTS: [&str; 3] = ["negative", "neutral", "positive"];
+
+/// The landing files of `source`, sorted by name.
+pub fn list_landing(source: &str) -> Result<Vec<(String, PathBuf)>> {
+    let dir = FsPath::new(source);
+    if !dir.is_dir() {
+        return Err(MedallionError::MissingInput {
+            what: "landing folder",
+            location: source.to_string(),
+        });
+    }
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.ends_with(".tmp") {
+            continue;
+        }
+        let ft = entry
+            .file_type()
+            .map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
+        if ft.is_file() {
+            files.push((name, entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Runs `ingest` to completion: every pending landing file, batch by batch.
+///
+/// When another writer commits to the table while a batch is being written, the batch is
+/// dropped and planned again from the log (see [`Replans`]).
+pub async fn ingest(params: &IngestParams, ctl: &WriteControl) -> Result<IngestSummary> {
+    if params.max_files_per_batch == 0 {
+        return Err(MedallionError::Param {
+            param: "max_files_per_batch",
+            message: "must be at least 1".into(),
+        });
+    }
+    let mut summary = IngestSummary {
+        table_version: -1,
+        quarantine_version: -1,
+        ..Default::default()
+    };
+    let mut replans = Replans::new("ingest");
+    loop {
+        match ingest_attempt(params, ctl, &mut summary).await {
+            Err(err) if replans.again(&err) => continue,
+            Err(err) => return Err(err),
+            Ok(()) => return Ok(summary),
+        }
+    }
+}
+
+/// One pass of [`ingest`]; counts add up in `summary` across passes.
+async fn ingest_attempt(
+    params: &IngestParams,
+    ctl: &WriteControl,
+    summary: &mut IngestSummary,
+) -> Result<()> {
+    let loc = params.table.clone();
+    let qloc = params.quarantine_location();
+    // Fail early on a missing folder, before touching any table.
+    list_landing(&params.source)?;
+    let mut table = table::open_table(&loc).await?;
+
+    // What earlier runs committed, read once from the log; kept up to date in memory after
+    // each of this run's commits (the commit path re-checks the recorded batch number).
+    let mut progress = match table.as_ref() {
+        Some(t) => Some(read_progress(t, &loc).await?),
+        None => None,
+    };
+    // Catch up quarantine rows of committed batches whose quarantine commit is missing.
+    let mut qlog = QuarantineLog::new();
+    if let (Some(t), Some(p)) = (table.as_ref(), progress.as_ref()) {
+        catch_up_quarantine(params, t, p, &mut qlog, ctl).await?;
+    }
+    loop {
+        ctl.check_cancel()?;
+        let taken = progress.as_ref().map(|p| &p.files);
+        let pending: Vec<(String, PathBuf)> = list_landing(&params.source)?
+            .into_iter()
+            .filter(|(name, _)| taken.is_none_or(|t| !t.contains(name)))
+            .take(params.max_files_per_batch)
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let batch_no = progress.as_ref().map_or(0, |p| p.batch) + 1;
+        let t = match table.take() {
+            Some(t) => t,
+            None => {
+                table::open_or_create(
+                    &loc,
+                    &bronze_schema(params.schema_evolution)?,
+                    &[table::KEEP_LOG],
+                )
+                .await?
+            }
+        };
+        let mut t = t;
+        let schema = table::arrow_schema(&t, &loc)?;
+        let mut w = BatchWriter::new(params, loc.clone(), schema, true);
+        for (name, path) in &pending {
+            ctl.check_cancel()?;
+            w.read_file(&t, name, path).await?;
+        }
+        w.flush_bronze(&t).await?;
+        w.flush_quarantine().await?;
+        let adds = match w.writer.as_mut() {
+            Some(writer) => writer
+                .flush()
+                .await
+                .map_err(|e| MedallionError::delta(&loc, e))?,
+            None => Vec::new(),
+        };
+        ctl.failpoint("ingest.after_write")?;
+
+        let mut actions: Vec<Action> = Vec::new();
+        if w.evolved {
+            table::refresh(&mut t, &loc).await?;
+            let new_schema: StructType = w
+                .schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| MedallionError::format("evolving the schema", e))?;
+            let snapshot = t.snapshot().map_err(|e| MedallionError::delta(&loc, e))?;
+            let metadata = snapshot
+                .metadata()
+                .clone()
+                .with_schema(&new_schema)
+                .map_err(|e| MedallionError::format("evolving the schema", e))?;
+            actions.push(Action::Metadata(metadata));
+        }
+        actions.extend(adds.into_iter().map(Action::Add));
+        let files: Vec<String> = pending.iter().map(|(n, _)| n.clone()).collect();
+        // Exactly-once check, in the commit path: the recorded batch must not have moved.
+        let planned_after = (batch_no > 1).then_some(batch_no - 1);
+        let version = commit_planned(
+            &mut t,
+            &loc,
+            planned_after,
+            CommitRequest {
+                actions,
+                operation: append_op(),
+                txn: Some(Transaction::new(APP_ID, batch_no)),
+                info: json!({
+                    "app": APP_ID, "kind": "ingest", "batch": batch_no, "files": files,
+                    "rows": w.rows, "quarantined": w.quarantined,
+                }),
+            },
+        )
+        .await?;
+        ctl.failpoint("ingest.after_commit")?;
+        let rows = w.rows;
+        let quarantined = w.quarantined;
+        let q = w.q_writer.take();
+        if let Some(qv) = commit_quarantine(params, q, batch_no, &files, &mut qlog).await? {
+            summary.quarantine_version = qv;
+        }
+        ctl.failpoint("ingest.after_quarantine_commit")?;
+        summary.rows += rows;
+        summary.quarantined += quarantined;
+        summary.files += files.len() as u64;
+        summary.batches += 1;
+        summary.table_version = version;
+        let p = progress.get_or_insert_with(|| Progress {
+            batch: 0,
+            files: BTreeSet::new(),
+            batches: BTreeMap::new(),
+        });
+        p.batch = batch_no;
+        p.files.extend(files.iter().cloned());
+        p.batches.insert(batch_no, (files.clone(), quarantined));
+        tracing::info!(table = %loc, batch = batch_no, files = files.len(), rows, quarantined, version, "ingest batch committed");
+        table = Some(t);
+    }
+    if let Some(t) = table.as_ref() {
+        summary.table_version = table::version(t);
+    }
+    if summary.quarantine_version < 0
+        && let Some(qt) = table::open_table(&qloc).await?
+    {
+        summary.quarantine_version = table::version(&qt);
+    }
+    Ok(())
+}
+
+/// Rebuilds the quarantine rows of committed bronze batches whose quarantine commit is missing
+/// (a crash between the two commits), one quarantine commit per batch.
+async fn catch_up_quarantine(
+    params: &IngestParams,
+    bronze: &DeltaTable,
+    progress: &Progress,
+    qlog: &mut QuarantineLog,
+    ctl: &WriteControl,
+) -> Result<()> {
+    let qloc = params.quarantine_location();
+    if let Some(qt) = table::open_table(&qloc).await? {
+        qlog.update(&qt, &qloc).await?;
+    }
+    let missing: Vec<(i64, Vec<String>)> = progress
+        .batches
+        .iter()
+        .filter(|(b, (_, q))| *q > 0 && !qlog.done.contains(b))
+        .map(|(b, (files, _))| (*b, files.clone()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let landing: HashMap<String, PathBuf> = list_landing(&params.source)?.into_iter().collect();
+    for (b, files) in missing {
+        let schema = table::arrow_schema(bronze, &params.table)?;
+        let mut w = BatchWriter::new(params, params.table.clone(), schema, false);
+        for name in &files {
+            ctl.check_cancel()?;
+            let path = landing.get(name).ok_or_else(|| {
+                MedallionError::Data(format!(
+                    "cannot rebuild the quarantine rows of batch {b}: landing file `{name}` is gone"
+                ))
+            })?;
+            w.read_file(bronze, name, path).await?;
+        }
+        w.flush_quarantine().await?;
+        let q = w.q_writer.take();
+        commit_quarantine(params, q, b, &files, qlog).await?;
+        tracing::info!(quarantine = %qloc, batch = b, "quarantine rows of a committed batch rebuilt");
+    }
+    Ok(())
+}
+
+/// How many landing files no bronze commit has taken yet.
+pub async fn pending_files(params: &IngestParams) -> Result<usize> {
+    let landing = list_landing(&params.source)?;
+    let Some(t) = table::open_table(&params.table).await? else {
+        return Ok(landing.len());
+    };
+    let progress = read_progress(&t, &params.table).await?;
+    Ok(landing
+        .iter()
+        .filter(|(name, _)| !progress.files.contains(name))
+        .count())
+}
+
+/// The `ingest` task.
+pub struct IngestTask;
+
+impl Task for IngestTask {
+    type Params = IngestParams;
+    const TYPE: &'static str = "ingest";
+    const VERSION: &'static str = "1";
+    const DESCRIPTION: &'static str =
+        "Ingest landing JSON-lines files into a bronze Delta table, exactly once, with quarantine";
+
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        params: IngestParams,
+    ) -> std::result::Result<TaskOutput, TaskError> {
+        let s = ingest(&params, &super::write_control(ctx)).await?;
+        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
+        Ok(TaskOutput::new()
+            .with("rows", s.rows)
+            .with("files", s.files)
+            .with("quarantined", s.quarantined)
+            .with("batches", s.batches)
+            .with("table", params.table.clone())
+            .with("table_version", s.table_version)
+            .with("quarantine", params.quarantine_location())
+            .with("quarantine_version", s.quarantine_version)
+            .with_fingerprint(format!("{url}@{}", s.table_version)))
+    }
+
+    /// The landing folder: new files there are new input.
+    fn watch_paths(&self, params: &IngestParams) -> Vec<PathBuf> {
+        vec![PathBuf::from(&params.source)]
+    }
+
+    /// Valid while the table is at the version the output names and no landing file is pending.
+    async fn output_still_valid(&self, params: &IngestParams, output: &TaskOutput) -> bool {
+        if !super::output_table_still_valid(&params.table, output).await {
+            return false;
+        }
+        matches!(pending_files(params).await, Ok(0))
+    }
+}

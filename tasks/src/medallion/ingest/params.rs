@@ -1,0 +1,119 @@
+//! Ingest parameters, the summary of a run, and the bronze and quarantine schemas.
+
+use deltalake::kernel::{DataType, StructType};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use tweetflow_delta::table;
+
+use super::RESCUED;
+
+/// What to do with fields a landed object has besides the four required ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaEvolution {
+    /// Keep them as a JSON object text in the `_rescued_data` column.
+    #[default]
+    Rescue,
+    /// Add them as new string columns (schema merge; non-string values as JSON text).
+    AddColumns,
+    /// Fail the task (non-retryable), naming the file, line and field.
+    Fail,
+    /// Drop them.
+    Ignore,
+}
+
+pub(super) fn default_max_files() -> usize {
+    1000
+}
+
+/// Params of `ingest`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestParams {
+    /// Landing folder of JSON-lines files (local path). Missing folder = error; empty = no-op.
+    pub source: String,
+    /// Bronze Delta table location (path or URL).
+    pub table: String,
+    /// Quarantine Delta table location; default: the table location + `_quarantine`.
+    #[serde(default)]
+    pub quarantine: Option<String>,
+    /// At most this many landing files per Delta commit (default 1000).
+    #[serde(default = "default_max_files")]
+    #[schemars(range(min = 1))]
+    pub max_files_per_batch: usize,
+    /// Unknown fields: `rescue` (default), `add_columns`, `fail` or `ignore`.
+    #[serde(default)]
+    pub schema_evolution: SchemaEvolution,
+}
+
+impl IngestParams {
+    /// Params with defaults for `source` and `table`.
+    pub fn new(source: impl Into<String>, table: impl Into<String>) -> Self {
+        IngestParams {
+            source: source.into(),
+            table: table.into(),
+            quarantine: None,
+            max_files_per_batch: default_max_files(),
+            schema_evolution: SchemaEvolution::default(),
+        }
+    }
+
+    /// The quarantine table location.
+    pub fn quarantine_location(&self) -> String {
+        self.quarantine
+            .clone()
+            .unwrap_or_else(|| default_quarantine(&self.table))
+    }
+}
+
+/// `TABLE` + `_quarantine` (keeping a trailing slash out of the way).
+pub fn default_quarantine(table: &str) -> String {
+    format!("{}_quarantine", table.trim_end_matches('/'))
+}
+
+/// What an ingest run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IngestSummary {
+    /// Rows committed to bronze by this run.
+    pub rows: u64,
+    /// Landing files committed by this run.
+    pub files: u64,
+    /// Lines quarantined by this run.
+    pub quarantined: u64,
+    /// Bronze commits made by this run.
+    pub batches: u64,
+    /// Bronze table version after the run (-1: no table, nothing ever landed).
+    pub table_version: i64,
+    /// Quarantine table version (-1: none).
+    pub quarantine_version: i64,
+}
+
+/// The bronze schema before any evolution.
+pub fn bronze_schema(mode: SchemaEvolution) -> tweetflow_delta::Result<StructType> {
+    let mut fields = vec![
+        ("date", DataType::STRING),
+        ("user", DataType::STRING),
+        ("text", DataType::STRING),
+        ("sentiment", DataType::STRING),
+        ("source_file", DataType::STRING),
+        ("line", DataType::LONG),
+        ("processing_time", DataType::TIMESTAMP),
+    ];
+    if mode == SchemaEvolution::Rescue {
+        fields.push((RESCUED, DataType::STRING));
+    }
+    table::schema_of(&fields)
+}
+
+/// The ingest quarantine schema.
+pub fn quarantine_schema() -> tweetflow_delta::Result<StructType> {
+    table::schema_of(&[
+        ("raw_line", DataType::STRING),
+        ("raw_bytes", DataType::BINARY),
+        ("source_file", DataType::STRING),
+        ("line", DataType::LONG),
+        ("reason", DataType::STRING),
+        ("processing_time", DataType::TIMESTAMP),
+    ])
+}
