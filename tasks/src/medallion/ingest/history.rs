@@ -11,14 +11,14 @@ use tweetflow_delta::table;
 use super::APP_ID;
 
 /// What the bronze log says about earlier ingest batches.
-pub(super) struct Progress {
+pub(super) struct BronzeHistory {
     pub(super) batch: i64,
     pub(super) files: BTreeSet<String>,
     /// batch number -> (files, quarantined lines)
     pub(super) batches: BTreeMap<i64, (Vec<String>, u64)>,
 }
 
-pub(super) async fn read_progress(table: &DeltaTable, location: &str) -> Result<Progress> {
+pub(super) async fn read_history(table: &DeltaTable, location: &str) -> Result<BronzeHistory> {
     let batch = table::app_version(table, location, APP_ID)
         .await?
         .unwrap_or(0);
@@ -44,7 +44,7 @@ pub(super) async fn read_progress(table: &DeltaTable, location: &str) -> Result<
         files.extend(list.iter().cloned());
         batches.insert(b, (list, q));
     }
-    Ok(Progress {
+    Ok(BronzeHistory {
         batch,
         files,
         batches,

@@ -47,7 +47,7 @@ use tweetflow_delta::commit::{Replans, append_op, commit_planned};
 use tweetflow_delta::table::{self, CommitRequest};
 
 pub use batch::assemble;
-use history::{Progress, read_progress};
+use history::{BronzeHistory, read_history};
 pub use params::{
     IngestParams, IngestSummary, SchemaEvolution, bronze_schema, default_quarantine,
     quarantine_schema,
@@ -135,18 +135,18 @@ async fn ingest_attempt(
 
     // What earlier runs committed, read once from the log; kept up to date in memory after
     // each of this run's commits (the commit path re-checks the recorded batch number).
-    let mut progress = match table.as_ref() {
-        Some(t) => Some(read_progress(t, &loc).await?),
+    let mut history = match table.as_ref() {
+        Some(t) => Some(read_history(t, &loc).await?),
         None => None,
     };
     // Catch up quarantine rows of committed batches whose quarantine commit is missing.
     let mut qlog = QuarantineLog::new();
-    if let (Some(t), Some(p)) = (table.as_ref(), progress.as_ref()) {
+    if let (Some(t), Some(p)) = (table.as_ref(), history.as_ref()) {
         catch_up_quarantine(params, t, p, &mut qlog, ctl).await?;
     }
     loop {
         ctl.check_cancel()?;
-        let taken = progress.as_ref().map(|p| &p.files);
+        let taken = history.as_ref().map(|p| &p.files);
         let pending: Vec<(String, PathBuf)> = list_landing(&params.source)?
             .into_iter()
             .filter(|(name, _)| taken.is_none_or(|t| !t.contains(name)))
@@ -155,7 +155,7 @@ async fn ingest_attempt(
         if pending.is_empty() {
             break;
         }
-        let batch_no = progress.as_ref().map_or(0, |p| p.batch) + 1;
+        let batch_no = history.as_ref().map_or(0, |p| p.batch) + 1;
         let t = match table.take() {
             Some(t) => t,
             None => {
@@ -233,7 +233,7 @@ async fn ingest_attempt(
         summary.files += files.len() as u64;
         summary.batches += 1;
         summary.table_version = version;
-        let p = progress.get_or_insert_with(|| Progress {
+        let p = history.get_or_insert_with(|| BronzeHistory {
             batch: 0,
             files: BTreeSet::new(),
             batches: BTreeMap::new(),
@@ -260,7 +260,7 @@ async fn ingest_attempt(
 async fn catch_up_quarantine(
     params: &IngestParams,
     bronze: &DeltaTable,
-    progress: &Progress,
+    history: &BronzeHistory,
     qlog: &mut QuarantineLog,
     ctl: &WriteControl,
 ) -> Result<()> {
@@ -268,7 +268,7 @@ async fn catch_up_quarantine(
     if let Some(qt) = table::open_table(&qloc).await? {
         qlog.update(&qt, &qloc).await?;
     }
-    let missing: Vec<(i64, Vec<String>)> = progress
+    let missing: Vec<(i64, Vec<String>)> = history
         .batches
         .iter()
         .filter(|(b, (_, q))| *q > 0 && !qlog.done.contains(b))
@@ -304,10 +304,10 @@ pub async fn pending_files(params: &IngestParams) -> Result<usize> {
     let Some(t) = table::open_table(&params.table).await? else {
         return Ok(landing.len());
     };
-    let progress = read_progress(&t, &params.table).await?;
+    let history = read_history(&t, &params.table).await?;
     Ok(landing
         .iter()
-        .filter(|(name, _)| !progress.files.contains(name))
+        .filter(|(name, _)| !history.files.contains(name))
         .count())
 }
 
