@@ -9,7 +9,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TWEETFLOW := $(TARGET_DIR)/release/tweetflow
 export TWEETFLOW_VENV := $(abspath $(VENV))
 
-.PHONY: demo test setup venv build build-release test-rust test-python lint bench stop clean
+.PHONY: demo test setup venv browser build build-release test-rust test-python lint bench stop clean
 
 ## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
 ## register the sentiment model (cached after the first time), then run the main pipeline on
@@ -24,10 +24,14 @@ demo: setup build-release
 ## test: set up, then run every test (Rust workspace and Python)
 test: setup test-rust test-python
 
-setup: venv
+setup: venv browser
 
 venv:
 	@scripts/setup-venv.sh
+
+## browser: Debian's chromium and chromium-driver for the UI's browser test
+browser:
+	@scripts/setup-browser.sh
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -36,7 +40,7 @@ build-release:
 	$(CARGO) build --release --bin tweetflow
 
 test-rust:
-	$(CARGO) test --workspace
+	TWEETFLOW_REQUIRE_BROWSER=1 $(CARGO) test --workspace
 
 test-python: venv
 	$(PYTHON) -m pytest python/tests -q
