@@ -106,7 +106,12 @@ async fn screenshot(c: &Client, name: &str) {
 }
 
 async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
-    c.find(Locator::Css(css)).await.ok()?.attr(name).await.ok()?
+    c.find(Locator::Css(css))
+        .await
+        .ok()?
+        .attr(name)
+        .await
+        .ok()?
 }
 
 /// Waits until the element `css` has attribute `name` equal to `want`, reloading the page
@@ -137,7 +142,10 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 async fn what_a_person_sees_in_the_browser() {
     if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
         let required = std::env::var("TWEETFLOW_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-        assert!(!required, "chromium and chromedriver are missing: run scripts/setup-browser.sh");
+        assert!(
+            !required,
+            "chromium and chromedriver are missing: run scripts/setup-browser.sh"
+        );
         eprintln!("skipped: no {CHROMIUM} or {CHROMEDRIVER} (run scripts/setup-browser.sh)");
         return;
     }
@@ -155,10 +163,25 @@ async fn what_a_person_sees_in_the_browser() {
 async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), String> {
     // Without the token an action is refused, and nothing starts.
     c.goto(&ui.url("/pipelines/quick")).await.unwrap();
-    c.find(Locator::Css("#start-run")).await.unwrap().click().await.unwrap();
-    let heading = c.wait().for_element(Locator::Css("#message h1")).await.unwrap();
+    c.find(Locator::Css("#start-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let heading = c
+        .wait()
+        .for_element(Locator::Css("#message h1"))
+        .await
+        .unwrap();
     assert_eq!(heading.text().await.unwrap(), "Refused");
-    let said = c.find(Locator::Css(".message-text")).await.unwrap().text().await.unwrap();
+    let said = c
+        .find(Locator::Css(".message-text"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(said.contains("needs the token"), "{said}");
     screenshot(c, "action-refused").await;
     assert_eq!(blocking(|| ui.json("/runs"))["total"], 2);
@@ -175,8 +198,14 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
         .text()
         .await
         .unwrap();
-    assert!(broken.contains("broken.yaml:4:11: task `a`: unknown task type `nope`"), "{broken}");
-    let dots = c.find_all(Locator::Css("tr[data-pipeline=quick] .dot")).await.unwrap();
+    assert!(
+        broken.contains("broken.yaml:4:11: task `a`: unknown task type `nope`"),
+        "{broken}"
+    );
+    let dots = c
+        .find_all(Locator::Css("tr[data-pipeline=quick] .dot"))
+        .await
+        .unwrap();
     assert_eq!(dots.len(), 1);
     screenshot(c, "pipelines").await;
 
@@ -188,7 +217,14 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
         tasks.insert(node.attr("data-task").await.unwrap().unwrap());
     }
     let expected: BTreeSet<String> = [
-        "replay", "ingest", "clean", "infer", "aggregate", "profile", "log_metrics", "report",
+        "replay",
+        "ingest",
+        "clean",
+        "infer",
+        "aggregate",
+        "profile",
+        "log_metrics",
+        "report",
     ]
     .map(String::from)
     .into();
@@ -202,7 +238,12 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
         ));
     }
     assert_eq!(edges.len(), 9);
-    for e in ["replay->ingest", "clean->profile", "log_metrics->report", "aggregate->report"] {
+    for e in [
+        "replay->ingest",
+        "clean->profile",
+        "log_metrics->report",
+        "aggregate->report",
+    ] {
         assert!(edges.contains(e), "{e} missing from {edges:?}");
     }
     // Every edge goes left to right, from its source's box to its target's box.
@@ -217,13 +258,18 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
         )
         .await
         .unwrap();
-    assert!(geometry.as_array().unwrap().iter().all(|v| v == true), "{geometry}");
+    assert!(
+        geometry.as_array().unwrap().iter().all(|v| v == true),
+        "{geometry}"
+    );
     screenshot(c, "pipeline-dag").await;
 
     // A failed run: the Gantt bars are the record's attempts, at their times; the error and
     // the log are shown.
     let run = blocking(|| ui.json(&format!("/runs/{failed_id}")));
-    c.goto(&ui.url(&format!("/runs/{failed_id}"))).await.unwrap();
+    c.goto(&ui.url(&format!("/runs/{failed_id}")))
+        .await
+        .unwrap();
     let span = run["gantt"]["span_ms"].as_f64().unwrap();
     let drawn = c
         .execute(
@@ -242,7 +288,8 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
         .await
         .unwrap();
     let record = &run["record"];
-    let created = chrono::DateTime::parse_from_rfc3339(record["created_at"].as_str().unwrap()).unwrap();
+    let created =
+        chrono::DateTime::parse_from_rfc3339(record["created_at"].as_str().unwrap()).unwrap();
     let ms = |v: &Value| {
         (chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap() - created)
             .num_milliseconds() as f64
@@ -267,7 +314,10 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
             assert!((left - want).abs() < 1.0, "{row}: left {left} vs {want}");
             let width = bar["width"].as_f64().unwrap();
             let want = (ms(&attempt["ended_at"]) - ms(&attempt["started_at"])) * 100.0 / span;
-            assert!((width - want.max(0.6)).abs() < 1.0, "{row}: width {width} vs {want}");
+            assert!(
+                (width - want.max(0.6)).abs() < 1.0,
+                "{row}: width {width} vs {want}"
+            );
         }
     }
     assert_eq!(rows[1]["bars"][0]["kind"], "retried");
@@ -281,7 +331,13 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
         .await
         .unwrap();
     assert!(error.contains("the disk is on fire"), "{error}");
-    let log = c.find(Locator::Css("#log")).await.unwrap().text().await.unwrap();
+    let log = c
+        .find(Locator::Css("#log"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(log.contains("fails#"), "{log}");
     assert!(log.contains("run finished"), "{log}");
     assert!(c.find(Locator::Css("#resume-run")).await.is_ok());
@@ -292,27 +348,77 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
     let n = c.find(Locator::Css("input[name='param.n']")).await.unwrap();
     n.clear().await.unwrap();
     n.send_keys("7").await.unwrap();
-    c.find(Locator::Css("#start-run")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#start-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let page = c.wait().for_element(Locator::Css("#run")).await.unwrap();
     let id = page.attr("data-run").await.unwrap().unwrap();
     wait_attr(c, "#run", "data-status", "succeeded", true).await;
-    let params = c.find(Locator::Css("#params")).await.unwrap().text().await.unwrap();
+    let params = c
+        .find(Locator::Css("#params"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(params.contains("n 7"), "{params}");
     c.goto(&ui.url("/runs")).await.unwrap();
-    wait_attr(c, &format!("tr.run[data-run='{id}']"), "data-status", "succeeded", true).await;
+    wait_attr(
+        c,
+        &format!("tr.run[data-run='{id}']"),
+        "data-status",
+        "succeeded",
+        true,
+    )
+    .await;
     screenshot(c, "runs").await;
 
     // Cancel a running run from its page.
     c.goto(&ui.url("/pipelines/slow")).await.unwrap();
-    c.find(Locator::Css("#start-run")).await.unwrap().click().await.unwrap();
-    c.wait().for_element(Locator::Css("#cancel-run")).await.unwrap();
-    wait_attr(c, "#gantt .gantt-row[data-task=sleep]", "data-status", "running", true).await;
-    let following = c.find(Locator::Css("#log-state")).await.unwrap().text().await.unwrap();
+    c.find(Locator::Css("#start-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#cancel-run"))
+        .await
+        .unwrap();
+    wait_attr(
+        c,
+        "#gantt .gantt-row[data-task=sleep]",
+        "data-status",
+        "running",
+        true,
+    )
+    .await;
+    let following = c
+        .find(Locator::Css("#log-state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(following, "following the log…");
     screenshot(c, "run-running").await;
-    c.find(Locator::Css("#cancel-run")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#cancel-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_attr(c, "#run", "data-status", "cancelled", false).await;
-    let status = c.find(Locator::Css("#run-status")).await.unwrap().text().await.unwrap();
+    let status = c
+        .find(Locator::Css("#run-status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(status, "cancelled");
     let sleep_row = attr(c, ".gantt-row[data-task=sleep]", "data-status").await;
     assert_eq!(sleep_row.as_deref(), Some("cancelled"));

@@ -15,6 +15,7 @@ pub mod context;
 pub mod fixtures;
 pub mod mlflow_server;
 pub mod rows;
+pub mod tables;
 
 pub use context::TaskContextBuilder;
 pub use fixtures::{repo_root, test_csv, tiny_model, tiny_model_int8, venv};

@@ -1,0 +1,69 @@
+//! Delta tables read back as sorted display strings, for comparing task results.
+
+use std::path::Path;
+
+use deltalake::arrow::util::display::array_value_to_string;
+use futures::StreamExt;
+use tweetflow_delta::table;
+
+/// A path inside `dir` as a string.
+pub fn p(dir: &Path, name: &str) -> String {
+    dir.join(name).display().to_string()
+}
+
+/// All rows of a table as display strings, with the column names; rows sorted.
+pub async fn rows(location: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let t = table::open_table(location)
+        .await
+        .expect("open")
+        .expect("table exists");
+    let schema = table::arrow_schema(&t, location).expect("schema");
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut out = Vec::new();
+    for (path, _, _) in table::active_files(&t, location).expect("files") {
+        let mut stream = table::read_file(&t, &path, &[]).await.expect("read");
+        while let Some(batch) = stream.next().await {
+            let batch = batch.expect("batch");
+            for i in 0..batch.num_rows() {
+                let row = names
+                    .iter()
+                    .map(|n| match batch.column_by_name(n) {
+                        Some(c) => array_value_to_string(c, i).expect("display"),
+                        None => String::new(),
+                    })
+                    .collect();
+                out.push(row);
+            }
+        }
+    }
+    out.sort();
+    (names, out)
+}
+
+/// Rows projected on `columns`, sorted.
+pub async fn rows_of(location: &str, columns: &[&str]) -> Vec<Vec<String>> {
+    let (names, rows) = rows(location).await;
+    let idx: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            names
+                .iter()
+                .position(|n| n == c)
+                .unwrap_or_else(|| panic!("no column {c}"))
+        })
+        .collect();
+    let mut out: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| idx.iter().map(|i| r[*i].clone()).collect())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The version of the table at `location` (-1 when none).
+pub async fn version(location: &str) -> i64 {
+    match table::open_table(location).await.expect("open") {
+        Some(t) => table::version(&t),
+        None => -1,
+    }
+}
