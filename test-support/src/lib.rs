@@ -14,6 +14,7 @@
 
 pub mod context;
 pub mod fixtures;
+pub mod medallion;
 pub mod mlflow_server;
 pub mod rows;
 pub mod s3_server;
