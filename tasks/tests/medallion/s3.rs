@@ -218,11 +218,39 @@ async fn two_ingest_processes_on_one_s3_prefix_take_each_object_once() {
     assert_unique_rows(&bronze, &[0, 1], "bronze on S3");
     assert_eq!(quarantine.len(), 2);
     assert_unique_rows(&quarantine, &[0, 1], "bronze quarantine on S3");
-    // No lost commit: every batch either process reported is a table version.
+    // No lost commit: the commits after the creation are batches 1, 2, ... in order, and
+    // every object is listed by exactly one of them.
+    let infos = storage::scoped(options(), async {
+        let t = tweetflow_delta::table::open_table(&ip.table)
+            .await
+            .unwrap()
+            .unwrap();
+        tweetflow_delta::table::history_infos(&t, &ip.table)
+            .await
+            .unwrap()
+    })
+    .await;
+    let numbers: Vec<i64> = infos
+        .iter()
+        .map(|(_, i)| i["batch"].as_i64().unwrap())
+        .collect();
     assert_eq!(
-        v, batches as i64,
-        "versions 0..={v} are the {batches} batches"
+        numbers,
+        (1..=v).collect::<Vec<_>>(),
+        "batches of versions 1..={v}"
     );
+    assert!(
+        batches as i64 <= v,
+        "{batches} batches reported, {v} committed"
+    );
+    let mut listed: Vec<String> = infos
+        .iter()
+        .flat_map(|(_, i)| i["files"].as_array().unwrap().clone())
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let distinct: BTreeSet<&String> = listed.iter().collect();
+    assert_eq!((listed.len(), distinct.len()), (11, 11), "{listed:?}");
     let files_in_bronze: BTreeSet<&String> = bronze.iter().map(|r| &r[0]).collect();
     assert_eq!(files_in_bronze.len(), 11);
 }
