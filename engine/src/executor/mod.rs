@@ -16,6 +16,8 @@
 //! run observers.
 
 mod attempt;
+
+pub use attempt::OUTCOME_TARGET;
 mod queue;
 
 use std::collections::{BTreeMap, HashSet};
@@ -29,6 +31,7 @@ use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::cache::Cache;
 use crate::error::EngineError;
+use crate::listener::RunListener;
 use crate::logging;
 use crate::observer::{RunObserver, pending_tag};
 use crate::registry::Registry;
@@ -77,6 +80,7 @@ pub struct Engine {
     store: RunStore,
     cache: Cache,
     observers: Vec<Arc<dyn RunObserver>>,
+    listeners: Vec<Arc<dyn RunListener>>,
 }
 
 impl Engine {
@@ -89,7 +93,14 @@ impl Engine {
             store,
             cache,
             observers: Vec::new(),
+            listeners: Vec::new(),
         }
+    }
+
+    /// Adds a listener told about every recorded event of every run.
+    pub fn with_listener(mut self, listener: Arc<dyn RunListener>) -> Self {
+        self.listeners.push(listener);
+        self
     }
 
     /// Adds an observer told about every run it wants.
@@ -205,6 +216,7 @@ impl Engine {
             run_id,
             run_dir,
             run_span: run_span.clone(),
+            listeners: self.listeners.clone(),
         });
         let observers: Vec<Arc<dyn RunObserver>> = self
             .observers
@@ -273,6 +285,7 @@ struct Shared {
     run_id: String,
     run_dir: PathBuf,
     run_span: Span,
+    listeners: Vec<Arc<dyn RunListener>>,
 }
 
 impl Shared {
@@ -282,6 +295,9 @@ impl Shared {
 
     /// Records an event; a run-store failure is kept and reported at the end of the run.
     fn record(&self, event: Event) {
+        for listener in &self.listeners {
+            listener.event(&self.run_id, &event);
+        }
         if let Err(e) = self.lock_handle().append(event) {
             warn!(error = %e, "cannot write the run store");
             self.store_error
