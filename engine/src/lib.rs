@@ -26,6 +26,7 @@ pub mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod error;
+pub mod exec;
 pub mod executor;
 pub mod graph;
 pub mod interpolate;
@@ -48,6 +49,7 @@ pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use error::EngineError;
+pub use exec::Executor;
 pub use executor::{Engine, RunOptions};
 pub use listener::RunListener;
 pub use loader::{LoadOptions, load_file, load_str};

@@ -16,9 +16,11 @@
 //! run observers.
 
 mod attempt;
+mod queue;
+mod remote;
+mod shards;
 
 pub use attempt::OUTCOME_TARGET;
-mod queue;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -81,6 +83,7 @@ pub struct Engine {
     cache: Cache,
     observers: Vec<Arc<dyn RunObserver>>,
     listeners: Vec<Arc<dyn RunListener>>,
+    exec_command: Option<Vec<String>>,
 }
 
 impl Engine {
@@ -94,12 +97,21 @@ impl Engine {
             cache,
             observers: Vec::new(),
             listeners: Vec::new(),
+            exec_command: None,
         }
     }
 
     /// Adds a listener told about every recorded event of every run.
     pub fn with_listener(mut self, listener: Arc<dyn RunListener>) -> Self {
         self.listeners.push(listener);
+        self
+    }
+
+    /// The command line of `tweetflow task exec` (program and leading arguments), for shards
+    /// of `local` tasks (one child process each) and for executors. Without it, the shards of
+    /// a `local` task run in the engine's process.
+    pub fn with_exec_command(mut self, command: Vec<String>) -> Self {
+        self.exec_command = Some(command);
         self
     }
 
@@ -217,6 +229,7 @@ impl Engine {
             run_dir,
             run_span: run_span.clone(),
             listeners: self.listeners.clone(),
+            exec_command: self.exec_command.clone(),
         });
         let observers: Vec<Arc<dyn RunObserver>> = self
             .observers
@@ -286,6 +299,7 @@ struct Shared {
     run_dir: PathBuf,
     run_span: Span,
     listeners: Vec<Arc<dyn RunListener>>,
+    exec_command: Option<Vec<String>>,
 }
 
 impl Shared {
