@@ -607,3 +607,66 @@ fn runs_list_shows_recorded_runs() {
         "{out}"
     );
 }
+
+#[test]
+fn runs_prune_applies_the_policy_and_reports_what_it_removed() {
+    let sb = Sandbox::new();
+    sb.write(
+        "kept.yaml",
+        "name: kept\nretention: { keep_last: 2 }\ntasks:\n  a: { type: noop }\n",
+    );
+    sb.write("other.yaml", "name: other\ntasks:\n  a: { type: noop }\n");
+    let mut kept_ids = Vec::new();
+    for _ in 0..4 {
+        let (code, rec) = sb.run_json(&["kept.yaml"]);
+        assert_eq!(code, 0);
+        kept_ids.push(rec["run_id"].as_str().unwrap().to_string());
+    }
+    for _ in 0..3 {
+        assert_eq!(sb.run_json(&["other.yaml"]).0, 0);
+    }
+    let before = sb.run_ids();
+    let dry = sb.run(&["runs", "prune", "--dry-run"]);
+    let text = String::from_utf8(dry.stdout).unwrap();
+    assert!(dry.status.success(), "{text}");
+    for old in &kept_ids[..2] {
+        assert!(text.contains(&format!("would remove run {old}")), "{text}");
+    }
+    assert!(text.contains("would remove 2 runs"), "{text}");
+    assert_eq!(sb.run_ids(), before, "a dry run removes nothing");
+
+    let out = sb.run(&["runs", "prune"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("removed 2 runs") && text.contains("freed"),
+        "{text}"
+    );
+    let after = sb.run_ids();
+    assert_eq!(after.len(), 5, "{after:?}");
+    assert!(kept_ids[2..].iter().all(|id| after.contains(id)));
+
+    // A default from the environment applies to pipelines without `retention:`.
+    let out = sb
+        .cmd(&["runs", "prune", "--pipeline", "other", "--json"])
+        .env("TWEETFLOW_RETENTION_KEEP_LAST", "1")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 2, "{report}");
+    assert!(
+        report["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["pipeline"] == "other")
+    );
+    assert_eq!(sb.run_ids().len(), 3);
+
+    let bad = sb
+        .cmd(&["runs", "prune"])
+        .env("TWEETFLOW_RETENTION_MAX_AGE", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("TWEETFLOW_RETENTION_MAX_AGE"));
+}

@@ -393,6 +393,8 @@ impl RunStore {
         let lock = match take_lock(&dir, &seen.run_id) {
             Ok(lock) => lock,
             Err(EngineError::Locked { .. }) => return Ok(false),
+            // Removed by another prune meanwhile.
+            Err(EngineError::Io { .. }) if !dir.exists() => return Ok(false),
             Err(e) => return Err(e),
         };
         match load_record(&dir) {
@@ -404,8 +406,13 @@ impl RunStore {
         let target = trash.join(&seen.run_id);
         fs::rename(&dir, &target).map_err(EngineError::io("move to the trash", &dir))?;
         drop(lock);
-        fs::remove_dir_all(&target).map_err(EngineError::io("remove", &target))?;
-        Ok(true)
+        match fs::remove_dir_all(&target) {
+            // Another prune emptying the trash may have taken part of it.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(EngineError::io("remove", &target)(e))
+            }
+            _ => Ok(true),
+        }
     }
 
     /// Finishes removals cut short.
