@@ -354,7 +354,11 @@ fn the_policy_comes_from_the_caller_the_newest_plan_or_the_default() {
 #[test]
 fn the_default_policy_is_read_from_the_environment() {
     use tweetflow_engine::store::prune::default_policy;
-    let cases: &[(&[(&str, &str)], Result<Option<RetentionPolicy>, &str>)] = &[
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        Result<Option<RetentionPolicy>, &'static str>,
+    );
+    let cases: &[Case] = &[
         (&[], Ok(None)),
         (&[("KEEP_FAILED", "true")], Ok(None)),
         (&[("KEEP_LAST", "20")], Ok(Some(keep_last(20)))),
