@@ -670,3 +670,80 @@ fn runs_prune_applies_the_policy_and_reports_what_it_removed() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("TWEETFLOW_RETENTION_MAX_AGE"));
 }
+
+#[test]
+fn a_chatty_command_log_is_capped_per_attempt_keeping_head_and_tail() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        r#"
+name: chatty
+tasks:
+  talk:
+    type: command
+    retries: { max_attempts: 2, initial_delay: 10ms }
+    with: { argv: [sh, -c, 'i=0; while [ $i -lt 5000 ]; do echo "line $i"; i=$((i+1)); done; [ -f second ] || { touch second; exit 1; }'] }
+"#,
+    );
+    let out = sb
+        .cmd(&["run", "p.yaml", "--json"])
+        .env("TWEETFLOW_LOG_CAP", "64KB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = sb
+        .runs()
+        .join(rec["run_id"].as_str().unwrap())
+        .join("log.jsonl");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let notes: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["dropped_lines"].is_u64())
+        .collect();
+    assert_eq!(notes.len(), 2, "one note per attempt");
+    for attempt in [1, 2] {
+        let of_attempt = |l: &&serde_json::Value| {
+            l["spans"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["name"] == "attempt" && s["fields"]["number"] == attempt)
+            })
+        };
+        let output: Vec<&str> = lines
+            .iter()
+            .filter(of_attempt)
+            .filter(|l| l["fields"]["stream"] == "stdout")
+            .filter_map(|l| l["fields"]["message"].as_str())
+            .collect();
+        let bytes: usize = log
+            .lines()
+            .zip(&lines)
+            .filter(|(_, l)| of_attempt(l))
+            .map(|(text, _)| text.len() + 1)
+            .sum();
+        assert!(
+            bytes <= 64 * 1024 + 1024,
+            "attempt {attempt}: {bytes} bytes"
+        );
+        assert_eq!(
+            output.first(),
+            Some(&"line 0"),
+            "attempt {attempt}: the head"
+        );
+        assert_eq!(
+            output.last(),
+            Some(&"line 4999"),
+            "attempt {attempt}: the tail"
+        );
+        let note = notes
+            .iter()
+            .find(|n| of_attempt(n))
+            .expect("a note in the attempt");
+        let dropped = note["fields"]["dropped_lines"].as_u64().unwrap() as usize;
+        assert_eq!(dropped + output.len(), 5000, "attempt {attempt}");
+    }
+}

@@ -30,6 +30,7 @@ pub mod executor;
 pub mod graph;
 pub mod interpolate;
 pub mod loader;
+pub mod log_cap;
 pub mod logging;
 pub mod observer;
 pub mod registry;
