@@ -73,6 +73,22 @@ pub fn init(format: LogFormat) {
     let _ = result;
 }
 
+/// Installs the subscriber of a worker (`tweetflow task exec`): one JSON object per event on
+/// stdout, with its span fields, filtered by `TWEETFLOW_RUN_LOG` (default
+/// [`DEFAULT_FILTER`]), for the engine to copy into the run's log.
+pub fn init_worker() {
+    let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stdout)
+                .with_filter(filter),
+        )
+        .try_init();
+}
+
 fn run_layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
     let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));

@@ -95,7 +95,7 @@ mod tests {
                 "start_deadline"
             ]
         );
-        assert_eq!(k.defaults, ["retries", "timeout", "cache"]);
+        assert_eq!(k.defaults, ["retries", "timeout", "cache", "executor"]);
         assert_eq!(
             k.task,
             [
@@ -105,7 +105,9 @@ mod tests {
                 "with",
                 "retries",
                 "timeout",
-                "cache"
+                "cache",
+                "executor",
+                "shards"
             ]
         );
         assert_eq!(

@@ -148,6 +148,8 @@ mod tests {
                     timeout: None,
                     cache: CachePolicy::default(),
                     description: None,
+                    executor: Default::default(),
+                    shards: 1,
                 })
                 .collect(),
             spec_hash: "h".into(),
@@ -260,6 +262,7 @@ mod tests {
                     task: format!("t{i}"),
                     number: 1,
                     at: Utc::now(),
+                    shard: None,
                 })
                 .unwrap();
             if i == 25 {
