@@ -28,6 +28,8 @@ fn pipeline(name: &str, retention: Option<RetentionPolicy>) -> Pipeline {
             timeout: None,
             cache: CachePolicy::default(),
             description: None,
+            executor: Default::default(),
+            shards: 1,
         }],
         spec_hash: "h".into(),
         schedule: None,
@@ -418,6 +420,7 @@ fn writer_process() {
                     task: "a".into(),
                     number: n + 1,
                     at: at(1000),
+                    shard: None,
                 })
                 .unwrap();
             if n % 10 == 0 {
