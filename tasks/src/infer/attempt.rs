@@ -156,7 +156,6 @@ async fn infer_attempt(
             progress.add(batch.num_rows() as u64);
         }
     }
-    drop(progress);
     let adds = writer
         .flush()
         .await
