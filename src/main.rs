@@ -37,6 +37,8 @@ fn main() -> ExitCode {
         // SAFETY: single-threaded here: the runtime is not started yet.
         unsafe { std::env::set_var("RUST_LOG", "warn") };
     }
+    // Credentials in the environment (tokens, passwords, cloud keys) are never written.
+    tweetflow_engine::secrets::register_sensitive_env();
     tweetflow_engine::logging::init(cli.log_format.into());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -64,6 +64,7 @@ pub fn generate(n: usize, shape: Shape) -> Pipeline {
         tasks,
         spec_hash: String::new(),
         schedule: None,
+        secrets: Vec::new(),
         sections: Default::default(),
     }
 }

@@ -3,7 +3,7 @@
 //! The executor opens a `run` span (with a `run_id` field) around a run; [`RunLogLayer`]
 //! writes every event inside such a span, with the names and fields of its spans, as one JSON
 //! line to the log attached to that run id ([`attach_run_log`]). Several runs in one process
-//! (the scheduler) each get their own file.
+//! (the scheduler) each get their own file. Secrets are masked in both (see [`crate::secrets`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -51,7 +51,7 @@ pub fn init(format: LogFormat) {
                 tracing_subscriber::fmt::layer()
                     .compact()
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_writer(std::io::stderr)
+                    .with_writer(masked_stderr)
                     .with_target(false)
                     .with_filter(stderr_filter),
             )
@@ -61,13 +61,18 @@ pub fn init(format: LogFormat) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_writer(std::io::stderr)
+                    .with_writer(masked_stderr)
                     .with_filter(stderr_filter),
             )
             .with(run_layer())
             .try_init(),
     };
     let _ = result;
+}
+
+/// Standard error, with secrets masked (see [`crate::secrets`]).
+fn masked_stderr() -> crate::secrets::MaskingWriter<std::io::Stderr> {
+    crate::secrets::MaskingWriter(std::io::stderr())
 }
 
 fn run_layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
@@ -180,13 +185,14 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
         let mut visitor = JsonVisitor::default();
         event.record(&mut visitor);
         let meta = event.metadata();
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "level": meta.level().as_str(),
             "target": meta.target(),
             "fields": visitor.0,
             "spans": spans,
         });
+        crate::secrets::mask_json(&mut line);
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
         let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());

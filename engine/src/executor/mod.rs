@@ -140,7 +140,7 @@ impl Engine {
         run_id: &str,
         options: RunOptions,
     ) -> Result<RunRecord, EngineError> {
-        let (handle, pipeline) = self.store.reopen(run_id)?;
+        let (handle, pipeline) = self.store.reopen(run_id, &crate::loader::process_env)?;
         let record = handle.record();
         let pending = record.tags.keys().any(|k| k.ends_with(".pending"));
         if record.status == RunStatus::Succeeded && !pending {

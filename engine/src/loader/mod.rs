@@ -29,6 +29,7 @@ use serde_json::Value as Json;
 use crate::diagnostic::{Diagnostic, Diagnostics, Span, did_you_mean};
 use crate::duration::parse_duration;
 use crate::registry::Registry;
+use crate::secrets::{self, Piece, SecretSlot, pointer_token};
 use crate::spec::Pipeline;
 use crate::yaml::{self, Node};
 
@@ -74,9 +75,18 @@ pub fn load_str(
     let mut loader = Loader {
         options,
         problems: Vec::new(),
+        secret_params: BTreeMap::new(),
+        slots: Vec::new(),
     };
     let pipeline = loader.load(text);
     let mut items = loader.problems;
+    // A message may quote a value: never a secret's.
+    for item in &mut items {
+        item.message = secrets::mask(&item.message).into_owned();
+        if let Some(hint) = &mut item.hint {
+            *hint = secrets::mask(hint).into_owned();
+        }
+    }
     if items.is_empty() {
         if let Some(p) = pipeline {
             return Ok(p);
@@ -97,6 +107,10 @@ pub fn load_str(
 struct Loader<'a, 'o> {
     options: &'a LoadOptions<'o>,
     problems: Vec<Diagnostic>,
+    /// The params whose values hold secrets, with their pieces.
+    secret_params: BTreeMap<String, Vec<Piece>>,
+    /// Every string of the plan that holds a secret.
+    slots: Vec<SecretSlot>,
 }
 
 impl Loader<'_, '_> {
@@ -149,6 +163,12 @@ impl Loader<'_, '_> {
         let description = get("description").and_then(|d| self.string(d, "description"));
         let params = get("params").map(|p| self.params(p)).unwrap_or_default();
         let params = self.apply_overrides(params, get("params").map_or(root.span, |p| p.span));
+        for (name, pieces) in &self.secret_params {
+            self.slots.push(SecretSlot {
+                at: format!("/params/{}", pointer_token(name)),
+                pieces: pieces.clone(),
+            });
+        }
         let defaults = match get("defaults") {
             Some(d) => self.defaults(d, &params),
             None => TaskDefaults::default(),
@@ -182,6 +202,7 @@ impl Loader<'_, '_> {
             params: params.into_iter().map(|(k, (v, _))| (k, v)).collect(),
             tasks,
             spec_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
+            secrets: std::mem::take(&mut self.slots),
         })
     }
 

@@ -34,7 +34,7 @@ impl Loader<'_, '_> {
             .collect();
         for (key, value) in entries {
             let mut value = value.clone();
-            if !self.interpolate_checked(&mut value, &plain) {
+            if !self.interpolate_checked(&mut value, &plain, None) {
                 continue;
             }
             match key.as_str() {
@@ -85,7 +85,8 @@ impl Loader<'_, '_> {
                 self.error(key.span, format!("invalid task id `{id}`")).hint =
                     Some("use letters, digits, `_` and `-`".into());
             }
-            if let Some(task) = self.task(&id, body, &ids, &plain, defaults, &mut edges) {
+            let index = tasks.len();
+            if let Some(task) = self.task(&id, index, body, &ids, &plain, defaults, &mut edges) {
                 tasks.push(task);
             }
         }
@@ -108,9 +109,11 @@ impl Loader<'_, '_> {
         tasks
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn task(
         &mut self,
         id: &str,
+        index: usize,
         body: &Node,
         ids: &[String],
         params: &BTreeMap<String, Json>,
@@ -174,7 +177,8 @@ impl Loader<'_, '_> {
             Some((_, w)) => w.clone(),
             None => Node::new(body.span, Value::Map(Vec::new())),
         };
-        let interpolation_ok = self.interpolate_checked(&mut with, params);
+        let at = format!("/tasks/{index}/with");
+        let interpolation_ok = self.interpolate_checked(&mut with, params, Some(&at));
         if let Some(ty) = &task_type
             && let Some(task) = self.options.registry.get(ty)
         {
@@ -264,7 +268,7 @@ impl Loader<'_, '_> {
         for key in ["retries", "timeout", "cache"] {
             if let Some((_, value)) = get(key) {
                 let mut value = value.clone();
-                if !self.interpolate_checked(&mut value, params) {
+                if !self.interpolate_checked(&mut value, params, None) {
                     continue;
                 }
                 match key {
