@@ -13,7 +13,9 @@ use futures::StreamExt;
 use serde::Serialize;
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::table;
-use tweetflow_model::{BareLoopBench, Classifier, ClassifierOptions};
+use tweetflow_model::{Classifier, ClassifierOptions};
+
+use crate::bare_loop::{BareLoopBench, bench_bare_loop};
 use tweetflow_tasks::infer::{DEFAULT_BATCH_SIZE, InferError, InferParams, InferResult, infer};
 use tweetflow_tasks::medallion::MedallionError;
 
@@ -94,7 +96,7 @@ pub struct InferBenchReport {
     pub load_secs: f64,
     /// Every round, in order.
     pub rounds: Vec<InferBenchRound>,
-    /// Median tweets per second of the bare loop ([`tweetflow_model::bench_bare_loop`]), the
+    /// Median tweets per second of the bare loop ([`bench_bare_loop`]), the
     /// floor.
     pub bare_tweets_per_sec: f64,
     /// Median tweets per second of the task (model load, silver read, tokenization,
@@ -212,7 +214,7 @@ async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
 ///
 /// With a CSV input, the tweets are replayed, ingested and cleaned into a silver table in the
 /// work folder first (not timed). Then each round times (a) the distinct `cleaned_text`
-/// values of silver through [`tweetflow_model::bench_bare_loop`] (tokenized and padded
+/// values of silver through [`bench_bare_loop`] (tokenized and padded
 /// before the clock starts: the floor) and (b) the whole [`infer`] task from silver into a
 /// fresh gold table, in alternating order, so that both see the machine in the same state.
 /// This is what `tweetflow bench infer` prints.
@@ -353,7 +355,7 @@ async fn bare_loop(
     let r = tokio::task::spawn_blocking(move || {
         let mut c = c;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        tweetflow_model::bench_bare_loop(&mut c, &refs, batch_size)
+        bench_bare_loop(&mut c, &refs, batch_size)
     })
     .await
     .map_err(InferError::Worker)?;

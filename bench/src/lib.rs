@@ -2,7 +2,7 @@
 //!
 //! * [`engine`]: generated DAGs of no-op tasks against a bare tokio spawn-and-join.
 //! * [`medallion`]: replay → ingest → clean throughput and memory.
-//! * [`infer`]: the bare ONNX Runtime loop against the whole infer task.
+//! * [`infer`]: the bare ONNX Runtime loop ([`bare_loop`]) against the whole infer task.
 //! * [`mlflow`]: batched metric logging against an MLflow server.
 //!
 //! Every benchmark returns a report whose `Display` is what the command prints. Heap figures
@@ -11,18 +11,16 @@
 
 #![warn(missing_docs)]
 
+pub mod bare_loop;
 pub mod engine;
 pub mod error;
 pub mod heap;
 pub mod infer;
+pub mod medallion;
 pub mod mlflow;
 pub mod rss;
 
-/// `tweetflow bench medallion`.
-pub mod medallion {
-    pub use tweetflow_tasks::medallion::bench::{BenchOptions, BenchReport, bench_medallion};
-}
-
+pub use bare_loop::{BareLoopBench, bench_bare_loop};
 pub use engine::{EngineBenchReport, bench_engine};
 pub use error::BenchError;
 pub use heap::{HeapCounter, NoHeapCounter};

@@ -8,6 +8,36 @@ use serde_json::{Map, Value as Json, json};
 use crate::registry::Registry;
 
 const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
+const INTERPOLATION_PATTERN: &str = "\\$\\{[^}]+\\}";
+
+/// Lets each property of an object schema also be an interpolated string: a typed param
+/// (an integer, a boolean, a list) may be written `${params.x}` and is checked once the
+/// value is known. Description and default stay on the property, where editors show them.
+fn allow_interpolation(schema: &mut Json) {
+    let Some(props) = schema.get_mut("properties").and_then(Json::as_object_mut) else {
+        return;
+    };
+    for prop in props.values_mut() {
+        let is_plain_string = prop.get("type") == Some(&json!("string"));
+        if is_plain_string {
+            continue;
+        }
+        let mut inner = std::mem::take(prop);
+        let mut outer = Map::new();
+        if let Some(o) = inner.as_object_mut() {
+            for key in ["description", "default"] {
+                if let Some(v) = o.remove(key) {
+                    outer.insert(key.into(), v);
+                }
+            }
+        }
+        outer.insert(
+            "anyOf".into(),
+            json!([inner, {"$ref": "#/$defs/interpolated"}]),
+        );
+        *prop = Json::Object(outer);
+    }
+}
 
 /// The JSON Schema (draft 2020-12) of a pipeline file.
 pub fn pipeline_schema(registry: &Registry) -> Json {
@@ -42,6 +72,27 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             }}
         ]
     }));
+    defs.insert(
+        "interpolated".into(),
+        json!({
+            "type": "string", "pattern": INTERPOLATION_PATTERN,
+            "description": "A value written as `${params.x}`, `${env.X:-default}` or `${upstream.task.key}`, checked once interpolated."
+        }),
+    );
+    defs.insert("schedule".into(), json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["cron"],
+        "description": "When `tweetflow schedule` starts the pipeline.",
+        "properties": {
+            "cron": {"type": "string", "description": "Cron expression: 5 fields `minute hour day month weekday`, 6 with seconds first, or @hourly, @daily, @weekly, @monthly."},
+            "timezone": {"type": "string", "default": "UTC", "description": "IANA time zone the expression is read in."},
+            "overlap": {"enum": ["skip", "queue", "cancel_running", "allow"], "default": "skip", "description": "What a tick does while a run of the pipeline is active."},
+            "catchup": {"enum": ["none", "last", "all"], "default": "last", "description": "Which ticks missed while the scheduler was down are run when it comes back."},
+            "max_catchup": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10, "description": "Most missed ticks run with `catchup: all`."},
+            "start_deadline": {"$ref": "#/$defs/duration", "description": "A due tick not started by then is recorded as missed."}
+        }
+    }));
     let mut branches = Vec::new();
     let mut types = Vec::new();
     for task in registry.iter() {
@@ -60,6 +111,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             o.insert("description".into(), json!(task.description()));
         }
         rewrite_refs(&mut schema, name);
+        allow_interpolation(&mut schema);
         defs.insert(params_def.clone(), schema);
         branches.push(json!({
             "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
@@ -82,6 +134,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             o.insert("description".into(), json!(section.description()));
         }
         rewrite_refs(&mut schema, &prefix);
+        allow_interpolation(&mut schema);
         defs.insert(prefix.clone(), schema);
         // Written with no value, a section takes its defaults.
         sections.insert(
@@ -114,6 +167,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
         "properties": {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
             "description": {"type": "string"},
+            "schedule": {"$ref": "#/$defs/schedule"},
             "params": {
                 "type": "object",
                 "description": "Named values, typed by their default; override with --param NAME=VALUE.",

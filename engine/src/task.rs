@@ -48,6 +48,29 @@ impl TaskOutput {
         self
     }
 
+    /// An output made of a summary struct's fields, in declaration order.
+    ///
+    /// A task describes what it did with one `#[derive(Serialize)]` struct; its fields become
+    /// the named outputs. A summary that is not a JSON object is a fatal (programming) error.
+    pub fn from_summary(summary: &impl Serialize) -> Result<Self, TaskError> {
+        match serde_json::to_value(summary) {
+            Ok(Value::Object(values)) => Ok(Self {
+                values,
+                fingerprint: String::new(),
+            }),
+            Ok(other) => Err(TaskError::fatal(format!(
+                "a task summary must serialise to a JSON object, not `{other}`"
+            ))),
+            Err(e) => Err(TaskError::fatal(format!("serialising a task summary: {e}"))),
+        }
+    }
+
+    /// Adds every named value of `values` (a later key replaces an earlier one).
+    pub fn with_all(mut self, values: serde_json::Map<String, Value>) -> Self {
+        self.values.extend(values);
+        self
+    }
+
     /// Sets the fingerprint.
     pub fn with_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
         self.fingerprint = fingerprint.into();

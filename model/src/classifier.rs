@@ -370,7 +370,7 @@ impl Classifier {
     }
 
     /// Token ids of each text (no padding), in order.
-    pub(crate) fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<i64>>> {
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<i64>>> {
         let owned: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
         let enc = self
             .encoder
@@ -386,7 +386,7 @@ impl Classifier {
     }
 
     /// Padded `[batch, longest]` arrays (ids, mask) of a batch of encodings.
-    pub(crate) fn pad(&self, batch: &[&[i64]]) -> (Array2<i64>, Array2<i64>) {
+    pub fn pad(&self, batch: &[&[i64]]) -> (Array2<i64>, Array2<i64>) {
         let width = batch.iter().map(|b| b.len()).max().unwrap_or(0).max(1);
         let mut ids = Array2::from_elem((batch.len(), width), self.pad_id);
         let mut mask = Array2::zeros((batch.len(), width));
@@ -399,8 +399,9 @@ impl Classifier {
         (ids, mask)
     }
 
-    /// Runs one padded batch; returns one probability row per text.
-    pub(crate) fn run(
+    /// Runs one padded batch (from [`Classifier::pad`]); returns one probability row per text.
+    /// No de-duplication, no label decision: [`Classifier::predict`] does those.
+    pub fn run(
         &mut self,
         ids: &Array2<i64>,
         mask: &Array2<i64>,

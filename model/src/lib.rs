@@ -23,14 +23,14 @@
 //!   with a bounded cache of predictions across batches.
 //! * [`labels`]: `id2label` names to [`Sentiment`].
 //! * [`registry`]: [`ModelSource`], [`resolve`] (download once into a cache) and [`register`].
-//! * [`bench_bare_loop`]: the model-only throughput floor.
+//! * [`Classifier::encode`], [`Classifier::pad`], [`Classifier::run`]: the steps of a
+//!   prediction, for callers that time the model alone (`tweetflow bench infer`).
 //!
 //! Errors are [`ModelError`]; [`ModelError::class`] tells retryable, fatal and configuration
 //! errors apart.
 
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod classifier;
 pub mod error;
 pub mod labels;
@@ -39,7 +39,6 @@ pub mod predictor;
 pub mod registry;
 pub mod runtime;
 
-pub use bench::{BareLoopBench, bench_bare_loop};
 pub use classifier::{
     Classifier, ClassifierOptions, ClassifierStats, DEFAULT_BATCH_SIZE, Prediction,
 };

@@ -312,17 +312,6 @@ fn graph_without_attention_mask_is_refused() {
 }
 
 #[test]
-fn bare_loop_bench_runs() {
-    let texts = sample_texts();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut c = load(&tiny_model());
-    let b = tweetflow_model::bench_bare_loop(&mut c, &refs, 32).unwrap();
-    assert_eq!(b.texts, refs.len());
-    assert_eq!(b.batches, refs.len().div_ceil(32));
-    assert!(b.tweets_per_sec > 0.0);
-}
-
-#[test]
 fn classifier_can_move_to_a_worker_thread() {
     fn is_send<T: Send>() {}
     is_send::<Classifier>();

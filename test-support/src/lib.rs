@@ -13,6 +13,7 @@
 
 pub mod context;
 pub mod fixtures;
+pub mod medallion;
 pub mod mlflow_server;
 pub mod rows;
 pub mod tables;

@@ -31,10 +31,13 @@ pub struct InferSummary {
     pub distinct_texts: u64,
     /// Rows the model ran on (the classifier's counter).
     pub inferred: u64,
-    /// Model batches run.
+    /// Model batches run (not an output).
+    #[serde(skip_serializing)]
     pub model_batches: u64,
     /// Silver version consumed so far.
     pub silver_version: i64,
+    /// The gold table.
+    pub table: String,
     /// Gold table version after the run.
     pub table_version: i64,
     /// The model URI recorded in gold.
@@ -96,6 +99,7 @@ async fn infer_attempt(
     let (consumed, hi) = (tables.consumed, tables.latest);
     let lo = consumed.unwrap_or(-1);
     let mut summary = InferSummary {
+        table: gold_loc.clone(),
         silver_version: lo,
         table_version: existing_gold.as_ref().map_or(-1, table::version),
         ..Default::default()

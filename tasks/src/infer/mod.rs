@@ -46,7 +46,6 @@ pub use resolve::{LOCAL_VERSION, LoadedModel, ScoringModel, registry_client, res
 
 use tweetflow_delta::table;
 
-use crate::medallion::MedallionError;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 /// Application id of infer commits (gold).
@@ -68,17 +67,7 @@ impl Task for InferTask {
     ) -> std::result::Result<TaskOutput, TaskError> {
         let ctl = crate::medallion::write_control(ctx);
         let s = infer(&params, &ctl).await?;
-        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
-        Ok(TaskOutput::new()
-            .with("rows", s.rows)
-            .with("distinct_texts", s.distinct_texts)
-            .with("inferred", s.inferred)
-            .with("silver_version", s.silver_version)
-            .with("table", params.table.clone())
-            .with("table_version", s.table_version)
-            .with("model_uri", s.model_uri.clone())
-            .with("model_version", s.model_version.clone())
-            .with_fingerprint(format!("{url}@{}", s.table_version)))
+        crate::medallion::table_output(&s, &s.table, s.table_version)
     }
 
     /// Valid while gold is at the version the output names and silver has no newer version.

@@ -75,6 +75,8 @@ pub struct AggregateSummary {
     pub recomputed: bool,
     /// Silver version the table reflects.
     pub input_version: i64,
+    /// The aggregate table.
+    pub table: String,
     /// Table version after the run.
     pub table_version: i64,
 }
@@ -170,6 +172,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
             input_rows: 0,
             recomputed: false,
             input_version: in_version,
+            table: out_loc,
             table_version: table::version(&out),
         });
     }
@@ -291,6 +294,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
         input_rows,
         recomputed: true,
         input_version: in_version,
+        table: out_loc,
         table_version: version,
     })
 }
@@ -311,15 +315,7 @@ impl Task for AggregateTask {
     ) -> std::result::Result<TaskOutput, TaskError> {
         let ctl = super::write_control(ctx);
         let s = aggregate(&params, &ctl).await?;
-        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
-        Ok(TaskOutput::new()
-            .with("mentions", s.mentions)
-            .with("input_rows", s.input_rows)
-            .with("recomputed", s.recomputed)
-            .with("input_version", s.input_version)
-            .with("table", params.table.clone())
-            .with("table_version", s.table_version)
-            .with_fingerprint(format!("{url}@{}", s.table_version)))
+        super::table_output(&s, &s.table, s.table_version)
     }
 
     /// Valid while the table is at the version the output names and silver has not moved.

@@ -93,8 +93,12 @@ pub struct CleanSummary {
     pub quarantined: u64,
     /// Bronze version consumed so far.
     pub bronze_version: i64,
+    /// The silver table.
+    pub table: String,
     /// Silver table version after the run.
     pub table_version: i64,
+    /// The quarantine table.
+    pub quarantine: String,
 }
 
 /// The silver schema.
@@ -367,7 +371,13 @@ pub async fn clean(params: &CleanParams, ctl: &WriteControl) -> Result<CleanSumm
     loop {
         match clean_attempt(params, ctl).await {
             Err(err) if replans.again(&err) => continue,
-            other => return other,
+            other => {
+                return other.map(|s| CleanSummary {
+                    table: params.table.clone(),
+                    quarantine: params.quarantine_location(),
+                    ..s
+                });
+            }
         }
     }
 }
@@ -502,18 +512,7 @@ impl Task for CleanTask {
         params: CleanParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let s = clean(&params, &super::write_control(ctx)).await?;
-        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
-        Ok(TaskOutput::new()
-            .with("rows", s.rows)
-            .with("tweets", s.tweets)
-            .with("tweets_with_mentions", s.tweets_with_mentions)
-            .with("tweets_without_mentions", s.tweets_without_mentions)
-            .with("quarantined", s.quarantined)
-            .with("bronze_version", s.bronze_version)
-            .with("table", params.table.clone())
-            .with("table_version", s.table_version)
-            .with("quarantine", params.quarantine_location())
-            .with_fingerprint(format!("{url}@{}", s.table_version)))
+        super::table_output(&s, &s.table, s.table_version)
     }
 
     /// Valid while silver is at the version the output names and bronze has no newer version.

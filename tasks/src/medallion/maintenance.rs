@@ -73,6 +73,8 @@ pub struct OptimizeSummary {
     pub files_added: u64,
     /// Rows rewritten.
     pub rows: u64,
+    /// The table.
+    pub table: String,
     /// Table version after the run (unchanged when nothing was done).
     pub table_version: i64,
 }
@@ -120,6 +122,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
     }
     bins.retain(|b| b.len() >= 2);
     let mut summary = OptimizeSummary {
+        table: params.table.clone(),
         table_version: table::version(&t),
         ..Default::default()
     };
@@ -246,10 +249,14 @@ impl VacuumParams {
 /// What `vacuum` did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct VacuumSummary {
-    /// Files deleted (or that would be, with `dry_run`).
-    pub files: Vec<String>,
+    /// How many files were deleted (or would be, with `dry_run`).
+    pub files_deleted: usize,
     /// Whether nothing was deleted on purpose.
     pub dry_run: bool,
+    /// Files deleted (or that would be, with `dry_run`).
+    pub files: Vec<String>,
+    /// The table.
+    pub table: String,
     /// Table version after the run.
     pub table_version: i64,
 }
@@ -282,8 +289,10 @@ pub async fn vacuum(params: &VacuumParams) -> Result<VacuumSummary> {
         .await;
     match result {
         Ok((t, metrics)) => Ok(VacuumSummary {
-            files: metrics.files_deleted,
+            files_deleted: metrics.files_deleted.len(),
             dry_run: metrics.dry_run,
+            files: metrics.files_deleted,
+            table: loc,
             table_version: table::version(&t),
         }),
         Err(deltalake::DeltaTableError::GenericError { source })
@@ -537,14 +546,7 @@ impl Task for OptimizeTask {
         params: OptimizeParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let s = optimize(&params, &super::write_control(ctx)).await?;
-        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
-        Ok(TaskOutput::new()
-            .with("files_removed", s.files_removed)
-            .with("files_added", s.files_added)
-            .with("rows", s.rows)
-            .with("table", params.table.clone())
-            .with("table_version", s.table_version)
-            .with_fingerprint(format!("{url}@{}", s.table_version)))
+        super::table_output(&s, &s.table, s.table_version)
     }
 
     async fn output_still_valid(&self, _params: &OptimizeParams, _output: &TaskOutput) -> bool {
@@ -568,14 +570,7 @@ impl Task for VacuumTask {
         params: VacuumParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let s = vacuum(&params).await?;
-        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
-        Ok(TaskOutput::new()
-            .with("files_deleted", s.files.len())
-            .with("dry_run", s.dry_run)
-            .with("files", s.files.clone())
-            .with("table", params.table.clone())
-            .with("table_version", s.table_version)
-            .with_fingerprint(format!("{url}@{}", s.table_version)))
+        super::table_output(&s, &s.table, s.table_version)
     }
 
     async fn output_still_valid(&self, _params: &VacuumParams, _output: &TaskOutput) -> bool {

@@ -18,7 +18,6 @@
 //! again just before the commit that advances it.
 
 pub mod aggregate;
-pub mod bench;
 pub mod clean;
 pub mod error;
 pub mod ingest;
@@ -30,7 +29,7 @@ pub mod text;
 pub use error::{MedallionError, Result};
 
 use tweetflow_delta::{WriteControl, table};
-use tweetflow_engine::{TaskContext, TaskOutput};
+use tweetflow_engine::{TaskContext, TaskError, TaskOutput};
 
 /// Failpoints and cancellation of a task attempt: the context's cancellation and the
 /// failpoint named by [`tweetflow_delta::FAILPOINT_ENV`].
@@ -45,4 +44,16 @@ pub async fn output_table_still_valid(location: &str, output: &TaskOutput) -> bo
         Some(expected) => table::is_at_version(location, expected).await,
         None => false,
     }
+}
+
+/// The output of a task that wrote `table`: the fields of its summary, fingerprinted by the
+/// table's URL and the version it left the table at (a downstream cache key changes exactly
+/// when the table does).
+pub(crate) fn table_output(
+    summary: &impl serde::Serialize,
+    table: &str,
+    version: i64,
+) -> std::result::Result<TaskOutput, TaskError> {
+    let url = table::table_url(table).map_err(MedallionError::from)?;
+    Ok(TaskOutput::from_summary(summary)?.with_fingerprint(format!("{url}@{version}")))
 }

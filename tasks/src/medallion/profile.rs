@@ -217,12 +217,7 @@ impl Task for ProfileTask {
         let text = serde_json::to_string_pretty(&p).map_err(|e| TaskError::fatal(e.to_string()))?;
         std::fs::write(&path, text)
             .map_err(|e| TaskError::retryable(format!("writing `{}`: {e}", path.display())))?;
-        let mut out = TaskOutput::new();
-        if let Value::Object(map) = &p {
-            for (k, v) in map {
-                out = out.with(k, v.clone());
-            }
-        }
+        let mut out = TaskOutput::from_summary(&p)?;
         out = out.with("artifact", path.display().to_string());
         let fp = format!(
             "{}@{}",

@@ -92,7 +92,10 @@ pub struct ReplaySummary {
     pub files: u64,
     /// CSV rows skipped (wrong field count or polarity).
     pub skipped: u64,
-    /// The file names written, in order.
+    /// The landing folder written to.
+    pub landing: String,
+    /// The file names written, in order (not an output: the count says enough).
+    #[serde(skip_serializing)]
     pub file_names: Vec<String>,
 }
 
@@ -230,6 +233,7 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
     let total = params.limit.map_or(total, |l| l.min(total));
     let mut summary = ReplaySummary {
         skipped,
+        landing: params.landing.clone(),
         ..Default::default()
     };
     let mut buf = Vec::with_capacity(params.tweets_per_file * 200);
@@ -273,12 +277,7 @@ impl Task for ReplayTask {
     ) -> std::result::Result<TaskOutput, TaskError> {
         let s = replay(&params, &super::write_control(ctx)).await?;
         let fp = format!("{}:{}:{}", params.landing, s.files, s.tweets);
-        Ok(TaskOutput::new()
-            .with("tweets", s.tweets)
-            .with("files", s.files)
-            .with("skipped", s.skipped)
-            .with("landing", params.landing.clone())
-            .with_fingerprint(fp))
+        Ok(TaskOutput::from_summary(&s)?.with_fingerprint(fp))
     }
 
     async fn output_still_valid(&self, params: &ReplayParams, output: &TaskOutput) -> bool {

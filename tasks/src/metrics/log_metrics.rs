@@ -263,13 +263,7 @@ impl Task for LogMetricsTask {
             mlflow_run_id = json!(target.run_id);
         }
 
-        let mut out = TaskOutput::new();
-        if let Value::Object(d) = doc {
-            for (k, v) in d {
-                out = out.with(&k, v);
-            }
-        }
-        Ok(out
+        Ok(TaskOutput::from_summary(&doc)?
             .with("confusion_matrix_png", png.display().to_string())
             .with("metrics_json", json_path.display().to_string())
             .with("mlflow_run_id", mlflow_run_id)

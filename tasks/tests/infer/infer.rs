@@ -10,9 +10,6 @@ use tweetflow_engine::{ErrorKind, TaskError};
 use tweetflow_model::ModelError;
 use tweetflow_tasks::infer::{InferError, InferParams, infer};
 use tweetflow_tasks::medallion::MedallionError;
-use tweetflow_tasks::medallion::clean::{CleanParams, clean};
-use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
-use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 
 use crate::common::*;
 
@@ -29,24 +26,6 @@ const GOLD_COLS: &[&str] = &[
     "model_uri",
     "model_version",
 ];
-
-/// Replays `limit` test tweets (shuffled with `seed` when given) into `dir/landing` with the
-/// file prefix `prefix`, then ingests and cleans them into `dir/silver`.
-async fn add_silver(dir: &Path, prefix: &str, limit: usize, seed: Option<u64>) {
-    let mut rp = ReplayParams::new(test_csv().display().to_string(), p(dir, "landing"));
-    rp.tweets_per_file = 50;
-    rp.limit = Some(limit);
-    rp.prefix = prefix.into();
-    rp.seed = seed;
-    let o = WriteControl::default();
-    replay(&rp, &o).await.unwrap();
-    ingest(&IngestParams::new(p(dir, "landing"), p(dir, "bronze")), &o)
-        .await
-        .unwrap();
-    clean(&CleanParams::new(p(dir, "bronze"), p(dir, "silver")), &o)
-        .await
-        .unwrap();
-}
 
 fn params(dir: &Path, gold: &str, batch_size: usize) -> InferParams {
     let mut ip = InferParams::new(

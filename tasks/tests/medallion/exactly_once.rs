@@ -87,6 +87,20 @@ pub(crate) fn assert_same(a: &Snapshot, b: &Snapshot, label: &str) {
     assert_unique_rows(&b.silver_q, &[0], "silver quarantine");
 }
 
+/// An uninterrupted ingest → clean → aggregate over [`prepare_landing`]'s files: the tables
+/// every crashed or concurrent variant must end up equal to.
+pub(crate) async fn reference_run() -> Snapshot {
+    let reference_dir = tempfile::tempdir().unwrap();
+    let r = reference_dir.path();
+    prepare_landing(r).await;
+    let (ip, cp, ap) = params(r);
+    let none = WriteControl::default();
+    ingest(&ip, &none).await.unwrap();
+    clean(&cp, &none).await.unwrap();
+    aggregate(&ap, &none).await.unwrap();
+    snapshot(r).await
+}
+
 /// Runs a step until it succeeds, crashing at `failpoint` each time it is reached.
 async fn crash_until_done<F, Fut, T>(label: &str, mut step: F) -> usize
 where
@@ -192,15 +206,8 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
 #[tokio::test]
 async fn crash_between_batches_and_incremental_clean() {
     // Interleave: ingest a batch, clean it, crash the next ingest after its commit, clean again.
-    let reference_dir = tempfile::tempdir().unwrap();
-    let r = reference_dir.path();
-    prepare_landing(r).await;
-    let (ip, cp, ap) = params(r);
+    let reference = reference_run().await;
     let none = WriteControl::default();
-    ingest(&ip, &none).await.unwrap();
-    clean(&cp, &none).await.unwrap();
-    aggregate(&ap, &none).await.unwrap();
-    let reference = snapshot(r).await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -331,15 +338,8 @@ async fn empty_and_missing_landing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_neither_duplicate_nor_lose_rows() {
-    let reference_dir = tempfile::tempdir().unwrap();
-    let r = reference_dir.path();
-    prepare_landing(r).await;
-    let (ip, cp, ap) = params(r);
+    let reference = reference_run().await;
     let none = WriteControl::default();
-    ingest(&ip, &none).await.unwrap();
-    clean(&cp, &none).await.unwrap();
-    aggregate(&ap, &none).await.unwrap();
-    let reference = snapshot(r).await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -10,7 +10,7 @@ use tweetflow_tasks::medallion::aggregate::aggregate;
 use tweetflow_tasks::medallion::clean::clean;
 use tweetflow_tasks::medallion::ingest::ingest;
 
-use crate::exactly_once::{assert_same, params, prepare_landing, snapshot};
+use crate::exactly_once::{assert_same, params, prepare_landing, reference_run, snapshot};
 
 const DIR_ENV: &str = "TWEETFLOW_CRASH_TEST_DIR";
 const STEP_ENV: &str = "TWEETFLOW_CRASH_TEST_STEP";
@@ -68,15 +68,8 @@ fn run_child_until_abort(dir: &Path, step: &str, failpoint: &str) {
 
 #[tokio::test]
 async fn aborted_processes_then_rerun_equal_an_uninterrupted_run() {
-    let reference_dir = tempfile::tempdir().unwrap();
-    let r = reference_dir.path();
-    prepare_landing(r).await;
-    let (ip, cp, ap) = params(r);
+    let reference = reference_run().await;
     let none = WriteControl::default();
-    ingest(&ip, &none).await.unwrap();
-    clean(&cp, &none).await.unwrap();
-    aggregate(&ap, &none).await.unwrap();
-    let reference = snapshot(r).await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

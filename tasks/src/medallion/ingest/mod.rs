@@ -107,7 +107,9 @@ pub async fn ingest(params: &IngestParams, ctl: &WriteControl) -> Result<IngestS
         });
     }
     let mut summary = IngestSummary {
+        table: params.table.clone(),
         table_version: -1,
+        quarantine: params.quarantine_location(),
         quarantine_version: -1,
         ..Default::default()
     };
@@ -327,17 +329,7 @@ impl Task for IngestTask {
         params: IngestParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let s = ingest(&params, &super::write_control(ctx)).await?;
-        let url = table::table_url(&params.table).map_err(MedallionError::from)?;
-        Ok(TaskOutput::new()
-            .with("rows", s.rows)
-            .with("files", s.files)
-            .with("quarantined", s.quarantined)
-            .with("batches", s.batches)
-            .with("table", params.table.clone())
-            .with("table_version", s.table_version)
-            .with("quarantine", params.quarantine_location())
-            .with("quarantine_version", s.quarantine_version)
-            .with_fingerprint(format!("{url}@{}", s.table_version)))
+        super::table_output(&s, &s.table, s.table_version)
     }
 
     /// The landing folder: new files there are new input.

@@ -83,8 +83,12 @@ pub struct IngestSummary {
     pub quarantined: u64,
     /// Bronze commits made by this run.
     pub batches: u64,
+    /// The bronze table.
+    pub table: String,
     /// Bronze table version after the run (-1: no table, nothing ever landed).
     pub table_version: i64,
+    /// The quarantine table.
+    pub quarantine: String,
     /// Quarantine table version (-1: none).
     pub quarantine_version: i64,
 }

@@ -4,8 +4,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::classifier::{Classifier, DEFAULT_BATCH_SIZE};
-use crate::error::Result;
+use tweetflow_model::{Classifier, DEFAULT_BATCH_SIZE, Result};
 
 /// The outcome of [`bench_bare_loop`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

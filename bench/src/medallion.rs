@@ -16,11 +16,11 @@ use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::parquet::arrow::ArrowWriter;
 use serde::Serialize;
+use tweetflow_tasks::medallion::clean::{CleanParams, clean};
+use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_tasks::medallion::replay::{LandedTweet, ReplayParams, replay};
+use tweetflow_tasks::medallion::{MedallionError, Result};
 
-use super::clean::{CleanParams, clean};
-use super::error::{MedallionError, Result};
-use super::ingest::{IngestParams, ingest};
-use super::replay::{LandedTweet, ReplayParams, replay};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::table::{BATCH_ROWS, writer_properties};
 

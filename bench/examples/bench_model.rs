@@ -1,7 +1,7 @@
 //! Throughput of a model directory on a file of texts (one per line).
 //!
 //! ```sh
-//! cargo run --release -p tweetflow-model --example bench_model -- \
+//! cargo run --release -p tweetflow-bench --example bench_model -- \
 //!     data/model/tweet-sentiment tweets.txt [batch_size=32] [threads=2]
 //! ```
 //!
@@ -10,7 +10,8 @@
 
 use std::time::Instant;
 
-use tweetflow_model::{Classifier, ClassifierOptions, bench_bare_loop};
+use tweetflow_bench::bench_bare_loop;
+use tweetflow_model::{Classifier, ClassifierOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
