@@ -20,6 +20,8 @@ mod schedule;
 mod section;
 mod task;
 
+pub use task::MAX_TASKS;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -54,9 +56,13 @@ pub fn process_env(name: &str) -> Option<String> {
 /// Reads and validates the pipeline file at `path`.
 pub fn load_file(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, Diagnostics> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_bounded(path) {
         Ok(text) => load_str(&file, &text, options),
-        Err(e) => Err(Diagnostics {
+        Err(ReadError::TooLarge(len)) => Err(Diagnostics {
+            file,
+            items: vec![yaml::too_large(len)],
+        }),
+        Err(ReadError::Io(e)) => Err(Diagnostics {
             file,
             items: vec![Diagnostic::new(
                 Span::new(1, 1),
@@ -64,6 +70,27 @@ pub fn load_file(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, Dia
             )],
         }),
     }
+}
+
+enum ReadError {
+    TooLarge(usize),
+    Io(std::io::Error),
+}
+
+/// Reads a pipeline file, never more than [`yaml::MAX_FILE_BYTES`] and one byte.
+fn read_bounded(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(yaml::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        let len = std::fs::metadata(path).map_or(bytes.len(), |m| m.len() as usize);
+        return Err(ReadError::TooLarge(len));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| ReadError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Validates pipeline `text` (named `file` in messages).

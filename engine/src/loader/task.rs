@@ -66,6 +66,17 @@ impl Loader<'_, '_> {
         if entries.is_empty() {
             self.error(node.span, "the pipeline has no tasks");
         }
+        if entries.len() > MAX_TASKS {
+            self.error(
+                node.span,
+                format!(
+                    "the pipeline has {} tasks; a pipeline may have at most {MAX_TASKS}",
+                    entries.len()
+                ),
+            )
+            .hint = Some("split it into several pipelines".into());
+            return Vec::new();
+        }
         let plain: BTreeMap<String, Json> = params
             .iter()
             .map(|(k, (v, _))| (k.clone(), v.clone()))
@@ -293,6 +304,9 @@ impl Loader<'_, '_> {
         })
     }
 }
+
+/// Most tasks in one pipeline.
+pub const MAX_TASKS: usize = 2_000;
 
 /// `defaults:`, applied to every task unless the task overrides them.
 #[derive(Default, JsonSchema)]
