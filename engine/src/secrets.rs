@@ -230,6 +230,17 @@ pub fn masked_json<T: Serialize>(value: &T) -> serde_json::Result<Json> {
     Ok(json)
 }
 
+/// `value` with registered secrets masked (unchanged if it does not round-trip through JSON).
+pub fn masked<T: Serialize + serde::de::DeserializeOwned>(value: T) -> T {
+    if MASKED.read().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        return value;
+    }
+    match masked_json(&value).and_then(serde_json::from_value) {
+        Ok(v) => v,
+        Err(_) => value,
+    }
+}
+
 /// Masks raw bytes written to a console or file: registered secrets appear in them as they
 /// are, or escaped inside a JSON string.
 pub fn mask_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {

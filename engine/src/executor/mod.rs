@@ -257,7 +257,8 @@ impl Engine {
             return Err(e);
         }
         result?;
-        Ok(handle.record().clone())
+        // What callers print (`run --json`, summaries) shows no secret either.
+        Ok(crate::secrets::masked(handle.record().clone()))
     }
 }
 
