@@ -99,6 +99,11 @@ pub enum Command {
     },
     /// Serve a web page of the pipelines, schedules and runs (start, cancel and resume runs).
     Ui(UiArgs),
+    /// Run task attempts outside the engine (what executors start on workers).
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
     /// Measure the engine.
     Bench {
         #[command(subcommand)]
@@ -180,6 +185,21 @@ pub enum GraphFormat {
     Dot,
     /// Mermaid flowchart.
     Mermaid,
+}
+
+/// `tweetflow task` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Run one resolved task attempt (written by the engine) and write its result; log lines
+    /// go to stdout as JSON. Exit 0 success, 10 retryable, 11 fatal, 12 configuration error,
+    /// 13 timeout, 130 cancelled.
+    Exec {
+        /// The resolved attempt (`attempt.json` under the run's `exec/` directory).
+        file: PathBuf,
+        /// Where to write the attempt's output or error (JSON, written atomically).
+        #[arg(long)]
+        result: PathBuf,
+    },
 }
 
 /// `tweetflow runs` subcommands.

@@ -39,7 +39,12 @@ fn main() -> ExitCode {
     }
     // Credentials in the environment (tokens, passwords, cloud keys) are never written.
     tweetflow_engine::secrets::register_sensitive_env();
-    tweetflow_engine::logging::init(cli.log_format.into());
+    if matches!(cli.command, cli::Command::Task { .. }) {
+        // A worker's log lines are JSON on stdout; the engine copies them into the run's log.
+        tweetflow_engine::logging::init_worker();
+    } else {
+        tweetflow_engine::logging::init(cli.log_format.into());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -299,7 +299,11 @@ fn generated_and_mutated_pipelines_never_panic_and_always_point_at_the_problem()
                     "seed {seed}, case {case}: no diagnostic"
                 );
                 // Lines as YAML counts them: `\n`, `\r\n` and a lone `\r` end a line.
-                let lines = text.replace("\r\n", "\n").replace('\r', "\n").split('\n').count();
+                let lines = text
+                    .replace("\r\n", "\n")
+                    .replace('\r', "\n")
+                    .split('\n')
+                    .count();
                 for item in &d.items {
                     assert!(
                         item.span.line >= 1 && item.span.column >= 1 && item.span.line <= lines + 1,

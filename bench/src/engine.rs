@@ -54,6 +54,8 @@ pub fn generate(n: usize, shape: Shape) -> Pipeline {
                 timeout: None,
                 cache: CachePolicy::default(),
                 description: None,
+                executor: Default::default(),
+                shards: 1,
             }
         })
         .collect();

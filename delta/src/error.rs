@@ -13,6 +13,15 @@ pub enum StorageError {
         /// What is wrong with it.
         message: String,
     },
+    /// A misconfigured location: unknown bucket, missing or rejected credentials, an
+    /// unreachable endpoint, an unsafe commit mode. Retrying cannot fix it.
+    #[error("`{location}`: {message}")]
+    Config {
+        /// The location.
+        location: String,
+        /// The cause and the fix.
+        message: String,
+    },
     /// Another writer committed to the table while this attempt was running; retrying
     /// re-plans from the table's recorded progress.
     #[error("concurrent commit on `{table}`: {message}")]
@@ -100,6 +109,12 @@ impl StorageError {
             table: table.into(),
             source: Box::new(source),
         }
+    }
+
+    /// A delta-rs error on `table`, as [`StorageError::Config`] when it is a misconfiguration
+    /// (see [`crate::storage::classify`]).
+    pub fn classified(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
+        crate::storage::classify(&table.into(), source)
     }
 
     /// An Arrow, Parquet or kernel error with context.

@@ -33,6 +33,7 @@ pub mod commit;
 pub mod control;
 pub mod error;
 pub mod incremental;
+pub mod storage;
 pub mod table;
 
 pub use commit::CONFLICT_REPLANS;

@@ -1,7 +1,8 @@
 //! Shared Delta table plumbing: locations, open/create, exactly-once commits, reading files.
 //!
 //! Table locations are strings: a local path (relative to the working directory) or a URL
-//! (`file:///...`, and later `s3://...`), handed to delta-rs as a URL.
+//! (`file:///...`, `s3://bucket/prefix`, `az://`, `abfss://`, `gs://`), handed to delta-rs as a
+//! URL with the storage options of [`crate::storage`].
 //!
 //! Every writing task follows the same exactly-once pattern: it reads its application
 //! transaction version from the target table (`txn` action, keyed by an app id), plans the
@@ -33,6 +34,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::{Result, StorageError};
+use crate::storage;
 
 /// Rows per Arrow batch when reading and writing (bounds memory).
 pub const BATCH_ROWS: usize = 8192;
@@ -41,22 +43,22 @@ pub const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 /// Key of this crate's entry in a Delta commit's `commitInfo`.
 pub const COMMIT_INFO_KEY: &str = "tweetflow";
 
-/// Turns a table location (local path or URL) into a URL; local paths are made absolute.
+/// Turns a table location (local path or URL) into a URL; local paths are made absolute
+/// (see [`storage::location_url`]).
 pub fn table_url(location: &str) -> Result<Url> {
-    if location.trim().is_empty() {
-        return Err(StorageError::InvalidLocation {
-            message: "empty table location".into(),
-        });
-    }
-    if location.contains("://") {
-        return Url::parse(location).map_err(|e| StorageError::InvalidLocation {
-            message: format!("`{location}` is not a URL: {e}"),
-        });
-    }
-    let abs = std::path::absolute(location)
-        .map_err(|e| StorageError::io(format!("resolving `{location}`"), e))?;
-    Url::from_directory_path(&abs).map_err(|_| StorageError::InvalidLocation {
-        message: format!("`{location}` is not a usable path"),
+    storage::location_url(location)
+}
+
+/// A table builder for `location` with its storage options (see [`storage::options_for`]).
+fn builder_for(location: &str) -> Result<DeltaTableBuilder> {
+    let url = table_url(location)?;
+    storage::check_credentials(location, &url)?;
+    let options = storage::options_for(&url);
+    let builder = DeltaTableBuilder::from_url(url).map_err(|e| StorageError::delta(location, e))?;
+    Ok(if options.is_empty() {
+        builder
+    } else {
+        builder.with_storage_options(options)
     })
 }
 
@@ -77,12 +79,11 @@ pub async fn open_table(location: &str) -> Result<Option<DeltaTable>> {
     {
         return Ok(None);
     }
-    let url = table_url(location)?;
-    let builder = DeltaTableBuilder::from_url(url).map_err(|e| StorageError::delta(location, e))?;
+    let builder = builder_for(location)?;
     match builder.load().await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(e) => Err(StorageError::delta(location, e)),
+        Err(e) => Err(storage::classify(location, e)),
     }
 }
 
@@ -95,15 +96,15 @@ pub async fn open_or_create(
     if let Some(table) = open_table(location).await? {
         return Ok(table);
     }
+    storage::check_safe_commits(location)?;
     if let Some(dir) = local_dir(location) {
         std::fs::create_dir_all(&dir)
             .map_err(|e| StorageError::io(format!("creating `{}`", dir.display()), e))?;
     }
     // Built without loading: there is no log yet (loading would log a kernel error).
-    let url = table_url(location)?;
-    let table = DeltaTableBuilder::from_url(url)
-        .and_then(|b| b.build())
-        .map_err(|e| StorageError::delta(location, e))?;
+    let table = builder_for(location)?
+        .build()
+        .map_err(|e| storage::classify(location, e))?;
     let created = table
         .create()
         .with_columns(schema.fields().cloned())
@@ -118,7 +119,7 @@ pub async fn open_or_create(
         // Someone else created it in the meantime: use theirs.
         Err(e) => match open_table(location).await? {
             Some(table) => Ok(table),
-            None => Err(StorageError::delta(location, e)),
+            None => Err(storage::classify(location, e)),
         },
     }
 }
@@ -181,6 +182,7 @@ pub struct CommitRequest {
 /// Commits `request` on top of the loaded version of `table`, refusing to rebase on a newer
 /// version (a concurrent writer makes this a retryable conflict). Returns the new version.
 pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitRequest) -> Result<i64> {
+    storage::check_safe_commits(location)?;
     let mut props = CommitProperties::default()
         .with_max_retries(0)
         .with_metadata([(COMMIT_INFO_KEY.to_string(), request.info)]);
@@ -257,7 +259,9 @@ pub fn writer_for(
     location: &str,
     schema: SchemaRef,
 ) -> Result<RecordBatchWriter> {
-    let writer = RecordBatchWriter::try_new(table.table_url().as_str(), schema, None, None)
+    let options = storage::options_for(table.table_url());
+    let options = (!options.is_empty()).then_some(options);
+    let writer = RecordBatchWriter::try_new(table.table_url().as_str(), schema, None, options)
         .map_err(|e| StorageError::delta(location, e))?
         .with_writer_properties(writer_properties())
         .with_target_file_size(TARGET_FILE_SIZE);

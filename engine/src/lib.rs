@@ -26,6 +26,7 @@ pub mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod error;
+pub mod exec;
 pub mod executor;
 pub mod graph;
 pub mod interpolate;
@@ -47,6 +48,7 @@ pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use error::EngineError;
+pub use exec::Executor;
 pub use executor::{Engine, RunOptions};
 pub use loader::{LoadOptions, load_file, load_str};
 pub use registry::Registry;

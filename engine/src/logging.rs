@@ -75,6 +75,27 @@ fn masked_stderr() -> crate::secrets::MaskingWriter<std::io::Stderr> {
     crate::secrets::MaskingWriter(std::io::stderr())
 }
 
+/// Installs the subscriber of a worker (`tweetflow task exec`): one JSON object per event on
+/// stdout, with its span fields, filtered by `TWEETFLOW_RUN_LOG` (default
+/// [`DEFAULT_FILTER`]), for the engine to copy into the run's log.
+pub fn init_worker() {
+    let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(masked_stdout)
+                .with_filter(filter),
+        )
+        .try_init();
+}
+
+/// Standard output, with secrets masked (a worker's log).
+fn masked_stdout() -> crate::secrets::MaskingWriter<std::io::Stdout> {
+    crate::secrets::MaskingWriter(std::io::stdout())
+}
+
 fn run_layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
     let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::exec::{self, DynExecutor, Executor};
 use crate::section::{self, DynSection, Section};
 use crate::task::{DynTask, Erased, Task};
 
@@ -12,6 +13,7 @@ use crate::task::{DynTask, Erased, Task};
 pub struct Registry {
     tasks: BTreeMap<&'static str, Arc<dyn DynTask>>,
     sections: Vec<Arc<dyn DynSection>>,
+    executors: BTreeMap<&'static str, Arc<dyn DynExecutor>>,
 }
 
 impl Registry {
@@ -60,11 +62,32 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Registers an executor (chosen with `executor: { NAME: ... }`); a later registration of
+    /// the same name replaces the earlier one.
+    pub fn register_executor<E: Executor>(&mut self, executor: E) -> &mut Self {
+        self.executors
+            .insert(E::NAME, Arc::new(exec::Erased(executor)));
+        self
+    }
+
+    /// The executor named `name`.
+    pub fn executor(&self, name: &str) -> Option<&Arc<dyn DynExecutor>> {
+        self.executors.get(name)
+    }
+
+    /// The registered executor names, sorted.
+    pub fn executor_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.executors.keys().copied()
+    }
+}
+
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
             .entries(self.names())
             .entries(self.sections.iter().map(|s| s.name()))
+            .entries(self.executor_names())
             .finish()
     }
 }

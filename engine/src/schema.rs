@@ -142,6 +142,40 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             json!({"oneOf": [{"$ref": format!("#/$defs/{prefix}")}, {"type": "null"}]}),
         );
     }
+    let mut executors = vec![
+        json!({"const": "local", "description": "In the engine's process (one child process per shard)."}),
+    ];
+    for executor in registry
+        .executor_names()
+        .filter_map(|n| registry.executor(n))
+    {
+        let name = executor.name();
+        let prefix = format!("executor.{name}");
+        let mut schema = executor.schema();
+        if let Some(Json::Object(inner)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+            for (k, mut v) in inner {
+                rewrite_refs(&mut v, &prefix);
+                defs.insert(format!("{prefix}.{k}"), v);
+            }
+        }
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+            o.insert("description".into(), json!(executor.description()));
+        }
+        rewrite_refs(&mut schema, &prefix);
+        defs.insert(prefix.clone(), schema);
+        executors.push(json!({
+            "type": "object", "additionalProperties": false, "required": [name],
+            "properties": {name: {"oneOf": [{"$ref": format!("#/$defs/{prefix}")}, {"type": "null"}]}}
+        }));
+    }
+    defs.insert(
+        "executor".into(),
+        json!({
+            "description": "Where the task's attempts run.",
+            "oneOf": executors
+        }),
+    );
     defs.insert("task".into(), json!({
         "type": "object",
         "additionalProperties": false,
@@ -153,7 +187,9 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             "with": {"type": "object", "description": "The task type's params; strings may use ${params.x}, ${env.X:-default} and ${secret.X}."},
             "retries": {"$ref": "#/$defs/retries"},
             "timeout": {"$ref": "#/$defs/duration"},
-            "cache": {"$ref": "#/$defs/cache"}
+            "cache": {"$ref": "#/$defs/cache"},
+            "executor": {"$ref": "#/$defs/executor"},
+            "shards": {"type": "integer", "minimum": 1, "maximum": 1024, "description": "Split the task into N shards run side by side (types that can be split)."}
         },
         "allOf": branches
     }));
@@ -181,7 +217,8 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
                 "properties": {
                     "retries": {"$ref": "#/$defs/retries"},
                     "timeout": {"$ref": "#/$defs/duration"},
-                    "cache": {"$ref": "#/$defs/cache"}
+                    "cache": {"$ref": "#/$defs/cache"},
+                    "executor": {"$ref": "#/$defs/executor"}
                 }
             },
             "tasks": {

@@ -117,6 +117,69 @@ pub struct TaskSpec {
     pub timeout: Option<Duration>,
     /// Whether and for how long results are reused.
     pub cache: CachePolicy,
+    /// Where the task's attempts run (default `local`: in the engine's process).
+    #[serde(default)]
+    #[schemars(with = "Json")]
+    pub executor: ExecutorSpec,
+    /// Into how many shards the task is split, for types that can be split (default 1).
+    #[serde(default = "one")]
+    pub shards: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The `executor:` of a task: `local` (the engine's machine) or a registered executor with
+/// its settings, written `{ NAME: { ... } }` (e.g. `ray: { address: ... }`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecutorSpec {
+    /// The executor's name; `None` is `local`.
+    pub name: Option<String>,
+    /// Its settings, with defaults filled in (`null` for `local`).
+    pub config: Json,
+}
+
+impl ExecutorSpec {
+    /// The name of the built-in executor.
+    pub const LOCAL: &'static str = "local";
+
+    /// Whether attempts run on the engine's machine.
+    pub fn is_local(&self) -> bool {
+        self.name.is_none()
+    }
+}
+
+impl Serialize for ExecutorSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.name {
+            None => s.serialize_str(Self::LOCAL),
+            Some(name) => {
+                let mut map = serde_json::Map::new();
+                map.insert(name.clone(), self.config.clone());
+                map.serialize(s)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ExecutorSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Json::deserialize(d)? {
+            Json::Null => Ok(ExecutorSpec::default()),
+            Json::String(s) if s == Self::LOCAL => Ok(ExecutorSpec::default()),
+            Json::Object(map) if map.len() == 1 => {
+                let (name, config) = map.into_iter().next().unwrap_or_default();
+                Ok(ExecutorSpec {
+                    name: Some(name),
+                    config,
+                })
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "an executor is `local` or `{{ NAME: {{...}} }}`, found {other}"
+            ))),
+        }
+    }
 }
 
 /// How delays between attempts grow.
@@ -243,6 +306,34 @@ impl Pipeline {
             }
         }
         params
+    }
+
+    /// The secrets of an attempt file of task `task_id` (see
+    /// [`crate::exec::ResolvedAttempt::secrets`]): the plan's slots in the task's params, the
+    /// pipeline's params and the plugin sections, at their places in that file.
+    pub fn attempt_secrets(&self, task_id: &str) -> Vec<SecretSlot> {
+        let index = self.tasks.iter().position(|t| t.id == task_id);
+        let with = index.map(|i| format!("/tasks/{i}/with"));
+        let mut out = Vec::new();
+        for slot in &self.secrets {
+            let at = if let Some(rest) = slot.at.strip_prefix("/params/") {
+                format!("/pipeline_params/{rest}")
+            } else if let Some(rest) = with.as_deref().and_then(|w| slot.at.strip_prefix(w)) {
+                if !(rest.is_empty() || rest.starts_with('/')) {
+                    continue;
+                }
+                format!("/params{rest}")
+            } else if slot.at.starts_with("/tasks/") {
+                continue;
+            } else {
+                format!("/sections{}", slot.at)
+            };
+            out.push(SecretSlot {
+                at,
+                pieces: slot.pieces.clone(),
+            });
+        }
+        out
     }
 
     /// Task `index`'s params with every secret replaced by `***` (for cache keys).

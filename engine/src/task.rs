@@ -175,6 +175,23 @@ impl PipelineInfo {
     }
 }
 
+/// Which part of a task's input an attempt processes, when the task is split into shards
+/// (`shards: N`): shard `index` (0-based) of `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shard {
+    /// 0-based index of the shard.
+    pub index: u32,
+    /// How many shards the task is split into.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The shard's name in ids and transactions: `shard-<index>-of-<count>`.
+    pub fn label(&self) -> String {
+        format!("shard-{}-of-{}", self.index, self.count)
+    }
+}
+
 /// Everything a task attempt receives besides its params.
 #[derive(Clone, Debug)]
 pub struct TaskContext {
@@ -194,6 +211,8 @@ pub struct TaskContext {
     pub span: tracing::Span,
     /// Directory for the task's artifacts (created on first use by [`TaskContext::artifact_path`]).
     pub artifacts_dir: PathBuf,
+    /// The part of the input this attempt processes (`None`: all of it).
+    pub shard: Option<Shard>,
 }
 
 impl TaskContext {
@@ -221,6 +240,9 @@ pub trait Task: Send + Sync + 'static {
     const VERSION: &'static str;
     /// One line for `tweetflow tasks`.
     const DESCRIPTION: &'static str;
+    /// Whether the type can be split (`shards: N`): each attempt then processes the part of
+    /// the input [`TaskContext::shard`] names, and commits it on its own.
+    const SHARDABLE: bool = false;
 
     /// Runs one attempt.
     fn run(
@@ -260,6 +282,8 @@ pub trait DynTask: Send + Sync {
     fn version(&self) -> &'static str;
     /// See [`Task::DESCRIPTION`].
     fn description(&self) -> &'static str;
+    /// See [`Task::SHARDABLE`].
+    fn shardable(&self) -> bool;
     /// JSON Schema of the params.
     fn params_schema(&self) -> Value;
     /// Checks that `params` deserialize into the params type.
@@ -300,6 +324,10 @@ impl<T: Task> DynTask for Erased<T> {
 
     fn description(&self) -> &'static str {
         T::DESCRIPTION
+    }
+
+    fn shardable(&self) -> bool {
+        T::SHARDABLE
     }
 
     fn params_schema(&self) -> Value {

@@ -248,3 +248,58 @@ fn secrets_are_refused_where_they_would_be_written() {
     assert!(p.secrets.is_empty(), "{:?}", p.secrets);
     assert_eq!(p.tasks[0].with["value"], "given");
 }
+
+#[test]
+fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() {
+    use tweetflow_engine::exec::ResolvedAttempt;
+    let value = format!("attempt-secret-{}", std::process::id());
+    // SAFETY: a variable no other test of this binary reads.
+    unsafe { std::env::set_var("SECRETS_TEST_ATTEMPT_TOKEN", &value) };
+    let mut r = Registry::new();
+    r.register(Leaky);
+    let p = load_str(
+        "p.yaml",
+        "name: p\nparams: { t: \"${env.SECRETS_TEST_ATTEMPT_TOKEN}\" }\ntasks:\n  a: { type: leaky, with: { value: x }, cache: { enabled: true } }\n  b: { type: leaky, with: { value: \"Bearer ${params.t}\" } }\n",
+        &LoadOptions {
+            registry: &r,
+            param_overrides: &[],
+            env: &process_env,
+        },
+    )
+    .unwrap();
+    let slots = p.attempt_secrets("b");
+    assert_eq!(
+        slots.iter().map(|s| s.at.as_str()).collect::<Vec<_>>(),
+        ["/pipeline_params/t", "/params/value"]
+    );
+    let attempt = ResolvedAttempt {
+        run_id: "r".into(),
+        task_id: "b".into(),
+        task_type: "leaky".into(),
+        task_version: "1".into(),
+        attempt: 1,
+        shard: None,
+        params: p.tasks[1].with.clone(),
+        upstream: Default::default(),
+        pipeline: p.name.clone(),
+        spec_hash: p.spec_hash.clone(),
+        pipeline_params: p.params.clone(),
+        sections: p.sections.clone(),
+        artifacts_dir: "artifacts".into(),
+        cwd: None,
+        secrets: slots,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attempt.json");
+    attempt.write(&file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&value), "{text}");
+    assert_eq!(ResolvedAttempt::read(&file).unwrap(), attempt);
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("SECRETS_TEST_ATTEMPT_TOKEN") };
+    let err = ResolvedAttempt::read(&file).unwrap_err();
+    assert!(
+        err.to_string().contains("`SECRETS_TEST_ATTEMPT_TOKEN`"),
+        "{err}"
+    );
+}

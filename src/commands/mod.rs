@@ -8,6 +8,7 @@ mod run;
 mod runs;
 mod schedule;
 mod table;
+mod task_exec;
 mod tasks;
 mod text_table;
 mod ui;
@@ -37,6 +38,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Schedule { paths, next, grace } => {
             schedule::schedule(&registry, &cli.runs_dir, &paths, next, grace).await
         }
+        Command::Task { command } => task_exec::task(&registry, command).await,
         Command::Bench { command } => {
             bench::bench(registry, command).await?;
             Ok(exit::OK)
@@ -47,11 +49,20 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// The engine with the run observers the build ships (MLflow).
+/// The engine with the run observers the build ships (MLflow), running attempts outside
+/// its process with this binary's `task exec`.
 pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
-    Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(
+    let engine = Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(
         tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
-    ))
+    ));
+    match std::env::current_exe() {
+        Ok(exe) => engine.with_exec_command(vec![
+            exe.display().to_string(),
+            "task".into(),
+            "exec".into(),
+        ]),
+        Err(_) => engine,
+    }
 }
 
 /// Loads a pipeline, printing its problems to stderr when it is invalid.
@@ -86,6 +97,16 @@ pub(crate) fn load_or_report(
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
 pub(crate) fn spawn_signal_handler(token: CancellationToken) {
+    spawn_signal_handler_with(token, true)
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM, printing nothing (stdout and stderr are a worker's
+/// log).
+pub(crate) fn spawn_signal_handler_quiet(token: CancellationToken) {
+    spawn_signal_handler_with(token, false)
+}
+
+fn spawn_signal_handler_with(token: CancellationToken, announce: bool) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -99,7 +120,9 @@ pub(crate) fn spawn_signal_handler(token: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("cancelling: stopping running tasks and saving the run");
+        if announce {
+            eprintln!("cancelling: stopping running tasks and saving the run");
+        }
         token.cancel();
     });
 }

@@ -174,6 +174,32 @@ pub fn summary(record: &RunRecord) -> String {
         &["TASK", "STATUS", "ATTEMPTS", "DURATION", "CACHED"],
         &rows,
     ));
+    let jobs: Vec<Vec<String>> = record
+        .ordered_tasks()
+        .flat_map(|(id, t)| {
+            t.attempts.iter().filter_map(move |a| {
+                let job = a.job.as_ref()?;
+                Some(vec![
+                    id.to_string(),
+                    a.shard.map_or_else(|| "-".into(), |s| s.to_string()),
+                    a.number.to_string(),
+                    job.clone(),
+                    match (&a.error, a.ended_at) {
+                        (Some(e), _) => format!("{:?}", e.kind).to_lowercase(),
+                        (None, Some(_)) => "succeeded".into(),
+                        (None, None) => "running".into(),
+                    },
+                ])
+            })
+        })
+        .collect();
+    if !jobs.is_empty() {
+        out.push('\n');
+        out.push_str(&text_table::render(
+            &["TASK", "SHARD", "ATTEMPT", "JOB", "ENDED"],
+            &jobs,
+        ));
+    }
     for (id, t) in record.ordered_tasks() {
         if let Some(e) = &t.error
             && !matches!(

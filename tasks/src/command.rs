@@ -62,18 +62,22 @@ impl Task for CommandTask {
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str =
         "Runs a program with args, env and working dir; non-zero exit is a retryable failure";
+    /// Each shard's program gets `TWEETFLOW_SHARD` (0-based) and `TWEETFLOW_SHARDS`.
+    const SHARDABLE: bool = true;
 
-    async fn run(
-        &self,
-        _ctx: &TaskContext,
-        params: CommandParams,
-    ) -> Result<TaskOutput, TaskError> {
+    async fn run(&self, ctx: &TaskContext, params: CommandParams) -> Result<TaskOutput, TaskError> {
         let Some((program, args)) = params.argv.split_first() else {
             return Err(TaskError::config("argv", "must name a program"));
         };
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .envs(&params.env)
+            .envs(ctx.shard.iter().flat_map(|s| {
+                [
+                    ("TWEETFLOW_SHARD", s.index.to_string()),
+                    ("TWEETFLOW_SHARDS", s.count.to_string()),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tweetflow_engine::task::Shard;
 use tweetflow_engine::{PipelineInfo, TaskContext, TaskOutput};
 
 /// Builds a [`TaskContext`]: run `r1`, task `t1`, attempt 1, a default pipeline, no upstream
@@ -16,6 +17,7 @@ pub struct TaskContextBuilder {
     pipeline: PipelineInfo,
     upstream: BTreeMap<String, TaskOutput>,
     artifacts_dir: PathBuf,
+    shard: Option<Shard>,
 }
 
 impl TaskContextBuilder {
@@ -27,6 +29,7 @@ impl TaskContextBuilder {
             pipeline: PipelineInfo::default(),
             upstream: BTreeMap::new(),
             artifacts_dir: artifacts_dir.into(),
+            shard: None,
         }
     }
 
@@ -54,6 +57,12 @@ impl TaskContextBuilder {
         self
     }
 
+    /// The part of the input the attempt processes.
+    pub fn shard(mut self, index: u32, count: u32) -> Self {
+        self.shard = Some(Shard { index, count });
+        self
+    }
+
     /// The context (first attempt, not cancelled, no tracing span).
     pub fn build(self) -> TaskContext {
         TaskContext {
@@ -65,6 +74,7 @@ impl TaskContextBuilder {
             cancel: CancellationToken::new(),
             span: tracing::Span::none(),
             artifacts_dir: self.artifacts_dir,
+            shard: self.shard,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests of every tweetflow crate (a dev-dependency only):
 //!
 //! * [`mlflow_server`]: the one real MLflow server of a test process, and clients of it.
+//! * [`s3_server`]: the one real S3 API server of a test process, and fresh buckets on it.
 //! * [`fixtures`]: paths of the workspace's fixtures (the tiny models, the test tweets) and the
 //!   project's Python venv.
 //! * [`TaskContextBuilder`]: a [`tweetflow_engine::TaskContext`] for calling a task directly.
@@ -16,6 +17,7 @@ pub mod fixtures;
 pub mod medallion;
 pub mod mlflow_server;
 pub mod rows;
+pub mod s3_server;
 pub mod tables;
 
 pub use context::TaskContextBuilder;

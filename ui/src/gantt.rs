@@ -231,6 +231,8 @@ mod tests {
             started_at: at(a),
             ended_at: Some(at(b)),
             error: err.then(|| TaskError::retryable("boom")),
+            shard: None,
+            job: None,
         };
         let mut cached = task(TaskStatus::Cached, vec![]);
         cached.started_at = Some(at(0));

@@ -10,14 +10,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{Outcome, Shared, finished};
+use super::{remote, shards};
 use crate::cache::{CacheEntry, cache_key};
 use crate::duration::format_duration;
 use crate::retry;
 use crate::store::{Event, TaskStatus};
-use crate::task::{ErrorKind, TaskContext, TaskError, TaskOutput};
+use crate::task::{DynTask, ErrorKind, Shard, TaskContext, TaskError, TaskOutput};
 
 /// Fills an empty fingerprint with a hash of the output values.
-fn with_fingerprint(mut output: TaskOutput) -> TaskOutput {
+pub(super) fn with_fingerprint(mut output: TaskOutput) -> TaskOutput {
     if output.fingerprint.is_empty() {
         let json = serde_json::Value::Object(output.values.clone()).to_string();
         output.fingerprint = blake3::hash(json.as_bytes()).to_hex().to_string();
@@ -41,7 +42,7 @@ pub(super) async fn run_task(
 }
 
 async fn run_task_inner(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     i: usize,
     upstream: Arc<BTreeMap<String, TaskOutput>>,
     cancel: CancellationToken,
@@ -117,17 +118,76 @@ async fn run_task_inner(
         info!("cached output no longer valid: running");
     }
 
+    let result = if spec.shards > 1 {
+        shards::run_shards(shared, i, &task, &upstream, &cancel).await
+    } else {
+        run_attempts(shared, i, &task, &upstream, &cancel, None).await
+    };
+    match result {
+        Ok(output) => {
+            let output = with_fingerprint(output);
+            if let Some(key) = &key {
+                let entry = CacheEntry {
+                    key: key.clone(),
+                    task_type: spec.task_type.clone(),
+                    created_at: Utc::now(),
+                    run_id: shared.run_id.clone(),
+                    task_id: spec.id.clone(),
+                    output: output.clone(),
+                };
+                if let Err(e) = shared.cache.put(&entry) {
+                    warn!(error = %e, "cannot write the cache entry");
+                }
+            }
+            shared.record(finished(
+                &spec.id,
+                TaskStatus::Succeeded,
+                Some(output.clone()),
+                None,
+            ));
+            Outcome {
+                status: TaskStatus::Succeeded,
+                output: Some(output),
+            }
+        }
+        Err(last_error) => {
+            let status = if last_error.kind == ErrorKind::Cancelled {
+                TaskStatus::Cancelled
+            } else {
+                TaskStatus::Failed
+            };
+            warn!(error = %last_error.message, kind = ?last_error.kind, "{}", status.as_str());
+            shared.record(finished(&spec.id, status, None, Some(last_error)));
+            Outcome {
+                status,
+                output: None,
+            }
+        }
+    }
+}
+
+/// The attempts of a task (or of one of its shards), retried with backoff while the error is
+/// retryable; the output of the first that succeeds.
+pub(super) async fn run_attempts(
+    shared: &Arc<Shared>,
+    i: usize,
+    task: &Arc<dyn DynTask>,
+    upstream: &Arc<BTreeMap<String, TaskOutput>>,
+    cancel: &CancellationToken,
+    shard: Option<Shard>,
+) -> Result<TaskOutput, TaskError> {
+    let spec = &shared.pipeline.tasks[i];
     let policy = &spec.retries;
     let mut last_error = TaskError::fatal("no attempt was made");
     for number in 1..=policy.max_attempts {
         if cancel.is_cancelled() {
-            last_error = TaskError::cancelled();
-            break;
+            return Err(TaskError::cancelled());
         }
         shared.record(Event::AttemptStarted {
             task: spec.id.clone(),
             number,
             at: Utc::now(),
+            shard: shard.map(|s| s.index),
         });
         let attempt_cancel = cancel.child_token();
         let attempt_span = info_span!("attempt", number);
@@ -140,46 +200,31 @@ async fn run_task_inner(
             cancel: attempt_cancel.clone(),
             span: attempt_span.clone(),
             artifacts_dir: shared.run_dir.join("artifacts").join(&spec.id),
+            shard,
         };
         info!(attempt = number, "started");
-        let result = run_attempt(&*task, &ctx, &spec.with, spec.timeout, &cancel)
-            .instrument(attempt_span)
-            .await;
+        let result =
+            if spec.executor.is_local() && (shard.is_none() || shared.exec_command.is_none()) {
+                run_attempt(&**task, &ctx, &spec.with, spec.timeout, cancel)
+                    .instrument(attempt_span)
+                    .await
+            } else {
+                remote::run_remote(shared, spec, &**task, &ctx, cancel)
+                    .instrument(attempt_span)
+                    .await
+            };
         attempt_cancel.cancel();
-        let error = result.as_ref().err().cloned();
         shared.record(Event::AttemptFinished {
             task: spec.id.clone(),
             number,
             at: Utc::now(),
-            error: error.clone(),
+            error: result.as_ref().err().cloned(),
+            shard: shard.map(|s| s.index),
         });
         match result {
             Ok(output) => {
-                let output = with_fingerprint(output);
-                if let Some(key) = &key {
-                    let entry = CacheEntry {
-                        key: key.clone(),
-                        task_type: spec.task_type.clone(),
-                        created_at: Utc::now(),
-                        run_id: shared.run_id.clone(),
-                        task_id: spec.id.clone(),
-                        output: output.clone(),
-                    };
-                    if let Err(e) = shared.cache.put(&entry) {
-                        warn!(error = %e, "cannot write the cache entry");
-                    }
-                }
                 info!(attempt = number, "succeeded");
-                shared.record(finished(
-                    &spec.id,
-                    TaskStatus::Succeeded,
-                    Some(output.clone()),
-                    None,
-                ));
-                return Outcome {
-                    status: TaskStatus::Succeeded,
-                    output: Some(output),
-                };
+                return Ok(output);
             }
             Err(e) => {
                 let retry =
@@ -192,25 +237,12 @@ async fn run_task_inner(
                 warn!(attempt = number, error = %last_error.message, retry_in = %format_duration(round_ms(wait)), "attempt failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => {
-                        last_error = TaskError::cancelled();
-                        break;
-                    }
+                    _ = cancel.cancelled() => return Err(TaskError::cancelled()),
                 }
             }
         }
     }
-    let status = if last_error.kind == ErrorKind::Cancelled {
-        TaskStatus::Cancelled
-    } else {
-        TaskStatus::Failed
-    };
-    warn!(error = %last_error.message, kind = ?last_error.kind, "{}", status.as_str());
-    shared.record(finished(&spec.id, status, None, Some(last_error)));
-    Outcome {
-        status,
-        output: None,
-    }
+    Err(last_error)
 }
 
 fn round_ms(d: Duration) -> Duration {

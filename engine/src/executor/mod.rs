@@ -17,6 +17,8 @@
 
 mod attempt;
 mod queue;
+mod remote;
+mod shards;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -77,6 +79,7 @@ pub struct Engine {
     store: RunStore,
     cache: Cache,
     observers: Vec<Arc<dyn RunObserver>>,
+    exec_command: Option<Vec<String>>,
 }
 
 impl Engine {
@@ -89,7 +92,16 @@ impl Engine {
             store,
             cache,
             observers: Vec::new(),
+            exec_command: None,
         }
+    }
+
+    /// The command line of `tweetflow task exec` (program and leading arguments), for shards
+    /// of `local` tasks (one child process each) and for executors. Without it, the shards of
+    /// a `local` task run in the engine's process.
+    pub fn with_exec_command(mut self, command: Vec<String>) -> Self {
+        self.exec_command = Some(command);
+        self
     }
 
     /// Adds an observer told about every run it wants.
@@ -205,6 +217,7 @@ impl Engine {
             run_id,
             run_dir,
             run_span: run_span.clone(),
+            exec_command: self.exec_command.clone(),
         });
         let observers: Vec<Arc<dyn RunObserver>> = self
             .observers
@@ -274,6 +287,7 @@ struct Shared {
     run_id: String,
     run_dir: PathBuf,
     run_span: Span,
+    exec_command: Option<Vec<String>>,
 }
 
 impl Shared {

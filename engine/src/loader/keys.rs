@@ -89,7 +89,7 @@ mod tests {
                 "start_deadline"
             ]
         );
-        assert_eq!(k.defaults, ["retries", "timeout", "cache"]);
+        assert_eq!(k.defaults, ["retries", "timeout", "cache", "executor"]);
         assert_eq!(
             k.task,
             [
@@ -99,7 +99,9 @@ mod tests {
                 "with",
                 "retries",
                 "timeout",
-                "cache"
+                "cache",
+                "executor",
+                "shards"
             ]
         );
         assert_eq!(

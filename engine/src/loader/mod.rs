@@ -13,6 +13,7 @@
 //! structs it fills.
 
 mod cache;
+mod executor;
 mod keys;
 mod params;
 mod retry;

@@ -10,7 +10,7 @@ use super::{KEYS, Loader};
 use crate::diagnostic::{Span, closest, did_you_mean};
 use crate::graph::find_cycles;
 use crate::schema_check;
-use crate::spec::{CachePolicy, RetryPolicy, TaskSpec};
+use crate::spec::{CachePolicy, ExecutorSpec, RetryPolicy, TaskSpec};
 use crate::yaml::{Node, Value};
 
 impl Loader<'_, '_> {
@@ -41,6 +41,11 @@ impl Loader<'_, '_> {
                 Some("retries") => self.retries(&value, &mut defaults.retries),
                 Some("timeout") => defaults.timeout = self.duration(&value, "timeout"),
                 Some("cache") => self.cache(&value, &mut defaults.cache),
+                Some("executor") => {
+                    if let Some(e) = self.executor(&value, "defaults") {
+                        defaults.executor = e;
+                    }
+                }
                 _ => {}
             }
         }
@@ -275,8 +280,10 @@ impl Loader<'_, '_> {
         let mut retries = defaults.retries.clone();
         let mut timeout = defaults.timeout;
         let mut cache = defaults.cache.clone();
+        let mut executor = defaults.executor.clone();
+        let mut shards = 1;
         let description = get("description").and_then(|(_, d)| self.string(d, "description"));
-        for key in ["retries", "timeout", "cache"] {
+        for key in ["retries", "timeout", "cache", "executor", "shards"] {
             if let Some((_, value)) = get(key) {
                 let mut value = value.clone();
                 if !self.interpolate_checked(&mut value, params, None) {
@@ -285,6 +292,11 @@ impl Loader<'_, '_> {
                 match key {
                     "retries" => self.retries(&value, &mut retries),
                     "timeout" => timeout = self.duration(&value, "timeout"),
+                    "executor" => match self.executor(&value, &format!("task `{id}`")) {
+                        Some(e) => executor = e,
+                        None => ok = false,
+                    },
+                    "shards" => shards = self.shards(&value, id, task_type.as_deref()),
                     _ => self.cache(&value, &mut cache),
                 }
             }
@@ -301,6 +313,8 @@ impl Loader<'_, '_> {
             timeout,
             cache,
             description,
+            executor,
+            shards,
         })
     }
 }
@@ -318,6 +332,9 @@ pub(super) struct TaskDefaults {
     timeout: Option<Duration>,
     /// See [`TaskSpec::cache`].
     cache: CachePolicy,
+    /// See [`TaskSpec::executor`].
+    #[schemars(with = "Json")]
+    executor: ExecutorSpec,
 }
 
 fn is_task_id(id: &str) -> bool {

@@ -152,6 +152,8 @@ mod tests {
                     timeout: None,
                     cache: CachePolicy::default(),
                     description: None,
+                    executor: Default::default(),
+                    shards: 1,
                 })
                 .collect(),
             spec_hash: "h".into(),
@@ -264,6 +266,7 @@ mod tests {
                     task: format!("t{i}"),
                     number: 1,
                     at: Utc::now(),
+                    shard: None,
                 })
                 .unwrap();
             if i == 25 {

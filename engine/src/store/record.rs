@@ -87,6 +87,12 @@ pub struct Attempt {
     pub ended_at: Option<DateTime<Utc>>,
     /// Why it failed.
     pub error: Option<TaskError>,
+    /// The shard it processed, when the task is split into shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+    /// The id of the job that ran it, on an executor other than `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// The record of one task in a run.
@@ -206,6 +212,16 @@ impl RunRecord {
         (end - start).to_std().unwrap_or_default()
     }
 
+    /// The latest attempt `number` of shard `shard` of `task`.
+    fn attempt_mut(&mut self, task: &str, number: u32, shard: Option<u32>) -> Option<&mut Attempt> {
+        self.tasks.get_mut(task).and_then(|t| {
+            t.attempts
+                .iter_mut()
+                .rev()
+                .find(|a| a.number == number && a.shard == shard)
+        })
+    }
+
     /// Applies one event.
     pub fn apply(&mut self, event: &Event) {
         match event {
@@ -231,14 +247,31 @@ impl RunRecord {
                     t.cache_key = cache_key.clone();
                 }
             }
-            Event::AttemptStarted { task, number, at } => {
+            Event::AttemptStarted {
+                task,
+                number,
+                at,
+                shard,
+            } => {
                 if let Some(t) = self.tasks.get_mut(task) {
                     t.attempts.push(Attempt {
                         number: *number,
                         started_at: *at,
                         ended_at: None,
                         error: None,
+                        shard: *shard,
+                        job: None,
                     });
+                }
+            }
+            Event::AttemptJob {
+                task,
+                number,
+                shard,
+                job,
+            } => {
+                if let Some(a) = self.attempt_mut(task, *number, *shard) {
+                    a.job = Some(job.clone());
                 }
             }
             Event::AttemptFinished {
@@ -246,12 +279,9 @@ impl RunRecord {
                 number,
                 at,
                 error,
+                shard,
             } => {
-                if let Some(a) = self
-                    .tasks
-                    .get_mut(task)
-                    .and_then(|t| t.attempts.iter_mut().rev().find(|a| a.number == *number))
-                {
+                if let Some(a) = self.attempt_mut(task, *number, *shard) {
                     a.ended_at = Some(*at);
                     a.error = error.clone();
                 }
@@ -310,6 +340,21 @@ pub enum Event {
         number: u32,
         /// When.
         at: DateTime<Utc>,
+        /// The shard, when the task is split into shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<u32>,
+    },
+    /// An executor started a job for an attempt.
+    AttemptJob {
+        /// The task.
+        task: String,
+        /// 1-based attempt number.
+        number: u32,
+        /// The shard, when the task is split into shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<u32>,
+        /// The job's id on the executor.
+        job: String,
     },
     /// An attempt ended.
     AttemptFinished {
@@ -321,6 +366,9 @@ pub enum Event {
         at: DateTime<Utc>,
         /// Why it failed.
         error: Option<TaskError>,
+        /// The shard, when the task is split into shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<u32>,
     },
     /// A task reached a final state.
     TaskFinished {

@@ -1,0 +1,187 @@
+//! A real S3 API server for tests (`moto_server` from the project's venv): one per process,
+//! started on first use on a free port, and killed when the process exits, even by `kill -9`
+//! (a watchdog shell notices the parent is gone), like [`crate::mlflow_server`].
+//!
+//! [`S3Server::options`] are the storage options of that server (endpoint, any non-empty
+//! credentials, plain HTTP, the etag conditional put); [`S3Server::env`] the same as the
+//! standard `AWS_*` environment variables for child processes. [`bucket`] creates a fresh
+//! bucket and returns its name.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::fixtures::venv;
+use crate::mlflow_server::free_port;
+
+/// The access key id the tests use (the server accepts any).
+pub const ACCESS_KEY_ID: &str = "tweetflow-test";
+/// The secret access key the tests use (the server accepts any).
+pub const SECRET_ACCESS_KEY: &str = "tweetflow-test-secret-7f3a";
+/// The region the tests use.
+pub const REGION: &str = "us-east-1";
+
+/// A running S3 API server.
+pub struct S3Server {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The TCP port.
+    pub port: u16,
+}
+
+static SERVER: OnceLock<Result<S3Server, String>> = OnceLock::new();
+static PGID: AtomicI32 = AtomicI32::new(0);
+static BUCKETS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn stop_server() {
+    let pgid = PGID.swap(0, Ordering::SeqCst);
+    if pgid > 0 {
+        // SAFETY: plain kill(2) calls on the process group we created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Sends one HTTP/1.0 request to the server and returns the status line and body.
+fn request(port: u16, method: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(500),
+    )
+    .ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req =
+        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.").then_some(buf)
+}
+
+fn start() -> Result<S3Server, String> {
+    let moto = venv().join("bin").join("moto_server");
+    if !moto.exists() {
+        return Err(format!(
+            "the object storage tests need a real S3 API server, but {} does not exist. \
+             Create the venv with scripts/setup-venv.sh (it installs moto[server] from requirements.txt).",
+            moto.display()
+        ));
+    }
+    // SAFETY: registering a plain extern "C" function.
+    unsafe {
+        libc::atexit(stop_server);
+    }
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("tweetflow-s3-test-{}.log", std::process::id()));
+    // The watchdog shell runs the server in its own process group and kills the group when
+    // the test process goes away, even if it is killed without running atexit handlers.
+    let script = r#"
+        "$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 &
+        while kill -0 "$3" 2>/dev/null; do sleep 1; done
+        trap '' TERM
+        kill -TERM 0
+        sleep 1
+        rm -f "$2"
+        kill -KILL 0
+    "#;
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg(&moto)
+            .arg(port.to_string())
+            .arg(&log)
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start bash: {e}"))?
+    };
+    PGID.store(child.id() as i32, Ordering::SeqCst);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if request(port, "GET", "/").is_some() {
+            eprintln!(
+                "S3 test server on port {port} ready in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            return Ok(S3Server {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                port,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    Err(format!(
+        "the S3 test server did not answer within 60 s; log:\n{text}"
+    ))
+}
+
+/// The shared server; panics (failing the test) with the reason when it cannot be started.
+pub fn server() -> &'static S3Server {
+    match SERVER.get_or_init(start) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl S3Server {
+    /// Storage options for this server, as `storage:` sections and `deltalake` take them.
+    pub fn options(&self) -> Vec<(String, String)> {
+        vec![
+            ("aws_endpoint_url".into(), self.endpoint.clone()),
+            ("aws_access_key_id".into(), ACCESS_KEY_ID.into()),
+            ("aws_secret_access_key".into(), SECRET_ACCESS_KEY.into()),
+            ("aws_region".into(), REGION.into()),
+            ("aws_allow_http".into(), "true".into()),
+            ("aws_conditional_put".into(), "etag".into()),
+        ]
+    }
+
+    /// The standard `AWS_*` environment variables for this server (for child processes).
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), SECRET_ACCESS_KEY.into()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ]
+    }
+
+    /// Creates bucket `name` (no error when it exists).
+    pub fn create_bucket(&self, name: &str) {
+        let answer = request(self.port, "PUT", &format!("/{name}"))
+            .unwrap_or_else(|| panic!("the S3 test server did not answer creating `{name}`"));
+        assert!(
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+            "creating bucket `{name}`: {answer}"
+        );
+    }
+}
+
+/// Creates a fresh bucket on the shared server (named after `prefix`, the process and a
+/// counter) and returns its name.
+pub fn bucket(prefix: &str) -> String {
+    let n = BUCKETS.fetch_add(1, Ordering::SeqCst);
+    let name = format!(
+        "{}-{}-{n}",
+        prefix.to_ascii_lowercase().replace('_', "-"),
+        std::process::id()
+    );
+    server().create_bucket(&name);
+    name
+}
