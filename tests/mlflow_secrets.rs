@@ -250,15 +250,16 @@ fn base64(text: &str) -> String {
 struct AuthServer {
     url: String,
     dir: tempfile::TempDir,
-    pgid: i32,
+    child: std::process::Child,
 }
 
 impl Drop for AuthServer {
     fn drop(&mut self) {
         // SAFETY: signals the server's own process group.
         unsafe {
-            libc::kill(-self.pgid, libc::SIGKILL);
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
         }
+        let _ = self.child.wait();
     }
 }
 
@@ -311,7 +312,7 @@ fn auth_server(admin_password: &str) -> AuthServer {
         .expect("start mlflow");
     let server = AuthServer {
         url: format!("http://127.0.0.1:{port}"),
-        pgid: child.id() as i32,
+        child,
         dir,
     };
     let t = Instant::now();
