@@ -11,6 +11,10 @@ pub struct Cli {
     /// Format of the logs on stderr (filter them with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
+    /// Print the full log stream on stderr (`-v`: info, `-vv`: debug) instead of `run`'s
+    /// one line per task; `RUST_LOG` does the same with any filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Where runs are recorded.
     #[arg(
         long,

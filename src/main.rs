@@ -3,6 +3,7 @@
 mod alloc;
 mod cli;
 mod commands;
+mod console;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,28 @@ pub mod exit {
     pub const INVALID: u8 = 2;
     /// The run was cancelled (Ctrl-C, SIGTERM).
     pub const CANCELLED: u8 = 130;
+}
+
+/// The full log stream on stderr for `-v`, `RUST_LOG` and every command but `run`; for `run`,
+/// the console's task lines and bars, with only warnings and errors from the stream.
+fn init_logging(cli: &cli::Cli) {
+    use tweetflow_engine::logging::{DEFAULT_FILTER, init_with};
+    let explicit = cli.verbose > 0 || std::env::var_os("RUST_LOG").is_some();
+    let console = matches!(cli.command, cli::Command::Run(_))
+        && !explicit
+        && matches!(cli.log_format, cli::LogFormatArg::Text);
+    let quiet_outcomes = format!("warn,{}=off", tweetflow_engine::executor::OUTCOME_TARGET);
+    let stderr_default = match cli.verbose {
+        _ if console => quiet_outcomes.as_str(),
+        0 | 1 => DEFAULT_FILTER,
+        _ => "warn,tweetflow=debug",
+    };
+    let extra = console.then(|| {
+        use tracing_subscriber::Layer as _;
+        Box::new(console::install().with_filter(console::filter()))
+            as tweetflow_engine::logging::ExtraLayer
+    });
+    init_with(cli.log_format.into(), stderr_default, extra);
 }
 
 fn main() -> ExitCode {
@@ -43,7 +66,7 @@ fn main() -> ExitCode {
         // A worker's log lines are JSON on stdout; the engine copies them into the run's log.
         tweetflow_engine::logging::init_worker();
     } else {
-        tweetflow_engine::logging::init(cli.log_format.into());
+        init_logging(&cli);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -607,3 +607,58 @@ fn runs_list_shows_recorded_runs() {
         "{out}"
     );
 }
+
+#[test]
+fn run_prints_one_line_per_task_and_the_full_stream_only_when_asked() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        r#"name: lines
+tasks:
+  flaky:
+    type: command
+    with: { argv: [sh, -c, "echo boom >&2; exit 1"] }
+    retries: { max_attempts: 2, initial_delay: 10ms, jitter: false }
+  ok: { type: noop }
+  after: { type: noop, depends_on: [flaky] }
+"#,
+    );
+    let out = sb
+        .cmd(&["run", "p.yaml"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "▸ flaky started",
+        "↻ flaky attempt 2 (previous: `sh` exited with code 1; stderr ends with: boom)",
+        "✗ flaky failed in ",
+        "✓ ok succeeded in ",
+        "- after upstream_failed",
+    ] {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("INFO") && !stderr.contains("WARN"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("TASK") && stdout.contains("upstream_failed"),
+        "{stdout}"
+    );
+    // The run log has the whole stream all the same.
+    let ids = sb.run_ids();
+    let log = std::fs::read_to_string(sb.runs().join(&ids[0]).join("log.jsonl")).unwrap();
+    assert!(log.contains("attempt failed; retrying"), "{log}");
+
+    for verbose in [&["-v", "run", "p.yaml"][..], &["run", "-v", "p.yaml"][..]] {
+        let out = sb.cmd(verbose).env_remove("RUST_LOG").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("INFO") && stderr.contains("attempt failed; retrying"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("▸ flaky started"), "{stderr}");
+    }
+}

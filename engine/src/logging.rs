@@ -43,10 +43,20 @@ pub enum LogFormat {
 /// by `TWEETFLOW_RUN_LOG` (both default to [`DEFAULT_FILTER`]). Does nothing if a subscriber
 /// is already installed.
 pub fn init(format: LogFormat) {
+    init_with(format, DEFAULT_FILTER, None);
+}
+
+/// A layer added beside the stderr and run-log layers (e.g. a console drawing progress bars).
+pub type ExtraLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// [`init`] with another default for stderr (used when `RUST_LOG` is not set; the run logs
+/// keep [`DEFAULT_FILTER`]) and an extra layer with its own filter.
+pub fn init_with(format: LogFormat, stderr_default: &str, extra: Option<ExtraLayer>) {
     let stderr_filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(stderr_default));
     let result = match format {
         LogFormat::Text => tracing_subscriber::registry()
+            .with(extra)
             .with(
                 tracing_subscriber::fmt::layer()
                     .compact()
@@ -58,6 +68,7 @@ pub fn init(format: LogFormat) {
             .with(run_layer())
             .try_init(),
         LogFormat::Json => tracing_subscriber::registry()
+            .with(extra)
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()

@@ -20,7 +20,10 @@ pub(crate) async fn run(
     runs_dir: &Path,
     args: RunArgs,
 ) -> anyhow::Result<u8> {
-    let engine = new_engine(registry, runs_dir);
+    let mut engine = new_engine(registry, runs_dir);
+    if let Some(console) = crate::console::get() {
+        engine = engine.with_listener(console);
+    }
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let options = RunOptions {

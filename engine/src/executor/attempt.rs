@@ -17,6 +17,10 @@ use crate::retry;
 use crate::store::{Event, TaskStatus};
 use crate::task::{DynTask, ErrorKind, Shard, TaskContext, TaskError, TaskOutput};
 
+/// The tracing target of the warnings about failed attempts and tasks (a console that prints
+/// its own line for each can leave them out of stderr).
+pub const OUTCOME_TARGET: &str = "tweetflow_engine::executor::outcome";
+
 /// Fills an empty fingerprint with a hash of the output values.
 pub(super) fn with_fingerprint(mut output: TaskOutput) -> TaskOutput {
     if output.fingerprint.is_empty() {
@@ -156,7 +160,7 @@ async fn run_task_inner(
             } else {
                 TaskStatus::Failed
             };
-            warn!(error = %last_error.message, kind = ?last_error.kind, "{}", status.as_str());
+            warn!(target: OUTCOME_TARGET, error = %last_error.message, kind = ?last_error.kind, "{}", status.as_str());
             shared.record(finished(&spec.id, status, None, Some(last_error)));
             Outcome {
                 status,
@@ -234,7 +238,7 @@ pub(super) async fn run_attempts(
                     break;
                 }
                 let wait = retry::delay(policy, number + 1);
-                warn!(attempt = number, error = %last_error.message, retry_in = %format_duration(round_ms(wait)), "attempt failed; retrying");
+                warn!(target: OUTCOME_TARGET, attempt = number, error = %last_error.message, retry_in = %format_duration(round_ms(wait)), "attempt failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = cancel.cancelled() => return Err(TaskError::cancelled()),

@@ -20,6 +20,8 @@ mod queue;
 mod remote;
 mod shards;
 
+pub use attempt::OUTCOME_TARGET;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +33,7 @@ use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::cache::Cache;
 use crate::error::EngineError;
+use crate::listener::RunListener;
 use crate::logging;
 use crate::observer::{RunObserver, pending_tag};
 use crate::registry::Registry;
@@ -79,6 +82,7 @@ pub struct Engine {
     store: RunStore,
     cache: Cache,
     observers: Vec<Arc<dyn RunObserver>>,
+    listeners: Vec<Arc<dyn RunListener>>,
     exec_command: Option<Vec<String>>,
 }
 
@@ -92,8 +96,15 @@ impl Engine {
             store,
             cache,
             observers: Vec::new(),
+            listeners: Vec::new(),
             exec_command: None,
         }
+    }
+
+    /// Adds a listener told about every recorded event of every run.
+    pub fn with_listener(mut self, listener: Arc<dyn RunListener>) -> Self {
+        self.listeners.push(listener);
+        self
     }
 
     /// The command line of `tweetflow task exec` (program and leading arguments), for shards
@@ -217,6 +228,7 @@ impl Engine {
             run_id,
             run_dir,
             run_span: run_span.clone(),
+            listeners: self.listeners.clone(),
             exec_command: self.exec_command.clone(),
         });
         let observers: Vec<Arc<dyn RunObserver>> = self
@@ -287,6 +299,7 @@ struct Shared {
     run_id: String,
     run_dir: PathBuf,
     run_span: Span,
+    listeners: Vec<Arc<dyn RunListener>>,
     exec_command: Option<Vec<String>>,
 }
 
@@ -297,6 +310,9 @@ impl Shared {
 
     /// Records an event; a run-store failure is kept and reported at the end of the run.
     fn record(&self, event: Event) {
+        for listener in &self.listeners {
+            listener.event(&self.run_id, &event);
+        }
         if let Err(e) = self.lock_handle().append(event) {
             warn!(error = %e, "cannot write the run store");
             self.store_error

@@ -32,7 +32,7 @@ use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
+use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
 
 use super::error::{MedallionError, Result};
 use super::ingest::{assemble, default_quarantine};
@@ -431,7 +431,9 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
         summary: CleanSummary::default(),
         mentions_seen: Vec::new(),
     };
-    for file in incremental::new_files(&bronze, &bronze_loc, lo, hi).await? {
+    let new_files = incremental::new_files(&bronze, &bronze_loc, lo, hi).await?;
+    let mut progress = ProgressReporter::new("bronze files", Some(new_files.len() as u64));
+    for file in new_files {
         let path = table::add_path(&file.add)?;
         let mut stream = table::read_file(&bronze, &path, &BRONZE_COLUMNS).await?;
         while let Some(batch) = stream.next().await {
@@ -440,6 +442,7 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
                 batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
             c.process(&batch, file.version).await?;
         }
+        progress.add(1);
     }
     c.flush_silver().await?;
     c.flush_quarantine().await?;

@@ -39,7 +39,7 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
 use deltalake::writer::DeltaWriter;
 use serde_json::json;
-use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
+use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
 
 use crate::medallion::error::{MedallionError, Result};
 use tweetflow_delta::WriteControl;
@@ -146,6 +146,7 @@ async fn ingest_attempt(
     if let (Some(t), Some(p)) = (table.as_ref(), history.as_ref()) {
         catch_up_quarantine(params, t, p, &mut qlog, ctl).await?;
     }
+    let mut progress = ProgressReporter::new("landing files", None);
     loop {
         ctl.check_cancel()?;
         let taken = history.as_ref().map(|p| &p.files);
@@ -175,6 +176,7 @@ async fn ingest_attempt(
         for (name, path) in &pending {
             ctl.check_cancel()?;
             w.read_file(&t, name, path).await?;
+            progress.add(1);
         }
         w.flush_bronze(&t).await?;
         w.flush_quarantine().await?;
