@@ -67,6 +67,7 @@ pub fn generate(n: usize, shape: Shape) -> Pipeline {
         spec_hash: String::new(),
         schedule: None,
         secrets: Vec::new(),
+        retention: None,
         sections: Default::default(),
     }
 }

@@ -310,8 +310,12 @@ impl Shared {
 
     /// Records an event; a run-store failure is kept and reported at the end of the run.
     fn record(&self, event: Event) {
-        for listener in &self.listeners {
-            listener.event(&self.run_id, &event);
+        if !self.listeners.is_empty() {
+            // Listeners print: they see what the run store holds, secrets masked.
+            let shown = crate::secrets::masked(event.clone());
+            for listener in &self.listeners {
+                listener.event(&self.run_id, &shown);
+            }
         }
         if let Err(e) = self.lock_handle().append(event) {
             warn!(error = %e, "cannot write the run store");

@@ -159,6 +159,7 @@ mod tests {
             spec_hash: "h".into(),
             schedule: None,
             secrets: Vec::new(),
+            retention: None,
             sections: BTreeMap::new(),
         }
     }
