@@ -2,7 +2,7 @@
 //! is used by `command` tasks that succeed, fail, retry and time out, in a run that is resumed
 //! and logged to MLflow; then no byte of it is found in the run store, in what the CLI prints,
 //! or in the MLflow server's store (params, tags, metric keys, artifacts). A server with basic
-//! auth accepts the password, which is never written either.
+//! auth accepts the password, which is never written either, nor are AWS credentials.
 
 mod common;
 
@@ -333,6 +333,9 @@ fn auth_server(admin_password: &str) -> AuthServer {
 #[test]
 fn an_mlflow_password_works_and_is_never_written() {
     let password = unique("Pw");
+    // Cloud credentials in the environment are masked the same way.
+    let aws_key_id = unique("AKIA");
+    let aws_secret = unique("aws-secret");
     let server = auth_server(&password);
     let sb = Sandbox::new();
     sb.write(
@@ -349,6 +352,8 @@ tasks:
         .env("MLFLOW_TRACKING_URI", &server.url)
         .env("MLFLOW_TRACKING_USERNAME", "admin")
         .env("MLFLOW_TRACKING_PASSWORD", &password)
+        .env("AWS_ACCESS_KEY_ID", &aws_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &aws_secret)
         .env("RUST_LOG", "info")
         .output()
         .unwrap();

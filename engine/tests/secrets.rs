@@ -303,3 +303,58 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_scheduler_reads_secrets_from_the_environment_at_each_tick() {
+    use tweetflow_engine::scheduler::{Scheduled, Scheduler, TestClock, TickAction};
+    use tweetflow_engine::store::RunStore;
+    let yaml = "name: sched_secret\nschedule: { cron: \"0 * * * *\", catchup: last, overlap: allow }\ntasks:\n  a: { type: leaky, with: { value: \"${secret.SECRETS_TEST_SCHED}\" } }\n";
+    let mut r = Registry::new();
+    r.register(Leaky);
+    // Loaded while the secret was set; gone from the environment when the tick comes.
+    let env = |k: &str| (k == "SECRETS_TEST_SCHED").then(|| "sched-value-at-load".to_string());
+    let pipeline = load_str(
+        "p.yaml",
+        yaml,
+        &LoadOptions {
+            registry: &r,
+            param_overrides: &[],
+            env: &env,
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".schedules")).unwrap();
+    std::fs::write(
+        dir.path().join(".schedules/sched_secret.json"),
+        r#"{"last_tick": "2026-01-01T00:00:00Z", "last_fired": null, "history": []}"#,
+    )
+    .unwrap();
+    let clock = TestClock::new("2026-01-01T01:05:00Z".parse().unwrap());
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let scheduler = Scheduler::new(engine(dir.path()), clock.clone()).with_observer(tx);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    let scheduled = Scheduled {
+        pipeline,
+        file: "p.yaml".into(),
+        text: yaml.into(),
+    };
+    let handle = tokio::spawn(async move {
+        scheduler
+            .run(vec![scheduled], stop, Duration::from_secs(5))
+            .await
+    });
+    let (_, tick) = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tick.action, TickAction::Skipped);
+    let reason = tick.reason.unwrap_or_default();
+    assert!(reason.contains("`SECRETS_TEST_SCHED`"), "{reason}");
+    shutdown.cancel();
+    handle.await.unwrap().unwrap();
+    assert!(RunStore::new(dir.path()).list().unwrap().is_empty());
+    let state = std::fs::read_to_string(dir.path().join(".schedules/sched_secret.json")).unwrap();
+    assert!(!state.contains("sched-value-at-load"), "{state}");
+}
