@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::Loader;
+use crate::diagnostic::Diagnostic;
 use crate::schema_check;
+use crate::secrets::pointer_token;
 use crate::section::DynSection;
 use crate::yaml::{Node, Value};
 
@@ -19,7 +21,9 @@ impl Loader<'_, '_> {
     ) -> Option<Json> {
         let name = section.name();
         let mut node = node.clone();
-        if !self.interpolate_checked(&mut node, params) {
+        let at = format!("/{}", pointer_token(name));
+        let first_slot = self.slots.len();
+        if !self.interpolate_checked(&mut node, params, Some(&at)) {
             return None;
         }
         if node.value == Value::Null {
@@ -55,8 +59,22 @@ impl Loader<'_, '_> {
         if self.problems.len() != before {
             return None;
         }
-        match section.normalize(&node.to_json()) {
-            Ok(value) => Some(value),
+        let raw = node.to_json();
+        match section.normalize(&raw) {
+            Ok(value) => {
+                // Secrets are found again in the plan by their place: the section must keep
+                // them where the file put them.
+                for slot in &self.slots[first_slot..] {
+                    let inner = &slot.at[at.len()..];
+                    if value.pointer(inner).is_none() || value.pointer(inner) != raw.pointer(inner)
+                    {
+                        let message = format!("`{name}`: a secret cannot be used at `{inner}`");
+                        self.problems.push(Diagnostic::new(node.span, message));
+                        return None;
+                    }
+                }
+                Some(value)
+            }
             Err(e) => {
                 self.error(node.span, format!("`{name}`: {e}"));
                 None
