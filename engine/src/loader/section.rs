@@ -44,10 +44,16 @@ impl Loader<'_, '_> {
             .map(|p| p.keys().cloned().collect())
             .unwrap_or_default();
         let before = self.problems.len();
-        self.unknown_keys(entries, &known, name);
-        // Unknown keys are reported above, in the words of the pipeline's own sections.
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("additionalProperties");
+        // A section that is a map (its schema types every other key) takes any key.
+        let open = schema
+            .get("additionalProperties")
+            .is_some_and(Json::is_object);
+        if !open {
+            self.unknown_keys(entries, &known, name);
+            // Unknown keys are reported above, in the words of the pipeline's own sections.
+            if let Some(o) = schema.as_object_mut() {
+                o.remove("additionalProperties");
+            }
         }
         schema_check::check(&node, &schema, &schema, name, &mut self.problems);
         if self.problems.len() != before {
