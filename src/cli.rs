@@ -277,6 +277,11 @@ pub enum ModelCommand {
         /// directory (same manifest SHA-256): a retrained model is registered, a rerun is not.
         #[arg(long, requires = "alias")]
         if_changed: bool,
+        /// The MLflow run that built the model (default: `MLFLOW_RUN_ID`, which a pipeline's
+        /// `command` tasks get): the files go into its artifacts and the version's source is
+        /// `runs:/<run>/model`. Without it, a run of the `tweetflow-models` experiment holds them.
+        #[arg(long, env = "MLFLOW_RUN_ID")]
+        run_id: Option<String>,
     },
     /// Resolve a model URI (`models:/NAME@ALIAS`, `/VERSION`, `/latest`, `/Stage`) or a
     /// directory, download it into the local cache and check it loads.
