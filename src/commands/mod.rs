@@ -26,7 +26,9 @@ use crate::exit;
 
 /// Runs the command; returns the process exit code.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    let registry = Arc::new(tweetflow_tasks::default_registry());
+    let mut registry = tweetflow_tasks::default_registry();
+    tweetflow_ray::register(&mut registry);
+    let registry = Arc::new(registry);
     match cli.command {
         Command::Run(args) => run::run(&registry, &cli.runs_dir, args).await,
         Command::Validate { files } => Ok(validate::validate(&registry, &files)),

@@ -2,6 +2,7 @@
 //!
 //! * [`mlflow_server`]: the one real MLflow server of a test process, and clients of it.
 //! * [`s3_server`]: the one real S3 API server of a test process, and fresh buckets on it.
+//! * [`ray_cluster`]: the one real local Ray cluster (head and worker node) of a test process.
 //! * [`fixtures`]: paths of the workspace's fixtures (the tiny models, the test tweets) and the
 //!   project's Python venv.
 //! * [`TaskContextBuilder`]: a [`tweetflow_engine::TaskContext`] for calling a task directly.
@@ -16,6 +17,7 @@ pub mod context;
 pub mod fixtures;
 pub mod medallion;
 pub mod mlflow_server;
+pub mod ray_cluster;
 pub mod rows;
 pub mod s3_server;
 pub mod tables;

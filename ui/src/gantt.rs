@@ -165,9 +165,9 @@ fn bars(task: &TaskRecord, end: DateTime<Utc>) -> Vec<RawBar> {
 }
 
 fn ticks(span_ms: i64) -> Vec<Tick> {
-    const STEPS_MS: [i64; 14] = [
-        100, 250, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000,
-        1_800_000, 3_600_000,
+    const STEPS_MS: [i64; 20] = [
+        1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000,
+        300_000, 600_000, 1_800_000, 3_600_000,
     ];
     let step = STEPS_MS
         .iter()
@@ -280,6 +280,16 @@ mod tests {
         );
         assert!(g.rows[2].bars.is_empty());
         assert_eq!(g.ticks[0].label, "0ms");
+    }
+
+    #[test]
+    fn short_runs_get_several_ticks() {
+        for (span_ms, step) in [(1, 1), (20, 5), (58, 10), (400, 50), (9_000, 2_000)] {
+            let t = ticks(span_ms);
+            assert!(t.len() >= 2 && t.len() <= 9, "{span_ms} ms: {} ticks", t.len());
+            assert_eq!(t[1].label, elapsed(step), "{span_ms} ms");
+            assert!(t.iter().all(|t| (0.0..=100.0).contains(&t.left_pct)));
+        }
     }
 
     #[test]

@@ -67,7 +67,13 @@ pub async fn run_process(attempt: &RemoteAttempt) -> Result<TaskOutput, TaskErro
     let status =
         status.map_err(|e| TaskError::retryable(format!("waiting for the worker: {e}")))?;
     if let Some(result) = read_result(&result_path) {
-        return result.into_result();
+        return match result.into_result() {
+            // Not stopped by the engine (that path returns earlier): by someone else.
+            Err(e) if e.kind == crate::task::ErrorKind::Cancelled => Err(TaskError::retryable(
+                "the worker process was stopped from outside the engine",
+            )),
+            other => other,
+        };
     }
     let code = status.code().unwrap_or(-1);
     let kind = kind_of_exit_code(code).unwrap_or(crate::task::ErrorKind::Retryable);

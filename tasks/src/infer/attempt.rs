@@ -9,9 +9,10 @@ use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
-use tweetflow_delta::commit::{Replans, append_op, commit_planned};
+use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::table::{self, CommitRequest};
 use tweetflow_delta::{WriteControl, incremental};
+use tweetflow_engine::task::Shard;
 use tweetflow_model::ModelSource;
 
 use super::APP_ID;
@@ -21,6 +22,7 @@ use super::params::InferParams;
 use super::plan::{open_tables, recorded_model};
 use super::progress::Progress;
 use super::resolve::LoadedModel;
+use super::shard;
 
 /// What an infer run did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -64,6 +66,16 @@ pub async fn infer_with(
     ctl: &WriteControl,
     model: &mut LoadedModel,
 ) -> InferResult<InferSummary> {
+    infer_shard(params, ctl, model, None).await
+}
+
+/// [`infer_with`] for shard `shard` of the task (see [`super::shard`]); `None`: every row.
+pub async fn infer_shard(
+    params: &InferParams,
+    ctl: &WriteControl,
+    model: &mut LoadedModel,
+    shard: Option<Shard>,
+) -> InferResult<InferSummary> {
     if params.batch_size == 0 {
         return Err(MedallionError::Param {
             param: "batch_size",
@@ -80,7 +92,7 @@ pub async fn infer_with(
     }
     let mut replans = Replans::new("infer");
     loop {
-        match infer_attempt(params, ctl, model).await {
+        match infer_attempt(params, ctl, model, shard).await {
             Err(err) if replans.again(&err) => continue,
             other => return other,
         }
@@ -91,10 +103,12 @@ async fn infer_attempt(
     params: &InferParams,
     ctl: &WriteControl,
     model: &mut LoadedModel,
+    shard: Option<Shard>,
 ) -> InferResult<InferSummary> {
     let silver_loc = params.input.clone();
     let gold_loc = params.table.clone();
-    let tables = open_tables(params).await?;
+    let tables = open_tables(params, shard).await?;
+    let progress_before = tables.progress;
     let (silver, existing_gold) = (tables.silver, tables.gold);
     let (consumed, hi) = (tables.consumed, tables.latest);
     let lo = consumed.unwrap_or(-1);
@@ -141,6 +155,7 @@ async fn infer_attempt(
             ctl.check_cancel()?;
             let batch =
                 batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+            let batch = shard::keep(batch, shard)?;
             if batch.num_rows() == 0 {
                 continue;
             }
@@ -167,21 +182,31 @@ async fn infer_attempt(
     summary.distinct_texts = predictor.distinct_texts - distinct_before;
     summary.silver_version = hi;
 
-    // Exactly-once check, in the commit path: gold must still record `consumed`.
-    let version = commit_planned(
+    // Exactly-once check, in the commit path: gold must still record what the shard (or the
+    // unsharded task) recorded when it planned.
+    let set_actions = shard::set_actions(shard, &progress_before);
+    let info = json!({
+        "app": APP_ID, "kind": "infer", "silver_from": lo + 1, "silver_to": hi,
+        "rows": summary.rows, "distinct_texts": summary.distinct_texts,
+        "inferred": summary.inferred, "model_uri": model.uri, "model_version": model.version,
+        "batch_size": params.batch_size,
+        "shard": shard.filter(|s| s.count > 1).map(|s| s.label()),
+    });
+    let version = shard::commit(
         &mut gold,
         &gold_loc,
-        consumed,
-        CommitRequest {
-            actions: adds.into_iter().map(Action::Add).collect(),
+        shard,
+        progress_before.recorded,
+        || CommitRequest {
+            actions: adds
+                .iter()
+                .cloned()
+                .map(Action::Add)
+                .chain(set_actions.iter().cloned())
+                .collect(),
             operation: append_op(),
-            txn: Some(Transaction::new(APP_ID, hi)),
-            info: json!({
-                "app": APP_ID, "kind": "infer", "silver_from": lo + 1, "silver_to": hi,
-                "rows": summary.rows, "distinct_texts": summary.distinct_texts,
-                "inferred": summary.inferred, "model_uri": model.uri, "model_version": model.version,
-                "batch_size": params.batch_size,
-            }),
+            txn: Some(Transaction::new(shard::app_id(shard), hi)),
+            info: info.clone(),
         },
     )
     .await?;

@@ -35,8 +35,9 @@ mod params;
 mod plan;
 mod progress;
 mod resolve;
+pub mod shard;
 
-pub use attempt::{InferSummary, infer, infer_with};
+pub use attempt::{InferSummary, infer, infer_shard, infer_with};
 pub use error::{InferError, InferResult};
 pub use gold::{SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
 pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams};
@@ -58,6 +59,8 @@ impl Task for InferTask {
     type Params = InferParams;
     const TYPE: &'static str = "infer";
     const VERSION: &'static str = "1";
+    /// Shards split the new silver rows by a hash of `tweet_id` ([`shard`]).
+    const SHARDABLE: bool = true;
     const DESCRIPTION: &'static str = "Classify new silver tweets with an ONNX sentiment model (directory or models:/ URI) into a gold Delta table, exactly once";
 
     async fn run(
@@ -66,7 +69,7 @@ impl Task for InferTask {
         params: InferParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let ctl = crate::medallion::write_control(ctx);
-        let s = infer(&params, &ctl).await?;
+        let s = infer_shard(&params, &ctl, &mut LoadedModel::default(), ctx.shard).await?;
         crate::medallion::table_output(&s, &s.table, s.table_version)
     }
 

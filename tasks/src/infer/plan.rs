@@ -10,6 +10,8 @@ use tweetflow_delta::table;
 use super::APP_ID;
 use super::error::InferResult;
 use super::params::InferParams;
+use super::shard;
+use tweetflow_engine::task::Shard;
 
 /// How many commits back a run without new silver data looks for the model gold last used.
 pub const RECORDED_MODEL_LOOKBACK: i64 = 20;
@@ -22,12 +24,14 @@ pub(super) struct Tables {
     pub gold: Option<DeltaTable>,
     /// The silver version gold records as consumed (`None`: none).
     pub consumed: Option<i64>,
+    /// The shard's recorded progress (see [`super::shard`]).
+    pub progress: shard::Progress,
     /// The latest silver version.
     pub latest: i64,
 }
 
 /// Opens silver and gold and reads how far gold has consumed silver.
-pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
+pub(super) async fn open_tables(params: &InferParams, shard: Option<Shard>) -> InferResult<Tables> {
     let silver_loc = &params.input;
     let gold_loc = &params.table;
     let silver =
@@ -39,10 +43,11 @@ pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
             })?;
     let latest = table::version(&silver);
     let gold = table::open_table(gold_loc).await?;
-    let consumed = match &gold {
-        Some(gold) => table::app_version(gold, gold_loc, APP_ID).await?,
-        None => None,
+    let progress = match &gold {
+        Some(gold) => shard::progress(gold, gold_loc, shard).await?,
+        None => shard::Progress::default(),
     };
+    let consumed = progress.consumed;
     if let Some(consumed) = consumed
         && consumed > latest
     {
@@ -56,6 +61,7 @@ pub(super) async fn open_tables(params: &InferParams) -> InferResult<Tables> {
         silver,
         gold,
         consumed,
+        progress,
         latest,
     })
 }

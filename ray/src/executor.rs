@@ -1,0 +1,315 @@
+//! The `ray` executor: one Ray job per attempt, found again by its submission id.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use tweetflow_engine::Executor;
+use tweetflow_engine::exec::{RemoteAttempt, kind_of_exit_code, read_result, replay_log_lines};
+use tweetflow_engine::task::{ErrorKind, TaskError, TaskOutput};
+
+use crate::client::{JobInfo, JobStatus, JobsClient, RayError, Submission};
+use crate::config::RayConfig;
+
+/// How long the cluster may stay unreachable while a job runs before the attempt fails
+/// (retryable); the job is found again by its id on the next attempt or `--resume`.
+const UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
+/// How long a stop request may take to show as a terminal status.
+const STOP_WAIT: Duration = Duration::from_secs(20);
+/// Most jobs tried under one attempt's submission id (the first and its resubmissions).
+const MAX_SUBMISSIONS: u32 = 100;
+
+/// Runs attempts as Ray jobs (see the crate documentation).
+pub struct RayExecutor;
+
+impl Executor for RayExecutor {
+    type Config = RayConfig;
+    const NAME: &'static str = "ray";
+    const DESCRIPTION: &'static str = "Each attempt is a Ray job (Ray Jobs REST API) running `tweetflow task exec` on the cluster";
+
+    async fn run(
+        &self,
+        config: RayConfig,
+        attempt: RemoteAttempt,
+    ) -> Result<TaskOutput, TaskError> {
+        let client = JobsClient::new(&config.address).map_err(retryable)?;
+        let job = attach_or_submit(&client, &config, &attempt).await?;
+        attempt.jobs.report(&job.id);
+        let info = match wait(&client, &config, &attempt, &job.id).await? {
+            Waited::Ended(info) => info,
+            Waited::Stopped => return Err(TaskError::cancelled()),
+        };
+        let collected = Instant::now();
+        match client.logs(&job.id).await {
+            Ok(logs) => replay_log_lines(&entrypoint_lines(&logs)),
+            Err(e) => warn!(job = %job.id, error = %e, "cannot copy the job's logs"),
+        }
+        let end_to_collected_ms = info
+            .end_time
+            .map(|end| (now_ms() - end).max(0) + collected.elapsed().as_millis() as i64);
+        let submit_to_start_ms = match (job.submitted_ms, info.start_time) {
+            (Some(s), Some(start)) => Some((start - s).max(0)),
+            _ => None,
+        };
+        info!(job = %job.id, status = ?info.status, node = info.driver_node_id.as_deref().unwrap_or("?"),
+            submit_to_start_ms, end_to_collected_ms, "Ray job ended");
+        outcome(&job, &info)
+    }
+}
+
+/// The job an attempt runs as, and its result file.
+struct Job {
+    id: String,
+    result: PathBuf,
+    /// When this process submitted it (ms since the epoch); `None` when re-attached.
+    submitted_ms: Option<i64>,
+}
+
+fn result_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.result.json"))
+}
+
+fn retryable(e: RayError) -> TaskError {
+    TaskError::retryable(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The job of the attempt's submission id when it is pending, running or succeeded
+/// (`--resume` re-attaches to it); otherwise a new job, under the id with `-2`, `-3`...
+/// appended when earlier ones failed or were stopped.
+async fn attach_or_submit(
+    client: &JobsClient,
+    config: &RayConfig,
+    attempt: &RemoteAttempt,
+) -> Result<Job, TaskError> {
+    for n in 1..=MAX_SUBMISSIONS {
+        let id = if n == 1 {
+            attempt.submission_id.clone()
+        } else {
+            format!("{}-{n}", attempt.submission_id)
+        };
+        let result = result_path(&attempt.dir, &id);
+        match client.job(&id).await.map_err(retryable)? {
+            Some(info) if matches!(info.status, JobStatus::Failed | JobStatus::Stopped) => continue,
+            Some(info) => {
+                info!(job = %id, status = ?info.status, "re-attached to the Ray job submitted earlier");
+                return Ok(Job {
+                    id,
+                    result,
+                    submitted_ms: None,
+                });
+            }
+            None => {
+                let _ = std::fs::remove_file(&result);
+                let submission = submission(config, attempt, &id, &result);
+                let submitted_ms = now_ms();
+                client.submit(&submission).await.map_err(retryable)?;
+                info!(job = %id, address = %client.address(), "submitted to Ray");
+                return Ok(Job {
+                    id,
+                    result,
+                    submitted_ms: Some(submitted_ms),
+                });
+            }
+        }
+    }
+    Err(TaskError::fatal(format!(
+        "{MAX_SUBMISSIONS} Ray jobs of `{}` already ended without success",
+        attempt.submission_id
+    )))
+}
+
+fn submission(config: &RayConfig, attempt: &RemoteAttempt, id: &str, result: &Path) -> Submission {
+    let program = config
+        .tweetflow
+        .clone()
+        .or_else(|| attempt.exec_command.first().cloned())
+        .unwrap_or_else(|| "tweetflow".into());
+    let mut words = vec![program];
+    words.extend(attempt.exec_command.iter().skip(1).cloned());
+    if attempt.exec_command.len() <= 1 {
+        words.extend(["task".to_string(), "exec".to_string()]);
+    }
+    words.push(attempt.file.display().to_string());
+    words.push("--result".into());
+    words.push(result.display().to_string());
+    let entrypoint = words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let r = &attempt.resolved;
+    let mut metadata = BTreeMap::from([
+        ("tweetflow_run".to_string(), r.run_id.clone()),
+        ("tweetflow_task".to_string(), r.task_id.clone()),
+        ("tweetflow_attempt".to_string(), r.attempt.to_string()),
+    ]);
+    if let Some(shard) = r.shard {
+        metadata.insert("tweetflow_shard".into(), shard.label());
+    }
+    Submission {
+        entrypoint,
+        submission_id: id.to_string(),
+        entrypoint_num_cpus: config.num_cpus,
+        entrypoint_memory: config.memory,
+        entrypoint_resources: config.resources.clone(),
+        runtime_env: config.runtime_env.clone(),
+        metadata,
+    }
+}
+
+/// `word` quoted for a POSIX shell.
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+enum Waited {
+    Ended(JobInfo),
+    Stopped,
+}
+
+/// Polls the job until it ends; on the attempt's cancellation, stops it first.
+async fn wait(
+    client: &JobsClient,
+    config: &RayConfig,
+    attempt: &RemoteAttempt,
+    id: &str,
+) -> Result<Waited, TaskError> {
+    let poll = Duration::from_millis(config.poll_ms.max(10));
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = attempt.cancel.cancelled() => {
+                stop(client, id).await;
+                return Ok(Waited::Stopped);
+            }
+        }
+        match client.job(id).await {
+            Ok(Some(info)) if info.status.is_terminal() => return Ok(Waited::Ended(info)),
+            Ok(Some(_)) => unreachable_since = None,
+            Ok(None) => {
+                return Err(TaskError::retryable(format!(
+                    "the Ray cluster at {} no longer knows job {id} (restarted?)",
+                    client.address()
+                )));
+            }
+            Err(e) if e.is_transient() => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > UNREACHABLE_LIMIT {
+                    return Err(retryable(e));
+                }
+            }
+            Err(e) => return Err(retryable(e)),
+        }
+    }
+}
+
+/// Stops the job and waits (a while) until Ray shows it ended.
+async fn stop(client: &JobsClient, id: &str) {
+    if let Err(e) = client.stop(id).await {
+        warn!(job = %id, error = %e, "cannot stop the Ray job");
+        return;
+    }
+    info!(job = %id, "stopping the Ray job");
+    let started = Instant::now();
+    while started.elapsed() < STOP_WAIT {
+        if let Ok(Some(info)) = client.job(id).await
+            && info.status.is_terminal()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The attempt's result: what `task exec` wrote, else what the job's end says.
+fn outcome(job: &Job, info: &JobInfo) -> Result<TaskOutput, TaskError> {
+    if let Some(result) = read_result(&job.result) {
+        return match result.into_result() {
+            // The engine did not stop it (that path returns earlier): someone else did.
+            Err(e) if e.kind == ErrorKind::Cancelled => Err(TaskError::retryable(format!(
+                "Ray job {} was lost by the cluster (stopped from outside this run)",
+                job.id
+            ))),
+            other => other,
+        };
+    }
+    let ray_message = info
+        .message
+        .as_deref()
+        .and_then(|m| m.lines().next())
+        .unwrap_or("");
+    let (kind, what) = match (
+        info.status,
+        info.driver_exit_code.and_then(kind_of_exit_code),
+    ) {
+        (JobStatus::Succeeded, _) => (
+            ErrorKind::Retryable,
+            format!(
+                "succeeded but left no result at {} (do the workers share the run directory?)",
+                job.result.display()
+            ),
+        ),
+        (_, Some(kind)) => (kind, format!("failed: {ray_message}")),
+        _ => (
+            ErrorKind::Retryable,
+            format!("was lost by the cluster ({:?}: {ray_message})", info.status),
+        ),
+    };
+    Err(TaskError {
+        kind,
+        message: format!("Ray job {} {what}", job.id),
+    })
+}
+
+/// The entrypoint's own lines of a job's logs, without Ray's (its set-up lines, stamped
+/// `YYYY-MM-DD HH:MM:SS,mmm<TAB>`, and its `Running entrypoint` line).
+fn entrypoint_lines(logs: &str) -> String {
+    let ray_line = |l: &str| {
+        let b = l.as_bytes();
+        l.starts_with("Running entrypoint for job ")
+            || (b.len() > 24
+                && b[4] == b'-'
+                && b[10] == b' '
+                && b[19] == b','
+                && b[23] == b'\t'
+                && b[..4].iter().all(u8::is_ascii_digit))
+    };
+    logs.lines()
+        .filter(|l| !ray_line(l))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(shell_quote("/usr/bin/tweetflow"), "/usr/bin/tweetflow");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn rays_setup_lines_are_not_copied() {
+        let logs = "2026-11-30 14:34:24,426\tINFO job_manager.py:581 -- Runtime env is setting up.\n{\"a\":1}\nRunning entrypoint for job x: tweetflow task exec f\n";
+        assert_eq!(entrypoint_lines(logs), "{\"a\":1}\n");
+    }
+}

@@ -1,0 +1,254 @@
+//! The `ray` executor against a real local Ray cluster (a head and a worker node on this
+//! machine, started from the project's venv): shards as Ray jobs on both nodes, logs and job
+//! ids in the run record, a job stopped by the cluster retried, an unreachable address,
+//! Ctrl-C stopping the jobs, and `--resume` after `kill -9` re-attaching to the jobs.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{Sandbox, status, task, wait_for};
+use serde_json::Value;
+use tweetflow_test_support::ray_cluster::cluster;
+
+/// The cluster has one CPU per node: the tests take turns.
+static TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The cluster's jobs of run `run_id`.
+fn jobs_of(run_id: &str) -> Vec<Value> {
+    let jobs: Vec<Value> = http()
+        .get(format!("{}/api/jobs/", cluster().address))
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_default();
+    jobs.into_iter()
+        .filter(|j| j["metadata"]["tweetflow_run"] == run_id)
+        .collect()
+}
+
+fn job_ids(record: &Value, id: &str) -> Vec<String> {
+    task(record, id)["attempts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|a| a["job"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pipeline(address: &str, script: &str, extra: &str) -> String {
+    format!(
+        r#"
+name: on_ray
+tasks:
+  split:
+    type: command
+    shards: 2
+    executor: {{ ray: {{ address: "{address}", num_cpus: 1, memory: 100MB, poll_ms: 100 }} }}
+{extra}
+    with: {{ argv: [sh, -c, '{script}'] }}
+  after:
+    type: noop
+    depends_on: [split]
+"#
+    )
+}
+
+fn only_run(sb: &Sandbox) -> String {
+    let ids = sb.run_ids();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids[0].clone()
+}
+
+#[test]
+fn shards_run_as_ray_jobs_on_both_nodes_with_their_logs_and_job_ids() {
+    let _turn = turn();
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        &pipeline(
+            &cluster().address,
+            r#"echo "hello from shard $TWEETFLOW_SHARD"; sleep 3"#,
+            "",
+        ),
+    );
+    let (code, rec) = sb.run_json(&["p.yaml"]);
+    assert_eq!(code, 0, "{rec}");
+    assert_eq!(status(&rec, "after"), "succeeded");
+    let run_id = rec["run_id"].as_str().unwrap();
+    let ids = job_ids(&rec, "split");
+    assert_eq!(ids.len(), 2, "{rec}");
+    let jobs = jobs_of(run_id);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j["status"] == "SUCCEEDED"), "{jobs:?}");
+    let nodes: std::collections::HashSet<&str> = jobs
+        .iter()
+        .filter_map(|j| j["driver_node_id"].as_str())
+        .collect();
+    assert_eq!(nodes.len(), 2, "both nodes ran a shard: {jobs:?}");
+    // The job ids are in `runs show`, and the shards' lines in the run's log.
+    let show = sb.run(&["runs", "show", run_id]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    for id in &ids {
+        assert!(text.contains(id.as_str()), "{text}");
+    }
+    let log = std::fs::read_to_string(sb.runs().join(run_id).join("log.jsonl")).unwrap();
+    for shard in 0..2 {
+        assert!(
+            log.contains(&format!("hello from shard {shard}")),
+            "shard {shard}'s output is in the run log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_cluster_is_a_retryable_error_naming_its_address() {
+    let sb = Sandbox::new();
+    let port = tweetflow_test_support::mlflow_server::free_port();
+    let address = format!("http://127.0.0.1:{port}");
+    sb.write(
+        "p.yaml",
+        &pipeline(
+            &address,
+            "true",
+            "    retries: { max_attempts: 2, initial_delay: 10ms }",
+        ),
+    );
+    let (code, rec) = sb.run_json(&["p.yaml"]);
+    assert_eq!(code, 1, "{rec}");
+    let error = &task(&rec, "split")["error"];
+    assert_eq!(error["kind"], "retryable", "{rec}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&address) && message.contains("unreachable"),
+        "{message}"
+    );
+    // Each shard tried twice.
+    assert_eq!(common::attempts(&rec, "split"), 4, "{rec}");
+}
+
+#[test]
+fn a_job_the_cluster_stops_is_retried_and_the_task_succeeds() {
+    let _turn = turn();
+    let sb = Sandbox::new();
+    // Shard 1's first job waits to be stopped; its second one finishes at once.
+    sb.write(
+        "p.yaml",
+        &pipeline(
+            &cluster().address,
+            r#"if [ "$TWEETFLOW_SHARD" = 1 ] && [ ! -f first ]; then touch first; sleep 120; fi; echo done"#,
+            "    retries: { max_attempts: 2, initial_delay: 10ms }",
+        ),
+    );
+    let child = sb.spawn(&["run", "p.yaml", "--json"]);
+    assert!(
+        wait_for(Duration::from_secs(120), || sb
+            .path()
+            .join("first")
+            .exists()),
+        "shard 1 started"
+    );
+    let run_id = only_run(&sb);
+    let job = format!("tweetflow-{run_id}-split-shard-1-of-2-attempt-1");
+    let stopped = http()
+        .post(format!("{}/api/jobs/{job}/stop", cluster().address))
+        .send()
+        .unwrap();
+    assert!(stopped.status().is_success(), "{stopped:?}");
+    let out = child.wait_with_output().unwrap();
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{rec}");
+    let attempts: Vec<&Value> = task(&rec, "split")["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["shard"] == 1)
+        .collect();
+    assert_eq!(attempts.len(), 2, "{rec}");
+    let message = attempts[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("lost by the cluster"), "{message}");
+}
+
+#[test]
+fn ctrl_c_of_the_engine_stops_its_ray_jobs() {
+    let _turn = turn();
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        &pipeline(
+            &cluster().address,
+            r#"touch "started-$TWEETFLOW_SHARD"; sleep 120"#,
+            "",
+        ),
+    );
+    let child = sb.spawn(&["run", "p.yaml"]);
+    assert!(
+        wait_for(Duration::from_secs(120), || {
+            sb.path().join("started-0").exists() && sb.path().join("started-1").exists()
+        }),
+        "both shards started"
+    );
+    let run_id = only_run(&sb);
+    // SAFETY: SIGINT to the engine this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jobs = jobs_of(&run_id);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j["status"] == "STOPPED"), "{jobs:?}");
+}
+
+#[test]
+fn resume_after_kill_9_reattaches_to_the_jobs_instead_of_submitting_again() {
+    let _turn = turn();
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        &pipeline(
+            &cluster().address,
+            r#"touch "ran-$TWEETFLOW_SHARD-$$"; sleep 8"#,
+            "",
+        ),
+    );
+    let mut child = sb.spawn(&["run", "p.yaml"]);
+    let ran = || {
+        std::fs::read_dir(sb.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ran-"))
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(120), || ran() == 2),
+        "both shards started"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_id = only_run(&sb);
+    let (code, rec) = sb.run_json(&["--resume", &run_id]);
+    assert_eq!(code, 0, "{rec}");
+    assert_eq!(ran(), 2, "no shard ran twice");
+    let jobs = jobs_of(&run_id);
+    assert_eq!(jobs.len(), 2, "no second submission: {jobs:?}");
+    assert!(jobs.iter().all(|j| j["status"] == "SUCCEEDED"), "{jobs:?}");
+}
