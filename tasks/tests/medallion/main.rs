@@ -7,4 +7,5 @@ mod maintenance;
 mod python;
 mod quarantine;
 mod real_crash;
+mod s3;
 mod smoke;
