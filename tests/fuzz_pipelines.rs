@@ -113,12 +113,62 @@ const FRAGMENTS: &[&str] = &[
     "<<: *a\n",
 ];
 
+/// Values that keep a `key: value` line well-formed YAML (and often a valid pipeline).
+const VALUES: &[&str] = &[
+    "1",
+    "0",
+    "-3",
+    "2.5",
+    "true",
+    "false",
+    "null",
+    "\"\"",
+    "x",
+    "30s",
+    "10ms",
+    "2h",
+    "[]",
+    "{}",
+    "[a, b]",
+    "{ enabled: true }",
+    "\"${params.batch}\"",
+    "\"${env.HOME}/x\"",
+    "\"${secret.MY_TOKEN}\"",
+    "\"${env.MY_TOKEN:-d}\"",
+    "exponential",
+    "skip",
+    "UTC",
+    "\"*/5 * * * *\"",
+    "\"0 0 31 2 *\"",
+    "*a",
+];
+
+/// Replaces the value of one `key: value` line: the structure stays, the values vary.
+fn revalue(rng: &mut Rng, text: &str) -> String {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let candidates: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains(": ") && !lines[i].trim_start().starts_with('#'))
+        .collect();
+    if candidates.is_empty() {
+        return text.to_string();
+    }
+    let i = candidates[rng.below(candidates.len())];
+    if let Some(pos) = lines[i].find(": ") {
+        lines[i].truncate(pos + 2);
+        let value = *rng.pick(VALUES);
+        lines[i].push_str(value);
+    }
+    lines.join("\n")
+}
+
 /// Mutates `text` once.
 fn mutate(rng: &mut Rng, text: &str, corpus: &[String]) -> String {
     let bytes = text.as_bytes();
     let at = rng.below(bytes.len() + 1);
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 64);
-    match rng.below(9) {
+    match rng.below(12) {
+        // Change a value, keeping the structure.
+        9..=11 => return revalue(rng, text),
         // Insert a fragment.
         0 | 1 => {
             out.extend_from_slice(&bytes[..at]);
@@ -220,8 +270,10 @@ fn generate(rng: &mut Rng) -> String {
     text
 }
 
-fn corpus(root: &Path) -> Vec<String> {
+/// The example pipelines, then the validation cases; and how many examples there are.
+fn corpus(root: &Path) -> (Vec<String>, usize) {
     let mut files = Vec::new();
+    let mut examples = 0;
     for dir in ["pipelines", "tests/validation"] {
         let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
             .unwrap_or_else(|e| panic!("{dir}: {e}"))
@@ -230,9 +282,12 @@ fn corpus(root: &Path) -> Vec<String> {
             .collect();
         paths.sort();
         files.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
+        if dir == "pipelines" {
+            examples = files.len();
+        }
     }
-    assert!(files.len() >= 10, "the examples are there");
-    files
+    assert!(files.len() >= 10 && examples >= 2, "the examples are there");
+    (files, examples)
 }
 
 fn env(name: &str) -> Option<String> {
@@ -254,7 +309,7 @@ fn generated_and_mutated_pipelines_never_panic_and_always_point_at_the_problem()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_SEED);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let corpus = corpus(root);
+    let (corpus, examples) = corpus(root);
     let registry = tweetflow_tasks::default_registry();
     let options = LoadOptions {
         registry: &registry,
@@ -269,8 +324,15 @@ fn generated_and_mutated_pipelines_never_panic_and_always_point_at_the_problem()
         let text = if rng.below(10) == 0 {
             generate(&mut rng)
         } else {
-            let mut text = rng.pick(&corpus).clone();
-            for _ in 0..1 + rng.below(4) {
+            // Half the cases start from a valid example, so mutations that keep it valid
+            // reach the whole validator.
+            let sources = if rng.below(2) == 0 {
+                &corpus[..examples]
+            } else {
+                &corpus[..]
+            };
+            let mut text = rng.pick(sources).clone();
+            for _ in 0..1 + rng.below(3) {
                 text = mutate(&mut rng, &text, &corpus);
             }
             text

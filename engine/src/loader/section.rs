@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 use super::Loader;
 use crate::diagnostic::Diagnostic;
 use crate::schema_check;
-use crate::secrets::pointer_token;
+use crate::secrets::{self, pointer_token};
 use crate::section::DynSection;
 use crate::yaml::{Node, Value};
 
@@ -63,11 +63,13 @@ impl Loader<'_, '_> {
         match section.normalize(&raw) {
             Ok(value) => {
                 // Secrets are found again in the plan by their place: the section must keep
-                // them where the file put them.
+                // them where the file put them (as they are, or masked by the section itself).
                 for slot in &self.slots[first_slot..] {
                     let inner = &slot.at[at.len()..];
-                    if value.pointer(inner).is_none() || value.pointer(inner) != raw.pointer(inner)
-                    {
+                    let kept = value.pointer(inner).is_some_and(|v| {
+                        Some(v) == raw.pointer(inner) || v.as_str() == Some(secrets::MASK)
+                    });
+                    if !kept {
                         let message = format!("`{name}`: a secret cannot be used at `{inner}`");
                         self.problems.push(Diagnostic::new(node.span, message));
                         return None;

@@ -3,6 +3,7 @@
 mod common;
 mod exactly_once;
 mod golden;
+mod long_history;
 mod maintenance;
 mod python;
 mod quarantine;
