@@ -286,7 +286,11 @@ mod tests {
     fn short_runs_get_several_ticks() {
         for (span_ms, step) in [(1, 1), (20, 5), (58, 10), (400, 50), (9_000, 2_000)] {
             let t = ticks(span_ms);
-            assert!(t.len() >= 2 && t.len() <= 9, "{span_ms} ms: {} ticks", t.len());
+            assert!(
+                t.len() >= 2 && t.len() <= 9,
+                "{span_ms} ms: {} ticks",
+                t.len()
+            );
             assert_eq!(t[1].label, elapsed(step), "{span_ms} ms");
             assert!(t.iter().all(|t| (0.0..=100.0).contains(&t.left_pct)));
         }
