@@ -223,6 +223,23 @@ pub enum RunsCommand {
         /// The run id.
         run_id: String,
     },
+    /// Remove the runs the retention policies let go, and cache entries whose run is gone.
+    ///
+    /// A pipeline's policy is the `retention:` of its newest run, else the default from
+    /// TWEETFLOW_RETENTION_KEEP_LAST / _MAX_AGE / _KEEP_FAILED; without either nothing of the
+    /// pipeline is removed. Running runs, runs holding the newest cached output of a task, the
+    /// scheduler's last fired run and, with keep_failed, failed runs are always kept.
+    Prune {
+        /// Only the runs of this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Print what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one run.
     Show {
         /// The run id.

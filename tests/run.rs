@@ -609,6 +609,146 @@ fn runs_list_shows_recorded_runs() {
 }
 
 #[test]
+fn runs_prune_applies_the_policy_and_reports_what_it_removed() {
+    let sb = Sandbox::new();
+    sb.write(
+        "kept.yaml",
+        "name: kept\nretention: { keep_last: 2 }\ntasks:\n  a: { type: noop }\n",
+    );
+    sb.write("other.yaml", "name: other\ntasks:\n  a: { type: noop }\n");
+    let mut kept_ids = Vec::new();
+    for _ in 0..4 {
+        let (code, rec) = sb.run_json(&["kept.yaml"]);
+        assert_eq!(code, 0);
+        kept_ids.push(rec["run_id"].as_str().unwrap().to_string());
+    }
+    for _ in 0..3 {
+        assert_eq!(sb.run_json(&["other.yaml"]).0, 0);
+    }
+    let before = sb.run_ids();
+    let dry = sb.run(&["runs", "prune", "--dry-run"]);
+    let text = String::from_utf8(dry.stdout).unwrap();
+    assert!(dry.status.success(), "{text}");
+    for old in &kept_ids[..2] {
+        assert!(text.contains(&format!("would remove run {old}")), "{text}");
+    }
+    assert!(text.contains("would remove 2 runs"), "{text}");
+    assert_eq!(sb.run_ids(), before, "a dry run removes nothing");
+
+    let out = sb.run(&["runs", "prune"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("removed 2 runs") && text.contains("freed"),
+        "{text}"
+    );
+    let after = sb.run_ids();
+    assert_eq!(after.len(), 5, "{after:?}");
+    assert!(kept_ids[2..].iter().all(|id| after.contains(id)));
+
+    // A default from the environment applies to pipelines without `retention:`.
+    let out = sb
+        .cmd(&["runs", "prune", "--pipeline", "other", "--json"])
+        .env("TWEETFLOW_RETENTION_KEEP_LAST", "1")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 2, "{report}");
+    assert!(
+        report["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["pipeline"] == "other")
+    );
+    assert_eq!(sb.run_ids().len(), 3);
+
+    let bad = sb
+        .cmd(&["runs", "prune"])
+        .env("TWEETFLOW_RETENTION_MAX_AGE", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("TWEETFLOW_RETENTION_MAX_AGE"));
+}
+
+#[test]
+fn a_chatty_command_log_is_capped_per_attempt_keeping_head_and_tail() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        r#"
+name: chatty
+tasks:
+  talk:
+    type: command
+    retries: { max_attempts: 2, initial_delay: 10ms }
+    with: { argv: [sh, -c, 'i=0; while [ $i -lt 5000 ]; do echo "line $i"; i=$((i+1)); done; [ -f second ] || { touch second; exit 1; }'] }
+"#,
+    );
+    let out = sb
+        .cmd(&["run", "p.yaml", "--json"])
+        .env("TWEETFLOW_LOG_CAP", "64KB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = sb
+        .runs()
+        .join(rec["run_id"].as_str().unwrap())
+        .join("log.jsonl");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let notes: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["dropped_lines"].is_u64())
+        .collect();
+    assert_eq!(notes.len(), 2, "one note per attempt");
+    for attempt in [1, 2] {
+        let of_attempt = |l: &&serde_json::Value| {
+            l["spans"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["name"] == "attempt" && s["fields"]["number"] == attempt)
+            })
+        };
+        let output: Vec<&str> = lines
+            .iter()
+            .filter(of_attempt)
+            .filter(|l| l["fields"]["stream"] == "stdout")
+            .filter_map(|l| l["fields"]["message"].as_str())
+            .collect();
+        let bytes: usize = log
+            .lines()
+            .zip(&lines)
+            .filter(|(_, l)| of_attempt(l))
+            .map(|(text, _)| text.len() + 1)
+            .sum();
+        assert!(
+            bytes <= 64 * 1024 + 1024,
+            "attempt {attempt}: {bytes} bytes"
+        );
+        assert_eq!(
+            output.first(),
+            Some(&"line 0"),
+            "attempt {attempt}: the head"
+        );
+        assert_eq!(
+            output.last(),
+            Some(&"line 4999"),
+            "attempt {attempt}: the tail"
+        );
+        let note = notes
+            .iter()
+            .find(|n| of_attempt(n))
+            .expect("a note in the attempt");
+        let dropped = note["fields"]["dropped_lines"].as_u64().unwrap() as usize;
+        assert_eq!(dropped + output.len(), 5000, "attempt {attempt}");
+    }
+}
+
+#[test]
 fn run_prints_one_line_per_task_and_the_full_stream_only_when_asked() {
     let sb = Sandbox::new();
     sb.write(

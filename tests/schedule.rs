@@ -201,3 +201,54 @@ tasks:
         && r["tags"]["watch_session"] == runs[0]["tags"]["watch_session"]));
     assert_eq!(seen(), "a.json\nb.json\n");
 }
+
+#[test]
+fn daemon_applies_retention_after_each_run() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        r#"
+name: pruned
+schedule: { cron: "* * * * * *", overlap: allow, catchup: none }
+retention: { keep_last: 2 }
+tasks:
+  tick: { type: command, with: { argv: [sh, -c, 'echo tick >> ticks.log'] } }
+"#,
+    );
+    let fired = || -> Vec<String> {
+        std::fs::read(sb.runs().join(".schedules/pruned.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|state| {
+                state["history"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t["action"] == "fired")
+                    .filter_map(|t| t["run_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let daemon = sb.spawn(&["schedule", "p.yaml", "--grace", "5s"]);
+    assert!(
+        wait_for(Duration::from_secs(30), || fired().len() >= 5),
+        "five ticks fired"
+    );
+    sigterm(&daemon);
+    let out = daemon.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fired = fired();
+    let ticks = std::fs::read_to_string(sb.path().join("ticks.log")).unwrap();
+    assert_eq!(ticks.lines().count(), fired.len(), "every fired run ran");
+    // Each run's end applied the policy: only the two newest fired runs remain.
+    let mut newest = fired.clone();
+    newest.sort();
+    let newest = newest.split_off(newest.len() - 2);
+    assert_eq!(run_dirs(&sb), newest);
+}

@@ -70,6 +70,7 @@ defaults:
   timeout: 10m
   cache: { enabled: true, ttl: 1h }
 mlflow: { experiment: demo }
+retention: { keep_last: 10, max_age: 30d, keep_failed: true }
 tasks:
   a: { type: noop, retries: 2, cache: false }
   b: { type: command, depends_on: [a], with: { argv: [echo, hi] }, timeout: 5s }
@@ -83,6 +84,10 @@ tasks:
         (
             "bad_schedule.yaml",
             "name: x\nschedule: { cron: \"* * * * *\", overlap: sometimes }\ntasks:\n  a: { type: noop }\n",
+        ),
+        (
+            "bad_retention.yaml",
+            "name: x\nretention: { keep_failed: true }\ntasks:\n  a: { type: noop }\n",
         ),
         (
             "bad_with.yaml",

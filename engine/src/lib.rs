@@ -32,6 +32,7 @@ pub mod graph;
 pub mod interpolate;
 pub mod listener;
 pub mod loader;
+pub mod log_cap;
 pub mod logging;
 pub mod observer;
 pub mod progress;

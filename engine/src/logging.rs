@@ -3,7 +3,8 @@
 //! The executor opens a `run` span (with a `run_id` field) around a run; [`RunLogLayer`]
 //! writes every event inside such a span, with the names and fields of its spans, as one JSON
 //! line to the log attached to that run id ([`attach_run_log`]). Several runs in one process
-//! (the scheduler) each get their own file.
+//! (the scheduler) each get their own file. Each task attempt's share of the file is capped
+//! (see [`crate::log_cap`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -19,6 +20,8 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::log_cap::{AttemptLog, LogCap};
 
 type Writers = HashMap<String, Arc<Mutex<File>>>;
 static WRITERS: LazyLock<Mutex<Writers>> = LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -100,7 +103,11 @@ pub fn init_worker() {
 fn run_layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
     let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    RunLogLayer.with_filter(filter)
+    let cap = LogCap::from_env().unwrap_or_else(|e| {
+        eprintln!("warning: {e}; using the default cap");
+        LogCap::default()
+    });
+    RunLogLayer::new(cap).with_filter(filter)
 }
 
 /// Routes the events of run `run_id` to `path` until the guard is dropped.
@@ -127,8 +134,24 @@ impl Drop for RunLogGuard {
     }
 }
 
-/// Writes events inside `run` spans to the run's log file.
-pub struct RunLogLayer;
+/// Writes events inside `run` spans to the run's log file, each task attempt's within its cap.
+pub struct RunLogLayer {
+    cap: LogCap,
+}
+
+impl RunLogLayer {
+    /// A layer capping each attempt's log lines at `cap`.
+    pub fn new(cap: LogCap) -> Self {
+        RunLogLayer { cap }
+    }
+}
+
+/// The log state of an `attempt` span: what it wrote and held back, and where it goes.
+struct AttemptState {
+    log: AttemptLog,
+    writer: Arc<Mutex<File>>,
+    spans: Json,
+}
 
 struct SpanFields(Map<String, Json>);
 struct RunId(String);
@@ -189,7 +212,11 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
         };
         let mut run_id = None;
         let mut spans = Vec::new();
+        let mut attempt = None;
         for span in scope.from_root() {
+            if span.name() == "attempt" {
+                attempt = Some(span.id());
+            }
             let ext = span.extensions();
             if let Some(RunId(id)) = ext.get::<RunId>() {
                 run_id = Some(id.clone());
@@ -216,8 +243,58 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
         });
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
+        if let Some(span) = attempt.and_then(|id| ctx.span(&id)) {
+            let mut ext = span.extensions_mut();
+            if ext.get_mut::<AttemptState>().is_none() {
+                ext.insert(AttemptState {
+                    log: AttemptLog::default(),
+                    writer: writer.clone(),
+                    spans: line["spans"].clone(),
+                });
+            }
+            let Some(state) = ext.get_mut::<AttemptState>() else {
+                return;
+            };
+            match state.log.admit(bytes, self.cap) {
+                Some(now) => bytes = now,
+                None => return,
+            }
+        }
         let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
         let _ = file.write_all(&bytes);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(mut state) = span.extensions_mut().remove::<AttemptState>() else {
+            return;
+        };
+        let mut out = Vec::new();
+        if let Some((bytes, lines)) = state.log.dropped() {
+            let note = serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "WARN",
+                "target": module_path!(),
+                "fields": {
+                    "message": format!(
+                        "log cap of {} bytes per task attempt: {bytes} bytes in {lines} lines were dropped here (the head and the tail are kept)",
+                        self.cap.max_bytes
+                    ),
+                    "dropped_bytes": bytes,
+                    "dropped_lines": lines,
+                },
+                "spans": state.spans,
+            });
+            out.extend(note.to_string().into_bytes());
+            out.push(b'\n');
+        }
+        for line in state.log.take_tail() {
+            out.extend(line);
+        }
+        if !out.is_empty() {
+            let mut file = state.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = file.write_all(&out);
+        }
     }
 }
 
@@ -260,5 +337,98 @@ mod tests {
                 "deltalake"
             ]
         );
+    }
+
+    /// Writes `lines` events in one attempt of run `run_id` (and one after it) through a
+    /// layer capped at `cap`; returns the log's lines.
+    fn log_attempt(run_id: &str, cap: u64, lines: u64) -> Vec<Json> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let guard = attach_run_log(run_id, &path).unwrap();
+        let subscriber =
+            tracing_subscriber::registry().with(RunLogLayer::new(LogCap { max_bytes: cap }));
+        tracing::subscriber::with_default(subscriber, || {
+            let run = tracing::info_span!("run", run_id = %run_id);
+            let _run = run.enter();
+            let attempt = tracing::info_span!("attempt", number = 1);
+            attempt.in_scope(|| {
+                for i in 0..lines {
+                    tracing::info!(line = i, "output line {i:05}");
+                }
+            });
+            drop(attempt);
+            tracing::info!("after the attempt");
+        });
+        drop(guard);
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_attempt_log_keeps_its_head_and_tail_within_the_cap() {
+        let lines = 2000;
+        let full = log_attempt("cap-0", u64::MAX, lines);
+        let size = |l: &Json| l.to_string().len() as u64 + 1;
+        let total: u64 = full
+            .iter()
+            .filter(|l| l["fields"]["line"].is_u64())
+            .map(size)
+            .sum();
+        assert_eq!(full.len() as u64, lines + 1, "no cap: every line");
+        // (run, cap, whether lines are dropped)
+        for (run_id, cap, capped) in [
+            ("cap-1", total, false),
+            ("cap-2", 20_000, true),
+            ("cap-3", total - 1, true),
+        ] {
+            let log = log_attempt(run_id, cap, lines);
+            let numbers: Vec<u64> = log
+                .iter()
+                .filter_map(|l| l["fields"]["line"].as_u64())
+                .collect();
+            let kept: u64 = log
+                .iter()
+                .filter(|l| l["fields"]["line"].is_u64())
+                .map(size)
+                .sum();
+            let marker = log
+                .iter()
+                .position(|l| l["fields"]["dropped_bytes"].is_u64());
+            assert_eq!(
+                log.last().unwrap()["fields"]["message"],
+                "after the attempt",
+                "{run_id}"
+            );
+            assert!(kept <= cap, "{run_id}: {kept} bytes kept");
+            assert_eq!(numbers.first(), Some(&0), "{run_id}: the head");
+            assert_eq!(numbers.last(), Some(&(lines - 1)), "{run_id}: the tail");
+            let Some(at) = marker else {
+                assert!(!capped, "{run_id}: the drop is said");
+                assert_eq!(numbers, (0..lines).collect::<Vec<_>>(), "{run_id}");
+                continue;
+            };
+            assert!(capped, "{run_id}: nothing was dropped");
+            let note = &log[at]["fields"];
+            let head = &numbers[..at];
+            let tail = &numbers[at..];
+            assert!(
+                head.windows(2).all(|w| w[1] == w[0] + 1),
+                "{run_id}: contiguous head"
+            );
+            assert!(
+                tail.windows(2).all(|w| w[1] == w[0] + 1),
+                "{run_id}: contiguous tail"
+            );
+            let dropped_lines = tail[0] - head[head.len() - 1] - 1;
+            assert_eq!(note["dropped_lines"], dropped_lines, "{run_id}");
+            assert_eq!(
+                note["dropped_bytes"].as_u64().unwrap() + kept,
+                total,
+                "{run_id}"
+            );
+        }
     }
 }

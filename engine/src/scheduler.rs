@@ -13,6 +13,10 @@
 //! an id chosen beforehand, so after a crash the scheduler can tell whether the run exists.
 //! Time comes from a [`Clock`], so tests drive schedules with a [`TestClock`].
 //!
+//! After each run it starts, the scheduler applies the pipeline's retention policy (its
+//! `retention:`, else the default given with [`Scheduler::with_default_retention`]) to the
+//! pipeline's runs: see [`crate::store::prune`].
+//!
 //! Deadlines (`start_deadline`) apply to ticks that come due while the scheduler runs (for
 //! example a tick queued behind a long run); ticks missed while it was down follow the
 //! catch-up policy alone.
@@ -33,7 +37,8 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::cron::{CronExpr, parse_zone};
 use crate::error::EngineError;
 use crate::executor::{Engine, RunOptions};
-use crate::spec::{Catchup, Overlap, Pipeline, ScheduleSpec};
+use crate::spec::{Catchup, Overlap, Pipeline, RetentionPolicy, ScheduleSpec};
+use crate::store::prune::PruneOptions;
 use crate::store::{RunStore, write_atomic};
 use crate::task::BoxFuture;
 
@@ -285,6 +290,7 @@ pub struct Scheduler {
     engine: Engine,
     clock: Arc<dyn Clock>,
     observer: Option<mpsc::UnboundedSender<(String, TickRecord)>>,
+    default_retention: Option<RetentionPolicy>,
 }
 
 impl Scheduler {
@@ -294,7 +300,14 @@ impl Scheduler {
             engine,
             clock,
             observer: None,
+            default_retention: None,
         }
+    }
+
+    /// The retention policy of pipelines without a `retention:` section.
+    pub fn with_default_retention(mut self, policy: Option<RetentionPolicy>) -> Self {
+        self.default_retention = policy;
+        self
     }
 
     /// Sends every tick decision to `tx` as well (for tests and monitoring).
@@ -354,6 +367,11 @@ impl Scheduler {
                 engine: self.engine.clone(),
                 clock: self.clock.clone(),
                 observer: self.observer.clone(),
+                retention: p
+                    .pipeline
+                    .retention
+                    .clone()
+                    .or_else(|| self.default_retention.clone()),
                 scheduled: Arc::new(p),
                 spec,
                 cron,
@@ -420,6 +438,7 @@ struct PipelineLoop {
     engine: Engine,
     clock: Arc<dyn Clock>,
     observer: Option<mpsc::UnboundedSender<(String, TickRecord)>>,
+    retention: Option<RetentionPolicy>,
     scheduled: Arc<Scheduled>,
     spec: ScheduleSpec,
     cron: CronExpr,
@@ -637,6 +656,7 @@ impl PipelineLoop {
         let engine = self.engine.clone();
         let scheduled = self.scheduled.clone();
         let local = self.local.clone();
+        let retention = self.retention.clone();
         self.runs.spawn(
             async move {
                 let result = engine.run(scheduled.pipeline.clone(), &scheduled.file, &scheduled.text, options).await;
@@ -645,6 +665,9 @@ impl PipelineLoop {
                     Err(e) => warn!(run_id = %run_id, error = %e, "scheduled run could not be recorded"),
                 }
                 local.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
+                if let Some(policy) = retention {
+                    apply_retention(engine.store().clone(), scheduled.pipeline.name.clone(), policy).await;
+                }
             }
             .in_current_span(),
         );
@@ -675,6 +698,28 @@ impl PipelineLoop {
             tokens.iter().for_each(CancellationToken::cancel);
             while self.runs.join_next().await.is_some() {}
         }
+    }
+}
+
+/// Prunes the runs of `pipeline` by `policy`, logging what was removed.
+async fn apply_retention(store: RunStore, pipeline: String, policy: RetentionPolicy) {
+    let options = PruneOptions {
+        pipeline: Some(pipeline.clone()),
+        policies: BTreeMap::from([(pipeline, policy)]),
+        ..PruneOptions::default()
+    };
+    match tokio::task::spawn_blocking(move || store.prune(&options)).await {
+        Ok(Ok(report)) if !report.removed.is_empty() || !report.removed_entries.is_empty() => {
+            info!(
+                runs = report.removed.len(),
+                cache_entries = report.removed_entries.len(),
+                bytes = report.bytes_freed(),
+                "retention applied"
+            );
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!(error = %e, "applying the retention policy failed"),
+        Err(e) => warn!(error = %e, "applying the retention policy panicked"),
     }
 }
 

@@ -221,6 +221,17 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
                     "executor": {"$ref": "#/$defs/executor"}
                 }
             },
+            "retention": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "Which runs of the pipeline the run store keeps (`tweetflow runs prune`, and the scheduler after each run). A run is removed only when every limit given lets it go; running runs, runs holding the newest cached output of a task and, with keep_failed, failed runs are always kept. Default from TWEETFLOW_RETENTION_KEEP_LAST / _MAX_AGE / _KEEP_FAILED.",
+                "anyOf": [{"required": ["keep_last"]}, {"required": ["max_age"]}],
+                "properties": {
+                    "keep_last": {"type": "integer", "minimum": 1, "maximum": 100_000_000, "description": "Keep the newest N runs."},
+                    "max_age": {"$ref": "#/$defs/duration", "description": "Keep runs whose last activity is younger than this, e.g. `30d`."},
+                    "keep_failed": {"type": "boolean", "default": false, "description": "Never remove failed, cancelled or crashed runs."}
+                }
+            },
             "tasks": {
                 "type": "object",
                 "minProperties": 1,
@@ -339,5 +350,26 @@ fn describe(prop: &Json, root: &Json) -> String {
             _ => "mapping".into(),
         },
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_describes_the_retention_section() {
+        let schema = pipeline_schema(&Registry::new());
+        let retention = &schema["properties"]["retention"];
+        let keys: Vec<&str> = retention["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["keep_last", "max_age", "keep_failed"]);
+        assert_eq!(retention["additionalProperties"], false);
+        assert_eq!(
+            retention["properties"]["max_age"]["$ref"],
+            "#/$defs/duration"
+        );
     }
 }

@@ -27,6 +27,9 @@ pub struct Pipeline {
     /// When the scheduler runs the pipeline.
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// Which of its finished runs the run store keeps (see [`crate::store::prune`]).
+    #[serde(default)]
+    pub retention: Option<RetentionPolicy>,
     /// Top-level sections that plugins own, by name, as JSON with the section's defaults
     /// filled in (see [`crate::section`]). Stored flattened, beside the other fields.
     #[serde(flatten, deserialize_with = "crate::section::flattened::deserialize")]
@@ -76,6 +79,22 @@ pub struct ScheduleSpec {
     #[serde(with = "opt_duration")]
     #[schemars(with = "Option<u64>")]
     pub start_deadline: Option<Duration>,
+}
+
+/// The `retention:` section: which runs of the pipeline the run store keeps. A run is
+/// removed only when every limit given lets it go; see [`crate::store::prune`] for the runs
+/// that are always kept.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RetentionPolicy {
+    /// Keep the newest N runs of the pipeline.
+    pub keep_last: Option<u32>,
+    /// Keep runs whose last activity (start, resume or end) is younger than this.
+    #[serde(with = "opt_duration")]
+    #[schemars(with = "Option<u64>")]
+    pub max_age: Option<Duration>,
+    /// Never remove failed, cancelled or crashed runs (default `false`).
+    #[serde(default)]
+    pub keep_failed: bool,
 }
 
 /// One task of a pipeline, with defaults applied and params interpolated.

@@ -1,8 +1,10 @@
-//! `tweetflow runs list|show|cancel`: the recorded runs.
+//! `tweetflow runs list|show|cancel|prune`: the recorded runs.
 
 use std::path::Path;
 
 use tweetflow_engine::duration::human;
+use tweetflow_engine::spec::process_env;
+use tweetflow_engine::store::prune::{PruneOptions, default_policy};
 use tweetflow_engine::{EngineError, RunRecord};
 
 use super::run::summary;
@@ -54,6 +56,11 @@ pub(crate) fn runs(runs_dir: &Path, command: RunsCommand) -> anyhow::Result<u8> 
             );
             Ok(exit::OK)
         }
+        RunsCommand::Prune {
+            pipeline,
+            dry_run,
+            json,
+        } => prune(&store, pipeline, dry_run, json),
         RunsCommand::Cancel { run_id } => match store.request_cancel(&run_id) {
             Ok(()) => {
                 println!("cancel requested for run {run_id}");
@@ -80,5 +87,93 @@ pub(crate) fn runs(runs_dir: &Path, command: RunsCommand) -> anyhow::Result<u8> 
             }
             Ok(exit::OK)
         }
+    }
+}
+
+/// `runs prune`: applies the retention policies and prints what was removed.
+fn prune(
+    store: &tweetflow_engine::RunStore,
+    pipeline: Option<String>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let default_policy = match default_policy(&process_env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let report = store.prune(&PruneOptions {
+        pipeline,
+        dry_run,
+        default_policy,
+        ..PruneOptions::default()
+    })?;
+    for (run_id, error) in &report.unreadable {
+        eprintln!("warning: run {run_id} is kept: its record cannot be read: {error}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(exit::OK);
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for run in &report.removed {
+        println!(
+            "{verb} run {}  {}  {}  {}",
+            run.run_id,
+            run.pipeline,
+            run.status.as_str(),
+            human_bytes(run.bytes)
+        );
+    }
+    for entry in &report.removed_entries {
+        let of = if entry.run_id.is_empty() {
+            "unreadable".to_string()
+        } else {
+            format!("of run {}", entry.run_id)
+        };
+        println!("{verb} cache entry {} ({of})", entry.key);
+    }
+    let kept: Vec<String> = report
+        .kept
+        .iter()
+        .map(|(reason, n)| {
+            let reason = serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            format!("{n} {reason}")
+        })
+        .collect();
+    let freed = if dry_run { "would free" } else { "freed" };
+    println!(
+        "{verb} {} runs and {} cache entries; {freed} {}; kept {} runs ({})",
+        report.removed.len(),
+        report.removed_entries.len(),
+        human_bytes(report.bytes_freed()),
+        report.kept.values().sum::<usize>(),
+        if kept.is_empty() {
+            "none".to_string()
+        } else {
+            kept.join(", ")
+        }
+    );
+    Ok(exit::OK)
+}
+
+/// `1536` as `1.5 KB` (powers of 1024).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -10,7 +10,8 @@ use tweetflow_engine::cron::{CronExpr, parse_zone};
 use tweetflow_engine::scheduler::{
     LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock, resolve_overlap,
 };
-use tweetflow_engine::spec::Overlap;
+use tweetflow_engine::spec::{Overlap, process_env};
+use tweetflow_engine::store::prune::default_policy;
 use tweetflow_engine::{Pipeline, Registry, RunStore};
 
 use super::{load_or_report, spawn_signal_handler};
@@ -79,6 +80,13 @@ pub async fn schedule(
         }
         return Ok(exit::OK);
     }
+    let default_retention = match default_policy(&process_env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::INVALID);
+        }
+    };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let engine = super::new_engine(registry, runs_dir);
@@ -89,6 +97,7 @@ pub async fn schedule(
         grace
     );
     match Scheduler::new(engine, Arc::new(SystemClock))
+        .with_default_retention(default_retention)
         .run(scheduled, shutdown, grace)
         .await
     {

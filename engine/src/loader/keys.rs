@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde_json::Value as Json;
 
 use super::TaskDefaults;
-use crate::spec::{CachePolicy, RetryPolicy, ScheduleSpec, TaskSpec};
+use crate::spec::{CachePolicy, RetentionPolicy, RetryPolicy, ScheduleSpec, TaskSpec};
 
 /// The top level of a pipeline file, plugin sections aside: what the loader reads into a
 /// [`crate::Pipeline`] (`defaults` is folded into each task).
@@ -22,6 +22,7 @@ struct PipelineFile {
     defaults: TaskDefaults,
     tasks: BTreeMap<String, TaskSpec>,
     schedule: Option<ScheduleSpec>,
+    retention: Option<RetentionPolicy>,
 }
 
 /// The accepted keys of each mapping of a pipeline file.
@@ -30,6 +31,8 @@ pub(super) struct Keys {
     pub top: Vec<String>,
     /// `schedule:`.
     pub schedule: Vec<String>,
+    /// `retention:`.
+    pub retention: Vec<String>,
     /// `defaults:`.
     pub defaults: Vec<String>,
     /// A task (its id is its key under `tasks:`, not a key of its own).
@@ -44,6 +47,7 @@ pub(super) struct Keys {
 pub(super) static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     top: of::<PipelineFile>(),
     schedule: of::<ScheduleSpec>(),
+    retention: of::<RetentionPolicy>(),
     defaults: of::<TaskDefaults>(),
     task: of::<TaskSpec>().into_iter().filter(|k| k != "id").collect(),
     retry: of::<RetryPolicy>(),
@@ -75,9 +79,11 @@ mod tests {
                 "params",
                 "defaults",
                 "tasks",
-                "schedule"
+                "schedule",
+                "retention"
             ]
         );
+        assert_eq!(k.retention, ["keep_last", "max_age", "keep_failed"]);
         assert_eq!(
             k.schedule,
             [

@@ -8,14 +8,15 @@
 //! ```
 //!
 //! One file per part of the pipeline file: `params` (params, `--param` overrides and
-//! interpolation), `task` (tasks and `defaults`), `retry`, `cache`, `schedule` and
-//! `section` (plugin-owned sections); `keys` derives the keys each part accepts from the
+//! interpolation), `task` (tasks and `defaults`), `retry`, `cache`, `schedule`, `retention`
+//! and `section` (plugin-owned sections); `keys` derives the keys each part accepts from the
 //! structs it fills.
 
 mod cache;
 mod executor;
 mod keys;
 mod params;
+mod retention;
 mod retry;
 mod schedule;
 mod section;
@@ -163,6 +164,7 @@ impl Loader<'_, '_> {
             }
         };
         let schedule = get("schedule").and_then(|s| self.schedule(s));
+        let retention = get("retention").and_then(|r| self.retention(r));
         let plain: BTreeMap<String, Json> = params
             .iter()
             .map(|(k, (v, _))| (k.clone(), v.clone()))
@@ -178,6 +180,7 @@ impl Loader<'_, '_> {
         Some(Pipeline {
             sections,
             schedule,
+            retention,
             name: name?,
             description,
             params: params.into_iter().map(|(k, (v, _))| (k, v)).collect(),

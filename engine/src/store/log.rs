@@ -154,6 +154,7 @@ mod tests {
                 .collect(),
             spec_hash: "h".into(),
             schedule: None,
+            retention: None,
             sections: BTreeMap::new(),
         }
     }

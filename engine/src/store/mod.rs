@@ -11,6 +11,7 @@
 //! runs/<run_id>/lock           held (flock) by the process executing the run
 //! runs/<run_id>/artifacts/     task artifacts
 //! runs/.cache/                 cache entries (see `crate::cache`)
+//! runs/.trash/                 runs being removed by `prune`
 //! ```
 //!
 //! Every state change is one line appended to `events.jsonl` and flushed to the OS before the
@@ -21,9 +22,11 @@
 //! crash is ignored). Both files are always readable.
 //!
 //! `record` holds the run record and its events, `log` the event log and snapshots of an
-//! open run; this module places runs on disk, locks them and lists them.
+//! open run, `prune` the retention policies; this module places runs on disk, locks them and
+//! lists them.
 
 mod log;
+pub mod prune;
 mod record;
 
 use std::fs::{self, File, OpenOptions};
@@ -38,6 +41,7 @@ use crate::spec::Pipeline;
 
 pub use log::RunHandle;
 use log::load_record;
+pub use prune::{PruneOptions, PruneReport};
 pub use record::{Attempt, Event, RunRecord, RunStatus, TaskRecord, TaskStatus};
 
 /// The shortest time between two snapshots of a running run.
@@ -127,17 +131,7 @@ impl RunStore {
     /// run ids begin with their creation time, so their order is the order of creation.
     /// A page of a long listing reads only its own records with [`RunStore::load`].
     pub fn run_ids(&self) -> Result<Vec<String>, EngineError> {
-        let entries = match fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(EngineError::io("list", &self.root)(e)),
-        };
-        let mut ids: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| is_run_id(name))
-            .collect();
+        let mut ids = self.run_dir_names()?;
         ids.sort_unstable_by(|a, b| b.cmp(a));
         Ok(ids)
     }
@@ -194,7 +188,9 @@ impl RunStore {
         out
     }
 
-    /// Names of the run directories (entries not starting with a dot), in no order.
+    /// Names of the run directories, in no order: directories whose name is a run id (hidden
+    /// store directories such as `.cache` are not). Only the directory is listed; its
+    /// entries' types come with the listing on common file systems.
     fn run_dir_names(&self) -> Result<Vec<String>, EngineError> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
@@ -203,8 +199,9 @@ impl RunStore {
         };
         Ok(entries
             .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
+            .filter(|name| is_run_id(name))
             .collect())
     }
 
