@@ -60,6 +60,8 @@ fn main() -> ExitCode {
         // SAFETY: single-threaded here: the runtime is not started yet.
         unsafe { std::env::set_var("RUST_LOG", "warn") };
     }
+    // Credentials in the environment (tokens, passwords, cloud keys) are never written.
+    tweetflow_engine::secrets::register_sensitive_env();
     if matches!(cli.command, cli::Command::Task { .. }) {
         // A worker's log lines are JSON on stdout; the engine copies them into the run's log.
         tweetflow_engine::logging::init_worker();

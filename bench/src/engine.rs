@@ -66,6 +66,7 @@ pub fn generate(n: usize, shape: Shape) -> Pipeline {
         tasks,
         spec_hash: String::new(),
         schedule: None,
+        secrets: Vec::new(),
         retention: None,
         sections: Default::default(),
     }

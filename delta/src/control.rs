@@ -16,7 +16,8 @@ pub struct WriteControl {
     /// (bronze committed, quarantine not), `ingest.after_quarantine_commit`,
     /// `clean.after_write`, `clean.after_quarantine_commit`, `clean.after_commit`,
     /// `aggregate.after_write`, `aggregate.after_commit`. Append `:abort` to abort the
-    /// process at that point instead of returning an error.
+    /// process at that point instead of returning an error, `:kill` to have it killed by
+    /// `SIGKILL` there.
     pub failpoint: Option<String>,
     /// Stops the run between files and batches when cancelled.
     pub cancel: Option<CancellationToken>,
@@ -40,7 +41,8 @@ impl WriteControl {
     }
 
     /// Fails when `name` is the configured failpoint; with the suffix `:abort`
-    /// (`ingest.after_commit:abort`) the whole process aborts there instead, like a crash.
+    /// (`ingest.after_commit:abort`) the whole process aborts there instead, like a crash, and
+    /// with `:kill` it is killed by `SIGKILL`.
     pub fn failpoint(&self, name: &str) -> Result<()> {
         let Some(configured) = &self.failpoint else {
             return Ok(());
@@ -54,6 +56,13 @@ impl WriteControl {
         if action == "abort" {
             tracing::error!(failpoint = name, "failpoint: aborting the process");
             std::process::abort();
+        }
+        if action == "kill" {
+            tracing::error!(failpoint = name, "failpoint: killing the process");
+            // SAFETY: plain kill(2) of this process.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
         }
         Err(StorageError::Failpoint(name.to_string()))
     }

@@ -32,6 +32,7 @@
 pub mod commit;
 pub mod control;
 pub mod error;
+pub mod folder;
 pub mod incremental;
 pub mod storage;
 pub mod table;

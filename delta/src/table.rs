@@ -113,6 +113,9 @@ pub async fn open_or_create(
                 .iter()
                 .map(|(k, v)| (k.to_string(), Some(v.to_string()))),
         )
+        // A creation that loses the race for version 0 must not be rebased as a second
+        // creation commit on top of the winner's.
+        .with_commit_properties(CommitProperties::default().with_max_retries(0))
         .await;
     match created {
         Ok(table) => Ok(table),

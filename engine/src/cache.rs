@@ -13,7 +13,9 @@
 //! - `--refresh TASK` (that task runs and its entry is replaced) and `--no-cache` (the
 //!   cache is neither read nor written).
 //!
-//! Entries live in `<runs>/.cache/<key>.json` and are written atomically.
+//! Secrets (see [`crate::secrets`]) are not part of the key: rotating a token reuses the
+//! entries made with the old one. Entries live in `<runs>/.cache/<key>.json` and are written
+//! atomically, with secrets masked.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -164,10 +166,12 @@ impl Cache {
     pub fn put(&self, entry: &CacheEntry) -> Result<(), EngineError> {
         std::fs::create_dir_all(&self.dir)
             .map_err(EngineError::io("create cache directory", &self.dir))?;
-        let bytes = serde_json::to_vec_pretty(entry).map_err(|e| EngineError::Corrupt {
-            path: self.path(&entry.key),
-            message: e.to_string(),
-        })?;
+        let bytes = crate::secrets::masked_json(entry)
+            .and_then(|j| serde_json::to_vec_pretty(&j))
+            .map_err(|e| EngineError::Corrupt {
+                path: self.path(&entry.key),
+                message: e.to_string(),
+            })?;
         write_atomic(&self.path(&entry.key), &bytes)
     }
 }

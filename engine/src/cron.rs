@@ -14,7 +14,8 @@
 //!   pass. A job that runs every hour fires in both passes (they are different instants).
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone,
+    Timelike, Utc,
 };
 use chrono_tz::Tz;
 
@@ -168,8 +169,21 @@ impl CronExpr {
         // Offsets move wall-clock time by at most a few hours, so a match that maps to the
         // earliest instant after `after` lies within this window of wall-clock times.
         let window = Duration::hours(4);
+        // Where the offset is the same a window before and after an instant, wall-clock time
+        // around it is a plain shift of UTC (offsets never change twice within hours): there,
+        // wall-clock order is instant order, so the scan needs neither the matches before
+        // `after` nor those after the first one found. This keeps a per-second expression
+        // from scanning hours of matches at every tick.
+        let stable = |t: DateTime<Utc>| {
+            let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+            offset(t - window) == offset(t + window)
+        };
         let local_after = after.with_timezone(tz).naive_local();
-        let mut cursor = local_after - window;
+        let mut cursor = if stable(after) {
+            local_after
+        } else {
+            local_after - window
+        };
         let mut best: Option<(DateTime<Utc>, NaiveDateTime)> = None;
         loop {
             let naive = self.next_naive(cursor)?;
@@ -182,6 +196,11 @@ impl CronExpr {
                 if instant > after && best.is_none_or(|(b, _)| instant < b) {
                     best = Some((instant, naive));
                 }
+            }
+            if let Some((b, _)) = best
+                && stable(b)
+            {
+                break;
             }
             cursor = naive;
         }

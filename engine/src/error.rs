@@ -41,6 +41,15 @@ pub enum EngineError {
         /// The lock file.
         lock: PathBuf,
     },
+    /// A secret the run needs is not in the environment.
+    #[error("run `{run_id}`: {source}")]
+    MissingSecret {
+        /// The run.
+        run_id: String,
+        /// The secret.
+        #[source]
+        source: crate::secrets::MissingSecret,
+    },
     /// A run cannot be resumed as asked.
     #[error("cannot resume run `{run_id}`: {reason}")]
     NotResumable {

@@ -1,14 +1,17 @@
 //! `${...}` interpolation in pipeline strings.
 //!
-//! Supported forms: `${params.NAME}`, `${env.NAME}` and `${env.NAME:-default}`; `$${` writes a
-//! literal `${`. Anything else inside `${}` is an error. A string that is exactly one
-//! `${params.NAME}` takes the param's type (so `batch_size: ${params.batch}` stays an integer).
+//! Supported forms: `${params.NAME}`, `${env.NAME}`, `${env.NAME:-default}` and
+//! `${secret.NAME}` (an environment variable that is always a secret, see [`crate::secrets`]);
+//! `$${` writes a literal `${`. Anything else inside `${}` is an error. A string that is
+//! exactly one `${params.NAME}` takes the param's type (so `batch_size: ${params.batch}` stays
+//! an integer).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
 use crate::diagnostic::did_you_mean;
+use crate::secrets::{self, Piece};
 
 /// Where interpolated values come from.
 pub struct Scope<'a> {
@@ -16,6 +19,8 @@ pub struct Scope<'a> {
     pub params: Option<&'a BTreeMap<String, Json>>,
     /// Looks up an environment variable.
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The pieces of the params that hold secrets.
+    pub secret_params: Option<&'a BTreeMap<String, Vec<Piece>>>,
 }
 
 /// The result of interpolating one string.
@@ -38,27 +43,38 @@ pub struct InterpolationError {
     pub hint: Option<String>,
 }
 
-const FORMS_HINT: &str =
-    "use ${params.NAME}, ${env.NAME} or ${env.NAME:-default}; write $${ for a literal ${";
+const FORMS_HINT: &str = "use ${params.NAME}, ${env.NAME}, ${env.NAME:-default} or ${secret.NAME}; write $${ for a literal ${";
 
 /// Interpolates `text`.
 pub fn interpolate(text: &str, scope: &Scope<'_>) -> Result<Interpolated, InterpolationError> {
+    interpolate_tracked(text, scope).map(|(value, _)| value)
+}
+
+/// Interpolates `text`; also returns the pieces of the result when it holds a secret.
+pub fn interpolate_tracked(
+    text: &str,
+    scope: &Scope<'_>,
+) -> Result<(Interpolated, Option<Vec<Piece>>), InterpolationError> {
     if !text.contains("${") {
-        return Ok(Interpolated::Unchanged);
+        return Ok((Interpolated::Unchanged, None));
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut only_reference: Option<Json> = None;
     let mut pieces = 0;
+    let mut parts = Parts::default();
     while let Some(pos) = rest.find("${") {
         if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
             out.push_str(&rest[..pos - 1]);
             out.push_str("${");
+            parts.text(&rest[..pos - 1]);
+            parts.text("${");
             rest = &rest[pos + 2..];
             pieces += 2;
             continue;
         }
         out.push_str(&rest[..pos]);
+        parts.text(&rest[..pos]);
         if pos > 0 {
             pieces += 1;
         }
@@ -70,9 +86,14 @@ pub fn interpolate(text: &str, scope: &Scope<'_>) -> Result<Interpolated, Interp
         let expr = after[..end].trim();
         let value = resolve(expr, scope)?;
         pieces += 1;
-        match &value {
-            Json::String(s) => out.push_str(s),
-            other => out.push_str(&other.to_string()),
+        let value_text = match &value {
+            Json::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push_str(&value_text);
+        match secret_pieces(expr, scope) {
+            Some(secret) => parts.secret(secret),
+            None => parts.text(&value_text),
         }
         only_reference = expr.starts_with("params.").then_some(value);
         rest = &after[end + 1..];
@@ -81,10 +102,70 @@ pub fn interpolate(text: &str, scope: &Scope<'_>) -> Result<Interpolated, Interp
         pieces += 1;
     }
     out.push_str(rest);
+    parts.text(rest);
+    let secret = parts.has_secret.then_some(parts.pieces);
     match only_reference {
-        Some(value) if pieces == 1 => Ok(Interpolated::Typed(value)),
-        _ => Ok(Interpolated::Text(out)),
+        Some(value) if pieces == 1 => Ok((Interpolated::Typed(value), secret)),
+        _ => Ok((Interpolated::Text(out), secret)),
     }
+}
+
+/// The pieces of a string being interpolated.
+#[derive(Default)]
+struct Parts {
+    pieces: Vec<Piece>,
+    has_secret: bool,
+}
+
+impl Parts {
+    fn text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if let Some(Piece::Text { text: last }) = self.pieces.last_mut() {
+            last.push_str(text);
+        } else {
+            self.pieces.push(Piece::Text { text: text.into() });
+        }
+    }
+
+    fn secret(&mut self, pieces: Vec<Piece>) {
+        self.has_secret = true;
+        for piece in pieces {
+            match piece {
+                Piece::Text { text } => self.text(&text),
+                env => self.pieces.push(env),
+            }
+        }
+    }
+}
+
+/// The pieces of reference `expr` when its value is a secret.
+fn secret_pieces(expr: &str, scope: &Scope<'_>) -> Option<Vec<Piece>> {
+    if let Some(name) = expr.strip_prefix("params.") {
+        return scope.secret_params?.get(name).cloned();
+    }
+    let (sensitive, spec) = if let Some(spec) = expr.strip_prefix("secret.") {
+        (true, spec)
+    } else {
+        let spec = expr.strip_prefix("env.")?;
+        let name = spec.split_once(":-").map_or(spec, |(n, _)| n);
+        (secrets::is_sensitive_name(name), spec)
+    };
+    if !sensitive {
+        return None;
+    }
+    let (name, default) = match spec.split_once(":-") {
+        Some((name, default)) => (name, Some(default.to_string())),
+        None => (spec, None),
+    };
+    if let Some(v) = (scope.env)(name) {
+        secrets::register(&v);
+    }
+    Some(vec![Piece::Env {
+        env: name.to_string(),
+        default,
+    }])
 }
 
 fn resolve(expr: &str, scope: &Scope<'_>) -> Result<Json, InterpolationError> {
@@ -116,7 +197,8 @@ fn resolve(expr: &str, scope: &Scope<'_>) -> Result<Json, InterpolationError> {
             }
         });
     }
-    if let Some(spec) = expr.strip_prefix("env.") {
+    let secret = expr.strip_prefix("secret.");
+    if let Some(spec) = secret.or_else(|| expr.strip_prefix("env.")) {
         let (name, default) = match spec.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (spec, None),
@@ -130,6 +212,12 @@ fn resolve(expr: &str, scope: &Scope<'_>) -> Result<Json, InterpolationError> {
         return match ((scope.env)(name), default) {
             (Some(v), _) => Ok(Json::String(v)),
             (None, Some(d)) => Ok(Json::String(d.to_string())),
+            (None, None) if secret.is_some() => Err(InterpolationError {
+                message: format!("the secret `{name}` is not set in the environment"),
+                hint: Some(format!(
+                    "`${{secret.{name}}}` reads the environment variable `{name}`; set it"
+                )),
+            }),
             (None, None) => Err(InterpolationError {
                 message: format!("environment variable `{name}` is not set"),
                 hint: Some(format!("set it, or give a default: ${{env.{name}:-value}}")),
@@ -156,6 +244,7 @@ mod tests {
             &Scope {
                 params: Some(&params),
                 env: &env,
+                secret_params: None,
             },
         )
     }

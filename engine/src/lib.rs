@@ -41,6 +41,7 @@ pub mod retry;
 pub mod scheduler;
 pub mod schema;
 pub mod schema_check;
+pub mod secrets;
 pub mod section;
 pub mod spec;
 pub mod store;

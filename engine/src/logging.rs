@@ -4,7 +4,8 @@
 //! writes every event inside such a span, with the names and fields of its spans, as one JSON
 //! line to the log attached to that run id ([`attach_run_log`]). Several runs in one process
 //! (the scheduler) each get their own file. Each task attempt's share of the file is capped
-//! (see [`crate::log_cap`]).
+//! (see [`crate::log_cap`]). Secrets are masked on stderr and in the run logs (see
+//! [`crate::secrets`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -64,7 +65,7 @@ pub fn init_with(format: LogFormat, stderr_default: &str, extra: Option<ExtraLay
                 tracing_subscriber::fmt::layer()
                     .compact()
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_writer(std::io::stderr)
+                    .with_writer(masked_stderr)
                     .with_target(false)
                     .with_filter(stderr_filter),
             )
@@ -75,13 +76,18 @@ pub fn init_with(format: LogFormat, stderr_default: &str, extra: Option<ExtraLay
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_writer(std::io::stderr)
+                    .with_writer(masked_stderr)
                     .with_filter(stderr_filter),
             )
             .with(run_layer())
             .try_init(),
     };
     let _ = result;
+}
+
+/// Standard error, with secrets masked (see [`crate::secrets`]).
+fn masked_stderr() -> crate::secrets::MaskingWriter<std::io::Stderr> {
+    crate::secrets::MaskingWriter(std::io::stderr())
 }
 
 /// Installs the subscriber of a worker (`tweetflow task exec`): one JSON object per event on
@@ -94,10 +100,15 @@ pub fn init_worker() {
         .with(
             tracing_subscriber::fmt::layer()
                 .json()
-                .with_writer(std::io::stdout)
+                .with_writer(masked_stdout)
                 .with_filter(filter),
         )
         .try_init();
+}
+
+/// Standard output, with secrets masked (a worker's log).
+fn masked_stdout() -> crate::secrets::MaskingWriter<std::io::Stdout> {
+    crate::secrets::MaskingWriter(std::io::stdout())
 }
 
 fn run_layer<S: Subscriber + for<'a> LookupSpan<'a>>() -> impl Layer<S> {
@@ -234,13 +245,14 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
         let mut visitor = JsonVisitor::default();
         event.record(&mut visitor);
         let meta = event.metadata();
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "level": meta.level().as_str(),
             "target": meta.target(),
             "fields": visitor.0,
             "spans": spans,
         });
+        crate::secrets::mask_json(&mut line);
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
         if let Some(span) = attempt.and_then(|id| ctx.span(&id)) {

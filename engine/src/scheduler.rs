@@ -37,6 +37,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::cron::{CronExpr, parse_zone};
 use crate::error::EngineError;
 use crate::executor::{Engine, RunOptions};
+use crate::loader::process_env;
 use crate::spec::{Catchup, Overlap, Pipeline, RetentionPolicy, ScheduleSpec};
 use crate::store::prune::PruneOptions;
 use crate::store::{RunStore, write_atomic};
@@ -490,7 +491,10 @@ impl PipelineLoop {
         let store = self.engine.store();
         if !store.run_dir(&run_id).join("run.json").exists() {
             warn!(tick = %fired.tick, run_id = %run_id, "a fired tick has no run: starting it now");
-            self.start_run(fired.tick, run_id);
+            match self.scheduled.pipeline.with_secrets_from(&process_env) {
+                Ok(pipeline) => self.start_run(fired.tick, run_id, pipeline),
+                Err(e) => warn!(tick = %fired.tick, error = %e, "the fired tick cannot run"),
+            }
         }
         Ok(())
     }
@@ -578,9 +582,16 @@ impl PipelineLoop {
         .await;
         match decision {
             OverlapDecision::Start => {
+                // Secrets are read from the environment at each run, never kept.
+                let pipeline = match self.scheduled.pipeline.with_secrets_from(&process_env) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return self.decide(tick, TickAction::Skipped, None, Some(e.to_string()));
+                    }
+                };
                 let run_id = RunStore::new_run_id();
                 self.decide(tick, TickAction::Fired, Some(run_id.clone()), None)?;
-                self.start_run(tick, run_id);
+                self.start_run(tick, run_id, pipeline);
                 Ok(())
             }
             OverlapDecision::Skip(reason) => {
@@ -638,7 +649,7 @@ impl PipelineLoop {
         Ok(())
     }
 
-    fn start_run(&mut self, tick: DateTime<Utc>, run_id: String) {
+    fn start_run(&mut self, tick: DateTime<Utc>, run_id: String, pipeline: Pipeline) {
         let token = CancellationToken::new();
         self.local
             .lock()
@@ -659,7 +670,7 @@ impl PipelineLoop {
         let retention = self.retention.clone();
         self.runs.spawn(
             async move {
-                let result = engine.run(scheduled.pipeline.clone(), &scheduled.file, &scheduled.text, options).await;
+                let result = engine.run(pipeline, &scheduled.file, &scheduled.text, options).await;
                 match result {
                     Ok(record) => info!(run_id = %record.run_id, status = record.status.as_str(), "scheduled run finished"),
                     Err(e) => warn!(run_id = %run_id, error = %e, "scheduled run could not be recorded"),

@@ -76,7 +76,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
         "interpolated".into(),
         json!({
             "type": "string", "pattern": INTERPOLATION_PATTERN,
-            "description": "A value written as `${params.x}`, `${env.X:-default}` or `${upstream.task.key}`, checked once interpolated."
+            "description": "A value written as `${params.x}`, `${env.X:-default}`, `${secret.X}` or `${upstream.task.key}`, checked once interpolated."
         }),
     );
     defs.insert("schedule".into(), json!({
@@ -184,7 +184,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             "type": {"enum": types, "description": "A registered task type (`tweetflow tasks` lists them)."},
             "description": {"type": "string"},
             "depends_on": {"type": "array", "items": {"type": "string"}, "uniqueItems": true, "description": "Tasks that must succeed first."},
-            "with": {"type": "object", "description": "The task type's params; strings may use ${params.x} and ${env.X:-default}."},
+            "with": {"type": "object", "description": "The task type's params; strings may use ${params.x}, ${env.X:-default} and ${secret.X}."},
             "retries": {"$ref": "#/$defs/retries"},
             "timeout": {"$ref": "#/$defs/duration"},
             "cache": {"$ref": "#/$defs/cache"},

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 pub use crate::loader::{LoadOptions, load_file, load_str, process_env};
+use crate::secrets::{self, MissingSecret, SecretSlot};
 use crate::section::Section;
 
 /// A validated pipeline, ready to run.
@@ -27,6 +28,11 @@ pub struct Pipeline {
     /// When the scheduler runs the pipeline.
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// The strings that hold secrets (see [`crate::secrets`]): in memory they hold the values
+    /// tasks need; [`Pipeline::to_plan`] writes `***` there and [`Pipeline::from_plan`] reads
+    /// them from the environment again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretSlot>,
     /// Which of its finished runs the run store keeps (see [`crate::store::prune`]).
     #[serde(default)]
     pub retention: Option<RetentionPolicy>,
@@ -34,6 +40,17 @@ pub struct Pipeline {
     /// filled in (see [`crate::section`]). Stored flattened, beside the other fields.
     #[serde(flatten, deserialize_with = "crate::section::flattened::deserialize")]
     pub sections: BTreeMap<String, Json>,
+}
+
+/// A plan that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A secret is no longer in the environment.
+    #[error(transparent)]
+    MissingSecret(#[from] MissingSecret),
+    /// The plan does not decode.
+    #[error("{0}")]
+    Decode(#[from] serde_json::Error),
 }
 
 /// What the scheduler does when a tick comes while a run of the same pipeline is active.
@@ -264,6 +281,95 @@ mod opt_duration {
 }
 
 impl Pipeline {
+    /// The pipeline as written to the run store (`plan.json`): every secret replaced by `***`.
+    pub fn to_plan(&self) -> serde_json::Result<Json> {
+        let mut plan = serde_json::to_value(self)?;
+        secrets::redact_slots(&mut plan, &self.secrets);
+        secrets::mask_json(&mut plan);
+        Ok(plan)
+    }
+
+    /// Reads a plan written by [`Pipeline::to_plan`], taking the secrets from `env`.
+    pub fn from_plan(
+        mut plan: Json,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Pipeline, PlanError> {
+        let slots: Vec<SecretSlot> = match plan.get("secrets") {
+            Some(s) => serde_json::from_value(s.clone())?,
+            None => Vec::new(),
+        };
+        secrets::fill_slots(&mut plan, &slots, env)?;
+        Ok(serde_json::from_value(plan)?)
+    }
+
+    /// The pipeline with its secrets read from `env` again (the scheduler does this before
+    /// each run, so a secret changed or removed since the pipeline was loaded is seen).
+    pub fn with_secrets_from(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Pipeline, PlanError> {
+        if self.secrets.is_empty() {
+            return Ok(self.clone());
+        }
+        Pipeline::from_plan(serde_json::to_value(self)?, env)
+    }
+
+    /// The params with every secret replaced by `***` (for run records and trackers).
+    pub fn redacted_params(&self) -> BTreeMap<String, Json> {
+        let mut params = self.params.clone();
+        for slot in &self.secrets {
+            if let Some(name) = slot.at.strip_prefix("/params/")
+                && let Some(v) = params.get_mut(&name.replace("~1", "/").replace("~0", "~"))
+            {
+                *v = Json::from(secrets::MASK);
+            }
+        }
+        params
+    }
+
+    /// The secrets of an attempt file of task `task_id` (see
+    /// [`crate::exec::ResolvedAttempt::secrets`]): the plan's slots in the task's params, the
+    /// pipeline's params and the plugin sections, at their places in that file.
+    pub fn attempt_secrets(&self, task_id: &str) -> Vec<SecretSlot> {
+        let index = self.tasks.iter().position(|t| t.id == task_id);
+        let with = index.map(|i| format!("/tasks/{i}/with"));
+        let mut out = Vec::new();
+        for slot in &self.secrets {
+            let at = if let Some(rest) = slot.at.strip_prefix("/params/") {
+                format!("/pipeline_params/{rest}")
+            } else if let Some(rest) = with.as_deref().and_then(|w| slot.at.strip_prefix(w)) {
+                if !(rest.is_empty() || rest.starts_with('/')) {
+                    continue;
+                }
+                format!("/params{rest}")
+            } else if slot.at.starts_with("/tasks/") {
+                continue;
+            } else {
+                format!("/sections{}", slot.at)
+            };
+            out.push(SecretSlot {
+                at,
+                pieces: slot.pieces.clone(),
+            });
+        }
+        out
+    }
+
+    /// Task `index`'s params with every secret replaced by `***` (for cache keys).
+    pub fn redacted_with(&self, index: usize) -> Json {
+        let mut with = self.tasks.get(index).map_or(Json::Null, |t| t.with.clone());
+        let prefix = format!("/tasks/{index}/with");
+        for slot in &self.secrets {
+            if let Some(inner) = slot.at.strip_prefix(&prefix)
+                && (inner.is_empty() || inner.starts_with('/'))
+                && let Some(v) = with.pointer_mut(inner)
+            {
+                *v = Json::from(secrets::MASK);
+            }
+        }
+        with
+    }
+
     /// The task with id `id`.
     pub fn task(&self, id: &str) -> Option<&TaskSpec> {
         self.tasks.iter().find(|t| t.id == id)

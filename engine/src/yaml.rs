@@ -4,6 +4,12 @@
 //! so pipelines are read into a small tree of [`Node`]s from the event stream of `yaml-rust2`.
 //! Plain scalars are resolved with the YAML 1.2 core schema (null, booleans, integers,
 //! floats); quoted scalars are always strings. Anchors and aliases are expanded.
+//!
+//! Hostile files are refused early, with the position where a limit was passed: more than
+//! [`MAX_FILE_BYTES`] of text, collections nested deeper than [`MAX_DEPTH`], or more than
+//! [`MAX_NODES`] values once aliases are expanded (an alias counts as every value it expands
+//! to, so the "billion laughs" shape stops after a few levels). Only the first document of a
+//! stream is read. Memory and time stay bounded by these limits.
 
 use std::collections::HashMap;
 
@@ -115,17 +121,66 @@ impl Node {
     }
 }
 
+/// Largest file read (1 MiB).
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// Deepest nesting of lists and mappings.
+pub const MAX_DEPTH: usize = 64;
+
+/// Most values (scalars, lists and mappings) in a document, counting every value an alias
+/// expands to.
+pub const MAX_NODES: usize = 100_000;
+
 /// Parses one YAML document. Returns the root (`None` for an empty document) and the problems
-/// found on the way (duplicate keys, non-scalar keys); a syntax error is a single diagnostic.
+/// found on the way (duplicate keys, non-scalar keys); a syntax error or a passed limit is a
+/// single diagnostic.
 pub fn parse(text: &str) -> Result<(Option<Node>, Vec<Diagnostic>), Diagnostic> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(too_large(text.len()));
+    }
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| {
-        let m = e.marker();
-        Diagnostic::new(to_span(m), format!("invalid YAML: {}", e.info()))
-            .with_hint("check the indentation and quoting around this position")
-    })?;
+    // The events are pulled one at a time (rather than with `Parser::load`, which recurses
+    // once per nesting level) so a passed limit stops the parse at once.
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| {
+            let span = to_span(e.marker());
+            // The scanner's own limit on flow nesting (`[[[...`) is the same refusal.
+            if e.info().contains("recursion limit") {
+                return too_deep(span);
+            }
+            Diagnostic::new(span, format!("invalid YAML: {}", e.info()))
+                .with_hint("check the indentation and quoting around this position")
+        })?;
+        let last = matches!(event, Event::StreamEnd | Event::DocumentEnd);
+        builder.on_event(event, mark);
+        if let Some(d) = builder.refused.take() {
+            return Err(d);
+        }
+        if last {
+            break;
+        }
+    }
     Ok((builder.root, builder.problems))
+}
+
+fn too_deep(span: Span) -> Diagnostic {
+    Diagnostic::new(
+        span,
+        format!("lists and mappings are nested more than {MAX_DEPTH} levels deep"),
+    )
+    .with_hint("a pipeline needs only a few levels; flatten this value")
+}
+
+/// The diagnostic for a file larger than [`MAX_FILE_BYTES`].
+pub fn too_large(len: usize) -> Diagnostic {
+    Diagnostic::new(
+        Span::new(1, 1),
+        format!(
+            "the file is too large ({len} bytes): a pipeline file may have at most {MAX_FILE_BYTES} bytes"
+        ),
+    )
+    .with_hint("split it into several pipelines")
 }
 
 fn to_span(m: &Marker) -> Span {
@@ -133,28 +188,58 @@ fn to_span(m: &Marker) -> Span {
     Span::new(m.line(), m.col() + 1)
 }
 
+/// A collection being read: its start, anchor, entries so far and the number of values in it
+/// (itself included).
 enum Frame {
-    Seq(Span, usize, Vec<Node>),
-    Map(Span, usize, Vec<(Node, Node)>, Option<Node>),
+    Seq(Span, usize, Vec<Node>, usize),
+    Map(Span, usize, Vec<(Node, Node)>, Option<Node>, usize),
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes, with the number of values each expands to.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     problems: Vec<Diagnostic>,
+    /// Values built so far, aliases expanded.
+    nodes: usize,
+    /// A passed limit: the parse stops.
+    refused: Option<Diagnostic>,
 }
 
 impl Builder {
-    fn push_node(&mut self, node: Node, anchor: usize) {
+    /// Counts `count` more values; false (and the parse is refused) past [`MAX_NODES`].
+    fn count(&mut self, span: Span, count: usize, alias: bool) -> bool {
+        self.nodes = self.nodes.saturating_add(count);
+        if self.nodes <= MAX_NODES {
+            return true;
+        }
+        let message = if alias {
+            format!(
+                "this alias expands to {count} values, which takes the document past the limit of {MAX_NODES} values"
+            )
+        } else {
+            format!("the document has more than {MAX_NODES} values")
+        };
+        self.refused = Some(Diagnostic::new(span, message).with_hint(
+            "anchors and aliases count as every value they expand to; a pipeline this large is refused",
+        ));
+        false
+    }
+
+    fn push_node(&mut self, node: Node, anchor: usize, count: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), count));
+        }
+        match self.stack.last_mut() {
+            Some(Frame::Seq(.., n)) | Some(Frame::Map(.., n)) => *n += count,
+            None => {}
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
-            Some(Frame::Seq(_, _, items)) => items.push(node),
-            Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
+            Some(Frame::Seq(_, _, items, _)) => items.push(node),
+            Some(Frame::Map(_, _, entries, pending, _)) => match pending.take() {
                 None => {
                     if node.scalar_text().is_none() {
                         self.problems.push(Diagnostic::new(
@@ -187,44 +272,63 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let span = to_span(&mark);
+        if self.refused.is_some() {
+            return;
+        }
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
+                if !self.count(span, 1, false) {
+                    return;
+                }
                 let value = if style == TScalarStyle::Plain {
                     resolve_plain(&text)
                 } else {
                     Value::Str(text)
                 };
-                self.push_node(Node::new(span, value), anchor);
+                self.push_node(Node::new(span, value), anchor, 1);
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.refused = Some(too_deep(span));
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq(span, anchor, Vec::new()))
+                if self.count(span, 1, false) {
+                    self.stack.push(Frame::Seq(span, anchor, Vec::new(), 1))
+                }
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(span, anchor, Vec::new(), None))
+                if self.count(span, 1, false) {
+                    self.stack
+                        .push(Frame::Map(span, anchor, Vec::new(), None, 1))
+                }
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
                 // A block collection's start event is marked after its first token: start the
                 // collection where its first entry starts when that is earlier.
-                Some(Frame::Seq(span, anchor, items)) => {
+                Some(Frame::Seq(span, anchor, items, n)) => {
                     let span = items.first().map_or(span, |first| span.min(first.span));
-                    self.push_node(Node::new(span, Value::Seq(items)), anchor)
+                    self.push_node(Node::new(span, Value::Seq(items)), anchor, n)
                 }
-                Some(Frame::Map(span, anchor, entries, _)) => {
+                Some(Frame::Map(span, anchor, entries, _, n)) => {
                     let span = entries.first().map_or(span, |(key, _)| span.min(key.span));
-                    self.push_node(Node::new(span, Value::Map(entries)), anchor)
+                    self.push_node(Node::new(span, Value::Map(entries)), anchor, n)
                 }
                 None => {}
             },
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().map(|mut n| {
+                let count = self.anchors.get(&id).map_or(1, |(_, n)| *n);
+                if !self.count(span, count, true) {
+                    return;
+                }
+                let node = self.anchors.get(&id).map(|(n, _)| {
+                    let mut n = n.clone();
                     n.span = span;
                     n
                 });
                 match node {
-                    Some(n) => self.push_node(n, 0),
+                    Some(n) => self.push_node(n, 0, count),
                     None => {
                         self.problems.push(Diagnostic::new(span, "unknown alias"));
-                        self.push_node(Node::new(span, Value::Null), 0);
+                        self.push_node(Node::new(span, Value::Null), 0, 1);
                     }
                 }
             }

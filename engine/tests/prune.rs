@@ -34,6 +34,7 @@ fn pipeline(name: &str, retention: Option<RetentionPolicy>) -> Pipeline {
         spec_hash: "h".into(),
         schedule: None,
         retention,
+        secrets: Vec::new(),
         sections: BTreeMap::new(),
     }
 }

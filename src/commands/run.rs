@@ -79,7 +79,8 @@ pub(crate) async fn run(
         Err(
             e @ (EngineError::RunNotFound { .. }
             | EngineError::Locked { .. }
-            | EngineError::NotResumable { .. }),
+            | EngineError::NotResumable { .. }
+            | EngineError::MissingSecret { .. }),
         ) => {
             eprintln!("error: {e}");
             return Ok(exit::INVALID);

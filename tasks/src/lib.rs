@@ -19,28 +19,32 @@ pub mod metrics;
 pub mod mlflow_log;
 pub mod noop;
 pub mod observers;
+pub mod storage;
 
+use storage::WithStorage;
 use tweetflow_engine::Registry;
 
 /// Registers every task type tweetflow ships and the
-/// pipeline sections of the run observers it ships.
+/// pipeline sections of the run observers it ships and the `storage:` section; the tasks
+/// that touch tables and landing folders run with the pipeline's storage options in scope.
 pub fn register_all(registry: &mut Registry) {
     registry
         .register_section::<observers::mlflow_runs::MlflowSection>()
+        .register_section::<storage::StorageSection>()
         .register(command::CommandTask)
         .register(noop::NoopTask)
-        .register(metrics::LogMetricsTask)
-        .register(metrics::ReportTask)
+        .register(WithStorage(metrics::LogMetricsTask))
+        .register(WithStorage(metrics::ReportTask))
         .register(mlflow_log::MlflowLogTask)
-        .register(infer::InferTask)
-        .register(medallion::replay::ReplayTask)
-        .register(medallion::ingest::IngestTask)
-        .register(medallion::clean::CleanTask)
-        .register(medallion::aggregate::AggregateTask)
-        .register(medallion::profile::ProfileTask)
-        .register(medallion::maintenance::OptimizeTask)
-        .register(medallion::maintenance::VacuumTask)
-        .register(medallion::maintenance::ResetTask);
+        .register(WithStorage(infer::InferTask))
+        .register(WithStorage(medallion::replay::ReplayTask))
+        .register(WithStorage(medallion::ingest::IngestTask))
+        .register(WithStorage(medallion::clean::CleanTask))
+        .register(WithStorage(medallion::aggregate::AggregateTask))
+        .register(WithStorage(medallion::profile::ProfileTask))
+        .register(WithStorage(medallion::maintenance::OptimizeTask))
+        .register(WithStorage(medallion::maintenance::VacuumTask))
+        .register(WithStorage(medallion::maintenance::ResetTask));
 }
 
 /// A registry with every built-in task type.

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::secrets::{self, SecretSlot};
 use crate::task::{ErrorKind, PipelineInfo, Shard, TaskError, TaskOutput};
 
 /// Everything `tweetflow task exec` needs to run one attempt of one task.
 ///
 /// The params are the resolved `with:` of the task. The file is written readable by its
-/// owner only.
+/// owner only, and holds no secret: where one goes, it says `***` and `secrets` tells how to
+/// rebuild the value from the worker's environment (see [`crate::secrets`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedAttempt {
     /// The run the attempt belongs to.
@@ -44,6 +46,10 @@ pub struct ResolvedAttempt {
     /// The engine's working directory: relative paths in params are read from it when it
     /// exists on the worker.
     pub cwd: Option<PathBuf>,
+    /// The strings of this file that hold secrets (JSON pointers into it, e.g.
+    /// `/params/env/TOKEN`), read from the environment when the file is read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretSlot>,
 }
 
 impl ResolvedAttempt {
@@ -62,15 +68,25 @@ impl ResolvedAttempt {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let mut json = serde_json::to_value(self).map_err(std::io::Error::other)?;
+        secrets::redact_slots(&mut json, &self.secrets);
+        secrets::mask_json(&mut json);
+        let json = serde_json::to_vec_pretty(&json).map_err(std::io::Error::other)?;
         write_private(path, &json)
     }
 
-    /// Reads the file at `path`.
+    /// Reads the file at `path`, taking its secrets from the process environment.
     pub fn read(path: &Path) -> std::io::Result<Self> {
         let bytes = std::fs::read(path)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let mut json: Value = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let slots: Vec<SecretSlot> = match json.get("secrets") {
+            Some(s) => serde_json::from_value(s.clone()).map_err(|e| invalid(e.to_string()))?,
+            None => Vec::new(),
+        };
+        secrets::fill_slots(&mut json, &slots, &crate::loader::process_env)
+            .map_err(|e| invalid(e.to_string()))?;
+        serde_json::from_value(json).map_err(|e| invalid(e.to_string()))
     }
 }
 
@@ -98,7 +114,9 @@ impl AttemptResult {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        let json = secrets::masked_json(self)
+            .and_then(|j| serde_json::to_vec(&j))
+            .map_err(std::io::Error::other)?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         write_private(&tmp, &json)?;
         std::fs::rename(&tmp, path)

@@ -63,13 +63,15 @@ async fn run_task_inner(
             output: None,
         };
     };
+    // Secrets are not part of the key: it is written in the run record and names the entry.
+    let key_params = shared.pipeline.redacted_with(i);
     let key = if spec.cache.enabled && shared.use_cache {
         let paths = task.cache_inputs(&spec.with);
         if paths.is_empty() {
             Some(cache_key(
                 task.type_name(),
                 task.version(),
-                &spec.with,
+                &key_params,
                 &upstream,
                 None,
             ))
@@ -81,7 +83,7 @@ async fn run_task_inner(
                 Ok(inputs) => Some(cache_key(
                     task.type_name(),
                     task.version(),
-                    &spec.with,
+                    &key_params,
                     &upstream,
                     Some(&inputs),
                 )),

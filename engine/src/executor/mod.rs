@@ -163,7 +163,7 @@ impl Engine {
         run_id: &str,
         options: RunOptions,
     ) -> Result<RunRecord, EngineError> {
-        let (handle, pipeline) = self.store.reopen(run_id)?;
+        let (handle, pipeline) = self.store.reopen(run_id, &crate::loader::process_env)?;
         let record = handle.record();
         let pending = record.tags.keys().any(|k| k.ends_with(".pending"));
         if record.status == RunStatus::Succeeded && !pending {
@@ -282,7 +282,8 @@ impl Engine {
             return Err(e);
         }
         result?;
-        Ok(handle.record().clone())
+        // What callers print (`run --json`, summaries) shows no secret either.
+        Ok(crate::secrets::masked(handle.record().clone()))
     }
 }
 
@@ -309,8 +310,12 @@ impl Shared {
 
     /// Records an event; a run-store failure is kept and reported at the end of the run.
     fn record(&self, event: Event) {
-        for listener in &self.listeners {
-            listener.event(&self.run_id, &event);
+        if !self.listeners.is_empty() {
+            // Listeners print: they see what the run store holds, secrets masked.
+            let shown = crate::secrets::masked(event.clone());
+            for listener in &self.listeners {
+                listener.event(&self.run_id, &shown);
+            }
         }
         if let Err(e) = self.lock_handle().append(event) {
             warn!(error = %e, "cannot write the run store");

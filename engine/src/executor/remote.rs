@@ -55,6 +55,7 @@ pub(super) async fn run_remote(
         sections: shared.info.sections.clone(),
         artifacts_dir,
         cwd: std::env::current_dir().ok(),
+        secrets: shared.pipeline.attempt_secrets(&spec.id),
     };
     let file = dir.join("attempt.json");
     resolved.write(&file).map_err(|e| {

@@ -22,6 +22,8 @@ mod schedule;
 mod section;
 mod task;
 
+pub use task::MAX_TASKS;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +33,7 @@ use serde_json::Value as Json;
 use crate::diagnostic::{Diagnostic, Diagnostics, Span, did_you_mean};
 use crate::duration::parse_duration;
 use crate::registry::Registry;
+use crate::secrets::{self, Piece, SecretSlot, pointer_token};
 use crate::spec::Pipeline;
 use crate::yaml::{self, Node};
 
@@ -55,9 +58,13 @@ pub fn process_env(name: &str) -> Option<String> {
 /// Reads and validates the pipeline file at `path`.
 pub fn load_file(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, Diagnostics> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_bounded(path) {
         Ok(text) => load_str(&file, &text, options),
-        Err(e) => Err(Diagnostics {
+        Err(ReadError::TooLarge(len)) => Err(Diagnostics {
+            file,
+            items: vec![yaml::too_large(len)],
+        }),
+        Err(ReadError::Io(e)) => Err(Diagnostics {
             file,
             items: vec![Diagnostic::new(
                 Span::new(1, 1),
@@ -65,6 +72,27 @@ pub fn load_file(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, Dia
             )],
         }),
     }
+}
+
+enum ReadError {
+    TooLarge(usize),
+    Io(std::io::Error),
+}
+
+/// Reads a pipeline file, never more than [`yaml::MAX_FILE_BYTES`] and one byte.
+fn read_bounded(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(yaml::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        let len = std::fs::metadata(path).map_or(bytes.len(), |m| m.len() as usize);
+        return Err(ReadError::TooLarge(len));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| ReadError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Validates pipeline `text` (named `file` in messages).
@@ -76,9 +104,18 @@ pub fn load_str(
     let mut loader = Loader {
         options,
         problems: Vec::new(),
+        secret_params: BTreeMap::new(),
+        slots: Vec::new(),
     };
     let pipeline = loader.load(text);
     let mut items = loader.problems;
+    // A message may quote a value: never a secret's.
+    for item in &mut items {
+        item.message = secrets::mask(&item.message).into_owned();
+        if let Some(hint) = &mut item.hint {
+            *hint = secrets::mask(hint).into_owned();
+        }
+    }
     if items.is_empty() {
         if let Some(p) = pipeline {
             return Ok(p);
@@ -99,6 +136,10 @@ pub fn load_str(
 struct Loader<'a, 'o> {
     options: &'a LoadOptions<'o>,
     problems: Vec<Diagnostic>,
+    /// The params whose values hold secrets, with their pieces.
+    secret_params: BTreeMap<String, Vec<Piece>>,
+    /// Every string of the plan that holds a secret.
+    slots: Vec<SecretSlot>,
 }
 
 impl Loader<'_, '_> {
@@ -151,6 +192,12 @@ impl Loader<'_, '_> {
         let description = get("description").and_then(|d| self.string(d, "description"));
         let params = get("params").map(|p| self.params(p)).unwrap_or_default();
         let params = self.apply_overrides(params, get("params").map_or(root.span, |p| p.span));
+        for (name, pieces) in &self.secret_params {
+            self.slots.push(SecretSlot {
+                at: format!("/params/{}", pointer_token(name)),
+                pieces: pieces.clone(),
+            });
+        }
         let defaults = match get("defaults") {
             Some(d) => self.defaults(d, &params),
             None => TaskDefaults::default(),
@@ -186,6 +233,7 @@ impl Loader<'_, '_> {
             params: params.into_iter().map(|(k, (v, _))| (k, v)).collect(),
             tasks,
             spec_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
+            secrets: std::mem::take(&mut self.slots),
         })
     }
 

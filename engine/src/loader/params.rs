@@ -6,7 +6,8 @@ use serde_json::Value as Json;
 
 use super::Loader;
 use crate::diagnostic::{Span, did_you_mean};
-use crate::interpolate::{Interpolated, Scope, interpolate};
+use crate::interpolate::{Interpolated, Scope, interpolate_tracked};
+use crate::secrets::{SecretSlot, pointer_token};
 use crate::yaml::{Node, Value};
 
 impl Loader<'_, '_> {
@@ -36,7 +37,16 @@ impl Loader<'_, '_> {
             let value = match &value.value {
                 Value::Str(s) => {
                     let env = self.options.env;
-                    match interpolate(s, &Scope { params: None, env }) {
+                    let scope = Scope {
+                        params: None,
+                        env,
+                        secret_params: None,
+                    };
+                    let result = interpolate_tracked(s, &scope);
+                    if let Ok((_, Some(pieces))) = &result {
+                        self.secret_params.insert(name.clone(), pieces.clone());
+                    }
+                    match result.map(|(v, _)| v) {
                         Ok(Interpolated::Unchanged) => Json::String(s.clone()),
                         Ok(Interpolated::Text(t)) => Json::String(t),
                         Ok(Interpolated::Typed(v)) => v,
@@ -95,6 +105,8 @@ impl Loader<'_, '_> {
             };
             match parsed {
                 Ok(v) => {
+                    // A value given on the command line is not read from a secret.
+                    self.secret_params.remove(name);
                     if let Some(entry) = params.get_mut(name) {
                         entry.0 = v;
                     }
@@ -107,43 +119,79 @@ impl Loader<'_, '_> {
         params
     }
 
-    /// Interpolates every string below `node` in place.
-    pub(super) fn interpolate_tree(&mut self, node: &mut Node, params: &BTreeMap<String, Json>) {
+    /// Interpolates every string below `node` in place. `at` is the JSON pointer of `node` in
+    /// the plan, where the strings that hold secrets are recorded; `None` where secrets may
+    /// not be used.
+    pub(super) fn interpolate_tree(
+        &mut self,
+        node: &mut Node,
+        params: &BTreeMap<String, Json>,
+        at: Option<&str>,
+    ) {
         match &mut node.value {
             Value::Str(s) => {
                 let env = self.options.env;
-                match interpolate(
-                    s,
-                    &Scope {
-                        params: Some(params),
-                        env,
-                    },
-                ) {
-                    Ok(Interpolated::Unchanged) => {}
-                    Ok(Interpolated::Text(t)) => node.value = Value::Str(t),
-                    Ok(Interpolated::Typed(v)) => node.value = json_to_value(&v),
+                let scope = Scope {
+                    params: Some(params),
+                    env,
+                    secret_params: Some(&self.secret_params),
+                };
+                match interpolate_tracked(s, &scope) {
+                    Ok((value, secret)) => {
+                        match value {
+                            Interpolated::Unchanged => {}
+                            Interpolated::Text(t) => node.value = Value::Str(t),
+                            Interpolated::Typed(v) => node.value = json_to_value(&v),
+                        }
+                        if let Some(pieces) = secret {
+                            match at {
+                                Some(at) => self.slots.push(SecretSlot {
+                                    at: at.to_string(),
+                                    pieces,
+                                }),
+                                None => {
+                                    self.error(node.span, "a secret cannot be used here").hint = Some(
+                                        "secrets (`${secret.NAME}`, `${env.NAME}` with a sensitive NAME) go in `params`, a task's `with` or a plugin section".into(),
+                                    )
+                                }
+                            }
+                        }
+                    }
                     Err(e) => self.error(node.span, e.message).hint = e.hint,
                 }
             }
-            Value::Seq(items) => items
-                .iter_mut()
-                .for_each(|n| self.interpolate_tree(n, params)),
-            Value::Map(entries) => entries
-                .iter_mut()
-                .for_each(|(_, v)| self.interpolate_tree(v, params)),
+            Value::Seq(items) => {
+                for (i, n) in items.iter_mut().enumerate() {
+                    let at = at.map(|at| format!("{at}/{i}"));
+                    self.interpolate_tree(n, params, at.as_deref());
+                }
+            }
+            Value::Map(entries) => {
+                for (k, v) in entries.iter_mut() {
+                    let at = at.map(|at| {
+                        format!(
+                            "{at}/{}",
+                            pointer_token(&k.scalar_text().unwrap_or_default())
+                        )
+                    });
+                    self.interpolate_tree(v, params, at.as_deref());
+                }
+            }
             _ => {}
         }
     }
 
-    /// Interpolates `node`; false if that reported a problem (the value is then not checked
-    /// further, to avoid a second error about the same text).
+    /// Interpolates `node` (at JSON pointer `at` of the plan, see
+    /// [`Loader::interpolate_tree`]); false if that reported a problem (the value is then not
+    /// checked further, to avoid a second error about the same text).
     pub(super) fn interpolate_checked(
         &mut self,
         node: &mut Node,
         params: &BTreeMap<String, Json>,
+        at: Option<&str>,
     ) -> bool {
         let before = self.problems.len();
-        self.interpolate_tree(node, params);
+        self.interpolate_tree(node, params, at);
         self.problems.len() == before
     }
 }

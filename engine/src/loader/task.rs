@@ -34,7 +34,7 @@ impl Loader<'_, '_> {
             .collect();
         for (key, value) in entries {
             let mut value = value.clone();
-            if !self.interpolate_checked(&mut value, &plain) {
+            if !self.interpolate_checked(&mut value, &plain, None) {
                 continue;
             }
             match key.as_str() {
@@ -71,6 +71,17 @@ impl Loader<'_, '_> {
         if entries.is_empty() {
             self.error(node.span, "the pipeline has no tasks");
         }
+        if entries.len() > MAX_TASKS {
+            self.error(
+                node.span,
+                format!(
+                    "the pipeline has {} tasks; a pipeline may have at most {MAX_TASKS}",
+                    entries.len()
+                ),
+            )
+            .hint = Some("split it into several pipelines".into());
+            return Vec::new();
+        }
         let plain: BTreeMap<String, Json> = params
             .iter()
             .map(|(k, (v, _))| (k.clone(), v.clone()))
@@ -90,7 +101,8 @@ impl Loader<'_, '_> {
                 self.error(key.span, format!("invalid task id `{id}`")).hint =
                     Some("use letters, digits, `_` and `-`".into());
             }
-            if let Some(task) = self.task(&id, body, &ids, &plain, defaults, &mut edges) {
+            let index = tasks.len();
+            if let Some(task) = self.task(&id, index, body, &ids, &plain, defaults, &mut edges) {
                 tasks.push(task);
             }
         }
@@ -113,9 +125,11 @@ impl Loader<'_, '_> {
         tasks
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn task(
         &mut self,
         id: &str,
+        index: usize,
         body: &Node,
         ids: &[String],
         params: &BTreeMap<String, Json>,
@@ -179,7 +193,8 @@ impl Loader<'_, '_> {
             Some((_, w)) => w.clone(),
             None => Node::new(body.span, Value::Map(Vec::new())),
         };
-        let interpolation_ok = self.interpolate_checked(&mut with, params);
+        let at = format!("/tasks/{index}/with");
+        let interpolation_ok = self.interpolate_checked(&mut with, params, Some(&at));
         if let Some(ty) = &task_type
             && let Some(task) = self.options.registry.get(ty)
         {
@@ -271,7 +286,7 @@ impl Loader<'_, '_> {
         for key in ["retries", "timeout", "cache", "executor", "shards"] {
             if let Some((_, value)) = get(key) {
                 let mut value = value.clone();
-                if !self.interpolate_checked(&mut value, params) {
+                if !self.interpolate_checked(&mut value, params, None) {
                     continue;
                 }
                 match key {
@@ -303,6 +318,9 @@ impl Loader<'_, '_> {
         })
     }
 }
+
+/// Most tasks in one pipeline.
+pub const MAX_TASKS: usize = 2_000;
 
 /// `defaults:`, applied to every task unless the task overrides them.
 #[derive(Default, JsonSchema)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SNAPSHOT_INTERVAL, corrupt, write_atomic};
 use crate::error::EngineError;
+use crate::secrets;
 use crate::store::record::{Event, RunRecord};
 
 #[derive(Serialize)]
@@ -100,7 +101,8 @@ impl RunHandle {
     /// compacts the snapshot when it is due.
     pub fn append(&mut self, event: Event) -> Result<(), EngineError> {
         let seq = self.record.last_seq + 1;
-        let mut line = serde_json::to_vec(&EventLineRef { seq, event: &event })
+        let mut line = secrets::masked_json(&EventLineRef { seq, event: &event })
+            .and_then(|j| serde_json::to_vec(&j))
             .map_err(|e| corrupt(&self.dir.join("events.jsonl"), e))?;
         line.push(b'\n');
         self.events
@@ -117,7 +119,9 @@ impl RunHandle {
     /// Writes `run.json` atomically from the in-memory record.
     pub fn snapshot(&mut self) -> Result<(), EngineError> {
         let path = self.dir.join("run.json");
-        let bytes = serde_json::to_vec_pretty(&self.record).map_err(|e| corrupt(&path, e))?;
+        let bytes = secrets::masked_json(&self.record)
+            .and_then(|j| serde_json::to_vec_pretty(&j))
+            .map_err(|e| corrupt(&path, e))?;
         write_atomic(&path, &bytes)?;
         self.last_snapshot = Instant::now();
         Ok(())
@@ -154,6 +158,7 @@ mod tests {
                 .collect(),
             spec_hash: "h".into(),
             schedule: None,
+            secrets: Vec::new(),
             retention: None,
             sections: BTreeMap::new(),
         }
@@ -204,11 +209,11 @@ mod tests {
             .create(RunRecord::new("r1".into(), &p, "p.yaml"), &p, "")
             .unwrap();
         assert!(matches!(
-            store.reopen("r1"),
+            store.reopen("r1", &|_| None),
             Err(EngineError::Locked { .. })
         ));
         drop(handle);
-        let (reopened, plan) = store.reopen("r1").unwrap();
+        let (reopened, plan) = store.reopen("r1", &|_| None).unwrap();
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(reopened.record().run_id, "r1");
         assert!(matches!(

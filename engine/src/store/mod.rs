@@ -37,7 +37,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::error::EngineError;
-use crate::spec::Pipeline;
+use crate::spec::{Pipeline, PlanError};
 
 pub use log::RunHandle;
 use log::load_record;
@@ -93,21 +93,35 @@ impl RunStore {
         fs::create_dir_all(&dir).map_err(EngineError::io("create run directory", &dir))?;
         let lock = take_lock(&dir, &record.run_id)?;
         write_atomic(&dir.join("pipeline.yaml"), pipeline_text.as_bytes())?;
-        let plan =
-            serde_json::to_vec_pretty(pipeline).map_err(|e| corrupt(&dir.join("plan.json"), e))?;
+        let plan = pipeline
+            .to_plan()
+            .and_then(|p| serde_json::to_vec_pretty(&p))
+            .map_err(|e| corrupt(&dir.join("plan.json"), e))?;
         write_atomic(&dir.join("plan.json"), &plan)?;
         RunHandle::open(dir, record, lock)
     }
 
-    /// Takes the lock of an existing run and loads it, for `--resume`.
-    pub fn reopen(&self, run_id: &str) -> Result<(RunHandle, Pipeline), EngineError> {
+    /// Takes the lock of an existing run and loads it, for `--resume`. The secrets of the
+    /// plan are read from `env` again.
+    pub fn reopen(
+        &self,
+        run_id: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(RunHandle, Pipeline), EngineError> {
         let dir = self.existing_dir(run_id)?;
         let lock = take_lock(&dir, run_id)?;
         let record = load_record(&dir)?;
         let plan_path = dir.join("plan.json");
         let plan = fs::read(&plan_path).map_err(EngineError::io("read", &plan_path))?;
-        let pipeline: Pipeline =
+        let plan: serde_json::Value =
             serde_json::from_slice(&plan).map_err(|e| corrupt(&plan_path, e))?;
+        let pipeline = Pipeline::from_plan(plan, env).map_err(|e| match e {
+            PlanError::MissingSecret(source) => EngineError::MissingSecret {
+                run_id: run_id.to_string(),
+                source,
+            },
+            PlanError::Decode(e) => corrupt(&plan_path, e),
+        })?;
         Ok((RunHandle::open(dir, record, lock)?, pipeline))
     }
 

@@ -182,7 +182,7 @@ impl RunRecord {
             pipeline: pipeline.name.clone(),
             pipeline_file: pipeline_file.to_string(),
             spec_hash: pipeline.spec_hash.clone(),
-            params: pipeline.params.clone(),
+            params: pipeline.redacted_params(),
             status: RunStatus::Running,
             created_at: Utc::now(),
             ended_at: None,

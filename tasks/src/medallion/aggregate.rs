@@ -314,7 +314,9 @@ impl Task for AggregateTask {
         params: AggregateParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let ctl = super::write_control(ctx);
-        let s = aggregate(&params, &ctl).await?;
+        let s = aggregate(&params, &ctl)
+            .await
+            .map_err(|e| e.naming(&[("input", &params.input), ("table", &params.table)]))?;
         super::table_output(&s, &s.table, s.table_version)
     }
 

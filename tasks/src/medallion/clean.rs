@@ -514,7 +514,16 @@ impl Task for CleanTask {
         ctx: &TaskContext,
         params: CleanParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = clean(&params, &super::write_control(ctx)).await?;
+        let qloc = params.quarantine_location();
+        let s = clean(&params, &super::write_control(ctx))
+            .await
+            .map_err(|e| {
+                e.naming(&[
+                    ("input", &params.input),
+                    ("table", &params.table),
+                    ("quarantine", &qloc),
+                ])
+            })?;
         super::table_output(&s, &s.table, s.table_version)
     }
 

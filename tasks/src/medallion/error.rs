@@ -61,6 +61,29 @@ impl MedallionError {
         StorageError::format(context, err).into()
     }
 
+    /// Names the param behind a location error: a misconfigured or invalid location whose
+    /// text is one of `params`' values becomes a [`MedallionError::Param`] of that param (a
+    /// config error retrying cannot fix).
+    pub fn naming(self, params: &[(&'static str, &str)]) -> Self {
+        let (location, message) = match &self {
+            MedallionError::Storage(StorageError::Config { location, message }) => {
+                (Some(location.as_str()), format!("`{location}`: {message}"))
+            }
+            MedallionError::Storage(StorageError::InvalidLocation { message }) => {
+                (None, message.clone())
+            }
+            _ => return self,
+        };
+        let param = params.iter().find(|(_, value)| match location {
+            Some(l) => l == *value,
+            None => message.contains(&format!("`{value}`")),
+        });
+        match param {
+            Some((param, _)) => MedallionError::Param { param, message },
+            None => self,
+        }
+    }
+
     /// Whether this is a simulated crash at a failpoint.
     pub fn is_failpoint(&self) -> bool {
         matches!(self, MedallionError::Storage(StorageError::Failpoint(_)))
@@ -90,6 +113,9 @@ impl From<MedallionError> for TaskError {
             MedallionError::Param { param, message } => TaskError::config(param, message),
             MedallionError::Storage(StorageError::InvalidLocation { message }) => {
                 TaskError::config("table", message)
+            }
+            MedallionError::Storage(StorageError::Config { location, message }) => {
+                TaskError::config("table", format!("`{location}`: {message}"))
             }
             MedallionError::Storage(StorageError::Cancelled) => TaskError::cancelled(),
             _ if err.is_retryable() => TaskError::retryable(err.to_string()),

@@ -10,8 +10,10 @@
 //! `{"date": "...", "user": "...", "text": "...", "sentiment": "negative"|"neutral"|"positive"}`.
 //! Names and contents depend only on the CSV and the params (with `seed`, the rows are
 //! shuffled by a seeded ChaCha generator before `limit` applies), so replaying twice gives the
-//! same files. Each file is written to a hidden temporary name in the landing folder and
-//! renamed into place, so `ingest` never sees half a file. `delay` waits between files.
+//! same files. The landing folder is a local path or an object-store prefix (`s3://...`); a
+//! local file is written to a hidden temporary name and renamed into place, an object appears
+//! whole when its put completes, so `ingest` never sees half a file. `delay` waits between
+//! files.
 
 use std::io::Read;
 use std::path::Path;
@@ -24,6 +26,7 @@ use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 use super::error::{MedallionError, Result};
 use tweetflow_delta::WriteControl;
+use tweetflow_delta::folder::Folder;
 
 fn default_tweets_per_file() -> usize {
     1000
@@ -185,16 +188,6 @@ pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
     Ok((out, skipped))
 }
 
-/// Writes `contents` to `dir/name` atomically (hidden temporary file, then rename).
-pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let target = dir.join(name);
-    std::fs::write(&tmp, contents)
-        .map_err(|e| MedallionError::io(format!("writing `{}`", tmp.display()), e))?;
-    std::fs::rename(&tmp, &target)
-        .map_err(|e| MedallionError::io(format!("renaming to `{}`", target.display()), e))
-}
-
 /// Replays `params.csv` into `params.landing` (see the module docs).
 pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplaySummary> {
     if params.tweets_per_file == 0 {
@@ -226,9 +219,8 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         tweets.shuffle(&mut rng);
     }
-    let landing = Path::new(&params.landing);
-    std::fs::create_dir_all(landing)
-        .map_err(|e| MedallionError::io(format!("creating `{}`", landing.display()), e))?;
+    let landing = Folder::open(&params.landing)?;
+    landing.create()?;
     let total = tweets.len().saturating_mul(params.repeat as usize);
     let total = params.limit.map_or(total, |l| l.min(total));
     let mut summary = ReplaySummary {
@@ -248,7 +240,7 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
             buf.push(b'\n');
         }
         let name = format!("{}-{:06}.jsonl", params.prefix, summary.files + 1);
-        write_atomic(landing, &name, &buf)?;
+        landing.write(&name, std::mem::take(&mut buf)).await?;
         summary.tweets += (end - index) as u64;
         summary.files += 1;
         summary.file_names.push(name);
@@ -275,17 +267,26 @@ impl Task for ReplayTask {
         ctx: &TaskContext,
         params: ReplayParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = replay(&params, &super::write_control(ctx)).await?;
+        let s = replay(&params, &super::write_control(ctx))
+            .await
+            .map_err(|e| e.naming(&[("landing", &params.landing)]))?;
         let fp = format!("{}:{}:{}", params.landing, s.files, s.tweets);
         Ok(TaskOutput::from_summary(&s)?.with_fingerprint(fp))
     }
 
     async fn output_still_valid(&self, params: &ReplayParams, output: &TaskOutput) -> bool {
         let files = output.get("files").and_then(|v| v.as_u64()).unwrap_or(0);
-        (1..=files).all(|i| {
-            Path::new(&params.landing)
-                .join(format!("{}-{i:06}.jsonl", params.prefix))
-                .is_file()
-        })
+        let Ok(landing) = Folder::open(&params.landing) else {
+            return false;
+        };
+        for i in 1..=files {
+            if !landing
+                .contains(&format!("{}-{i:06}.jsonl", params.prefix))
+                .await
+            {
+                return false;
+            }
+        }
+        true
     }
 }

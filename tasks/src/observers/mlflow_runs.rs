@@ -1,7 +1,7 @@
 //! Pipeline runs as MLflow runs: a [`RunObserver`] that creates one MLflow run per pipeline
 //! run (named `<pipeline>-<run id>`, tagged with the run id, pipeline, spec hash and git
 //! commit), logs the params, one duration and one attempts metric per task, and ends it
-//! FINISHED / FAILED / KILLED like the pipeline run.
+//! FINISHED / FAILED / KILLED like the pipeline run. Secret params are logged as `***`.
 //!
 //! It is on when the pipeline has an `mlflow:` section or `MLFLOW_TRACKING_URI` is set. The
 //! MLflow run id is kept in `runs/<run_id>/mlflow.json`, so a resumed run logs into the same
@@ -13,6 +13,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tweetflow_engine::observer::{ObserverError, RunObserver};
+use tweetflow_engine::secrets::mask;
 use tweetflow_engine::task::BoxFuture;
 use tweetflow_engine::{Pipeline, RunRecord, RunStatus, Section};
 use tweetflow_mlflow::{Client, ClientConfig, Metric, MlflowRunStatus, Param, RunTag};
@@ -156,7 +157,7 @@ async fn ensure_run(
     }
     for (k, v) in &record.tags {
         if !k.ends_with(".pending") {
-            tags.push(RunTag::new(format!("tweetflow.{k}"), v.clone()));
+            tags.push(RunTag::new(format!("tweetflow.{k}"), mask(v).into_owned()));
         }
     }
     let name = format!("{}-{}", pipeline.name, record.run_id);
@@ -296,10 +297,9 @@ impl RunObserver for MlflowRuns {
                 .params
                 .iter()
                 .map(|(k, v)| {
-                    Param::new(
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                    )
+                    // Secret params are `***` in the record; any other value is masked too.
+                    let value = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    Param::new(k.clone(), mask(&value).into_owned())
                 })
                 .collect();
             // Params are immutable in MLflow: on a resume they are already there.

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use tweetflow_delta::folder::Folder;
 use tweetflow_delta::{StorageError, WriteControl};
 use tweetflow_tasks::medallion::MedallionError;
 use tweetflow_tasks::medallion::aggregate::{AggregateParams, aggregate};
@@ -32,9 +33,19 @@ const SILVER_COLS: &[&str] = &[
 ];
 const SILVER_Q_COLS: &[&str] = &["tweet_id", "source_file", "line", "date", "reason"];
 
+/// `root/name` (a local folder or an object-store prefix).
+pub(crate) fn at(root: &str, name: &str) -> String {
+    format!("{}/{name}", root.trim_end_matches('/'))
+}
+
 /// Landing: the test set in 10 files of 50 tweets, plus a file with bad lines and bad dates.
 pub(crate) async fn prepare_landing(dir: &Path) {
-    let mut rp = ReplayParams::new(test_csv().display().to_string(), p(dir, "landing"));
+    prepare_landing_at(&dir.display().to_string()).await
+}
+
+/// [`prepare_landing`] under `root`, a local folder or an object-store prefix.
+pub(crate) async fn prepare_landing_at(root: &str) {
+    let mut rp = ReplayParams::new(test_csv().display().to_string(), at(root, "landing"));
     rp.tweets_per_file = 50;
     replay(&rp, &WriteControl::default()).await.unwrap();
     let bad = concat!(
@@ -43,16 +54,25 @@ pub(crate) async fn prepare_landing(dir: &Path) {
         "{\"date\": \"Mon Apr 06 99:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@bad date\", \"sentiment\": \"negative\"}\n",
         "{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"sentiment\": \"negative\"}\n",
     );
-    land(&dir.join("landing"), "tweets-000005b.jsonl", bad.as_bytes());
+    let landing = Folder::open(&at(root, "landing")).unwrap();
+    landing
+        .write("tweets-000005b.jsonl", bad.as_bytes().to_vec())
+        .await
+        .unwrap();
 }
 
 pub(crate) fn params(dir: &Path) -> (IngestParams, CleanParams, AggregateParams) {
-    let mut ip = IngestParams::new(p(dir, "landing"), p(dir, "bronze"));
+    params_at(&dir.display().to_string())
+}
+
+/// [`params`] for tables and landing under `root`.
+pub(crate) fn params_at(root: &str) -> (IngestParams, CleanParams, AggregateParams) {
+    let mut ip = IngestParams::new(at(root, "landing"), at(root, "bronze"));
     ip.max_files_per_batch = 3;
     (
         ip,
-        CleanParams::new(p(dir, "bronze"), p(dir, "silver")),
-        AggregateParams::new(p(dir, "silver"), p(dir, "mentions")),
+        CleanParams::new(at(root, "bronze"), at(root, "silver")),
+        AggregateParams::new(at(root, "silver"), at(root, "mentions")),
     )
 }
 
@@ -65,7 +85,12 @@ pub(crate) struct Snapshot {
 }
 
 pub(crate) async fn snapshot(dir: &Path) -> Snapshot {
-    let (ip, cp, ap) = params(dir);
+    snapshot_at(&dir.display().to_string()).await
+}
+
+/// [`snapshot`] of the tables under `root`.
+pub(crate) async fn snapshot_at(root: &str) -> Snapshot {
+    let (ip, cp, ap) = params_at(root);
     Snapshot {
         bronze: rows_of(&ip.table, BRONZE_COLS).await,
         bronze_q: rows_of(&ip.quarantine_location(), BRONZE_Q_COLS).await,

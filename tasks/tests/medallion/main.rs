@@ -3,8 +3,10 @@
 mod common;
 mod exactly_once;
 mod golden;
+mod long_history;
 mod maintenance;
 mod python;
 mod quarantine;
 mod real_crash;
+mod s3;
 mod smoke;

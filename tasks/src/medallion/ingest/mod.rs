@@ -1,7 +1,9 @@
 //! `ingest`: landing JSON-lines files into the bronze Delta table, exactly once.
 //!
 //! Each landing file is a JSON-lines file of tweets `{"date", "user", "text", "sentiment"}`
-//! (strings). The task lists the landing folder (regular files, sorted by name; names starting
+//! (strings). The landing folder is a local folder or an object-store prefix (`s3://...`,
+//! listed with one object listing per run). The task lists it (regular files or the objects
+//! directly under the prefix, sorted by name; names starting
 //! with `.` or ending in `.tmp` are skipped), takes the files no earlier commit took, at most
 //! `max_files_per_batch` per commit, and streams them in bounded Arrow batches into Parquet.
 //!
@@ -31,8 +33,8 @@ mod parse;
 mod quarantine;
 mod writer;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path as FsPath, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
@@ -44,6 +46,7 @@ use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutpu
 use crate::medallion::error::{MedallionError, Result};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op, commit_planned};
+use tweetflow_delta::folder::Folder;
 use tweetflow_delta::table::{self, CommitRequest};
 
 pub use batch::assemble;
@@ -66,33 +69,16 @@ pub const RESCUED: &str = "_rescued_data";
 /// Accepted sentiment labels.
 pub const SENTIMENTS: [&str; 3] = ["negative", "neutral", "positive"];
 
-/// The landing files of `source`, sorted by name.
-pub fn list_landing(source: &str) -> Result<Vec<(String, PathBuf)>> {
-    let dir = FsPath::new(source);
-    if !dir.is_dir() {
-        return Err(MedallionError::MissingInput {
+/// The landed object names of `source` (a local folder or an object-store prefix), sorted;
+/// a missing local folder is an error.
+pub async fn list_landing(folder: &Folder, source: &str) -> Result<Vec<String>> {
+    folder
+        .list()
+        .await?
+        .ok_or_else(|| MedallionError::MissingInput {
             what: "landing folder",
             location: source.to_string(),
-        });
-    }
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name.ends_with(".tmp") {
-            continue;
-        }
-        let ft = entry
-            .file_type()
-            .map_err(|e| MedallionError::io(format!("listing `{source}`"), e))?;
-        if ft.is_file() {
-            files.push((name, entry.path()));
-        }
-    }
-    files.sort();
-    Ok(files)
+        })
 }
 
 /// Runs `ingest` to completion: every pending landing file, batch by batch.
@@ -131,8 +117,9 @@ async fn ingest_attempt(
 ) -> Result<()> {
     let loc = params.table.clone();
     let qloc = params.quarantine_location();
-    // Fail early on a missing folder, before touching any table.
-    list_landing(&params.source)?;
+    // One listing per attempt (fails early on a missing folder, before touching any table).
+    let folder = Folder::open(&params.source)?;
+    let landed = list_landing(&folder, &params.source).await?;
     let mut table = table::open_table(&loc).await?;
 
     // What earlier runs committed, read once from the log; kept up to date in memory after
@@ -144,16 +131,17 @@ async fn ingest_attempt(
     // Catch up quarantine rows of committed batches whose quarantine commit is missing.
     let mut qlog = QuarantineLog::new();
     if let (Some(t), Some(p)) = (table.as_ref(), history.as_ref()) {
-        catch_up_quarantine(params, t, p, &mut qlog, ctl).await?;
+        catch_up_quarantine(params, &folder, t, p, &mut qlog, ctl).await?;
     }
     let mut progress = ProgressReporter::new("landing files", None);
     loop {
         ctl.check_cancel()?;
         let taken = history.as_ref().map(|p| &p.files);
-        let pending: Vec<(String, PathBuf)> = list_landing(&params.source)?
-            .into_iter()
-            .filter(|(name, _)| taken.is_none_or(|t| !t.contains(name)))
+        let pending: Vec<String> = landed
+            .iter()
+            .filter(|name| taken.is_none_or(|t| !t.contains(*name)))
             .take(params.max_files_per_batch)
+            .cloned()
             .collect();
         if pending.is_empty() {
             break;
@@ -173,9 +161,9 @@ async fn ingest_attempt(
         let mut t = t;
         let schema = table::arrow_schema(&t, &loc)?;
         let mut w = BatchWriter::new(params, loc.clone(), schema, true);
-        for (name, path) in &pending {
+        for name in &pending {
             ctl.check_cancel()?;
-            w.read_file(&t, name, path).await?;
+            w.read_file(&t, name, &folder).await?;
             progress.add(1);
         }
         w.flush_bronze(&t).await?;
@@ -206,7 +194,7 @@ async fn ingest_attempt(
             actions.push(Action::Metadata(metadata));
         }
         actions.extend(adds.into_iter().map(Action::Add));
-        let files: Vec<String> = pending.iter().map(|(n, _)| n.clone()).collect();
+        let files: Vec<String> = pending;
         // Exactly-once check, in the commit path: the recorded batch must not have moved.
         let planned_after = (batch_no > 1).then_some(batch_no - 1);
         let version = commit_planned(
@@ -263,6 +251,7 @@ async fn ingest_attempt(
 /// (a crash between the two commits), one quarantine commit per batch.
 async fn catch_up_quarantine(
     params: &IngestParams,
+    folder: &Folder,
     bronze: &DeltaTable,
     history: &BronzeHistory,
     qlog: &mut QuarantineLog,
@@ -281,18 +270,21 @@ async fn catch_up_quarantine(
     if missing.is_empty() {
         return Ok(());
     }
-    let landing: HashMap<String, PathBuf> = list_landing(&params.source)?.into_iter().collect();
+    let landing: BTreeSet<String> = list_landing(folder, &params.source)
+        .await?
+        .into_iter()
+        .collect();
     for (b, files) in missing {
         let schema = table::arrow_schema(bronze, &params.table)?;
         let mut w = BatchWriter::new(params, params.table.clone(), schema, false);
         for name in &files {
             ctl.check_cancel()?;
-            let path = landing.get(name).ok_or_else(|| {
-                MedallionError::Data(format!(
+            if !landing.contains(name) {
+                return Err(MedallionError::Data(format!(
                     "cannot rebuild the quarantine rows of batch {b}: landing file `{name}` is gone"
-                ))
-            })?;
-            w.read_file(bronze, name, path).await?;
+                )));
+            }
+            w.read_file(bronze, name, folder).await?;
         }
         w.flush_quarantine().await?;
         let q = w.q_writer.take();
@@ -304,14 +296,15 @@ async fn catch_up_quarantine(
 
 /// How many landing files no bronze commit has taken yet.
 pub async fn pending_files(params: &IngestParams) -> Result<usize> {
-    let landing = list_landing(&params.source)?;
+    let folder = Folder::open(&params.source)?;
+    let landing = list_landing(&folder, &params.source).await?;
     let Some(t) = table::open_table(&params.table).await? else {
         return Ok(landing.len());
     };
     let history = read_history(&t, &params.table).await?;
     Ok(landing
         .iter()
-        .filter(|(name, _)| !history.files.contains(name))
+        .filter(|name| !history.files.contains(*name))
         .count())
 }
 
@@ -330,13 +323,26 @@ impl Task for IngestTask {
         ctx: &TaskContext,
         params: IngestParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
-        let s = ingest(&params, &super::write_control(ctx)).await?;
+        let qloc = params.quarantine_location();
+        let s = ingest(&params, &super::write_control(ctx))
+            .await
+            .map_err(|e| {
+                e.naming(&[
+                    ("source", &params.source),
+                    ("table", &params.table),
+                    ("quarantine", &qloc),
+                ])
+            })?;
         super::table_output(&s, &s.table, s.table_version)
     }
 
-    /// The landing folder: new files there are new input.
+    /// The landing folder when it is local: new files there are new input (an object-store
+    /// prefix is polled by `--interval`).
     fn watch_paths(&self, params: &IngestParams) -> Vec<PathBuf> {
-        vec![PathBuf::from(&params.source)]
+        match Folder::open(&params.source) {
+            Ok(Folder::Local(dir)) => vec![dir],
+            _ => Vec::new(),
+        }
     }
 
     /// Valid while the table is at the version the output names and no landing file is pending.

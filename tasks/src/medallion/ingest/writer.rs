@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -17,6 +16,7 @@ use super::batch::{BronzeBatch, QuarantineBatch, assemble, timestamps};
 use super::parse::{Parsed, collides, json_kind, parse_line, raw_string};
 use super::{IngestParams, RESCUED, SchemaEvolution, quarantine_schema};
 use crate::medallion::error::{MedallionError, Result};
+use tweetflow_delta::folder::Folder;
 use tweetflow_delta::table::{self, BATCH_ROWS};
 
 /// The state of one batch being written.
@@ -167,18 +167,16 @@ impl<'a> BatchWriter<'a> {
         &mut self,
         table: &DeltaTable,
         name: &str,
-        path: &FsPath,
+        folder: &Folder,
     ) -> Result<()> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| MedallionError::io(format!("opening `{}`", path.display()), e))?;
-        let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
+        let mut reader = folder.reader(name).await?;
         let mut buf = Vec::with_capacity(1024);
         let mut line_no: i64 = 0;
         loop {
             buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| MedallionError::io(format!("reading `{}`", path.display()), e))?;
+            let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
+                MedallionError::io(format!("reading `{name}` in `{}`", folder.location()), e)
+            })?;
             if n == 0 {
                 break;
             }

@@ -1,0 +1,175 @@
+//! Landing folders: a local directory or an object-store prefix (`s3://bucket/landing`),
+//! listed, read and written the same way.
+//!
+//! A local folder is listed with one directory read (regular files only); an object-store
+//! prefix with one delimited object listing (the objects directly under it). Names starting
+//! with `.` or ending in `.tmp` are skipped either way. Writing is atomic in both: a local file
+//! is written under a hidden temporary name and renamed into place; an object appears whole
+//! when its put completes.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use deltalake::logstore::object_store::{ObjectStoreExt, PutPayload};
+use deltalake::{ObjectStore, Path};
+
+use crate::error::{Result, StorageError};
+use crate::storage;
+
+/// A landing folder.
+#[derive(Clone, Debug)]
+pub enum Folder {
+    /// A local directory.
+    Local(PathBuf),
+    /// An object-store prefix.
+    Remote {
+        /// The location as given.
+        location: String,
+        /// The store, rooted at the prefix.
+        store: Arc<dyn ObjectStore>,
+    },
+}
+
+/// Whether a listed name is landed data (not hidden, not a temporary file).
+pub fn is_landed_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.ends_with(".tmp")
+}
+
+impl Folder {
+    /// The folder at `location` (a local path, `file://` or an object-store URL).
+    pub fn open(location: &str) -> Result<Folder> {
+        if !location.contains("://") {
+            return Ok(Folder::Local(PathBuf::from(location)));
+        }
+        let url = storage::location_url(location)?;
+        if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|_| StorageError::InvalidLocation {
+                    message: format!("`{location}` is not a usable path"),
+                })?;
+            return Ok(Folder::Local(path));
+        }
+        Ok(Folder::Remote {
+            location: location.to_string(),
+            store: storage::store_for(location)?,
+        })
+    }
+
+    /// The location as given.
+    pub fn location(&self) -> String {
+        match self {
+            Folder::Local(p) => p.display().to_string(),
+            Folder::Remote { location, .. } => location.clone(),
+        }
+    }
+
+    /// The local directory, when the folder is local.
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Folder::Local(p) => Some(p),
+            Folder::Remote { .. } => None,
+        }
+    }
+
+    /// The landed names, sorted; `None` when a local folder does not exist (an object-store
+    /// prefix always exists, possibly empty).
+    pub async fn list(&self) -> Result<Option<Vec<String>>> {
+        let mut names = Vec::new();
+        match self {
+            Folder::Local(dir) => {
+                if !dir.is_dir() {
+                    return Ok(None);
+                }
+                let ctx = || format!("listing `{}`", dir.display());
+                for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(ctx(), e))? {
+                    let entry = entry.map_err(|e| StorageError::io(ctx(), e))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let ft = entry.file_type().map_err(|e| StorageError::io(ctx(), e))?;
+                    if is_landed_name(&name) && ft.is_file() {
+                        names.push(name);
+                    }
+                }
+            }
+            Folder::Remote { location, store } => {
+                let listing = store
+                    .list_with_delimiter(None)
+                    .await
+                    .map_err(|e| storage::classify_store(location, e))?;
+                for meta in listing.objects {
+                    let name = meta.location.filename().unwrap_or_default().to_string();
+                    if is_landed_name(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names.sort();
+        Ok(Some(names))
+    }
+
+    /// A buffered reader of the landed object `name` (an object is fetched whole: landing
+    /// objects are small).
+    pub async fn reader(&self, name: &str) -> Result<Box<dyn BufRead + Send>> {
+        match self {
+            Folder::Local(dir) => {
+                let path = dir.join(name);
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| StorageError::io(format!("opening `{}`", path.display()), e))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(
+                    256 * 1024,
+                    file,
+                )))
+            }
+            Folder::Remote { location, store } => {
+                let bytes = store
+                    .get(&Path::from(name))
+                    .await
+                    .map_err(|e| storage::classify_store(location, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| storage::classify_store(location, e))?;
+                Ok(Box::new(std::io::Cursor::new(bytes)))
+            }
+        }
+    }
+
+    /// Creates a local folder (an object-store prefix needs nothing).
+    pub fn create(&self) -> Result<()> {
+        if let Folder::Local(dir) = self {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StorageError::io(format!("creating `{}`", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `name` atomically (see the module docs).
+    pub async fn write(&self, name: &str, contents: Vec<u8>) -> Result<()> {
+        match self {
+            Folder::Local(dir) => {
+                let tmp = dir.join(format!(".{name}.tmp"));
+                let target = dir.join(name);
+                std::fs::write(&tmp, &contents)
+                    .map_err(|e| StorageError::io(format!("writing `{}`", tmp.display()), e))?;
+                std::fs::rename(&tmp, &target)
+                    .map_err(|e| StorageError::io(format!("renaming to `{}`", target.display()), e))
+            }
+            Folder::Remote { location, store } => {
+                store
+                    .put(&Path::from(name), PutPayload::from(contents))
+                    .await
+                    .map_err(|e| storage::classify_store(location, e))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `name` exists in the folder.
+    pub async fn contains(&self, name: &str) -> bool {
+        match self {
+            Folder::Local(dir) => dir.join(name).is_file(),
+            Folder::Remote { store, .. } => store.head(&Path::from(name)).await.is_ok(),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The `tweetflow` binary with tables and landing folders on a real S3 API server (moto,
+//! started by the tests): a pipeline whose `storage:` section carries the credentials (never
+//! recorded), `tweetflow table show|optimize|vacuum|reset` on `s3://` tables with the
+//! standard `AWS_*` variables, and misconfigurations as config errors naming the param.
+
+mod common;
+
+use common::{Sandbox, status, task};
+use tweetflow_test_support::s3_server;
+
+fn pipeline(root: &str, endpoint: &str, secret_from: &str) -> String {
+    let csv = tweetflow_test_support::test_csv().display().to_string();
+    format!(
+        r#"name: lake
+params: {{ root: "{root}" }}
+storage:
+  aws_endpoint_url: "{endpoint}"
+  aws_access_key_id: {key}
+  aws_secret_access_key: "{secret_from}"
+  aws_region: us-east-1
+  aws_allow_http: true
+tasks:
+  replay:
+    type: replay
+    with: {{ csv: "{csv}", landing: "${{params.root}}/landing", tweets_per_file: 100 }}
+  ingest:
+    type: ingest
+    depends_on: [replay]
+    with: {{ source: "${{params.root}}/landing", table: "${{params.root}}/bronze" }}
+  clean:
+    type: clean
+    depends_on: [ingest]
+    with: {{ input: "${{params.root}}/bronze", table: "${{params.root}}/silver" }}
+  aggregate:
+    type: aggregate
+    depends_on: [clean]
+    with: {{ input: "${{params.root}}/silver", table: "${{params.root}}/mentions" }}
+"#,
+        key = s3_server::ACCESS_KEY_ID,
+    )
+}
+
+/// Every file under `dir`, as text.
+fn all_text(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.push_str(&all_text(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_pipeline_on_s3_records_no_credential_and_its_tables_are_maintained_by_hand() {
+    let server = s3_server::server();
+    let root = format!("s3://{}/lake", s3_server::bucket("cli"));
+    let sb = Sandbox::new();
+    sb.write(
+        "lake.yaml",
+        &pipeline(&root, &server.endpoint, "${env.LAKE_SECRET}"),
+    );
+    let out = sb
+        .cmd(&["run", "lake.yaml", "--json"])
+        .env("LAKE_SECRET", s3_server::SECRET_ACCESS_KEY)
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{record:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for id in ["replay", "ingest", "clean", "aggregate"] {
+        assert_eq!(status(&record, id), "succeeded", "{:#}", task(&record, id));
+    }
+    // The run store holds `***` where the secret was, never the secret.
+    let stored = all_text(&sb.runs());
+    assert!(!stored.contains(s3_server::SECRET_ACCESS_KEY));
+    let plan =
+        std::fs::read_to_string(sb.runs().join(sb.run_ids()[0].clone()).join("plan.json")).unwrap();
+    assert!(plan.contains(r#""aws_secret_access_key": "***""#), "{plan}");
+    assert!(plan.contains(&server.endpoint), "{plan}");
+
+    // The table commands on s3:// with the standard AWS_* variables.
+    let bronze = format!("{root}/bronze");
+    let show = sb
+        .cmd(&["table", "show", &bronze])
+        .envs(server.env())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert!(text.contains("rows"), "{text}");
+    for args in [
+        vec!["table", "optimize", bronze.as_str()],
+        vec!["table", "vacuum", bronze.as_str(), "--dry-run"],
+        vec!["table", "reset", bronze.as_str(), "--confirm"],
+    ] {
+        let out = sb.cmd(&args).envs(server.env()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let gone = sb
+        .cmd(&["table", "show", &bronze])
+        .envs(server.env())
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
+}
+
+#[test]
+fn misconfigured_storage_is_a_config_error_naming_the_param() {
+    let server = s3_server::server();
+    let sb = Sandbox::new();
+    // A bucket that does not exist: ingest names `source`, not retried.
+    sb.write(
+        "lake.yaml",
+        &pipeline(
+            "s3://no-such-bucket-anywhere/lake",
+            &server.endpoint,
+            "${env.LAKE_SECRET}",
+        )
+        .replace(
+            "tasks:",
+            "defaults: { retries: { max_attempts: 3, initial_delay: 10ms } }\ntasks:",
+        ),
+    );
+    let out = sb
+        .cmd(&["run", "lake.yaml", "--json"])
+        .env("LAKE_SECRET", s3_server::SECRET_ACCESS_KEY)
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{record:#}");
+    let replay = task(&record, "replay");
+    let tries = replay["attempts"].as_array().unwrap();
+    assert_eq!(tries.len(), 1, "a config error is not retried: {replay:#}");
+    assert_eq!(tries[0]["error"]["kind"], "config", "{replay:#}");
+    let message = tries[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("param `landing`") && message.contains("bucket does not exist"),
+        "{replay:#}"
+    );
+    assert!(!all_text(&sb.runs()).contains(s3_server::SECRET_ACCESS_KEY));
+}
