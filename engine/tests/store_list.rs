@@ -75,3 +75,50 @@ fn list_newest_on_a_large_store() {
         assert_eq!(runs.len(), 50);
     }
 }
+
+/// `TWEETFLOW_LIST_BENCH_RUNS=100000 cargo test --release -p tweetflow-engine --test
+/// store_list prune -- --ignored --nocapture`: a dry-run prune (every record read) and a prune
+/// keeping the newest 50 of a store of `succeeded` runs (each a `run.json` alone).
+#[test]
+#[ignore]
+fn prune_on_a_large_store() {
+    use tweetflow_engine::spec::RetentionPolicy;
+    use tweetflow_engine::store::PruneOptions;
+    let count: usize = std::env::var("TWEETFLOW_LIST_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let temp = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    write_runs(temp.path(), count);
+    eprintln!("wrote {count} runs in {:.2?}", started.elapsed());
+    let store = RunStore::new(temp.path());
+    let options = PruneOptions {
+        default_policy: Some(RetentionPolicy {
+            keep_last: Some(50),
+            ..Default::default()
+        }),
+        ..PruneOptions::default()
+    };
+    for dry_run in [true, false] {
+        let started = Instant::now();
+        let report = store
+            .prune(&PruneOptions {
+                dry_run,
+                ..options.clone()
+            })
+            .unwrap();
+        eprintln!(
+            "prune of {count} runs (dry run: {dry_run}): {} removed, {} bytes, {:.2?}",
+            report.removed.len(),
+            report.bytes_freed(),
+            started.elapsed()
+        );
+        assert_eq!(report.removed.len(), count.saturating_sub(50));
+    }
+    let started = Instant::now();
+    let report = store.prune(&options).unwrap();
+    eprintln!("prune of the 50 left: {:.2?}", started.elapsed());
+    assert!(report.removed.is_empty());
+    assert_eq!(store.list_newest(0).unwrap().len(), count.min(50));
+}
