@@ -393,6 +393,17 @@ pub enum BenchCommand {
         /// machine whose speed drifts, many short rounds (e.g. `--limit 6000`) measure best.
         #[arg(long, default_value_t = tweetflow_bench::infer::DEFAULT_BENCH_ROUNDS)]
         rounds: usize,
+        /// Instead: run the infer task split into each of these shard counts (e.g. `1,2`)
+        /// through the engine, beside the bare floors of 1 session × 2 threads and 2 sessions
+        /// × 1 thread.
+        #[arg(long, value_delimiter = ',')]
+        shards: Vec<u32>,
+        /// With --shards: `local` (one `tweetflow task exec` process per shard) or `ray`.
+        #[arg(long, default_value = "local", requires = "shards")]
+        executor: String,
+        /// With --executor ray: the Ray dashboard's address.
+        #[arg(long, env = "RAY_ADDRESS", default_value = "http://127.0.0.1:8265")]
+        ray_address: String,
     },
     /// Log 10,000 metric points to the MLflow server (`MLFLOW_TRACKING_URI`), batched.
     Mlflow {
