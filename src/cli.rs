@@ -294,6 +294,11 @@ pub enum ModelCommand {
         /// directory (same manifest SHA-256): a retrained model is registered, a rerun is not.
         #[arg(long, requires = "alias")]
         if_changed: bool,
+        /// The MLflow run that built the model (default: `MLFLOW_RUN_ID`, which a pipeline's
+        /// `command` tasks get): the files go into its artifacts and the version's source is
+        /// `runs:/<run>/model`. Without it, a run of the `tweetflow-models` experiment holds them.
+        #[arg(long, env = "MLFLOW_RUN_ID")]
+        run_id: Option<String>,
     },
     /// Resolve a model URI (`models:/NAME@ALIAS`, `/VERSION`, `/latest`, `/Stage`) or a
     /// directory, download it into the local cache and check it loads.
@@ -392,6 +397,17 @@ pub enum BenchCommand {
         /// machine whose speed drifts, many short rounds (e.g. `--limit 6000`) measure best.
         #[arg(long, default_value_t = tweetflow_bench::infer::DEFAULT_BENCH_ROUNDS)]
         rounds: usize,
+        /// Instead: run the infer task split into each of these shard counts (e.g. `1,2`)
+        /// through the engine, beside the bare floors of 1 session × 2 threads and 2 sessions
+        /// × 1 thread.
+        #[arg(long, value_delimiter = ',')]
+        shards: Vec<u32>,
+        /// With --shards: `local` (one `tweetflow task exec` process per shard) or `ray`.
+        #[arg(long, default_value = "local", requires = "shards")]
+        executor: String,
+        /// With --executor ray: the Ray dashboard's address.
+        #[arg(long, env = "RAY_ADDRESS", default_value = "http://127.0.0.1:8265")]
+        ray_address: String,
     },
     /// Log 10,000 metric points to the MLflow server (`MLFLOW_TRACKING_URI`), batched.
     Mlflow {

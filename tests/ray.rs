@@ -252,3 +252,91 @@ fn resume_after_kill_9_reattaches_to_the_jobs_instead_of_submitting_again() {
     assert_eq!(jobs.len(), 2, "no second submission: {jobs:?}");
     assert!(jobs.iter().all(|j| j["status"] == "SUCCEEDED"), "{jobs:?}");
 }
+
+/// Sorted `tweet_id|mention|prediction|score` rows of a gold table, read by the Python
+/// `deltalake` package (another Delta reader).
+fn gold_rows(table: &std::path::Path) -> Vec<String> {
+    let script = "import os, sys, deltalake\n\
+         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\n\
+         cols = [t.column(c).to_pylist() for c in ['tweet_id', 'mention', 'predicted_sentiment', 'predicted_score', 'model_version']]\n\
+         for r in sorted('|'.join(str(v) for v in row) for row in zip(*cols)): print(r)\n\
+         sys.stdout.flush(); os._exit(0)\n";
+    let out = std::process::Command::new(tweetflow_test_support::venv().join("bin/python"))
+        .args(["-c", script, table.to_str().unwrap()])
+        .output()
+        .expect("the venv's python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn infer_on_ray_with_two_shards_gives_the_gold_of_a_local_unsharded_run() {
+    let _turn = turn();
+    let sb = Sandbox::new();
+    let csv = tweetflow_test_support::test_csv();
+    let model = tweetflow_test_support::tiny_model();
+    sb.write(
+        "p.yaml",
+        &format!(
+            r#"
+name: tweet_sentiment_on_ray
+params: {{ root: local, shards: 1, executor: local }}
+tasks:
+  replay: {{ type: replay, with: {{ csv: "{csv}", landing: landing, tweets_per_file: 50, limit: 800 }} }}
+  ingest: {{ type: ingest, depends_on: [replay], with: {{ source: landing, table: "${{params.root}}/bronze" }} }}
+  clean: {{ type: clean, depends_on: [ingest], with: {{ input: "${{params.root}}/bronze", table: "${{params.root}}/silver" }} }}
+  infer:
+    type: infer
+    depends_on: [clean]
+    shards: ${{params.shards}}
+    executor: {{ ray: {{ address: "{address}", num_cpus: 1, poll_ms: 100 }} }}
+    with: {{ input: "${{params.root}}/silver", table: "${{params.root}}/gold", model: "{model}", batch_size: 8, threads: 1 }}
+"#,
+            csv = csv.display(),
+            model = model.display(),
+            address = cluster().address,
+        ),
+    );
+    // The reference: the same pipeline with infer unsharded in the engine's process.
+    let local = sb.path().join("local.yaml");
+    std::fs::write(
+        &local,
+        std::fs::read_to_string(sb.path().join("p.yaml"))
+            .unwrap()
+            .replace(
+                "name: tweet_sentiment_on_ray",
+                "name: tweet_sentiment_local",
+            )
+            .replace(
+                &format!(
+                    "    executor: {{ ray: {{ address: \"{}\", num_cpus: 1, poll_ms: 100 }} }}\n",
+                    cluster().address
+                ),
+                "",
+            ),
+    )
+    .unwrap();
+    let (code, rec) = sb.run_json(&["local.yaml"]);
+    assert_eq!(code, 0, "{rec}");
+    let (code, rec) = sb.run_json(&["p.yaml", "--param", "root=ray", "--param", "shards=2"]);
+    assert_eq!(code, 0, "{rec}");
+    let run_id = rec["run_id"].as_str().unwrap();
+    let jobs = jobs_of(run_id);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let nodes: std::collections::HashSet<&str> = jobs
+        .iter()
+        .filter_map(|j| j["driver_node_id"].as_str())
+        .collect();
+    assert_eq!(nodes.len(), 2, "both nodes ran a shard: {jobs:?}");
+    let expected = gold_rows(&sb.path().join("local/gold"));
+    assert!(expected.len() > 100, "{}", expected.len());
+    assert_eq!(gold_rows(&sb.path().join("ray/gold")), expected);
+}

@@ -210,16 +210,23 @@ async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
     Ok(out)
 }
 
-/// Times the infer task against the bare model loop on the same texts.
-///
-/// With a CSV input, the tweets are replayed, ingested and cleaned into a silver table in the
-/// work folder first (not timed). Then each round times (a) the distinct `cleaned_text`
-/// values of silver through [`bench_bare_loop`] (tokenized and padded
-/// before the clock starts: the floor) and (b) the whole [`infer`] task from silver into a
-/// fresh gold table, in alternating order, so that both see the machine in the same state.
-/// This is what `tweetflow bench infer` prints.
-pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchReport> {
-    let (work, _tmp) = match &opts.work_dir {
+/// A silver table ready for infer benchmarks, and its distinct texts.
+pub struct PreparedSilver {
+    /// The work folder.
+    pub work: PathBuf,
+    /// The silver table.
+    pub silver: String,
+    /// Silver rows (tweet × mention).
+    pub silver_rows: u64,
+    /// The distinct `cleaned_text` values (the texts the model runs on).
+    pub distinct: Arc<Vec<String>>,
+    _tmp: Option<TempDir>,
+}
+
+/// The silver table of `opts.input` (replayed, ingested and cleaned from a CSV into the work
+/// folder first, untimed) and its distinct texts.
+pub async fn prepare_silver(opts: &InferBenchOptions) -> InferResult<PreparedSilver> {
+    let (work, tmp) = match &opts.work_dir {
         Some(d) => (d.clone(), None),
         None => {
             let tmp = tempfile_dir()?;
@@ -228,16 +235,6 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
     };
     std::fs::create_dir_all(&work)
         .map_err(|e| MedallionError::io(format!("creating `{}`", work.display()), e))?;
-    let batch_size = if opts.batch_size == 0 {
-        DEFAULT_BATCH_SIZE
-    } else {
-        opts.batch_size
-    };
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        opts.threads
-    };
     let input = opts.input.display().to_string();
     let silver = if opts.input.join("_delta_log").is_dir() {
         input
@@ -273,6 +270,39 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
             .collect(),
     );
     drop(seen);
+    Ok(PreparedSilver {
+        work,
+        silver,
+        silver_rows,
+        distinct,
+        _tmp: tmp,
+    })
+}
+
+/// Times the infer task against the bare model loop on the same texts.
+///
+/// With a CSV input, the tweets are replayed, ingested and cleaned into a silver table in the
+/// work folder first (not timed). Then each round times (a) the distinct `cleaned_text`
+/// values of silver through [`bench_bare_loop`] (tokenized and padded
+/// before the clock starts: the floor) and (b) the whole [`infer`] task from silver into a
+/// fresh gold table, in alternating order, so that both see the machine in the same state.
+/// This is what `tweetflow bench infer` prints.
+pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchReport> {
+    let prepared = prepare_silver(opts).await?;
+    let work = prepared.work.clone();
+    let silver = prepared.silver.clone();
+    let silver_rows = prepared.silver_rows;
+    let distinct = prepared.distinct.clone();
+    let batch_size = if opts.batch_size == 0 {
+        DEFAULT_BATCH_SIZE
+    } else {
+        opts.batch_size
+    };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.threads
+    };
     let n_distinct = distinct.len();
     let options = ClassifierOptions {
         threads,
@@ -329,6 +359,34 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
         silver,
         work_dir: work.display().to_string(),
     })
+}
+
+/// The bare-loop floors of 2 cores on `texts`: one session with 2 threads, and 2 sessions
+/// with 1 thread each running side by side on halves of the texts (tweets per second of
+/// each; the pair counts its texts over the slower half's time).
+pub async fn bare_floors(
+    model_dir: &Path,
+    texts: &Arc<Vec<String>>,
+    batch_size: usize,
+) -> InferResult<(f64, f64)> {
+    let two = ClassifierOptions {
+        threads: 2,
+        labels: None,
+    };
+    let (_, one_session) = bare_loop(model_dir, &two, texts, batch_size).await?;
+    let one = ClassifierOptions {
+        threads: 1,
+        labels: None,
+    };
+    let half = texts.len() / 2;
+    let a = Arc::new(texts[..half].to_vec());
+    let b = Arc::new(texts[half..].to_vec());
+    let (ra, rb) = tokio::join!(
+        bare_loop(model_dir, &one, &a, batch_size),
+        bare_loop(model_dir, &one, &b, batch_size)
+    );
+    let secs = ra?.1.seconds.max(rb?.1.seconds).max(1e-9);
+    Ok((one_session.tweets_per_sec, texts.len() as f64 / secs))
 }
 
 /// Loads the classifier in a blocking thread.

@@ -4,6 +4,7 @@
 //!   timestamp, params, tags, `log-batch` split to the server's limits, metric history.
 //! - **Artifacts** through the server's `mlflow-artifacts` proxy: upload a file or a
 //!   directory, list, download a file or a directory.
+//! - **Datasets** a run read or wrote (`runs/log-inputs`), see [`datasets`].
 //! - **Model registry**: registered models, versions, aliases, stages, and `models:/` URIs
 //!   ([`ModelUri`]) resolved to a version and downloaded ([`Client::download_model`]).
 //!
@@ -35,6 +36,7 @@
 pub mod artifacts;
 mod client;
 pub mod config;
+pub mod datasets;
 pub mod error;
 pub mod model_uri;
 pub mod registry;
@@ -44,6 +46,7 @@ pub mod validation;
 
 pub use client::Client;
 pub use config::{Auth, ClientConfig};
+pub use datasets::{Dataset, DatasetInput, InputTag, RunInputs};
 pub use error::{Error, ErrorCode, Result};
 pub use model_uri::ModelUri;
 pub use registry::ResolvedModel;

@@ -177,6 +177,31 @@ impl Client {
         Ok(a.model_version)
     }
 
+    /// Registers a new version of a model built by run `run_id`, with the source
+    /// `runs:/<run_id>/<artifact_path>` kept as such, so the version page links to that run.
+    /// The files must already be in the run's artifacts under `artifact_path`.
+    pub async fn create_model_version_from_run(
+        &self,
+        name: &str,
+        run_id: &str,
+        artifact_path: &str,
+        tags: &[(String, String)],
+    ) -> Result<ModelVersion> {
+        validation::non_empty("registered model name", name)?;
+        validation::non_empty("run id", run_id)?;
+        let source = format!("runs:/{run_id}/{}", artifact_path.trim_matches('/'));
+        let body = json!({
+            "name": name,
+            "source": source,
+            "run_id": run_id,
+            "tags": tags_json(tags),
+        });
+        let a: ModelVersionAnswer = self
+            .call(Method::POST, "model-versions/create", &[], Some(&body))
+            .await?;
+        Ok(a.model_version)
+    }
+
     /// One version of a model.
     pub async fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersion> {
         validation::non_empty("registered model name", name)?;

@@ -221,6 +221,9 @@ pub struct Run {
     /// Logged data.
     #[serde(default)]
     pub data: RunData,
+    /// Datasets attached with `runs/log-inputs`.
+    #[serde(default)]
+    pub inputs: crate::datasets::RunInputs,
 }
 
 /// One page of [`Client::search_runs`](crate::Client::search_runs).

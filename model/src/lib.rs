@@ -48,5 +48,5 @@ pub use manifest::{Manifest, verify_dir};
 pub use predictor::{DEDUP_CACHE_TEXTS, Predictor, dedup_key};
 pub use registry::{
     DEFAULT_CACHE_DIR, LocalModel, ModelSource, REGISTER_EXPERIMENT, RegisteredVersion, register,
-    resolve,
+    register_from_run, resolve,
 };

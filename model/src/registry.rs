@@ -94,9 +94,10 @@ pub struct RegisteredVersion {
     pub name: String,
     /// The new version number.
     pub version: String,
-    /// The MLflow run holding the files (experiment [`REGISTER_EXPERIMENT`]).
+    /// The MLflow run holding the files (experiment [`REGISTER_EXPERIMENT`], or the run
+    /// given to [`register_from_run`]).
     pub run_id: String,
-    /// The version's source (`mlflow-artifacts:/.../artifacts/model`).
+    /// The version's source (`mlflow-artifacts:/.../artifacts/model`, or `runs:/<run>/model`).
     pub source: String,
     /// The alias set on it, if any.
     pub alias: Option<String>,
@@ -274,6 +275,58 @@ pub async fn register(
     name: &str,
     alias: Option<&str>,
 ) -> Result<RegisteredVersion> {
+    let manifest_sha = check_model_dir(dir, name)?;
+    let exp = client
+        .get_or_create_experiment(REGISTER_EXPERIMENT)
+        .await
+        .map_err(|e| ModelError::registry(format!("experiment {REGISTER_EXPERIMENT}"), e))?;
+    let run = client
+        .create_run(
+            &exp.experiment_id,
+            Some(&format!("register-{name}")),
+            &[
+                RunTag::new("tweetflow.model_name", name),
+                RunTag::new("tweetflow.model_dir", dir.display().to_string()),
+                RunTag::new("tweetflow.manifest_sha256", manifest_sha.clone()),
+            ],
+        )
+        .await
+        .map_err(|e| ModelError::registry("creating the run that holds the model files", e))?;
+    let run_id = run.info.run_id.clone();
+    let result = publish(client, dir, name, alias, &run_id, &manifest_sha, false).await;
+    let status = if result.is_ok() {
+        MlflowRunStatus::Finished
+    } else {
+        MlflowRunStatus::Failed
+    };
+    if let Err(e) = client.end_run(&run_id, status).await {
+        tracing::warn!(run_id, error = %e, "cannot close the registration run");
+    }
+    result
+}
+
+/// Registers a model directory as a new version of `name` built by the run `run_id` (e.g.
+/// the training pipeline's run): uploads the directory into that run's artifacts (`model/`)
+/// and creates a version with that `run_id` and the source `runs:/<run_id>/model`, so the
+/// version page links to the run that built it. The run is left as it is. Otherwise as
+/// [`register`].
+pub async fn register_from_run(
+    client: &Client,
+    dir: &Path,
+    name: &str,
+    alias: Option<&str>,
+    run_id: &str,
+) -> Result<RegisteredVersion> {
+    let manifest_sha = check_model_dir(dir, name)?;
+    client
+        .set_tag(run_id, "tweetflow.manifest_sha256", &manifest_sha)
+        .await
+        .map_err(|e| ModelError::registry(format!("tagging run {run_id}"), e))?;
+    publish(client, dir, name, alias, run_id, &manifest_sha, true).await
+}
+
+/// Checks the name and the directory's manifest; returns the manifest's SHA-256.
+fn check_model_dir(dir: &Path, name: &str) -> Result<String> {
     if name.trim().is_empty() || name.contains('/') {
         return Err(ModelError::InvalidInput {
             what: "registered model name".into(),
@@ -292,75 +345,63 @@ pub async fn register(
         }
     }
     let (manifest_sha, _) = manifest::sha256_file(&dir.join(MANIFEST_FILE))?;
-    let exp = client
-        .get_or_create_experiment(REGISTER_EXPERIMENT)
+    Ok(manifest_sha)
+}
+
+/// Uploads `dir` into the artifacts of `run_id`, creates the version (with a `runs:/` source
+/// when `runs_source`, else the `mlflow-artifacts:` location), waits until it is ready and
+/// sets `alias`.
+async fn publish(
+    client: &Client,
+    dir: &Path,
+    name: &str,
+    alias: Option<&str>,
+    run_id: &str,
+    manifest_sha: &str,
+    runs_source: bool,
+) -> Result<RegisteredVersion> {
+    client
+        .log_artifacts(run_id, dir, Some(MODEL_ARTIFACT_PATH))
         .await
-        .map_err(|e| ModelError::registry(format!("experiment {REGISTER_EXPERIMENT}"), e))?;
-    let run = client
-        .create_run(
-            &exp.experiment_id,
-            Some(&format!("register-{name}")),
-            &[
-                RunTag::new("tweetflow.model_name", name),
-                RunTag::new("tweetflow.model_dir", dir.display().to_string()),
-                RunTag::new("tweetflow.manifest_sha256", manifest_sha.clone()),
-            ],
-        )
+        .map_err(|e| ModelError::registry(format!("uploading {}", dir.display()), e))?;
+    client
+        .get_or_create_registered_model(name)
         .await
-        .map_err(|e| ModelError::registry("creating the run that holds the model files", e))?;
-    let run_id = run.info.run_id.clone();
-    let result = async {
+        .map_err(|e| ModelError::registry(format!("registered model {name}"), e))?;
+    let tags = [(MANIFEST_TAG.to_string(), manifest_sha.to_string())];
+    let mv = if runs_source {
         client
-            .log_artifacts(&run_id, dir, Some(MODEL_ARTIFACT_PATH))
+            .create_model_version_from_run(name, run_id, MODEL_ARTIFACT_PATH, &tags)
             .await
-            .map_err(|e| ModelError::registry(format!("uploading {}", dir.display()), e))?;
+    } else {
         let root = client
-            .artifact_root(&run_id)
+            .artifact_root(run_id)
             .await
             .map_err(|e| ModelError::registry("reading the run's artifact root", e))?;
         let source = format!("{}/{MODEL_ARTIFACT_PATH}", root.trim_end_matches('/'));
         client
-            .get_or_create_registered_model(name)
+            .create_model_version(name, &source, Some(run_id), &tags)
             .await
-            .map_err(|e| ModelError::registry(format!("registered model {name}"), e))?;
-        let mv = client
-            .create_model_version(
-                name,
-                &source,
-                Some(&run_id),
-                &[(MANIFEST_TAG.to_string(), manifest_sha.clone())],
+    }
+    .map_err(|e| ModelError::registry(format!("creating a version of {name}"), e))?;
+    client
+        .wait_model_version_ready(name, &mv.version, Duration::from_secs(120))
+        .await
+        .map_err(|e| ModelError::registry(format!("{name} version {}", mv.version), e))?;
+    if let Some(a) = alias {
+        client.set_alias(name, a, &mv.version).await.map_err(|e| {
+            ModelError::registry(
+                format!("setting alias {a} on {name} version {}", mv.version),
+                e,
             )
-            .await
-            .map_err(|e| ModelError::registry(format!("creating a version of {name}"), e))?;
-        client
-            .wait_model_version_ready(name, &mv.version, Duration::from_secs(120))
-            .await
-            .map_err(|e| ModelError::registry(format!("{name} version {}", mv.version), e))?;
-        if let Some(a) = alias {
-            client.set_alias(name, a, &mv.version).await.map_err(|e| {
-                ModelError::registry(
-                    format!("setting alias {a} on {name} version {}", mv.version),
-                    e,
-                )
-            })?;
-        }
-        Ok::<_, ModelError>(RegisteredVersion {
-            name: name.to_string(),
-            uri: format!("models:/{name}/{}", mv.version),
-            version: mv.version,
-            run_id: run_id.clone(),
-            source,
-            alias: alias.map(str::to_string),
-        })
+        })?;
     }
-    .await;
-    let status = if result.is_ok() {
-        MlflowRunStatus::Finished
-    } else {
-        MlflowRunStatus::Failed
-    };
-    if let Err(e) = client.end_run(&run_id, status).await {
-        tracing::warn!(run_id, error = %e, "cannot close the registration run");
-    }
-    result
+    Ok(RegisteredVersion {
+        name: name.to_string(),
+        uri: format!("models:/{name}/{}", mv.version),
+        version: mv.version,
+        run_id: run_id.to_string(),
+        source: mv.source,
+        alias: alias.map(str::to_string),
+    })
 }

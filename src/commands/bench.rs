@@ -28,12 +28,20 @@ pub(crate) async fn bench(registry: Arc<Registry>, command: BenchCommand) -> any
             batch_size,
             limit,
             rounds,
+            shards,
+            executor,
+            ray_address,
         } => {
             let mut options = tweetflow_bench::infer::InferBenchOptions::new(input, model);
             options.batch_size = batch_size;
             options.limit = limit;
             options.rounds = rounds;
-            println!("{}", tweetflow_bench::infer::bench_infer(&options).await?);
+            if shards.is_empty() {
+                println!("{}", tweetflow_bench::infer::bench_infer(&options).await?);
+            } else {
+                let executor = (executor == "ray").then_some(ray_address);
+                super::bench_shards::bench_shards(&registry, &options, &shards, executor).await?;
+            }
         }
         BenchCommand::Mlflow { points } => {
             let client = tweetflow_mlflow::Client::from_env()?;

@@ -1,6 +1,7 @@
 //! What each subcommand does: dispatch here, one module per command.
 
 mod bench;
+mod bench_shards;
 mod graph;
 mod model;
 mod replay;

@@ -16,6 +16,7 @@ pub async fn model(command: ModelCommand) -> anyhow::Result<u8> {
             alias,
             if_missing,
             if_changed,
+            run_id,
         } => {
             if (if_missing || if_changed)
                 && let Some(alias) = &alias
@@ -48,8 +49,13 @@ pub async fn model(command: ModelCommand) -> anyhow::Result<u8> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let registered =
-                tweetflow_model::register(&client, &dir, &name, alias.as_deref()).await?;
+            let registered = match run_id.as_deref().filter(|r| !r.trim().is_empty()) {
+                Some(run) => {
+                    tweetflow_model::register_from_run(&client, &dir, &name, alias.as_deref(), run)
+                        .await?
+                }
+                None => tweetflow_model::register(&client, &dir, &name, alias.as_deref()).await?,
+            };
             println!(
                 "registered {} version {}{} from {}",
                 registered.name,

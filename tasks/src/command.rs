@@ -12,6 +12,9 @@
 //! - Outputs: `exit_code`, `stdout_tail` (last 4 KiB). The fingerprint (what dependents' cache
 //!   keys see) is the contents of the declared `outputs` files, or the whole stdout when none
 //!   are declared: a rerun that writes the same bytes does not invalidate its dependents.
+//! - When the pipeline run is an MLflow run, the program gets `MLFLOW_RUN_ID` (and
+//!   `MLFLOW_TRACKING_URI` unless set), as MLflow's own clients expect, so what it logs or
+//!   registers belongs to that run.
 //! - Cache: the contents of the declared `inputs` (files or directories) are part of the
 //!   cache key, so a cached result never outlives an edit of the code it ran.
 
@@ -56,6 +59,25 @@ pub struct CommandParams {
 const STDOUT_TAIL: usize = 4096;
 const STDERR_TAIL: usize = 2048;
 
+/// `MLFLOW_RUN_ID` (and `MLFLOW_TRACKING_URI` when the environment has none) of the
+/// pipeline run's MLflow run, if it has one.
+fn mlflow_env(ctx: &TaskContext) -> Vec<(&'static str, String)> {
+    let run_dir = ctx
+        .artifacts_dir
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap_or(std::path::Path::new("."));
+    let Some(link) = crate::observers::mlflow_runs::MlflowRunLink::read(run_dir) else {
+        return Vec::new();
+    };
+    let mut env = vec![("MLFLOW_RUN_ID", link.run_id)];
+    if std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty()) {
+        return env;
+    }
+    env.push(("MLFLOW_TRACKING_URI", link.tracking_uri));
+    env
+}
+
 impl Task for CommandTask {
     type Params = CommandParams;
     const TYPE: &'static str = "command";
@@ -71,6 +93,7 @@ impl Task for CommandTask {
         };
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
+            .envs(mlflow_env(ctx))
             .envs(&params.env)
             .envs(ctx.shard.iter().flat_map(|s| {
                 [

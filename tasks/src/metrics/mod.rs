@@ -51,7 +51,7 @@ mod report;
 use std::path::{Path, PathBuf};
 
 pub use log_metrics::{LogMetricsParams, LogMetricsTask};
-pub use report::{ReportParams, ReportTask};
+pub use report::{ARTIFACT_DIR as REPORT_ARTIFACT_DIR, REPORT_HTML, ReportParams, ReportTask};
 
 use tweetflow_engine::{TaskContext, TaskError};
 use tweetflow_mlflow::{Client, ClientConfig};

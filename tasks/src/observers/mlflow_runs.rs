@@ -4,6 +4,8 @@
 //! FINISHED / FAILED / KILLED like the pipeline run. Secret params are logged as `***`.
 //!
 //! It is on when the pipeline has an `mlflow:` section or `MLFLOW_TRACKING_URI` is set. The
+//! MLflow run lists the Delta tables the run read and wrote, its source, user and
+//! description, and the model version its inference resolved (see [`super::lineage`]). The
 //! MLflow run id is kept in `runs/<run_id>/mlflow.json`, so a resumed run logs into the same
 //! MLflow run; if the server is down, the engine marks the run `mlflow.pending` and
 //! `tweetflow run --resume RUN_ID` logs what was missed.
@@ -117,8 +119,15 @@ fn experiment_name(pipeline: &Pipeline) -> String {
         .unwrap_or_else(|| pipeline.name.clone())
 }
 
-fn git_commit() -> Option<String> {
+/// The commit of the git checkout holding the pipeline file, if it is in one.
+fn git_commit(pipeline_file: &str) -> Option<String> {
+    let dir = Path::new(pipeline_file)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
         .args(["rev-parse", "HEAD"])
         .output()
         .ok()?;
@@ -151,7 +160,8 @@ async fn ensure_run(
         RunTag::new("tweetflow.spec_hash", pipeline.spec_hash.clone()),
         RunTag::new("tweetflow.pipeline_file", record.pipeline_file.clone()),
     ];
-    if let Some(commit) = git_commit() {
+    tags.extend(super::lineage::source_tags(record));
+    if let Some(commit) = git_commit(&record.pipeline_file) {
         tags.push(RunTag::new("mlflow.source.git.commit", commit.clone()));
         tags.push(RunTag::new("tweetflow.git_commit", commit));
     }
@@ -310,8 +320,28 @@ impl RunObserver for MlflowRuns {
                 .into_iter()
                 .filter(|p| !logged.contains(&p.key))
                 .collect();
+            let (model_tags, model_params) =
+                super::lineage::model_tags_and_params(pipeline, record);
+            let params: Vec<Param> = params
+                .into_iter()
+                .chain(
+                    model_params
+                        .into_iter()
+                        .filter(|p| !logged.contains(&p.key)),
+                )
+                .collect();
+            let mut tags = model_tags;
+            tags.push(RunTag::new(
+                "mlflow.note.content",
+                super::lineage::note(pipeline, record, &link.url),
+            ));
             client
-                .log_batch(&link.run_id, &metrics(record), &params, &[])
+                .log_batch(&link.run_id, &metrics(record), &params, &tags)
+                .await
+                .map_err(observer_error)?;
+            let datasets = super::lineage::datasets(pipeline, record).await;
+            client
+                .log_inputs(&link.run_id, &datasets)
                 .await
                 .map_err(observer_error)?;
             let status = match record.status {

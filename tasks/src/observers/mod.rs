@@ -2,6 +2,7 @@
 //!
 //! | observer | section | does |
 //! |----------|---------|------|
-//! | [`mlflow_runs::MlflowRuns`] | `mlflow:` | each pipeline run becomes an MLflow run |
+//! | [`mlflow_runs::MlflowRuns`] | `mlflow:` | each pipeline run becomes an MLflow run, with its tables as datasets ([`lineage`]) |
 
+pub mod lineage;
 pub mod mlflow_runs;
