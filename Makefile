@@ -9,7 +9,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TWEETFLOW := $(TARGET_DIR)/release/tweetflow
 export TWEETFLOW_VENV := $(abspath $(VENV))
 
-.PHONY: demo test setup venv browser build build-release test-rust test-python lint bench stop clean
+.PHONY: demo demo-s3 test setup venv browser build build-release test-rust test-python lint bench stop clean
 
 ## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
 ## register the sentiment model (cached after the first time), then run the main pipeline on
@@ -22,6 +22,18 @@ demo: setup build-release
 	  $(TWEETFLOW) run pipelines/tweet_sentiment.yaml && \
 	  $(TWEETFLOW) runs list --json --limit 50 | $(PYTHON) scripts/demo-summary.py runs && \
 	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local server with: make stop)"
+
+## demo-s3: the same as demo with the pipeline's landing folder and tables on a local S3 API
+## server (moto, scripts/s3-server.sh, bucket `tweetflow`); MLflow unchanged
+demo-s3: setup build-release
+	@scripts/mlflow-server.sh start >/dev/null
+	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(TWEETFLOW)) && \
+	  export AWS_ENDPOINT_URL=$$(scripts/s3-server.sh start) AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-demo} \
+	    AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-demo-secret} AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ALLOW_HTTP=true && \
+	  $(TWEETFLOW) run pipelines/train_sentiment_model.yaml && \
+	  $(TWEETFLOW) run pipelines/tweet_sentiment.yaml --param root=s3://tweetflow/demo && \
+	  $(TWEETFLOW) table show s3://tweetflow/demo/silver && \
+	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local servers with: make stop)"
 
 ## test: set up, then run every test (Rust workspace and Python)
 test: setup test-rust test-python
@@ -56,9 +68,10 @@ lint:
 bench: build-release
 	$(TWEETFLOW) bench engine
 
-## stop: stop the local MLflow server started by the demo
+## stop: stop the local MLflow and S3 servers started by the demos
 stop:
 	@if [ -x scripts/mlflow-server.sh ]; then scripts/mlflow-server.sh stop; fi
+	@if [ -x scripts/s3-server.sh ]; then scripts/s3-server.sh stop; fi
 
 clean:
 	rm -rf runs/* data/example

@@ -373,6 +373,10 @@ pub enum BenchCommand {
         /// Repeat the tweets with new ids to about 1.6 million.
         #[arg(long)]
         full: bool,
+        /// Also run on object storage under this root (e.g. `s3://bucket/bench`; endpoint and
+        /// credentials from the `AWS_*` variables) and print it beside the local figures.
+        #[arg(long)]
+        root: Option<String>,
     },
     /// Bare ONNX Runtime loop vs the whole infer task (read silver, tokenize, infer, write
     /// gold) on the same tweets: tweets/s and their ratio.

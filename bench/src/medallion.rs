@@ -43,6 +43,10 @@ pub struct BenchOptions {
     pub max_files_per_batch: usize,
     /// Keep the work folder.
     pub keep: bool,
+    /// Also run replay → ingest → clean under this object-store root (`s3://bucket/prefix`,
+    /// credentials and endpoint from the `AWS_*` variables) and report it beside the local
+    /// figures.
+    pub root: Option<String>,
 }
 
 impl BenchOptions {
@@ -55,6 +59,7 @@ impl BenchOptions {
             tweets_per_file: 1000,
             max_files_per_batch: 1000,
             keep: false,
+            root: None,
         }
     }
 }
@@ -92,6 +97,27 @@ pub struct BenchReport {
     pub peak_rss_mib: f64,
     /// The work folder.
     pub work_dir: String,
+    /// The same run on object storage, when a root was given.
+    pub object_store: Option<ObjectStoreReport>,
+}
+
+/// The replay → ingest → clean run under an object-store root.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ObjectStoreReport {
+    /// Where the landing objects and tables went.
+    pub root: String,
+    /// Seconds to ingest.
+    pub ingest_secs: f64,
+    /// Seconds to clean.
+    pub clean_secs: f64,
+    /// Tweets per second through ingest + clean.
+    pub pipeline_tweets_per_sec: f64,
+    /// Object-store requests made by ingest + clean.
+    pub requests: u64,
+    /// Delta commits made by ingest + clean (bronze, silver and their quarantines).
+    pub commits: u64,
+    /// `requests / commits`.
+    pub requests_per_commit: f64,
 }
 
 impl std::fmt::Display for BenchReport {
@@ -124,6 +150,21 @@ impl std::fmt::Display for BenchReport {
             self.floor_secs, self.floor_tweets_per_sec
         )?;
         writeln!(f, "ingest / floor   {:8.2}x", self.ingest_vs_floor)?;
+        if let Some(o) = &self.object_store {
+            writeln!(
+                f,
+                "ingest+clean     {:8.2} s  {:>10.0} tweets/s  on {} (local disk: {:.0} tweets/s)",
+                o.ingest_secs + o.clean_secs,
+                o.pipeline_tweets_per_sec,
+                o.root,
+                self.pipeline_tweets_per_sec
+            )?;
+            writeln!(
+                f,
+                "object store     {} requests for {} commits: {:.1} requests per commit",
+                o.requests, o.commits, o.requests_per_commit
+            )?;
+        }
         writeln!(f, "peak RSS         {:8.1} MiB", self.peak_rss_mib)
     }
 }
@@ -283,9 +324,66 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
         },
         peak_rss_mib: peak_rss_mib().unwrap_or(0.0),
         work_dir: work.display().to_string(),
+        object_store: None,
     };
+    let mut report = report;
+    if let Some(root) = &options.root {
+        report.object_store = Some(bench_object_store(options, root).await?);
+    }
     if remove {
         let _ = std::fs::remove_dir_all(&work);
     }
     Ok(report)
+}
+
+/// Replay → ingest → clean under a fresh prefix of the object-store `root`, timed, with the
+/// object-store requests of ingest + clean.
+async fn bench_object_store(options: &BenchOptions, root: &str) -> Result<ObjectStoreReport> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let base = format!("{}/bench-{stamp}", root.trim_end_matches('/'));
+    let at = |name: &str| format!("{base}/{name}");
+    let opts = WriteControl::default();
+    let mut rp = ReplayParams::new(options.csv.display().to_string(), at("landing"));
+    rp.tweets_per_file = options.tweets_per_file;
+    rp.repeat = if options.full { FULL_REPEAT } else { 1 };
+    replay(&rp, &opts).await?;
+    let before = tweetflow_delta::counting::requests();
+    let mut ip = IngestParams::new(at("landing"), at("bronze"));
+    ip.max_files_per_batch = options.max_files_per_batch;
+    let t0 = Instant::now();
+    let i = ingest(&ip, &opts).await?;
+    let ingest_secs = t0.elapsed().as_secs_f64();
+    let cp = CleanParams::new(at("bronze"), at("silver"));
+    let t0 = Instant::now();
+    let c = clean(&cp, &opts).await?;
+    let clean_secs = t0.elapsed().as_secs_f64();
+    let requests = tweetflow_delta::counting::requests() - before;
+    let versions = |v: i64| (v + 1).max(0) as u64;
+    let commits = versions(i.table_version)
+        + versions(i.quarantine_version)
+        + versions(c.table_version)
+        + tweetflow_delta::table::latest_version(&cp.quarantine_location())
+            .await
+            .map_or(0, versions);
+    let secs = ingest_secs + clean_secs;
+    Ok(ObjectStoreReport {
+        root: base,
+        ingest_secs,
+        clean_secs,
+        pipeline_tweets_per_sec: if secs > 0.0 {
+            i.rows as f64 / secs
+        } else {
+            0.0
+        },
+        requests,
+        commits,
+        requests_per_commit: if commits > 0 {
+            requests as f64 / commits as f64
+        } else {
+            0.0
+        },
+    })
 }

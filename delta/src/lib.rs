@@ -31,6 +31,7 @@
 
 pub mod commit;
 pub mod control;
+pub mod counting;
 pub mod error;
 pub mod folder;
 pub mod incremental;

@@ -59,6 +59,7 @@ pub fn register_handlers() {
         deltalake::aws::register_handlers(None);
         deltalake::azure::register_handlers(None);
         deltalake::gcp::register_handlers(None);
+        crate::counting::register();
     });
 }
 

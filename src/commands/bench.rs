@@ -13,9 +13,10 @@ pub(crate) async fn bench(registry: Arc<Registry>, command: BenchCommand) -> any
             let report = tweetflow_bench::bench_engine(registry, tasks, &crate::ALLOCATOR).await?;
             println!("{report}");
         }
-        BenchCommand::Medallion { csv, full } => {
+        BenchCommand::Medallion { csv, full, root } => {
             let mut options = tweetflow_bench::medallion::BenchOptions::new(csv);
             options.full = full;
+            options.root = root;
             println!(
                 "{}",
                 tweetflow_bench::medallion::bench_medallion(&options).await?
