@@ -13,12 +13,14 @@ export TWEETFLOW_VENV := $(abspath $(VENV))
 
 ## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
 ## register the sentiment model (cached after the first time), then run the main pipeline on
-## embedded defaults (local Delta tables under data/demo)
+## embedded defaults (local Delta tables under data/demo); ends with where report.html is, the
+## MLflow run page and the key figures
 demo: setup build-release
 	@scripts/mlflow-server.sh start >/dev/null
 	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(TWEETFLOW)) && \
 	  $(TWEETFLOW) run pipelines/train_sentiment_model.yaml && \
 	  $(TWEETFLOW) run pipelines/tweet_sentiment.yaml && \
+	  $(TWEETFLOW) runs list --json --limit 50 | $(PYTHON) scripts/demo-summary.py runs && \
 	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local server with: make stop)"
 
 ## demo-s3: the same as demo with the pipeline's landing folder and tables on a local S3 API

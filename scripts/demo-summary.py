@@ -1,0 +1,48 @@
+"""Prints where the newest tweet_sentiment run put its report, its MLflow run page and its
+key figures (tweets, tweets with mentions, distinct mentions, accuracy, F1).
+
+Usage: tweetflow runs list --json --limit 50 | python scripts/demo-summary.py [RUNS_DIR]
+"""
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    runs_dir = sys.argv[1] if len(sys.argv) > 1 else "runs"
+    runs = [r for r in json.load(sys.stdin) if r.get("pipeline") == "tweet_sentiment"]
+    if not runs:
+        sys.exit("no tweet_sentiment run recorded")
+    run = runs[0]
+
+    def out(task):
+        o = (run.get("tasks", {}).get(task) or {}).get("output") or {}
+        return o.get("values", o)
+
+    def num(v, fmt="{:,}"):
+        return "-" if v is None else fmt.format(v)
+
+    report = out("report").get("report")
+    metrics, clean, profile = out("log_metrics"), out("clean"), out("profile")
+    link = os.path.join(runs_dir, run["run_id"], "mlflow.json")
+    url = json.load(open(link))["url"] if os.path.exists(link) else "not logged to MLflow"
+    where = os.path.abspath(report) if report else "not written"
+    print()
+    print(f"Run {run['run_id']}: {run['status']}")
+    print(f"  report.html: {where}")
+    print(f"  MLflow run:  {url}")
+    print(
+        f"  tweets: {num(clean.get('tweets'))}, with mentions: "
+        f"{num(clean.get('tweets_with_mentions'))}, distinct mentions: "
+        f"{num(profile.get('distinct_mentions'))}"
+    )
+    print(
+        f"  accuracy: {num(metrics.get('accuracy'), '{:.3f}')}, "
+        f"F1: {num(metrics.get('f1'), '{:.3f}')} "
+        f"(on {num(metrics.get('binary_support'))} positive/negative labelled tweets)"
+    )
+
+
+if __name__ == "__main__":
+    main()
