@@ -178,8 +178,14 @@ fn a_job_the_cluster_stops_is_retried_and_the_task_succeeds() {
         .filter(|a| a["shard"] == 1)
         .collect();
     assert_eq!(attempts.len(), 2, "{rec}");
+    // Stopping the job ends its processes: either the worker goes before it can write a
+    // result (the engine then calls the job lost), or it outlives the command it ran and
+    // records that the command was terminated. Both are retried.
     let message = attempts[0]["error"]["message"].as_str().unwrap();
-    assert!(message.contains("lost by the cluster"), "{message}");
+    assert!(
+        message.contains("lost by the cluster") || message.contains("killed by signal 15"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -53,3 +53,25 @@ pub fn default_registry() -> Registry {
     register_all(&mut registry);
     registry
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wrappers (such as the storage scope) keep what a type declares.
+    #[test]
+    fn registered_types_keep_their_declarations() {
+        let registry = default_registry();
+        let shardable: Vec<&str> = registry
+            .iter()
+            .filter(|t| t.shardable())
+            .map(|t| t.type_name())
+            .collect();
+        assert_eq!(shardable, ["command", "infer"]);
+        let infer = registry.get("infer").expect("infer registered");
+        assert_eq!(
+            infer.version(),
+            <infer::InferTask as tweetflow_engine::Task>::VERSION
+        );
+    }
+}

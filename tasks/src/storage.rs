@@ -144,6 +144,7 @@ impl<T: Task> Task for WithStorage<T> {
     const TYPE: &'static str = T::TYPE;
     const VERSION: &'static str = T::VERSION;
     const DESCRIPTION: &'static str = T::DESCRIPTION;
+    const SHARDABLE: bool = T::SHARDABLE;
 
     async fn run(&self, ctx: &TaskContext, params: T::Params) -> Result<TaskOutput, TaskError> {
         let options = match ctx.pipeline.section::<StorageSection>() {
