@@ -43,80 +43,11 @@ use crate::store::prune::PruneOptions;
 use crate::store::{RunStore, write_atomic};
 use crate::task::BoxFuture;
 
-/// A source of time.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time.
-    fn now(&self) -> DateTime<Utc>;
-    /// Completes once `now() >= t`.
-    fn sleep_until(&self, t: DateTime<Utc>) -> BoxFuture<'static, ()>;
-}
+mod clock;
+mod overlap;
 
-/// The system clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-
-    fn sleep_until(&self, t: DateTime<Utc>) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            // Sleep in bounded steps so a wall-clock jump is noticed.
-            loop {
-                let left = (t - Utc::now()).to_std().unwrap_or_default();
-                if left.is_zero() {
-                    return;
-                }
-                tokio::time::sleep(left.min(Duration::from_secs(30))).await;
-            }
-        })
-    }
-}
-
-/// A clock that moves only when told to, for tests.
-pub struct TestClock {
-    now: watch::Sender<DateTime<Utc>>,
-}
-
-impl TestClock {
-    /// A clock stopped at `start`.
-    pub fn new(start: DateTime<Utc>) -> Arc<Self> {
-        Arc::new(TestClock {
-            now: watch::Sender::new(start),
-        })
-    }
-
-    /// Sets the time (wakes sleepers whose time has come).
-    pub fn set(&self, t: DateTime<Utc>) {
-        self.now.send_replace(t);
-    }
-
-    /// Moves the time forward.
-    pub fn advance(&self, d: chrono::Duration) {
-        let t = *self.now.borrow() + d;
-        self.set(t);
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.now.borrow()
-    }
-
-    fn sleep_until(&self, t: DateTime<Utc>) -> BoxFuture<'static, ()> {
-        let mut rx = self.now.subscribe();
-        Box::pin(async move {
-            loop {
-                if *rx.borrow_and_update() >= t {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-    }
-}
+pub use clock::{Clock, SystemClock, TestClock};
+pub use overlap::*;
 
 /// What happened to a tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,96 +125,6 @@ pub enum SchedulerError {
     /// The run store failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
-}
-
-/// Runs of a pipeline started by this process, with their cancel tokens.
-pub type LocalRuns = Mutex<HashMap<String, CancellationToken>>;
-
-/// The outcome of an overlap check.
-#[derive(Debug, PartialEq, Eq)]
-pub enum OverlapDecision {
-    /// Start the run.
-    Start,
-    /// Do not start it, by policy.
-    Skip(String),
-    /// Do not start it: its deadline passed while waiting.
-    Missed(String),
-    /// Shutdown came while waiting.
-    Shutdown,
-}
-
-fn active(store: &RunStore, pipeline: &str, local: &LocalRuns) -> Vec<String> {
-    let mut ids = store.active_runs(pipeline);
-    ids.extend(
-        local
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned(),
-    );
-    ids.sort();
-    ids.dedup();
-    ids
-}
-
-/// Applies `overlap` to a new run of `pipeline` (scheduled or started by hand): waits,
-/// cancels or refuses as the policy says.
-pub async fn resolve_overlap(
-    store: &RunStore,
-    pipeline: &str,
-    overlap: Overlap,
-    local: &LocalRuns,
-    clock: &dyn Clock,
-    deadline: Option<DateTime<Utc>>,
-    shutdown: &CancellationToken,
-) -> OverlapDecision {
-    let running = active(store, pipeline, local);
-    if running.is_empty() || overlap == Overlap::Allow {
-        return OverlapDecision::Start;
-    }
-    match overlap {
-        Overlap::Allow => OverlapDecision::Start,
-        Overlap::Skip => OverlapDecision::Skip(format!(
-            "run {} is still active (overlap: skip)",
-            running.join(", ")
-        )),
-        Overlap::Queue | Overlap::CancelRunning => {
-            if overlap == Overlap::CancelRunning {
-                for run_id in &running {
-                    let token = local
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(run_id)
-                        .cloned();
-                    match token {
-                        Some(t) => t.cancel(),
-                        None => {
-                            if let Err(e) = store.request_cancel(run_id) {
-                                warn!(run_id = %run_id, error = %e, "cannot request cancellation");
-                            }
-                        }
-                    }
-                    info!(run_id = %run_id, "cancelling the active run (overlap: cancel_running)");
-                }
-            }
-            loop {
-                if active(store, pipeline, local).is_empty() {
-                    return OverlapDecision::Start;
-                }
-                if let Some(d) = deadline
-                    && clock.now() > d
-                {
-                    return OverlapDecision::Missed(
-                        "still queued behind an active run at its start_deadline".into(),
-                    );
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return OverlapDecision::Shutdown,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        }
-    }
 }
 
 /// Fires scheduled runs.
