@@ -99,18 +99,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
         let name = task.type_name();
         types.push(json!(name));
         let params_def = format!("params.{name}");
-        let mut schema = task.params_schema();
-        if let Some(Json::Object(inner)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
-            for (k, mut v) in inner {
-                rewrite_refs(&mut v, name);
-                defs.insert(format!("{name}.{k}"), v);
-            }
-        }
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("$schema");
-            o.insert("description".into(), json!(task.description()));
-        }
-        rewrite_refs(&mut schema, name);
+        let mut schema = embed(&mut defs, name, task.params_schema(), task.description());
         allow_interpolation(&mut schema);
         defs.insert(params_def.clone(), schema);
         branches.push(json!({
@@ -122,18 +111,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
     for section in registry.sections() {
         let name = section.name();
         let prefix = format!("section.{name}");
-        let mut schema = section.schema();
-        if let Some(Json::Object(inner)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
-            for (k, mut v) in inner {
-                rewrite_refs(&mut v, &prefix);
-                defs.insert(format!("{prefix}.{k}"), v);
-            }
-        }
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("$schema");
-            o.insert("description".into(), json!(section.description()));
-        }
-        rewrite_refs(&mut schema, &prefix);
+        let mut schema = embed(&mut defs, &prefix, section.schema(), section.description());
         allow_interpolation(&mut schema);
         defs.insert(prefix.clone(), schema);
         // Written with no value, a section takes its defaults.
@@ -151,18 +129,12 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
     {
         let name = executor.name();
         let prefix = format!("executor.{name}");
-        let mut schema = executor.schema();
-        if let Some(Json::Object(inner)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
-            for (k, mut v) in inner {
-                rewrite_refs(&mut v, &prefix);
-                defs.insert(format!("{prefix}.{k}"), v);
-            }
-        }
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("$schema");
-            o.insert("description".into(), json!(executor.description()));
-        }
-        rewrite_refs(&mut schema, &prefix);
+        let schema = embed(
+            &mut defs,
+            &prefix,
+            executor.schema(),
+            executor.description(),
+        );
         defs.insert(prefix.clone(), schema);
         executors.push(json!({
             "type": "object", "additionalProperties": false, "required": [name],
@@ -244,6 +216,23 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
     if let Some(props) = schema.get_mut("properties").and_then(Json::as_object_mut) {
         props.extend(sections);
     }
+    schema
+}
+
+/// A plugin's own schema made part of the pipeline schema: its `$defs` move into `defs` as
+/// `PREFIX.NAME` (and its references follow), `$schema` goes and `description` is set.
+fn embed(defs: &mut Map<String, Json>, prefix: &str, mut schema: Json, description: &str) -> Json {
+    if let Some(Json::Object(inner)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+        for (k, mut v) in inner {
+            rewrite_refs(&mut v, prefix);
+            defs.insert(format!("{prefix}.{k}"), v);
+        }
+    }
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("$schema");
+        o.insert("description".into(), json!(description));
+    }
+    rewrite_refs(&mut schema, prefix);
     schema
 }
 
