@@ -10,6 +10,7 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deltalake::logstore::object_store::{ObjectStoreExt, PutPayload};
 use deltalake::{ObjectStore, Path};
@@ -148,7 +149,11 @@ impl Folder {
     pub async fn write(&self, name: &str, contents: Vec<u8>) -> Result<()> {
         match self {
             Folder::Local(dir) => {
-                let tmp = dir.join(format!(".{name}.tmp"));
+                // A temporary name of this writer alone: two processes writing the same file
+                // at once must not rename each other's temporary file away.
+                static WRITES: AtomicU64 = AtomicU64::new(0);
+                let n = WRITES.fetch_add(1, Ordering::Relaxed);
+                let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
                 let target = dir.join(name);
                 std::fs::write(&tmp, &contents)
                     .map_err(|e| StorageError::io(format!("writing `{}`", tmp.display()), e))?;
