@@ -16,7 +16,7 @@ fn pipeline() -> String {
         r#"
 name: streaming_medallion
 tasks:
-  ingest: {{ type: ingest, with: {{ source: landing, table: tables/bronze, max_files_per_batch: 3 }} }}
+  ingest: {{ type: ingest, with: {{ source: landing, table: tables/bronze, max_files_per_batch: 3, settle_time: 0s }} }}
   clean: {{ type: clean, depends_on: [ingest], with: {{ input: tables/bronze, table: tables/silver }} }}
   infer: {{ type: infer, depends_on: [clean], with: {{ input: tables/silver, table: tables/gold, model: "{}", batch_size: 8, threads: 1 }} }}
 "#,

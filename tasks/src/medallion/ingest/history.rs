@@ -25,6 +25,7 @@ use tweetflow_delta::StorageError;
 use tweetflow_delta::table;
 
 use super::APP_ID;
+use super::changed::FileState;
 
 /// A new summary is written once a run had to read this many commits after the last one.
 pub const SUMMARY_EVERY: i64 = 20;
@@ -38,6 +39,9 @@ pub(super) struct BronzeHistory {
     pub(super) files: BTreeSet<String>,
     /// batch number -> (files, quarantined lines)
     pub(super) batches: BTreeMap<i64, (Vec<String>, u64)>,
+    /// The state of each taken file when it was taken (commits that recorded it).
+    #[serde(default)]
+    pub(super) taken: BTreeMap<String, FileState>,
 }
 
 /// A stored summary: the history up to `version` of the table `table_id`.
@@ -105,6 +109,12 @@ fn record(history: &mut BronzeHistory, info: &Value) {
         })
         .unwrap_or_default();
     let q = info.get("quarantined").and_then(Value::as_u64).unwrap_or(0);
+    let states = info.get("taken").and_then(Value::as_array);
+    for state in states.into_iter().flatten() {
+        if let Ok(state) = serde_json::from_value::<FileState>(state.clone()) {
+            history.taken.insert(state.name.clone(), state);
+        }
+    }
     history.files.extend(list.iter().cloned());
     history.batches.insert(b, (list, q));
 }
