@@ -1,5 +1,6 @@
 //! Landing-folder writes: many writers of the same local file at once (runs of a pipeline
-//! replaying into one landing folder) all succeed and leave no temporary file behind.
+//! replaying into one landing folder) all succeed and leave no temporary file behind; the
+//! same bytes written again leave the file untouched.
 
 use std::sync::Arc;
 
@@ -33,4 +34,27 @@ async fn writers_of_the_same_local_file_at_once_all_succeed() {
         std::fs::read(dir.path().join("same.jsonl")).unwrap().len(),
         4096
     );
+}
+
+#[tokio::test]
+async fn writing_the_same_bytes_again_leaves_the_file_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = Folder::open(&dir.path().display().to_string()).unwrap();
+    let path = dir.path().join("a.jsonl");
+    folder.write("a.jsonl", b"one\n".to_vec()).await.unwrap();
+    let first = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    folder.write("a.jsonl", b"one\n".to_vec()).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        first,
+        "the same bytes again: not rewritten (ingest would see a change)"
+    );
+    folder.write("a.jsonl", b"two\n".to_vec()).await.unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"two\n",
+        "other bytes replace it"
+    );
+    assert_ne!(std::fs::metadata(&path).unwrap().modified().unwrap(), first);
 }
