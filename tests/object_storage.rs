@@ -27,7 +27,7 @@ tasks:
   ingest:
     type: ingest
     depends_on: [replay]
-    with: {{ source: "${{params.root}}/landing", table: "${{params.root}}/bronze" }}
+    with: {{ source: "${{params.root}}/landing", table: "${{params.root}}/bronze", settle_time: 0s }}
   clean:
     type: clean
     depends_on: [ingest]
