@@ -65,17 +65,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="compare with the existing files, write nothing")
     a = ap.parse_args(argv)
-    train, validation = (gzip_bytes(raw) for raw in split_lines(gzip.decompress(TRAIN_CSV.read_bytes())))
-    files = {TRAIN_PART_CSV: train, VALIDATION_CSV: validation, UNSEEN_CSV: validation + TEST_CSV.read_bytes()}
-    for path, data in files.items():
-        rows = gzip.decompress(data).count(b"\n")
+    train, validation = split_lines(gzip.decompress(TRAIN_CSV.read_bytes()))
+    # unseen.csv.gz is the two gzip files joined, so its text is validation then test
+    files = {TRAIN_PART_CSV: train, VALIDATION_CSV: validation,
+             UNSEEN_CSV: validation + gzip.decompress(TEST_CSV.read_bytes())}
+    for path, raw in files.items():
+        rows = raw.count(b"\n")
         if a.check:
-            if not path.is_file() or gzip.decompress(path.read_bytes()) != gzip.decompress(data):
+            if not path.is_file() or gzip.decompress(path.read_bytes()) != raw:
                 raise SystemExit(f"{path} does not hold the {rows} rows the split rule gives")
             print(f"split: {path.name} ok ({rows} rows)")
-        else:
-            path.write_bytes(data)
-            print(f"split: {path.name} ({rows} rows, {len(data):,} bytes)")
+            continue
+        data = (VALIDATION_CSV.read_bytes() + TEST_CSV.read_bytes()) if path == UNSEEN_CSV else gzip_bytes(raw)
+        path.write_bytes(data)
+        print(f"split: {path.name} ({rows} rows, {len(data):,} bytes)")
+
 
 if __name__ == "__main__":
     main()
