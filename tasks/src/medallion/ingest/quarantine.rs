@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use deltalake::DeltaTable;
 use deltalake::kernel::Action;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::changed::FileState;
@@ -39,29 +40,62 @@ impl QuarantineLog {
     /// Reads the quarantine commits after the last one seen (from the newest saved summary,
     /// see [`crate::medallion::log_summary`], on the first call).
     pub(super) async fn update(&mut self, qt: &DeltaTable, loc: &str) -> Result<()> {
-        self.seen = fold_commit_infos(
-            qt,
-            loc,
-            "quarantine",
-            &mut self.done,
-            self.seen,
-            |done, info| {
-                if info.get("app").and_then(Value::as_str) != Some(APP_ID) {
-                    return;
-                }
-                let changed = info.get("changed").and_then(Value::as_array);
-                self.changed.extend(
-                    changed
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|v| serde_json::from_value::<FileState>(v.clone()).ok()),
-                );
-                let batches = info.get("batches").and_then(Value::as_array);
-                done.extend(batches.into_iter().flatten().filter_map(Value::as_i64));
-            },
-        )
-        .await?;
+        let mut state = QuarantineState {
+            done: std::mem::take(&mut self.done),
+            changed: std::mem::take(&mut self.changed),
+        };
+        let folded = fold_commit_infos(qt, loc, "quarantine", &mut state, self.seen, |s, info| {
+            if info.get("app").and_then(Value::as_str) != Some(APP_ID) {
+                return;
+            }
+            let batches = info.get("batches").and_then(Value::as_array);
+            s.done
+                .extend(batches.into_iter().flatten().filter_map(Value::as_i64));
+            let changed = info.get("changed").and_then(Value::as_array);
+            s.changed.extend(
+                changed
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| serde_json::from_value::<FileState>(v.clone()).ok()),
+            );
+        })
+        .await;
+        self.done = state.done;
+        self.changed = state.changed;
+        self.seen = folded?;
         Ok(())
+    }
+}
+
+/// What the quarantine log says, as saved in its summaries.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(from = "StateFormat")]
+struct QuarantineState {
+    done: BTreeSet<i64>,
+    changed: BTreeSet<FileState>,
+}
+
+/// The saved forms of [`QuarantineState`]: the first summaries held only the batches.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StateFormat {
+    Batches(BTreeSet<i64>),
+    State {
+        done: BTreeSet<i64>,
+        #[serde(default)]
+        changed: BTreeSet<FileState>,
+    },
+}
+
+impl From<StateFormat> for QuarantineState {
+    fn from(f: StateFormat) -> Self {
+        match f {
+            StateFormat::Batches(done) => QuarantineState {
+                done,
+                changed: BTreeSet::new(),
+            },
+            StateFormat::State { done, changed } => QuarantineState { done, changed },
+        }
     }
 }
 
@@ -111,5 +145,29 @@ pub(super) async fn commit_quarantine(
             Err(err) if replans.again(&err) => continue,
             Err(err) => return Err(err.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_of_both_forms_are_read() {
+        let old: QuarantineState = serde_json::from_str("[1, 3]").unwrap();
+        assert_eq!(old.done, BTreeSet::from([1, 3]));
+        assert!(old.changed.is_empty());
+        let state = QuarantineState {
+            done: BTreeSet::from([2]),
+            changed: BTreeSet::from([FileState {
+                name: "a.jsonl".into(),
+                size: 3,
+                modified_ms: Some(5),
+                etag: None,
+            }]),
+        };
+        let text = serde_json::to_string(&state).unwrap();
+        let back: QuarantineState = serde_json::from_str(&text).unwrap();
+        assert_eq!((back.done, back.changed), (state.done, state.changed));
     }
 }
