@@ -25,6 +25,7 @@ use tweetflow_delta::StorageError;
 use tweetflow_delta::table;
 
 use super::APP_ID;
+use super::shard::BatchId;
 
 /// A new summary is written once a run had to read this many commits after the last one.
 pub const SUMMARY_EVERY: i64 = 20;
@@ -34,10 +35,11 @@ const SUMMARY_DIR: &str = "_tweetflow/ingest";
 /// What the bronze log says about earlier ingest batches.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct BronzeHistory {
+    /// The last batch number of the run's application id (its shard's, when split).
     pub(super) batch: i64,
     pub(super) files: BTreeSet<String>,
-    /// batch number -> (files, quarantined lines)
-    pub(super) batches: BTreeMap<i64, (Vec<String>, u64)>,
+    /// batch key ([`BatchId::key`]) -> (files, quarantined lines)
+    pub(super) batches: BTreeMap<String, (Vec<String>, u64)>,
 }
 
 /// A stored summary: the history up to `version` of the table `table_id`.
@@ -87,6 +89,32 @@ async fn newest_summary(store: &dyn ObjectStore, table_id: &str, latest: i64) ->
     None
 }
 
+/// Adds the ingest commits after version `from` up to `to` to `history`.
+pub(super) async fn read_commits(
+    history: &mut BronzeHistory,
+    table: &DeltaTable,
+    location: &str,
+    from: i64,
+    to: i64,
+) -> Result<()> {
+    for v in (from + 1)..=to {
+        let actions = match table::commit_actions(table, location, v).await {
+            Ok(a) => a,
+            // Expired commits hold nothing we can use.
+            Err(StorageError::MissingCommit { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for action in actions {
+            if let deltalake::kernel::Action::CommitInfo(info) = action
+                && let Some(value) = info.info.get(table::COMMIT_INFO_KEY)
+            {
+                record(history, value);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds the ingest commit `info` to `history`.
 fn record(history: &mut BronzeHistory, info: &Value) {
     if info.get("app").and_then(Value::as_str) != Some(APP_ID) {
@@ -95,6 +123,7 @@ fn record(history: &mut BronzeHistory, info: &Value) {
     let Some(b) = info.get("batch").and_then(Value::as_i64) else {
         return;
     };
+    let b = BatchId::of_commit(info, b).key();
     let list: Vec<String> = info
         .get("files")
         .and_then(Value::as_array)
@@ -109,10 +138,13 @@ fn record(history: &mut BronzeHistory, info: &Value) {
     history.batches.insert(b, (list, q));
 }
 
-pub(super) async fn read_history(table: &DeltaTable, location: &str) -> Result<BronzeHistory> {
-    let batch = table::app_version(table, location, APP_ID)
-        .await?
-        .unwrap_or(0);
+/// Reads the history of the bronze table `table`, with the batch number of application id `app`.
+pub(super) async fn read_history(
+    table: &DeltaTable,
+    location: &str,
+    app: &str,
+) -> Result<BronzeHistory> {
+    let batch = table::app_version(table, location, app).await?.unwrap_or(0);
     let latest = table::version(table);
     let table_id = table
         .snapshot()
@@ -125,21 +157,7 @@ pub(super) async fn read_history(table: &DeltaTable, location: &str) -> Result<B
         Some(s) => (s.history, s.version),
         None => (BronzeHistory::default(), -1),
     };
-    for v in (from + 1)..=latest {
-        let actions = match table::commit_actions(table, location, v).await {
-            Ok(a) => a,
-            // Expired commits hold nothing we can use.
-            Err(StorageError::MissingCommit { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        for action in actions {
-            if let deltalake::kernel::Action::CommitInfo(info) = action
-                && let Some(value) = info.info.get(table::COMMIT_INFO_KEY)
-            {
-                record(&mut history, value);
-            }
-        }
-    }
+    read_commits(&mut history, table, location, from, latest).await?;
     history.batch = batch;
     if latest - from >= SUMMARY_EVERY {
         let summary = Summary {

@@ -7,6 +7,7 @@ use deltalake::kernel::Action;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use serde_json::{Value, json};
 
+use super::shard::BatchId;
 use super::{APP_ID, IngestParams};
 use crate::medallion::error::{MedallionError, Result};
 use tweetflow_delta::StorageError;
@@ -20,8 +21,8 @@ use tweetflow_delta::table::{self, CommitRequest};
 pub(super) struct QuarantineLog {
     /// Last quarantine version read.
     pub(super) seen: i64,
-    /// Batches whose quarantine rows are committed.
-    pub(super) done: BTreeSet<i64>,
+    /// Batches whose quarantine rows are committed (their [`BatchId::key`]s).
+    pub(super) done: BTreeSet<String>,
 }
 
 impl QuarantineLog {
@@ -53,8 +54,13 @@ impl QuarantineLog {
                     continue;
                 }
                 let batches = info.get("batches").and_then(Value::as_array);
-                self.done
-                    .extend(batches.into_iter().flatten().filter_map(Value::as_i64));
+                self.done.extend(
+                    batches
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_i64)
+                        .map(|b| BatchId::of_commit(info, b).key()),
+                );
             }
         }
         self.seen = self.seen.max(latest);
@@ -68,7 +74,7 @@ impl QuarantineLog {
 pub(super) async fn commit_quarantine(
     params: &IngestParams,
     q: Option<(DeltaTable, RecordBatchWriter)>,
-    batch: i64,
+    batch: &BatchId,
     files: &[String],
     qlog: &mut QuarantineLog,
 ) -> Result<Option<i64>> {
@@ -89,7 +95,7 @@ pub(super) async fn commit_quarantine(
     loop {
         table::refresh(&mut qt, &loc).await?;
         qlog.update(&qt, &loc).await?;
-        if qlog.done.contains(&batch) {
+        if qlog.done.contains(&batch.key()) {
             return Ok(Some(table::version(&qt)));
         }
         let request = CommitRequest {
@@ -97,12 +103,13 @@ pub(super) async fn commit_quarantine(
             operation: append_op(),
             txn: None,
             info: json!({
-                "app": APP_ID, "kind": "quarantine", "batches": [batch], "files": files, "rows": rows,
+                "app": APP_ID, "kind": "quarantine", "batches": [batch.number], "shard": batch.shard,
+                "files": files, "rows": rows,
             }),
         };
         match table::commit(&mut qt, &loc, request).await {
             Ok(v) => {
-                qlog.done.insert(batch);
+                qlog.done.insert(batch.key());
                 return Ok(Some(v));
             }
             Err(err) if replans.again(&err) => continue,
