@@ -295,3 +295,47 @@ fn a_first_run_creating_every_table_logs_no_error() {
         );
     }
 }
+
+/// `runs prune` asks each task type whether a cache entry's output is still there: once new
+/// tweets move silver on, the entry of the old `clean` output (silver at its old version) is
+/// removed as "output gone"; the current entries stay and still hit.
+#[test]
+fn runs_prune_removes_cache_entries_whose_table_moved_on() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "name: cached_medallion\ndefaults: { cache: { enabled: true } }\ntasks:\n  ingest: { type: ingest, with: { source: landing, table: tables/bronze } }\n  clean: { type: clean, depends_on: [ingest], with: { input: tables/bronze, table: tables/silver } }\n",
+    );
+    std::fs::create_dir(sb.path().join("landing")).unwrap();
+    let files = staged(&sb);
+    let land = |f: &PathBuf| {
+        std::fs::rename(f, sb.path().join("landing").join(f.file_name().unwrap())).unwrap()
+    };
+    land(&files[0]);
+    assert_eq!(sb.run_json(&["p.yaml"]).0, 0);
+    let entries = || std::fs::read_dir(sb.runs().join(".cache")).unwrap().count();
+    assert_eq!(entries(), 2, "one entry per task");
+    let nothing = sb.run(&["runs", "prune", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&nothing.stdout).unwrap();
+    assert_eq!(report["removed_entries"], serde_json::json!([]), "{report}");
+
+    // New tweets: ingest reruns (same key, entry replaced), clean gets a new key (bronze's
+    // version changed) and its old entry names silver at a version that is no longer current.
+    land(&files[1]);
+    assert_eq!(sb.run_json(&["p.yaml"]).0, 0);
+    assert_eq!(entries(), 3);
+    let out = sb.run(&["runs", "prune"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("(output gone)") && text.contains("removed 0 runs and 1 cache entries"),
+        "{text}"
+    );
+    assert_eq!(entries(), 2);
+
+    // What is left still hits.
+    let (code, rec) = sb.run_json(&["p.yaml"]);
+    assert_eq!(code, 0);
+    assert_eq!(common::status(&rec, "ingest"), "cached", "{rec}");
+    assert_eq!(common::status(&rec, "clean"), "cached", "{rec}");
+}

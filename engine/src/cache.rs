@@ -9,7 +9,8 @@
 //! - a new version of the task type (bumped when its behaviour changes);
 //! - a changed output of any direct dependency (its fingerprint: e.g. a new table version);
 //! - its age passing `cache.ttl`;
-//! - the task reporting that the cached output is gone (`Task::output_still_valid`);
+//! - the task reporting that the cached output is gone (`Task::output_still_valid`; `runs
+//!   prune` removes such entries, see [`crate::store::prune_outputs`]);
 //! - `--refresh TASK` (that task runs and its entry is replaced) and `--no-cache` (the
 //!   cache is neither read nor written).
 //!
@@ -44,6 +45,11 @@ pub struct CacheEntry {
     pub task_id: String,
     /// The output to reuse.
     pub output: TaskOutput,
+    /// The task's resolved params (secrets masked), so that `runs prune` can ask the task
+    /// type whether the output is still there ([`crate::store::prune_outputs`]). Absent in
+    /// entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Json>,
 }
 
 /// The cache directory.
@@ -253,6 +259,7 @@ mod tests {
             run_id: "r".into(),
             task_id: "a".into(),
             output: TaskOutput::new().with("n", 1),
+            params: None,
         };
         cache.put(&entry).unwrap();
         assert!(cache.get("k", None).is_some());

@@ -253,6 +253,7 @@ fn entry(run: usize, task: &str, hours_ago: i64, key: &str) -> CacheEntry {
         run_id: run_id(run),
         task_id: task.into(),
         output: TaskOutput::new().with("run", run as i64),
+        params: None,
     }
 }
 

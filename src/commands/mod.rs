@@ -36,7 +36,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Tasks { json } => tasks::tasks(&registry, json),
         Command::Schema => tasks::schema(&registry),
         Command::Graph { file, format } => graph::graph(&registry, &file, format),
-        Command::Runs { command } => runs::runs(&cli.runs_dir, command),
+        Command::Runs { command } => runs::runs(&registry, &cli.runs_dir, command).await,
         Command::Ui(args) => ui::ui(registry, &cli.runs_dir, args).await,
         Command::Schedule { paths, next, grace } => {
             schedule::schedule(&registry, &cli.runs_dir, &paths, next, grace).await

@@ -5,7 +5,7 @@ use std::path::Path;
 use tweetflow_engine::duration::human;
 use tweetflow_engine::spec::process_env;
 use tweetflow_engine::store::prune::{PruneOptions, default_policy};
-use tweetflow_engine::{EngineError, RunRecord};
+use tweetflow_engine::{EngineError, Registry, RunRecord};
 
 use super::run::summary;
 use super::text_table;
@@ -13,7 +13,11 @@ use crate::cli::RunsCommand;
 use crate::exit;
 
 /// Runs a `runs` command against the runs under `runs_dir`.
-pub(crate) fn runs(runs_dir: &Path, command: RunsCommand) -> anyhow::Result<u8> {
+pub(crate) async fn runs(
+    registry: &Registry,
+    runs_dir: &Path,
+    command: RunsCommand,
+) -> anyhow::Result<u8> {
     let store = tweetflow_engine::RunStore::new(runs_dir);
     match command {
         RunsCommand::List { json, limit } => {
@@ -60,7 +64,7 @@ pub(crate) fn runs(runs_dir: &Path, command: RunsCommand) -> anyhow::Result<u8> 
             pipeline,
             dry_run,
             json,
-        } => prune(&store, pipeline, dry_run, json),
+        } => prune(registry, &store, pipeline, dry_run, json).await,
         RunsCommand::Cancel { run_id } => match store.request_cancel(&run_id) {
             Ok(()) => {
                 println!("cancel requested for run {run_id}");
@@ -90,8 +94,10 @@ pub(crate) fn runs(runs_dir: &Path, command: RunsCommand) -> anyhow::Result<u8> 
     }
 }
 
-/// `runs prune`: applies the retention policies and prints what was removed.
-fn prune(
+/// `runs prune`: applies the retention policies, then removes the cache entries whose
+/// output is gone, and prints what was removed.
+async fn prune(
+    registry: &Registry,
     store: &tweetflow_engine::RunStore,
     pipeline: Option<String>,
     dry_run: bool,
@@ -104,12 +110,16 @@ fn prune(
             return Ok(exit::INVALID);
         }
     };
-    let report = store.prune(&PruneOptions {
-        pipeline,
+    let mut report = store.prune(&PruneOptions {
+        pipeline: pipeline.clone(),
         dry_run,
         default_policy,
         ..PruneOptions::default()
     })?;
+    let gone = store
+        .prune_gone_outputs(registry, pipeline.as_deref(), dry_run)
+        .await?;
+    report.removed_entries.extend(gone);
     for (run_id, error) in &report.unreadable {
         eprintln!("warning: run {run_id} is kept: its record cannot be read: {error}");
     }
@@ -129,11 +139,15 @@ fn prune(
     }
     for entry in &report.removed_entries {
         let of = if entry.run_id.is_empty() {
-            "unreadable".to_string()
+            String::new()
         } else {
-            format!("of run {}", entry.run_id)
+            format!(" of run {}", entry.run_id)
         };
-        println!("{verb} cache entry {} ({of})", entry.key);
+        println!(
+            "{verb} cache entry {}{of} ({})",
+            entry.key,
+            entry.reason.as_str()
+        );
     }
     let kept: Vec<String> = report
         .kept

@@ -138,6 +138,7 @@ async fn run_task_inner(
                     run_id: shared.run_id.clone(),
                     task_id: spec.id.clone(),
                     output: output.clone(),
+                    params: Some(spec.with.clone()),
                 };
                 if let Err(e) = shared.cache.put(&entry) {
                     warn!(error = %e, "cannot write the cache entry");

@@ -518,7 +518,7 @@ impl PipelineLoop {
                 }
                 local.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
                 if let Some(policy) = retention {
-                    apply_retention(engine.store().clone(), scheduled.pipeline.name.clone(), policy).await;
+                    apply_retention(&engine, scheduled.pipeline.name.clone(), policy).await;
                 }
             }
             .in_current_span(),
@@ -553,14 +553,30 @@ impl PipelineLoop {
     }
 }
 
-/// Prunes the runs of `pipeline` by `policy`, logging what was removed.
-async fn apply_retention(store: RunStore, pipeline: String, policy: RetentionPolicy) {
+/// Prunes the runs of `pipeline` by `policy`, then its cache entries whose output is gone,
+/// logging what was removed.
+async fn apply_retention(engine: &Engine, pipeline: String, policy: RetentionPolicy) {
     let options = PruneOptions {
         pipeline: Some(pipeline.clone()),
-        policies: BTreeMap::from([(pipeline, policy)]),
+        policies: BTreeMap::from([(pipeline.clone(), policy)]),
         ..PruneOptions::default()
     };
-    match tokio::task::spawn_blocking(move || store.prune(&options)).await {
+    let store = engine.store().clone();
+    let pruned = match tokio::task::spawn_blocking(move || store.prune(&options)).await {
+        Ok(Ok(mut report)) => {
+            match engine
+                .store()
+                .prune_gone_outputs(engine.registry(), Some(&pipeline), false)
+                .await
+            {
+                Ok(gone) => report.removed_entries.extend(gone),
+                Err(e) => warn!(error = %e, "removing cache entries whose output is gone failed"),
+            }
+            Ok(Ok(report))
+        }
+        other => other,
+    };
+    match pruned {
         Ok(Ok(report)) if !report.removed.is_empty() || !report.removed_entries.is_empty() => {
             info!(
                 runs = report.removed.len(),

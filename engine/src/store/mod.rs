@@ -27,6 +27,7 @@
 
 mod log;
 pub mod prune;
+pub mod prune_outputs;
 mod record;
 
 use std::fs::{self, File, OpenOptions};

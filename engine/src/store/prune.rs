@@ -26,7 +26,9 @@
 //! it, so readers see a whole run or none; a removal cut short is finished by the next prune.
 //! Cache entries pointing to a removed run are removed before the run; entries pointing to a
 //! missing run, and unreadable ones, are removed by any prune (whatever `--pipeline`). A
-//! removed entry only means a cache miss.
+//! removed entry only means a cache miss. Entries whose *output* is gone (a table moved on
+//! past the version they name, a deleted file) need their task type to tell: see
+//! [`super::prune_outputs`], which `runs prune` and the scheduler run after this.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -115,6 +117,31 @@ pub struct PrunedEntry {
     pub run_id: String,
     /// The disk space it used.
     pub bytes: u64,
+    /// Why it was removed.
+    pub reason: EntryRemoval,
+}
+
+/// Why a cache entry was removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryRemoval {
+    /// The entry cannot be read.
+    Unreadable,
+    /// The run it points to is gone (or removed by this prune).
+    RunGone,
+    /// Its task type says the output it names is gone (see [`super::prune_outputs`]).
+    OutputGone,
+}
+
+impl EntryRemoval {
+    /// How `runs prune` words it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryRemoval::Unreadable => "unreadable",
+            EntryRemoval::RunGone => "run gone",
+            EntryRemoval::OutputGone => "output gone",
+        }
+    }
 }
 
 /// What a prune did.
@@ -335,6 +362,11 @@ impl RunStore {
                     .unwrap_or_default(),
                 run_id: entry.as_ref().map(|e| e.run_id.clone()).unwrap_or_default(),
                 bytes: *bytes,
+                reason: if entry.is_some() {
+                    EntryRemoval::RunGone
+                } else {
+                    EntryRemoval::Unreadable
+                },
             });
         }
 
@@ -363,7 +395,7 @@ impl RunStore {
     }
 
     /// Every cache entry file: its path, the entry (`None` if unreadable), its disk usage.
-    fn cache_entries(&self) -> Vec<(std::path::PathBuf, Option<CacheEntry>, u64)> {
+    pub(super) fn cache_entries(&self) -> Vec<(std::path::PathBuf, Option<CacheEntry>, u64)> {
         let dir = self.root.join(".cache");
         let Ok(read) = fs::read_dir(&dir) else {
             return Vec::new();

@@ -21,6 +21,7 @@ pub mod aggregate;
 pub mod clean;
 pub mod error;
 pub mod ingest;
+pub(crate) mod log_summary;
 pub mod maintenance;
 pub mod profile;
 pub mod replay;

@@ -1,6 +1,7 @@
-//! A bronze table with a long history: a run with nothing new does not replay the log from
-//! version 0 (the batch number comes from the application-transaction state, the files taken
-//! from a summary of the history plus the commits after it).
+//! Bronze and quarantine tables with a long history: a run with nothing new does not replay
+//! their logs from version 0 (the batch number comes from the application-transaction state,
+//! the files taken and the batches quarantined from a summary of the history plus the commits
+//! after it).
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::append_op;
 use tweetflow_delta::table::{self, CommitRequest};
 use tweetflow_tasks::medallion::ingest::{
-    APP_ID, IngestParams, SchemaEvolution, bronze_schema, ingest,
+    APP_ID, IngestParams, SchemaEvolution, bronze_schema, ingest, quarantine_schema,
 };
 
 use crate::common::*;
@@ -21,17 +22,10 @@ fn name(batch: i64) -> String {
     format!("tweets-{batch:06}.jsonl")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_no_op_run_after_2000_commits_reads_only_the_recent_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let line = b"{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@a hi\", \"sentiment\": \"positive\"}\n";
-    for b in 1..=COMMITS {
-        land(&d.join("landing"), &name(b), line);
-    }
-    let params = IngestParams::new(p(d, "landing"), p(d, "bronze"));
-    // 2,000 small ingest commits, each recording its batch and the file it took (the rows
-    // themselves do not matter here).
+/// Writes `COMMITS` small ingest commits to bronze, each recording its batch and the file it
+/// took (the rows themselves do not matter here); with `quarantined`, each batch also
+/// quarantined a line, and the quarantine table holds `COMMITS` commits recording them.
+async fn long_history(params: &IngestParams, quarantined: bool) {
     let loc = params.table.clone();
     let mut t = table::open_or_create(
         &loc,
@@ -40,6 +34,15 @@ async fn a_no_op_run_after_2000_commits_reads_only_the_recent_log() {
     )
     .await
     .unwrap();
+    let qloc = params.quarantine_location();
+    let mut q = match quarantined {
+        true => Some(
+            table::open_or_create(&qloc, &quarantine_schema().unwrap(), &[table::KEEP_LOG])
+                .await
+                .unwrap(),
+        ),
+        false => None,
+    };
     for b in 1..=COMMITS {
         table::commit(
             &mut t,
@@ -49,25 +52,67 @@ async fn a_no_op_run_after_2000_commits_reads_only_the_recent_log() {
                 operation: append_op(),
                 txn: Some(Transaction::new(APP_ID, b)),
                 info: json!({"app": APP_ID, "kind": "ingest", "batch": b, "files": [name(b)],
-                    "rows": 1, "quarantined": 0}),
+                    "rows": 1, "quarantined": u64::from(quarantined)}),
             },
         )
         .await
         .unwrap();
+        if let Some(q) = q.as_mut() {
+            table::commit(
+                q,
+                &qloc,
+                CommitRequest {
+                    actions: Vec::new(),
+                    operation: append_op(),
+                    txn: None,
+                    info: json!({"app": APP_ID, "kind": "quarantine", "batches": [b],
+                        "files": [name(b)], "rows": 1}),
+                },
+            )
+            .await
+            .unwrap();
+        }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_op_run_after_2000_commits_reads_only_the_recent_log() {
+    // Every batch quarantined a line: both logs are long.
+    no_op_runs_stay_fast(true).await;
+}
+
+async fn no_op_runs_stay_fast(quarantined: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let line = b"{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@a hi\", \"sentiment\": \"positive\"}\n";
+    for b in 1..=COMMITS {
+        land(&d.join("landing"), &name(b), line);
+    }
+    let params = IngestParams::new(p(d, "landing"), p(d, "bronze"));
+    let loc = params.table.clone();
+    long_history(&params, quarantined).await;
     let none = WriteControl::default();
-    // The first run after the history was written reads it once and keeps a summary.
+    // The first run after the history was written reads it once and keeps a summary (of the
+    // quarantine's too: every batch's quarantine rows are there, so nothing is rebuilt).
     let first = ingest(&params, &none).await.unwrap();
     assert_eq!((first.files, first.batches), (0, 0), "{first:?}");
-    let summaries = std::fs::read_dir(d.join("bronze/_tweetflow/ingest"))
-        .unwrap()
-        .count();
-    assert_eq!(summaries, 1);
-    // Later no-op runs read the summary and the commits after it.
+    let summaries = |path: &str| std::fs::read_dir(d.join(path)).map_or(0, |r| r.count());
+    assert_eq!(summaries("bronze/_tweetflow/ingest"), 1);
+    assert_eq!(
+        summaries("bronze_quarantine/_tweetflow/quarantine"),
+        usize::from(quarantined)
+    );
+    if quarantined {
+        assert_eq!(
+            first.quarantine_version, COMMITS,
+            "no quarantine commit added"
+        );
+    }
+    // Later no-op runs read the summaries and the commits after them.
     let started = Instant::now();
     let again = ingest(&params, &none).await.unwrap();
     let took = started.elapsed();
-    eprintln!("no-op ingest run after {COMMITS} commits: {took:?}");
+    eprintln!("no-op ingest run after {COMMITS} commits (quarantine: {quarantined}): {took:?}");
     assert_eq!((again.files, again.batches), (0, 0), "{again:?}");
     assert!(
         took < Duration::from_secs(1),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::shard::BatchId;
 use super::{APP_ID, IngestParams};
 use crate::medallion::error::{MedallionError, Result};
-use tweetflow_delta::StorageError;
+use crate::medallion::log_summary::fold_commit_infos;
 use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::table::{self, CommitRequest};
 
@@ -33,37 +33,30 @@ impl QuarantineLog {
         }
     }
 
-    /// Reads the quarantine commits after the last one seen.
+    /// Reads the quarantine commits after the last one seen (from the newest saved summary,
+    /// see [`crate::medallion::log_summary`], on the first call).
     pub(super) async fn update(&mut self, qt: &DeltaTable, loc: &str) -> Result<()> {
-        let latest = table::version(qt);
-        for v in (self.seen + 1)..=latest {
-            let actions = match table::commit_actions(qt, loc, v).await {
-                Ok(actions) => actions,
-                // A commit file removed by log cleanup: nothing to learn from it.
-                Err(StorageError::MissingCommit { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for action in actions {
-                let Action::CommitInfo(ci) = action else {
-                    continue;
-                };
-                let Some(info) = ci.info.get(table::COMMIT_INFO_KEY) else {
-                    continue;
-                };
+        self.seen = fold_commit_infos(
+            qt,
+            loc,
+            "quarantine",
+            &mut self.done,
+            self.seen,
+            |done, info| {
                 if info.get("app").and_then(Value::as_str) != Some(APP_ID) {
-                    continue;
+                    return;
                 }
                 let batches = info.get("batches").and_then(Value::as_array);
-                self.done.extend(
+                done.extend(
                     batches
                         .into_iter()
                         .flatten()
                         .filter_map(Value::as_i64)
                         .map(|b| BatchId::of_commit(info, b).key()),
                 );
-            }
-        }
-        self.seen = self.seen.max(latest);
+            },
+        )
+        .await?;
         Ok(())
     }
 }

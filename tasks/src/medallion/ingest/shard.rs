@@ -134,8 +134,7 @@ pub(super) async fn commit_batch(
     loop {
         table::refresh(t, loc).await?;
         let latest = table::version(t);
-        read_commits(history, t, loc, *checked, latest).await?;
-        *checked = latest;
+        *checked = read_commits(history, t, loc, *checked).await?;
         if let Some(name) = files.iter().find(|f| history.files.contains(*f)) {
             return Err(
                 conflict(format!("landing file `{name}` was taken by another commit")).into(),
