@@ -68,7 +68,7 @@ mod tests {
             .filter(|t| t.shardable())
             .map(|t| t.type_name())
             .collect();
-        assert_eq!(shardable, ["command", "infer", "ingest", "clean"]);
+        assert_eq!(shardable, ["clean", "command", "infer", "ingest"]);
         let infer = registry.get("infer").expect("infer registered");
         assert_eq!(
             infer.version(),
