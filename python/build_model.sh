@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Builds the tweet-sentiment model offline: export -> quantize -> embed -> train -> assemble -> evaluate.
+# The head is fitted on datasets/sentiment140/train.csv.gz, tuned on validation.csv.gz and
+# evaluated on test.csv.gz (see python/tweetflow_model/split.py).
 #
 #   python/build_model.sh [OUT_DIR]     (default: data/model/tweet-sentiment)
 #
@@ -47,14 +49,14 @@ step quantize "$work/encoder.onnx $pkg/quantize.py" "$work/encoder.int8.onnx" \
 step tokenizer "$minilm/tokenizer.json $pkg/common.py" "$work/tokenizer.json" \
   "$py" -c "import sys; from tweetflow_model.common import load_tokenizer; load_tokenizer(sys.argv[1]).save(sys.argv[2])" \
   "$minilm/tokenizer.json" "$work/tokenizer.json"
-for name in test train; do
-  csv=$data/$([ $name = train ] && echo training || echo test).csv.gz
+for name in train validation; do
+  csv=$data/$name.csv.gz
   step "embed-$name" "$work/encoder.int8.onnx $work/tokenizer.json $csv $pkg/embed.py $pkg/common.py" \
     "$work/$name.embeddings.npy $work/$name.labels.npy" \
     "$py" -m tweetflow_model.embed --model "$work/encoder.int8.onnx" --tokenizer "$work/tokenizer.json" \
       --csv "$csv" --out-dir "$work" --name "$name"
 done
-step train "$work/train.embeddings.npy $work/train.labels.npy $work/test.embeddings.npy $work/test.labels.npy $pkg/train.py $pkg/head.py" \
+step train "$work/train.embeddings.npy $work/train.labels.npy $work/validation.embeddings.npy $work/validation.labels.npy $pkg/train.py $pkg/head.py" \
   "$work/head.json $work/train_metrics.json" \
   "$py" -m tweetflow_model.train --emb-dir "$work" --out-dir "$work"
 step assemble "$work/encoder.int8.onnx $work/head.json $minilm/tokenizer.json $minilm/config.json $pkg/assemble.py $pkg/head.py $pkg/common.py" \

@@ -1,5 +1,5 @@
 """Prints where the newest tweet_sentiment run put its report, its MLflow run page and its
-key figures (tweets, tweets with mentions, distinct mentions, accuracy, F1).
+key figures (tweets replayed, tweets, tweets with mentions, distinct mentions, accuracy, F1).
 
 Usage: tweetflow runs list --json --limit 50 | python scripts/demo-summary.py [RUNS_DIR]
 """
@@ -24,7 +24,7 @@ def main() -> None:
         return "-" if v is None else fmt.format(v)
 
     report = out("report").get("report")
-    metrics, clean, profile = out("log_metrics"), out("clean"), out("profile")
+    metrics, clean, profile, replay = out("log_metrics"), out("clean"), out("profile"), out("replay")
     link = os.path.join(runs_dir, run["run_id"], "mlflow.json")
     url = json.load(open(link))["url"] if os.path.exists(link) else "not logged to MLflow"
     where = os.path.abspath(report) if report else "not written"
@@ -32,6 +32,8 @@ def main() -> None:
     print(f"Run {run['run_id']}: {run['status']}")
     print(f"  report.html: {where}")
     print(f"  MLflow run:  {url}")
+    if replay.get("tweets") is not None:
+        print(f"  replayed:    {num(replay.get('tweets'))} tweets from {run.get('params', {}).get('csv', '?')}")
     print(
         f"  tweets: {num(clean.get('tweets'))}, with mentions: "
         f"{num(clean.get('tweets_with_mentions'))}, distinct mentions: "
@@ -40,8 +42,11 @@ def main() -> None:
     print(
         f"  accuracy: {num(metrics.get('accuracy'), '{:.3f}')}, "
         f"F1: {num(metrics.get('f1'), '{:.3f}')} "
-        f"(on {num(metrics.get('binary_support'))} positive/negative labelled tweets)"
+        f"(on {num(metrics.get('binary_support'))} positive/negative labelled tweets called "
+        f"positive or negative; {num(metrics.get('neutral_predictions_excluded'))} called neutral left out)"
     )
+    if metrics.get("macro_f1") is not None:
+        print(f"  macro F1 over negative/neutral/positive: {metrics['macro_f1']:.3f}")
 
 
 if __name__ == "__main__":

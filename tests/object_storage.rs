@@ -26,7 +26,7 @@ tasks:
   ingest:
     type: ingest
     depends_on: [replay]
-    with: {{ source: "${{params.root}}/landing", table: "${{params.root}}/bronze" }}
+    with: {{ source: "${{params.root}}/landing", table: "${{params.root}}/bronze", settle_time: 0s }}
   clean:
     type: clean
     depends_on: [ingest]
@@ -161,4 +161,126 @@ fn misconfigured_storage_is_a_config_error_naming_the_param() {
         "{replay:#}"
     );
     assert!(!all_text(&sb.runs()).contains(s3_server::SECRET_ACCESS_KEY));
+}
+
+/// Runs the checked-in main pipeline (`pipelines/tweet_sentiment.yaml`, small inputs, the
+/// tiny model) with its tables under `root`; `env` adds the process environment.
+fn run_main_pipeline(sb: &Sandbox, root: &str, env: &[(String, String)]) -> serde_json::Value {
+    let repo = tweetflow_test_support::repo_root();
+    let main = repo.join("pipelines/tweet_sentiment.yaml");
+    let csv = format!("csv={}", tweetflow_test_support::test_csv().display());
+    let model = format!("model={}", tweetflow_test_support::tiny_model().display());
+    let root = format!("root={root}");
+    let out = sb
+        .cmd(&[
+            "run",
+            main.to_str().unwrap(),
+            "--param",
+            &csv,
+            "--param",
+            &model,
+            "--param",
+            &root,
+            "--param",
+            "replay_limit=300",
+            "--json",
+        ])
+        .env(
+            "MLFLOW_TRACKING_URI",
+            &tweetflow_test_support::mlflow_server::server().url,
+        )
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{record:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    record
+}
+
+/// The row sets of `tables` under `root`, read by the Python `deltalake` package: each row as
+/// JSON without the columns that record when it was processed, sorted.
+fn python_row_sets(root: &str, tables: &[&str], env: &[(String, String)]) -> serde_json::Value {
+    let script = r#"
+import json, os, sys
+import deltalake
+root, out = sys.argv[1], {}
+for name in sys.argv[2:]:
+    t = deltalake.DeltaTable(f"{root}/{name}").to_pyarrow_table()
+    cols = [c for c in t.column_names if c != "processing_time"]
+    rows = [json.dumps({c: t.column(c)[i].as_py() for c in cols}, default=str, sort_keys=True) for i in range(t.num_rows)]
+    out[name] = sorted(rows)
+print(json.dumps(out))
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let out = std::process::Command::new(tweetflow_test_support::venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(root)
+        .args(tables)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The whole main pipeline (replay, ingest, clean, infer, aggregate, profile, log-metrics,
+/// report) with every location on S3 gives the same bronze, silver, gold and mentions row
+/// sets as the local run, both read back by the Python `deltalake` package.
+#[test]
+fn the_main_pipeline_on_s3_equals_the_local_run() {
+    let server = s3_server::server();
+    let s3_root = format!("s3://{}/main", s3_server::bucket("main"));
+    let sb = Sandbox::new();
+    let local_root = sb.path().join("local").display().to_string();
+    let local = run_main_pipeline(&sb, &local_root, &[]);
+    let on_s3 = run_main_pipeline(&sb, &s3_root, &server.env());
+    for record in [&local, &on_s3] {
+        for id in [
+            "replay",
+            "ingest",
+            "clean",
+            "infer",
+            "aggregate",
+            "profile",
+            "log_metrics",
+            "report",
+        ] {
+            assert_eq!(status(record, id), "succeeded", "{:#}", task(record, id));
+        }
+    }
+    let tables = ["bronze", "silver", "gold", "mentions"];
+    let expected = python_row_sets(&local_root, &tables, &[]);
+    let got = python_row_sets(&s3_root, &tables, &server.env());
+    for t in tables {
+        let rows = expected[t].as_array().unwrap();
+        assert!(!rows.is_empty(), "{t}: the local run wrote no rows");
+        assert_eq!(got[t], expected[t], "{t} on S3 differs from the local run");
+    }
+    assert_eq!(expected["bronze"].as_array().unwrap().len(), 300);
+    // The same metrics were measured on the same gold rows.
+    for key in ["accuracy", "f1", "macro_f1", "rows"] {
+        assert!(
+            task(&local, "log_metrics")["output"]["values"][key].is_number(),
+            "{:#}",
+            task(&local, "log_metrics")
+        );
+        assert_eq!(
+            task(&local, "log_metrics")["output"]["values"][key],
+            task(&on_s3, "log_metrics")["output"]["values"][key],
+            "{key}"
+        );
+    }
 }

@@ -297,7 +297,7 @@ name: tweet_sentiment_on_ray
 params: {{ root: local, shards: 1, executor: local }}
 tasks:
   replay: {{ type: replay, with: {{ csv: "{csv}", landing: landing, tweets_per_file: 50, limit: 800 }} }}
-  ingest: {{ type: ingest, depends_on: [replay], with: {{ source: landing, table: "${{params.root}}/bronze" }} }}
+  ingest: {{ type: ingest, depends_on: [replay], with: {{ source: landing, table: "${{params.root}}/bronze", settle_time: 0s }} }}
   clean: {{ type: clean, depends_on: [ingest], with: {{ input: "${{params.root}}/bronze", table: "${{params.root}}/silver" }} }}
   infer:
     type: infer

@@ -16,7 +16,7 @@ fn pipeline() -> String {
         r#"
 name: streaming_medallion
 tasks:
-  ingest: {{ type: ingest, with: {{ source: landing, table: tables/bronze, max_files_per_batch: 3 }} }}
+  ingest: {{ type: ingest, with: {{ source: landing, table: tables/bronze, max_files_per_batch: 3, settle_time: 0s }} }}
   clean: {{ type: clean, depends_on: [ingest], with: {{ input: tables/bronze, table: tables/silver }} }}
   infer: {{ type: infer, depends_on: [clean], with: {{ input: tables/silver, table: tables/gold, model: "{}", batch_size: 8, threads: 1 }} }}
 "#,
@@ -304,7 +304,7 @@ fn runs_prune_removes_cache_entries_whose_table_moved_on() {
     let sb = Sandbox::new();
     sb.write(
         "p.yaml",
-        "name: cached_medallion\ndefaults: { cache: { enabled: true } }\ntasks:\n  ingest: { type: ingest, with: { source: landing, table: tables/bronze } }\n  clean: { type: clean, depends_on: [ingest], with: { input: tables/bronze, table: tables/silver } }\n",
+        "name: cached_medallion\ndefaults: { cache: { enabled: true } }\ntasks:\n  ingest: { type: ingest, with: { source: landing, table: tables/bronze, settle_time: 0s } }\n  clean: { type: clean, depends_on: [ingest], with: { input: tables/bronze, table: tables/silver } }\n",
     );
     std::fs::create_dir(sb.path().join("landing")).unwrap();
     let files = staged(&sb);

@@ -245,7 +245,8 @@ pub async fn prepare_silver(opts: &InferBenchOptions) -> InferResult<PreparedSil
         let ro = WriteControl::default();
         tweetflow_tasks::medallion::replay::replay(&rp, &ro).await?;
         tweetflow_tasks::medallion::ingest::ingest(
-            &tweetflow_tasks::medallion::ingest::IngestParams::new(p("landing"), p("bronze")),
+            &tweetflow_tasks::medallion::ingest::IngestParams::new(p("landing"), p("bronze"))
+                .with_settle_time("0s"),
             &ro,
         )
         .await?;

@@ -282,7 +282,8 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
     let r = replay(&rp, &opts).await?;
     let replay_secs = t0.elapsed().as_secs_f64();
 
-    let mut ip = IngestParams::new(s(&landing), s(&bronze));
+    // Replay renames each file into place: no file is still being written.
+    let mut ip = IngestParams::new(s(&landing), s(&bronze)).with_settle_time("0s");
     ip.max_files_per_batch = options.max_files_per_batch;
     let t0 = Instant::now();
     let i = ingest(&ip, &opts).await?;
@@ -351,7 +352,7 @@ async fn bench_object_store(options: &BenchOptions, root: &str) -> Result<Object
     rp.repeat = if options.full { FULL_REPEAT } else { 1 };
     replay(&rp, &opts).await?;
     let before = tweetflow_delta::counting::requests();
-    let mut ip = IngestParams::new(at("landing"), at("bronze"));
+    let mut ip = IngestParams::new(at("landing"), at("bronze")).with_settle_time("0s");
     ip.max_files_per_batch = options.max_files_per_batch;
     let t0 = Instant::now();
     let i = ingest(&ip, &opts).await?;

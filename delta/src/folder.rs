@@ -36,6 +36,21 @@ pub fn is_landed_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.ends_with(".tmp")
 }
 
+/// A file of a landing folder (a regular file, or an object directly under the prefix) as
+/// listed: what tells a later listing whether it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The file name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its last modification, in milliseconds since the Unix epoch (`None` when the file
+    /// system does not say).
+    pub modified_ms: Option<i64>,
+    /// The object's entity tag (object stores only).
+    pub etag: Option<String>,
+}
+
 impl Folder {
     /// The folder at `location` (a local path, `file://` or an object-store URL).
     pub fn open(location: &str) -> Result<Folder> {
@@ -73,10 +88,22 @@ impl Folder {
         }
     }
 
-    /// The landed names, sorted; `None` when a local folder does not exist (an object-store
-    /// prefix always exists, possibly empty).
+    /// The landed names ([`is_landed_name`]), sorted; `None` when a local folder does not
+    /// exist (an object-store prefix always exists, possibly empty).
     pub async fn list(&self) -> Result<Option<Vec<String>>> {
-        let mut names = Vec::new();
+        Ok(self.list_entries().await?.map(|entries| {
+            entries
+                .into_iter()
+                .map(|e| e.name)
+                .filter(|n| is_landed_name(n))
+                .collect()
+        }))
+    }
+
+    /// Every file of the folder with its size and modification time, sorted by name, hidden
+    /// and temporary names included; `None` when a local folder does not exist.
+    pub async fn list_entries(&self) -> Result<Option<Vec<Listed>>> {
+        let mut entries = Vec::new();
         match self {
             Folder::Local(dir) => {
                 if !dir.is_dir() {
@@ -87,9 +114,19 @@ impl Folder {
                     let entry = entry.map_err(|e| StorageError::io(ctx(), e))?;
                     let name = entry.file_name().to_string_lossy().into_owned();
                     let ft = entry.file_type().map_err(|e| StorageError::io(ctx(), e))?;
-                    if is_landed_name(&name) && ft.is_file() {
-                        names.push(name);
+                    if !ft.is_file() {
+                        continue;
                     }
+                    // A file deleted between the directory read and its metadata is not listed.
+                    let Ok(meta) = entry.metadata() else {
+                        continue;
+                    };
+                    entries.push(Listed {
+                        name,
+                        size: meta.len(),
+                        modified_ms: meta.modified().ok().and_then(epoch_ms),
+                        etag: None,
+                    });
                 }
             }
             Folder::Remote { location, store } => {
@@ -99,14 +136,20 @@ impl Folder {
                     .map_err(|e| storage::classify_store(location, e))?;
                 for meta in listing.objects {
                     let name = meta.location.filename().unwrap_or_default().to_string();
-                    if is_landed_name(&name) {
-                        names.push(name);
+                    if name.is_empty() {
+                        continue;
                     }
+                    entries.push(Listed {
+                        name,
+                        size: meta.size,
+                        modified_ms: Some(meta.last_modified.timestamp_millis()),
+                        etag: meta.e_tag,
+                    });
                 }
             }
         }
-        names.sort();
-        Ok(Some(names))
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Some(entries))
     }
 
     /// A buffered reader of the landed object `name` (an object is fetched whole: landing
@@ -171,5 +214,13 @@ impl Folder {
             Folder::Local(dir) => dir.join(name).is_file(),
             Folder::Remote { store, .. } => store.head(&Path::from(name)).await.is_ok(),
         }
+    }
+}
+
+/// Milliseconds since the Unix epoch of `t` (negative before it).
+fn epoch_ms(t: std::time::SystemTime) -> Option<i64> {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).ok(),
+        Err(e) => i64::try_from(e.duration().as_millis()).ok().map(|ms| -ms),
     }
 }

@@ -16,8 +16,11 @@ from . import MAX_LENGTH
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASETS = REPO_ROOT / "datasets" / "sentiment140"
-TRAIN_CSV = DATASETS / "training.csv.gz"
+TRAIN_CSV = DATASETS / "training.csv.gz"  # all training tweets; split into the two parts below
+TRAIN_PART_CSV = DATASETS / "train.csv.gz"  # 90 %: the head is fitted on it (tweetflow_model.split)
+VALIDATION_CSV = DATASETS / "validation.csv.gz"  # the held-out 10 %
 TEST_CSV = DATASETS / "test.csv.gz"
+UNSEEN_CSV = DATASETS / "unseen.csv.gz"  # validation.csv.gz then test.csv.gz: what the demo replays
 
 
 def minilm_dir() -> Path:

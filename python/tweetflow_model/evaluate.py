@@ -3,8 +3,11 @@
 * binary: the positive and negative rows (359), prediction = NEG or POS by the larger of the
   two probabilities (the band is ignored), accuracy and F1;
 * 3-class: all rows (498), prediction = argmax over [NEG, NEU, POS] (the band applies),
-  accuracy, macro F1, per-class F1, confusion matrix. The band was tuned using the neutral rows
-  of this set, so NEU recall here is not an unbiased estimate.
+  accuracy, macro F1, per-class F1, confusion matrix.
+
+The model was fitted on the train part and its C and neutral band chosen on the validation part
+of the training tweets (tweetflow_model.train); no row of this set was used, so these figures
+are held-out estimates, NEU included.
 
     python -m tweetflow_model.evaluate --model-dir DIR [--csv test.csv.gz] --out metrics.json
 """

@@ -21,9 +21,9 @@ pub async fn add_silver(dir: &Path, prefix: &str, limit: usize, seed: Option<u64
     rp.seed = seed;
     let o = WriteControl::default();
     replay(&rp, &o).await.expect("replay");
-    ingest(&IngestParams::new(p(dir, "landing"), p(dir, "bronze")), &o)
-        .await
-        .expect("ingest");
+    // Replay renames each file into place: no file is still being written.
+    let ip = IngestParams::new(p(dir, "landing"), p(dir, "bronze")).with_settle_time("0s");
+    ingest(&ip, &o).await.expect("ingest");
     clean(&CleanParams::new(p(dir, "bronze"), p(dir, "silver")), &o)
         .await
         .expect("clean");

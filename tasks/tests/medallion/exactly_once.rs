@@ -73,7 +73,8 @@ pub(crate) fn params(dir: &Path) -> (IngestParams, CleanParams, AggregateParams)
 
 /// [`params`] for tables and landing under `root`.
 pub(crate) fn params_at(root: &str) -> (IngestParams, CleanParams, AggregateParams) {
-    let mut ip = IngestParams::new(at(root, "landing"), at(root, "bronze"));
+    // Replay renames each file into place: no file is still being written.
+    let mut ip = IngestParams::new(at(root, "landing"), at(root, "bronze")).with_settle_time("0s");
     ip.max_files_per_batch = 3;
     (
         ip,

@@ -3,6 +3,7 @@
 mod common;
 mod exactly_once;
 mod golden;
+mod landing;
 mod long_history;
 mod maintenance;
 mod python;

@@ -86,7 +86,7 @@ async fn optimize_vacuum_show_reset() {
     let mut rp = ReplayParams::new(test_csv().display().to_string(), p(d, "landing"));
     rp.tweets_per_file = 50;
     replay(&rp, &WriteControl::default()).await.unwrap();
-    let mut ip = IngestParams::new(p(d, "landing"), p(d, "bronze"));
+    let mut ip = IngestParams::new(p(d, "landing"), p(d, "bronze")).with_settle_time("0s");
     ip.max_files_per_batch = 2;
     ingest(&ip, &WriteControl::default()).await.unwrap();
     let cp = CleanParams::new(p(d, "bronze"), p(d, "silver"));
@@ -166,7 +166,7 @@ async fn profile_bronze_and_silver() {
     let rp = ReplayParams::new(test_csv().display().to_string(), p(d, "landing"));
     replay(&rp, &WriteControl::default()).await.unwrap();
     ingest(
-        &IngestParams::new(p(d, "landing"), p(d, "bronze")),
+        &IngestParams::new(p(d, "landing"), p(d, "bronze")).with_settle_time("0s"),
         &WriteControl::default(),
     )
     .await
@@ -247,7 +247,8 @@ async fn tasks_through_the_registry() {
     .await
     .unwrap();
     assert_eq!(out.get("files"), Some(&json!(2)));
-    let ingest_params = json!({"source": p(d, "landing"), "table": p(d, "bronze")});
+    let ingest_params =
+        json!({"source": p(d, "landing"), "table": p(d, "bronze"), "settle_time": "0s"});
     let out = run("ingest", ingest_params.clone()).await.unwrap();
     assert_eq!(out.get("rows"), Some(&json!(498)));
     let ingest_task = registry.get("ingest").unwrap();

@@ -55,7 +55,7 @@ async fn python_deltalake_reads_bronze_and_silver() {
     rp.tweets_per_file = 200;
     replay(&rp, &WriteControl::default()).await.unwrap();
     let none = WriteControl::default();
-    let mut ip = IngestParams::new(p(d, "landing"), p(d, "bronze"));
+    let mut ip = IngestParams::new(p(d, "landing"), p(d, "bronze")).with_settle_time("0s");
     ip.max_files_per_batch = 2;
     ingest(&ip, &none).await.unwrap();
     let c = clean(&CleanParams::new(p(d, "bronze"), p(d, "silver")), &none)

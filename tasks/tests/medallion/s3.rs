@@ -280,3 +280,36 @@ async fn killed_processes_on_s3_then_rerun_equal_an_uninterrupted_run() {
     let snap = storage::scoped(options(), snapshot_at(&root)).await;
     assert_same(&reference, &snap, "killed processes on S3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_landing_objects_settle_and_changes_are_reported() {
+    let root = s3_root("settle");
+    storage::scoped(options(), async {
+        let landing = tweetflow_delta::folder::Folder::open(&format!("{root}/landing")).unwrap();
+        let line = "{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@a hi\", \"sentiment\": \"positive\"}\n";
+        landing.write("a.jsonl", line.as_bytes().to_vec()).await.unwrap();
+        landing.write("a.jsonl.tmp", line.as_bytes().to_vec()).await.unwrap();
+        let (mut ip, _, _) = params_at(&root);
+        ip.settle_time = "5s".into();
+        let none = WriteControl::default();
+        // The object's last-modified time is now: it is left for a later run.
+        let s = ingest(&ip, &none).await.unwrap();
+        assert_eq!((s.files, s.rows, s.settling), (0, 0, 1), "{s:?}");
+        ip.settle_time = "0s".into();
+        let s = ingest(&ip, &none).await.unwrap();
+        assert_eq!((s.files, s.rows, s.settling), (1, 1, 0), "{s:?}");
+        // The object is replaced by another content: reported once, not ingested again.
+        landing
+            .write("a.jsonl", format!("{line}{line}").into_bytes())
+            .await
+            .unwrap();
+        let s = ingest(&ip, &none).await.unwrap();
+        assert_eq!((s.files, s.rows, s.changed), (0, 0, 1), "{s:?}");
+        let s = ingest(&ip, &none).await.unwrap();
+        assert_eq!((s.files, s.rows, s.changed), (0, 0, 0), "{s:?}");
+        let q = rows_of(&ip.quarantine_location(), &["source_file", "reason"]).await;
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert!(q[0][1].starts_with("changed_after_ingest"), "{q:?}");
+    })
+    .await;
+}

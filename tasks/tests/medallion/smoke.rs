@@ -15,7 +15,7 @@ async fn replay_ingest_clean_test_set() {
     assert_eq!(r.tweets, 498);
     assert_eq!(r.files, 5);
     let s = ingest(
-        &IngestParams::new(p(d, "landing"), p(d, "bronze")),
+        &IngestParams::new(p(d, "landing"), p(d, "bronze")).with_settle_time("0s"),
         &WriteControl::default(),
     )
     .await

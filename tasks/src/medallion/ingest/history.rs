@@ -18,6 +18,7 @@ use crate::medallion::log_summary::fold_commit_infos;
 use tweetflow_delta::table;
 
 use super::APP_ID;
+use super::changed::FileState;
 use super::shard::BatchId;
 
 /// What the bronze log says about earlier ingest batches.
@@ -28,6 +29,9 @@ pub(super) struct BronzeHistory {
     pub(super) files: BTreeSet<String>,
     /// batch key ([`BatchId::key`]) -> (files, quarantined lines)
     pub(super) batches: BTreeMap<String, (Vec<String>, u64)>,
+    /// The state of each taken file when it was taken (commits that recorded it).
+    #[serde(default)]
+    pub(super) taken: BTreeMap<String, FileState>,
 }
 
 /// Adds the ingest commit `info` to `history`.
@@ -49,6 +53,12 @@ fn record(history: &mut BronzeHistory, info: &Value) {
         })
         .unwrap_or_default();
     let q = info.get("quarantined").and_then(Value::as_u64).unwrap_or(0);
+    let states = info.get("taken").and_then(Value::as_array);
+    for state in states.into_iter().flatten() {
+        if let Ok(state) = serde_json::from_value::<FileState>(state.clone()) {
+            history.taken.insert(state.name.clone(), state);
+        }
+    }
     history.files.extend(list.iter().cloned());
     history.batches.insert(b, (list, q));
 }

@@ -1,11 +1,14 @@
 //! `ingest`: landing JSON-lines files into the bronze Delta table, exactly once.
 //!
 //! Each landing file is a JSON-lines file of tweets `{"date", "user", "text", "sentiment"}`
-//! (strings). The landing folder is a local folder or an object-store prefix (`s3://...`,
-//! listed with one object listing per run). The task lists it (regular files or the objects
-//! directly under the prefix, sorted by name; names starting
-//! with `.` or ending in `.tmp` are skipped), takes the files no earlier commit took, at most
-//! `max_files_per_batch` per commit, and streams them in bounded Arrow batches into Parquet.
+//! (strings), plain or gzip-compressed (`*.gz`, read as a stream). The landing folder is a
+//! local folder or an object-store prefix (`s3://...`, listed with one object listing per run).
+//! The task lists it (regular files or the objects directly under the prefix, sorted by name),
+//! leaves out hidden and temporary names (`skip_names`) and files modified within
+//! `settle_time` (still being written: a later run takes them; see [`landing`]), takes the
+//! files no earlier commit took, at most `max_files_per_batch` per commit, and streams them in
+//! bounded Arrow batches into Parquet. A taken file that changed since is reported, not read
+//! again (see [`changed`]).
 //!
 //! **Exactly once.** Every bronze commit records the application transaction
 //! (`tweetflow-ingest`, batch number) and, in `commitInfo.tweetflow`, the files it took and how
@@ -27,18 +30,23 @@
 //! field (or has it `null`), has a non-string required field, or a `sentiment` other than
 //! `positive`/`negative`/`neutral` (or, with `add_columns`, an unknown field whose name clashes
 //! with a bronze column) goes to the quarantine table with its raw text (lossy),
-//! raw bytes, file, line number and reason. Empty lines are skipped. Unknown fields follow
+//! raw bytes, file, line number and reason. So does a line longer than `max_record_bytes`
+//! (only its first bytes are kept; the line is never held whole, see [`lines`]) and the
+//! undecodable rest of a corrupt gzip file. Empty lines are skipped. Unknown fields follow
 //! `schema_evolution`.
 
 mod batch;
+pub mod changed;
 mod history;
+pub mod landing;
+pub mod lines;
 mod params;
 mod parse;
 mod quarantine;
 pub mod shard;
 mod writer;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use deltalake::DeltaTable;
@@ -52,14 +60,16 @@ use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutpu
 use crate::medallion::error::{MedallionError, Result};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op};
-use tweetflow_delta::folder::Folder;
+use tweetflow_delta::folder::{Folder, Listed};
 use tweetflow_delta::table::{self, CommitRequest};
 
 pub use batch::assemble;
+use changed::{FileState, changed_files, report_changed};
 use history::{BronzeHistory, read_history};
+use landing::{LandingFilter, Selected};
 pub use params::{
-    IngestParams, IngestSummary, SchemaEvolution, bronze_schema, default_quarantine,
-    quarantine_schema,
+    DEFAULT_MAX_RECORD_BYTES, DEFAULT_SETTLE_TIME, DEFAULT_SKIP_NAMES, IngestParams, IngestSummary,
+    SchemaEvolution, bronze_schema, default_quarantine, quarantine_schema,
 };
 use quarantine::{QuarantineLog, commit_quarantine};
 use shard::BatchId;
@@ -88,6 +98,20 @@ pub async fn list_landing(folder: &Folder, source: &str) -> Result<Vec<String>> 
         })
 }
 
+/// The files of `source` split by `filter` into ready and still-settling ones; a missing
+/// local folder is an error.
+async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Result<Selected> {
+    let listed: Vec<Listed> =
+        folder
+            .list_entries()
+            .await?
+            .ok_or_else(|| MedallionError::MissingInput {
+                what: "landing folder",
+                location: source.to_string(),
+            })?;
+    Ok(filter.select(listed, std::time::SystemTime::now()))
+}
+
 /// Runs `ingest` to completion: every pending landing file, batch by batch.
 ///
 /// When another writer commits to the table while a batch is being written, the batch is
@@ -108,6 +132,13 @@ pub async fn ingest_shard(
             message: "must be at least 1".into(),
         });
     }
+    if params.max_record_bytes == 0 {
+        return Err(MedallionError::Param {
+            param: "max_record_bytes",
+            message: "must be at least 1".into(),
+        });
+    }
+    LandingFilter::new(params)?;
     let mut summary = IngestSummary {
         table: params.table.clone(),
         table_version: -1,
@@ -136,7 +167,21 @@ async fn ingest_attempt(
     let qloc = params.quarantine_location();
     // One listing per attempt (fails early on a missing folder, before touching any table).
     let folder = Folder::open(&params.source)?;
-    let landed = list_landing(&folder, &params.source).await?;
+    let filter = LandingFilter::new(params)?;
+    let mut selected = list_ready(&folder, &params.source, &filter).await?;
+    // A shard sees only its part of the landing files.
+    selected.ready.retain(|l| shard::takes(&l.name, shard));
+    if !selected.fresh.is_empty() {
+        tracing::info!(source = %params.source, files = selected.fresh.len(), settle_time = %params.settle_time,
+            "landing files modified within the settle time are left for a later run");
+    }
+    summary.settling = selected.fresh.len() as u64;
+    let states: BTreeMap<String, FileState> = selected
+        .ready
+        .iter()
+        .map(|l| (l.name.clone(), FileState::from(l)))
+        .collect();
+    let landed: Vec<String> = selected.ready.iter().map(|l| l.name.clone()).collect();
     let mut table = table::open_table(&loc).await?;
 
     // What earlier runs committed, read once from the log; kept up to date in memory after
@@ -150,14 +195,26 @@ async fn ingest_attempt(
     // Catch up quarantine rows of committed batches whose quarantine commit is missing.
     let mut qlog = QuarantineLog::new();
     if let Some(t) = table.as_ref() {
-        catch_up_quarantine(params, &folder, t, &history, shard, &mut qlog, ctl).await?;
+        let p = &history;
+        catch_up_quarantine(params, &folder, t, p, shard, &mut qlog, ctl).await?;
+        if !changed_files(&selected.ready, &p.taken, &qlog).is_empty() {
+            if let Some(qt) = table::open_table(&qloc).await? {
+                qlog.update(&qt, &qloc).await?;
+            }
+            let changed = changed_files(&selected.ready, &p.taken, &qlog);
+            let now = chrono::Utc::now().timestamp_micros();
+            if let Some(qv) = report_changed(params, &changed, &mut qlog, now).await? {
+                summary.quarantine_version = qv;
+                summary.changed += changed.len() as u64;
+            }
+        }
     }
     let mut progress = ProgressReporter::new("landing files", None);
     loop {
         ctl.check_cancel()?;
         let pending: Vec<String> = landed
             .iter()
-            .filter(|name| shard::takes(name, shard) && !history.files.contains(*name))
+            .filter(|name| !history.files.contains(*name))
             .take(params.max_files_per_batch)
             .cloned()
             .collect();
@@ -215,13 +272,14 @@ async fn ingest_attempt(
         }
         actions.extend(adds.into_iter().map(Action::Add));
         let files: Vec<String> = pending;
+        let taken: Vec<&FileState> = files.iter().filter_map(|f| states.get(f)).collect();
         // Exactly-once check, in the commit path: the recorded batch must not have moved and
         // no other commit may have taken these files.
         let planned_after = (batch_no > 1).then_some(batch_no - 1);
         let batch = BatchId::new(shard, batch_no);
         let info = json!({
             "app": APP_ID, "kind": "ingest", "batch": batch_no, "files": files,
-            "rows": w.rows, "quarantined": w.quarantined, "shard": batch.shard,
+            "taken": taken, "rows": w.rows, "quarantined": w.quarantined, "shard": batch.shard,
         });
         let version = shard::commit_batch(
             &mut t,
@@ -253,11 +311,15 @@ async fn ingest_attempt(
         summary.files += files.len() as u64;
         summary.batches += 1;
         summary.table_version = version;
-        history.batch = batch_no;
-        history.files.extend(files.iter().cloned());
-        history
-            .batches
-            .insert(batch.key(), (files.clone(), quarantined));
+        let p = &mut history;
+        p.batch = batch_no;
+        p.files.extend(files.iter().cloned());
+        for name in &files {
+            if let Some(state) = states.get(name) {
+                p.taken.insert(name.clone(), state.clone());
+            }
+        }
+        p.batches.insert(batch.key(), (files.clone(), quarantined));
         tracing::info!(table = %loc, batch = batch_no, files = files.len(), rows, quarantined, version, "ingest batch committed");
         table = Some(t);
     }
@@ -322,17 +384,18 @@ async fn catch_up_quarantine(
     Ok(())
 }
 
-/// How many landing files no bronze commit has taken yet.
+/// How many ready landing files (not skipped, settled) no bronze commit has taken yet.
 pub async fn pending_files(params: &IngestParams) -> Result<usize> {
     let folder = Folder::open(&params.source)?;
-    let landing = list_landing(&folder, &params.source).await?;
+    let filter = LandingFilter::new(params)?;
+    let landing = list_ready(&folder, &params.source, &filter).await?.ready;
     let Some(t) = table::open_table(&params.table).await? else {
         return Ok(landing.len());
     };
     let history = read_history(&t, &params.table, APP_ID).await?;
     Ok(landing
         .iter()
-        .filter(|name| !history.files.contains(*name))
+        .filter(|l| !history.files.contains(&l.name))
         .count())
 }
 

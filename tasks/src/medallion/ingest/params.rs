@@ -27,11 +27,43 @@ pub(super) fn default_max_files() -> usize {
     1000
 }
 
+/// The default `settle_time`: files modified more recently than this are still being written.
+pub const DEFAULT_SETTLE_TIME: &str = "5s";
+/// The default `skip_names`: hidden and temporary names of common writers (`.name`, `_name`
+/// as Spark and Hadoop skip them, `*.tmp`, `*.temp`, `*.partial`, `*.part`, `*.crdownload`,
+/// Hadoop's `*._COPYING_`, editor backups `*~`).
+pub const DEFAULT_SKIP_NAMES: [&str; 9] = [
+    ".*",
+    "_*",
+    "*.tmp",
+    "*.temp",
+    "*.partial",
+    "*.part",
+    "*.crdownload",
+    "*_COPYING_*",
+    "*~",
+];
+/// The default `max_record_bytes` (1 MiB).
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1024 * 1024;
+
+fn default_settle_time() -> String {
+    DEFAULT_SETTLE_TIME.to_string()
+}
+
+fn default_skip_names() -> Vec<String> {
+    DEFAULT_SKIP_NAMES.iter().map(|s| s.to_string()).collect()
+}
+
+fn default_max_record_bytes() -> u64 {
+    DEFAULT_MAX_RECORD_BYTES
+}
+
 /// Params of `ingest`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestParams {
-    /// Landing folder of JSON-lines files (local path). Missing folder = error; empty = no-op.
+    /// Landing folder of JSON-lines files, plain or gzip-compressed (`.gz`): a local path or an
+    /// object-store prefix. Missing folder = error; empty = no-op.
     pub source: String,
     /// Bronze Delta table location (path or URL).
     pub table: String,
@@ -45,6 +77,21 @@ pub struct IngestParams {
     /// Unknown fields: `rescue` (default), `add_columns`, `fail` or `ignore`.
     #[serde(default)]
     pub schema_evolution: SchemaEvolution,
+    /// Landing files modified more recently than this (a duration such as `5s`, `1m`; default
+    /// `5s`) are still being written: they are left for a later run. `0s` takes every file at
+    /// once (writers that write under a hidden or temporary name, then rename).
+    #[serde(default = "default_settle_time")]
+    pub settle_time: String,
+    /// Landing file names never read: patterns where `*` matches any run of characters
+    /// (default: `.*`, `_*`, `*.tmp`, `*.temp`, `*.partial`, `*.part`, `*.crdownload`,
+    /// `*_COPYING_*`, `*~`). An empty list reads every name.
+    #[serde(default = "default_skip_names")]
+    pub skip_names: Vec<String>,
+    /// Records (lines) longer than this many bytes go to the quarantine with the reason
+    /// `max_record_bytes` (default 1 MiB, 1048576); only their first bytes are kept there.
+    #[serde(default = "default_max_record_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_record_bytes: u64,
 }
 
 impl IngestParams {
@@ -56,7 +103,16 @@ impl IngestParams {
             quarantine: None,
             max_files_per_batch: default_max_files(),
             schema_evolution: SchemaEvolution::default(),
+            settle_time: default_settle_time(),
+            skip_names: default_skip_names(),
+            max_record_bytes: default_max_record_bytes(),
         }
+    }
+
+    /// The same params with `settle_time` set (e.g. `0s` for writers that rename into place).
+    pub fn with_settle_time(mut self, settle_time: impl Into<String>) -> Self {
+        self.settle_time = settle_time.into();
+        self
     }
 
     /// The quarantine table location.
@@ -91,6 +147,10 @@ pub struct IngestSummary {
     pub quarantine: String,
     /// Quarantine table version (-1: none).
     pub quarantine_version: i64,
+    /// Landing files left for a later run: modified within `settle_time`.
+    pub settling: u64,
+    /// Taken landing files found changed since, reported by this run (see `changed`).
+    pub changed: u64,
 }
 
 /// The bronze schema before any evolution.

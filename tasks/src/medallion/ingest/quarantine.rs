@@ -7,6 +7,7 @@ use deltalake::kernel::Action;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use serde_json::{Value, json};
 
+use super::changed::FileState;
 use super::shard::BatchId;
 use super::{APP_ID, IngestParams};
 use crate::medallion::error::{MedallionError, Result};
@@ -23,6 +24,8 @@ pub(super) struct QuarantineLog {
     pub(super) seen: i64,
     /// Batches whose quarantine rows are committed (their [`BatchId::key`]s).
     pub(super) done: BTreeSet<String>,
+    /// Changed landing file states already reported (`commitInfo.tweetflow.changed`).
+    pub(super) changed: BTreeSet<FileState>,
 }
 
 impl QuarantineLog {
@@ -30,6 +33,7 @@ impl QuarantineLog {
         QuarantineLog {
             seen: -1,
             done: BTreeSet::new(),
+            changed: BTreeSet::new(),
         }
     }
 
@@ -46,6 +50,13 @@ impl QuarantineLog {
                 if info.get("app").and_then(Value::as_str) != Some(APP_ID) {
                     return;
                 }
+                let changed = info.get("changed").and_then(Value::as_array);
+                self.changed.extend(
+                    changed
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| serde_json::from_value::<FileState>(v.clone()).ok()),
+                );
                 let batches = info.get("batches").and_then(Value::as_array);
                 done.extend(
                     batches

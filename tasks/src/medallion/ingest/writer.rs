@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -13,6 +12,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use serde_json::value::RawValue;
 
 use super::batch::{BronzeBatch, QuarantineBatch, assemble, timestamps};
+use super::lines::{BoundedLines, Line, decoded, is_corrupt_data, is_gzip};
 use super::parse::{Parsed, collides, json_kind, parse_line, raw_string};
 use super::{IngestParams, RESCUED, SchemaEvolution, quarantine_schema};
 use crate::medallion::error::{MedallionError, Result};
@@ -162,40 +162,51 @@ impl<'a> BatchWriter<'a> {
         Ok(())
     }
 
-    /// Reads one landing file, routing each line to bronze or quarantine.
+    /// Reads one landing file, routing each line to bronze or quarantine (lines over
+    /// `max_record_bytes` and the undecodable rest of a corrupt gzip file included).
     pub(super) async fn read_file(
         &mut self,
         table: &DeltaTable,
         name: &str,
         folder: &Folder,
     ) -> Result<()> {
-        let mut reader = folder.reader(name).await?;
-        let mut buf = Vec::with_capacity(1024);
+        let reader = decoded(name, folder.reader(name).await?);
+        let mut lines = BoundedLines::new(reader, self.params.max_record_bytes);
         let mut line_no: i64 = 0;
         loop {
-            buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
-                MedallionError::io(format!("reading `{name}` in `{}`", folder.location()), e)
-            })?;
-            if n == 0 {
-                break;
-            }
+            let line = match lines.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(e) if is_gzip(name) && is_corrupt_data(e.kind()) => {
+                    let reason = format!("corrupt gzip: {e}; the rest of the file is not read");
+                    self.quarantine_line(&[], name, line_no + 1, &reason)
+                        .await?;
+                    break;
+                }
+                Err(e) => {
+                    return Err(MedallionError::io(
+                        format!("reading `{name}` in `{}`", folder.location()),
+                        e,
+                    ));
+                }
+            };
             line_no += 1;
-            let mut line: &[u8] = &buf;
-            if line.last() == Some(&b'\n') {
-                line = &line[..line.len() - 1];
-            }
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
+            let line = match line {
+                Line::Record(bytes) => bytes,
+                Line::TooLong { prefix, len } => {
+                    let reason = format!(
+                        "max_record_bytes: the record has {len} bytes, more than {} (first {} bytes kept)",
+                        self.params.max_record_bytes,
+                        prefix.len()
+                    );
+                    self.quarantine_line(prefix, name, line_no, &reason).await?;
+                    continue;
+                }
+            };
             match parse_line(line) {
                 Parsed::Skip => {}
                 Parsed::Bad(reason) => {
-                    self.quarantine.push(line, name, line_no, &reason);
-                    self.quarantined += 1;
-                    if self.quarantine.rows >= BATCH_ROWS {
-                        self.flush_quarantine().await?;
-                    }
+                    self.quarantine_line(line, name, line_no, &reason).await?;
                 }
                 Parsed::Row { values, extras } => {
                     let collision = (self.params.schema_evolution == SchemaEvolution::AddColumns)
@@ -205,11 +216,7 @@ impl<'a> BatchWriter<'a> {
                         let reason = format!(
                             "field `{key}` cannot become a column: it collides with a bronze column"
                         );
-                        self.quarantine.push(line, name, line_no, &reason);
-                        self.quarantined += 1;
-                        if self.quarantine.rows >= BATCH_ROWS {
-                            self.flush_quarantine().await?;
-                        }
+                        self.quarantine_line(line, name, line_no, &reason).await?;
                         continue;
                     }
                     if !self.write_bronze {
@@ -222,6 +229,22 @@ impl<'a> BatchWriter<'a> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Adds one quarantine row, flushing the quarantine batch when it is full.
+    async fn quarantine_line(
+        &mut self,
+        raw: &[u8],
+        name: &str,
+        line: i64,
+        reason: &str,
+    ) -> Result<()> {
+        self.quarantine.push(raw, name, line, reason);
+        self.quarantined += 1;
+        if self.quarantine.rows >= BATCH_ROWS {
+            self.flush_quarantine().await?;
         }
         Ok(())
     }
