@@ -176,7 +176,7 @@ tasks:
     type: ingest
     depends_on: [replay]
     shards: ${{params.shards}}
-    with: {{ source: "${{params.root}}/landing", table: "${{params.root}}/bronze", max_files_per_batch: 2 }}
+    with: {{ source: "${{params.root}}/landing", table: "${{params.root}}/bronze", max_files_per_batch: 2, settle_time: 0s }}
   clean:
     type: clean
     depends_on: [ingest]
