@@ -9,7 +9,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TWEETFLOW := $(TARGET_DIR)/release/tweetflow
 export TWEETFLOW_VENV := $(abspath $(VENV))
 
-.PHONY: demo demo-s3 test setup venv browser build build-release test-rust test-python lint bench stop clean
+.PHONY: demo demo-s3 test setup venv browser azurite build build-release test-rust test-python lint bench stop clean
 
 ## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
 ## register the sentiment model (cached after the first time), then run the main pipeline on
@@ -38,10 +38,14 @@ demo-s3: setup build-release
 ## test: set up, then run every test (Rust workspace and Python)
 test: setup test-rust test-python
 
-setup: venv browser
+setup: venv browser azurite
 
 venv:
 	@scripts/setup-venv.sh
+
+## azurite: the Azure Storage emulator (npm registry) next to the venv, for the az:// tests
+azurite: venv
+	@scripts/setup-azurite.sh
 
 ## browser: Debian's chromium and chromium-driver for the UI's browser test
 browser:

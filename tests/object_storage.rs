@@ -1,12 +1,13 @@
 //! The `tweetflow` binary with tables and landing folders on a real S3 API server (moto,
 //! started by the tests): a pipeline whose `storage:` section carries the credentials (never
 //! recorded), `tweetflow table show|optimize|vacuum|reset` on `s3://` tables with the
-//! standard `AWS_*` variables, and misconfigurations as config errors naming the param.
+//! standard `AWS_*` variables, and misconfigurations as config errors naming the param; the
+//! whole main pipeline on S3 and on Azure Blob Storage (Azurite) equals the local run.
 
 mod common;
 
 use common::{Sandbox, status, task};
-use tweetflow_test_support::s3_server;
+use tweetflow_test_support::{azurite, s3_server};
 
 fn pipeline(root: &str, endpoint: &str, secret_from: &str) -> String {
     let csv = tweetflow_test_support::test_csv().display().to_string();
@@ -242,12 +243,26 @@ os._exit(0)
 #[test]
 fn the_main_pipeline_on_s3_equals_the_local_run() {
     let server = s3_server::server();
-    let s3_root = format!("s3://{}/main", s3_server::bucket("main"));
+    let root = format!("s3://{}/main", s3_server::bucket("main"));
+    main_pipeline_equals_the_local_run(&root, &server.env());
+}
+
+/// The same on Azure Blob Storage (`az://`, the Azurite emulator), with the standard
+/// `AZURE_*` variables.
+#[test]
+fn the_main_pipeline_on_azure_equals_the_local_run() {
+    let server = azurite::server();
+    let root = format!("az://{}/main", azurite::container("main"));
+    let sb = main_pipeline_equals_the_local_run(&root, &server.env());
+    assert!(!all_text(&sb.runs()).contains(azurite::ACCOUNT_KEY));
+}
+
+fn main_pipeline_equals_the_local_run(remote_root: &str, env: &[(String, String)]) -> Sandbox {
     let sb = Sandbox::new();
     let local_root = sb.path().join("local").display().to_string();
     let local = run_main_pipeline(&sb, &local_root, &[]);
-    let on_s3 = run_main_pipeline(&sb, &s3_root, &server.env());
-    for record in [&local, &on_s3] {
+    let remote = run_main_pipeline(&sb, remote_root, env);
+    for record in [&local, &remote] {
         for id in [
             "replay",
             "ingest",
@@ -263,24 +278,25 @@ fn the_main_pipeline_on_s3_equals_the_local_run() {
     }
     let tables = ["bronze", "silver", "gold", "mentions"];
     let expected = python_row_sets(&local_root, &tables, &[]);
-    let got = python_row_sets(&s3_root, &tables, &server.env());
+    let got = python_row_sets(remote_root, &tables, env);
     for t in tables {
         let rows = expected[t].as_array().unwrap();
         assert!(!rows.is_empty(), "{t}: the local run wrote no rows");
-        assert_eq!(got[t], expected[t], "{t} on S3 differs from the local run");
+        assert_eq!(
+            got[t], expected[t],
+            "{t} at {remote_root} differs from the local run"
+        );
     }
     assert_eq!(expected["bronze"].as_array().unwrap().len(), 300);
     // The same metrics were measured on the same gold rows.
     for key in ["accuracy", "f1", "macro_f1", "rows"] {
+        let value = |r: &serde_json::Value| task(r, "log_metrics")["output"]["values"][key].clone();
         assert!(
-            task(&local, "log_metrics")["output"]["values"][key].is_number(),
+            value(&local).is_number(),
             "{:#}",
             task(&local, "log_metrics")
         );
-        assert_eq!(
-            task(&local, "log_metrics")["output"]["values"][key],
-            task(&on_s3, "log_metrics")["output"]["values"][key],
-            "{key}"
-        );
+        assert_eq!(value(&local), value(&remote), "{key}");
     }
+    sb
 }
