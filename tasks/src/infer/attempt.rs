@@ -85,7 +85,8 @@ pub async fn infer_shard(
     }
     // Mistakes in `model` are reported whether or not there is data: the URI's syntax, and a
     // model directory that is not there (both without any network access).
-    if let ModelSource::Dir(dir) = ModelSource::parse(&params.model)?
+    if !super::remote_model::is_remote(&params.model)
+        && let ModelSource::Dir(dir) = ModelSource::parse(&params.model)?
         && !dir.is_dir()
     {
         tweetflow_model::verify_dir(&dir)?;
