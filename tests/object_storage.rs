@@ -164,52 +164,6 @@ fn misconfigured_storage_is_a_config_error_naming_the_param() {
     assert!(!all_text(&sb.runs()).contains(s3_server::SECRET_ACCESS_KEY));
 }
 
-/// Runs the checked-in main pipeline (`pipelines/tweet_sentiment.yaml`, small inputs, the
-/// given model) with its tables under `root`; `env` adds the process environment.
-fn run_main_pipeline(
-    sb: &Sandbox,
-    root: &str,
-    model: &str,
-    env: &[(String, String)],
-) -> serde_json::Value {
-    let repo = tweetflow_test_support::repo_root();
-    let main = repo.join("pipelines/tweet_sentiment.yaml");
-    let csv = format!("csv={}", tweetflow_test_support::test_csv().display());
-    let model = format!("model={model}");
-    let root = format!("root={root}");
-    let out = sb
-        .cmd(&[
-            "run",
-            main.to_str().unwrap(),
-            "--param",
-            &csv,
-            "--param",
-            &model,
-            "--param",
-            &root,
-            "--param",
-            "replay_limit=300",
-            "--json",
-        ])
-        .env(
-            "MLFLOW_TRACKING_URI",
-            &tweetflow_test_support::mlflow_server::server().url,
-        )
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
-    });
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{record:#}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    record
-}
-
 /// The row sets of `tables` under `root`, read by the Python `deltalake` package: each row as
 /// JSON without the columns that record when it was processed and where the model was read
 /// from, sorted.
@@ -302,22 +256,9 @@ fn main_pipeline_equals_the_local_run(
     let sb = Sandbox::new();
     let local_root = sb.path().join("local").display().to_string();
     let local_model = tweetflow_test_support::tiny_model().display().to_string();
-    let local = run_main_pipeline(&sb, &local_root, &local_model, &[]);
-    let remote = run_main_pipeline(&sb, remote_root, remote_model, env);
-    for record in [&local, &remote] {
-        for id in [
-            "replay",
-            "ingest",
-            "clean",
-            "infer",
-            "aggregate",
-            "profile",
-            "log_metrics",
-            "report",
-        ] {
-            assert_eq!(status(record, id), "succeeded", "{:#}", task(record, id));
-        }
-    }
+    let mlflow = &tweetflow_test_support::mlflow_server::server().url;
+    let local = sb.run_main_pipeline(&local_root, &local_model, 300, mlflow, &[]);
+    let remote = sb.run_main_pipeline(remote_root, remote_model, 300, mlflow, env);
     let tables = ["bronze", "silver", "gold", "mentions"];
     let expected = python_row_sets(&local_root, &tables, &[]);
     let got = python_row_sets(remote_root, &tables, env);

@@ -44,7 +44,7 @@ pub(super) async fn open_tables(params: &InferParams, shard: Option<Shard>) -> I
     let latest = table::version(&silver);
     let gold = table::open_table(gold_loc).await?;
     let progress = match &gold {
-        Some(gold) => shard::progress(gold, gold_loc, shard).await?,
+        Some(gold) => shard::GOLD.progress(gold, gold_loc, shard).await?,
         None => shard::Progress::default(),
     };
     let consumed = progress.consumed;
