@@ -76,7 +76,7 @@ bench: build-release
 ## the engine 50 times, the scheduler daemon for 10 minutes with 20 kills on a busy machine, 16
 ## runs at once, disk full, MLflow down/slow/500/429; prints one table, exits 1 if a row failed.
 ## Its short form is a test (tests/reliability.rs), so `make test` runs it.
-reliability: setup
+reliability: venv
 	$(CARGO) build --release --workspace --bin tweetflow --bin tweetflow-reliability
 	$(TARGET_DIR)/release/tweetflow-reliability --tweetflow $(abspath $(TWEETFLOW))
 
