@@ -40,18 +40,30 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>, SuiteError> {
         row.injected += 1;
         *landed.entry(where_killed(&sb)).or_default() += 1;
 
-        let out = sb.resume_or_rerun(&format!("resume{i}"))?;
+        // Killed after the run recorded its success, while exiting: nothing to resume.
+        let recorded_success = sb
+            .run_ids()
+            .last()
+            .and_then(|id| sb.record(id))
+            .is_some_and(|r| r["status"] == "succeeded");
+        let resumed = if recorded_success {
+            None
+        } else {
+            Some(sb.resume_or_rerun(&format!("resume{i}"))?)
+        };
         let d = diff(&ctx.reference, &ctx.snapshot(&sb.data()));
         row.lost += d.lost;
         row.duplicated += d.duplicated;
-        if out.succeeded() && d.details.is_empty() {
-            row.survived += 1;
-        } else {
+        if let Some(out) = resumed.filter(|o| !o.succeeded()) {
             row.fail(format!(
                 "kill {i}: resume {}; {}",
                 out.describe(),
                 d.details.join("; ")
             ));
+        } else if d.details.is_empty() {
+            row.survived += 1;
+        } else {
+            row.fail(format!("kill {i}: {}", d.details.join("; ")));
         }
     }
     let mut where_ = landed
@@ -94,7 +106,9 @@ fn where_killed(sb: &Sandbox) -> String {
             _ => {}
         }
     }
+    let succeeded = sb.record(&id).is_some_and(|r| r["status"] == "succeeded");
     match (running.is_empty(), finished) {
+        (true, _) if succeeded => "exit, after the run was recorded".into(),
         (true, 0) => "start-up".into(),
         (true, _) => "between tasks".into(),
         (false, _) => running.into_iter().collect::<Vec<_>>().join("+"),
