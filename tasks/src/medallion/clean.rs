@@ -36,6 +36,7 @@ use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutpu
 
 use super::error::{MedallionError, Result};
 use super::ingest::{assemble, default_quarantine};
+use super::table_shape;
 use super::text::{clean_text, parse_tweet_date, tweet_id};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op, commit_planned};
@@ -110,6 +111,18 @@ pub fn silver_schema() -> tweetflow_delta::Result<StructType> {
         ("mention", DataType::STRING),
         ("cleaned_text", DataType::STRING),
         ("sentiment", DataType::STRING),
+    ])
+}
+
+/// The bronze columns clean reads.
+fn bronze_input_columns() -> tweetflow_delta::Result<StructType> {
+    table::schema_of(&[
+        ("date", DataType::STRING),
+        ("user", DataType::STRING),
+        ("text", DataType::STRING),
+        ("sentiment", DataType::STRING),
+        ("source_file", DataType::STRING),
+        ("line", DataType::LONG),
     ])
 }
 
@@ -394,7 +407,22 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
                 location: bronze_loc.clone(),
             })?;
     let hi = table::version(&bronze);
+    table_shape::require_columns(
+        &bronze,
+        &bronze_loc,
+        "input",
+        "a bronze table",
+        &table_shape::columns_of(&bronze_input_columns()?, &[]),
+    )?;
     let mut silver = table::open_or_create(&silver_loc, &silver_schema()?, &[]).await?;
+    let silver_columns = table_shape::columns_of(&silver_schema()?, &[]);
+    table_shape::require_columns(
+        &silver,
+        &silver_loc,
+        "table",
+        "a silver table",
+        &silver_columns,
+    )?;
     let consumed = table::app_version(&silver, &silver_loc, APP_ID).await?;
     let lo = consumed.unwrap_or(-1);
     let mut summary = CleanSummary {
@@ -413,6 +441,14 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
         return Ok(summary);
     }
     let mut quarantine = table::open_or_create(&q_loc, &quarantine_schema()?, &[]).await?;
+    let q_columns = table_shape::columns_of(&quarantine_schema()?, &[]);
+    table_shape::require_columns(
+        &quarantine,
+        &q_loc,
+        "quarantine",
+        "a clean quarantine table",
+        &q_columns,
+    )?;
     let q_recorded = table::app_version(&quarantine, &q_loc, APP_ID).await?;
     let q_done = q_recorded.unwrap_or(-1);
     let silver_schema = table::arrow_schema(&silver, &silver_loc)?;
@@ -515,6 +551,10 @@ impl Task for CleanTask {
         params: CleanParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let qloc = params.quarantine_location();
+        crate::run_store_guard::refuse_run_store(
+            ctx,
+            &[("table", &params.table), ("quarantine", &qloc)],
+        )?;
         let s = clean(&params, &super::write_control(ctx))
             .await
             .map_err(|e| {
