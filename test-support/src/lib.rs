@@ -4,6 +4,7 @@
 //! * [`s3_server`]: the one real S3 API server of a test process, and fresh buckets on it.
 //! * [`azurite`]: the one real Azure Blob Storage emulator (Azurite) of a test process.
 //! * [`ray_cluster`]: the one real local Ray cluster (head and worker node) of a test process.
+//! * [`fault_proxy`]: a TCP proxy injecting 503s, 500s and connection resets in front of one.
 //! * [`watched`]: server processes that die with the test process (the harnesses above).
 //! * [`fixtures`]: paths of the workspace's fixtures (the tiny models, the test tweets) and the
 //!   project's Python venv.
@@ -17,6 +18,7 @@
 
 pub mod azurite;
 pub mod context;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod medallion;
 pub mod mlflow_server;

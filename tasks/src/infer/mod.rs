@@ -34,6 +34,7 @@ mod gold;
 mod params;
 mod plan;
 mod progress;
+pub(crate) mod remote_model;
 mod resolve;
 pub mod shard;
 

@@ -58,7 +58,7 @@ pub(super) async fn open_tables(params: &InferParams, shard: Option<Shard>) -> I
         table_shape::require_columns(gold, gold_loc, "table", "a gold table", &columns)?;
     }
     let progress = match &gold {
-        Some(gold) => shard::progress(gold, gold_loc, shard).await?,
+        Some(gold) => shard::GOLD.progress(gold, gold_loc, shard).await?,
         None => shard::Progress::default(),
     };
     let consumed = progress.consumed;

@@ -313,3 +313,38 @@ async fn s3_landing_objects_settle_and_changes_are_reported() {
     })
     .await;
 }
+
+/// A store that throttles (503 Slow Down), fails (500) and resets connections now and then is
+/// retried by the store client: the run succeeds and the tables equal an uninterrupted run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_and_resetting_store_is_retried_and_tables_stay_exact() {
+    let reference = reference_run().await;
+    let root = s3_root("faults");
+    let proxy = tweetflow_test_support::fault_proxy::FaultProxy::start(s3_server::server().port, 4);
+    let options: StorageOptions = s3_server::server()
+        .options()
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "aws_endpoint_url" => (k, proxy.endpoint.clone()),
+            _ => (k, v),
+        })
+        .collect();
+    let snap = storage::scoped(options, async {
+        prepare_landing_at(&root).await;
+        let (ip, cp, ap) = params_at(&root);
+        let none = WriteControl::default();
+        let s = ingest(&ip, &none).await.unwrap();
+        assert_eq!((s.files, s.rows), (11, 500), "{s:?}");
+        clean(&cp, &none).await.unwrap();
+        aggregate(&ap, &none).await.unwrap();
+        snapshot_at(&root).await
+    })
+    .await;
+    assert!(
+        proxy.injected() >= 6,
+        "only {} faults were injected",
+        proxy.injected()
+    );
+    eprintln!("{} faults injected and survived", proxy.injected());
+    assert_same(&reference, &snap, "tables on a faulty S3");
+}

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::changed::FileState;
+use super::shard::BatchId;
 use super::{APP_ID, IngestParams};
 use crate::medallion::error::{MedallionError, Result};
 use crate::medallion::log_summary::fold_commit_infos;
@@ -22,8 +23,8 @@ use tweetflow_delta::table::{self, CommitRequest};
 pub(super) struct QuarantineLog {
     /// Last quarantine version read.
     pub(super) seen: i64,
-    /// Batches whose quarantine rows are committed.
-    pub(super) done: BTreeSet<i64>,
+    /// Batches whose quarantine rows are committed (their [`BatchId::key`]s).
+    pub(super) done: BTreeSet<String>,
     /// Changed landing file states already reported (`commitInfo.tweetflow.changed`).
     pub(super) changed: BTreeSet<FileState>,
 }
@@ -49,8 +50,13 @@ impl QuarantineLog {
                 return;
             }
             let batches = info.get("batches").and_then(Value::as_array);
-            s.done
-                .extend(batches.into_iter().flatten().filter_map(Value::as_i64));
+            s.done.extend(
+                batches
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_i64)
+                    .map(|b| BatchId::of_commit(info, b).key()),
+            );
             let changed = info.get("changed").and_then(Value::as_array);
             s.changed.extend(
                 changed
@@ -71,30 +77,52 @@ impl QuarantineLog {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(from = "StateFormat")]
 struct QuarantineState {
-    done: BTreeSet<i64>,
+    done: BTreeSet<String>,
     changed: BTreeSet<FileState>,
 }
 
-/// The saved forms of [`QuarantineState`]: the first summaries held only the batches.
+/// The saved forms of [`QuarantineState`]: the first summaries held only the batches, and
+/// the batches were numbers before shards.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum StateFormat {
-    Batches(BTreeSet<i64>),
+    Batches(Vec<SavedBatch>),
     State {
-        done: BTreeSet<i64>,
+        done: Vec<SavedBatch>,
         #[serde(default)]
         changed: BTreeSet<FileState>,
     },
 }
 
+/// A batch in a saved summary: a number (unsharded, the first format) or a [`BatchId::key`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SavedBatch {
+    Number(i64),
+    Key(String),
+}
+
+impl From<SavedBatch> for String {
+    fn from(b: SavedBatch) -> String {
+        match b {
+            SavedBatch::Number(n) => BatchId::new(None, n).key(),
+            SavedBatch::Key(k) => k,
+        }
+    }
+}
+
 impl From<StateFormat> for QuarantineState {
     fn from(f: StateFormat) -> Self {
+        let keys = |done: Vec<SavedBatch>| done.into_iter().map(String::from).collect();
         match f {
             StateFormat::Batches(done) => QuarantineState {
-                done,
+                done: keys(done),
                 changed: BTreeSet::new(),
             },
-            StateFormat::State { done, changed } => QuarantineState { done, changed },
+            StateFormat::State { done, changed } => QuarantineState {
+                done: keys(done),
+                changed,
+            },
         }
     }
 }
@@ -105,7 +133,7 @@ impl From<StateFormat> for QuarantineState {
 pub(super) async fn commit_quarantine(
     params: &IngestParams,
     q: Option<(DeltaTable, RecordBatchWriter)>,
-    batch: i64,
+    batch: &BatchId,
     files: &[String],
     qlog: &mut QuarantineLog,
 ) -> Result<Option<i64>> {
@@ -126,7 +154,7 @@ pub(super) async fn commit_quarantine(
     loop {
         table::refresh(&mut qt, &loc).await?;
         qlog.update(&qt, &loc).await?;
-        if qlog.done.contains(&batch) {
+        if qlog.done.contains(&batch.key()) {
             return Ok(Some(table::version(&qt)));
         }
         let request = CommitRequest {
@@ -134,12 +162,13 @@ pub(super) async fn commit_quarantine(
             operation: append_op(),
             txn: None,
             info: json!({
-                "app": APP_ID, "kind": "quarantine", "batches": [batch], "files": files, "rows": rows,
+                "app": APP_ID, "kind": "quarantine", "batches": [batch.number], "shard": batch.shard,
+                "files": files, "rows": rows,
             }),
         };
         match table::commit(&mut qt, &loc, request).await {
             Ok(v) => {
-                qlog.done.insert(batch);
+                qlog.done.insert(batch.key());
                 return Ok(Some(v));
             }
             Err(err) if replans.again(&err) => continue,
@@ -155,10 +184,10 @@ mod tests {
     #[test]
     fn summaries_of_both_forms_are_read() {
         let old: QuarantineState = serde_json::from_str("[1, 3]").unwrap();
-        assert_eq!(old.done, BTreeSet::from([1, 3]));
+        assert_eq!(old.done, BTreeSet::from(["1".to_string(), "3".into()]));
         assert!(old.changed.is_empty());
         let state = QuarantineState {
-            done: BTreeSet::from([2]),
+            done: BTreeSet::from(["2".to_string(), "shard-1-of-2/2".into()]),
             changed: BTreeSet::from([FileState {
                 name: "a.jsonl".into(),
                 size: 3,
@@ -169,5 +198,8 @@ mod tests {
         let text = serde_json::to_string(&state).unwrap();
         let back: QuarantineState = serde_json::from_str(&text).unwrap();
         assert_eq!((back.done, back.changed), (state.done, state.changed));
+        let numbers: QuarantineState =
+            serde_json::from_str(r#"{"done": [4], "changed": []}"#).unwrap();
+        assert_eq!(numbers.done, BTreeSet::from(["4".to_string()]));
     }
 }
