@@ -23,6 +23,9 @@ tasks:
   tick: { type: command, with: { argv: [sh, -c, 'echo tick'] } }
 "#;
 
+/// How long a restarted daemon may take to fire its first tick.
+const RESTART_LIMIT: Duration = Duration::from_secs(10);
+
 /// Most memory growth allowed between the first minute and the end.
 const MAX_GROWTH: f64 = 0.20;
 
@@ -122,8 +125,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>, SuiteError> {
     while start.elapsed() < total {
         seen.merge(&state_file);
         if let Some((k, at)) = check_restart {
-            let due = last_start.elapsed() >= Duration::from_secs(5)
-                || kills.get(next_kill).is_some_and(|t| start.elapsed() >= *t);
+            let due = last_start.elapsed() >= RESTART_LIMIT;
             if seen.last_tick.is_some_and(|t| t > at) {
                 row.survived += 1;
                 check_restart = None;
@@ -135,7 +137,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>, SuiteError> {
                 check_restart = None;
             }
         }
-        if kills.get(next_kill).is_some_and(|t| start.elapsed() >= *t) {
+        // The next kill waits until the restarted daemon has fired (or the check failed).
+        if check_restart.is_none() && kills.get(next_kill).is_some_and(|t| start.elapsed() >= *t) {
             signal(daemon.id(), libc::SIGKILL);
             let _ = daemon.wait();
             row.injected += 1;
