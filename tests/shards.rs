@@ -133,34 +133,6 @@ fn executor_and_shards_are_validated_with_positions() {
     }
 }
 
-/// The medallion tables of a run under `root`, as sorted rows.
-fn medallion_rows(sb: &Sandbox, root: &str) -> Vec<Vec<Vec<String>>> {
-    use tweetflow_test_support::tables::rows_of;
-    let at = |name: &str| sb.path().join(root).join(name).display().to_string();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        vec![
-            rows_of(
-                &at("bronze"),
-                &["source_file", "line", "date", "user", "text", "sentiment"],
-            )
-            .await,
-            rows_of(
-                &at("silver"),
-                &[
-                    "tweet_id",
-                    "timestamp",
-                    "user",
-                    "mention",
-                    "cleaned_text",
-                    "sentiment",
-                ],
-            )
-            .await,
-        ]
-    })
-}
-
 fn medallion_pipeline(sb: &Sandbox) {
     sb.write(
         "p.yaml",
@@ -216,7 +188,7 @@ fn ingest_and_clean_in_1_2_and_4_shard_processes_give_the_same_tables() {
             assert_eq!(pids.len(), shards, "{id}: one attempt sequence per shard");
         }
         assert_eq!(task(&rec, "ingest")["output"]["values"]["rows"], 400);
-        tables.push(medallion_rows(&sb, &root));
+        tables.push(common::medallion_rows(&sb, &root));
     }
     assert!(tables[0][1].len() > 50, "{}", tables[0][1].len());
     assert_eq!(tables[1], tables[0], "2 shards");
@@ -252,5 +224,5 @@ fn ingest_and_clean_in_1_2_and_4_shard_processes_give_the_same_tables() {
             "{rec}"
         );
     }
-    assert_eq!(medallion_rows(&sb, "killed"), tables[0]);
+    assert_eq!(common::medallion_rows(&sb, "killed"), tables[0]);
 }

@@ -7,13 +7,14 @@
 //! is written under a hidden temporary name and renamed into place; an object appears whole
 //! when its put completes.
 
-use std::io::BufRead;
+use std::io::{BufRead, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use deltalake::logstore::object_store::{ObjectStoreExt, PutPayload};
 use deltalake::{ObjectStore, Path};
+use futures::StreamExt;
 
 use crate::error::{Result, StorageError};
 use crate::storage;
@@ -153,8 +154,9 @@ impl Folder {
         Ok(Some(entries))
     }
 
-    /// A buffered reader of the landed object `name` (an object is fetched whole: landing
-    /// objects are small).
+    /// A buffered reader of the landed object `name`: an object up to [`IN_MEMORY_MAX`] bytes
+    /// is fetched whole, a larger one streamed into an unnamed temporary file first (memory
+    /// stays bounded whatever the object's size).
     pub async fn reader(&self, name: &str) -> Result<Box<dyn BufRead + Send>> {
         match self {
             Folder::Local(dir) => {
@@ -167,14 +169,31 @@ impl Folder {
                 )))
             }
             Folder::Remote { location, store } => {
-                let bytes = store
+                let got = store
                     .get(&Path::from(name))
                     .await
-                    .map_err(|e| storage::classify_store(location, e))?
-                    .bytes()
-                    .await
                     .map_err(|e| storage::classify_store(location, e))?;
-                Ok(Box::new(std::io::Cursor::new(bytes)))
+                if got.meta.size <= IN_MEMORY_MAX {
+                    let bytes = got
+                        .bytes()
+                        .await
+                        .map_err(|e| storage::classify_store(location, e))?;
+                    return Ok(Box::new(std::io::Cursor::new(bytes)));
+                }
+                let ctx = || format!("buffering `{name}` of `{location}` in a temporary file");
+                let mut file = spool_file().map_err(|e| StorageError::io(ctx(), e))?;
+                let mut stream = got.into_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| storage::classify_store(location, e))?;
+                    file.write_all(&chunk)
+                        .map_err(|e| StorageError::io(ctx(), e))?;
+                }
+                file.seek(std::io::SeekFrom::Start(0))
+                    .map_err(|e| StorageError::io(ctx(), e))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(
+                    256 * 1024,
+                    file,
+                )))
             }
         }
     }
@@ -249,6 +268,30 @@ impl Folder {
             Folder::Remote { store, .. } => store.head(&Path::from(name)).await.is_ok(),
         }
     }
+}
+
+/// Objects up to this size are read from memory; larger ones from a temporary file.
+pub const IN_MEMORY_MAX: u64 = 16 * 1024 * 1024;
+
+/// A new temporary file, already unlinked (it disappears when closed).
+fn spool_file() -> std::io::Result<std::fs::File> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let path = std::env::temp_dir().join(format!(
+        ".tweetflow-landing-{}-{nanos:x}-{n}",
+        std::process::id()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// Milliseconds since the Unix epoch of `t` (negative before it).

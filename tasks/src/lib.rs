@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod mlflow_log;
 pub mod noop;
 pub mod observers;
+pub mod run_store_guard;
 pub mod shards;
 pub mod storage;
 

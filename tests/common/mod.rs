@@ -207,3 +207,31 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// The sorted rows of the bronze and silver tables under `root` in the sandbox.
+pub fn medallion_rows(sb: &Sandbox, root: &str) -> Vec<Vec<Vec<String>>> {
+    use tweetflow_test_support::tables::rows_of;
+    let at = |name: &str| sb.path().join(root).join(name).display().to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        vec![
+            rows_of(
+                &at("bronze"),
+                &["source_file", "line", "date", "user", "text", "sentiment"],
+            )
+            .await,
+            rows_of(
+                &at("silver"),
+                &[
+                    "tweet_id",
+                    "timestamp",
+                    "user",
+                    "mention",
+                    "cleaned_text",
+                    "sentiment",
+                ],
+            )
+            .await,
+        ]
+    })
+}

@@ -170,6 +170,7 @@ async fn infer_attempt(
                 .map_err(|e| MedallionError::delta(&gold_loc, e))?;
             summary.rows += batch.num_rows() as u64;
             progress.add(batch.num_rows() as u64);
+            ctl.failpoint("infer.scoring")?;
         }
     }
     let adds = writer

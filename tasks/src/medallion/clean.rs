@@ -43,6 +43,7 @@ use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutpu
 
 use super::error::{MedallionError, Result};
 use super::ingest::{assemble, default_quarantine};
+use super::table_shape;
 use super::text::{clean_text, parse_tweet_date, tweet_id};
 use crate::shards::{self, Consumer};
 use tweetflow_delta::WriteControl;
@@ -126,6 +127,18 @@ pub fn silver_schema() -> tweetflow_delta::Result<StructType> {
         ("mention", DataType::STRING),
         ("cleaned_text", DataType::STRING),
         ("sentiment", DataType::STRING),
+    ])
+}
+
+/// The bronze columns clean reads.
+fn bronze_input_columns() -> tweetflow_delta::Result<StructType> {
+    table::schema_of(&[
+        ("date", DataType::STRING),
+        ("user", DataType::STRING),
+        ("text", DataType::STRING),
+        ("sentiment", DataType::STRING),
+        ("source_file", DataType::STRING),
+        ("line", DataType::LONG),
     ])
 }
 
@@ -427,7 +440,22 @@ async fn clean_attempt(
                 location: bronze_loc.clone(),
             })?;
     let hi = table::version(&bronze);
+    table_shape::require_columns(
+        &bronze,
+        &bronze_loc,
+        "input",
+        "a bronze table",
+        &table_shape::columns_of(&bronze_input_columns()?, &[]),
+    )?;
     let mut silver = table::open_or_create(&silver_loc, &silver_schema()?, &[]).await?;
+    let silver_columns = table_shape::columns_of(&silver_schema()?, &[]);
+    table_shape::require_columns(
+        &silver,
+        &silver_loc,
+        "table",
+        "a silver table",
+        &silver_columns,
+    )?;
     let planned = SILVER.progress(&silver, &silver_loc, shard).await?;
     let lo = planned.consumed.unwrap_or(-1);
     let mut summary = CleanSummary {
@@ -446,6 +474,14 @@ async fn clean_attempt(
         return Ok(summary);
     }
     let mut quarantine = table::open_or_create(&q_loc, &quarantine_schema()?, &[]).await?;
+    let q_columns = table_shape::columns_of(&quarantine_schema()?, &[]);
+    table_shape::require_columns(
+        &quarantine,
+        &q_loc,
+        "quarantine",
+        "a clean quarantine table",
+        &q_columns,
+    )?;
     let app = SILVER.app_id(shard);
     let q_recorded = table::app_version(&quarantine, &q_loc, &app).await?;
     let q_done = q_recorded.unwrap_or(-1);
@@ -606,6 +642,10 @@ impl Task for CleanTask {
         params: CleanParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let qloc = params.quarantine_location();
+        crate::run_store_guard::refuse_run_store(
+            ctx,
+            &[("table", &params.table), ("quarantine", &qloc)],
+        )?;
         let s = clean_shard(&params, &super::write_control(ctx), ctx.shard)
             .await
             .map_err(|e| {

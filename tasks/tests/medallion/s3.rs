@@ -310,6 +310,18 @@ async fn s3_landing_objects_settle_and_changes_are_reported() {
         let q = rows_of(&ip.quarantine_location(), &["source_file", "reason"]).await;
         assert_eq!(q.len(), 1, "{q:?}");
         assert!(q[0][1].starts_with("changed_after_ingest"), "{q:?}");
+        // An object larger than what is read in memory, with an oversized record.
+        let mut big = line.as_bytes().to_vec();
+        big.extend(std::iter::repeat_n(b'x', 20 * 1024 * 1024));
+        big.push(b'\n');
+        big.extend_from_slice(line.as_bytes());
+        landing.write("big.jsonl", big).await.unwrap();
+        let s = ingest(&ip, &none).await.unwrap();
+        assert_eq!((s.files, s.rows, s.quarantined), (1, 2, 1), "{s:?}");
+        let q = rows_of(&ip.quarantine_location(), &["source_file", "line", "reason"]).await;
+        let big_row = q.iter().find(|r| r[0] == "big.jsonl").expect("the oversized record");
+        assert_eq!(big_row[1], "2");
+        assert!(big_row[2].starts_with("max_record_bytes"), "{q:?}");
     })
     .await;
 }

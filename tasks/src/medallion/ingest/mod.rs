@@ -58,6 +58,7 @@ use tweetflow_engine::task::Shard;
 use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
 
 use crate::medallion::error::{MedallionError, Result};
+use crate::medallion::table_shape;
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::folder::{Folder, Listed};
@@ -101,14 +102,33 @@ pub async fn list_landing(folder: &Folder, source: &str) -> Result<Vec<String>> 
 /// The files of `source` split by `filter` into ready and still-settling ones; a missing
 /// local folder is an error.
 async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Result<Selected> {
-    let listed: Vec<Listed> =
-        folder
-            .list_entries()
-            .await?
-            .ok_or_else(|| MedallionError::MissingInput {
+    if let Some(dir) = folder.local_path()
+        && dir.exists()
+        && !dir.is_dir()
+    {
+        return Err(MedallionError::Param {
+            param: "source",
+            message: format!("`{source}` is a file, not a landing folder"),
+        });
+    }
+    let listed: Vec<Listed> = match folder.list_entries().await {
+        Ok(Some(listed)) => listed,
+        Ok(None) => {
+            return Err(MedallionError::MissingInput {
                 what: "landing folder",
                 location: source.to_string(),
-            })?;
+            });
+        }
+        // An unreadable folder (permissions) names the param; transient failures stay
+        // retryable.
+        Err(e @ tweetflow_delta::StorageError::Io { .. }) => {
+            return Err(MedallionError::Unusable {
+                param: "source",
+                source: Box::new(e.into()),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(filter.select(listed, std::time::SystemTime::now()))
 }
 
@@ -171,6 +191,7 @@ async fn ingest_attempt(
     let mut selected = list_ready(&folder, &params.source, &filter).await?;
     // A shard sees only its part of the landing files.
     selected.ready.retain(|l| shard::takes(&l.name, shard));
+    selected.fresh.retain(|l| shard::takes(&l.name, shard));
     if !selected.fresh.is_empty() {
         tracing::info!(source = %params.source, files = selected.fresh.len(), settle_time = %params.settle_time,
             "landing files modified within the settle time are left for a later run");
@@ -183,6 +204,7 @@ async fn ingest_attempt(
         .collect();
     let landed: Vec<String> = selected.ready.iter().map(|l| l.name.clone()).collect();
     let mut table = table::open_table(&loc).await?;
+    check_tables(params, table.as_ref()).await?;
 
     // What earlier runs committed, read once from the log; kept up to date in memory after
     // each of this run's commits (the commit path re-checks the recorded batch number).
@@ -334,6 +356,24 @@ async fn ingest_attempt(
     Ok(())
 }
 
+/// Fails (naming the param) when an existing bronze or quarantine table lacks a column ingest
+/// writes, before anything is written.
+async fn check_tables(params: &IngestParams, bronze: Option<&DeltaTable>) -> Result<()> {
+    if let Some(t) = bronze {
+        let expected = bronze_schema(SchemaEvolution::Ignore)?;
+        let columns = table_shape::columns_of(&expected, &[]);
+        table_shape::require_columns(t, &params.table, "table", "a bronze table", &columns)?;
+    }
+    table_shape::require_columns_if_exists(
+        &params.quarantine_location(),
+        "quarantine",
+        "an ingest quarantine table",
+        &quarantine_schema()?,
+        &[],
+    )
+    .await
+}
+
 /// Rebuilds the quarantine rows of committed bronze batches whose quarantine commit is missing
 /// (a crash between the two commits), one quarantine commit per batch.
 async fn catch_up_quarantine(
@@ -417,6 +457,10 @@ impl Task for IngestTask {
         params: IngestParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let qloc = params.quarantine_location();
+        crate::run_store_guard::refuse_run_store(
+            ctx,
+            &[("table", &params.table), ("quarantine", &qloc)],
+        )?;
         let s = ingest_shard(&params, &super::write_control(ctx), ctx.shard)
             .await
             .map_err(|e| {
