@@ -47,8 +47,10 @@ pub(super) async fn run_shards(
 }
 
 /// The output of a task from its shards' outputs: `shards` lists each shard's values; a value
-/// every shard gives alike is kept; integers that differ are summed (rows, counts). The
-/// fingerprint is the hash of the shards' fingerprints in shard order.
+/// every shard gives alike is kept; integers that differ are summed (rows, counts), except
+/// those named `version` or `*_version`, which take the largest: shards commit to the same
+/// table, so the last version is the table's after every shard. The fingerprint is the hash
+/// of the shards' fingerprints in shard order.
 pub(super) fn combine(outputs: &[TaskOutput]) -> TaskOutput {
     let mut combined = TaskOutput::new();
     let mut keys: Vec<&String> = outputs.iter().flat_map(|o| o.values.keys()).collect();
@@ -66,9 +68,12 @@ pub(super) fn combine(outputs: &[TaskOutput]) -> TaskOutput {
             .map(|v| v.and_then(Value::as_i64))
             .collect::<Option<Vec<i64>>>()
         {
-            combined
-                .values
-                .insert(key.clone(), ints.iter().sum::<i64>().into());
+            let value = if key == "version" || key.ends_with("_version") {
+                ints.iter().copied().max().unwrap_or_default()
+            } else {
+                ints.iter().sum::<i64>()
+            };
+            combined.values.insert(key.clone(), value.into());
         }
     }
     combined.values.insert(
@@ -99,14 +104,17 @@ mod tests {
             .with("rows", 3)
             .with("table", "gold")
             .with("version", "x")
+            .with("table_version", 9)
             .with_fingerprint("fa");
         let b = TaskOutput::new()
             .with("rows", 4)
             .with("table", "gold")
             .with("version", "y")
+            .with("table_version", 8)
             .with_fingerprint("fb");
         let c = combine(&[a.clone(), b.clone()]);
         assert_eq!(c.get("rows"), Some(&Value::from(7)));
+        assert_eq!(c.get("table_version"), Some(&Value::from(9)), "the last commit");
         assert_eq!(c.get("table"), Some(&Value::from("gold")));
         assert_eq!(c.get("version"), None);
         assert_eq!(
