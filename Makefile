@@ -9,7 +9,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TWEETFLOW := $(TARGET_DIR)/release/tweetflow
 export TWEETFLOW_VENV := $(abspath $(VENV))
 
-.PHONY: demo demo-s3 test setup venv browser build build-release test-rust test-python lint bench stop clean
+.PHONY: demo demo-s3 test setup venv browser azurite build build-release test-rust test-python lint bench reliability stop clean
 
 ## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
 ## register the sentiment model (cached after the first time), then run the main pipeline on
@@ -38,10 +38,14 @@ demo-s3: setup build-release
 ## test: set up, then run every test (Rust workspace and Python)
 test: setup test-rust test-python
 
-setup: venv browser
+setup: venv browser azurite
 
 venv:
 	@scripts/setup-venv.sh
+
+## azurite: the Azure Storage emulator (npm registry) next to the venv, for the az:// tests
+azurite: venv
+	@scripts/setup-azurite.sh
 
 ## browser: Debian's chromium and chromium-driver for the UI's browser test
 browser:
@@ -67,6 +71,14 @@ lint:
 ## bench: engine benchmark (release build)
 bench: build-release
 	$(TWEETFLOW) bench engine
+
+## reliability: the reliability suite's long form (release build, about 20 minutes): kill -9 of
+## the engine 50 times, the scheduler daemon for 10 minutes with 20 kills on a busy machine, 16
+## runs at once, disk full, MLflow down/slow/500/429; prints one table, exits 1 if a row failed.
+## Its short form is a test (tests/reliability.rs), so `make test` runs it.
+reliability: venv
+	$(CARGO) build --release --workspace --bin tweetflow --bin tweetflow-reliability
+	$(TARGET_DIR)/release/tweetflow-reliability --tweetflow $(abspath $(TWEETFLOW))
 
 ## stop: stop the local MLflow and S3 servers started by the demos
 stop:

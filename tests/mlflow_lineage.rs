@@ -13,7 +13,7 @@ use common::Sandbox;
 use serde_json::Value;
 use tweetflow_mlflow::{DatasetInput, Run};
 use tweetflow_test_support::mlflow_server::{client_at, server};
-use tweetflow_test_support::{repo_root, test_csv, tiny_model};
+use tweetflow_test_support::{repo_root, tiny_model};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -66,32 +66,7 @@ tasks:
 }
 
 fn run_sentiment(sb: &Sandbox, url: &str, model: &str, limit: usize) -> (String, String) {
-    let repo = repo_root();
-    let out = sb
-        .cmd(&[
-            "run",
-            repo.join("pipelines/tweet_sentiment.yaml")
-                .to_str()
-                .unwrap(),
-            "--param",
-            &format!("csv={}", test_csv().display()),
-            "--param",
-            &format!("model={model}"),
-            "--param",
-            "root=data",
-            "--param",
-            &format!("replay_limit={limit}"),
-            "--json",
-        ])
-        .env("MLFLOW_TRACKING_URI", url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rec = sb.run_main_pipeline("data", model, limit, url, &[]);
     mlflow_run_id(sb, rec["run_id"].as_str().unwrap())
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::Sandbox;
 use tweetflow_test_support::mlflow_server::{client_at, free_port, server};
-use tweetflow_test_support::{repo_root, test_csv, tiny_model, tiny_model_int8};
+use tweetflow_test_support::{tiny_model, tiny_model_int8};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -303,52 +303,8 @@ fn watch_sessions_log_per_batch_metrics_with_the_batch_as_step() {
 fn tweet_sentiment_pipeline_end_to_end_is_visible_in_mlflow() {
     let server = server();
     let sb = Sandbox::new();
-    let repo = repo_root();
-    let csv = test_csv();
     let model = tiny_model();
-    let csv_param = format!("csv={}", csv.display());
-    let model_param = format!("model={}", model.display());
-    let out = sb
-        .cmd(&[
-            "run",
-            repo.join("pipelines/tweet_sentiment.yaml")
-                .to_str()
-                .unwrap(),
-            "--param",
-            &csv_param,
-            "--param",
-            &model_param,
-            "--param",
-            "root=data",
-            "--param",
-            "replay_limit=300",
-            "--json",
-        ])
-        .env("MLFLOW_TRACKING_URI", &server.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for task in [
-        "replay",
-        "ingest",
-        "clean",
-        "infer",
-        "aggregate",
-        "profile",
-        "log_metrics",
-        "report",
-    ] {
-        assert_eq!(
-            rec["tasks"][task]["status"], "succeeded",
-            "{task}: {}",
-            rec["tasks"][task]
-        );
-    }
+    let rec = sb.run_main_pipeline("data", &model.display().to_string(), 300, &server.url, &[]);
     let l = link(&sb, rec["run_id"].as_str().unwrap());
     let rt = runtime();
     let c = client_at(&server.url);

@@ -333,10 +333,19 @@ fn auth_server(admin_password: &str) -> AuthServer {
 #[test]
 fn an_mlflow_password_works_and_is_never_written() {
     let password = unique("Pw");
+    let server = auth_server(&password);
+    // The password given as MLFLOW_TRACKING_PASSWORD, then inside the tracking URI.
+    let port = server.url.rsplit(':').next().unwrap();
+    let in_url = format!("http://admin:{password}@127.0.0.1:{port}");
+    for (uri, env_password) in [(server.url.clone(), true), (in_url, false)] {
+        password_run(&server, &password, &uri, env_password);
+    }
+}
+
+fn password_run(server: &AuthServer, password: &str, uri: &str, env_password: bool) {
     // Cloud credentials in the environment are masked the same way.
     let aws_key_id = unique("AKIA");
     let aws_secret = unique("aws-secret");
-    let server = auth_server(&password);
     let sb = Sandbox::new();
     sb.write(
         "p.yaml",
@@ -344,19 +353,19 @@ fn an_mlflow_password_works_and_is_never_written() {
 name: authed
 mlflow: { experiment: authed }
 tasks:
-  env: { type: command, with: { argv: [sh, -c, 'env; echo "pw=$MLFLOW_TRACKING_PASSWORD" >&2'] } }
+  env: { type: command, with: { argv: [sh, -c, 'env; echo "pw=$MLFLOW_TRACKING_PASSWORD uri=$MLFLOW_TRACKING_URI" >&2'] } }
 "#,
     );
-    let out = sb
-        .cmd(&["run", "p.yaml", "--json"])
-        .env("MLFLOW_TRACKING_URI", &server.url)
-        .env("MLFLOW_TRACKING_USERNAME", "admin")
-        .env("MLFLOW_TRACKING_PASSWORD", &password)
+    let mut cmd = sb.cmd(&["run", "p.yaml", "--json"]);
+    cmd.env("MLFLOW_TRACKING_URI", uri)
         .env("AWS_ACCESS_KEY_ID", &aws_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &aws_secret)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
+        .env("RUST_LOG", "info");
+    if env_password {
+        cmd.env("MLFLOW_TRACKING_USERNAME", "admin")
+            .env("MLFLOW_TRACKING_PASSWORD", password);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -373,6 +382,7 @@ tasks:
         serde_json::from_slice(&std::fs::read(sb.runs().join(run_id).join("mlflow.json")).unwrap())
             .unwrap();
     assert_eq!(link["complete"], true);
+    assert_eq!(link["tracking_uri"], server.url.as_str(), "{link}");
     let path = format!(
         "/api/2.0/mlflow/runs/get?run_id={}",
         link["run_id"].as_str().unwrap()
@@ -381,23 +391,26 @@ tasks:
         get(&server.url, &path, None).contains(" 401 "),
         "auth is on"
     );
-    let body = get(&server.url, &path, Some(("admin", &password)));
+    let body = get(&server.url, &path, Some(("admin", password)));
     assert!(body.contains("FINISHED"), "{body}");
     let log = std::fs::read_to_string(sb.runs().join(run_id).join("log.jsonl")).unwrap();
-    assert!(log.contains("pw=***"), "{log}");
+    match env_password {
+        true => assert!(log.contains("pw=***"), "{log}"),
+        false => assert!(log.contains("uri=http://admin:***@127.0.0.1"), "{log}"),
+    }
 
     for stream in [&out.stdout, &out.stderr] {
-        assert!(!String::from_utf8_lossy(stream).contains(&password));
+        assert!(!String::from_utf8_lossy(stream).contains(password));
     }
     assert_eq!(
-        files_containing(&sb.runs(), &password),
+        files_containing(&sb.runs(), password),
         Vec::<PathBuf>::new()
     );
     assert_eq!(
-        files_containing(&server.dir.path().join("artifacts"), &password),
+        files_containing(&server.dir.path().join("artifacts"), password),
         Vec::<PathBuf>::new()
     );
     let db = std::fs::read(server.dir.path().join("mlflow.db")).unwrap();
     assert!(!db.windows(password.len()).any(|w| w == password.as_bytes()));
-    assert!(!body.contains(&password));
+    assert!(!body.contains(password));
 }

@@ -1,7 +1,9 @@
 //! The `ray` executor against a real local Ray cluster (a head and a worker node on this
 //! machine, started from the project's venv): shards as Ray jobs on both nodes, logs and job
 //! ids in the run record, a job stopped by the cluster retried, an unreachable address,
-//! Ctrl-C stopping the jobs, and `--resume` after `kill -9` re-attaching to the jobs.
+//! Ctrl-C stopping the jobs, `--resume` after `kill -9` re-attaching to the jobs, and the
+//! medallion (ingest, clean and infer in shards) on Ray with an infer job stopped while it is
+//! scoring giving the tables of a local unsharded run.
 
 mod common;
 
@@ -284,34 +286,51 @@ fn gold_rows(table: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn infer_on_ray_with_two_shards_gives_the_gold_of_a_local_unsharded_run() {
+fn the_medallion_on_ray_in_shards_with_a_job_stopped_mid_scoring_gives_the_tables_of_a_local_unsharded_run()
+ {
     let _turn = turn();
     let sb = Sandbox::new();
     let csv = tweetflow_test_support::test_csv();
     let model = tweetflow_test_support::tiny_model();
+    // The first infer job to score a batch stops there (the failpoint creates `paused`) until
+    // the test stops its Ray job; its retry goes on.
+    let paused = sb.path().join("paused");
+    let on_ray = format!(
+        "    executor: {{ ray: {{ address: \"{address}\", num_cpus: 1, poll_ms: 100, runtime_env: {{ env_vars: {{ TWEETFLOW_DELTA_FAILPOINT: \"infer.scoring:pause:{paused}\" }} }} }} }}\n",
+        address = cluster().address,
+        paused = paused.display(),
+    );
     sb.write(
         "p.yaml",
         &format!(
             r#"
 name: tweet_sentiment_on_ray
-params: {{ root: local, shards: 1, executor: local }}
+params: {{ root: local, shards: 1 }}
+defaults:
+  retries: {{ max_attempts: 2, initial_delay: 10ms }}
 tasks:
   replay: {{ type: replay, with: {{ csv: "{csv}", landing: landing, tweets_per_file: 50, limit: 800 }} }}
-  ingest: {{ type: ingest, depends_on: [replay], with: {{ source: landing, table: "${{params.root}}/bronze", settle_time: 0s }} }}
-  clean: {{ type: clean, depends_on: [ingest], with: {{ input: "${{params.root}}/bronze", table: "${{params.root}}/silver" }} }}
+  ingest:
+    type: ingest
+    depends_on: [replay]
+    shards: ${{params.shards}}
+{on_ray}    with: {{ source: landing, table: "${{params.root}}/bronze", settle_time: 0s }}
+  clean:
+    type: clean
+    depends_on: [ingest]
+    shards: ${{params.shards}}
+{on_ray}    with: {{ input: "${{params.root}}/bronze", table: "${{params.root}}/silver" }}
   infer:
     type: infer
     depends_on: [clean]
     shards: ${{params.shards}}
-    executor: {{ ray: {{ address: "{address}", num_cpus: 1, poll_ms: 100 }} }}
-    with: {{ input: "${{params.root}}/silver", table: "${{params.root}}/gold", model: "{model}", batch_size: 8, threads: 1 }}
+{on_ray}    with: {{ input: "${{params.root}}/silver", table: "${{params.root}}/gold", model: "{model}", batch_size: 8, threads: 1 }}
 "#,
             csv = csv.display(),
             model = model.display(),
-            address = cluster().address,
         ),
     );
-    // The reference: the same pipeline with infer unsharded in the engine's process.
+    // The reference: the same pipeline unsharded in the engine's process.
     let local = sb.path().join("local.yaml");
     std::fs::write(
         &local,
@@ -321,28 +340,78 @@ tasks:
                 "name: tweet_sentiment_on_ray",
                 "name: tweet_sentiment_local",
             )
-            .replace(
-                &format!(
-                    "    executor: {{ ray: {{ address: \"{}\", num_cpus: 1, poll_ms: 100 }} }}\n",
-                    cluster().address
-                ),
-                "",
-            ),
+            .replace(&on_ray, ""),
     )
     .unwrap();
     let (code, rec) = sb.run_json(&["local.yaml"]);
     assert_eq!(code, 0, "{rec}");
-    let (code, rec) = sb.run_json(&["p.yaml", "--param", "root=ray", "--param", "shards=2"]);
-    assert_eq!(code, 0, "{rec}");
-    let run_id = rec["run_id"].as_str().unwrap();
-    let jobs = jobs_of(run_id);
-    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(!paused.exists(), "the local run has no failpoint");
+    let local_run = rec["run_id"].as_str().unwrap().to_string();
+
+    let child = sb.spawn(&[
+        "run", "p.yaml", "--json", "--param", "root=ray", "--param", "shards=2",
+    ]);
+    assert!(
+        wait_for(Duration::from_secs(300), || paused.exists()),
+        "an infer shard paused while scoring"
+    );
+    let run_id = sb
+        .run_ids()
+        .into_iter()
+        .find(|id| *id != local_run)
+        .expect("the run on Ray");
+    let scoring: Vec<String> = jobs_of(&run_id)
+        .iter()
+        .filter(|j| j["status"] == "RUNNING")
+        .filter_map(|j| j["submission_id"].as_str())
+        .filter(|id| id.contains("-infer-"))
+        .map(str::to_string)
+        .collect();
+    assert!(!scoring.is_empty(), "the paused infer job is running");
+    // The other shard may finish meanwhile: only the jobs the cluster stopped count.
+    let mut stopped = 0;
+    for job in &scoring {
+        let answer: Value = http()
+            .post(format!("{}/api/jobs/{job}/stop", cluster().address))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        stopped += usize::from(answer["stopped"] == true);
+    }
+    assert!(stopped >= 1, "the paused job was stopped");
+    let out = child.wait_with_output().unwrap();
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{rec}");
+    // The stopped attempt failed and was retried; every other shard ran once.
+    let attempts = task(&rec, "infer")["attempts"].as_array().unwrap();
+    let failed: Vec<&Value> = attempts.iter().filter(|a| !a["error"].is_null()).collect();
+    assert_eq!(failed.len(), stopped, "{rec}");
+    assert_eq!(attempts.len(), 2 + stopped, "{rec}");
+    for a in failed {
+        assert_eq!(a["error"]["kind"], "retryable", "{rec}");
+    }
+    for id in ["ingest", "clean"] {
+        assert_eq!(
+            task(&rec, id)["output"]["values"]["shards"]
+                .as_array()
+                .map(Vec::len),
+            Some(2),
+            "{id}: {rec}"
+        );
+    }
+    // Every task's shards ran as Ray jobs, on both nodes.
+    let jobs = jobs_of(&run_id);
+    assert_eq!(jobs.len(), 6 + stopped, "{jobs:?}");
     let nodes: std::collections::HashSet<&str> = jobs
         .iter()
         .filter_map(|j| j["driver_node_id"].as_str())
         .collect();
-    assert_eq!(nodes.len(), 2, "both nodes ran a shard: {jobs:?}");
+    assert_eq!(nodes.len(), 2, "both nodes ran shards: {jobs:?}");
     let expected = gold_rows(&sb.path().join("local/gold"));
     assert!(expected.len() > 100, "{}", expected.len());
     assert_eq!(gold_rows(&sb.path().join("ray/gold")), expected);
+    assert_eq!(
+        common::medallion_rows(&sb, "ray"),
+        common::medallion_rows(&sb, "local")
+    );
 }

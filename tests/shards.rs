@@ -132,3 +132,97 @@ fn executor_and_shards_are_validated_with_positions() {
         assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
     }
 }
+
+fn medallion_pipeline(sb: &Sandbox) {
+    sb.write(
+        "p.yaml",
+        &format!(
+            r#"
+name: medallion_shards
+params: {{ root: one, shards: 1 }}
+defaults:
+  retries: {{ max_attempts: 10, initial_delay: 10ms }}
+tasks:
+  replay: {{ type: replay, with: {{ csv: "{csv}", landing: "${{params.root}}/landing", tweets_per_file: 25, limit: 400 }} }}
+  ingest:
+    type: ingest
+    depends_on: [replay]
+    shards: ${{params.shards}}
+    with: {{ source: "${{params.root}}/landing", table: "${{params.root}}/bronze", max_files_per_batch: 2, settle_time: 0s }}
+  clean:
+    type: clean
+    depends_on: [ingest]
+    shards: ${{params.shards}}
+    with: {{ input: "${{params.root}}/bronze", table: "${{params.root}}/silver" }}
+"#,
+            csv = tweetflow_test_support::test_csv().display()
+        ),
+    );
+}
+
+#[test]
+fn ingest_and_clean_in_1_2_and_4_shard_processes_give_the_same_tables() {
+    let sb = Sandbox::new();
+    medallion_pipeline(&sb);
+    let mut tables = Vec::new();
+    for shards in [1, 2, 4] {
+        let root = format!("root{shards}");
+        let (code, rec) = sb.run_json(&[
+            "p.yaml",
+            "--param",
+            &format!("root={root}"),
+            "--param",
+            &format!("shards={shards}"),
+        ]);
+        assert_eq!(code, 0, "{rec}");
+        for id in ["ingest", "clean"] {
+            let output = &task(&rec, id)["output"]["values"];
+            let per_shard = output["shards"].as_array().map_or(1, Vec::len);
+            assert_eq!(per_shard, shards, "{id}: {rec}");
+            let pids: std::collections::HashSet<&Value> = task(&rec, id)["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| &a["shard"])
+                .collect();
+            assert_eq!(pids.len(), shards, "{id}: one attempt sequence per shard");
+        }
+        assert_eq!(task(&rec, "ingest")["output"]["values"]["rows"], 400);
+        tables.push(common::medallion_rows(&sb, &root));
+    }
+    assert!(tables[0][1].len() > 50, "{}", tables[0][1].len());
+    assert_eq!(tables[1], tables[0], "2 shards");
+    assert_eq!(tables[2], tables[0], "4 shards");
+
+    // Shard processes killed (SIGKILL) after each of their bronze commits are retried and
+    // take every landing file exactly once.
+    let out = sb
+        .cmd(&[
+            "run",
+            "p.yaml",
+            "--json",
+            "--param",
+            "root=killed",
+            "--param",
+            "shards=2",
+        ])
+        .env("TWEETFLOW_DELTA_FAILPOINT", "ingest.after_commit:kill")
+        .output()
+        .unwrap();
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{rec}");
+    for shard in 0..2 {
+        let attempts = shard_attempts(&rec, "ingest", shard);
+        assert!(
+            attempts.len() >= 3,
+            "shard {shard} was killed per batch: {rec}"
+        );
+        assert!(
+            attempts[0]["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("without writing its result")),
+            "{rec}"
+        );
+    }
+    assert_eq!(common::medallion_rows(&sb, "killed"), tables[0]);
+}

@@ -7,12 +7,14 @@
 //! is written under a hidden temporary name and renamed into place; an object appears whole
 //! when its put completes.
 
-use std::io::BufRead;
+use std::io::{BufRead, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deltalake::logstore::object_store::{ObjectStoreExt, PutPayload};
 use deltalake::{ObjectStore, Path};
+use futures::StreamExt;
 
 use crate::error::{Result, StorageError};
 use crate::storage;
@@ -152,8 +154,9 @@ impl Folder {
         Ok(Some(entries))
     }
 
-    /// A buffered reader of the landed object `name` (an object is fetched whole: landing
-    /// objects are small).
+    /// A buffered reader of the landed object `name`: an object up to [`IN_MEMORY_MAX`] bytes
+    /// is fetched whole, a larger one streamed into an unnamed temporary file first (memory
+    /// stays bounded whatever the object's size).
     pub async fn reader(&self, name: &str) -> Result<Box<dyn BufRead + Send>> {
         match self {
             Folder::Local(dir) => {
@@ -166,14 +169,31 @@ impl Folder {
                 )))
             }
             Folder::Remote { location, store } => {
-                let bytes = store
+                let got = store
                     .get(&Path::from(name))
                     .await
-                    .map_err(|e| storage::classify_store(location, e))?
-                    .bytes()
-                    .await
                     .map_err(|e| storage::classify_store(location, e))?;
-                Ok(Box::new(std::io::Cursor::new(bytes)))
+                if got.meta.size <= IN_MEMORY_MAX {
+                    let bytes = got
+                        .bytes()
+                        .await
+                        .map_err(|e| storage::classify_store(location, e))?;
+                    return Ok(Box::new(std::io::Cursor::new(bytes)));
+                }
+                let ctx = || format!("buffering `{name}` of `{location}` in a temporary file");
+                let mut file = spool_file().map_err(|e| StorageError::io(ctx(), e))?;
+                let mut stream = got.into_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| storage::classify_store(location, e))?;
+                    file.write_all(&chunk)
+                        .map_err(|e| StorageError::io(ctx(), e))?;
+                }
+                file.seek(std::io::SeekFrom::Start(0))
+                    .map_err(|e| StorageError::io(ctx(), e))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(
+                    256 * 1024,
+                    file,
+                )))
             }
         }
     }
@@ -187,20 +207,53 @@ impl Folder {
         Ok(())
     }
 
-    /// Writes `name` atomically (see the module docs).
+    /// Writes `name` atomically (see the module docs). When the folder already holds exactly
+    /// `contents` under `name`, the file is left as it is (its modification time or entity tag
+    /// too): rewriting the same bytes, as a second replay does, is not a change to report.
     pub async fn write(&self, name: &str, contents: Vec<u8>) -> Result<()> {
         match self {
             Folder::Local(dir) => {
-                let tmp = dir.join(format!(".{name}.tmp"));
                 let target = dir.join(name);
+                if std::fs::read(&target).is_ok_and(|old| old == contents) {
+                    return Ok(());
+                }
+                // A temporary name of this writer alone: two processes writing the same file
+                // at once must not rename each other's temporary file away.
+                static WRITES: AtomicU64 = AtomicU64::new(0);
+                let n = WRITES.fetch_add(1, Ordering::Relaxed);
+                let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
                 std::fs::write(&tmp, &contents)
                     .map_err(|e| StorageError::io(format!("writing `{}`", tmp.display()), e))?;
-                std::fs::rename(&tmp, &target)
-                    .map_err(|e| StorageError::io(format!("renaming to `{}`", target.display()), e))
+                // Linked into place while the name is free, so a writer of the same bytes that
+                // comes second leaves the first one's file untouched; replaced otherwise.
+                let same_there = match std::fs::hard_link(&tmp, &target) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::fs::read(&target).is_ok_and(|old| old == contents)
+                    }
+                    Err(_) => false,
+                };
+                if same_there {
+                    std::fs::remove_file(&tmp)
+                        .map_err(|e| StorageError::io(format!("removing `{}`", tmp.display()), e))
+                } else {
+                    std::fs::rename(&tmp, &target).map_err(|e| {
+                        StorageError::io(format!("renaming to `{}`", target.display()), e)
+                    })
+                }
             }
             Folder::Remote { location, store } => {
+                let path = Path::from(name);
+                if let Ok(meta) = store.head(&path).await
+                    && meta.size == contents.len() as u64
+                    && let Ok(got) = store.get(&path).await
+                    && let Ok(bytes) = got.bytes().await
+                    && bytes.as_ref() == contents.as_slice()
+                {
+                    return Ok(());
+                }
                 store
-                    .put(&Path::from(name), PutPayload::from(contents))
+                    .put(&path, PutPayload::from(contents))
                     .await
                     .map_err(|e| storage::classify_store(location, e))?;
                 Ok(())
@@ -215,6 +268,30 @@ impl Folder {
             Folder::Remote { store, .. } => store.head(&Path::from(name)).await.is_ok(),
         }
     }
+}
+
+/// Objects up to this size are read from memory; larger ones from a temporary file.
+pub const IN_MEMORY_MAX: u64 = 16 * 1024 * 1024;
+
+/// A new temporary file, already unlinked (it disappears when closed).
+fn spool_file() -> std::io::Result<std::fs::File> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let path = std::env::temp_dir().join(format!(
+        ".tweetflow-landing-{}-{nanos:x}-{n}",
+        std::process::id()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 /// Milliseconds since the Unix epoch of `t` (negative before it).

@@ -80,10 +80,27 @@ pub async fn open_table(location: &str) -> Result<Option<DeltaTable>> {
         return Ok(None);
     }
     let builder = builder_for(location)?;
+    if local_dir(location).is_none() && !has_log(location).await? {
+        return Ok(None);
+    }
     match builder.load().await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
         Err(e) => Err(storage::classify(location, e)),
+    }
+}
+
+/// Whether an object-store location holds any `_delta_log/` object (one listing request).
+/// Checked before loading, since loading a location without a log logs a kernel error.
+async fn has_log(location: &str) -> Result<bool> {
+    let table = builder_for(location)?
+        .build()
+        .map_err(|e| storage::classify(location, e))?;
+    let store = table.object_store();
+    let mut listing = store.list(Some(&Path::from("_delta_log")));
+    match listing.try_next().await {
+        Ok(first) => Ok(first.is_some()),
+        Err(e) => Err(storage::classify_store(location, e)),
     }
 }
 

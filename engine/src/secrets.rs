@@ -18,6 +18,8 @@
 //!   error message quoting one, leaves `***` in the run log. Values shorter than
 //!   [`MIN_MASKED_LEN`] characters (or [`MIN_MASKED_ENV_LEN`] for environment variables the
 //!   pipeline does not use) are not masked in free text, where they would hide common words.
+//!   The password of a URL in the environment (`https://user:PASSWORD@host`, e.g. in
+//!   `MLFLOW_TRACKING_URI`) is masked too.
 
 use std::borrow::Cow;
 use std::sync::{LazyLock, RwLock};
@@ -167,7 +169,9 @@ pub fn register(value: &str) {
 }
 
 /// Registers the value of every environment variable with a sensitive name (cloud and
-/// tracking-server credentials, tokens), at least [`MIN_MASKED_ENV_LEN`] long.
+/// tracking-server credentials, tokens), at least [`MIN_MASKED_ENV_LEN`] long, and the
+/// password of every URL in the environment that carries one (`MLFLOW_TRACKING_URI=
+/// https://user:PASSWORD@host`).
 pub fn register_sensitive_env() {
     for (name, value) in std::env::vars_os() {
         let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
@@ -176,7 +180,19 @@ pub fn register_sensitive_env() {
         if is_sensitive_name(name) && value.chars().count() >= MIN_MASKED_ENV_LEN {
             register(value);
         }
+        if let Some(password) = url_password(value) {
+            register(password);
+        }
     }
+}
+
+/// The password in a URL's user information (`scheme://user:PASSWORD@host/...`), if any.
+pub fn url_password(text: &str) -> Option<&str> {
+    let rest = &text[text.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    let password = &userinfo[userinfo.find(':')? + 1..];
+    (!password.is_empty()).then_some(password)
 }
 
 /// `text` with every registered secret replaced by `***`.
@@ -301,6 +317,18 @@ impl<W: std::io::Write> std::io::Write for MaskingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_passwords() {
+        assert_eq!(
+            url_password("https://me:s3cret@host:5000/x"),
+            Some("s3cret")
+        );
+        assert_eq!(url_password("http://me:p%40ss@h/a@b"), Some("p%40ss"));
+        assert_eq!(url_password("http://me@host/"), None);
+        assert_eq!(url_password("http://host/?q=a:b@c"), None);
+        assert_eq!(url_password("not a url"), None);
+    }
 
     #[test]
     fn sensitive_names() {

@@ -50,7 +50,7 @@ impl ModelSource {
             return Err(ModelError::InvalidInput {
                 what: "model source".into(),
                 message: format!(
-                    "{s:?} is neither a directory nor a models:/ URI (runs:/, s3:// and other URIs are not supported; register the model and use models:/NAME@ALIAS)"
+                    "{s:?} is neither a directory nor a models:/ URI (runs:/ and other URIs are not supported: register the model and use models:/NAME@ALIAS, or give an s3://, az:// or gs:// prefix to infer)"
                 ),
             });
         }

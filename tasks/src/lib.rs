@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod mlflow_log;
 pub mod noop;
 pub mod observers;
+pub mod run_store_guard;
+pub mod shards;
 pub mod storage;
 
 use storage::WithStorage;
@@ -67,7 +69,7 @@ mod tests {
             .filter(|t| t.shardable())
             .map(|t| t.type_name())
             .collect();
-        assert_eq!(shardable, ["command", "infer"]);
+        assert_eq!(shardable, ["clean", "command", "infer", "ingest"]);
         let infer = registry.get("infer").expect("infer registered");
         assert_eq!(
             infer.version(),

@@ -2,7 +2,10 @@
 //!
 //! * [`mlflow_server`]: the one real MLflow server of a test process, and clients of it.
 //! * [`s3_server`]: the one real S3 API server of a test process, and fresh buckets on it.
+//! * [`azurite`]: the one real Azure Blob Storage emulator (Azurite) of a test process.
 //! * [`ray_cluster`]: the one real local Ray cluster (head and worker node) of a test process.
+//! * [`fault_proxy`]: a TCP proxy injecting 503s, 500s and connection resets in front of one.
+//! * [`watched`]: server processes that die with the test process (the harnesses above).
 //! * [`fixtures`]: paths of the workspace's fixtures (the tiny models, the test tweets) and the
 //!   project's Python venv.
 //! * [`TaskContextBuilder`]: a [`tweetflow_engine::TaskContext`] for calling a task directly.
@@ -13,7 +16,9 @@
 
 #![warn(missing_docs)]
 
+pub mod azurite;
 pub mod context;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod medallion;
 pub mod mlflow_server;
@@ -21,6 +26,7 @@ pub mod ray_cluster;
 pub mod rows;
 pub mod s3_server;
 pub mod tables;
+pub mod watched;
 
 pub use context::TaskContextBuilder;
 pub use fixtures::{repo_root, test_csv, tiny_model, tiny_model_int8, venv};

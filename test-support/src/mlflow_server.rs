@@ -1,21 +1,19 @@
 //! A real MLflow server for tests: one per process, started on first use from the project's
 //! venv (`TWEETFLOW_VENV`, else `<workspace>/.venv`), on a free port with a SQLite store in a
 //! temporary directory, and killed (with its directory) when the process exits, even by
-//! `kill -9` (a watchdog shell notices the parent is gone).
+//! `kill -9` (see [`crate::watched`]).
 //!
 //! [`client`] and [`client_config`] give an MLflow client of that server with fast retries.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use tweetflow_mlflow::{Client, ClientConfig};
 
 use crate::fixtures::venv;
+use crate::watched::{http, spawn_watched, wait_until};
 
 /// A running MLflow server.
 pub struct Server {
@@ -24,56 +22,12 @@ pub struct Server {
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
-static PGID: AtomicI32 = AtomicI32::new(0);
-static DIR: OnceLock<PathBuf> = OnceLock::new();
 
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-extern "C" fn stop_server() {
-    let pgid = PGID.swap(0, Ordering::SeqCst);
-    if pgid > 0 {
-        // SAFETY: plain kill(2) calls on the process group we created.
-        unsafe {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(3) {
-            // SAFETY: signal 0 only checks for existence.
-            if unsafe { libc::kill(-pgid, 0) } != 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-    if let Some(d) = DIR.get() {
-        let _ = std::fs::remove_dir_all(d);
-    }
-}
+pub use crate::watched::free_port;
 
 fn health(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(500),
-    ) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.") && buf.contains(" 200 ") && buf.trim_end().ends_with("OK")
+    http(port, "GET", "/health", "")
+        .is_some_and(|answer| answer.contains(" 200 ") && answer.trim_end().ends_with("OK"))
 }
 
 fn start() -> Result<Server, String> {
@@ -95,11 +49,6 @@ fn start() -> Result<Server, String> {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let _ = DIR.set(dir.clone());
-    // SAFETY: registering a plain extern "C" function.
-    unsafe {
-        libc::atexit(stop_server);
-    }
     // A freshly migrated database from an earlier run (same mlflow version) saves the schema
     // migrations at startup; the server still checks it is at the head revision.
     let template = template_db(&venv);
@@ -107,55 +56,44 @@ fn start() -> Result<Server, String> {
         let _ = std::fs::copy(t, dir.join("mlflow.db"));
     }
     let port = free_port();
-    // A watchdog shell in its own process group runs the server and kills the group when the
-    // test process goes away, even if it is killed without running atexit handlers.
-    let script = r#"
-        "$0" server --host 127.0.0.1 --port "$1" --backend-store-uri "sqlite:///$2/mlflow.db" \
-            --artifacts-destination "$2/artifacts" --workers 1 >"$2/server.log" 2>&1 &
-        while kill -0 "$3" 2>/dev/null; do sleep 1; done
-        trap '' TERM
-        kill -TERM 0
-        sleep 3
-        rm -rf "$2"
-        kill -KILL 0
-    "#;
-    let child = {
-        use std::os::unix::process::CommandExt;
-        Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .arg(&mlflow)
-            .arg(port.to_string())
-            .arg(&dir)
-            .arg(std::process::id().to_string())
-            .current_dir(&dir)
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start bash: {e}"))?
-    };
-    PGID.store(child.id() as i32, Ordering::SeqCst);
+    let port_arg = port.to_string();
+    let store = format!("sqlite:///{}/mlflow.db", dir.display());
+    let artifacts = dir.join("artifacts");
+    let args: [&OsStr; 10] = [
+        "server".as_ref(),
+        "--host".as_ref(),
+        "127.0.0.1".as_ref(),
+        "--port".as_ref(),
+        port_arg.as_ref(),
+        "--backend-store-uri".as_ref(),
+        store.as_ref(),
+        "--artifacts-destination".as_ref(),
+        artifacts.as_os_str(),
+        "--workers=1".as_ref(),
+    ];
+    spawn_watched(&mlflow, &args, &dir.join("server.log"), Some(&dir), |c| {
+        c.current_dir(&dir)
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false");
+    })?;
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(90) {
-        if health(port) {
-            eprintln!(
-                "MLflow test server on port {port} ready in {:.1} s",
-                t.elapsed().as_secs_f64()
-            );
-            if let Some(t) = template.filter(|t| !t.exists()) {
-                let tmp = t.with_extension(format!("tmp{}", std::process::id()));
-                if std::fs::copy(dir.join("mlflow.db"), &tmp).is_ok() {
-                    let _ = std::fs::rename(&tmp, &t);
-                }
+    if wait_until(Duration::from_secs(90), Duration::from_millis(200), || {
+        health(port).then_some(())
+    })
+    .is_some()
+    {
+        eprintln!(
+            "MLflow test server on port {port} ready in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        if let Some(t) = template.filter(|t| !t.exists()) {
+            let tmp = t.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::copy(dir.join("mlflow.db"), &tmp).is_ok() {
+                let _ = std::fs::rename(&tmp, &t);
             }
-            return Ok(Server {
-                url: format!("http://127.0.0.1:{port}"),
-            });
         }
-        std::thread::sleep(Duration::from_millis(200));
+        return Ok(Server {
+            url: format!("http://127.0.0.1:{port}"),
+        });
     }
     let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
     let tail: Vec<&str> = log

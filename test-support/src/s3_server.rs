@@ -1,21 +1,18 @@
 //! A real S3 API server for tests (`moto_server` from the project's venv): one per process,
 //! started on first use on a free port, and killed when the process exits, even by `kill -9`
-//! (a watchdog shell notices the parent is gone), like [`crate::mlflow_server`].
+//! (see [`crate::watched`]), like [`crate::mlflow_server`].
 //!
 //! [`S3Server::options`] are the storage options of that server (endpoint, any non-empty
 //! credentials, plain HTTP, the etag conditional put); [`S3Server::env`] the same as the
 //! standard `AWS_*` environment variables for child processes. [`bucket`] creates a fresh
 //! bucket and returns its name.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::fixtures::venv;
-use crate::mlflow_server::free_port;
+use crate::watched::{free_port, http, spawn_watched, wait_until};
 
 /// The access key id the tests use (the server accepts any).
 pub const ACCESS_KEY_ID: &str = "tweetflow-test";
@@ -33,39 +30,7 @@ pub struct S3Server {
 }
 
 static SERVER: OnceLock<Result<S3Server, String>> = OnceLock::new();
-static PGID: AtomicI32 = AtomicI32::new(0);
 static BUCKETS: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn stop_server() {
-    let pgid = PGID.swap(0, Ordering::SeqCst);
-    if pgid > 0 {
-        // SAFETY: plain kill(2) calls on the process group we created.
-        unsafe {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-}
-
-/// Sends one HTTP/1.0 request to the server and returns the status line and body.
-fn request(port: u16, method: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(500),
-    )
-    .ok()?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let req =
-        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.").then_some(buf)
-}
 
 fn start() -> Result<S3Server, String> {
     let moto = venv().join("bin").join("moto_server");
@@ -76,53 +41,36 @@ fn start() -> Result<S3Server, String> {
             moto.display()
         ));
     }
-    // SAFETY: registering a plain extern "C" function.
-    unsafe {
-        libc::atexit(stop_server);
-    }
     let port = free_port();
     let log = std::env::temp_dir().join(format!("tweetflow-s3-test-{}.log", std::process::id()));
-    // The watchdog shell runs the server in its own process group and kills the group when
-    // the test process goes away, even if it is killed without running atexit handlers.
-    let script = r#"
-        "$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 &
-        while kill -0 "$3" 2>/dev/null; do sleep 1; done
-        trap '' TERM
-        kill -TERM 0
-        sleep 1
-        rm -f "$2"
-        kill -KILL 0
-    "#;
-    let child = {
-        use std::os::unix::process::CommandExt;
-        Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .arg(&moto)
-            .arg(port.to_string())
-            .arg(&log)
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start bash: {e}"))?
-    };
-    PGID.store(child.id() as i32, Ordering::SeqCst);
+    let port_arg = port.to_string();
+    spawn_watched(
+        &moto,
+        &[
+            "-H".as_ref(),
+            "127.0.0.1".as_ref(),
+            "-p".as_ref(),
+            port_arg.as_ref(),
+        ],
+        &log,
+        None,
+        |_| {},
+    )?;
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(60) {
-        if request(port, "GET", "/").is_some() {
-            eprintln!(
-                "S3 test server on port {port} ready in {:.1} s",
-                t.elapsed().as_secs_f64()
-            );
-            return Ok(S3Server {
-                endpoint: format!("http://127.0.0.1:{port}"),
-                port,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        http(port, "GET", "/", "")
+    })
+    .is_some()
+    {
+        eprintln!(
+            "S3 test server on port {port} ready in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let _ = std::fs::remove_file(&log);
+        return Ok(S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+        });
     }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     Err(format!(
@@ -164,7 +112,7 @@ impl S3Server {
 
     /// Creates bucket `name` (no error when it exists).
     pub fn create_bucket(&self, name: &str) {
-        let answer = request(self.port, "PUT", &format!("/{name}"))
+        let answer = http(self.port, "PUT", &format!("/{name}"), "")
             .unwrap_or_else(|| panic!("the S3 test server did not answer creating `{name}`"));
         assert!(
             answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),

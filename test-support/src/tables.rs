@@ -13,32 +13,48 @@ pub fn p(dir: &Path, name: &str) -> String {
 
 /// All rows of a table as display strings, with the column names; rows sorted.
 pub async fn rows(location: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    let t = table::open_table(location)
+    try_rows(location)
         .await
-        .expect("open")
-        .expect("table exists");
-    let schema = table::arrow_schema(&t, location).expect("schema");
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("table exists")
+}
+
+/// [`rows`] without panicking: `Ok(None)` when there is no table at `location`, `Err` with
+/// the reason when it cannot be read.
+pub async fn try_rows(location: &str) -> Result<Option<Table>, String> {
+    let Some(t) = table::open_table(location)
+        .await
+        .map_err(|e| format!("open {location}: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let schema = table::arrow_schema(&t, location).map_err(|e| format!("schema: {e}"))?;
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let mut out = Vec::new();
-    for (path, _, _) in table::active_files(&t, location).expect("files") {
-        let mut stream = table::read_file(&t, &path, &[]).await.expect("read");
+    for (path, _, _) in table::active_files(&t, location).map_err(|e| format!("files: {e}"))? {
+        let mut stream = table::read_file(&t, &path, &[])
+            .await
+            .map_err(|e| format!("read {path}: {e}"))?;
         while let Some(batch) = stream.next().await {
-            let batch = batch.expect("batch");
+            let batch = batch.map_err(|e| format!("read {path}: {e}"))?;
             for i in 0..batch.num_rows() {
-                let row = names
-                    .iter()
-                    .map(|n| match batch.column_by_name(n) {
-                        Some(c) => array_value_to_string(c, i).expect("display"),
+                let mut row = Vec::with_capacity(names.len());
+                for n in &names {
+                    row.push(match batch.column_by_name(n) {
+                        Some(c) => array_value_to_string(c, i).map_err(|e| e.to_string())?,
                         None => String::new(),
-                    })
-                    .collect();
+                    });
+                }
                 out.push(row);
             }
         }
     }
     out.sort();
-    (names, out)
+    Ok(Some((names, out)))
 }
+
+/// Column names and sorted rows of a table, as [`try_rows`] reads them.
+pub type Table = (Vec<String>, Vec<Vec<String>>);
 
 /// Rows projected on `columns`, sorted.
 pub async fn rows_of(location: &str, columns: &[&str]) -> Vec<Vec<String>> {

@@ -8,6 +8,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The tasks of the checked-in main pipeline, `pipelines/tweet_sentiment.yaml`.
+pub const MAIN_TASKS: [&str; 8] = [
+    "replay",
+    "ingest",
+    "clean",
+    "infer",
+    "aggregate",
+    "profile",
+    "log_metrics",
+    "report",
+];
+
 /// A scratch directory holding pipelines, the working directory of runs, and a run store.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -86,6 +98,58 @@ impl Sandbox {
         (out.status.code().unwrap_or(-1), record)
     }
 
+    /// Runs the checked-in main pipeline (`pipelines/tweet_sentiment.yaml`) on small inputs:
+    /// the first `limit` test tweets, `model`, tables under `root`, logging to the MLflow
+    /// server at `mlflow_url`; `env` adds variables. Asserts that every task succeeded and
+    /// returns the run record.
+    pub fn run_main_pipeline(
+        &self,
+        root: &str,
+        model: &str,
+        limit: usize,
+        mlflow_url: &str,
+        env: &[(String, String)],
+    ) -> Value {
+        let main = tweetflow_test_support::repo_root().join("pipelines/tweet_sentiment.yaml");
+        let params = [
+            format!("csv={}", tweetflow_test_support::test_csv().display()),
+            format!("model={model}"),
+            format!("root={root}"),
+            format!("replay_limit={limit}"),
+        ];
+        let mut args = vec!["run", main.to_str().expect("a UTF-8 path"), "--json"];
+        for p in &params {
+            args.extend(["--param", p.as_str()]);
+        }
+        let out = self
+            .cmd(&args)
+            .env("MLFLOW_TRACKING_URI", mlflow_url)
+            .envs(env.iter().cloned())
+            .output()
+            .expect("run tweetflow");
+        let record: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "run record is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{record:#}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for id in MAIN_TASKS {
+            assert_eq!(
+                status(&record, id),
+                "succeeded",
+                "{id}: {:#}",
+                task(&record, id)
+            );
+        }
+        record
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.cmd(args)
             .stdout(Stdio::piped())
@@ -142,4 +206,32 @@ pub fn alive(pid: i32) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
+}
+
+/// The sorted rows of the bronze and silver tables under `root` in the sandbox.
+pub fn medallion_rows(sb: &Sandbox, root: &str) -> Vec<Vec<Vec<String>>> {
+    use tweetflow_test_support::tables::rows_of;
+    let at = |name: &str| sb.path().join(root).join(name).display().to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        vec![
+            rows_of(
+                &at("bronze"),
+                &["source_file", "line", "date", "user", "text", "sentiment"],
+            )
+            .await,
+            rows_of(
+                &at("silver"),
+                &[
+                    "tweet_id",
+                    "timestamp",
+                    "user",
+                    "mention",
+                    "cleaned_text",
+                    "sentiment",
+                ],
+            )
+            .await,
+        ]
+    })
 }

@@ -85,7 +85,8 @@ pub async fn infer_shard(
     }
     // Mistakes in `model` are reported whether or not there is data: the URI's syntax, and a
     // model directory that is not there (both without any network access).
-    if let ModelSource::Dir(dir) = ModelSource::parse(&params.model)?
+    if !super::remote_model::is_remote(&params.model)
+        && let ModelSource::Dir(dir) = ModelSource::parse(&params.model)?
         && !dir.is_dir()
     {
         tweetflow_model::verify_dir(&dir)?;
@@ -169,6 +170,7 @@ async fn infer_attempt(
                 .map_err(|e| MedallionError::delta(&gold_loc, e))?;
             summary.rows += batch.num_rows() as u64;
             progress.add(batch.num_rows() as u64);
+            ctl.failpoint("infer.scoring")?;
         }
     }
     let adds = writer
@@ -184,7 +186,7 @@ async fn infer_attempt(
 
     // Exactly-once check, in the commit path: gold must still record what the shard (or the
     // unsharded task) recorded when it planned.
-    let set_actions = shard::set_actions(shard, &progress_before);
+    let set_actions = shard::GOLD.set_actions(shard, &progress_before);
     let info = json!({
         "app": APP_ID, "kind": "infer", "silver_from": lo + 1, "silver_to": hi,
         "rows": summary.rows, "distinct_texts": summary.distinct_texts,
@@ -192,24 +194,25 @@ async fn infer_attempt(
         "batch_size": params.batch_size,
         "shard": shard.filter(|s| s.count > 1).map(|s| s.label()),
     });
-    let version = shard::commit(
-        &mut gold,
-        &gold_loc,
-        shard,
-        progress_before.recorded,
-        || CommitRequest {
-            actions: adds
-                .iter()
-                .cloned()
-                .map(Action::Add)
-                .chain(set_actions.iter().cloned())
-                .collect(),
-            operation: append_op(),
-            txn: Some(Transaction::new(shard::app_id(shard), hi)),
-            info: info.clone(),
-        },
-    )
-    .await?;
+    let version = shard::GOLD
+        .commit(
+            &mut gold,
+            &gold_loc,
+            shard,
+            progress_before.recorded,
+            || CommitRequest {
+                actions: adds
+                    .iter()
+                    .cloned()
+                    .map(Action::Add)
+                    .chain(set_actions.iter().cloned())
+                    .collect(),
+                operation: append_op(),
+                txn: Some(Transaction::new(shard::app_id(shard), hi)),
+                info: info.clone(),
+            },
+        )
+        .await?;
     ctl.failpoint("infer.after_commit")?;
     summary.table_version = version;
     tracing::info!(gold = %params.table, silver_to = hi, rows = summary.rows,

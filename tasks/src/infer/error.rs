@@ -39,6 +39,18 @@ impl From<InferError> for TaskError {
             InferError::Delta(e) => e.into(),
             InferError::Model(e) => match e.class() {
                 ErrorClass::Retryable => TaskError::retryable(e.to_string()),
+                // A broken model directory (missing or corrupt file, manifest mismatch) is the
+                // fault of what the `model` param names.
+                ErrorClass::Fatal
+                    if matches!(
+                        e,
+                        ModelError::MissingFile { .. }
+                            | ModelError::Manifest { .. }
+                            | ModelError::InvalidModel { .. }
+                    ) =>
+                {
+                    TaskError::fatal(format!("param `model`: {e}"))
+                }
                 ErrorClass::Fatal => TaskError::fatal(e.to_string()),
                 ErrorClass::Config => TaskError::config("model", e),
             },

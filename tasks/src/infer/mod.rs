@@ -34,6 +34,7 @@ mod gold;
 mod params;
 mod plan;
 mod progress;
+pub(crate) mod remote_model;
 mod resolve;
 pub mod shard;
 
@@ -68,6 +69,11 @@ impl Task for InferTask {
         ctx: &TaskContext,
         params: InferParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
+        let cache_dir = params.cache_dir.clone().unwrap_or_default();
+        crate::run_store_guard::refuse_run_store(
+            ctx,
+            &[("table", &params.table), ("cache_dir", &cache_dir)],
+        )?;
         let ctl = crate::medallion::write_control(ctx);
         let s = infer_shard(&params, &ctl, &mut LoadedModel::default(), ctx.shard).await?;
         crate::medallion::table_output(&s, &s.table, s.table_version)

@@ -24,7 +24,8 @@ pub struct InferParams {
     pub input: String,
     /// Gold Delta table.
     pub table: String,
-    /// Model directory, or registry URI: `models:/NAME@ALIAS`, `models:/NAME/VERSION`,
+    /// Model directory (local, or an `s3://`, `az://`, `gs://` prefix copied once into the
+    /// cache), or registry URI: `models:/NAME@ALIAS`, `models:/NAME/VERSION`,
     /// `models:/NAME/latest`, `models:/NAME/Production`.
     pub model: String,
     /// Texts per model batch (default 32).

@@ -3,12 +3,15 @@
 //! recorded.
 
 use crate::medallion::MedallionError;
+use crate::medallion::clean::silver_schema;
+use crate::medallion::table_shape;
 use deltalake::DeltaTable;
 use deltalake::kernel::Action;
 use tweetflow_delta::table;
 
 use super::APP_ID;
 use super::error::InferResult;
+use super::gold::gold_schema;
 use super::params::InferParams;
 use super::shard;
 use tweetflow_engine::task::Shard;
@@ -42,9 +45,20 @@ pub(super) async fn open_tables(params: &InferParams, shard: Option<Shard>) -> I
                 location: silver_loc.clone(),
             })?;
     let latest = table::version(&silver);
+    table_shape::require_columns(
+        &silver,
+        silver_loc,
+        "input",
+        "a silver table",
+        &table_shape::columns_of(&silver_schema()?, &["user"]),
+    )?;
     let gold = table::open_table(gold_loc).await?;
+    if let Some(gold) = &gold {
+        let columns = table_shape::columns_of(&gold_schema()?, &[]);
+        table_shape::require_columns(gold, gold_loc, "table", "a gold table", &columns)?;
+    }
     let progress = match &gold {
-        Some(gold) => shard::progress(gold, gold_loc, shard).await?,
+        Some(gold) => shard::GOLD.progress(gold, gold_loc, shard).await?,
         None => shard::Progress::default(),
     };
     let consumed = progress.consumed;

@@ -1,4 +1,4 @@
-//! Resolving `model` (a directory or a `models:/` URI) into a verified directory and what
+//! Resolving `model` (a directory, an object-store prefix or a `models:/` URI) into a verified directory and what
 //! gold records about it, and the model slot a run keeps across re-plans.
 
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use tweetflow_model::{Manifest, ModelSource, Predictor};
 
 use super::error::{InferError, InferResult};
 use super::params::InferParams;
+use super::remote_model;
 
 /// `model_version` of a directory model whose manifest hash cannot be read.
 pub const LOCAL_VERSION: &str = "local";
@@ -28,23 +29,13 @@ pub struct ScoringModel {
 /// Resolves `params.model`: a directory is verified, a `models:/` URI is resolved on the
 /// registry (`tracking_uri`, else `MLFLOW_TRACKING_URI`) and downloaded into the cache once.
 pub async fn resolve_model(params: &InferParams) -> InferResult<ScoringModel> {
+    if remote_model::is_remote(&params.model) {
+        let dir = remote_model::fetch(&params.model, &params.cache_dir()).await?;
+        return directory_model(&dir, Some(params.model.trim()));
+    }
     let source = ModelSource::parse(&params.model)?;
     match &source {
-        ModelSource::Dir(dir) => {
-            let manifest = tweetflow_model::verify_dir(dir)?;
-            let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-            let version = tweetflow_model::manifest::sha256_file(
-                &dir.join(tweetflow_model::manifest::MANIFEST_FILE),
-            )
-            .map(|(hex, _)| hex.chars().take(12).collect())
-            .unwrap_or_else(|_| LOCAL_VERSION.to_string());
-            Ok(ScoringModel {
-                dir: dir.clone(),
-                uri: abs.display().to_string(),
-                version,
-                manifest,
-            })
-        }
+        ModelSource::Dir(dir) => directory_model(dir, None),
         ModelSource::Registry(_) => {
             let client = registry_client(params.tracking_uri.as_deref())?;
             let local = tweetflow_model::resolve(&client, &source, &params.cache_dir()).await?;
@@ -61,6 +52,30 @@ pub async fn resolve_model(params: &InferParams) -> InferResult<ScoringModel> {
             })
         }
     }
+}
+
+/// A model directory, verified; recorded as `uri` (default: its absolute path) and the first
+/// 12 hex digits of its manifest's hash.
+#[allow(clippy::result_large_err)]
+fn directory_model(dir: &std::path::Path, uri: Option<&str>) -> InferResult<ScoringModel> {
+    let manifest = tweetflow_model::verify_dir(dir)?;
+    let uri = match uri {
+        Some(uri) => uri.to_string(),
+        None => std::path::absolute(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+            .to_string(),
+    };
+    let version =
+        tweetflow_model::manifest::sha256_file(&dir.join(tweetflow_model::manifest::MANIFEST_FILE))
+            .map(|(hex, _)| hex.chars().take(12).collect())
+            .unwrap_or_else(|_| LOCAL_VERSION.to_string());
+    Ok(ScoringModel {
+        dir: dir.to_path_buf(),
+        uri,
+        version,
+        manifest,
+    })
 }
 
 /// The registry client: `tracking_uri` when given (other settings from the `MLFLOW_*`

@@ -29,6 +29,7 @@ use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 use super::error::{MedallionError, Result};
 use super::ingest::assemble;
+use super::table_shape;
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{commit_planned, overwrite_op};
 use tweetflow_delta::table::{self, CommitRequest};
@@ -163,7 +164,14 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
             });
         }
     }
+    let silver_columns = [
+        ("mention".to_string(), DataType::STRING),
+        ("timestamp".to_string(), DataType::TIMESTAMP),
+    ];
+    table_shape::require_columns(&silver, &in_loc, "input", "a silver table", &silver_columns)?;
     let mut out = table::open_or_create(&out_loc, &aggregate_schema()?, &[]).await?;
+    let out_columns = table_shape::columns_of(&aggregate_schema()?, &[]);
+    table_shape::require_columns(&out, &out_loc, "table", "a mentions table", &out_columns)?;
     let done = table::app_version(&out, &out_loc, APP_ID).await?;
     if done == Some(in_version) {
         let mentions = table::row_count(&out, &out_loc)?.unwrap_or(0);
@@ -313,6 +321,7 @@ impl Task for AggregateTask {
         ctx: &TaskContext,
         params: AggregateParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
+        crate::run_store_guard::refuse_run_store(ctx, &[("table", &params.table)])?;
         let ctl = super::write_control(ctx);
         let s = aggregate(&params, &ctl)
             .await

@@ -8,6 +8,13 @@
 //! repaired by the next run (the quarantine commit goes first and rows of bronze versions the
 //! quarantine table already covers are not quarantined again).
 //!
+//! **Shards.** With `shards: N`, shard `i` cleans the bronze rows whose `tweet_id` hashes to
+//! `i` (see [`crate::shards`], the same hash as `infer`'s): every shard reads the same new
+//! bronze commits and keeps its part, and commits silver and its quarantine table with its own
+//! application transaction, `tweetflow-clean/shard-<i>-of-<N>`. Silver records the shard
+//! count and where each shard set started, so a new `N` applies from the next new bronze
+//! data; it is refused while the previous set is uneven, in silver or in the quarantine table.
+//!
 //! Silver columns: `tweet_id` (see [`super::text::tweet_id`]: a hash of the landing file name
 //! and line number), `timestamp` (UTC), `user`, `mention` (lowercased, without `@`; one row per
 //! distinct mention of a tweet, in order of first appearance), `cleaned_text` (see
@@ -36,14 +43,24 @@ use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutpu
 
 use super::error::{MedallionError, Result};
 use super::ingest::{assemble, default_quarantine};
+use super::table_shape;
 use super::text::{clean_text, parse_tweet_date, tweet_id};
+use crate::shards::{self, Consumer};
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::commit::{Replans, append_op, commit_planned};
+use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::incremental;
 use tweetflow_delta::table::{self, BATCH_ROWS, CommitRequest};
+use tweetflow_engine::task::Shard;
 
 /// Application id of clean commits (silver and its quarantine table).
 pub const APP_ID: &str = "tweetflow-clean";
+/// Where clean shards record their progress in silver (and in its quarantine table).
+pub const SILVER: Consumer = Consumer {
+    app: APP_ID,
+    task: "clean",
+    target: "silver",
+    source: "bronze",
+};
 /// Bronze columns clean reads.
 pub const BRONZE_COLUMNS: [&str; 6] = ["date", "user", "text", "sentiment", "source_file", "line"];
 
@@ -110,6 +127,18 @@ pub fn silver_schema() -> tweetflow_delta::Result<StructType> {
         ("mention", DataType::STRING),
         ("cleaned_text", DataType::STRING),
         ("sentiment", DataType::STRING),
+    ])
+}
+
+/// The bronze columns clean reads.
+fn bronze_input_columns() -> tweetflow_delta::Result<StructType> {
+    table::schema_of(&[
+        ("date", DataType::STRING),
+        ("user", DataType::STRING),
+        ("text", DataType::STRING),
+        ("sentiment", DataType::STRING),
+        ("source_file", DataType::STRING),
+        ("line", DataType::LONG),
     ])
 }
 
@@ -259,6 +288,7 @@ struct Cleaner {
     now: i64,
     summary: CleanSummary,
     mentions_seen: Vec<String>,
+    shard: Option<Shard>,
 }
 
 impl Cleaner {
@@ -270,10 +300,13 @@ impl Cleaner {
         let source_file = string_column(batch, "source_file")?;
         let line = line_column(batch)?;
         for i in 0..batch.num_rows() {
-            self.summary.tweets += 1;
             let file = opt(&source_file, i).unwrap_or("");
             let line_no = if line.is_null(i) { 0 } else { line.value(i) };
             let id = tweet_id(file, line_no);
+            if !shards::takes(&id, self.shard) {
+                continue;
+            }
+            self.summary.tweets += 1;
             let verdict = match (opt(&date, i), opt(&text, i), opt(&sentiment, i)) {
                 (None, _, _) => Err("missing date".to_string()),
                 (_, None, _) => Err("missing text".to_string()),
@@ -367,9 +400,18 @@ impl Cleaner {
 /// When another run commits to silver or its quarantine table meanwhile, the work is planned
 /// again from the logs (see [`Replans`]).
 pub async fn clean(params: &CleanParams, ctl: &WriteControl) -> Result<CleanSummary> {
+    clean_shard(params, ctl, None).await
+}
+
+/// [`clean`] for shard `shard` of the task (see the module documentation); `None`: every row.
+pub async fn clean_shard(
+    params: &CleanParams,
+    ctl: &WriteControl,
+    shard: Option<Shard>,
+) -> Result<CleanSummary> {
     let mut replans = Replans::new("clean");
     loop {
-        match clean_attempt(params, ctl).await {
+        match clean_attempt(params, ctl, shard).await {
             Err(err) if replans.again(&err) => continue,
             other => {
                 return other.map(|s| CleanSummary {
@@ -382,7 +424,11 @@ pub async fn clean(params: &CleanParams, ctl: &WriteControl) -> Result<CleanSumm
     }
 }
 
-async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<CleanSummary> {
+async fn clean_attempt(
+    params: &CleanParams,
+    ctl: &WriteControl,
+    shard: Option<Shard>,
+) -> Result<CleanSummary> {
     let bronze_loc = params.input.clone();
     let silver_loc = params.table.clone();
     let q_loc = params.quarantine_location();
@@ -394,9 +440,24 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
                 location: bronze_loc.clone(),
             })?;
     let hi = table::version(&bronze);
+    table_shape::require_columns(
+        &bronze,
+        &bronze_loc,
+        "input",
+        "a bronze table",
+        &table_shape::columns_of(&bronze_input_columns()?, &[]),
+    )?;
     let mut silver = table::open_or_create(&silver_loc, &silver_schema()?, &[]).await?;
-    let consumed = table::app_version(&silver, &silver_loc, APP_ID).await?;
-    let lo = consumed.unwrap_or(-1);
+    let silver_columns = table_shape::columns_of(&silver_schema()?, &[]);
+    table_shape::require_columns(
+        &silver,
+        &silver_loc,
+        "table",
+        "a silver table",
+        &silver_columns,
+    )?;
+    let planned = SILVER.progress(&silver, &silver_loc, shard).await?;
+    let lo = planned.consumed.unwrap_or(-1);
     let mut summary = CleanSummary {
         bronze_version: lo,
         table_version: table::version(&silver),
@@ -413,8 +474,18 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
         return Ok(summary);
     }
     let mut quarantine = table::open_or_create(&q_loc, &quarantine_schema()?, &[]).await?;
-    let q_recorded = table::app_version(&quarantine, &q_loc, APP_ID).await?;
+    let q_columns = table_shape::columns_of(&quarantine_schema()?, &[]);
+    table_shape::require_columns(
+        &quarantine,
+        &q_loc,
+        "quarantine",
+        "a clean quarantine table",
+        &q_columns,
+    )?;
+    let app = SILVER.app_id(shard);
+    let q_recorded = table::app_version(&quarantine, &q_loc, &app).await?;
     let q_done = q_recorded.unwrap_or(-1);
+    let q_set = quarantine_set_actions(&quarantine, &q_loc, shard, lo).await?;
     let silver_schema = table::arrow_schema(&silver, &silver_loc)?;
     let q_schema = table::arrow_schema(&quarantine, &q_loc)?;
     let mut c = Cleaner {
@@ -430,6 +501,7 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
         now: Utc::now().timestamp_micros(),
         summary: CleanSummary::default(),
         mentions_seen: Vec::new(),
+        shard,
     };
     let new_files = incremental::new_files(&bronze, &bronze_loc, lo, hi).await?;
     let mut progress = ProgressReporter::new("bronze files", Some(new_files.len() as u64));
@@ -460,44 +532,96 @@ async fn clean_attempt(params: &CleanParams, ctl: &WriteControl) -> Result<Clean
     let mut summary = c.summary;
     summary.bronze_version = hi;
 
+    let label = shards::split(shard).map(|s| s.label());
     // Quarantine first (its rows are filtered by the version it already covers).
     if !q_adds.is_empty() {
-        commit_planned(
-            &mut quarantine,
-            &q_loc,
-            q_recorded,
-            CommitRequest {
-                actions: q_adds.into_iter().map(Action::Add).collect(),
-                operation: append_op(),
-                txn: Some(Transaction::new(APP_ID, hi)),
-                info: json!({"app": APP_ID, "kind": "quarantine", "bronze_from": lo + 1, "bronze_to": hi}),
-            },
-        )
-        .await?;
+        let info = json!({"app": APP_ID, "kind": "quarantine", "bronze_from": lo + 1, "bronze_to": hi, "shard": label});
+        SILVER
+            .commit(&mut quarantine, &q_loc, shard, q_recorded, || {
+                CommitRequest {
+                    actions: q_adds
+                        .iter()
+                        .cloned()
+                        .map(Action::Add)
+                        .chain(q_set.iter().cloned())
+                        .collect(),
+                    operation: append_op(),
+                    txn: Some(Transaction::new(app.clone(), hi)),
+                    info: info.clone(),
+                }
+            })
+            .await?;
     }
     ctl.failpoint("clean.after_quarantine_commit")?;
 
-    // Exactly-once check, in the commit path: silver must still record `lo`.
-    let version = commit_planned(
-        &mut silver,
-        &silver_loc,
-        consumed,
-        CommitRequest {
-            actions: silver_adds.into_iter().map(Action::Add).collect(),
-            operation: append_op(),
-            txn: Some(Transaction::new(APP_ID, hi)),
-            info: json!({
-                "app": APP_ID, "kind": "clean", "bronze_from": lo + 1, "bronze_to": hi,
-                "rows": summary.rows, "tweets": summary.tweets,
-                "tweets_without_mentions": summary.tweets_without_mentions, "quarantined": summary.quarantined,
-            }),
-        },
-    )
-    .await?;
+    // Exactly-once check, in the commit path: silver must still record what the shard (or
+    // the unsharded task) recorded when it planned.
+    let set_actions = SILVER.set_actions(shard, &planned);
+    let info = json!({
+        "app": APP_ID, "kind": "clean", "bronze_from": lo + 1, "bronze_to": hi,
+        "rows": summary.rows, "tweets": summary.tweets,
+        "tweets_without_mentions": summary.tweets_without_mentions, "quarantined": summary.quarantined,
+        "shard": label,
+    });
+    let version = SILVER
+        .commit(&mut silver, &silver_loc, shard, planned.recorded, || {
+            CommitRequest {
+                actions: silver_adds
+                    .iter()
+                    .cloned()
+                    .map(Action::Add)
+                    .chain(set_actions.iter().cloned())
+                    .collect(),
+                operation: append_op(),
+                txn: Some(Transaction::new(app.clone(), hi)),
+                info: info.clone(),
+            }
+        })
+        .await?;
     ctl.failpoint("clean.after_commit")?;
     summary.table_version = version;
     tracing::info!(silver = %params.table, bronze_to = hi, rows = summary.rows, version, "clean committed");
     Ok(summary)
+}
+
+/// Checks that the quarantine table can take this shard's rows of the bronze versions after
+/// `consumed`, and returns the transaction recording its shard count there.
+///
+/// A shard of a set stopped between its quarantine and its silver commit leaves the
+/// quarantine table ahead of silver: a re-run of that shard skips the rows it already put
+/// there (its own transaction says how far), but a set with another shard count would write
+/// them again. So the quarantine table records the shard count of its latest commit, and a
+/// run with another count is refused while a shard of that set is ahead of where this run
+/// starts.
+async fn quarantine_set_actions(
+    quarantine: &deltalake::DeltaTable,
+    location: &str,
+    shard: Option<Shard>,
+    consumed: i64,
+) -> Result<Vec<Action>> {
+    let count = shard.map_or(1, |s| s.count.max(1));
+    let recorded = table::app_version(quarantine, location, &SILVER.count_app_id()).await?;
+    let previous = recorded.map_or(1, |c| c.max(1) as u32);
+    if previous != count {
+        for (index, app) in SILVER.members(previous).enumerate() {
+            if let Some(v) = table::app_version(quarantine, location, &app).await?
+                && v > consumed
+            {
+                return Err(MedallionError::Data(format!(
+                    "the quarantine table `{location}` holds bronze version {v} from shard {index} of {previous}, \
+                     which silver records only up to {consumed}: run clean with `shards: {previous}` once more, then change the shard count"
+                )));
+            }
+        }
+    }
+    Ok(if count > 1 || recorded.is_some() {
+        vec![Action::Txn(Transaction::new(
+            SILVER.count_app_id(),
+            i64::from(count),
+        ))]
+    } else {
+        Vec::new()
+    })
 }
 
 /// The `clean` task.
@@ -509,13 +633,20 @@ impl Task for CleanTask {
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str = "Clean new bronze tweets into a silver Delta table: one row per @mention, UTC timestamps, exactly once";
 
+    /// Shards split the new bronze rows by a hash of `tweet_id` (see the module documentation).
+    const SHARDABLE: bool = true;
+
     async fn run(
         &self,
         ctx: &TaskContext,
         params: CleanParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let qloc = params.quarantine_location();
-        let s = clean(&params, &super::write_control(ctx))
+        crate::run_store_guard::refuse_run_store(
+            ctx,
+            &[("table", &params.table), ("quarantine", &qloc)],
+        )?;
+        let s = clean_shard(&params, &super::write_control(ctx), ctx.shard)
             .await
             .map_err(|e| {
                 e.naming(&[

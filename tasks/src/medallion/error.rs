@@ -37,6 +37,16 @@ pub enum MedallionError {
     /// Reading or writing a table failed (the storage error keeps its own source).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// An input or output named by a param cannot be used (a landing folder that cannot be
+    /// listed, an input that does not exist): the param and the cause.
+    #[error("param `{param}`: {source}")]
+    Unusable {
+        /// The param naming the input.
+        param: &'static str,
+        /// Why it cannot be used.
+        #[source]
+        source: Box<MedallionError>,
+    },
 }
 
 /// Shorthand for results of the medallion tasks.
@@ -65,6 +75,14 @@ impl MedallionError {
     /// text is one of `params`' values becomes a [`MedallionError::Param`] of that param (a
     /// config error retrying cannot fix).
     pub fn naming(self, params: &[(&'static str, &str)]) -> Self {
+        if let MedallionError::MissingInput { location, .. } = &self
+            && let Some((param, _)) = params.iter().find(|(_, value)| value == location)
+        {
+            return MedallionError::Unusable {
+                param,
+                source: Box::new(self),
+            };
+        }
         let (location, message) = match &self {
             MedallionError::Storage(StorageError::Config { location, message }) => {
                 (Some(location.as_str()), format!("`{location}`: {message}"))
@@ -93,6 +111,7 @@ impl MedallionError {
     pub fn is_retryable(&self) -> bool {
         match self {
             MedallionError::Storage(e) => e.is_retryable(),
+            MedallionError::Unusable { source, .. } => source.is_retryable(),
             _ => false,
         }
     }
@@ -109,6 +128,14 @@ impl ConflictError for MedallionError {
 
 impl From<MedallionError> for TaskError {
     fn from(err: MedallionError) -> Self {
+        if let MedallionError::Unusable { param, source } = err {
+            // The cause's kind, its message prefixed with the param.
+            let mut task_err = TaskError::from(*source);
+            if !task_err.message.starts_with("param `") {
+                task_err.message = format!("param `{param}`: {}", task_err.message);
+            }
+            return task_err;
+        }
         match &err {
             MedallionError::Param { param, message } => TaskError::config(param, message),
             MedallionError::Storage(StorageError::InvalidLocation { message }) => {
@@ -118,6 +145,7 @@ impl From<MedallionError> for TaskError {
                 TaskError::config("table", format!("`{location}`: {message}"))
             }
             MedallionError::Storage(StorageError::Cancelled) => TaskError::cancelled(),
+
             _ if err.is_retryable() => TaskError::retryable(err.to_string()),
             _ => TaskError::fatal(err.to_string()),
         }

@@ -545,6 +545,7 @@ impl Task for OptimizeTask {
         ctx: &TaskContext,
         params: OptimizeParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
+        crate::run_store_guard::refuse_run_store(ctx, &[("table", &params.table)])?;
         let s = optimize(&params, &super::write_control(ctx)).await?;
         super::table_output(&s, &s.table, s.table_version)
     }
@@ -566,9 +567,10 @@ impl Task for VacuumTask {
 
     async fn run(
         &self,
-        _ctx: &TaskContext,
+        ctx: &TaskContext,
         params: VacuumParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
+        crate::run_store_guard::refuse_run_store(ctx, &[("table", &params.table)])?;
         let s = vacuum(&params).await?;
         super::table_output(&s, &s.table, s.table_version)
     }
@@ -590,9 +592,15 @@ impl Task for ResetTask {
 
     async fn run(
         &self,
-        _ctx: &TaskContext,
+        ctx: &TaskContext,
         params: ResetParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
+        let tables: Vec<(&str, &str)> = params
+            .tables
+            .iter()
+            .map(|t| ("tables", t.as_str()))
+            .collect();
+        crate::run_store_guard::refuse_run_store(ctx, &tables)?;
         if !params.confirm {
             return Err(TaskError::config(
                 "confirm",

@@ -25,6 +25,7 @@ pub(crate) mod log_summary;
 pub mod maintenance;
 pub mod profile;
 pub mod replay;
+pub mod table_shape;
 pub mod text;
 
 pub use error::{MedallionError, Result};

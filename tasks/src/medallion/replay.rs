@@ -267,6 +267,7 @@ impl Task for ReplayTask {
         ctx: &TaskContext,
         params: ReplayParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
+        crate::run_store_guard::refuse_run_store(ctx, &[("landing", &params.landing)])?;
         let s = replay(&params, &super::write_control(ctx))
             .await
             .map_err(|e| e.naming(&[("landing", &params.landing)]))?;

@@ -175,11 +175,11 @@ async fn ensure_run(
         .create_run(&experiment.experiment_id, Some(&name), &tags)
         .await
         .map_err(observer_error)?;
-    let base = client
-        .tracking_uri()
-        .as_str()
-        .trim_end_matches('/')
-        .to_string();
+    // Recorded without user information: credentials in the URL stay in the process.
+    let mut public = client.tracking_uri().clone();
+    let _ = public.set_username("");
+    let _ = public.set_password(None);
+    let base = public.as_str().trim_end_matches('/').to_string();
     let link = MlflowRunLink {
         tracking_uri: base.clone(),
         experiment_id: experiment.experiment_id.clone(),

@@ -13,7 +13,7 @@ use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
 
 use crate::common::*;
 
-const BRONZE_COLS: &[&str] = &[
+pub(crate) const BRONZE_COLS: &[&str] = &[
     "source_file",
     "line",
     "date",
@@ -22,8 +22,8 @@ const BRONZE_COLS: &[&str] = &[
     "sentiment",
     "_rescued_data",
 ];
-const BRONZE_Q_COLS: &[&str] = &["source_file", "line", "reason", "raw_line"];
-const SILVER_COLS: &[&str] = &[
+pub(crate) const BRONZE_Q_COLS: &[&str] = &["source_file", "line", "reason", "raw_line"];
+pub(crate) const SILVER_COLS: &[&str] = &[
     "tweet_id",
     "timestamp",
     "user",
@@ -31,7 +31,7 @@ const SILVER_COLS: &[&str] = &[
     "cleaned_text",
     "sentiment",
 ];
-const SILVER_Q_COLS: &[&str] = &["tweet_id", "source_file", "line", "date", "reason"];
+pub(crate) const SILVER_Q_COLS: &[&str] = &["tweet_id", "source_file", "line", "date", "reason"];
 
 /// `root/name` (a local folder or an object-store prefix).
 pub(crate) fn at(root: &str, name: &str) -> String {
@@ -48,18 +48,24 @@ pub(crate) async fn prepare_landing_at(root: &str) {
     let mut rp = ReplayParams::new(test_csv().display().to_string(), at(root, "landing"));
     rp.tweets_per_file = 50;
     replay(&rp, &WriteControl::default()).await.unwrap();
-    let bad = concat!(
-        "{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@ok fine\", \"sentiment\": \"positive\", \"extra\": 1}\n",
-        "not json\n",
-        "{\"date\": \"Mon Apr 06 99:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@bad date\", \"sentiment\": \"negative\"}\n",
-        "{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"sentiment\": \"negative\"}\n",
-    );
     let landing = Folder::open(&at(root, "landing")).unwrap();
     landing
-        .write("tweets-000005b.jsonl", bad.as_bytes().to_vec())
+        .write(BAD_FILE, BAD_LINES.as_bytes().to_vec())
         .await
         .unwrap();
 }
+
+/// The landing file of [`prepare_landing`] with bad lines.
+pub(crate) const BAD_FILE: &str = "tweets-000005b.jsonl";
+
+/// Lines for bronze's quarantine (not JSON, a missing field: lines 2 and 4) and silver's (a
+/// bad date: line 3), beside a good one with an unknown field.
+pub(crate) const BAD_LINES: &str = concat!(
+    "{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@ok fine\", \"sentiment\": \"positive\", \"extra\": 1}\n",
+    "not json\n",
+    "{\"date\": \"Mon Apr 06 99:19:45 PDT 2009\", \"user\": \"u\", \"text\": \"@bad date\", \"sentiment\": \"negative\"}\n",
+    "{\"date\": \"Mon Apr 06 22:19:45 PDT 2009\", \"user\": \"u\", \"sentiment\": \"negative\"}\n",
+);
 
 pub(crate) fn params(dir: &Path) -> (IngestParams, CleanParams, AggregateParams) {
     params_at(&dir.display().to_string())
@@ -128,7 +134,7 @@ pub(crate) async fn reference_run() -> Snapshot {
 }
 
 /// Runs a step until it succeeds, crashing at `failpoint` each time it is reached.
-async fn crash_until_done<F, Fut, T>(label: &str, mut step: F) -> usize
+pub(crate) async fn crash_until_done<F, Fut, T>(label: &str, mut step: F) -> usize
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, MedallionError>>,

@@ -272,3 +272,26 @@ async fn gzip_files_are_read_and_a_corrupt_one_is_quarantined() {
     assert!(!cut.is_empty() && cut.len() < 390, "{}", cut.len());
     assert_unique_rows(&cut, &[0], "bronze");
 }
+
+#[test]
+fn the_published_schema_documents_the_landing_defaults() {
+    let mut registry = tweetflow_engine::Registry::new();
+    register_medallion(&mut registry);
+    let schema = registry.get("ingest").unwrap().params_schema();
+    let props = &schema["properties"];
+    assert_eq!(props["settle_time"]["default"], "5s");
+    assert_eq!(props["max_record_bytes"]["default"], 1_048_576);
+    let names: Vec<&str> = props["skip_names"]["default"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for pattern in [".*", "_*", "*.tmp", "*_COPYING_*", "*.partial"] {
+        assert!(names.contains(&pattern), "{names:?}");
+    }
+    for key in ["settle_time", "skip_names", "max_record_bytes"] {
+        let text = props[key]["description"].as_str().unwrap_or_default();
+        assert!(text.contains("default"), "{key}: {text}");
+    }
+}

@@ -10,4 +10,5 @@ mod python;
 mod quarantine;
 mod real_crash;
 mod s3;
+mod shards;
 mod smoke;

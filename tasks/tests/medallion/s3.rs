@@ -310,6 +310,53 @@ async fn s3_landing_objects_settle_and_changes_are_reported() {
         let q = rows_of(&ip.quarantine_location(), &["source_file", "reason"]).await;
         assert_eq!(q.len(), 1, "{q:?}");
         assert!(q[0][1].starts_with("changed_after_ingest"), "{q:?}");
+        // An object larger than what is read in memory, with an oversized record.
+        let mut big = line.as_bytes().to_vec();
+        big.extend(std::iter::repeat_n(b'x', 20 * 1024 * 1024));
+        big.push(b'\n');
+        big.extend_from_slice(line.as_bytes());
+        landing.write("big.jsonl", big).await.unwrap();
+        let s = ingest(&ip, &none).await.unwrap();
+        assert_eq!((s.files, s.rows, s.quarantined), (1, 2, 1), "{s:?}");
+        let q = rows_of(&ip.quarantine_location(), &["source_file", "line", "reason"]).await;
+        let big_row = q.iter().find(|r| r[0] == "big.jsonl").expect("the oversized record");
+        assert_eq!(big_row[1], "2");
+        assert!(big_row[2].starts_with("max_record_bytes"), "{q:?}");
     })
     .await;
+}
+
+/// A store that throttles (503 Slow Down), fails (500) and resets connections now and then is
+/// retried by the store client: the run succeeds and the tables equal an uninterrupted run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_and_resetting_store_is_retried_and_tables_stay_exact() {
+    let reference = reference_run().await;
+    let root = s3_root("faults");
+    let proxy = tweetflow_test_support::fault_proxy::FaultProxy::start(s3_server::server().port, 4);
+    let options: StorageOptions = s3_server::server()
+        .options()
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "aws_endpoint_url" => (k, proxy.endpoint.clone()),
+            _ => (k, v),
+        })
+        .collect();
+    let snap = storage::scoped(options, async {
+        prepare_landing_at(&root).await;
+        let (ip, cp, ap) = params_at(&root);
+        let none = WriteControl::default();
+        let s = ingest(&ip, &none).await.unwrap();
+        assert_eq!((s.files, s.rows), (11, 500), "{s:?}");
+        clean(&cp, &none).await.unwrap();
+        aggregate(&ap, &none).await.unwrap();
+        snapshot_at(&root).await
+    })
+    .await;
+    assert!(
+        proxy.injected() >= 6,
+        "only {} faults were injected",
+        proxy.injected()
+    );
+    eprintln!("{} faults injected and survived", proxy.injected());
+    assert_same(&reference, &snap, "tables on a faulty S3");
 }

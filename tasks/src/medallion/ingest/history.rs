@@ -19,14 +19,16 @@ use tweetflow_delta::table;
 
 use super::APP_ID;
 use super::changed::FileState;
+use super::shard::BatchId;
 
 /// What the bronze log says about earlier ingest batches.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct BronzeHistory {
+    /// The last batch number of the run's application id (its shard's, when split).
     pub(super) batch: i64,
     pub(super) files: BTreeSet<String>,
-    /// batch number -> (files, quarantined lines)
-    pub(super) batches: BTreeMap<i64, (Vec<String>, u64)>,
+    /// batch key ([`BatchId::key`]) -> (files, quarantined lines)
+    pub(super) batches: BTreeMap<String, (Vec<String>, u64)>,
     /// The state of each taken file when it was taken (commits that recorded it).
     #[serde(default)]
     pub(super) taken: BTreeMap<String, FileState>,
@@ -40,6 +42,7 @@ fn record(history: &mut BronzeHistory, info: &Value) {
     let Some(b) = info.get("batch").and_then(Value::as_i64) else {
         return;
     };
+    let b = BatchId::of_commit(info, b).key();
     let list: Vec<String> = info
         .get("files")
         .and_then(Value::as_array)
@@ -60,13 +63,30 @@ fn record(history: &mut BronzeHistory, info: &Value) {
     history.batches.insert(b, (list, q));
 }
 
-/// The ingest history of bronze `table` at its current version.
-pub(super) async fn read_history(table: &DeltaTable, location: &str) -> Result<BronzeHistory> {
-    let batch = table::app_version(table, location, APP_ID)
-        .await?
-        .unwrap_or(0);
+/// The ingest history of bronze `table` at its current version, with the batch number of
+/// application id `app`.
+pub(super) async fn read_history(
+    table: &DeltaTable,
+    location: &str,
+    app: &str,
+) -> Result<BronzeHistory> {
+    let batch = table::app_version(table, location, app).await?.unwrap_or(0);
     let mut history = BronzeHistory::default();
     fold_commit_infos(table, location, "ingest", &mut history, -1, record).await?;
     history.batch = batch;
     Ok(history)
+}
+
+/// Adds the ingest commits of `table` after version `seen` to `history` (which holds every
+/// commit up to `seen`); returns the version read up to.
+pub(super) async fn read_commits(
+    history: &mut BronzeHistory,
+    table: &DeltaTable,
+    location: &str,
+    seen: i64,
+) -> Result<i64> {
+    let batch = history.batch;
+    let seen = fold_commit_infos(table, location, "ingest", history, seen, record).await?;
+    history.batch = batch;
+    Ok(seen)
 }

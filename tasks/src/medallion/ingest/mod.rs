@@ -22,6 +22,10 @@
 //! the next run rebuilds the missing quarantine rows from the files the bronze commit lists
 //! (landed files are immutable).
 //!
+//! **Shards.** With `shards: N`, shard `i` takes the landing files whose name hashes to `i`,
+//! numbers its batches in its own application transaction and commits them so that every
+//! file is taken once whatever the shard count of each run (see [`shard`]).
+//!
 //! **Schema enforcement.** A line that is not UTF-8, not JSON, not an object, lacks a required
 //! field (or has it `null`), has a non-string required field, or a `sentiment` other than
 //! `positive`/`negative`/`neutral` (or, with `add_columns`, an unknown field whose name clashes
@@ -39,6 +43,7 @@ pub mod lines;
 mod params;
 mod parse;
 mod quarantine;
+pub mod shard;
 mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,11 +54,13 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
 use deltalake::writer::DeltaWriter;
 use serde_json::json;
+use tweetflow_engine::task::Shard;
 use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
 
 use crate::medallion::error::{MedallionError, Result};
+use crate::medallion::table_shape;
 use tweetflow_delta::WriteControl;
-use tweetflow_delta::commit::{Replans, append_op, commit_planned};
+use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::folder::{Folder, Listed};
 use tweetflow_delta::table::{self, CommitRequest};
 
@@ -66,6 +73,7 @@ pub use params::{
     SchemaEvolution, bronze_schema, default_quarantine, quarantine_schema,
 };
 use quarantine::{QuarantineLog, commit_quarantine};
+use shard::BatchId;
 use writer::BatchWriter;
 
 /// Application id of ingest commits (bronze and its quarantine table).
@@ -94,14 +102,33 @@ pub async fn list_landing(folder: &Folder, source: &str) -> Result<Vec<String>> 
 /// The files of `source` split by `filter` into ready and still-settling ones; a missing
 /// local folder is an error.
 async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Result<Selected> {
-    let listed: Vec<Listed> =
-        folder
-            .list_entries()
-            .await?
-            .ok_or_else(|| MedallionError::MissingInput {
+    if let Some(dir) = folder.local_path()
+        && dir.exists()
+        && !dir.is_dir()
+    {
+        return Err(MedallionError::Param {
+            param: "source",
+            message: format!("`{source}` is a file, not a landing folder"),
+        });
+    }
+    let listed: Vec<Listed> = match folder.list_entries().await {
+        Ok(Some(listed)) => listed,
+        Ok(None) => {
+            return Err(MedallionError::MissingInput {
                 what: "landing folder",
                 location: source.to_string(),
-            })?;
+            });
+        }
+        // An unreadable folder (permissions) names the param; transient failures stay
+        // retryable.
+        Err(e @ tweetflow_delta::StorageError::Io { .. }) => {
+            return Err(MedallionError::Unusable {
+                param: "source",
+                source: Box::new(e.into()),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(filter.select(listed, std::time::SystemTime::now()))
 }
 
@@ -110,6 +137,15 @@ async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Re
 /// When another writer commits to the table while a batch is being written, the batch is
 /// dropped and planned again from the log (see [`Replans`]).
 pub async fn ingest(params: &IngestParams, ctl: &WriteControl) -> Result<IngestSummary> {
+    ingest_shard(params, ctl, None).await
+}
+
+/// [`ingest`] for shard `shard` of the task (see [`shard`]); `None`: every landing file.
+pub async fn ingest_shard(
+    params: &IngestParams,
+    ctl: &WriteControl,
+    shard: Option<Shard>,
+) -> Result<IngestSummary> {
     if params.max_files_per_batch == 0 {
         return Err(MedallionError::Param {
             param: "max_files_per_batch",
@@ -132,7 +168,7 @@ pub async fn ingest(params: &IngestParams, ctl: &WriteControl) -> Result<IngestS
     };
     let mut replans = Replans::new("ingest");
     loop {
-        match ingest_attempt(params, ctl, &mut summary).await {
+        match ingest_attempt(params, ctl, shard, &mut summary).await {
             Err(err) if replans.again(&err) => continue,
             Err(err) => return Err(err),
             Ok(()) => return Ok(summary),
@@ -144,6 +180,7 @@ pub async fn ingest(params: &IngestParams, ctl: &WriteControl) -> Result<IngestS
 async fn ingest_attempt(
     params: &IngestParams,
     ctl: &WriteControl,
+    shard: Option<Shard>,
     summary: &mut IngestSummary,
 ) -> Result<()> {
     let loc = params.table.clone();
@@ -151,7 +188,10 @@ async fn ingest_attempt(
     // One listing per attempt (fails early on a missing folder, before touching any table).
     let folder = Folder::open(&params.source)?;
     let filter = LandingFilter::new(params)?;
-    let selected = list_ready(&folder, &params.source, &filter).await?;
+    let mut selected = list_ready(&folder, &params.source, &filter).await?;
+    // A shard sees only its part of the landing files.
+    selected.ready.retain(|l| shard::takes(&l.name, shard));
+    selected.fresh.retain(|l| shard::takes(&l.name, shard));
     if !selected.fresh.is_empty() {
         tracing::info!(source = %params.source, files = selected.fresh.len(), settle_time = %params.settle_time,
             "landing files modified within the settle time are left for a later run");
@@ -164,17 +204,21 @@ async fn ingest_attempt(
         .collect();
     let landed: Vec<String> = selected.ready.iter().map(|l| l.name.clone()).collect();
     let mut table = table::open_table(&loc).await?;
+    check_tables(params, table.as_ref()).await?;
 
     // What earlier runs committed, read once from the log; kept up to date in memory after
     // each of this run's commits (the commit path re-checks the recorded batch number).
+    let app = shard::app_id(shard);
     let mut history = match table.as_ref() {
-        Some(t) => Some(read_history(t, &loc).await?),
-        None => None,
+        Some(t) => read_history(t, &loc, &app).await?,
+        None => BronzeHistory::default(),
     };
+    let mut checked = table.as_ref().map_or(-1, table::version);
     // Catch up quarantine rows of committed batches whose quarantine commit is missing.
     let mut qlog = QuarantineLog::new();
-    if let (Some(t), Some(p)) = (table.as_ref(), history.as_ref()) {
-        catch_up_quarantine(params, &folder, t, p, &mut qlog, ctl).await?;
+    if let Some(t) = table.as_ref() {
+        let p = &history;
+        catch_up_quarantine(params, &folder, t, p, shard, &mut qlog, ctl).await?;
         if !changed_files(&selected.ready, &p.taken, &qlog).is_empty() {
             if let Some(qt) = table::open_table(&qloc).await? {
                 qlog.update(&qt, &qloc).await?;
@@ -190,17 +234,16 @@ async fn ingest_attempt(
     let mut progress = ProgressReporter::new("landing files", None);
     loop {
         ctl.check_cancel()?;
-        let taken = history.as_ref().map(|p| &p.files);
         let pending: Vec<String> = landed
             .iter()
-            .filter(|name| taken.is_none_or(|t| !t.contains(*name)))
+            .filter(|name| !history.files.contains(*name))
             .take(params.max_files_per_batch)
             .cloned()
             .collect();
         if pending.is_empty() {
             break;
         }
-        let batch_no = history.as_ref().map_or(0, |p| p.batch) + 1;
+        let batch_no = history.batch + 1;
         let t = match table.take() {
             Some(t) => t,
             None => {
@@ -232,8 +275,10 @@ async fn ingest_attempt(
         ctl.failpoint("ingest.after_write")?;
 
         let mut actions: Vec<Action> = Vec::new();
+        let mut schema_at = None;
         if w.evolved {
             table::refresh(&mut t, &loc).await?;
+            schema_at = Some(table::version(&t));
             let new_schema: StructType = w
                 .schema
                 .as_ref()
@@ -250,20 +295,28 @@ async fn ingest_attempt(
         actions.extend(adds.into_iter().map(Action::Add));
         let files: Vec<String> = pending;
         let taken: Vec<&FileState> = files.iter().filter_map(|f| states.get(f)).collect();
-        // Exactly-once check, in the commit path: the recorded batch must not have moved.
+        // Exactly-once check, in the commit path: the recorded batch must not have moved and
+        // no other commit may have taken these files.
         let planned_after = (batch_no > 1).then_some(batch_no - 1);
-        let version = commit_planned(
+        let batch = BatchId::new(shard, batch_no);
+        let info = json!({
+            "app": APP_ID, "kind": "ingest", "batch": batch_no, "files": files,
+            "taken": taken, "rows": w.rows, "quarantined": w.quarantined, "shard": batch.shard,
+        });
+        let version = shard::commit_batch(
             &mut t,
             &loc,
+            shard,
             planned_after,
-            CommitRequest {
-                actions,
+            &files,
+            schema_at,
+            &mut history,
+            &mut checked,
+            || CommitRequest {
+                actions: actions.clone(),
                 operation: append_op(),
-                txn: Some(Transaction::new(APP_ID, batch_no)),
-                info: json!({
-                    "app": APP_ID, "kind": "ingest", "batch": batch_no, "files": files,
-                    "taken": taken, "rows": w.rows, "quarantined": w.quarantined,
-                }),
+                txn: Some(Transaction::new(app.clone(), batch_no)),
+                info: info.clone(),
             },
         )
         .await?;
@@ -271,7 +324,7 @@ async fn ingest_attempt(
         let rows = w.rows;
         let quarantined = w.quarantined;
         let q = w.q_writer.take();
-        if let Some(qv) = commit_quarantine(params, q, batch_no, &files, &mut qlog).await? {
+        if let Some(qv) = commit_quarantine(params, q, &batch, &files, &mut qlog).await? {
             summary.quarantine_version = qv;
         }
         ctl.failpoint("ingest.after_quarantine_commit")?;
@@ -280,12 +333,7 @@ async fn ingest_attempt(
         summary.files += files.len() as u64;
         summary.batches += 1;
         summary.table_version = version;
-        let p = history.get_or_insert_with(|| BronzeHistory {
-            batch: 0,
-            files: BTreeSet::new(),
-            batches: BTreeMap::new(),
-            taken: BTreeMap::new(),
-        });
+        let p = &mut history;
         p.batch = batch_no;
         p.files.extend(files.iter().cloned());
         for name in &files {
@@ -293,7 +341,7 @@ async fn ingest_attempt(
                 p.taken.insert(name.clone(), state.clone());
             }
         }
-        p.batches.insert(batch_no, (files.clone(), quarantined));
+        p.batches.insert(batch.key(), (files.clone(), quarantined));
         tracing::info!(table = %loc, batch = batch_no, files = files.len(), rows, quarantined, version, "ingest batch committed");
         table = Some(t);
     }
@@ -308,6 +356,24 @@ async fn ingest_attempt(
     Ok(())
 }
 
+/// Fails (naming the param) when an existing bronze or quarantine table lacks a column ingest
+/// writes, before anything is written.
+async fn check_tables(params: &IngestParams, bronze: Option<&DeltaTable>) -> Result<()> {
+    if let Some(t) = bronze {
+        let expected = bronze_schema(SchemaEvolution::Ignore)?;
+        let columns = table_shape::columns_of(&expected, &[]);
+        table_shape::require_columns(t, &params.table, "table", "a bronze table", &columns)?;
+    }
+    table_shape::require_columns_if_exists(
+        &params.quarantine_location(),
+        "quarantine",
+        "an ingest quarantine table",
+        &quarantine_schema()?,
+        &[],
+    )
+    .await
+}
+
 /// Rebuilds the quarantine rows of committed bronze batches whose quarantine commit is missing
 /// (a crash between the two commits), one quarantine commit per batch.
 async fn catch_up_quarantine(
@@ -315,6 +381,7 @@ async fn catch_up_quarantine(
     folder: &Folder,
     bronze: &DeltaTable,
     history: &BronzeHistory,
+    shard: Option<Shard>,
     qlog: &mut QuarantineLog,
     ctl: &WriteControl,
 ) -> Result<()> {
@@ -322,11 +389,12 @@ async fn catch_up_quarantine(
     if let Some(qt) = table::open_table(&qloc).await? {
         qlog.update(&qt, &qloc).await?;
     }
-    let missing: Vec<(i64, Vec<String>)> = history
+    let missing: Vec<(BatchId, Vec<String>)> = history
         .batches
         .iter()
-        .filter(|(b, (_, q))| *q > 0 && !qlog.done.contains(b))
-        .map(|(b, (files, _))| (*b, files.clone()))
+        .filter(|(b, (_, q))| *q > 0 && !qlog.done.contains(*b))
+        .filter_map(|(b, (files, _))| Some((BatchId::parse(b)?, files.clone())))
+        .filter(|(b, _)| b.caught_up_by(shard))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -342,15 +410,16 @@ async fn catch_up_quarantine(
             ctl.check_cancel()?;
             if !landing.contains(name) {
                 return Err(MedallionError::Data(format!(
-                    "cannot rebuild the quarantine rows of batch {b}: landing file `{name}` is gone"
+                    "cannot rebuild the quarantine rows of batch {}: landing file `{name}` is gone",
+                    b.key()
                 )));
             }
             w.read_file(bronze, name, folder).await?;
         }
         w.flush_quarantine().await?;
         let q = w.q_writer.take();
-        commit_quarantine(params, q, b, &files, qlog).await?;
-        tracing::info!(quarantine = %qloc, batch = b, "quarantine rows of a committed batch rebuilt");
+        commit_quarantine(params, q, &b, &files, qlog).await?;
+        tracing::info!(quarantine = %qloc, batch = %b.key(), "quarantine rows of a committed batch rebuilt");
     }
     Ok(())
 }
@@ -363,7 +432,7 @@ pub async fn pending_files(params: &IngestParams) -> Result<usize> {
     let Some(t) = table::open_table(&params.table).await? else {
         return Ok(landing.len());
     };
-    let history = read_history(&t, &params.table).await?;
+    let history = read_history(&t, &params.table, APP_ID).await?;
     Ok(landing
         .iter()
         .filter(|l| !history.files.contains(&l.name))
@@ -379,6 +448,8 @@ impl Task for IngestTask {
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str =
         "Ingest landing JSON-lines files into a bronze Delta table, exactly once, with quarantine";
+    /// Shards split the landing files by a hash of their names (see [`shard`]).
+    const SHARDABLE: bool = true;
 
     async fn run(
         &self,
@@ -386,7 +457,11 @@ impl Task for IngestTask {
         params: IngestParams,
     ) -> std::result::Result<TaskOutput, TaskError> {
         let qloc = params.quarantine_location();
-        let s = ingest(&params, &super::write_control(ctx))
+        crate::run_store_guard::refuse_run_store(
+            ctx,
+            &[("table", &params.table), ("quarantine", &qloc)],
+        )?;
+        let s = ingest_shard(&params, &super::write_control(ctx), ctx.shard)
             .await
             .map_err(|e| {
                 e.naming(&[
