@@ -34,10 +34,12 @@ def main() -> None:
     print(f"  MLflow run:  {url}")
     if replay.get("tweets") is not None:
         print(f"  replayed:    {num(replay.get('tweets'))} tweets from {run.get('params', {}).get('csv', '?')}")
+    # clean counts the tweets this run added (none when the landing files were ingested
+    # before); profile describes the whole silver table
     print(
-        f"  tweets: {num(clean.get('tweets'))}, with mentions: "
-        f"{num(clean.get('tweets_with_mentions'))}, distinct mentions: "
-        f"{num(profile.get('distinct_mentions'))}"
+        f"  tweets: {num(clean.get('tweets'))} new in this run; silver table: "
+        f"{num(profile.get('tweets'))} tweets with mentions, "
+        f"{num(profile.get('distinct_mentions'))} distinct mentions"
     )
     print(
         f"  accuracy: {num(metrics.get('accuracy'), '{:.3f}')}, "
