@@ -24,7 +24,8 @@ demo: setup build-release
 	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local server with: make stop)"
 
 ## demo-s3: the same as demo with the pipeline's landing folder and tables on a local S3 API
-## server (moto, scripts/s3-server.sh, bucket `tweetflow`); MLflow unchanged
+## server (moto, scripts/s3-server.sh, bucket `tweetflow`); MLflow unchanged; ends with the
+## same summary
 demo-s3: setup build-release
 	@scripts/mlflow-server.sh start >/dev/null
 	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(TWEETFLOW)) && \
@@ -33,6 +34,7 @@ demo-s3: setup build-release
 	  $(TWEETFLOW) run pipelines/train_sentiment_model.yaml && \
 	  $(TWEETFLOW) run pipelines/tweet_sentiment.yaml --param root=s3://tweetflow/demo && \
 	  $(TWEETFLOW) table show s3://tweetflow/demo/silver && \
+	  $(TWEETFLOW) runs list --json --limit 50 | $(PYTHON) scripts/demo-summary.py runs && \
 	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local servers with: make stop)"
 
 ## test: set up, then run every test (Rust workspace and Python)
