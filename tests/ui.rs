@@ -527,3 +527,119 @@ fn the_schedules_page_shows_the_scheduler_state() {
         .unwrap();
     assert!(html.contains("every day at 02:30 (Europe&#x2f;Paris)"));
 }
+
+/// A task split into shards on a remote executor: the run page lists each shard's attempts
+/// with the job that ran it (written through the run store, as the engine records a Ray run).
+#[test]
+fn a_sharded_run_page_shows_each_shards_attempts_and_jobs() {
+    use tweetflow_engine::store::Event;
+    use tweetflow_engine::{LoadOptions, RunRecord, RunStatus, RunStore, TaskStatus};
+
+    let ui = UiServer::start();
+    let text = "name: sharded\ntasks:\n  score:\n    type: ingest\n    shards: 2\n    with: { source: landing, table: bronze }\n";
+    let registry = tweetflow_tasks::default_registry();
+    let pipeline = tweetflow_engine::load_str(
+        "sharded.yaml",
+        text,
+        &LoadOptions {
+            registry: &registry,
+            param_overrides: &[],
+            env: &|_| None,
+        },
+    )
+    .unwrap_or_else(|d| panic!("{}", d.render()));
+    let store = RunStore::new(&ui.runs_dir);
+    let id = "20261130T120000000Z-abcdef".to_string();
+    let mut run = store
+        .create(
+            RunRecord::new(id.clone(), &pipeline, "sharded.yaml"),
+            &pipeline,
+            text,
+        )
+        .unwrap();
+    let at = chrono::Utc::now();
+    let job = |shard: u32, n: u32| format!("tweetflow-{id}-score-shard-{shard}-of-2-attempt-{n}");
+    run.append(Event::TaskStarted {
+        task: "score".into(),
+        at,
+        cache_key: None,
+    })
+    .unwrap();
+    for (shard, attempts) in [(0u32, 1u32), (1, 2)] {
+        for n in 1..=attempts {
+            run.append(Event::AttemptStarted {
+                task: "score".into(),
+                number: n,
+                at,
+                shard: Some(shard),
+            })
+            .unwrap();
+            run.append(Event::AttemptJob {
+                task: "score".into(),
+                number: n,
+                shard: Some(shard),
+                job: job(shard, n),
+            })
+            .unwrap();
+            run.append(Event::AttemptFinished {
+                task: "score".into(),
+                number: n,
+                at,
+                error: (n < attempts)
+                    .then(|| tweetflow_engine::TaskError::retryable("the job was stopped")),
+                shard: Some(shard),
+            })
+            .unwrap();
+        }
+    }
+    run.append(Event::TaskFinished {
+        task: "score".into(),
+        status: TaskStatus::Succeeded,
+        at,
+        output: None,
+        error: None,
+    })
+    .unwrap();
+    run.append(Event::RunFinished {
+        status: RunStatus::Succeeded,
+        at,
+    })
+    .unwrap();
+    drop(run);
+
+    let page = ui.json(&format!("/runs/{id}"));
+    let attempts = page["tasks"][0]["attempts"].as_array().unwrap();
+    let seen: Vec<(u64, u64, &str)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["shard"].as_u64().unwrap(),
+                a["number"].as_u64().unwrap(),
+                a["job"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (j01, j11, j12) = (job(0, 1), job(1, 1), job(1, 2));
+    assert_eq!(
+        seen,
+        [
+            (0, 1, j01.as_str()),
+            (1, 1, j11.as_str()),
+            (1, 2, j12.as_str())
+        ]
+    );
+    let html = client()
+        .get(ui.url(&format!("/runs/{id}")))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for j in [&j01, &j11, &j12] {
+        assert!(
+            html.contains(&format!("<code class=\"job-id\">{j}</code>")),
+            "{html}"
+        );
+    }
+    assert!(html.contains("shard 1 · attempt 1"), "{html}");
+    assert!(html.contains("the job was stopped"), "{html}");
+}

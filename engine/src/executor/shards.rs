@@ -114,7 +114,11 @@ mod tests {
             .with_fingerprint("fb");
         let c = combine(&[a.clone(), b.clone()]);
         assert_eq!(c.get("rows"), Some(&Value::from(7)));
-        assert_eq!(c.get("table_version"), Some(&Value::from(9)), "the last commit");
+        assert_eq!(
+            c.get("table_version"),
+            Some(&Value::from(9)),
+            "the last commit"
+        );
         assert_eq!(c.get("table"), Some(&Value::from("gold")));
         assert_eq!(c.get("version"), None);
         assert_eq!(

@@ -15,6 +15,10 @@ pub struct AttemptView {
     pub duration_ms: Option<i64>,
     /// Why it failed.
     pub error: Option<TaskError>,
+    /// The shard it processed, when the task is split into shards.
+    pub shard: Option<u32>,
+    /// The executor's job id (e.g. the Ray submission id), when not run locally.
+    pub job: Option<String>,
 }
 
 /// A task of a run.
@@ -117,6 +121,8 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
                     ended_at: a.ended_at,
                     duration_ms: a.ended_at.map(|e| (e - a.started_at).num_milliseconds()),
                     error: a.error.clone(),
+                    shard: a.shard,
+                    job: a.job.clone(),
                 })
                 .collect(),
             duration_ms: t.duration().map(|d| d.as_millis() as i64),
