@@ -68,6 +68,7 @@ fn main() -> ExitCode {
     } else {
         init_logging(&cli);
     }
+    route_panics_to_the_log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,8 +82,43 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!("error: {}", tweetflow_engine::secrets::mask(&message));
             ExitCode::from(exit::FAILED)
         }
     }
+}
+
+/// Panics are reported as one log line naming where they happened, with secrets masked like
+/// every other line, instead of the default message on stderr (which would bypass masking).
+/// A panic inside a library's worker task (e.g. an object-store upload on a full disk) is
+/// caught there and reported by the run as an error anyway. With `RUST_BACKTRACE` set, the
+/// default report (and its backtrace) is kept.
+fn route_panics_to_the_log() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        tracing::error!(
+            target: "tweetflow::panic",
+            %location,
+            thread,
+            "internal error (panic): {}",
+            tweetflow_engine::secrets::mask(&message)
+        );
+    }));
 }

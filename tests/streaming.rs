@@ -339,3 +339,42 @@ fn runs_prune_removes_cache_entries_whose_table_moved_on() {
     assert_eq!(common::status(&rec, "ingest"), "cached", "{rec}");
     assert_eq!(common::status(&rec, "clean"), "cached", "{rec}");
 }
+
+/// A task that panics (a bug) fails its attempt with the panic's message, and the panic is
+/// reported as one masked log line rather than the default multi-line message on stderr.
+#[test]
+fn a_panicking_task_fails_with_one_masked_log_line() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "name: panicky\ntasks:\n  ingest: { type: ingest, with: { source: landing, table: tables/bronze, settle_time: 0s } }\n",
+    );
+    std::fs::create_dir(sb.path().join("landing")).unwrap();
+    let files = staged(&sb);
+    std::fs::rename(&files[0], sb.path().join("landing/a.jsonl")).unwrap();
+    let out = sb
+        .cmd(&["run", "p.yaml", "--json"])
+        .env("TWEETFLOW_DELTA_FAILPOINT", "ingest.after_write:panic")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = common::task(&record, "ingest")["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("panicked") && error.contains("failpoint ingest.after_write"),
+        "{record:#}"
+    );
+    assert!(
+        stderr.contains("internal error (panic): failpoint ingest.after_write"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked at"),
+        "the default panic message: {stderr}"
+    );
+}

@@ -44,8 +44,8 @@ impl WriteControl {
     }
 
     /// Fails when `name` is the configured failpoint; with the suffix `:abort`
-    /// (`ingest.after_commit:abort`) the whole process aborts there instead, like a crash, and
-    /// with `:kill` it is killed by `SIGKILL`.
+    /// (`ingest.after_commit:abort`) the whole process aborts there instead, like a crash, with
+    /// `:kill` it is killed by `SIGKILL`, and with `:panic` the task panics (a bug).
     pub fn failpoint(&self, name: &str) -> Result<()> {
         let Some(configured) = &self.failpoint else {
             return Ok(());
@@ -62,6 +62,9 @@ impl WriteControl {
         }
         if let Some(marker) = action.strip_prefix("pause:") {
             return self.pause_once(name, std::path::Path::new(marker));
+        }
+        if action == "panic" {
+            panic!("failpoint {name}: panicking");
         }
         if action == "kill" {
             tracing::error!(failpoint = name, "failpoint: killing the process");
