@@ -619,6 +619,13 @@ fn a_sharded_run_page_shows_each_shards_attempts_and_jobs() {
             )
         })
         .collect();
+    // On the timeline, only shard 1's first attempt was retried.
+    let bars = page["gantt"]["rows"][0]["bars"].as_array().unwrap();
+    let kinds: Vec<(u64, &str)> = bars
+        .iter()
+        .map(|b| (b["shard"].as_u64().unwrap(), b["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [(0, "succeeded"), (1, "retried"), (1, "succeeded")]);
     let (j01, j11, j12) = (job(0, 1), job(1, 1), job(1, 2));
     assert_eq!(
         seen,

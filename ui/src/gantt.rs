@@ -15,6 +15,8 @@ const MIN_WIDTH_PCT: f64 = 0.6;
 pub struct Bar {
     /// The attempt number (`None`: the task ran no attempt).
     pub attempt: Option<u32>,
+    /// The shard the attempt processed, when the task is split into shards.
+    pub shard: Option<u32>,
     /// What the bar shows: a task status, or `retried` for a failed attempt that was retried.
     pub kind: String,
     /// Start, in milliseconds after the run's start.
@@ -91,20 +93,21 @@ pub fn gantt(record: &RunRecord, now: DateTime<Utc>) -> Gantt {
             status: task.status.as_str().to_string(),
             bars: bars(task, end)
                 .into_iter()
-                .map(|(attempt, kind, from, to, error)| {
-                    let (s, e) = (pos(from), pos(to).max(pos(from)));
+                .map(|raw| {
+                    let (s, e) = (pos(raw.from), pos(raw.to).max(pos(raw.from)));
                     let left = s as f64 * 100.0 / span_ms as f64;
                     let width = ((e - s) as f64 * 100.0 / span_ms as f64)
                         .max(MIN_WIDTH_PCT)
                         .min(100.0 - left + MIN_WIDTH_PCT);
                     Bar {
-                        attempt,
-                        kind,
+                        attempt: raw.attempt,
+                        shard: raw.shard,
+                        kind: raw.kind,
                         start_ms: s,
                         end_ms: e,
                         left_pct: round(left),
                         width_pct: round(width),
-                        error,
+                        error: raw.error,
                     }
                 })
                 .collect(),
@@ -119,47 +122,51 @@ pub fn gantt(record: &RunRecord, now: DateTime<Utc>) -> Gantt {
     }
 }
 
-type RawBar = (
-    Option<u32>,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<String>,
-);
+/// A bar before it is placed on the timeline.
+struct RawBar {
+    attempt: Option<u32>,
+    shard: Option<u32>,
+    kind: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    error: Option<String>,
+}
 
 fn bars(task: &TaskRecord, end: DateTime<Utc>) -> Vec<RawBar> {
     if task.attempts.is_empty() {
         let Some(from) = task.started_at.or(task.ended_at) else {
             return Vec::new();
         };
-        let to = task.ended_at.unwrap_or(end);
-        return vec![(
-            None,
-            task.status.as_str().to_string(),
+        return vec![RawBar {
+            attempt: None,
+            shard: None,
+            kind: task.status.as_str().to_string(),
             from,
-            to,
-            task.error.as_ref().map(|e| e.message.clone()),
-        )];
+            to: task.ended_at.unwrap_or(end),
+            error: task.error.as_ref().map(|e| e.message.clone()),
+        }];
     }
-    let last = task.attempts.len() - 1;
     task.attempts
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let kind = if i < last {
+            // Retried: a later attempt of the same shard (of the task, when unsharded).
+            let retried = task.attempts[i + 1..].iter().any(|b| b.shard == a.shard);
+            let kind = if retried {
                 "retried"
             } else if a.ended_at.is_none() && task.status == TaskStatus::Running {
                 "running"
             } else {
                 task.status.as_str()
             };
-            (
-                Some(a.number),
-                kind.to_string(),
-                a.started_at,
-                a.ended_at.or(task.ended_at).unwrap_or(end),
-                a.error.as_ref().map(|e| e.message.clone()),
-            )
+            RawBar {
+                attempt: Some(a.number),
+                shard: a.shard,
+                kind: kind.to_string(),
+                from: a.started_at,
+                to: a.ended_at.or(task.ended_at).unwrap_or(end),
+                error: a.error.as_ref().map(|e| e.message.clone()),
+            }
         })
         .collect()
 }
