@@ -181,20 +181,9 @@ print(json.dumps(out))
 sys.stdout.flush()
 os._exit(0)
 "#;
-    let out = std::process::Command::new(tweetflow_test_support::venv().join("bin/python"))
-        .arg("-c")
-        .arg(script)
-        .arg(root)
-        .args(tables)
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut args = vec![root];
+    args.extend_from_slice(tables);
+    serde_json::from_str(&common::venv_python(script, &args, env)).unwrap()
 }
 
 /// The whole main pipeline (replay, ingest, clean, infer, aggregate, profile, log-metrics,
@@ -213,18 +202,8 @@ src, bucket = sys.argv[1], sys.argv[2]
 for name in os.listdir(src):
     s3.upload_file(os.path.join(src, name), bucket, f"models/tiny/{name}")
 "#;
-    let out = std::process::Command::new(tweetflow_test_support::venv().join("bin/python"))
-        .args(["-c", upload])
-        .arg(tweetflow_test_support::tiny_model())
-        .arg(&bucket)
-        .envs(server.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let model_dir = tweetflow_test_support::tiny_model().display().to_string();
+    common::venv_python(upload, &[model_dir.as_str(), &bucket], &server.env());
     let model = format!("s3://{bucket}/models/tiny");
     let (_, remote) = main_pipeline_equals_the_local_run(&root, &model, &server.env());
     let gold = task(&remote, "infer");

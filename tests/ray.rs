@@ -261,28 +261,19 @@ fn resume_after_kill_9_reattaches_to_the_jobs_instead_of_submitting_again() {
     assert!(jobs.iter().all(|j| j["status"] == "SUCCEEDED"), "{jobs:?}");
 }
 
-/// Sorted `tweet_id|mention|prediction|score` rows of a gold table, read by the Python
-/// `deltalake` package (another Delta reader).
+/// Sorted `tweet_id|mention|prediction|score|model version` rows of a gold table, read by the
+/// Python `deltalake` package (another Delta reader).
 fn gold_rows(table: &std::path::Path) -> Vec<String> {
-    let script = "import os, sys, deltalake\n\
-         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\n\
-         cols = [t.column(c).to_pylist() for c in ['tweet_id', 'mention', 'predicted_sentiment', 'predicted_score', 'model_version']]\n\
-         for r in sorted('|'.join(str(v) for v in row) for row in zip(*cols)): print(r)\n\
-         sys.stdout.flush(); os._exit(0)\n";
-    let out = std::process::Command::new(tweetflow_test_support::venv().join("bin/python"))
-        .args(["-c", script, table.to_str().unwrap()])
-        .output()
-        .expect("the venv's python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    common::python_delta_rows(
+        table.to_str().unwrap(),
+        &[
+            "tweet_id",
+            "mention",
+            "predicted_sentiment",
+            "predicted_score",
+            "model_version",
+        ],
+    )
 }
 
 #[test]

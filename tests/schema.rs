@@ -5,13 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::Sandbox;
-
-fn venv_python() -> PathBuf {
-    tweetflow_test_support::venv().join("bin/python")
-}
 
 /// Validates each YAML file against the schema; returns one line per file: `ok` or the
 /// validator's first error.
@@ -25,20 +20,9 @@ for f in sys.argv[2:]:
     errors = sorted(v.iter_errors(yaml.safe_load(open(f))), key=lambda e: list(e.path))
     print("ok" if not errors else "error: " + errors[0].message)
 "#;
-    let out = Command::new(venv_python())
-        .arg("-c")
-        .arg(script)
-        .arg(schema)
-        .args(files)
-        .output()
-        .expect("run the venv's python");
-    assert!(
-        out.status.success(),
-        "validator failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    let mut args = vec![schema.to_path_buf()];
+    args.extend_from_slice(files);
+    common::venv_python(script, &args, &[])
         .lines()
         .map(str::to_string)
         .collect()

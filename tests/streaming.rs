@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{Sandbox, wait_for};
-use tweetflow_test_support::{test_csv, tiny_model, venv};
+use tweetflow_test_support::{test_csv, tiny_model};
 
 fn pipeline() -> String {
     let model = tiny_model();
@@ -27,31 +27,11 @@ tasks:
 /// Sorted `tweet_id|mention|extra` rows of a Delta table, read by the Python `deltalake`
 /// package (another Delta reader).
 fn rows(sb: &Sandbox, table: &str, extra: &str) -> Vec<String> {
-    let venv = venv();
-    let script = "import os, sys, deltalake\n\
-         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\n\
-         cols = [t.column(c).to_pylist() for c in ['tweet_id', 'mention'] + ([sys.argv[2]] if sys.argv[2] else [])]\n\
-         for r in sorted('|'.join(str(v) for v in row) for row in zip(*cols)): print(r)\n\
-         sys.stdout.flush(); os._exit(0)\n".to_string();
-    let out = std::process::Command::new(venv.join("bin/python"))
-        .args([
-            "-c",
-            &script,
-            sb.path().join(table).to_str().unwrap(),
-            extra,
-        ])
-        .output()
-        .expect("the venv's python (scripts/setup-venv.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let mut columns = vec!["tweet_id", "mention"];
+    if !extra.is_empty() {
+        columns.push(extra);
+    }
+    common::python_delta_rows(sb.path().join(table).to_str().unwrap(), &columns)
 }
 
 fn bronze_count(sb: &Sandbox) -> usize {

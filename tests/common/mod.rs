@@ -208,6 +208,44 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// Runs `script` with the project's venv Python, `args` after it and `env` added; asserts that
+/// it succeeded and returns its standard output.
+pub fn venv_python<A: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[A],
+    env: &[(String, String)],
+) -> String {
+    let out = Command::new(tweetflow_test_support::venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .expect("the venv's python (scripts/setup-venv.sh)");
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The rows of the Delta table at `location` as sorted `value|value|...` lines of `columns`,
+/// read by the Python `deltalake` package (another Delta reader).
+pub fn python_delta_rows(location: &str, columns: &[&str]) -> Vec<String> {
+    let script = "import os, sys, deltalake\n\
+         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table()\n\
+         cols = [t.column(c).to_pylist() for c in sys.argv[2:]]\n\
+         for r in sorted('|'.join(str(v) for v in row) for row in zip(*cols)): print(r)\n\
+         sys.stdout.flush(); os._exit(0)\n";
+    let mut args = vec![location];
+    args.extend_from_slice(columns);
+    venv_python(script, &args, &[])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// The sorted rows of the bronze and silver tables under `root` in the sandbox.
 pub fn medallion_rows(sb: &Sandbox, root: &str) -> Vec<Vec<Vec<String>>> {
     use tweetflow_test_support::tables::rows_of;
