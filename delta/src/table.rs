@@ -201,11 +201,22 @@ pub struct CommitRequest {
 
 /// Commits `request` on top of the loaded version of `table`, refusing to rebase on a newer
 /// version (a concurrent writer makes this a retryable conflict). Returns the new version.
+///
+/// When the running attempt has expectations on this table (see [`crate::expect`]), the
+/// commit records their counts and quarantine files, and the quarantine files are committed
+/// to the quarantine table right after it.
 pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitRequest) -> Result<i64> {
     storage::check_safe_commits(location)?;
+    let mut info = request.info;
+    let expect = crate::expect::pending_for(location);
+    if let Some((recorded, _)) = &expect
+        && let Some(map) = info.as_object_mut()
+    {
+        map.insert("expectations".into(), recorded.clone());
+    }
     let mut props = CommitProperties::default()
         .with_max_retries(0)
-        .with_metadata([(COMMIT_INFO_KEY.to_string(), request.info)]);
+        .with_metadata([(COMMIT_INFO_KEY.to_string(), info)]);
     if let Some(txn) = request.txn {
         props = props.with_application_transaction(txn);
     }
@@ -220,6 +231,12 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
         Ok(finalized) => {
             let v = finalized.version() as i64;
             refresh(table, location).await?;
+            if let Some((_, outbox)) = expect {
+                crate::expect::committed(location)?;
+                if let Some((quarantine, adds)) = outbox {
+                    crate::expect::commit_outbox(table, &quarantine, v, adds).await?;
+                }
+            }
             Ok(v)
         }
         Err(DeltaTableError::VersionAlreadyExists(v)) => Err(StorageError::Conflict {

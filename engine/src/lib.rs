@@ -27,6 +27,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod error;
 pub mod exec;
+pub mod expect;
 pub mod executor;
 pub mod graph;
 pub mod interpolate;

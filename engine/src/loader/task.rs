@@ -301,10 +301,22 @@ impl Loader<'_, '_> {
                 }
             }
         }
+        let expect = match get("expect") {
+            Some((_, node)) => {
+                let mut node = node.clone();
+                if self.interpolate_checked(&mut node, params, None) {
+                    self.expectations(&node, id, task_type.as_deref(), &with.to_json())
+                } else {
+                    Default::default()
+                }
+            }
+            None => Default::default(),
+        };
         if !ok {
             return None;
         }
         Some(TaskSpec {
+            expect,
             id: id.to_string(),
             task_type: task_type?,
             with: with.to_json(),

@@ -145,6 +145,10 @@ impl From<MedallionError> for TaskError {
                 TaskError::config("table", format!("`{location}`: {message}"))
             }
             MedallionError::Storage(StorageError::Cancelled) => TaskError::cancelled(),
+            MedallionError::Storage(StorageError::Expectation { message }) => TaskError {
+                kind: tweetflow_engine::ErrorKind::Config,
+                message: format!("expect: {message}"),
+            },
 
             _ if err.is_retryable() => TaskError::retryable(err.to_string()),
             _ => TaskError::fatal(err.to_string()),
