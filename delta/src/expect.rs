@@ -570,7 +570,7 @@ async fn quarantine_table(location: &str, rows: &SchemaRef, target: &str) -> Res
         ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         true,
     ));
-    let schema: StructType = ArrowSchema::new(fields)
+    let schema: StructType = (&ArrowSchema::new(fields))
         .try_into_kernel()
         .map_err(|e| StorageError::format(format!("the quarantine schema of `{target}`"), e))?;
     table::open_or_create(location, &schema, &[]).await

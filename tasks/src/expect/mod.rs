@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::datatypes::{Field, Schema as ArrowSchema};
+use deltalake::arrow::datatypes::{DataType as ArrowDataType, Field, Schema as ArrowSchema};
 use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
 use deltalake::datafusion::sql::sqlparser::parser::Parser;
 use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
@@ -163,7 +163,7 @@ fn check_against(sql: &str, columns: &[(String, String)]) -> Result<(), SqlProbl
         else {
             return Ok(()); // a type this check cannot model: checked at run time
         };
-        let Ok(arrow) = (&dt).try_into_arrow() else {
+        let Ok(arrow): Result<ArrowDataType, _> = (&dt).try_into_arrow() else {
             return Ok(());
         };
         fields.push(Field::new(name, arrow, true));

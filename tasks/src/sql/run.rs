@@ -12,7 +12,7 @@ use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, Add, StructType, Transaction};
-use deltalake::{ObjectStore as _, Path};
+use deltalake::Path;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
