@@ -417,14 +417,15 @@ impl Check {
         if self.compiled.as_ref().is_none_or(|c| c.schema != schema) {
             self.compiled = Some(compile(&self.scope.rules, schema.clone())?);
         }
-        let Some(compiled) = self.compiled.as_ref() else {
+        let Some(exprs) = self.compiled.as_ref().map(|c| c.exprs.clone()) else {
             return Ok(Some(batch));
         };
+        let scope = self.scope.clone();
         let n = batch.num_rows();
         let mut drop = vec![false; n];
         let mut reasons: Vec<Option<&str>> = vec![None; n];
         let mut counts: Vec<(String, u64)> = Vec::new();
-        for (rule, expr) in self.scope.rules.iter().zip(&compiled.exprs) {
+        for (rule, expr) in scope.rules.iter().zip(&exprs) {
             let value = expr
                 .evaluate(&batch)
                 .and_then(|v| v.into_array(n))
@@ -480,12 +481,12 @@ impl Check {
         if quarantined.true_count() > 0 {
             let rows = filter_record_batch(&batch, &quarantined)
                 .map_err(|e| StorageError::format("selecting quarantined rows", e))?;
-            let reasons: StringArray = reasons
+            let reason_column: StringArray = reasons
                 .iter()
                 .flatten()
                 .map(|name| Some(format!("expectation {name}")))
                 .collect();
-            self.quarantine_rows(rows, reasons, location).await?;
+            self.quarantine_rows(rows, reason_column, location).await?;
         }
         let keep: BooleanArray = (0..n)
             .map(|i| Some(!drop[i] && reasons[i].is_none()))

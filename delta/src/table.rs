@@ -234,7 +234,10 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
             if let Some((_, outbox)) = expect {
                 crate::expect::committed(location)?;
                 if let Some((quarantine, adds)) = outbox {
-                    crate::expect::commit_outbox(table, &quarantine, v, adds).await?;
+                    // Boxed: the quarantine commit comes back through this function.
+                    let outbox: std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> =
+                        Box::pin(crate::expect::commit_outbox(table, &quarantine, v, adds));
+                    outbox.await?;
                 }
             }
             Ok(v)
