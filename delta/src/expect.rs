@@ -45,7 +45,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::commit::{Replans, append_op, commit_planned};
+use crate::commit::{Replans, append_op};
 use crate::error::{Result, StorageError};
 use crate::table::{self, CommitRequest};
 
@@ -643,7 +643,8 @@ pub(crate) async fn commit_outbox(
             txn: Some(Transaction::new(app.clone(), version)),
             info: json!({"app": "tweetflow-expect", "kind": "quarantine", "target_version": version}),
         };
-        match commit_planned(&mut qt, quarantine, recorded, request).await {
+        // The check and the commit see the same version: a concurrent commit fails it.
+        match table::commit_plain(&mut qt, quarantine, request).await {
             Ok(_) => return Ok(()),
             Err(err) if replans.again(&err) => continue,
             Err(err) => return Err(err),

@@ -206,7 +206,6 @@ pub struct CommitRequest {
 /// commit records their counts and quarantine files, and the quarantine files are committed
 /// to the quarantine table right after it.
 pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitRequest) -> Result<i64> {
-    storage::check_safe_commits(location)?;
     let mut info = request.info;
     let expect = crate::expect::pending_for(location);
     if let Some((recorded, _)) = &expect
@@ -214,9 +213,41 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
     {
         map.insert("expectations".into(), recorded.clone());
     }
+    let result = commit_plain(
+        table,
+        location,
+        CommitRequest {
+            actions: request.actions,
+            operation: request.operation,
+            txn: request.txn,
+            info,
+        },
+    )
+    .await;
+    match result {
+        Ok(v) => {
+            if let Some((_, outbox)) = expect {
+                crate::expect::committed(location)?;
+                if let Some((quarantine, adds)) = outbox {
+                    crate::expect::commit_outbox(table, &quarantine, v, adds).await?;
+                }
+            }
+            Ok(v)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`commit`] without the expectations' bookkeeping (for the quarantine commits it makes).
+pub(crate) async fn commit_plain(
+    table: &mut DeltaTable,
+    location: &str,
+    request: CommitRequest,
+) -> Result<i64> {
+    storage::check_safe_commits(location)?;
     let mut props = CommitProperties::default()
         .with_max_retries(0)
-        .with_metadata([(COMMIT_INFO_KEY.to_string(), info)]);
+        .with_metadata([(COMMIT_INFO_KEY.to_string(), request.info)]);
     if let Some(txn) = request.txn {
         props = props.with_application_transaction(txn);
     }
@@ -231,15 +262,6 @@ pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitReque
         Ok(finalized) => {
             let v = finalized.version() as i64;
             refresh(table, location).await?;
-            if let Some((_, outbox)) = expect {
-                crate::expect::committed(location)?;
-                if let Some((quarantine, adds)) = outbox {
-                    // Boxed: the quarantine commit comes back through this function.
-                    let outbox: std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> =
-                        Box::pin(crate::expect::commit_outbox(table, &quarantine, v, adds));
-                    outbox.await?;
-                }
-            }
             Ok(v)
         }
         Err(DeltaTableError::VersionAlreadyExists(v)) => Err(StorageError::Conflict {

@@ -94,12 +94,14 @@ where
         rules(expectations),
         crate::medallion::write_control(ctx),
     );
-    let output = delta_expect::scoped(scope.clone(), async {
+    // Boxed: the task's future is large, and this adds two layers around it.
+    let attempt = Box::pin(attempt);
+    let output = Box::pin(delta_expect::scoped(scope.clone(), async {
         delta_expect::recover(table, quarantine)
             .await
             .map_err(crate::medallion::MedallionError::from)?;
         attempt.await
-    })
+    }))
     .await?;
     if !scope.used() {
         tracing::info!(task = %ctx.task_id, "no rows were written, so no expectation was evaluated");

@@ -5,7 +5,6 @@ use crate::medallion::MedallionError;
 use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{Action, Transaction};
-use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;

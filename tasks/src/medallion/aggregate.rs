@@ -20,7 +20,6 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, TimeUnit, TimestampMicrosecondType};
 use deltalake::kernel::{Action, DataType, StructType, Transaction};
-use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

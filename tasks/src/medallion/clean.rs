@@ -280,7 +280,6 @@ struct Cleaner {
     silver: SilverRows,
     silver_schema: SchemaRef,
     silver_writer: TargetWriter,
-    silver_loc: String,
     quarantine: QuarantineRows,
     q_schema: SchemaRef,
     q_writer: RecordBatchWriter,
@@ -491,7 +490,6 @@ async fn clean_attempt(
         silver_writer: expect::target_writer(&silver, &silver_loc, silver_schema.clone(), &q_loc)
             .await?,
         silver_schema,
-        silver_loc: silver_loc.clone(),
         quarantine: QuarantineRows::new(),
         q_writer: table::writer_for(&quarantine, &q_loc, q_schema.clone())?,
         q_schema,

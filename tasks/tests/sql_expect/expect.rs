@@ -7,7 +7,6 @@ use tweetflow_delta::expect::{self, Scope};
 use tweetflow_engine::ErrorKind;
 use tweetflow_engine::expect::OnFail;
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
-use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
 
 use crate::common::*;
 
@@ -185,6 +184,4 @@ async fn ingest_and_aggregate_apply_expectations_through_the_same_path() {
     let kept: Vec<Vec<String>> = counts.iter().filter(|(_, n)| **n >= 3)
         .map(|(m, n)| vec![m.clone(), n.to_string()]).collect();
     assert_eq!(rows_of(&p(d, "mentions"), &["mention", "total"]).await, kept);
-    let _ = ingest; // the plain ingest runs in `ingest_and_clean`
-    let _ = IngestParams::new;
 }

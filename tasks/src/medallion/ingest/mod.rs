@@ -52,7 +52,6 @@ use std::path::PathBuf;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
-use deltalake::writer::DeltaWriter;
 use serde_json::json;
 use tweetflow_engine::task::Shard;
 use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};

@@ -123,12 +123,12 @@ impl<'a> BatchWriter<'a> {
         b.rows = 0;
         if self.writer.is_none() {
             self.writer = Some(
-                expect::target_writer(
+                Box::pin(expect::target_writer(
                     table,
                     &self.bronze_loc,
                     self.schema.clone(),
                     &self.params.quarantine_location(),
-                )
+                ))
                 .await?,
             );
         }
