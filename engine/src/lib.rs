@@ -60,4 +60,7 @@ pub use registry::Registry;
 pub use section::Section;
 pub use spec::{Pipeline, TaskSpec};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
-pub use task::{DynTask, ErrorKind, PipelineInfo, Task, TaskContext, TaskError, TaskOutput};
+pub use task::{
+    DynTask, ErrorKind, ParamsError, PipelineInfo, RunLink, RunLinks, RunView, Task, TaskContext,
+    TaskError, TaskOutput, TaskState, UnrecordedRun,
+};

@@ -53,10 +53,10 @@ async fn run_task_inner(
 ) -> Outcome {
     let spec = &shared.pipeline.tasks[i];
     let Some(task) = shared.registry.get(&spec.task_type).cloned() else {
-        let error = TaskError {
-            kind: ErrorKind::Config,
-            message: format!("unknown task type `{}`", spec.task_type),
-        };
+        let error = TaskError::new(
+            ErrorKind::Config,
+            format!("unknown task type `{}`", spec.task_type),
+        );
         shared.record(finished(&spec.id, TaskStatus::Failed, None, Some(error)));
         return Outcome {
             status: TaskStatus::Failed,
@@ -206,6 +206,8 @@ pub(super) async fn run_attempts(
             span: attempt_span.clone(),
             artifacts_dir: shared.run_dir.join("artifacts").join(&spec.id),
             shard,
+            run: shared.clone(),
+            links: shared.links.clone(),
         };
         info!(attempt = number, "started");
         let result =
@@ -232,6 +234,10 @@ pub(super) async fn run_attempts(
                 return Ok(output);
             }
             Err(e) => {
+                if let Some(cause) = e.source_chain() {
+                    // The record keeps the message; the log also keeps what caused it.
+                    info!(target: OUTCOME_TARGET, attempt = number, error = %e.message, cause = %cause, "attempt failed");
+                }
                 let retry =
                     e.is_retryable() && number < policy.max_attempts && !cancel.is_cancelled();
                 last_error = e;
@@ -269,10 +275,10 @@ async fn run_attempt(
             Some(limit) => tokio::time::timeout(limit, attempt)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(TaskError {
-                        kind: ErrorKind::Timeout,
-                        message: format!("timed out after {}", format_duration(limit)),
-                    })
+                    Err(TaskError::new(
+                        ErrorKind::Timeout,
+                        format!("timed out after {}", format_duration(limit)),
+                    ))
                 }),
             None => attempt.await,
         }
