@@ -15,21 +15,30 @@
 //!
 //! Every task that writes a Delta table applies the task's `expect:` ([`expect`]).
 
-pub mod command;
+mod command;
 pub mod expect;
 pub mod infer;
 pub mod medallion;
 pub mod metrics;
-pub mod mlflow_log;
-pub mod noop;
+pub mod mlflow_link;
+mod mlflow_log;
+mod noop;
 pub mod observers;
-pub mod run_store_guard;
-pub mod shards;
+mod run_store_guard;
+mod shards;
 pub mod sql;
-pub mod storage;
+mod storage;
+mod table_error;
+
+pub use command::{CommandParams, CommandTask};
+pub use mlflow_log::{MlflowLogParams, MlflowLogTask};
+pub use noop::{NoopParams, NoopTask};
+pub use shards::shard_of;
+pub use storage::{OptionValue, StorageSection, WithStorage};
+pub use table_error::{Result as TableResult, TableTaskError};
 
 use expect::Expecting;
-use storage::WithStorage;
+
 use tweetflow_engine::Registry;
 
 /// Registers every task type tweetflow ships and the
@@ -37,7 +46,7 @@ use tweetflow_engine::Registry;
 /// that touch tables and landing folders run with the pipeline's storage options in scope.
 pub fn register_all(registry: &mut Registry) {
     registry
-        .register_section::<observers::mlflow_runs::MlflowSection>()
+        .register_section::<mlflow_link::MlflowSection>()
         .register_section::<storage::StorageSection>()
         .set_expect_checker(expect::checker())
         .register(command::CommandTask)

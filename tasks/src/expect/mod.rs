@@ -99,7 +99,7 @@ where
     let output = Box::pin(delta_expect::scoped(scope.clone(), async {
         delta_expect::recover(table, quarantine)
             .await
-            .map_err(crate::medallion::MedallionError::from)?;
+            .map_err(crate::table_error::TableTaskError::from)?;
         attempt.await
     }))
     .await?;

@@ -1,7 +1,7 @@
 //! Running `infer`: the re-plan loop around one attempt, and the attempt itself (plan,
 //! score, write gold, commit with the application transaction).
 
-use crate::medallion::MedallionError;
+use crate::table_error::TableTaskError;
 use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{Action, Transaction};
@@ -14,8 +14,8 @@ use tweetflow_delta::{WriteControl, incremental};
 use tweetflow_engine::task::Shard;
 use tweetflow_model::ModelSource;
 
-use super::APP_ID;
 use super::error::InferResult;
+use super::gold::APP_ID;
 use super::gold::{SILVER_COLUMNS, column_as, gold_batch, gold_schema};
 use super::params::InferParams;
 use super::plan::{open_tables, recorded_model};
@@ -76,7 +76,7 @@ pub async fn infer_shard(
     shard: Option<Shard>,
 ) -> InferResult<InferSummary> {
     if params.batch_size == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "batch_size",
             message: "must be at least 1".into(),
         }
@@ -161,7 +161,7 @@ async fn infer_attempt(
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             let batch = shard::keep(batch, shard)?;
             if batch.num_rows() == 0 {
                 continue;

@@ -4,7 +4,7 @@ use tweetflow_delta::StorageError;
 use tweetflow_delta::commit::ConflictError;
 use tweetflow_engine::TaskError;
 
-use crate::medallion::MedallionError;
+use crate::table_error::TableTaskError;
 
 /// Everything that can go wrong in a `sql` run.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ impl From<SqlError> for TaskError {
                     TaskError::fatal(format!("running the query: {text}"))
                 }
             }
-            SqlError::Storage(e) => MedallionError::from(e)
+            SqlError::Storage(e) => TableTaskError::from(e)
                 .naming(&[])
                 .into(),
         }
