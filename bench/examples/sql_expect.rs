@@ -45,7 +45,11 @@ fn rules() -> Vec<Rule> {
     };
     vec![
         rule("has_text", "length(cleaned_text) > 0", OnFail::Drop),
-        rule("recent", "timestamp >= TIMESTAMP '2009-01-01'", OnFail::Quarantine),
+        rule(
+            "recent",
+            "timestamp >= TIMESTAMP '2009-01-01'",
+            OnFail::Quarantine,
+        ),
         rule("not_empty", "length(mention) > 0", OnFail::Fail),
     ]
 }

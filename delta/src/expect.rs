@@ -33,7 +33,9 @@ use deltalake::arrow::array::{
     Array, ArrayRef, BooleanArray, StringArray, TimestampMicrosecondArray, new_null_array,
 };
 use deltalake::arrow::compute::{cast, filter_record_batch};
-use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use deltalake::arrow::datatypes::{
+    DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit,
+};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::datafusion::common::DFSchema;
@@ -193,11 +195,10 @@ struct Compiled {
 /// expression is [`StorageError::Expectation`].
 fn compile(rules: &[Rule], schema: SchemaRef) -> Result<Compiled> {
     let ctx = SessionContext::new();
-    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| {
-        StorageError::Expectation {
+    let df_schema =
+        DFSchema::try_from(schema.as_ref().clone()).map_err(|e| StorageError::Expectation {
             message: format!("the written schema: {e}"),
-        }
-    })?;
+        })?;
     let mut exprs = Vec::with_capacity(rules.len());
     for rule in rules {
         let bad = |message: String| StorageError::Expectation {
@@ -328,9 +329,7 @@ pub async fn target_writer(
             {
                 let mut state = scope.state();
                 state.used = true;
-                state
-                    .pending
-                    .insert(location.to_string(), pending.clone());
+                state.pending.insert(location.to_string(), pending.clone());
             }
             if scope.rules.iter().any(|r| r.on_fail == OnFail::Quarantine) {
                 recover_outbox(table, location, quarantine).await?;
@@ -532,9 +531,8 @@ impl Check {
                 .map_err(|e| StorageError::format("quarantine column `processing_time`", e))?,
                 name => match rows.column_by_name(name) {
                     Some(c) if c.data_type() == field.data_type() => c.clone(),
-                    Some(c) => cast(c, field.data_type()).unwrap_or_else(|_| {
-                        new_null_array(field.data_type(), n)
-                    }),
+                    Some(c) => cast(c, field.data_type())
+                        .unwrap_or_else(|_| new_null_array(field.data_type(), n)),
                     None => new_null_array(field.data_type(), n),
                 },
             };
@@ -683,7 +681,9 @@ async fn recover_outbox(target: &DeltaTable, location: &str, quarantine: &str) -
         Some(qt) => table::app_version(&qt, quarantine, &app).await?,
         None => None,
     };
-    let from = recorded.map_or(0, |r| r + 1).max(latest - OUTBOX_LOOKBACK + 1);
+    let from = recorded
+        .map_or(0, |r| r + 1)
+        .max(latest - OUTBOX_LOOKBACK + 1);
     for v in from..=latest {
         let actions = match table::commit_actions(target, location, v).await {
             Ok(a) => a,

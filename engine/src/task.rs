@@ -389,7 +389,10 @@ impl TaskContext {
     /// The task's data-quality expectations (`expect:`), empty when it has none.
     pub fn expectations(&self) -> &crate::expect::Expectations {
         static NONE: crate::expect::Expectations = BTreeMap::new();
-        self.pipeline.expectations.get(&self.task_id).unwrap_or(&NONE)
+        self.pipeline
+            .expectations
+            .get(&self.task_id)
+            .unwrap_or(&NONE)
     }
 
     /// The output of the direct dependency `task_id`.

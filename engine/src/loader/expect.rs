@@ -60,8 +60,11 @@ impl Loader<'_, '_> {
                 continue;
             };
             if !is_expectation_name(&name) {
-                self.error(key.span, format!("task `{id}`: invalid expectation name `{name}`"))
-                    .hint = Some("use 1 to 64 letters, digits, `_` and `-`".into());
+                self.error(
+                    key.span,
+                    format!("task `{id}`: invalid expectation name `{name}`"),
+                )
+                .hint = Some("use 1 to 64 letters, digits, `_` and `-`".into());
                 continue;
             }
             if let Some(e) = self.expectation(body, id, &name, columns.as_deref()) {
@@ -91,7 +94,10 @@ impl Loader<'_, '_> {
         let get = |key: &str| entries.iter().find(|(k, _)| k.as_str() == Some(key));
         let on_fail = match get("on_fail") {
             None => OnFail::default(),
-            Some((_, v)) => match v.as_str().and_then(|s| OnFail::NAMES.iter().position(|n| *n == s)) {
+            Some((_, v)) => match v
+                .as_str()
+                .and_then(|s| OnFail::NAMES.iter().position(|n| *n == s))
+            {
                 Some(0) => OnFail::Warn,
                 Some(1) => OnFail::Drop,
                 Some(2) => OnFail::Quarantine,
@@ -108,8 +114,9 @@ impl Loader<'_, '_> {
             },
         };
         let Some((_, sql_node)) = get("sql") else {
-            self.error(body.span, format!("{what}: missing `sql`")).hint =
-                Some("a SQL condition each row must meet, e.g. `sql: \"length(mention) > 1\"`".into());
+            self.error(body.span, format!("{what}: missing `sql`")).hint = Some(
+                "a SQL condition each row must meet, e.g. `sql: \"length(mention) > 1\"`".into(),
+            );
             return None;
         };
         let Some(sql) = sql_node.as_str().map(str::to_string) else {
@@ -130,11 +137,8 @@ impl Loader<'_, '_> {
                 .offset
                 .map(|o| format!(" (at character {o} of the expression)"))
                 .unwrap_or_default();
-            self.error(
-                sql_node.span,
-                format!("{what}: {}{at}", problem.message),
-            )
-            .hint = problem.hint;
+            self.error(sql_node.span, format!("{what}: {}{at}", problem.message))
+                .hint = problem.hint;
             return None;
         }
         Some(Expectation { sql, on_fail })

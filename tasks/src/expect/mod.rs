@@ -143,17 +143,17 @@ pub fn checker() -> ExpectChecker {
 
 fn check_syntax(sql: &str) -> Result<(), SqlProblem> {
     let dialect = GenericDialect {};
-    let parsed = Parser::new(&dialect)
-        .try_with_sql(sql)
-        .and_then(|mut p| {
-            p.parse_expr()?;
-            match p.peek_token().token {
-                Token::EOF => Ok(()),
-                other => Err(deltalake::datafusion::sql::sqlparser::parser::ParserError::ParserError(
-                    format!("unexpected `{other}` after the condition"),
+    let parsed = Parser::new(&dialect).try_with_sql(sql).and_then(|mut p| {
+        p.parse_expr()?;
+        match p.peek_token().token {
+            Token::EOF => Ok(()),
+            other => Err(
+                deltalake::datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+                    "unexpected `{other}` after the condition"
                 )),
-            }
-        });
+            ),
+        }
+    });
     parsed.map_err(|e| problem(sql, &e.to_string(), None))
 }
 
@@ -175,28 +175,34 @@ fn check_against(sql: &str, columns: &[(String, String)]) -> Result<(), SqlProbl
         .map(|(n, t)| format!("{n} ({t})"))
         .collect::<Vec<_>>()
         .join(", ");
-    delta_expect::check_sql(sql, Arc::new(ArrowSchema::new(fields)))
-        .map_err(|message| problem(sql, &message, Some(format!("the columns the task writes: {described}"))))
+    delta_expect::check_sql(sql, Arc::new(ArrowSchema::new(fields))).map_err(|message| {
+        problem(
+            sql,
+            &message,
+            Some(format!("the columns the task writes: {described}")),
+        )
+    })
 }
 
 /// A problem with its position in `sql`: DataFusion's `Line: L, Column: C`, or where the
 /// unknown column is named.
 fn problem(sql: &str, message: &str, hint: Option<String>) -> SqlProblem {
-    let offset = position_of(message, "Column: ")
-        .or_else(|| {
-            let name = message
-                .split("No field named ")
-                .nth(1)?
-                .split(['.', ' '])
-                .next()?
-                .trim_matches(['"', '`', '\'']);
-            sql.to_ascii_lowercase()
-                .find(&name.to_ascii_lowercase())
-                .map(|i| sql[..i].chars().count() + 1)
-        });
+    let offset = position_of(message, "Column: ").or_else(|| {
+        let name = message
+            .split("No field named ")
+            .nth(1)?
+            .split(['.', ' '])
+            .next()?
+            .trim_matches(['"', '`', '\'']);
+        sql.to_ascii_lowercase()
+            .find(&name.to_ascii_lowercase())
+            .map(|i| sql[..i].chars().count() + 1)
+    });
+    // One line; the columns go in the hint.
+    let message = message.split("; columns: ").next().unwrap_or(message);
     SqlProblem {
         offset,
-        message: message.trim().to_string(),
+        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
         hint,
     }
 }
@@ -225,8 +231,14 @@ mod tests {
     #[test]
     fn known_columns_pass_and_unknown_ones_are_named_with_their_position() {
         let check = checker();
-        assert_eq!(check("length(mention) > 1 AND total >= 0", Some(&cols())), Ok(()));
-        assert_eq!(check("timestamp >= TIMESTAMP '2009-01-01'", Some(&cols())), Ok(()));
+        assert_eq!(
+            check("length(mention) > 1 AND total >= 0", Some(&cols())),
+            Ok(())
+        );
+        assert_eq!(
+            check("timestamp >= TIMESTAMP '2009-01-01'", Some(&cols())),
+            Ok(())
+        );
         let p = check("length(mentions) > 1", Some(&cols())).unwrap_err();
         assert!(p.message.contains("mentions"), "{p:?}");
         assert_eq!(p.offset, Some(8), "{p:?}");

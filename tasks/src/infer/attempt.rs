@@ -142,14 +142,10 @@ async fn infer_attempt(
     let files = incremental::new_files(&silver, &silver_loc, lo, hi).await?;
     let total: u64 = files.iter().map(|f| f.rows()).sum();
     let gold_schema = table::arrow_schema(&gold, &gold_loc)?;
-    let quarantine = crate::medallion::ingest::default_quarantine(&gold_loc);
-    let mut writer = tweetflow_delta::expect::target_writer(
-        &gold,
-        &gold_loc,
-        gold_schema.clone(),
-        &quarantine,
-    )
-    .await?;
+    let quarantine = crate::medallion::tables::default_quarantine(&gold_loc);
+    let mut writer =
+        tweetflow_delta::expect::target_writer(&gold, &gold_loc, gold_schema.clone(), &quarantine)
+            .await?;
     let stats_before = predictor.stats();
     let distinct_before = predictor.distinct_texts;
     let mut progress = Progress::new(total);

@@ -94,7 +94,7 @@ impl crate::expect::WritesTable for InferTask {
     fn tables(params: &InferParams) -> (String, String) {
         (
             params.table.clone(),
-            crate::medallion::ingest::default_quarantine(&params.table),
+            crate::medallion::tables::default_quarantine(&params.table),
         )
     }
 }

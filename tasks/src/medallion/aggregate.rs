@@ -239,7 +239,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
     let mut names: Vec<&String> = stats.keys().collect();
     names.sort();
     let schema = table::arrow_schema(&out, &out_loc)?;
-    let quarantine = super::ingest::default_quarantine(&out_loc);
+    let quarantine = super::tables::default_quarantine(&out_loc);
     let mut writer =
         tweetflow_delta::expect::target_writer(&out, &out_loc, schema.clone(), &quarantine).await?;
     for chunk in names.chunks(table::BATCH_ROWS) {
@@ -313,7 +313,9 @@ impl Task for AggregateTask {
     const WRITES_TABLE: bool = true;
 
     fn output_columns(&self, _params: &AggregateParams) -> Option<Vec<(String, String)>> {
-        aggregate_schema().ok().map(|s| crate::expect::columns_of(&s))
+        aggregate_schema()
+            .ok()
+            .map(|s| crate::expect::columns_of(&s))
     }
 
     async fn run(
@@ -342,7 +344,7 @@ impl crate::expect::WritesTable for AggregateTask {
     fn tables(params: &AggregateParams) -> (String, String) {
         (
             params.table.clone(),
-            super::ingest::default_quarantine(&params.table),
+            super::tables::default_quarantine(&params.table),
         )
     }
 }

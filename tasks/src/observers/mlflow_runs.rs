@@ -224,7 +224,11 @@ fn expectation_metrics(
         .iter()
         .filter_map(|(name, tally)| {
             let failed = tally.get("failed")?.as_f64()?;
-            Some(Metric::new(format!("expect.{id}.{name}.failed"), failed, step))
+            Some(Metric::new(
+                format!("expect.{id}.{name}.failed"),
+                failed,
+                step,
+            ))
         })
         .collect()
 }

@@ -79,9 +79,7 @@ impl From<SqlError> for TaskError {
                     TaskError::fatal(format!("running the query: {text}"))
                 }
             }
-            SqlError::Storage(e) => TableTaskError::from(e)
-                .naming(&[])
-                .into(),
+            SqlError::Storage(e) => TableTaskError::from(e).naming(&[]).into(),
         }
     }
 }

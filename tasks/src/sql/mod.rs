@@ -98,7 +98,7 @@ impl SqlParams {
     pub fn quarantine_location(&self) -> String {
         self.quarantine
             .clone()
-            .unwrap_or_else(|| crate::medallion::ingest::default_quarantine(&self.table))
+            .unwrap_or_else(|| crate::medallion::tables::default_quarantine(&self.table))
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
+use deltalake::Path;
 use deltalake::arrow::datatypes::Schema;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::datasource::MemTable;
@@ -12,7 +13,6 @@ use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, Add, StructType, Transaction};
-use deltalake::Path;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -101,7 +101,9 @@ fn check_params(p: &SqlParams) -> SqlResult<()> {
     if let Some(bad) = p.tables.keys().find(|a| !is_identifier(a)) {
         return param(
             "tables",
-            format!("`{bad}` is not a table name the query can use: use lower-case letters, digits and `_`"),
+            format!(
+                "`{bad}` is not a table name the query can use: use lower-case letters, digits and `_`"
+            ),
         );
     }
     if p.query.trim().is_empty() {
@@ -134,7 +136,11 @@ fn session() -> SqlResult<SessionContext> {
         .with_memory_limit(MEMORY_LIMIT, 1.0)
         .build_arc()?;
     let mut config = SessionConfig::new().with_batch_size(table::BATCH_ROWS);
-    config.options_mut().execution.parquet.schema_force_view_types = false;
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
@@ -323,7 +329,12 @@ async fn register_tables(
 
 /// The data files versions `after + 1 ..= upto` of `source` added and that are still active
 /// (a file compacted away by `optimize` since is skipped, with a warning).
-async fn unconsumed(source: &DeltaTable, location: &str, after: i64, upto: i64) -> SqlResult<Vec<Add>> {
+async fn unconsumed(
+    source: &DeltaTable,
+    location: &str,
+    after: i64,
+    upto: i64,
+) -> SqlResult<Vec<Add>> {
     let files = incremental::new_files(source, location, after, upto).await?;
     if files.is_empty() {
         return Ok(Vec::new());
@@ -357,12 +368,16 @@ async fn keep_unmatched(
         return Ok(Vec::new());
     }
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let key_schema = Arc::new(schema.project(
-        &keys
-            .iter()
-            .filter_map(|k| schema.index_of(k).ok())
-            .collect::<Vec<_>>(),
-    ).map_err(|e| StorageError::format("the merge keys", e))?);
+    let key_schema = Arc::new(
+        schema
+            .project(
+                &keys
+                    .iter()
+                    .filter_map(|k| schema.index_of(k).ok())
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| StorageError::format("the merge keys", e))?,
+    );
     let mut key_batches: Vec<RecordBatch> = Vec::new();
     for add in new {
         let path = table::add_path(add)?;

@@ -111,7 +111,10 @@ mod tests {
         ]);
         assert!(check_fits(&query, &target_schema(&query), "t").is_ok());
         let err = check_fits(&query, &target, "t").unwrap_err().to_string();
-        assert!(err.contains("`tweets` is Int64 in the query but Float64"), "{err}");
+        assert!(
+            err.contains("`tweets` is Int64 in the query but Float64"),
+            "{err}"
+        );
         assert!(err.contains("`extra` is not in the table"), "{err}");
         assert!(err.contains("`mean_score` is not in the query"), "{err}");
         assert!(!err.contains("`mention`"), "{err}");

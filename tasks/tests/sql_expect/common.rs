@@ -101,7 +101,10 @@ pub async fn run_task(
 
 /// The `failed` count of expectation `name` in a task's output.
 pub fn failed(output: &TaskOutput, name: &str) -> u64 {
-    output.get("expectations").and_then(|e| e.get(name)).and_then(|t| t.get("failed"))
+    output
+        .get("expectations")
+        .and_then(|e| e.get(name))
+        .and_then(|t| t.get("failed"))
         .and_then(Value::as_u64)
         .unwrap_or_else(|| panic!("no tally for `{name}` in {:?}", output.values))
 }

@@ -4,3 +4,4 @@
 mod common;
 mod expect;
 mod sql;
+mod validation;

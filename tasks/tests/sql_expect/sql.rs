@@ -39,22 +39,38 @@ fn counts(rows: &[Vec<String>]) -> BTreeMap<String, u64> {
 async fn a_group_by_over_silver_matches_the_golden_file_and_a_count_in_rust() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let tricky = std::fs::read(repo_root().join("tasks/tests/medallion/golden/tricky.jsonl")).unwrap();
+    let tricky =
+        std::fs::read(repo_root().join("tasks/tests/medallion/golden/tricky.jsonl")).unwrap();
     std::fs::create_dir_all(d.join("landing")).unwrap();
     std::fs::write(d.join("landing/tricky-000001.jsonl"), tricky).unwrap();
-    let f = std::fs::File::options().write(true).open(d.join("landing/tricky-000001.jsonl")).unwrap();
-    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(d.join("landing/tricky-000001.jsonl"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+        .unwrap();
     ingest_and_clean(d).await;
 
-    let s = run_sql(&sql_params(d, PER_MENTION, Mode::Overwrite), "per_mention", 1, &WriteControl::default())
-        .await
-        .unwrap();
+    let s = run_sql(
+        &sql_params(d, PER_MENTION, Mode::Overwrite),
+        "per_mention",
+        1,
+        &WriteControl::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.read_versions["silver"], version(&p(d, "silver")).await);
-    let got = rows_of(&p(d, "out"), &["mention", "tweets", "users", "first_seen", "positive_share"]).await;
+    let got = rows_of(
+        &p(d, "out"),
+        &["mention", "tweets", "users", "first_seen", "positive_share"],
+    )
+    .await;
     let silver = rows_of(&p(d, "silver"), &["mention", "user"]).await;
     let expected = counts(&silver);
     assert_eq!(
-        got.iter().map(|r| (r[0].clone(), r[1].parse::<u64>().unwrap())).collect::<BTreeMap<_, _>>(),
+        got.iter()
+            .map(|r| (r[0].clone(), r[1].parse::<u64>().unwrap()))
+            .collect::<BTreeMap<_, _>>(),
         expected
     );
     assert_eq!(s.rows, expected.len() as u64);
@@ -66,11 +82,23 @@ async fn a_group_by_over_silver_matches_the_golden_file_and_a_count_in_rust() {
     assert_eq!(text, std::fs::read_to_string(&golden).unwrap());
 
     // Overwrite again: the same rows, a new version.
-    let again = run_sql(&sql_params(d, PER_MENTION, Mode::Overwrite), "per_mention", 2, &WriteControl::default())
-        .await
-        .unwrap();
+    let again = run_sql(
+        &sql_params(d, PER_MENTION, Mode::Overwrite),
+        "per_mention",
+        2,
+        &WriteControl::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.table_version, s.table_version + 1);
-    assert_eq!(rows_of(&p(d, "out"), &["mention", "tweets", "users", "first_seen", "positive_share"]).await, got);
+    assert_eq!(
+        rows_of(
+            &p(d, "out"),
+            &["mention", "tweets", "users", "first_seen", "positive_share"]
+        )
+        .await,
+        got
+    );
 }
 
 #[tokio::test]
@@ -79,23 +107,48 @@ async fn incremental_append_reads_each_new_version_once() {
     let d = dir.path();
     land_tweets(&d.join("landing"), "t-000001.jsonl", 0, 40);
     ingest_and_clean(d).await;
-    let mut params = sql_params(d, "SELECT tweet_id, mention, upper(mention) AS big FROM silver", Mode::Append);
+    let mut params = sql_params(
+        d,
+        "SELECT tweet_id, mention, upper(mention) AS big FROM silver",
+        Mode::Append,
+    );
     params.incremental = true;
-    let first = run_sql(&params, "copy", 1, &WriteControl::default()).await.unwrap();
+    let first = run_sql(&params, "copy", 1, &WriteControl::default())
+        .await
+        .unwrap();
     let silver_v1 = rows_of(&p(d, "silver"), &["tweet_id", "mention"]).await;
     assert_eq!(first.rows, silver_v1.len() as u64);
     assert_eq!(first.read_from["silver"], 0);
 
     land_tweets(&d.join("landing"), "t-000002.jsonl", 40, 30);
     ingest_and_clean(d).await;
-    let second = run_sql(&params, "copy", 2, &WriteControl::default()).await.unwrap();
+    let second = run_sql(&params, "copy", 2, &WriteControl::default())
+        .await
+        .unwrap();
     let silver_v2 = rows_of(&p(d, "silver"), &["tweet_id", "mention"]).await;
-    assert_eq!(second.rows, (silver_v2.len() - silver_v1.len()) as u64, "only the new rows");
-    assert_eq!(second.read_from["silver"], first.read_versions["silver"] + 1);
-    assert_eq!(rows_of(&p(d, "out"), &["tweet_id", "mention"]).await, silver_v2, "each row once");
+    assert_eq!(
+        second.rows,
+        (silver_v2.len() - silver_v1.len()) as u64,
+        "only the new rows"
+    );
+    assert_eq!(
+        second.read_from["silver"],
+        first.read_versions["silver"] + 1
+    );
+    assert_eq!(
+        rows_of(&p(d, "out"), &["tweet_id", "mention"]).await,
+        silver_v2,
+        "each row once"
+    );
 
-    let third = run_sql(&params, "copy", 3, &WriteControl::default()).await.unwrap();
-    assert_eq!((third.rows, third.table_version), (0, second.table_version), "nothing new: no commit");
+    let third = run_sql(&params, "copy", 3, &WriteControl::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (third.rows, third.table_version),
+        (0, second.table_version),
+        "nothing new: no commit"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +158,14 @@ async fn merge_replaces_matching_keys_and_keeps_the_others() {
     land_tweets(&d.join("landing"), "t-000001.jsonl", 0, 60);
     ingest_and_clean(d).await;
     let counted = "SELECT mention, count(*) AS n FROM silver GROUP BY mention";
-    run_sql(&sql_params(d, counted, Mode::Overwrite), "m", 1, &WriteControl::default()).await.unwrap();
+    run_sql(
+        &sql_params(d, counted, Mode::Overwrite),
+        "m",
+        1,
+        &WriteControl::default(),
+    )
+    .await
+    .unwrap();
     let before = rows_of(&p(d, "out"), &["mention", "n"]).await;
     let mut params = sql_params(
         d,
@@ -113,10 +173,18 @@ async fn merge_replaces_matching_keys_and_keeps_the_others() {
         Mode::Merge,
     );
     params.merge_keys = vec!["mention".into()];
-    run_sql(&params, "m", 2, &WriteControl::default()).await.unwrap();
+    run_sql(&params, "m", 2, &WriteControl::default())
+        .await
+        .unwrap();
     let mut expected: Vec<Vec<String>> = before
         .iter()
-        .map(|r| if r[0].starts_with("m1") { vec![r[0].clone(), "-1".into()] } else { r.clone() })
+        .map(|r| {
+            if r[0].starts_with("m1") {
+                vec![r[0].clone(), "-1".into()]
+            } else {
+                r.clone()
+            }
+        })
         .collect();
     expected.push(vec!["new".into(), "7".into()]);
     expected.sort();
@@ -131,18 +199,45 @@ async fn a_retried_or_resumed_run_commits_once() {
     land_tweets(&d.join("landing"), "t-000001.jsonl", 0, 30);
     ingest_and_clean(d).await;
     let params = sql_params(d, "SELECT tweet_id, mention FROM silver", Mode::Append);
-    let err = run_sql(&params, "copy", 42, &WriteControl::with_failpoint("sql.after_commit")).await.unwrap_err();
+    let err = run_sql(
+        &params,
+        "copy",
+        42,
+        &WriteControl::with_failpoint("sql.after_commit"),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("failpoint"), "{err}");
     let v = version(&p(d, "out")).await;
-    let retry = run_sql(&params, "copy", 42, &WriteControl::default()).await.unwrap();
+    let retry = run_sql(&params, "copy", 42, &WriteControl::default())
+        .await
+        .unwrap();
     assert!(retry.already_committed);
     assert_eq!(retry.table_version, v);
-    assert_eq!(retry.rows, rows(&p(d, "silver")).await.1.len() as u64, "the committed run's figures");
-    assert_eq!(rows_of(&p(d, "out"), &["tweet_id"]).await.len(), rows(&p(d, "silver")).await.1.len());
+    assert_eq!(
+        retry.rows,
+        rows(&p(d, "silver")).await.1.len() as u64,
+        "the committed run's figures"
+    );
+    assert_eq!(
+        rows_of(&p(d, "out"), &["tweet_id"]).await.len(),
+        rows(&p(d, "silver")).await.1.len()
+    );
     // Through the task: the token comes from the run id; another run appends again.
     let task_params = serde_json::to_value(&params).unwrap();
-    let out = run_task("sql", "copy", "run-a", task_params.clone(), Default::default(), d).await.unwrap();
-    let again = run_task("sql", "copy", "run-a", task_params, Default::default(), d).await.unwrap();
+    let out = run_task(
+        "sql",
+        "copy",
+        "run-a",
+        task_params.clone(),
+        Default::default(),
+        d,
+    )
+    .await
+    .unwrap();
+    let again = run_task("sql", "copy", "run-a", task_params, Default::default(), d)
+        .await
+        .unwrap();
     assert_eq!(out.get("table_version"), again.get("table_version"));
     assert_eq!(again.get("already_committed"), Some(&json!(true)));
     assert_eq!(out.fingerprint, again.fingerprint);
@@ -154,25 +249,59 @@ async fn bad_queries_are_config_errors_naming_the_problem() {
     let d = dir.path();
     land_tweets(&d.join("landing"), "t-000001.jsonl", 0, 20);
     ingest_and_clean(d).await;
-    run_sql(&sql_params(d, "SELECT mention, count(*) AS tweets FROM silver GROUP BY mention", Mode::Overwrite), "q", 1, &WriteControl::default())
-        .await
-        .unwrap();
+    run_sql(
+        &sql_params(
+            d,
+            "SELECT mention, count(*) AS tweets FROM silver GROUP BY mention",
+            Mode::Overwrite,
+        ),
+        "q",
+        1,
+        &WriteControl::default(),
+    )
+    .await
+    .unwrap();
     // (query, mode, texts the error must hold)
     let cases: [(&str, Mode, &[&str]); 6] = [
-        ("SELEC mention FROM silver", Mode::Overwrite, &["param `query`", "SELEC", "Line: 1, Column: 1"]),
-        ("SELECT mention, nope FROM silver", Mode::Overwrite, &["param `query`", "nope"]),
-        ("SELECT * FROM missing", Mode::Overwrite, &["param `query`", "missing"]),
-        ("CREATE TABLE x AS SELECT 1", Mode::Overwrite, &["param `query`", "not supported"]),
+        (
+            "SELEC mention FROM silver",
+            Mode::Overwrite,
+            &["param `query`", "SELEC", "Line: 1, Column: 1"],
+        ),
+        (
+            "SELECT mention, nope FROM silver",
+            Mode::Overwrite,
+            &["param `query`", "nope"],
+        ),
+        (
+            "SELECT * FROM missing",
+            Mode::Overwrite,
+            &["param `query`", "missing"],
+        ),
+        (
+            "CREATE TABLE x AS SELECT 1",
+            Mode::Overwrite,
+            &["param `query`", "not supported"],
+        ),
         (
             "SELECT mention, CAST(count(*) AS VARCHAR) AS tweets FROM silver GROUP BY mention",
             Mode::Append,
-            &["param `table`", "`tweets` is Utf8 in the query but Int64 in the table"],
+            &[
+                "param `table`",
+                "`tweets` is Utf8 in the query but Int64 in the table",
+            ],
         ),
-        ("SELECT mention FROM silver", Mode::Append, &["param `table`", "`tweets` is not in the query"]),
+        (
+            "SELECT mention FROM silver",
+            Mode::Append,
+            &["param `table`", "`tweets` is not in the query"],
+        ),
     ];
     for (query, mode, texts) in cases {
         let params = serde_json::to_value(sql_params(d, query, mode)).unwrap();
-        let err = run_task("sql", "q", "r9", params, Default::default(), d).await.unwrap_err();
+        let err = run_task("sql", "q", "r9", params, Default::default(), d)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Config, "{query}: {err}");
         for t in texts {
             assert!(err.message.contains(t), "{query}: `{t}` not in: {err}");
@@ -180,9 +309,16 @@ async fn bad_queries_are_config_errors_naming_the_problem() {
     }
     let mut params = sql_params(d, "SELECT 1 AS x", Mode::Overwrite);
     params.incremental = true;
-    let err = run_task("sql", "q", "r9", serde_json::to_value(params).unwrap(), Default::default(), d)
-        .await
-        .unwrap_err();
+    let err = run_task(
+        "sql",
+        "q",
+        "r9",
+        serde_json::to_value(params).unwrap(),
+        Default::default(),
+        d,
+    )
+    .await
+    .unwrap_err();
     assert!(err.message.contains("param `incremental`"), "{err}");
 }
 
@@ -201,15 +337,34 @@ async fn expectations_apply_to_sql_results() {
     let silver = rows_of(&p(d, "silver"), &["mention"]).await;
     let few = counts(&silver).values().filter(|n| **n < 5).count() as u64;
     assert!(few > 0);
-    let out = run_task("sql", "per_mention", "r1", params.clone(),
-        expectations(&[("busy", "tweets >= 5", OnFail::Quarantine)]), d).await.unwrap();
+    let out = run_task(
+        "sql",
+        "per_mention",
+        "r1",
+        params.clone(),
+        expectations(&[("busy", "tweets >= 5", OnFail::Quarantine)]),
+        d,
+    )
+    .await
+    .unwrap();
     assert_eq!(failed(&out, "busy"), few);
     let q = rows_of(&p(d, "out_quarantine"), &["mention", "tweets", "reason"]).await;
     assert_eq!(q.len() as u64, few);
-    assert!(q.iter().all(|r| r[2] == "expectation busy" && r[1].parse::<u64>().unwrap() < 5));
+    assert!(
+        q.iter()
+            .all(|r| r[2] == "expectation busy" && r[1].parse::<u64>().unwrap() < 5)
+    );
     let v = version(&p(d, "out")).await;
-    let err = run_task("sql", "per_mention", "r2", params,
-        expectations(&[("busy", "tweets >= 5", OnFail::Fail)]), d).await.unwrap_err();
+    let err = run_task(
+        "sql",
+        "per_mention",
+        "r2",
+        params,
+        expectations(&[("busy", "tweets >= 5", OnFail::Fail)]),
+        d,
+    )
+    .await
+    .unwrap_err();
     assert!(err.message.contains("expectation `busy` failed"), "{err}");
     assert_eq!(version(&p(d, "out")).await, v, "nothing committed");
 }
