@@ -350,9 +350,11 @@ fn landing_folders_that_cannot_be_listed() {
             tables: &["bronze"],
         });
     } else {
+        // SAFETY: geteuid(2) has no preconditions.
+        #[allow(unsafe_code)]
+        let uid = unsafe { libc::geteuid() };
         println!(
-            "skipped the unreadable-folder case: this process (uid {}) reads folders of mode 000",
-            unsafe { libc::geteuid() }
+            "skipped the unreadable-folder case: this process (uid {uid}) reads folders of mode 000"
         );
     }
     check(&sb, &cases);

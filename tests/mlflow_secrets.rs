@@ -256,6 +256,7 @@ struct AuthServer {
 impl Drop for AuthServer {
     fn drop(&mut self) {
         // SAFETY: signals the server's own process group.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(-(self.child.id() as i32), libc::SIGKILL);
         }
@@ -271,7 +272,7 @@ fn auth_server(admin_password: &str) -> AuthServer {
         .expect("run the venv's python");
     assert!(
         probe.status.success(),
-        "the basic-auth MLflow server needs the mlflow[auth] extra (requirements.txt) in {}: run scripts/setup-venv.sh",
+        "the basic-auth MLflow server needs the mlflow[auth] extra (requirements-test.txt) in {}: run `scripts/setup-venv.sh test`",
         venv().display()
     );
     let dir = tempfile::tempdir().unwrap();

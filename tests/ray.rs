@@ -211,6 +211,7 @@ fn ctrl_c_of_the_engine_stops_its_ray_jobs() {
     );
     let run_id = only_run(&sb);
     // SAFETY: SIGINT to the engine this test started.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }

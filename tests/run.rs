@@ -455,6 +455,7 @@ fn sigterm_cancels_and_saves_the_run() {
         .join("second.started")
         .exists()));
     // SAFETY: kill(2) on the child we spawned.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

@@ -14,6 +14,7 @@ fn run_dirs(sb: &Sandbox) -> Vec<String> {
 
 fn sigterm(child: &std::process::Child) {
     // SAFETY: kill(2) on a child we spawned.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

@@ -92,6 +92,7 @@ async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin) {
 
 fn signal_group(pid: u32, signal: i32) {
     // SAFETY: kill(2) on the process group the child leads.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(-(pid as i32), signal);
     }
