@@ -3,6 +3,7 @@
 //! and logged to MLflow; then no byte of it is found in the run store, in what the CLI prints,
 //! or in the MLflow server's store (params, tags, metric keys, artifacts). A server with basic
 //! auth accepts the password, which is never written either, nor are AWS credentials.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! Ctrl-C stopping the jobs, `--resume` after `kill -9` re-attaching to the jobs, and the
 //! medallion (ingest, clean and infer in shards) on Ray with an infer job stopped while it is
 //! scoring giving the tables of a local unsharded run.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! `failpoints` feature, which only the crates' dev-dependencies enable; this checks that the
 //! dependency graph of `cargo build --release --bin tweetflow` (normal and build edges, no dev
 //! edges) resolves `tweetflow-delta` without it, and that the test builds have it.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
@@ -46,9 +47,5 @@ fn a_release_build_of_tweetflow_has_no_failpoints_and_the_test_builds_do() {
     assert!(
         tests.iter().any(|f| f == "failpoints"),
         "the crash tests need tweetflow-delta's `failpoints` feature; got {tests:?}"
-    );
-    assert!(
-        tweetflow_delta::control::FAILPOINTS_ENABLED,
-        "this test binary is a test build, so it has failpoints"
     );
 }

@@ -1,5 +1,6 @@
 //! End-to-end runs of the real `tweetflow` binary: ordering, parallelism, retries,
 //! timeouts, caching, cancellation, `kill -9` and `--resume`.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The real scheduler daemon: a per-second schedule for a few ticks, SIGTERM, the run store
 //! afterwards; the daemon lock; `--next`; overlap for runs started by hand.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

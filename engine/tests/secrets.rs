@@ -203,7 +203,9 @@ async fn secrets_never_reach_the_run_store_and_resume_reads_them_again() {
     // Without the secret, a resume is refused with its name.
     // SAFETY: as above.
     #[allow(unsafe_code)]
-    unsafe { std::env::remove_var("SECRETS_TEST_PLAIN") };
+    unsafe {
+        std::env::remove_var("SECRETS_TEST_PLAIN");
+    }
     match engine.resume(&record.run_id, RunOptions::default()).await {
         Err(EngineError::MissingSecret { source, .. }) => {
             assert_eq!(
@@ -257,7 +259,9 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
     let value = format!("attempt-secret-{}", std::process::id());
     // SAFETY: a variable no other test of this binary reads.
     #[allow(unsafe_code)]
-    unsafe { std::env::set_var("SECRETS_TEST_ATTEMPT_TOKEN", &value) };
+    unsafe {
+        std::env::set_var("SECRETS_TEST_ATTEMPT_TOKEN", &value);
+    }
     let mut r = Registry::new();
     r.register(Leaky);
     let p = load_str(
@@ -300,7 +304,9 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
     assert_eq!(ResolvedAttempt::read(&file).unwrap(), attempt);
     // SAFETY: as above.
     #[allow(unsafe_code)]
-    unsafe { std::env::remove_var("SECRETS_TEST_ATTEMPT_TOKEN") };
+    unsafe {
+        std::env::remove_var("SECRETS_TEST_ATTEMPT_TOKEN");
+    }
     let err = ResolvedAttempt::read(&file).unwrap_err();
     assert!(
         err.to_string().contains("`SECRETS_TEST_ATTEMPT_TOKEN`"),
