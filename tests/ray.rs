@@ -4,6 +4,7 @@
 //! Ctrl-C stopping the jobs, `--resume` after `kill -9` re-attaching to the jobs, and the
 //! medallion (ingest, clean and infer in shards) on Ray with an infer job stopped while it is
 //! scoring giving the tables of a local unsharded run.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -211,6 +212,7 @@ fn ctrl_c_of_the_engine_stops_its_ray_jobs() {
     );
     let run_id = only_run(&sb);
     // SAFETY: SIGINT to the engine this test started.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }

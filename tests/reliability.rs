@@ -2,6 +2,7 @@
 //! engine then `--resume`, the scheduler daemon killed and restarted on a busy CPU, runs at
 //! once on the same tables, disk full, MLflow down/slow/500/429; every row survived with no
 //! row lost or duplicated.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! End-to-end runs of the real `tweetflow` binary: ordering, parallelism, retries,
 //! timeouts, caching, cancellation, `kill -9` and `--resume`.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -455,6 +456,7 @@ fn sigterm_cancels_and_saves_the_run() {
         .join("second.started")
         .exists()));
     // SAFETY: kill(2) on the child we spawned.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

@@ -1,5 +1,6 @@
 //! `tweetflow ui` through its JSON twins and its actions: the real binary serving a temporary
 //! run store, runs started by the CLI and by the server.
+#![allow(clippy::unwrap_used)]
 
 mod ui_server;
 

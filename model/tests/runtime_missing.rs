@@ -1,5 +1,6 @@
 //! The error when ONNX Runtime cannot be loaded. `ort` loads its library once per process,
 //! so each case runs this test binary again as a child process with its own environment.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

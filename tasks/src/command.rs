@@ -105,6 +105,7 @@ impl Task for CommandTask {
         // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
         // which is async-signal-safe. It asks the kernel to SIGKILL the child if the engine
         // dies (even by `kill -9`), so no orphan keeps working on the run's behalf.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -200,6 +201,7 @@ impl ProcessGroup {
         if let Some(pgid) = self.0 {
             // SAFETY: kill(2) with a negative pid signals the process group; it has no memory
             // effects. The group was created for this child by `process_group(0)`.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::kill(-pgid, signal);
             }
