@@ -249,7 +249,7 @@ pub fn policy_keeps(
     }
     let failed = matches!(
         record.status,
-        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running | RunStatus::Interrupted
     );
     if policy.keep_failed && failed {
         return Some(KeepReason::KeepFailed);
