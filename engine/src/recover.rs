@@ -12,7 +12,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::error::EngineError;
-use crate::executor::Engine;
+use crate::run::Engine;
 use crate::observer::RunObserver;
 use crate::spec::Pipeline;
 use crate::store::liveness::last_event_at;
@@ -51,7 +51,7 @@ impl Engine {
         &self,
         run_id: &str,
     ) -> Result<(RunHandle, Option<Pipeline>), EngineError> {
-        match self.store().reopen(run_id, &crate::loader::process_env) {
+        match self.store().reopen(run_id, &crate::secrets::process_env) {
             Ok((handle, pipeline)) => Ok((handle, Some(pipeline))),
             Err(EngineError::MissingSecret { source, .. }) => {
                 warn!(run_id, error = %source, "observers are not told: a secret of the run is missing");
