@@ -32,8 +32,7 @@ pub mod prune_outputs;
 mod record;
 mod schedule;
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
