@@ -123,7 +123,7 @@ mod tests {
         let run = format!("orphan-test-{}", std::process::id());
         // `sh` starts a grandchild in the background and exits: the grandchild is an orphan.
         let mut sh = Command::new("sh")
-            .args(["-c", "sleep 60 & echo $!"])
+            .args(["-c", "sleep 60 >/dev/null 2>&1 & echo $!"])
             .env(RUN_ENV, &run)
             .stdout(std::process::Stdio::piped())
             .spawn()
