@@ -154,3 +154,96 @@ fn runs_recover_fail_marks_the_run_failed_saying_the_engine_died() {
     let out = sb.run(&["runs", "recover", "--pipeline", "other"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("no interrupted runs of pipeline other"));
 }
+
+const LOGGED: &str = r#"
+name: logged_blocking
+mlflow:
+  experiment: tweetflow-interrupted-${env.TEST_EXPERIMENT_SUFFIX:-x}
+tasks:
+  first: { type: command, with: { argv: [sh, -c, 'echo one'] } }
+  second:
+    type: command
+    depends_on: [first]
+    with: { argv: [sh, -c, 'if [ -f go ]; then echo done; else touch second.started; exec sleep 60; fi'] }
+"#;
+
+fn mlflow_status(server_url: &str, run_dir: &std::path::Path) -> String {
+    let link: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("mlflow.json")).expect("mlflow.json"))
+            .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = tweetflow_test_support::mlflow_server::client_at(server_url);
+    let run = rt
+        .block_on(c.get_run(link["run_id"].as_str().unwrap()))
+        .unwrap();
+    serde_json::to_value(run.info.status)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_mlflow_run_of_an_interrupted_run_is_killed_when_seen_and_finished_after_recover() {
+    let server = tweetflow_test_support::mlflow_server::server();
+    let sb = Sandbox::new();
+    sb.write("p.yaml", LOGGED);
+    let suffix = format!("{}", std::process::id());
+    let mut child = sb
+        .cmd(&["run", "p.yaml"])
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .env("TEST_EXPERIMENT_SUFFIX", &suffix)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(60), || sb
+        .path()
+        .join("second.started")
+        .exists()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_id = sb.run_ids().pop().unwrap();
+    let dir = sb.runs().join(&run_id);
+    assert_eq!(mlflow_status(&server.url, &dir), "RUNNING", "nobody looked yet");
+
+    // The web UI sees the interruption and tells MLflow.
+    let mut ui = sb
+        .cmd(&["ui", "--listen", "127.0.0.1:0", "."])
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .env("TEST_EXPERIMENT_SUFFIX", &suffix)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let killed = wait_for(Duration::from_secs(20), || {
+        mlflow_status(&server.url, &dir) == "KILLED"
+    });
+    let _ = ui.kill();
+    let _ = ui.wait();
+    assert!(killed, "the MLflow run was never set KILLED");
+    assert!(
+        std::fs::read_to_string(dir.join("events.jsonl"))
+            .unwrap()
+            .contains("\"event\":\"run_interrupted\"")
+    );
+
+    sb.write("go", "");
+    let out = sb
+        .cmd(&["runs", "recover"])
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .env("TEST_EXPERIMENT_SUFFIX", &suffix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(show(&sb, &run_id)["status"], "succeeded");
+    assert_eq!(mlflow_status(&server.url, &dir), "FINISHED");
+}

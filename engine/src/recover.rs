@@ -69,7 +69,11 @@ impl Engine {
     /// `KILLED`), once: a run already recorded as interrupted is left alone. Returns the
     /// record when the run is interrupted, `None` when it is not (running elsewhere, or over).
     pub async fn note_interrupted(&self, run_id: &str) -> Result<Option<RunRecord>, EngineError> {
-        if self.store().load(run_id)?.status != RunStatus::Interrupted {
+        let written = self.store().load_as_written(run_id)?;
+        if written.status == RunStatus::Interrupted {
+            return Ok(Some(written)); // already recorded, observers told
+        }
+        if self.store().live_view(written).status != RunStatus::Interrupted {
             return Ok(None);
         }
         let (mut handle, pipeline) = match self.lock_for_recovery(run_id) {

@@ -89,6 +89,12 @@ impl RunStore {
         record
     }
 
+    /// The record of run `run_id` as written, without the liveness check: a dead engine's
+    /// run still says `running` until a process records the interruption.
+    pub fn load_as_written(&self, run_id: &str) -> Result<RunRecord, EngineError> {
+        load_record(&self.existing_dir(run_id)?)
+    }
+
     pub(super) fn load_live(&self, dir: &Path) -> Result<RunRecord, EngineError> {
         load_record(dir).map(|r| self.live_view(r))
     }
