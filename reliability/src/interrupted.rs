@@ -45,7 +45,12 @@ fn scheduled_pipeline(sb: &Sandbox) -> Result<String, SuiteError> {
         let key = line.trim_start().split(':').next().unwrap_or("");
         match params.get(key) {
             Some(v) if in_params && line.starts_with("  ") && !line.starts_with("   ") => {
-                out.push_str(&format!("  {key}: \"{v}\"\n"));
+                // Numbers stay numbers (params are typed by their default).
+                if v.parse::<i64>().is_ok() {
+                    out.push_str(&format!("  {key}: {v}\n"));
+                } else {
+                    out.push_str(&format!("  {key}: \"{v}\"\n"));
+                }
             }
             _ => {
                 out.push_str(line);
