@@ -71,7 +71,10 @@ fn a_killed_run_reads_interrupted_at_once_and_runs_recover_resumes_it() {
     assert_eq!(status(&rec, "first"), "succeeded");
     assert_eq!(status(&rec, "second"), "running");
     let text = String::from_utf8(sb.run(&["runs", "show", &run_id]).stdout).unwrap();
-    assert!(text.contains("interrupted") && text.contains("last event"), "{text}");
+    assert!(
+        text.contains("interrupted") && text.contains("last event"),
+        "{text}"
+    );
     let list = String::from_utf8(sb.run(&["runs", "list"]).stdout).unwrap();
     assert!(list.contains("interrupted (last event"), "{list}");
     let listed: Value =
@@ -87,7 +90,11 @@ fn a_killed_run_reads_interrupted_at_once_and_runs_recover_resumes_it() {
         said.contains(&format!("would resume run {run_id} of blocking")),
         "{said}"
     );
-    assert_eq!(show(&sb, &run_id)["status"], "interrupted", "dry run: no change");
+    assert_eq!(
+        show(&sb, &run_id)["status"],
+        "interrupted",
+        "dry run: no change"
+    );
 
     sb.write("go", "");
     let out = sb.run(&["runs", "recover"]);
@@ -110,10 +117,14 @@ fn a_killed_run_reads_interrupted_at_once_and_runs_recover_resumes_it() {
         "what succeeded does not run again"
     );
     // Nothing writes any more.
-    let len = std::fs::metadata(sb.path().join("orphan.out")).unwrap().len();
+    let len = std::fs::metadata(sb.path().join("orphan.out"))
+        .unwrap()
+        .len();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        std::fs::metadata(sb.path().join("orphan.out")).unwrap().len(),
+        std::fs::metadata(sb.path().join("orphan.out"))
+            .unwrap()
+            .len(),
         len
     );
 
@@ -143,7 +154,10 @@ fn runs_recover_fail_marks_the_run_failed_saying_the_engine_died() {
     let out = sb.run(&["runs", "recover", "--fail", "--pipeline", "blocking"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains(&format!("marking failed run {run_id}")), "{said}");
+    assert!(
+        said.contains(&format!("marking failed run {run_id}")),
+        "{said}"
+    );
     assert!(!alive(orphan), "the orphan was killed");
     let rec = show(&sb, &run_id);
     assert_eq!(rec["status"], "failed");
@@ -208,7 +222,11 @@ fn the_mlflow_run_of_an_interrupted_run_is_killed_when_seen_and_finished_after_r
     child.wait().unwrap();
     let run_id = sb.run_ids().pop().unwrap();
     let dir = sb.runs().join(&run_id);
-    assert_eq!(mlflow_status(&server.url, &dir), "RUNNING", "nobody looked yet");
+    assert_eq!(
+        mlflow_status(&server.url, &dir),
+        "RUNNING",
+        "nobody looked yet"
+    );
 
     // The web UI sees the interruption and tells MLflow.
     let mut ui = sb

@@ -688,10 +688,18 @@ fn a_run_whose_engine_died_reads_interrupted_with_a_badge_a_filter_and_resume() 
     assert_eq!(run["can_resume"], true);
     let listed = ui.json("/runs?status=interrupted");
     assert_eq!(listed["runs"][0]["run_id"], id.as_str());
-    assert!(ui.json("/runs?status=running")["runs"].as_array().unwrap().is_empty());
+    assert!(
+        ui.json("/runs?status=running")["runs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let html = http.get(ui.url("/runs")).send().unwrap().text().unwrap();
     assert!(html.contains("badge status-interrupted"), "{html}");
-    assert!(html.contains(">interrupted</option>"), "a status filter for it");
+    assert!(
+        html.contains(">interrupted</option>"),
+        "a status filter for it"
+    );
     let page = http
         .get(ui.url(&format!("/runs/{id}")))
         .header("Cookie", format!("tweetflow_ui_token={TOKEN}"))

@@ -47,7 +47,11 @@ pub fn stop_orphans(run_id: &str) -> usize {
     loop {
         let left = find(run_id, &own);
         if left.is_empty() {
-            info!(run_id, killed = found.len(), "stopped the dead engine's processes");
+            info!(
+                run_id,
+                killed = found.len(),
+                "stopped the dead engine's processes"
+            );
             break;
         }
         if start.elapsed() > WAIT {
@@ -70,10 +74,8 @@ fn find(run_id: &str, own: &HashSet<i32>) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| !own.contains(pid))
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|var| var == needle.as_bytes())
-            })
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
         })
         .filter(|pid| state(*pid).is_some_and(|s| s != 'Z' && s != 'X'))
         .collect();
@@ -136,7 +138,11 @@ mod tests {
         let out = {
             use std::io::Read;
             let mut s = String::new();
-            sh.stdout.take().expect("stdout").read_to_string(&mut s).expect("read");
+            sh.stdout
+                .take()
+                .expect("stdout")
+                .read_to_string(&mut s)
+                .expect("read");
             s
         };
         let _ = sh.wait();
@@ -144,7 +150,11 @@ mod tests {
         assert_eq!(find(&run, &ancestors()), vec![grandchild]);
         assert_eq!(stop_orphans(&run), 1);
         assert!(find(&run, &ancestors()).is_empty());
-        assert_eq!(other.try_wait().expect("poll"), None, "another run's process lives");
+        assert_eq!(
+            other.try_wait().expect("poll"),
+            None,
+            "another run's process lives"
+        );
         let _ = other.kill();
         let _ = other.wait();
     }

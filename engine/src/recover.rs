@@ -12,8 +12,8 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::error::EngineError;
-use crate::run::Engine;
 use crate::observer::RunObserver;
+use crate::run::Engine;
 use crate::spec::Pipeline;
 use crate::store::liveness::last_event_at;
 use crate::store::{Event, RunHandle, RunRecord, RunStatus};

@@ -176,10 +176,7 @@ async fn a_dead_engines_run_reads_interrupted_at_once_and_one_resume_finishes_it
     assert!(last >= seen.created_at && last <= Utc::now());
     assert_eq!(seen.duration(), (last - seen.created_at).to_std().unwrap());
     let listed = store.list_newest(0).unwrap();
-    assert_eq!(
-        listed[0].as_ref().unwrap().status,
-        RunStatus::Interrupted
-    );
+    assert_eq!(listed[0].as_ref().unwrap().status, RunStatus::Interrupted);
     assert_eq!(
         store.interrupted_runs(Some("hourly")).unwrap()[0].run_id,
         run_id
@@ -353,7 +350,10 @@ async fn the_scheduler_fails_interrupted_runs_with_on_interrupted_fail_or_no_res
     let id = run_id.clone();
     let again = tokio::spawn(async move { e.resume(&id, only).await.map(|_| ()) });
     let runs = runs_of(g);
-    wait_until("the resumed task starts", || runs.load(Ordering::SeqCst) >= 2).await;
+    wait_until("the resumed task starts", || {
+        runs.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     again.abort();
     let _ = again.await;
     wait_until("the run reads interrupted", || {
@@ -376,11 +376,7 @@ fn bad_on_interrupted_and_max_resumes_are_validation_errors_with_position_and_hi
     let item = &d.items[0];
     assert!(item.message.contains("on_interrupted"), "{}", item.message);
     assert_eq!(item.span.line, 2);
-    assert_eq!(
-        item.hint.as_deref(),
-        Some("did you mean `resume`?"),
-        "{d}"
-    );
+    assert_eq!(item.hint.as_deref(), Some("did you mean `resume`?"), "{d}");
 
     let text =
         "name: p\nschedule: { cron: \"0 * * * *\", max_resumes: 0 }\ntasks:\n  a: { type: noop }\n";
@@ -388,14 +384,22 @@ fn bad_on_interrupted_and_max_resumes_are_validation_errors_with_position_and_hi
     let item = &d.items[0];
     assert!(item.message.contains("max_resumes: 0"), "{}", item.message);
     assert_eq!((item.span.line, item.span.column), (2, 45));
-    assert!(item.hint.as_deref().unwrap().contains("on_interrupted: fail"));
+    assert!(
+        item.hint
+            .as_deref()
+            .unwrap()
+            .contains("on_interrupted: fail")
+    );
 
     // With `fail`, no resume is ever needed: 0 is fine.
     let text = "name: p\nschedule: { cron: \"0 * * * *\", on_interrupted: fail, max_resumes: 0 }\ntasks:\n  a: { type: noop }\n";
     let p = load(text).unwrap_or_else(|d| panic!("{d}"));
     let s = p.schedule.unwrap();
     assert_eq!(s.max_resumes, 0);
-    assert_eq!(s.on_interrupted, tweetflow_engine::spec::OnInterrupted::Fail);
+    assert_eq!(
+        s.on_interrupted,
+        tweetflow_engine::spec::OnInterrupted::Fail
+    );
     let p = load(&yaml("x", "")).unwrap();
     let s = p.schedule.unwrap();
     assert_eq!(

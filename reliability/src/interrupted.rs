@@ -121,7 +121,10 @@ fn daemon(ctx: &Ctx) -> Result<Row, SuiteError> {
         signal(daemon.id(), libc::SIGKILL);
         let _ = daemon.wait();
         let status = status_of(&sb, &victim);
-        let st = status.as_ref().and_then(|r| r["status"].as_str()).unwrap_or("?");
+        let st = status
+            .as_ref()
+            .and_then(|r| r["status"].as_str())
+            .unwrap_or("?");
         if st != "interrupted" {
             // The run ended just before the kill: not a kill during a run.
             daemon = spawn(attempts)?;
@@ -143,7 +146,10 @@ fn daemon(ctx: &Ctx) -> Result<Row, SuiteError> {
             std::thread::sleep(Duration::from_millis(200));
         }
         match outcome {
-            Some(r) if r["status"] == "succeeded" && !r["resumed_at"].as_array().is_none_or(Vec::is_empty) => {
+            Some(r)
+                if r["status"] == "succeeded"
+                    && !r["resumed_at"].as_array().is_none_or(Vec::is_empty) =>
+            {
                 row.survived += 1;
                 resume_times.push(restarted.elapsed());
             }
@@ -238,11 +244,18 @@ fn manual(ctx: &Ctx) -> Result<Row, SuiteError> {
         signal(child.id(), libc::SIGKILL);
         let _ = child.wait();
         let killed = Instant::now();
-        let Some(run_id) = sb.run_ids().last().cloned().filter(|id| sb.record(id).is_some())
+        let Some(run_id) = sb
+            .run_ids()
+            .last()
+            .cloned()
+            .filter(|id| sb.record(id).is_some())
         else {
             continue; // killed before its first record: nothing to recover
         };
-        if sb.record(&run_id).is_some_and(|r| r["status"] == "succeeded") {
+        if sb
+            .record(&run_id)
+            .is_some_and(|r| r["status"] == "succeeded")
+        {
             continue; // killed while exiting, after its success was recorded
         }
         row.injected += 1;
@@ -254,8 +267,8 @@ fn manual(ctx: &Ctx) -> Result<Row, SuiteError> {
             }
         }
         let out = sb.run(sb.cmd(&["runs", "recover"]), &format!("recover{i}"))?;
-        let said = std::fs::read_to_string(sb.path().join(format!("recover{i}.out")))
-            .unwrap_or_default();
+        let said =
+            std::fs::read_to_string(sb.path().join(format!("recover{i}.out"))).unwrap_or_default();
         let record = status_of(&sb, &run_id);
         let st = record
             .as_ref()

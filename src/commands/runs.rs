@@ -37,7 +37,10 @@ pub(crate) async fn runs(
                     vec![
                         r.run_id.clone(),
                         r.pipeline.clone(),
-                        match r.last_event_at.filter(|_| r.status == RunStatus::Interrupted) {
+                        match r
+                            .last_event_at
+                            .filter(|_| r.status == RunStatus::Interrupted)
+                        {
                             Some(t) => format!("interrupted (last event {})", t.format("%H:%M:%S")),
                             None => r.status.as_str().to_string(),
                         },

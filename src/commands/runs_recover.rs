@@ -28,14 +28,22 @@ pub(crate) async fn recover(
                     if pipeline.as_ref().is_none_or(|p| *p == r.pipeline) {
                         chosen.push(r);
                     } else {
-                        println!("run {id} is of pipeline {}, not {}: left as it is", r.pipeline, pipeline.as_deref().unwrap_or(""));
+                        println!(
+                            "run {id} is of pipeline {}, not {}: left as it is",
+                            r.pipeline,
+                            pipeline.as_deref().unwrap_or("")
+                        );
                     }
                 }
                 Ok(r) => {
                     println!(
                         "run {id} is not interrupted: it {}{}; nothing changed",
                         r.status.as_str(),
-                        if r.status == RunStatus::Running { " (a live process holds it)" } else { "" }
+                        if r.status == RunStatus::Running {
+                            " (a live process holds it)"
+                        } else {
+                            ""
+                        }
                     );
                     code = exit::INVALID;
                 }
@@ -51,7 +59,9 @@ pub(crate) async fn recover(
     if chosen.is_empty() && run_ids.is_empty() {
         println!(
             "no interrupted runs{}",
-            pipeline.map(|p| format!(" of pipeline {p}")).unwrap_or_default()
+            pipeline
+                .map(|p| format!(" of pipeline {p}"))
+                .unwrap_or_default()
         );
         return Ok(code);
     }

@@ -133,6 +133,7 @@ impl Loader<'_, '_> {
             }
             None => None,
         };
+        let mut resumes_known = true;
         let on_interrupted = match get("on_interrupted") {
             Some(o) => match o.as_str() {
                 Some("resume") => OnInterrupted::Resume,
@@ -140,6 +141,7 @@ impl Loader<'_, '_> {
                 _ => {
                     self.enum_error(o, "on_interrupted", &["resume", "fail"]);
                     ok = false;
+                    resumes_known = false;
                     OnInterrupted::Resume
                 }
             },
@@ -147,7 +149,7 @@ impl Loader<'_, '_> {
         };
         let max_resumes = match get("max_resumes") {
             Some(m) => match m.value {
-                Value::Int(0) if on_interrupted == OnInterrupted::Resume => {
+                Value::Int(0) if on_interrupted == OnInterrupted::Resume && resumes_known => {
                     self.error(
                         m.span,
                         "`max_resumes: 0` with `on_interrupted: resume` would never resume a run",

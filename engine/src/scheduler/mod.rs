@@ -40,16 +40,16 @@ use crate::error::EngineError;
 use crate::run::{Engine, RunOptions};
 use crate::secrets::process_env;
 use crate::spec::{Catchup, Overlap, Pipeline, RetentionPolicy, ScheduleSpec};
-use crate::store::prune::PruneOptions;
 use crate::store::RunStore;
+use crate::store::prune::PruneOptions;
 use crate::task::BoxFuture;
 
 mod clock;
 mod overlap;
 mod recover;
 
-pub use clock::{Clock, SystemClock, TestClock};
 pub use crate::store::{HISTORY, ScheduleState, TickAction, TickRecord};
+pub use clock::{Clock, SystemClock, TestClock};
 pub use overlap::*;
 pub use recover::RECOVER_EVERY;
 

@@ -221,7 +221,10 @@ impl RunRecord {
     /// Wall time of the run (to now if still running, to its last event if interrupted).
     pub fn duration(&self) -> Duration {
         let start = self.created_at;
-        let end = self.ended_at.or(self.last_event_at).unwrap_or_else(Utc::now);
+        let end = self
+            .ended_at
+            .or(self.last_event_at)
+            .unwrap_or_else(Utc::now);
         (end - start).to_std().unwrap_or_default()
     }
 

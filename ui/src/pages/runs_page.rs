@@ -74,7 +74,9 @@ pub async fn runs(
             &headers,
             StatusCode::BAD_REQUEST,
             "Bad filter",
-            format!("`{s}` is not a run status (running, interrupted, succeeded, failed, cancelled)"),
+            format!(
+                "`{s}` is not a run status (running, interrupted, succeeded, failed, cancelled)"
+            ),
             Some(("/runs".into(), "All runs".into())),
             None,
         );
