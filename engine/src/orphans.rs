@@ -1,7 +1,7 @@
 //! Processes a dead engine left behind, stopped before its run is resumed.
 //!
 //! Every process the engine starts for a run (a `command` task's program, a local shard's
-//! `tweetflow task exec`) gets [`RUN_ENV`]`=<run id>` in its environment, which its own
+//! `tweetflow task exec`) gets [`RUN_ID_ENV`]`=<run id>` in its environment, which its own
 //! children inherit, and is asked to be killed with its parent (`PR_SET_PDEATHSIG`). The
 //! kernel does that for the direct child when the engine dies; a grandchild (the program a
 //! `sh -c` started, say) is not covered by it. So before a resume starts a run's work again,
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// The environment variable naming the run a child process works for.
-pub const RUN_ENV: &str = "TWEETFLOW_RUN_ID";
+pub const RUN_ID_ENV: &str = "TWEETFLOW_RUN_ID";
 
 /// How long [`stop_orphans`] waits for killed processes to go.
 const WAIT: Duration = Duration::from_secs(5);
@@ -63,9 +63,9 @@ pub fn stop_orphans(run_id: &str) -> usize {
     found.len()
 }
 
-/// Live (not zombie) processes whose environment holds `RUN_ENV=run_id`, except `own`.
+/// Live (not zombie) processes whose environment holds `RUN_ID_ENV=run_id`, except `own`.
 fn find(run_id: &str, own: &HashSet<i32>) -> Vec<i32> {
-    let needle = format!("{RUN_ENV}={run_id}");
+    let needle = format!("{RUN_ID_ENV}={run_id}");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -126,13 +126,13 @@ mod tests {
         // `sh` starts a grandchild in the background and exits: the grandchild is an orphan.
         let mut sh = Command::new("sh")
             .args(["-c", "sleep 60 >/dev/null 2>&1 & echo $!"])
-            .env(RUN_ENV, &run)
+            .env(RUN_ID_ENV, &run)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("sh");
         let mut other = Command::new("sleep")
             .arg("60")
-            .env(RUN_ENV, "another-run")
+            .env(RUN_ID_ENV, "another-run")
             .spawn()
             .expect("sleep");
         let out = {

@@ -259,7 +259,7 @@ async fn an_interrupted_run_marked_failed_says_the_engine_died_and_when() {
     engine.note_interrupted(&run_id).await.unwrap().unwrap();
     assert_eq!(events(engine.store(), &run_id), before);
 
-    let reason = tweetflow_engine::recover::engine_died_reason(&seen);
+    let reason = tweetflow_engine::engine_died_reason(&seen);
     let failed = engine.fail_interrupted(&run_id, &reason).await.unwrap();
     assert_eq!(failed.status, RunStatus::Failed);
     assert!(failed.ended_at.is_some());

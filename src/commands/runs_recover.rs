@@ -1,7 +1,7 @@
 //! `tweetflow runs recover [RUN_ID...] [--pipeline P] [--dry-run] [--fail]`: resumes (or marks
 //! failed) the runs whose engine died, printing what it did.
 
-use tweetflow_engine::recover::engine_died_reason;
+use tweetflow_engine::engine_died_reason;
 use tweetflow_engine::{Engine, EngineError, RunOptions, RunRecord, RunStatus};
 
 use crate::exit;
@@ -115,7 +115,7 @@ pub(crate) async fn recover(
                 println!(
                     "run {id}: {} in {}",
                     r.status.as_str(),
-                    tweetflow_engine::duration::human(r.duration())
+                    tweetflow_engine::human_duration(r.duration())
                 );
                 if r.status != RunStatus::Succeeded {
                     code = code.max(exit::FAILED);

@@ -103,7 +103,7 @@ impl Task for CommandTask {
                     ("TWEETFLOW_SHARDS", s.count.to_string()),
                 ]
             }))
-            .env(tweetflow_engine::orphans::RUN_ENV, &ctx.run_id)
+            .env(tweetflow_engine::RUN_ID_ENV, &ctx.run_id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

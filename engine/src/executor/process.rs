@@ -32,7 +32,7 @@ pub async fn run_process(attempt: &RemoteAttempt) -> Result<TaskOutput, TaskErro
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env(crate::orphans::RUN_ENV, &attempt.resolved.run_id)
+        .env(crate::orphans::RUN_ID_ENV, &attempt.resolved.run_id)
         .process_group(0)
         .kill_on_drop(true);
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
@@ -101,6 +101,7 @@ async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin) {
     }
 }
 
+#[allow(unsafe_code)] // kill(2) has no safe wrapper in the standard library
 fn signal_group(pid: u32, signal: i32) {
     // SAFETY: kill(2) on the process group the child leads.
     unsafe {

@@ -25,10 +25,10 @@
 //! open run, `prune` the retention policies; this module places runs on disk, locks them and
 //! lists them.
 
-pub mod liveness;
+pub(crate) mod liveness;
 mod log;
-pub mod prune;
-pub mod prune_outputs;
+mod prune;
+mod prune_outputs;
 mod record;
 mod schedule;
 
@@ -45,7 +45,10 @@ pub use crate::atomic_file::write_atomic;
 use liveness::{lock_held, take_lock};
 pub use log::RunHandle;
 use log::load_record;
-pub use prune::{PruneOptions, PruneReport};
+pub use prune::{
+    EntryRemoval, KeepReason, PruneOptions, PruneReport, PrunedEntry, PrunedRun, RetentionEnvError,
+    default_policy,
+};
 pub use record::{Attempt, Event, RunRecord, RunStatus, TaskRecord, TaskStatus};
 pub use schedule::{HISTORY, ScheduleState, TickAction, TickRecord};
 
