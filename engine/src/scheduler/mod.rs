@@ -42,7 +42,6 @@ use crate::secrets::process_env;
 use crate::spec::{Catchup, Overlap, Pipeline, RetentionPolicy, ScheduleSpec};
 use crate::store::PruneOptions;
 use crate::store::RunStore;
-use crate::store::prune::PruneOptions;
 use crate::task::BoxFuture;
 
 mod clock;
