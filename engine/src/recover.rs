@@ -15,23 +15,8 @@ use crate::error::EngineError;
 use crate::observer::RunObserver;
 use crate::run::Engine;
 use crate::spec::Pipeline;
-use crate::store::liveness::last_event_at;
+use crate::store::liveness::note_interrupted;
 use crate::store::{Event, RunHandle, RunRecord, RunStatus};
-
-/// Records [`Event::RunInterrupted`] for a locked run whose record still says running (its
-/// engine died); whether it did.
-pub(crate) fn note_interrupted(handle: &mut RunHandle) -> Result<bool, EngineError> {
-    if handle.record().status != RunStatus::Running {
-        return Ok(false);
-    }
-    let last = last_event_at(handle.dir()).unwrap_or(handle.record().created_at);
-    handle.append(Event::RunInterrupted {
-        at: Utc::now(),
-        last_event_at: last,
-    })?;
-    handle.snapshot()?;
-    Ok(true)
-}
 
 /// The reason recorded on an interrupted run marked failed.
 pub fn engine_died_reason(record: &RunRecord) -> String {

@@ -188,7 +188,7 @@ impl Engine {
             });
         }
         if interrupted {
-            crate::recover::note_interrupted(&mut handle)?;
+            crate::store::liveness::note_interrupted(&mut handle)?;
             crate::orphans::stop_orphans(run_id);
         }
         let record = handle.record();

@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{RunStore, is_run_id, log::load_record};
+use super::{RunHandle, RunStore, is_run_id, log::load_record};
 use crate::error::EngineError;
-use crate::store::record::{RunRecord, RunStatus};
+use crate::store::record::{Event, RunRecord, RunStatus};
 
 /// How often, and how long apart, taking a free-looking lock is tried again: a reader probing
 /// the lock holds it for a few microseconds, which must not make a resume fail.
@@ -73,6 +73,21 @@ pub fn last_event_at(dir: &Path) -> Option<DateTime<Utc>> {
         .iter()
         .find_map(|f| fs::metadata(dir.join(f)).ok()?.modified().ok())
         .map(DateTime::<Utc>::from)
+}
+
+/// Records [`Event::RunInterrupted`] for a locked run whose record still says running (its
+/// engine died); whether it did.
+pub(crate) fn note_interrupted(handle: &mut RunHandle) -> Result<bool, EngineError> {
+    if handle.record().status != RunStatus::Running {
+        return Ok(false);
+    }
+    let last = last_event_at(handle.dir()).unwrap_or(handle.record().created_at);
+    handle.append(Event::RunInterrupted {
+        at: Utc::now(),
+        last_event_at: last,
+    })?;
+    handle.snapshot()?;
+    Ok(true)
 }
 
 impl RunStore {
