@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::spec::Pipeline;
 use crate::store::RunRecord;
-use crate::task::BoxFuture;
+use crate::task::{BoxFuture, RunLinks};
 
 /// Why an observer could not record part of a run. Its text is what the run's
 /// `<observer>.pending` tag holds.
@@ -54,13 +54,15 @@ pub trait RunObserver: Send + Sync {
     /// Whether the observer wants this pipeline's runs.
     fn wants(&self, pipeline: &Pipeline) -> bool;
 
-    /// The run started (or was resumed).
+    /// The run started (or was resumed). What the observer returns is attached to the run
+    /// for its tasks to read ([`crate::task::TaskContext::links`]), e.g. the id of the
+    /// outside system's record of the run.
     fn run_started<'a>(
         &'a self,
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), ObserverError>>;
+    ) -> BoxFuture<'a, Result<RunLinks, ObserverError>>;
 
     /// The run reached its final state.
     fn run_finished<'a>(

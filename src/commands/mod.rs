@@ -56,9 +56,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 /// The engine with the run observers the build ships (MLflow), running attempts outside
 /// its process with this binary's `task exec`.
 pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
-    let engine = Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(
-        tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
-    ));
+    let engine = Engine::new(registry.clone(), runs_dir)
+        .with_observer(Arc::new(tweetflow_tasks::observers::MlflowRuns::default()));
     match std::env::current_exe() {
         Ok(exe) => engine.with_exec_command(vec![
             exe.display().to_string(),
