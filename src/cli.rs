@@ -240,6 +240,23 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Resume every interrupted run (its engine died), or mark it failed with --fail.
+    ///
+    /// Runs are taken one at a time, oldest first; each resume re-runs only what did not
+    /// succeed, as `run --resume` does. A run named that is not interrupted is left as it is.
+    Recover {
+        /// Only these runs (default: every interrupted run).
+        run_ids: Vec<String>,
+        /// Only the runs of this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Print what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Mark the runs failed (reason `engine died`) instead of resuming them.
+        #[arg(long)]
+        fail: bool,
+    },
     /// Show one run.
     Show {
         /// The run id.

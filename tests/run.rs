@@ -424,7 +424,9 @@ fn kill_dash_nine_then_resume_reruns_only_unfinished_tasks() {
         String::from_utf8_lossy(&out.stderr)
     );
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rec["status"], "running");
+    // Its engine is gone (the lock is free): interrupted, with the time of its last event.
+    assert_eq!(rec["status"], "interrupted");
+    assert!(rec["last_event_at"].is_string(), "{rec}");
     assert_eq!(status(&rec, "first"), "succeeded");
     assert_eq!(status(&rec, "second"), "running");
 

@@ -72,6 +72,17 @@ pub trait RunObserver: Send + Sync {
         record: &'a RunRecord,
     ) -> BoxFuture<'a, Result<(), ObserverError>>;
 
+    /// The run's engine died (the run is `interrupted`); it may be resumed later, which calls
+    /// [`RunObserver::run_started`] again. The default does nothing.
+    fn run_interrupted<'a>(
+        &'a self,
+        _run_dir: &'a Path,
+        _pipeline: &'a Pipeline,
+        _record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// A micro-batch of streaming session `session` (`run --watch`) ended; `batch` counts
     /// from 1. The default does nothing.
     fn batch_finished<'a>(

@@ -7,6 +7,7 @@ mod model;
 mod replay;
 mod run;
 mod runs;
+mod runs_recover;
 mod schedule;
 mod table;
 mod task_exec;

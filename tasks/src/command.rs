@@ -4,7 +4,9 @@
 //! - It runs in its own process group. When the attempt ends for any reason (exit, timeout,
 //!   cancellation) the whole group is killed, so no child or grandchild keeps running
 //!   behind the engine's back. If the engine itself dies (`kill -9`), the kernel kills the
-//!   direct child (`PR_SET_PDEATHSIG`).
+//!   direct child (`PR_SET_PDEATHSIG`); the program and its children carry the run id
+//!   (`TWEETFLOW_RUN_ID`), by which a resume finds and kills whatever is left before it
+//!   starts the task again (see `tweetflow_engine::orphans`).
 //! - Each line of stdout and stderr becomes a tracing event (target `tweetflow::command`,
 //!   field `stream`), so it lands in the run's `log.jsonl`.
 //! - A non-zero exit or a death by signal is a retryable failure; a program that cannot be
@@ -97,6 +99,7 @@ impl Task for CommandTask {
                     ("TWEETFLOW_SHARDS", s.count.to_string()),
                 ]
             }))
+            .env(tweetflow_engine::RUN_ID_ENV, &ctx.run_id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
