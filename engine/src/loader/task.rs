@@ -378,6 +378,7 @@ impl Loader<'_, '_> {
         let Some(shared) = exec.shared_paths(&executor.config) else {
             return;
         };
+
         let absolute = |p: &str| {
             let p = p.strip_prefix("file://").unwrap_or(p);
             std::path::absolute(p).unwrap_or_else(|_| std::path::PathBuf::from(p))
