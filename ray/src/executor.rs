@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::{info, warn};
 use tweetflow_engine::Executor;
-use tweetflow_engine::exec::{
+use tweetflow_engine::executor::{
     ATTEMPT_ENV, RemoteAttempt, find_result_line, is_result_line, kind_of_exit_code,
     replay_log_lines,
 };

@@ -366,7 +366,7 @@ const DEFAULTS_EXECUTOR: &str = "/defaults/executor";
 
 impl Loader<'_, '_> {
     /// Refuses the task's local locations that its executor's nodes do not see (see
-    /// [`crate::exec::Executor::shared_paths`]).
+    /// [`crate::executor::Executor::shared_paths`]).
     fn check_locations(&mut self, id: &str, ty: &str, with: &Node, executor: &ExecutorSpec) {
         let registry = self.options.registry;
         let Some(name) = &executor.name else {
