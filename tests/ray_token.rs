@@ -342,3 +342,96 @@ tasks:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Seconds from the first start to the last end of the task's attempts.
+fn span_secs(record: &serde_json::Value, id: &str) -> f64 {
+    let attempts = task(record, id)["attempts"].as_array().unwrap();
+    let parse = |v: &serde_json::Value| -> chrono::DateTime<chrono::Utc> {
+        v.as_str().unwrap().parse().unwrap()
+    };
+    let start = attempts.iter().map(|a| parse(&a["started_at"])).min().unwrap();
+    let end = attempts.iter().map(|a| parse(&a["ended_at"])).max().unwrap();
+    (end - start).num_milliseconds() as f64 / 1000.0
+}
+
+/// A measurement, not a check (run with `--ignored --nocapture`): in one run, `infer` over
+/// the same silver table on S3 (`TWEETFLOW_MEASURE_TWEETS` tweets of `training.csv.gz`,
+/// default 4,000, tiny int8 model) in the engine's process unsharded (2 threads), and in 2
+/// shards of 1 thread as Ray jobs on the namespaced worker node (2 CPUs); prints tweets/s
+/// of each and the Ray overhead per attempt.
+#[test]
+#[ignore]
+fn measure_infer_on_the_namespaced_worker_vs_a_local_run() {
+    let _turn = turn();
+    let c = cluster();
+    let sb = Sandbox::new();
+    let (bucket, model) = ray_prod::bucket_with_model("raymeasure");
+    let tweets: usize = std::env::var("TWEETFLOW_MEASURE_TWEETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let csv = tweetflow_test_support::repo_root().join("datasets/sentiment140/training.csv.gz");
+    let root = format!("s3://{bucket}/m");
+    sb.write(
+        "prepare.yaml",
+        &format!(
+            r#"name: prepare
+tasks:
+  replay: {{ type: replay, with: {{ csv: "{csv}", landing: "{root}/landing", tweets_per_file: 500, limit: {tweets} }} }}
+  ingest: {{ type: ingest, depends_on: [replay], with: {{ source: "{root}/landing", table: "{root}/bronze", settle_time: 0s }} }}
+  clean: {{ type: clean, depends_on: [ingest], with: {{ input: "{root}/bronze", table: "{root}/silver" }} }}
+"#,
+            csv = csv.display()
+        ),
+    );
+    let (code, rec) = ray_prod::run(&sb, &["prepare.yaml"], &[]);
+    assert_eq!(code, 0, "{rec}");
+    let silver_rows = task(&rec, "clean")["output"]["values"]["rows"].as_f64().unwrap_or(0.0);
+    let infer = |name: &str, gold: &str, shards: u32, threads: u32, executor: &str| {
+        format!(
+            r#"name: {name}
+tasks:
+  infer:
+    type: infer
+    shards: {shards}
+    executor: {executor}
+    with: {{ input: "{root}/silver", table: "{root}/{gold}", model: "{model}", batch_size: 32, threads: {threads} }}
+"#
+        )
+    };
+    sb.write("local.yaml", &infer("infer_local", "gold-local", 1, 2, "local"));
+    sb.write(
+        "ray.yaml",
+        &infer(
+            "infer_ray",
+            "gold-ray",
+            2,
+            1,
+            &format!(
+                "{{ ray: {{ address: \"{}\", tweetflow: \"{}\", num_cpus: 1, poll_ms: 100 }} }}",
+                c.address, c.node_tweetflow
+            ),
+        ),
+    );
+    let token = [("RAY_AUTH_TOKEN", c.token.as_str())];
+    let (code, local) = ray_prod::run(&sb, &["local.yaml"], &token);
+    assert_eq!(code, 0, "{local}");
+    let (code, ray) = ray_prod::run(&sb, &["ray.yaml"], &token);
+    assert_eq!(code, 0, "{ray}");
+    let local_s = span_secs(&local, "infer");
+    let ray_s = span_secs(&ray, "infer");
+    let overheads = ray_prod::overheads(&sb, ray["run_id"].as_str().unwrap());
+    let avg = |f: fn(&(f64, f64)) -> f64| overheads.iter().map(f).sum::<f64>() / overheads.len() as f64;
+    eprintln!(
+        "MEASURE Ray {}: {tweets} tweets, {silver_rows} silver rows; infer local unsharded (2 threads): {local_s:.2} s, {:.0} tweets/s; \
+         infer shards: 2 on the namespaced worker (1 thread each): {ray_s:.2} s, {:.0} tweets/s ({:.0} % of local); \
+         Ray overhead per attempt: submit->start {:.0} ms, end->collected {:.0} ms ({} jobs)",
+        c.version,
+        tweets as f64 / local_s,
+        tweets as f64 / ray_s,
+        100.0 * local_s / ray_s,
+        avg(|o| o.0),
+        avg(|o| o.1),
+        overheads.len()
+    );
+}
