@@ -143,8 +143,9 @@ fn start(version: RayVersion, binary: &Path) -> Result<TokenCluster, String> {
     let dashboard_arg = dashboard.to_string();
     let ports: Vec<String> = (0..3).map(|_| free_port().to_string()).collect();
     let (lo, hi) = match version {
-        RayVersion::Pinned => ("34000", "35999"),
-        RayVersion::Previous => ("36000", "37999"),
+        // Below the ephemeral range (32768-60999), where `free_port` takes its ports.
+        RayVersion::Pinned => ("20000", "21999"),
+        RayVersion::Previous => ("22000", "23999"),
     };
     // The head (no CPUs), then the worker node in its own mount namespace: a tmpfs over
     // /tmp hides the engine's files; the binary is copied in through a descriptor opened
@@ -154,7 +155,7 @@ fn start(version: RayVersion, binary: &Path) -> Result<TokenCluster, String> {
         "$ray" start --head --port "$gcs" --dashboard-host 127.0.0.1 --dashboard-port "$dash" \
             --num-cpus 0 --temp-dir "$dir" --disable-usage-stats --include-dashboard true \
             --ray-client-server-port "$4" --dashboard-agent-listen-port "$5" \
-            --min-worker-port "$lo" --max-worker-port "$((lo + 999))" >"$dir/head.log" 2>&1 || exit 1
+            --min-worker-port "$lo" --max-worker-port "$((lo + 999))" >"$dir/head.log" 2>&1 || { touch "$dir/failed"; exit 1; }
         exec 3<"$bin"
         env -u TWEETFLOW_VENV -u ORT_DYLIB_PATH -u TWEETFLOW_RUNS_DIR HOME=/tmp/tfnode-home \
             unshare --mount --propagation private bash -c '
@@ -202,13 +203,16 @@ fn start(version: RayVersion, binary: &Path) -> Result<TokenCluster, String> {
     let t = Instant::now();
     let auth = format!("Authorization: Bearer {token}\r\n");
     let ready = wait_until(Duration::from_secs(300), Duration::from_millis(500), || {
+        if temp_dir.join("failed").exists() {
+            return Some(false);
+        }
         let summary = http(dashboard, "GET", "/nodes?view=summary", &auth)?;
         (temp_dir.join("started").exists()
             && summary.lines().next().is_some_and(|l| l.contains(" 200"))
             && summary.matches("\"raylet\"").count() >= 2)
-            .then_some(())
+            .then_some(true)
     });
-    if ready.is_some() {
+    if ready == Some(true) {
         eprintln!(
             "Ray {version_text} token-protected cluster (head + namespaced worker) on dashboard port {dashboard} ready in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -224,7 +228,7 @@ fn start(version: RayVersion, binary: &Path) -> Result<TokenCluster, String> {
     }
     let log = |name: &str| std::fs::read_to_string(temp_dir.join(name)).unwrap_or_default();
     Err(format!(
-        "the token-protected Ray test cluster did not start within 300 s\nstart:\n{}\nhead:\n{}\nworker:\n{}",
+        "the token-protected Ray test cluster did not start (within 300 s)\nstart:\n{}\nhead:\n{}\nworker:\n{}",
         log("start.log"),
         log("head.log"),
         log("worker.log")
