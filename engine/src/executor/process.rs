@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::Instrument;
 
-use super::plugin::RemoteAttempt;
 use super::log_lines::replay_line;
+use super::plugin::RemoteAttempt;
 use super::resolved::{kind_of_exit_code, read_result};
 use crate::task::{TaskError, TaskOutput};
 
@@ -90,6 +90,7 @@ async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin) {
     }
 }
 
+#[allow(unsafe_code)] // kill(2) has no safe wrapper in the standard library
 fn signal_group(pid: u32, signal: i32) {
     // SAFETY: kill(2) on the process group the child leads.
     unsafe {

@@ -13,9 +13,9 @@
 //! structs it fills.
 
 mod cache;
-mod placement;
 mod keys;
 mod params;
+mod placement;
 mod retention;
 mod retry;
 mod schedule;
@@ -49,8 +49,6 @@ pub struct LoadOptions<'a> {
     /// Environment lookup for `${env.X}` (the process environment by default).
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
-
-pub use crate::secrets::process_env;
 
 /// Reads and validates the pipeline file at `path`.
 pub fn load_file(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, Diagnostics> {
