@@ -199,7 +199,8 @@ fn start(version: RayVersion, binary: &Path) -> Result<TokenCluster, String> {
                 .env("RAY_AUTH_TOKEN", &token)
                 .envs(s3.env());
         },
-    )?;
+    )
+    .map_err(|e| format!("cannot start the Ray test cluster: {e}"))?;
     let t = Instant::now();
     let auth = format!("Authorization: Bearer {token}\r\n");
     let ready = wait_until(Duration::from_secs(300), Duration::from_millis(500), || {
