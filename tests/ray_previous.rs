@@ -80,7 +80,10 @@ fn the_medallion_on_the_previous_ray_minor_equals_a_local_run() {
         &[("RAY_AUTH_TOKEN", &c.token), ("HOME", &home)],
     );
     assert_eq!(code, 0, "{record:#}");
-    assert_eq!(task(&record, "infer")["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        task(&record, "infer")["attempts"].as_array().unwrap().len(),
+        2
+    );
     ray_prod::assert_same_tables(&record, &local_root, &ray_root);
     let run_id = record["run_id"].as_str().unwrap();
     assert_eq!(api.jobs_of(run_id).len(), 6);
@@ -91,7 +94,8 @@ fn the_medallion_on_the_previous_ray_minor_equals_a_local_run() {
     );
     assert!(!all_text(&sb.runs()).contains(&c.token));
     let overheads = ray_prod::overheads(&sb, run_id);
-    let avg = |f: fn(&(f64, f64)) -> f64| overheads.iter().map(f).sum::<f64>() / overheads.len() as f64;
+    let avg =
+        |f: fn(&(f64, f64)) -> f64| overheads.iter().map(f).sum::<f64>() / overheads.len() as f64;
     eprintln!(
         "Ray {} with token auth: {} jobs, submit->start {:.0} ms, end->collected {:.0} ms on average",
         c.version,

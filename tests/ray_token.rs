@@ -135,12 +135,16 @@ fn the_medallion_on_a_token_protected_cluster_that_shares_no_file_with_the_engin
 
     // The token is in no file of the run store; the plan says `***` where it was.
     let stored = all_text(&sb.runs());
-    assert!(!stored.contains(&c.token), "the token leaked into the run store");
+    assert!(
+        !stored.contains(&c.token),
+        "the token leaked into the run store"
+    );
     let plan = std::fs::read_to_string(sb.runs().join(&run_id).join("plan.json")).unwrap();
     assert!(plan.contains(r#""auth_token": "***""#), "{plan}");
     let overheads = ray_prod::overheads(&sb, &run_id);
     assert!(!overheads.is_empty());
-    let avg = |f: fn(&(f64, f64)) -> f64| overheads.iter().map(f).sum::<f64>() / overheads.len() as f64;
+    let avg =
+        |f: fn(&(f64, f64)) -> f64| overheads.iter().map(f).sum::<f64>() / overheads.len() as f64;
     eprintln!(
         "Ray {} with token auth: {} jobs, submit->start {:.0} ms, end->collected {:.0} ms on average",
         c.version,
@@ -266,7 +270,11 @@ tasks:
     assert_eq!(out.status.code(), Some(1), "{record:#}");
     let split = task(&record, "split");
     let attempts = split["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 1, "a configuration error is not retried: {split:#}");
+    assert_eq!(
+        attempts.len(),
+        1,
+        "a configuration error is not retried: {split:#}"
+    );
     assert_eq!(attempts[0]["error"]["kind"], "config", "{split:#}");
     let message = attempts[0]["error"]["message"].as_str().unwrap();
     for place in [
@@ -323,16 +331,25 @@ tasks:
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("p.yaml:6:"), "the position of `table`: {text}");
+    assert!(
+        text.contains("p.yaml:6:"),
+        "the position of `table`: {text}"
+    );
     assert!(
         text.contains("`table: data/gold` is a local path") && text.contains("shared_paths"),
         "{text}"
     );
     // The object-store input and the registry model pass; only `table` is named.
-    assert!(!text.contains("`input:") && !text.contains("`model:"), "{text}");
+    assert!(
+        !text.contains("`input:") && !text.contains("`model:"),
+        "{text}"
+    );
 
     let shared = sb.path().join("data").display().to_string();
-    sb.write("p.yaml", &pipeline(&format!(", shared_paths: [\"{shared}\"]")));
+    sb.write(
+        "p.yaml",
+        &pipeline(&format!(", shared_paths: [\"{shared}\"]")),
+    );
     let out = sb.run(&["validate", "p.yaml"]);
     assert_eq!(
         out.status.code(),
@@ -349,8 +366,16 @@ fn span_secs(record: &serde_json::Value, id: &str) -> f64 {
     let parse = |v: &serde_json::Value| -> chrono::DateTime<chrono::Utc> {
         v.as_str().unwrap().parse().unwrap()
     };
-    let start = attempts.iter().map(|a| parse(&a["started_at"])).min().unwrap();
-    let end = attempts.iter().map(|a| parse(&a["ended_at"])).max().unwrap();
+    let start = attempts
+        .iter()
+        .map(|a| parse(&a["started_at"]))
+        .min()
+        .unwrap();
+    let end = attempts
+        .iter()
+        .map(|a| parse(&a["ended_at"]))
+        .max()
+        .unwrap();
     (end - start).num_milliseconds() as f64 / 1000.0
 }
 
@@ -386,7 +411,9 @@ tasks:
     );
     let (code, rec) = ray_prod::run(&sb, &["prepare.yaml"], &[]);
     assert_eq!(code, 0, "{rec}");
-    let silver_rows = task(&rec, "clean")["output"]["values"]["rows"].as_f64().unwrap_or(0.0);
+    let silver_rows = task(&rec, "clean")["output"]["values"]["rows"]
+        .as_f64()
+        .unwrap_or(0.0);
     let infer = |name: &str, gold: &str, shards: u32, threads: u32, executor: &str| {
         format!(
             r#"name: {name}
@@ -399,7 +426,10 @@ tasks:
 "#
         )
     };
-    sb.write("local.yaml", &infer("infer_local", "gold-local", 1, 2, "local"));
+    sb.write(
+        "local.yaml",
+        &infer("infer_local", "gold-local", 1, 2, "local"),
+    );
     sb.write(
         "ray.yaml",
         &infer(
@@ -421,7 +451,8 @@ tasks:
     let local_s = span_secs(&local, "infer");
     let ray_s = span_secs(&ray, "infer");
     let overheads = ray_prod::overheads(&sb, ray["run_id"].as_str().unwrap());
-    let avg = |f: fn(&(f64, f64)) -> f64| overheads.iter().map(f).sum::<f64>() / overheads.len() as f64;
+    let avg =
+        |f: fn(&(f64, f64)) -> f64| overheads.iter().map(f).sum::<f64>() / overheads.len() as f64;
     eprintln!(
         "MEASURE Ray {}: {tweets} tweets, {silver_rows} silver rows; infer local unsharded (2 threads): {local_s:.2} s, {:.0} tweets/s; \
          infer shards: 2 on the namespaced worker (1 thread each): {ray_s:.2} s, {:.0} tweets/s ({:.0} % of local); \

@@ -170,7 +170,10 @@ mod tests {
             &[("RAY_AUTH_TOKEN", "env-token-789")],
             Some(home.path()),
         );
-        assert_eq!(s.token.unwrap().source, "`auth_token` in the executor settings");
+        assert_eq!(
+            s.token.unwrap().source,
+            "`auth_token` in the executor settings"
+        );
 
         let s = search(
             None,

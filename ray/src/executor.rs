@@ -151,7 +151,11 @@ async fn attach_or_submit(
 /// The job of an attempt: `tweetflow task exec` with no file, the attempt in
 /// [`ATTEMPT_ENV`] of the runtime environment (the nodes need not see the engine's disk),
 /// its result printed as the last line of the job's logs.
-fn submission(config: &RayConfig, attempt: &RemoteAttempt, id: &str) -> Result<Submission, TaskError> {
+fn submission(
+    config: &RayConfig,
+    attempt: &RemoteAttempt,
+    id: &str,
+) -> Result<Submission, TaskError> {
     let program = config
         .tweetflow
         .clone()
@@ -167,9 +171,10 @@ fn submission(config: &RayConfig, attempt: &RemoteAttempt, id: &str) -> Result<S
         .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
-    let inline = attempt.resolved.to_inline().map_err(|e| {
-        TaskError::fatal(format!("cannot encode the attempt for Ray: {e}"))
-    })?;
+    let inline = attempt
+        .resolved
+        .to_inline()
+        .map_err(|e| TaskError::fatal(format!("cannot encode the attempt for Ray: {e}")))?;
     if inline.len() > MAX_INLINE_ATTEMPT {
         return Err(TaskError::fatal(format!(
             "the attempt is {} KiB encoded, more than the {} KiB a Ray job's environment variable can carry: \
@@ -369,7 +374,9 @@ mod tests {
     #[test]
     fn the_jobs_env_vars_join_the_pipelines_runtime_env() {
         let env = with_env_vars(
-            Some(serde_json::json!({"env_vars": {"A": "1", "TWEETFLOW_WORKER": "x"}, "pip": ["x"]})),
+            Some(
+                serde_json::json!({"env_vars": {"A": "1", "TWEETFLOW_WORKER": "x"}, "pip": ["x"]}),
+            ),
             BTreeMap::from([("TWEETFLOW_WORKER".to_string(), "ray".to_string())]),
         );
         assert_eq!(

@@ -78,16 +78,23 @@ fn previous_venv() -> Result<PathBuf, String> {
         }
     };
     if !dir.join("bin").join("pip").exists() {
-        run(std::process::Command::new(&python).args(["-m", "venv"]).arg(&dir))?;
+        run(std::process::Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(&dir))?;
     }
-    run(std::process::Command::new(dir.join("bin").join("pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        &format!("ray[default]=={PREVIOUS_RAY}.*"),
-    ]))
+    run(
+        std::process::Command::new(dir.join("bin").join("pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("ray[default]=={PREVIOUS_RAY}.*"),
+        ]),
+    )
     .map_err(|e| {
-        format!("cannot install Ray {PREVIOUS_RAY} into {}: {e}", dir.display())
+        format!(
+            "cannot install Ray {PREVIOUS_RAY} into {}: {e}",
+            dir.display()
+        )
     })?;
     std::fs::write(&done, "").map_err(|e| format!("{}: {e}", done.display()))?;
     eprintln!(
@@ -192,12 +199,15 @@ fn start(version: RayVersion, binary: &Path) -> Result<TokenCluster, String> {
         &temp_dir.join("start.log"),
         Some(&temp_dir),
         |c| {
-            c.env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()))
-                .env("HOME", temp_dir.join("home"))
-                .env("RAY_ADDRESS", "")
-                .env("RAY_AUTH_MODE", "token")
-                .env("RAY_AUTH_TOKEN", &token)
-                .envs(s3.env());
+            c.env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display()),
+            )
+            .env("HOME", temp_dir.join("home"))
+            .env("RAY_ADDRESS", "")
+            .env("RAY_AUTH_MODE", "token")
+            .env("RAY_AUTH_TOKEN", &token)
+            .envs(s3.env());
         },
     )
     .map_err(|e| format!("cannot start the Ray test cluster: {e}"))?;

@@ -223,8 +223,15 @@ pub fn assert_same_tables(record: &Value, local_root: &str, ray_root: &str) {
     let got = row_sets(ray_root, &tables);
     for t in tables {
         let rows = expected[t].as_array().unwrap();
-        assert!(rows.len() > 50, "{t}: the local run wrote {} rows", rows.len());
-        assert_eq!(got[t], expected[t], "{t} of the Ray run differs from the local run");
+        assert!(
+            rows.len() > 50,
+            "{t}: the local run wrote {} rows",
+            rows.len()
+        );
+        assert_eq!(
+            got[t], expected[t],
+            "{t} of the Ray run differs from the local run"
+        );
     }
 }
 
@@ -237,7 +244,10 @@ pub fn paused_infer_job(api: &JobsApi<'_>, sb: &Sandbox, local_run: &str) -> (St
             return false;
         };
         for job in api.jobs_of(&run_id) {
-            let id = job["submission_id"].as_str().unwrap_or_default().to_string();
+            let id = job["submission_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if id.contains("-infer-")
                 && job["status"] == "RUNNING"
                 && api.logs(&id).contains("failpoint: paused until stopped")

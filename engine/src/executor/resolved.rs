@@ -283,7 +283,11 @@ mod tests {
             secrets: Vec::new(),
         };
         let inline = attempt.to_inline().unwrap();
-        assert!(!inline.contains('\n') && inline.len() < 1_000, "{}", inline.len());
+        assert!(
+            !inline.contains('\n') && inline.len() < 1_000,
+            "{}",
+            inline.len()
+        );
         assert_eq!(ResolvedAttempt::from_inline(&inline).unwrap(), attempt);
         assert!(ResolvedAttempt::from_inline("not base64!").is_err());
 
