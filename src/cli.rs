@@ -198,11 +198,14 @@ pub enum TaskCommand {
     /// go to stdout as JSON. Exit 0 success, 10 retryable, 11 fatal, 12 configuration error,
     /// 13 timeout, 130 cancelled.
     Exec {
-        /// The resolved attempt (`attempt.json` under the run's `exec/` directory).
-        file: PathBuf,
-        /// Where to write the attempt's output or error (JSON, written atomically).
+        /// The resolved attempt (`attempt.json` under the run's `exec/` directory); without
+        /// it, the attempt is read from `$TWEETFLOW_ATTEMPT` (sent by an executor whose
+        /// workers share no disk with the engine).
+        file: Option<PathBuf>,
+        /// Where to write the attempt's output or error (JSON, written atomically); without
+        /// it, one line starting `@@tweetflow-result@@ ` on stdout, after the log lines.
         #[arg(long)]
-        result: PathBuf,
+        result: Option<PathBuf>,
     },
 }
 

@@ -81,5 +81,5 @@ pub use task::{
     Task, TaskContext, TaskError, TaskOutput, TaskState, UnrecordedRun,
 };
 pub use watch::{WatchOptions, WatchSummary, watch};
-pub use worker::task_exec;
+pub use worker::{AttemptSource, ResultSink, task_exec, task_exec_from};
 pub use yaml::{MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES};

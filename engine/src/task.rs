@@ -439,6 +439,13 @@ pub trait Task: Send + Sync + 'static {
     fn cache_inputs(&self, _params: &Self::Params) -> Vec<PathBuf> {
         Vec::new()
     }
+
+    /// The data the task reads and writes, as `(param, location)`: a table, a landing folder,
+    /// a model directory; each a local path or a URL (`s3://...`). An executor whose nodes
+    /// do not see the engine's files refuses local ones at validation.
+    fn locations(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// A task type with its params type erased, as the registry stores it.
@@ -471,6 +478,8 @@ pub trait DynTask: Send + Sync {
     fn watch_paths(&self, params: &Value) -> Vec<PathBuf>;
     /// See [`Task::cache_inputs`].
     fn cache_inputs(&self, params: &Value) -> Vec<PathBuf>;
+    /// See [`Task::locations`].
+    fn locations(&self, params: &Value) -> Vec<(&'static str, String)>;
 }
 
 /// Wraps a [`Task`] as a [`DynTask`].
@@ -537,6 +546,12 @@ impl<T: Task> DynTask for Erased<T> {
     fn cache_inputs(&self, params: &Value) -> Vec<PathBuf> {
         parse_params::<T::Params>(params)
             .map(|p| self.0.cache_inputs(&p))
+            .unwrap_or_default()
+    }
+
+    fn locations(&self, params: &Value) -> Vec<(&'static str, String)> {
+        parse_params::<T::Params>(params)
+            .map(|p| self.0.locations(&p))
             .unwrap_or_default()
     }
 

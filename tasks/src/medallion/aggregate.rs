@@ -316,6 +316,10 @@ impl Task for AggregateTask {
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str = "Per-mention counts by label and first/last timestamp, recomputed from silver when it changed";
 
+    fn locations(&self, p: &AggregateParams) -> Vec<(&'static str, String)> {
+        vec![("input", p.input.clone()), ("table", p.table.clone())]
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,

@@ -638,6 +638,12 @@ impl Task for CleanTask {
     /// Shards split the new bronze rows by a hash of `tweet_id` (see the module documentation).
     const SHARDABLE: bool = true;
 
+    fn locations(&self, p: &CleanParams) -> Vec<(&'static str, String)> {
+        let mut out = vec![("input", p.input.clone()), ("table", p.table.clone())];
+        out.extend(p.quarantine.clone().map(|q| ("quarantine", q)));
+        out
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,

@@ -443,6 +443,12 @@ impl Task for IngestTask {
     /// Shards split the landing files by a hash of their names (see [`shard`]).
     const SHARDABLE: bool = true;
 
+    fn locations(&self, p: &IngestParams) -> Vec<(&'static str, String)> {
+        let mut out = vec![("source", p.source.clone()), ("table", p.table.clone())];
+        out.extend(p.quarantine.clone().map(|q| ("quarantine", q)));
+        out
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,
