@@ -34,6 +34,7 @@ mod diagnostic;
 mod duration;
 mod error;
 pub mod executor;
+pub mod expect;
 pub mod graph;
 mod interpolate;
 mod listener;

@@ -163,7 +163,21 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             "timeout": {"$ref": "#/$defs/duration"},
             "cache": {"$ref": "#/$defs/cache"},
             "executor": {"$ref": "#/$defs/executor"},
-            "shards": {"type": "integer", "minimum": 1, "maximum": 1024, "description": "Split the task into N shards run side by side (types that can be split)."}
+            "shards": {"type": "integer", "minimum": 1, "maximum": 1024, "description": "Split the task into N shards run side by side (types that can be split)."},
+            "expect": {
+                "type": "object",
+                "description": "Data-quality expectations on the rows the task commits to its Delta table (types that write tables).",
+                "propertyNames": {"pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["sql"],
+                    "properties": {
+                        "sql": {"type": "string", "minLength": 1, "description": "A SQL condition over the written columns; a row passes when it is true (false or NULL fail it)."},
+                        "on_fail": {"enum": ["warn", "drop", "quarantine", "fail"], "default": "warn", "description": "warn keeps and counts the row, drop leaves it out, quarantine moves it to the task's quarantine table, fail fails the task with nothing committed."}
+                    }
+                }
+            }
         },
         "allOf": branches
     }));

@@ -163,6 +163,10 @@ pub struct TaskSpec {
     /// Into how many shards the task is split, for types that can be split (default 1).
     #[serde(default = "one")]
     pub shards: u32,
+    /// Data-quality expectations on the rows the task commits to its table (see
+    /// [`crate::expect`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expect: crate::expect::Expectations,
 }
 
 fn one() -> u32 {

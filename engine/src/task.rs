@@ -229,6 +229,8 @@ pub struct PipelineInfo {
     pub params: BTreeMap<String, Value>,
     /// Top-level sections that plugins own, by name, as JSON (see [`crate::section`]).
     pub sections: BTreeMap<String, Value>,
+    /// The `expect:` of each task that has one, by task id (see [`crate::expect`]).
+    pub expectations: BTreeMap<String, crate::expect::Expectations>,
 }
 
 impl PipelineInfo {
@@ -384,6 +386,15 @@ impl TaskContext {
         Ok(self.artifacts_dir.join(name))
     }
 
+    /// The task's data-quality expectations (`expect:`), empty when it has none.
+    pub fn expectations(&self) -> &crate::expect::Expectations {
+        static NONE: crate::expect::Expectations = BTreeMap::new();
+        self.pipeline
+            .expectations
+            .get(&self.task_id)
+            .unwrap_or(&NONE)
+    }
+
     /// The output of the direct dependency `task_id`.
     pub fn upstream_output(&self, task_id: &str) -> Option<&TaskOutput> {
         self.upstream.get(task_id)
@@ -410,6 +421,9 @@ pub trait Task: Send + Sync + 'static {
     /// Whether the type can be split (`shards: N`): each attempt then processes the part of
     /// the input [`TaskContext::shard`] names, and commits it on its own.
     const SHARDABLE: bool = false;
+    /// Whether the type writes a Delta table through the shared write path, so that
+    /// `expect:` applies to it.
+    const WRITES_TABLE: bool = false;
 
     /// Runs one attempt.
     fn run(
@@ -446,6 +460,12 @@ pub trait Task: Send + Sync + 'static {
     fn locations(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+
+    /// The `(name, type)` columns of the table the task writes, when they are known before it
+    /// runs (types as Delta type names); `expect:` SQL is checked against them at load time.
+    fn output_columns(&self, _params: &Self::Params) -> Option<Vec<(String, String)>> {
+        None
+    }
 }
 
 /// A task type with its params type erased, as the registry stores it.
@@ -458,6 +478,10 @@ pub trait DynTask: Send + Sync {
     fn description(&self) -> &'static str;
     /// See [`Task::SHARDABLE`].
     fn shardable(&self) -> bool;
+    /// See [`Task::WRITES_TABLE`].
+    fn writes_table(&self) -> bool;
+    /// See [`Task::output_columns`] (`None` also when the params do not parse).
+    fn output_columns(&self, params: &Value) -> Option<Vec<(String, String)>>;
     /// JSON Schema of the params.
     fn params_schema(&self) -> Value;
     /// Checks that `params` deserialize into the params type.
@@ -510,6 +534,16 @@ impl<T: Task> DynTask for Erased<T> {
 
     fn shardable(&self) -> bool {
         T::SHARDABLE
+    }
+
+    fn writes_table(&self) -> bool {
+        T::WRITES_TABLE
+    }
+
+    fn output_columns(&self, params: &Value) -> Option<Vec<(String, String)>> {
+        parse_params::<T::Params>(params)
+            .ok()
+            .and_then(|p| self.0.output_columns(&p))
     }
 
     fn params_schema(&self) -> Value {

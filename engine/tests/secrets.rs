@@ -292,6 +292,7 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
         spec_hash: p.spec_hash.clone(),
         pipeline_params: p.params.clone(),
         sections: p.sections.clone(),
+        expect: Default::default(),
         artifacts_dir: "artifacts".into(),
         cwd: None,
         secrets: slots,

@@ -148,6 +148,37 @@ async fn watch(
     })
 }
 
+/// One row per expectation of each task that reported them (`expectations` in its output).
+fn expectation_rows(record: &RunRecord) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (id, t) in record.ordered_tasks() {
+        let Some(tallies) = t
+            .output
+            .as_ref()
+            .and_then(|o| o.get("expectations"))
+            .and_then(|v| v.as_object())
+        else {
+            continue;
+        };
+        for (name, tally) in tallies {
+            rows.push(vec![
+                id.to_string(),
+                name.clone(),
+                tally
+                    .get("failed")
+                    .and_then(|v| v.as_u64())
+                    .map_or_else(|| "-".into(), |n| n.to_string()),
+                tally
+                    .get("action")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("-")
+                    .to_string(),
+            ]);
+        }
+    }
+    rows
+}
+
 /// The end-of-run table.
 pub fn summary(record: &RunRecord) -> String {
     let rows: Vec<Vec<String>> = record
@@ -224,6 +255,14 @@ pub fn summary(record: &RunRecord) -> String {
         out.push_str(&text_table::render(
             &["TASK", "SHARD", "ATTEMPT", "JOB", "ENDED"],
             &jobs,
+        ));
+    }
+    let expectations = expectation_rows(record);
+    if !expectations.is_empty() {
+        out.push('\n');
+        out.push_str(&text_table::render(
+            &["TASK", "EXPECTATION", "FAILED", "ACTION"],
+            &expectations,
         ));
     }
     for (id, t) in record.ordered_tasks() {

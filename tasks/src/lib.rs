@@ -11,8 +11,12 @@
 //! | `infer`   | scores new silver tweets with an ONNX sentiment model into a gold Delta table ([`infer`]) |
 //! | `report`  | charts of the gold table and a self-contained `report.html` ([`metrics`]) |
 //! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks ([`medallion`]) |
+//! | `sql`     | a Delta table from a SQL query over Delta tables, on DataFusion ([`sql`]) |
+//!
+//! Every task that writes a Delta table applies the task's `expect:` ([`expect`]).
 
 mod command;
+pub mod expect;
 pub mod infer;
 pub mod medallion;
 pub mod metrics;
@@ -22,6 +26,7 @@ mod noop;
 pub mod observers;
 mod run_store_guard;
 mod shards;
+pub mod sql;
 mod storage;
 mod table_error;
 
@@ -32,6 +37,8 @@ pub use shards::shard_of;
 pub use storage::{OptionValue, StorageSection, WithStorage};
 pub use table_error::{Result as TableResult, TableTaskError};
 
+use expect::Expecting;
+
 use tweetflow_engine::Registry;
 
 /// Registers every task type tweetflow ships and the
@@ -41,20 +48,22 @@ pub fn register_all(registry: &mut Registry) {
     registry
         .register_section::<mlflow_link::MlflowSection>()
         .register_section::<storage::StorageSection>()
+        .set_expect_checker(expect::checker())
         .register(command::CommandTask)
         .register(noop::NoopTask)
         .register(WithStorage(metrics::LogMetricsTask))
         .register(WithStorage(metrics::ReportTask))
         .register(mlflow_log::MlflowLogTask)
-        .register(WithStorage(infer::InferTask))
+        .register(WithStorage(Expecting(infer::InferTask)))
         .register(WithStorage(medallion::replay::ReplayTask))
-        .register(WithStorage(medallion::ingest::IngestTask))
-        .register(WithStorage(medallion::clean::CleanTask))
-        .register(WithStorage(medallion::aggregate::AggregateTask))
+        .register(WithStorage(Expecting(medallion::ingest::IngestTask)))
+        .register(WithStorage(Expecting(medallion::clean::CleanTask)))
+        .register(WithStorage(Expecting(medallion::aggregate::AggregateTask)))
         .register(WithStorage(medallion::profile::ProfileTask))
         .register(WithStorage(medallion::maintenance::OptimizeTask))
         .register(WithStorage(medallion::maintenance::VacuumTask))
-        .register(WithStorage(medallion::maintenance::ResetTask));
+        .register(WithStorage(medallion::maintenance::ResetTask))
+        .register(WithStorage(Expecting(sql::SqlTask)));
 }
 
 /// A registry with every built-in task type.

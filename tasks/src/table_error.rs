@@ -153,6 +153,11 @@ impl From<TableTaskError> for TaskError {
                 TaskError::config("table", format!("`{location}`: {message}"))
             }
             TableTaskError::Storage(StorageError::Cancelled) => return TaskError::cancelled(),
+            TableTaskError::Storage(StorageError::Expectation { message }) => TaskError::new(
+                tweetflow_engine::ErrorKind::Config,
+                format!("expect: {message}"),
+            )
+            .with_param("expect"),
             _ if err.is_retryable() => TaskError::retryable(err.to_string()),
             _ => TaskError::fatal(err.to_string()),
         };

@@ -41,6 +41,9 @@ pub struct ResolvedAttempt {
     pub pipeline_params: BTreeMap<String, Value>,
     /// The plugin sections of the pipeline.
     pub sections: BTreeMap<String, Value>,
+    /// The task's data-quality expectations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expect: crate::expect::Expectations,
     /// Directory for the task's artifacts.
     pub artifacts_dir: PathBuf,
     /// The engine's working directory: relative paths in params are read from it when it
@@ -67,6 +70,11 @@ impl ResolvedAttempt {
             spec_hash: self.spec_hash.clone(),
             params: self.pipeline_params.clone(),
             sections: self.sections.clone(),
+            expectations: if self.expect.is_empty() {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([(self.task_id.clone(), self.expect.clone())])
+            },
         }
     }
 

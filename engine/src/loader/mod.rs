@@ -8,11 +8,12 @@
 //! ```
 //!
 //! One file per part of the pipeline file: `params` (params, `--param` overrides and
-//! interpolation), `task` (tasks and `defaults`), `retry`, `cache`, `schedule`, `retention`
+//! interpolation), `task` (tasks and `defaults`), `expect` (data-quality expectations), `retry`, `cache`, `schedule`, `retention`
 //! and `section` (plugin-owned sections); `keys` derives the keys each part accepts from the
 //! structs it fills.
 
 mod cache;
+mod expect;
 mod keys;
 mod params;
 mod placement;

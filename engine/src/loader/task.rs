@@ -319,6 +319,17 @@ impl Loader<'_, '_> {
                 }
             }
         }
+        let expect = match get("expect") {
+            Some((_, node)) => {
+                let mut node = node.clone();
+                if self.interpolate_checked(&mut node, params, None) {
+                    self.expectations(&node, id, task_type.as_deref(), &with.to_json())
+                } else {
+                    Default::default()
+                }
+            }
+            None => Default::default(),
+        };
         if !ok {
             return None;
         }
@@ -326,6 +337,7 @@ impl Loader<'_, '_> {
             self.check_locations(id, ty, &with, &executor);
         }
         Some(TaskSpec {
+            expect,
             id: id.to_string(),
             task_type: task_type?,
             with: with.to_json(),

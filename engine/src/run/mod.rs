@@ -231,6 +231,12 @@ impl Engine {
             spec_hash: pipeline.spec_hash.clone(),
             params: pipeline.params.clone(),
             sections: pipeline.sections.clone(),
+            expectations: pipeline
+                .tasks
+                .iter()
+                .filter(|t| !t.expect.is_empty())
+                .map(|t| (t.id.clone(), t.expect.clone()))
+                .collect(),
         });
         // `cancel` stops the run as a whole (signal, `tweetflow runs cancel`, the cron scheduler);
         // `run_cancel` also fires on --fail-fast.

@@ -53,6 +53,7 @@ pub(super) async fn run_remote(
         spec_hash: shared.info.spec_hash.clone(),
         pipeline_params: shared.info.params.clone(),
         sections: shared.info.sections.clone(),
+        expect: spec.expect.clone(),
         artifacts_dir,
         cwd: std::env::current_dir().ok(),
         secrets: shared.pipeline.attempt_secrets(&spec.id),

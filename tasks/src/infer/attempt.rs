@@ -5,7 +5,6 @@ use crate::table_error::TableTaskError;
 use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{Action, Transaction};
-use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -143,7 +142,10 @@ async fn infer_attempt(
     let files = incremental::new_files(&silver, &silver_loc, lo, hi).await?;
     let total: u64 = files.iter().map(|f| f.rows()).sum();
     let gold_schema = table::arrow_schema(&gold, &gold_loc)?;
-    let mut writer = table::writer_for(&gold, &gold_loc, gold_schema.clone())?;
+    let quarantine = crate::medallion::tables::default_quarantine(&gold_loc);
+    let mut writer =
+        tweetflow_delta::expect::target_writer(&gold, &gold_loc, gold_schema.clone(), &quarantine)
+            .await?;
     let stats_before = predictor.stats();
     let distinct_before = predictor.distinct_texts;
     let mut progress = Progress::new(total);
@@ -164,19 +166,13 @@ async fn infer_attempt(
             let texts: Vec<Option<&str>> = texts.as_string::<i32>().iter().collect();
             let preds = predictor.predict(&texts).await?;
             let out = gold_batch(&gold_schema, &batch, &preds, model)?;
-            writer
-                .write(out)
-                .await
-                .map_err(|e| TableTaskError::delta(&gold_loc, e))?;
+            writer.write(out).await?;
             summary.rows += batch.num_rows() as u64;
             progress.add(batch.num_rows() as u64);
             ctl.failpoint("infer.scoring")?;
         }
     }
-    let adds = writer
-        .flush()
-        .await
-        .map_err(|e| TableTaskError::delta(&gold_loc, e))?;
+    let adds = writer.flush().await?;
     ctl.failpoint("infer.after_write")?;
     let stats = predictor.stats();
     summary.inferred = stats.rows_inferred - stats_before.rows_inferred;

@@ -59,6 +59,11 @@ impl Task for InferTask {
     const VERSION: &'static str = "1";
     /// Shards split the new silver rows by a hash of `tweet_id` ([`shard`]).
     const SHARDABLE: bool = true;
+    const WRITES_TABLE: bool = true;
+
+    fn output_columns(&self, _params: &InferParams) -> Option<Vec<(String, String)>> {
+        gold_schema().ok().map(|s| crate::expect::columns_of(&s))
+    }
     const DESCRIPTION: &'static str = "Classify new silver tweets with an ONNX sentiment model (directory or models:/ URI) into a gold Delta table, exactly once";
 
     fn locations(&self, p: &InferParams) -> Vec<(&'static str, String)> {
@@ -91,5 +96,14 @@ impl Task for InferTask {
         consumed.is_some()
             && consumed == table::latest_version(&params.input).await
             && crate::medallion::output_table_still_valid(&params.table, output).await
+    }
+}
+
+impl crate::expect::WritesTable for InferTask {
+    fn tables(params: &InferParams) -> (String, String) {
+        (
+            params.table.clone(),
+            crate::medallion::tables::default_quarantine(&params.table),
+        )
     }
 }

@@ -20,7 +20,6 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, TimeUnit, TimestampMicrosecondType};
 use deltalake::kernel::{Action, DataType, StructType, Transaction};
-use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -240,7 +239,9 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
     let mut names: Vec<&String> = stats.keys().collect();
     names.sort();
     let schema = table::arrow_schema(&out, &out_loc)?;
-    let mut writer = table::writer_for(&out, &out_loc, schema.clone())?;
+    let quarantine = super::tables::default_quarantine(&out_loc);
+    let mut writer =
+        tweetflow_delta::expect::target_writer(&out, &out_loc, schema.clone(), &quarantine).await?;
     for chunk in names.chunks(table::BATCH_ROWS) {
         let mut mention = StringBuilder::new();
         let mut min_ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
@@ -268,15 +269,9 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
         m.insert("positive", Arc::new(pos.finish()));
         m.insert("total", Arc::new(total.finish()));
         let batch = assemble(&schema, m, chunk.len())?;
-        writer
-            .write(batch)
-            .await
-            .map_err(|e| TableTaskError::delta(&out_loc, e))?;
+        writer.write(batch).await?;
     }
-    let adds = writer
-        .flush()
-        .await
-        .map_err(|e| TableTaskError::delta(&out_loc, e))?;
+    let adds = writer.flush().await?;
     ctl.failpoint("aggregate.after_write")?;
 
     // Same code path: the recorded input version must not have moved since planning (the
@@ -315,6 +310,13 @@ impl Task for AggregateTask {
     const TYPE: &'static str = "aggregate";
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str = "Per-mention counts by label and first/last timestamp, recomputed from silver when it changed";
+    const WRITES_TABLE: bool = true;
+
+    fn output_columns(&self, _params: &AggregateParams) -> Option<Vec<(String, String)>> {
+        aggregate_schema()
+            .ok()
+            .map(|s| crate::expect::columns_of(&s))
+    }
 
     fn locations(&self, p: &AggregateParams) -> Vec<(&'static str, String)> {
         vec![("input", p.input.clone()), ("table", p.table.clone())]
@@ -339,5 +341,14 @@ impl Task for AggregateTask {
         used.is_some()
             && used == table::latest_version(&params.input).await
             && super::output_table_still_valid(&params.table, output).await
+    }
+}
+
+impl crate::expect::WritesTable for AggregateTask {
+    fn tables(params: &AggregateParams) -> (String, String) {
+        (
+            params.table.clone(),
+            super::tables::default_quarantine(&params.table),
+        )
     }
 }

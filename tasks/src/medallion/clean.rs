@@ -48,6 +48,7 @@ use crate::shards::{self, Consumer};
 use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op};
+use tweetflow_delta::expect::{self, TargetWriter};
 use tweetflow_delta::incremental;
 use tweetflow_delta::table::{self, BATCH_ROWS, CommitRequest};
 use tweetflow_engine::task::Shard;
@@ -278,8 +279,7 @@ fn opt(a: &StringArray, i: usize) -> Option<&str> {
 struct Cleaner {
     silver: SilverRows,
     silver_schema: SchemaRef,
-    silver_writer: RecordBatchWriter,
-    silver_loc: String,
+    silver_writer: TargetWriter,
     quarantine: QuarantineRows,
     q_schema: SchemaRef,
     q_writer: RecordBatchWriter,
@@ -379,10 +379,7 @@ impl Cleaner {
             return Ok(());
         }
         let b = self.silver.finish(&self.silver_schema)?;
-        self.silver_writer
-            .write(b)
-            .await
-            .map_err(|e| TableTaskError::delta(&self.silver_loc, e))
+        Ok(self.silver_writer.write(b).await?)
     }
 
     async fn flush_quarantine(&mut self) -> Result<()> {
@@ -492,9 +489,9 @@ async fn clean_attempt(
     let q_schema = table::arrow_schema(&quarantine, &q_loc)?;
     let mut c = Cleaner {
         silver: SilverRows::new(),
-        silver_writer: table::writer_for(&silver, &silver_loc, silver_schema.clone())?,
+        silver_writer: expect::target_writer(&silver, &silver_loc, silver_schema.clone(), &q_loc)
+            .await?,
         silver_schema,
-        silver_loc: silver_loc.clone(),
         quarantine: QuarantineRows::new(),
         q_writer: table::writer_for(&quarantine, &q_loc, q_schema.clone())?,
         q_schema,
@@ -520,11 +517,7 @@ async fn clean_attempt(
     }
     c.flush_silver().await?;
     c.flush_quarantine().await?;
-    let silver_adds = c
-        .silver_writer
-        .flush()
-        .await
-        .map_err(|e| TableTaskError::delta(&silver_loc, e))?;
+    let silver_adds = c.silver_writer.flush().await?;
     let q_adds = c
         .q_writer
         .flush()
@@ -637,6 +630,11 @@ impl Task for CleanTask {
 
     /// Shards split the new bronze rows by a hash of `tweet_id` (see the module documentation).
     const SHARDABLE: bool = true;
+    const WRITES_TABLE: bool = true;
+
+    fn output_columns(&self, _params: &CleanParams) -> Option<Vec<(String, String)>> {
+        silver_schema().ok().map(|s| crate::expect::columns_of(&s))
+    }
 
     fn locations(&self, p: &CleanParams) -> Vec<(&'static str, String)> {
         let mut out = vec![("input", p.input.clone()), ("table", p.table.clone())];
@@ -672,5 +670,11 @@ impl Task for CleanTask {
         consumed.is_some()
             && consumed == table::latest_version(&params.input).await
             && super::output_table_still_valid(&params.table, output).await
+    }
+}
+
+impl crate::expect::WritesTable for CleanTask {
+    fn tables(params: &CleanParams) -> (String, String) {
+        (params.table.clone(), params.quarantine_location())
     }
 }

@@ -160,6 +160,7 @@ fn metrics(record: &RunRecord) -> Vec<Metric> {
             task.attempts.len() as f64,
             0,
         ));
+        out.extend(expectation_metrics(id, task.output.as_ref(), 0));
     }
     let succeeded = record
         .tasks
@@ -202,8 +203,35 @@ fn batch_metrics(record: &RunRecord, step: i64) -> Vec<Metric> {
                 }
             }
         }
+        out.extend(expectation_metrics(id, task.output.as_ref(), step));
     }
     out
+}
+
+/// `expect.<task>.<name>.failed` for each expectation in a task's output (see
+/// [`crate::expect`]).
+fn expectation_metrics(
+    id: &str,
+    output: Option<&tweetflow_engine::TaskOutput>,
+    step: i64,
+) -> Vec<Metric> {
+    let Some(tallies) = output
+        .and_then(|o| o.get(crate::expect::OUTPUT_KEY))
+        .and_then(|v| v.as_object())
+    else {
+        return Vec::new();
+    };
+    tallies
+        .iter()
+        .filter_map(|(name, tally)| {
+            let failed = tally.get("failed")?.as_f64()?;
+            Some(Metric::new(
+                format!("expect.{id}.{name}.failed"),
+                failed,
+                step,
+            ))
+        })
+        .collect()
 }
 
 impl MlflowRuns {

@@ -38,10 +38,44 @@ pub struct TaskDetail {
     pub cache_key: Option<String>,
     /// Its outputs, as pretty JSON.
     pub outputs: Option<String>,
+    /// Its data-quality expectations (`expectations` in its output).
+    pub expectations: Vec<ExpectationView>,
     /// Its output's fingerprint.
     pub fingerprint: Option<String>,
     /// The error that ended it.
     pub error: Option<TaskError>,
+}
+
+/// One expectation of a task and the rows that failed it.
+#[derive(Debug, Serialize)]
+pub struct ExpectationView {
+    /// Its name.
+    pub name: String,
+    /// Rows that failed it.
+    pub failed: u64,
+    /// What happened to them (`warn`, `drop`, `quarantine`, `fail`).
+    pub action: String,
+}
+
+fn expectations_of(output: Option<&tweetflow_engine::TaskOutput>) -> Vec<ExpectationView> {
+    output
+        .and_then(|o| o.get("expectations"))
+        .and_then(|v| v.as_object())
+        .map(|tallies| {
+            tallies
+                .iter()
+                .map(|(name, t)| ExpectationView {
+                    name: name.clone(),
+                    failed: t.get("failed").and_then(|v| v.as_u64()).unwrap_or(0),
+                    action: t
+                        .get("action")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("-")
+                        .to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The link to a run's MLflow run.
@@ -127,6 +161,7 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
                 .collect(),
             duration_ms: t.duration().map(|d| d.as_millis() as i64),
             cache_key: t.cache_key.clone(),
+            expectations: expectations_of(t.output.as_ref()),
             outputs: t
                 .output
                 .as_ref()

@@ -55,7 +55,6 @@ use std::path::PathBuf;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
-use deltalake::writer::DeltaWriter;
 use serde_json::json;
 use tweetflow_engine::task::Shard;
 use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
@@ -258,10 +257,7 @@ async fn ingest_attempt(
         w.flush_bronze(&t).await?;
         w.flush_quarantine().await?;
         let adds = match w.writer.as_mut() {
-            Some(writer) => writer
-                .flush()
-                .await
-                .map_err(|e| TableTaskError::delta(&loc, e))?,
+            Some(writer) => writer.flush().await?,
             None => Vec::new(),
         };
         ctl.failpoint("ingest.after_write")?;
@@ -442,6 +438,14 @@ impl Task for IngestTask {
         "Ingest landing JSON-lines files into a bronze Delta table, exactly once, with quarantine";
     /// Shards split the landing files by a hash of their names (see [`shard`]).
     const SHARDABLE: bool = true;
+    const WRITES_TABLE: bool = true;
+
+    fn output_columns(&self, params: &IngestParams) -> Option<Vec<(String, String)>> {
+        (params.schema_evolution != SchemaEvolution::AddColumns)
+            .then(|| bronze_schema(params.schema_evolution).ok())
+            .flatten()
+            .map(|s| crate::expect::columns_of(&s))
+    }
 
     fn locations(&self, p: &IngestParams) -> Vec<(&'static str, String)> {
         let mut out = vec![("source", p.source.clone()), ("table", p.table.clone())];
@@ -486,5 +490,11 @@ impl Task for IngestTask {
             return false;
         }
         matches!(pending_files(params).await, Ok(0))
+    }
+}
+
+impl crate::expect::WritesTable for IngestTask {
+    fn tables(params: &IngestParams) -> (String, String) {
+        (params.table.clone(), params.quarantine_location())
     }
 }

@@ -17,6 +17,7 @@ use super::params::{IngestParams, RESCUED, SchemaEvolution, quarantine_schema};
 use super::parse::{Parsed, collides, json_kind, parse_line, raw_string};
 use crate::medallion::tables::{assemble, timestamps};
 use crate::table_error::{Result, TableTaskError};
+use tweetflow_delta::expect::{self, TargetWriter};
 use tweetflow_delta::folder::Folder;
 use tweetflow_delta::table::{self, BATCH_ROWS};
 
@@ -26,7 +27,7 @@ pub(super) struct BatchWriter<'a> {
     pub(super) bronze_loc: String,
     pub(super) schema: SchemaRef,
     pub(super) evolved: bool,
-    pub(super) writer: Option<RecordBatchWriter>,
+    pub(super) writer: Option<TargetWriter>,
     pub(super) bronze: BronzeBatch,
     pub(super) quarantine: QuarantineBatch,
     pub(super) q_writer: Option<(DeltaTable, RecordBatchWriter)>,
@@ -122,11 +123,15 @@ impl<'a> BatchWriter<'a> {
         let batch = assemble(&self.schema, by_name, rows)?;
         b.rows = 0;
         if self.writer.is_none() {
-            self.writer = Some(table::writer_for(
-                table,
-                &self.bronze_loc,
-                self.schema.clone(),
-            )?);
+            self.writer = Some(
+                Box::pin(expect::target_writer(
+                    table,
+                    &self.bronze_loc,
+                    self.schema.clone(),
+                    &self.params.quarantine_location(),
+                ))
+                .await?,
+            );
         }
         let mode = if self.evolved {
             WriteMode::MergeSchema
@@ -134,10 +139,7 @@ impl<'a> BatchWriter<'a> {
             WriteMode::Default
         };
         if let Some(writer) = self.writer.as_mut() {
-            writer
-                .write_with_mode(batch, mode)
-                .await
-                .map_err(|e| TableTaskError::delta(&self.bronze_loc, e))?;
+            writer.write_with_mode(batch, mode).await?;
         }
         Ok(())
     }
