@@ -230,13 +230,9 @@ impl Engine {
             run_span: run_span.clone(),
             listeners: self.listeners.clone(),
             exec_command: self.exec_command.clone(),
+            observers: self.observers_for(&pipeline),
         });
-        let observers: Vec<Arc<dyn RunObserver>> = self
-            .observers
-            .iter()
-            .filter(|o| o.wants(&pipeline))
-            .cloned()
-            .collect();
+        let observers = shared.observers.clone();
         let start_record = shared.lock_handle().record().clone();
         for o in &observers {
             // A failure here is retried by `run_finished`, whose outcome decides `.pending`.
@@ -301,9 +297,18 @@ struct Shared {
     run_span: Span,
     listeners: Vec<Arc<dyn RunListener>>,
     exec_command: Option<Vec<String>>,
+    /// The observers that want this run.
+    observers: Vec<Arc<dyn RunObserver>>,
 }
 
 impl Shared {
+    /// Tells the observers that an attempt failed and will be retried.
+    fn attempt_retrying(&self, notice: &crate::observer::RetryNotice<'_>) {
+        for o in &self.observers {
+            o.attempt_retrying(&self.pipeline, notice);
+        }
+    }
+
     fn lock_handle(&self) -> MutexGuard<'_, RunHandle> {
         self.handle.lock().unwrap_or_else(|e| e.into_inner())
     }
