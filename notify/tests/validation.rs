@@ -46,9 +46,9 @@ tasks: { a: { type: noop } }
         "2:22 sla.max_duration: invalid duration",
         "4:10 notify[0].on[0]",
         "4:5 notify[0]: the entry has no channel",
-        "5:5 notify[0]",
+        "5:5 notify[0]: unknown key `webhok`",
         "7:20 notify[1].email.smtp: the `smtp` URL has no host",
-        "7:87 notify[1].email.to[1]: `not-an-address` is not a mail address",
+        "7:79 notify[1].email.to[1]: `not-an-address` is not a mail address",
         "8:9 notify[2].on: no event is chosen",
         "9:27 notify[2].slack.webhook_url: `ftp://hooks.example` is not an http(s) URL",
     ];

@@ -22,8 +22,9 @@ user, password = os.environ.get("SMTP_USER"), os.environ.get("SMTP_PASSWORD")
 class Handler:
     async def handle_DATA(self, server, session, envelope):
         login = None
-        if session.authenticated and isinstance(session.auth_data, LoginPassword):
-            login = session.auth_data.login.decode()
+        if session.authenticated:
+            data = session.auth_data
+            login = data.login.decode() if isinstance(data, LoginPassword) else repr(data)
         record = {"from": envelope.mail_from, "to": envelope.rcpt_tos,
                   "data": envelope.content.decode("utf-8", "replace"), "auth": login}
         with open(out, "a") as f:
@@ -33,7 +34,7 @@ class Handler:
 def authenticate(server, session, envelope, mechanism, auth_data):
     ok = (isinstance(auth_data, LoginPassword) and user is not None
           and auth_data.login.decode() == user and auth_data.password.decode() == password)
-    return AuthResult(success=ok, handled=False)
+    return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 kwargs = {}
 if user:

@@ -68,6 +68,15 @@ impl Loader<'_, '_> {
             }
         }
         schema_check::check(&node, &schema, &schema, name, &mut self.problems);
+        // The schema check speaks of a task's params; a section has keys.
+        for p in &mut self.problems[before..] {
+            p.message = p.message.replace(": unknown param `", ": unknown key `");
+            if let Some(hint) = &mut p.hint {
+                *hint = hint
+                    .replace("known params: ", "known keys: ")
+                    .replace("this task takes no params", "this part takes no keys");
+            }
+        }
         let raw = node.to_json();
         for p in section.problems(&raw) {
             let span = deepest(&node, &p.at).span;
