@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tweetflow_engine::spec::process_env;
+use tweetflow_engine::process_env;
 use tweetflow_engine::{Engine, LoadOptions, Pipeline, RunOptions, RunRecord, RunStatus, load_str};
 use tweetflow_notify::{DeliveryLog, DeliveryStatus, Notify};
 use tweetflow_test_support::http_receiver::{HttpReceiver, Reply};

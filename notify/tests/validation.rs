@@ -1,6 +1,6 @@
 //! Bad `notify:` and `sla:` sections: every problem at once, each at its position with a hint.
 
-use tweetflow_engine::spec::process_env;
+use tweetflow_engine::process_env;
 use tweetflow_engine::{LoadOptions, load_str};
 
 fn problems(text: &str) -> Vec<String> {
