@@ -43,13 +43,21 @@ tasks:
         .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let posts = receiver.requests();
     assert_eq!(posts.len(), 2, "a 500, then the retry");
     let alert = posts[1].json();
     assert_eq!(alert["event"], "failed");
     let run_id = alert["run_id"].as_str().unwrap().to_string();
-    assert_eq!(alert["url"], format!("http://ui.example:8080/runs/{run_id}"));
+    assert_eq!(
+        alert["url"],
+        format!("http://ui.example:8080/runs/{run_id}")
+    );
 
     let show = tweetflow(&runs, &hook)
         .args(["runs", "show", &run_id])
@@ -61,7 +69,10 @@ tasks:
         .lines()
         .find(|l| l.starts_with("failed") && l.contains("webhook"))
         .unwrap_or_else(|| panic!("no delivery row in:\n{text}"));
-    assert!(row.contains("delivered") && row.contains(" 2 ") && row.contains("HTTP 200 ok"), "{row}");
+    assert!(
+        row.contains("delivered") && row.contains(" 2 ") && row.contains("HTTP 200 ok"),
+        "{row}"
+    );
     let json = tweetflow(&runs, &hook)
         .args(["runs", "show", &run_id, "--json"])
         .output()
@@ -70,7 +81,10 @@ tasks:
     assert_eq!(value["deliveries"][0]["attempts"], 2);
     for (name, shown) in [("show", &show.stdout), ("show --json", &json.stdout)] {
         let shown = String::from_utf8_lossy(shown);
-        assert!(!shown.contains(&hook) && !shown.contains(KEY), "{name}: {shown}");
+        assert!(
+            !shown.contains(&hook) && !shown.contains(KEY),
+            "{name}: {shown}"
+        );
     }
     let mut stack = vec![runs.clone()];
     while let Some(d) = stack.pop() {
@@ -79,7 +93,11 @@ tasks:
                 stack.push(e.path());
             } else {
                 let t = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
-                assert!(!t.contains(&hook) && !t.contains(KEY), "{}: {t}", e.path().display());
+                assert!(
+                    !t.contains(&hook) && !t.contains(KEY),
+                    "{}: {t}",
+                    e.path().display()
+                );
             }
         }
     }
@@ -112,7 +130,10 @@ tasks: { a: { type: noop } }
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("✗ ops (webhook): HTTP 404 error"), "{stdout}");
+    assert!(
+        stdout.contains("✗ ops (webhook): HTTP 404 error"),
+        "{stdout}"
+    );
     assert!(stdout.contains("✓ slack (slack): HTTP 200 ok"), "{stdout}");
     assert!(!stdout.contains(&hook), "{stdout}");
     assert_eq!(receiver.requests().len(), 2);
@@ -136,6 +157,9 @@ fn bad_alert_sections_are_invalid_pipelines() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(":2:22"), "{stderr}");
     assert!(stderr.contains("the `smtp` URL has no host"), "{stderr}");
-    assert!(stderr.contains("`nobody` is not a mail address"), "{stderr}");
+    assert!(
+        stderr.contains("`nobody` is not a mail address"),
+        "{stderr}"
+    );
     assert!(stderr.contains("3 problems"), "{stderr}");
 }

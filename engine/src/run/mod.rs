@@ -24,7 +24,6 @@ mod remote;
 mod shards;
 mod task;
 
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
