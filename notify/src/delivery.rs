@@ -68,13 +68,18 @@ pub(crate) async fn http_answer(
             // Never the URL: it may be a credential (a Slack webhook).
             let e = e.without_url();
             let what = if e.is_timeout() {
-                "no answer in time".to_string()
+                "no answer in time"
             } else if e.is_connect() {
-                "cannot connect".to_string()
+                "cannot connect"
             } else {
-                "request failed".to_string()
+                "request failed"
             };
-            return Err(SendError::retryable(format!("{what}: {e}")));
+            // The innermost cause says most (`Connection refused`).
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(inner) = cause.source() {
+                cause = inner;
+            }
+            return Err(SendError::retryable(format!("{what}: {cause}")));
         }
     };
     let status = response.status();
