@@ -126,7 +126,7 @@ pub async fn send(
     match tokio::time::timeout(timeout, transport.send(mail)).await {
         Err(_) => Err(SendError::retryable(format!(
             "no answer from {host}:{port} within {}",
-            tweetflow_engine::duration::format_duration(timeout)
+            tweetflow_engine::format_duration(timeout)
         ))),
         Ok(Ok(response)) => Ok(format!(
             "{} {}",

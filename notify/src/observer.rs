@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
-use tweetflow_engine::observer::{ObserverError, RetryNotice, RunObserver};
+use tweetflow_engine::{ObserverError, RetryNotice, RunObserver};
 use tweetflow_engine::task::BoxFuture;
 use tweetflow_engine::{Pipeline, RunRecord, RunStatus, RunStore};
 
@@ -291,7 +291,7 @@ impl RunObserver for Notify {
             pipeline.name,
             notice.attempt,
             notice.max_attempts,
-            tweetflow_engine::duration::format_duration(notice.retry_in),
+            tweetflow_engine::format_duration(notice.retry_in),
             first_line(&notice.error.message)
         );
         let key = format!("retry:{task}:{}", notice.attempt);
@@ -431,7 +431,7 @@ async fn sla_timer(
         "{}: run {} is still going after {} ({limit}){}",
         pipeline.name,
         record.run_id,
-        tweetflow_engine::duration::human(
+        tweetflow_engine::human_duration(
             (Utc::now() - record.created_at)
                 .to_std()
                 .unwrap_or_default()

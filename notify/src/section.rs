@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tweetflow_engine::Section;
-use tweetflow_engine::duration::parse_duration;
-use tweetflow_engine::section::SectionProblem;
+use tweetflow_engine::parse_duration;
+use tweetflow_engine::SectionProblem;
 
 /// A run event that can be alerted on.
 #[derive(
@@ -545,7 +545,7 @@ mod tests {
 
     #[test]
     fn pointers_of_secret_fields_match_list_entries() {
-        use tweetflow_engine::section::pointer_matches;
+        use tweetflow_engine::pointer_matches;
         assert!(pointer_matches(
             "/*/slack/webhook_url",
             "/3/slack/webhook_url"

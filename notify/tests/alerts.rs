@@ -502,7 +502,7 @@ tasks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_run_is_told_once_per_interruption() {
-    use tweetflow_engine::observer::RunObserver;
+    use tweetflow_engine::RunObserver;
     let w = world();
     let runs = tempfile::tempdir().unwrap();
     let text = r#"

@@ -37,9 +37,10 @@ impl Loader<'_, '_> {
                 Value::Map(Vec::new())
             };
         }
-        let entries: &[(Node, Node)] = match (is_list, node.as_map(), node.as_seq()) {
+        let is_seq = matches!(node.value, Value::Seq(_));
+        let entries: &[(Node, Node)] = match (is_list, node.as_map(), is_seq) {
             (false, Some(entries), _) => entries,
-            (true, _, Some(_)) => &[],
+            (true, _, true) => &[],
             _ => {
                 let expected = if is_list { "a list" } else { "a mapping" };
                 self.error(
