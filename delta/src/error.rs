@@ -10,6 +10,8 @@ pub enum StorageError {
     /// A table location that is not a usable path or URL.
     #[error("param `table`: {message}")]
     InvalidLocation {
+        /// The location as given.
+        location: String,
         /// What is wrong with it.
         message: String,
     },

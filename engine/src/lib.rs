@@ -73,7 +73,8 @@ pub use section::{DynSection, Section, SectionProblem, pointer_matches};
 pub use spec::{Pipeline, TaskSpec};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
 pub use task::{
-    BoxFuture, DynTask, ErrorKind, PipelineInfo, Shard, Task, TaskContext, TaskError, TaskOutput,
+    BoxFuture, DynTask, ErrorKind, ParamsError, PipelineInfo, RunLink, RunLinks, RunView, Shard,
+    Task, TaskContext, TaskError, TaskOutput, TaskState, UnrecordedRun,
 };
 pub use watch::{WatchOptions, WatchSummary, watch};
 pub use worker::task_exec;

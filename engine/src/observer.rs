@@ -4,6 +4,7 @@
 //! run or lose its data: the engine records them in the run's tags as `<observer>.pending`
 //! and a later `--resume` of the run (even a succeeded one) calls the observer again so it
 //! can log what it missed.
+
 //!
 //! Besides start and end, an observer hears of each failed attempt that will be retried
 //! ([`RunObserver::attempt_retrying`], while the run goes on) and of a run whose engine died
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use crate::spec::Pipeline;
 use crate::store::RunRecord;
-use crate::task::{BoxFuture, TaskError};
+use crate::task::{BoxFuture, RunLinks, TaskError};
 
 /// Why an observer could not record part of a run. Its text is what the run's
 /// `<observer>.pending` tag holds.
@@ -82,13 +83,15 @@ pub trait RunObserver: Send + Sync {
     /// Whether the observer wants this pipeline's runs.
     fn wants(&self, pipeline: &Pipeline) -> bool;
 
-    /// The run started (or was resumed).
+    /// The run started (or was resumed). What the observer returns is attached to the run
+    /// for its tasks to read ([`crate::task::TaskContext::links`]), e.g. the id of the
+    /// outside system's record of the run.
     fn run_started<'a>(
         &'a self,
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), ObserverError>>;
+    ) -> BoxFuture<'a, Result<RunLinks, ObserverError>>;
 
     /// The run reached its final state.
     fn run_finished<'a>(
@@ -103,8 +106,8 @@ pub trait RunObserver: Send + Sync {
     fn attempt_retrying(&self, _pipeline: &Pipeline, _notice: &RetryNotice<'_>) {}
 
     /// The engine executing the run died (the run says `running` but nobody holds its
-    /// lock); called once by whoever finds it, with the record as left. The default does
-    /// nothing.
+    /// lock); called once per interruption by whoever finds it, with the record as left.
+    /// The default does nothing.
     fn run_interrupted<'a>(
         &'a self,
         _run_dir: &'a Path,

@@ -10,7 +10,31 @@ use tracing::Instrument;
 
 use crate::executor::{AttemptResult, ResolvedAttempt, exit_code};
 use crate::registry::Registry;
-use crate::task::{ErrorKind, TaskContext, TaskError};
+use crate::store::RunStore;
+use crate::task::{ErrorKind, RunView, TaskContext, TaskError, TaskState};
+
+/// The run of an attempt run outside the engine, read from the run store when the worker sees
+/// it (a shared file system).
+struct StoredRun {
+    root: Option<std::path::PathBuf>,
+    run_id: String,
+}
+
+impl RunView for StoredRun {
+    fn store_root(&self) -> Option<std::path::PathBuf> {
+        self.root.clone()
+    }
+
+    fn tasks(&self) -> Vec<TaskState> {
+        let Some(root) = self.root.as_ref().filter(|r| r.is_dir()) else {
+            return Vec::new();
+        };
+        match RunStore::new(root).load(&self.run_id) {
+            Ok(record) => record.task_states(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
 
 /// Runs the attempt described by the file at `file` with the task types of `registry`,
 /// writes its output or error to `result` and returns the exit code (see
@@ -24,10 +48,10 @@ pub async fn task_exec(
 ) -> u8 {
     let outcome = match ResolvedAttempt::read(file) {
         Ok(resolved) => run_resolved(registry, resolved, cancel).await,
-        Err(e) => Err(TaskError {
-            kind: ErrorKind::Config,
-            message: format!("cannot read the attempt file {}: {e}", file.display()),
-        }),
+        Err(e) => Err(TaskError::new(
+            ErrorKind::Config,
+            format!("cannot read the attempt file {}: {e}", file.display()),
+        )),
     };
     let code = exit_code(&outcome);
     let written = match outcome {
@@ -55,23 +79,25 @@ async fn run_resolved(
     {
         tracing::warn!(cwd = %cwd.display(), error = %e, "cannot enter the engine's working directory");
     }
-    let task = registry.get(&resolved.task_type).ok_or_else(|| TaskError {
-        kind: ErrorKind::Config,
-        message: format!(
-            "this build of tweetflow has no task type `{}`",
-            resolved.task_type
-        ),
+    let task = registry.get(&resolved.task_type).ok_or_else(|| {
+        TaskError::new(
+            ErrorKind::Config,
+            format!(
+                "this build of tweetflow has no task type `{}`",
+                resolved.task_type
+            ),
+        )
     })?;
     if task.version() != resolved.task_version {
-        return Err(TaskError {
-            kind: ErrorKind::Config,
-            message: format!(
+        return Err(TaskError::new(
+            ErrorKind::Config,
+            format!(
                 "task type `{}` is at version {} in this build but {} in the engine's: run the same tweetflow binary everywhere",
                 resolved.task_type,
                 task.version(),
                 resolved.task_version
             ),
-        });
+        ));
     }
     let span = tracing::info_span!("attempt", task = %resolved.task_id, number = resolved.attempt,
         shard = resolved.shard.map(|s| s.index), run_id = %resolved.run_id);
@@ -85,6 +111,11 @@ async fn run_resolved(
         span: span.clone(),
         artifacts_dir: resolved.artifacts_dir.clone(),
         shard: resolved.shard,
+        run: Arc::new(StoredRun {
+            root: resolved.run_store.clone(),
+            run_id: resolved.run_id.clone(),
+        }),
+        links: Arc::new(resolved.links.clone()),
     };
     let run = task.run(&ctx, &resolved.params).instrument(span.clone());
     tokio::select! {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 use tweetflow_engine::{ObserverError, RetryNotice, RunObserver};
 use tweetflow_engine::task::BoxFuture;
-use tweetflow_engine::{Pipeline, RunRecord, RunStatus, RunStore};
+use tweetflow_engine::{Pipeline, RunLinks, RunRecord, RunStatus, RunStore};
 
 use crate::alert::{Alert, FailedTask, first_line};
 use crate::delivery::{Delivery, DeliveryLog, DeliveryStatus, Job, deliver};
@@ -240,20 +240,20 @@ impl RunObserver for Notify {
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), ObserverError>> {
+    ) -> BoxFuture<'a, Result<RunLinks, ObserverError>> {
         Box::pin(async move {
             register_credentials(pipeline);
             let Some(sla) = pipeline.section::<SlaSection>() else {
-                return Ok(());
+                return Ok(RunLinks::new());
             };
             let Some(due) = sla_due(pipeline, &sla, record) else {
-                return Ok(());
+                return Ok(RunLinks::new());
             };
             let wanted = channels(pipeline)
                 .iter()
                 .any(|c| c.on.contains(&AlertEvent::SlaMissed));
             if !wanted {
-                return Ok(());
+                return Ok(RunLinks::new());
             }
             let cancel = CancellationToken::new();
             let timer = sla_timer(
@@ -267,7 +267,7 @@ impl RunObserver for Notify {
             );
             let handle = tokio::spawn(timer.in_current_span());
             self.state().entry(record.run_id.clone()).or_default().sla = Some((cancel, handle));
-            Ok(())
+            Ok(RunLinks::new())
         })
     }
 

@@ -271,10 +271,7 @@ fn outcome(job: &Job, info: &JobInfo) -> Result<TaskOutput, TaskError> {
             format!("was lost by the cluster ({:?}: {ray_message})", info.status),
         ),
     };
-    Err(TaskError {
-        kind,
-        message: format!("Ray job {} {what}", job.id),
-    })
+    Err(TaskError::new(kind, format!("Ray job {} {what}", job.id)))
 }
 
 /// The entrypoint's own lines of a job's logs, without Ray's (its set-up lines, stamped

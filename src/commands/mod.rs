@@ -69,9 +69,7 @@ pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
         .flatten()
         .or_else(tweetflow_notify::Notify::ui_url_from_env);
     let engine = Engine::new(registry.clone(), runs_dir)
-        .with_observer(Arc::new(
-            tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
-        ))
+        .with_observer(Arc::new(tweetflow_tasks::observers::MlflowRuns::default()))
         .with_observer(Arc::new(tweetflow_notify::Notify::new(ui_url)));
     match std::env::current_exe() {
         Ok(exe) => engine.with_exec_command(vec![

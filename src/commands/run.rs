@@ -91,7 +91,7 @@ pub(crate) async fn run(
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print!("{}", summary(&record));
-        if let Some(link) = tweetflow_tasks::observers::mlflow_runs::MlflowRunLink::read(
+        if let Some(link) = tweetflow_tasks::mlflow_link::MlflowRunLink::read(
             &engine.store().run_dir(&record.run_id),
         ) {
             println!("MLflow run: {}", link.url);

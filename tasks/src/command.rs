@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use crate::mlflow_link::MlflowRunLink;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -62,12 +63,7 @@ const STDERR_TAIL: usize = 2048;
 /// `MLFLOW_RUN_ID` (and `MLFLOW_TRACKING_URI` when the environment has none) of the
 /// pipeline run's MLflow run, if it has one.
 fn mlflow_env(ctx: &TaskContext) -> Vec<(&'static str, String)> {
-    let run_dir = ctx
-        .artifacts_dir
-        .parent()
-        .and_then(std::path::Path::parent)
-        .unwrap_or(std::path::Path::new("."));
-    let Some(link) = crate::observers::mlflow_runs::MlflowRunLink::read(run_dir) else {
+    let Some(link) = ctx.link::<MlflowRunLink>() else {
         return Vec::new();
     };
     let mut env = vec![("MLFLOW_RUN_ID", link.run_id)];

@@ -12,18 +12,26 @@
 //! | `report`  | charts of the gold table and a self-contained `report.html` ([`metrics`]) |
 //! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks ([`medallion`]) |
 
-pub mod command;
+mod command;
 pub mod infer;
 pub mod medallion;
 pub mod metrics;
-pub mod mlflow_log;
-pub mod noop;
+pub mod mlflow_link;
+mod mlflow_log;
+mod noop;
 pub mod observers;
-pub mod run_store_guard;
-pub mod shards;
-pub mod storage;
+mod run_store_guard;
+mod shards;
+mod storage;
+mod table_error;
 
-use storage::WithStorage;
+pub use command::{CommandParams, CommandTask};
+pub use mlflow_log::{MlflowLogParams, MlflowLogTask};
+pub use noop::{NoopParams, NoopTask};
+pub use shards::shard_of;
+pub use storage::{OptionValue, StorageSection, WithStorage};
+pub use table_error::{Result as TableResult, TableTaskError};
+
 use tweetflow_engine::Registry;
 
 /// Registers every task type tweetflow ships and the
@@ -33,7 +41,7 @@ pub fn register_all(registry: &mut Registry) {
     // Alerts (`notify:`, `sla:`) live in their own crate, with their observer.
     tweetflow_notify::register_sections(registry);
     registry
-        .register_section::<observers::mlflow_runs::MlflowSection>()
+        .register_section::<mlflow_link::MlflowSection>()
         .register_section::<storage::StorageSection>()
         .register(command::CommandTask)
         .register(noop::NoopTask)

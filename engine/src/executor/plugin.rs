@@ -128,11 +128,9 @@ impl<E: Executor> DynExecutor for Erased<E> {
         attempt: RemoteAttempt,
     ) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(async move {
-            let config: E::Config =
-                serde_json::from_value(config.clone()).map_err(|e| TaskError {
-                    kind: ErrorKind::Config,
-                    message: format!("executor `{}`: {e}", E::NAME),
-                })?;
+            let config: E::Config = serde_json::from_value(config.clone()).map_err(|e| {
+                TaskError::new(ErrorKind::Config, format!("executor `{}`: {e}", E::NAME))
+            })?;
             self.0.run(config, attempt).await
         })
     }

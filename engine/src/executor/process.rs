@@ -77,10 +77,10 @@ pub async fn run_process(attempt: &RemoteAttempt) -> Result<TaskOutput, TaskErro
     }
     let code = status.code().unwrap_or(-1);
     let kind = kind_of_exit_code(code).unwrap_or(crate::task::ErrorKind::Retryable);
-    Err(TaskError {
+    Err(TaskError::new(
         kind,
-        message: format!("the worker process ended ({status}) without writing its result"),
-    })
+        format!("the worker process ended ({status}) without writing its result"),
+    ))
 }
 
 async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin) {

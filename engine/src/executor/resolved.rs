@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::secrets::{self, SecretSlot};
-use crate::task::{ErrorKind, PipelineInfo, Shard, TaskError, TaskOutput};
+use crate::task::{ErrorKind, PipelineInfo, RunLinks, Shard, TaskError, TaskOutput};
 
 /// Everything `tweetflow task exec` needs to run one attempt of one task.
 ///
@@ -50,6 +50,13 @@ pub struct ResolvedAttempt {
     /// `/params/env/TOKEN`), read from the environment when the file is read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretSlot>,
+    /// The root of the engine's run store (tasks refuse to write inside it; where the worker
+    /// sees it, tasks read the run's record there).
+    #[serde(default)]
+    pub run_store: Option<PathBuf>,
+    /// What the run's observers attached to it (see [`crate::task::RunLinks`]).
+    #[serde(default)]
+    pub links: RunLinks,
 }
 
 impl ResolvedAttempt {

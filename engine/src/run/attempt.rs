@@ -59,6 +59,8 @@ pub(super) async fn run_attempts(
             span: attempt_span.clone(),
             artifacts_dir: shared.run_dir.join("artifacts").join(&spec.id),
             shard,
+            run: shared.clone(),
+            links: shared.links.clone(),
         };
         info!(attempt = number, "started");
         let result =
@@ -85,6 +87,10 @@ pub(super) async fn run_attempts(
                 return Ok(output);
             }
             Err(e) => {
+                if let Some(cause) = e.source_chain() {
+                    // The record keeps the message; the log also keeps what caused it.
+                    info!(target: OUTCOME_TARGET, attempt = number, error = %e.message, cause = %cause, "attempt failed");
+                }
                 let retry =
                     e.is_retryable() && number < policy.max_attempts && !cancel.is_cancelled();
                 last_error = e;
@@ -133,10 +139,10 @@ async fn run_attempt(
             Some(limit) => tokio::time::timeout(limit, attempt)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(TaskError {
-                        kind: ErrorKind::Timeout,
-                        message: format!("timed out after {}", format_duration(limit)),
-                    })
+                    Err(TaskError::new(
+                        ErrorKind::Timeout,
+                        format!("timed out after {}", format_duration(limit)),
+                    ))
                 }),
             None => attempt.await,
         }

@@ -41,7 +41,7 @@ use crate::observer::{RunObserver, pending_tag};
 use crate::registry::Registry;
 use crate::spec::Pipeline;
 use crate::store::{Event, RunHandle, RunRecord, RunStatus, RunStore, TaskStatus};
-use crate::task::{PipelineInfo, TaskError, TaskOutput};
+use crate::task::{PipelineInfo, RunLinks, RunView, TaskError, TaskOutput, TaskState};
 use queue::run_tasks;
 
 /// The tracing target of the warnings about failed attempts and tasks (a console that prints
@@ -222,6 +222,27 @@ impl Engine {
             run_id.clone(),
             cancel.clone(),
         ));
+        let observers: Vec<Arc<dyn RunObserver>> = self
+            .observers
+            .iter()
+            .filter(|o| o.wants(&pipeline))
+            .cloned()
+            .collect();
+        let start_record = handle.record().clone();
+        let mut links = RunLinks::new();
+        for o in &observers {
+            // A failure here is retried by `run_finished`, whose outcome decides `.pending`.
+            match o
+                .run_started(&run_dir, &pipeline, &start_record)
+                .instrument(run_span.clone())
+                .await
+            {
+                Ok(linked) => links.extend(linked),
+                Err(e) => {
+                    warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer could not record the start");
+                }
+            }
+        }
         let shared = Arc::new(Shared {
             pipeline: pipeline.clone(),
             info,
@@ -236,20 +257,10 @@ impl Engine {
             run_span: run_span.clone(),
             listeners: self.listeners.clone(),
             exec_command: self.exec_command.clone(),
-            observers: self.observers_for(&pipeline),
+            store_root: self.store.root().to_path_buf(),
+            links: Arc::new(links),
+            observers: observers.clone(),
         });
-        let observers = shared.observers.clone();
-        let start_record = shared.lock_handle().record().clone();
-        for o in &observers {
-            // A failure here is retried by `run_finished`, whose outcome decides `.pending`.
-            if let Err(e) = o
-                .run_started(&shared.run_dir, &pipeline, &start_record)
-                .instrument(run_span.clone())
-                .await
-            {
-                warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer could not record the start");
-            }
-        }
         let result = run_tasks(&shared, &options, &cancel, &run_cancel, resumed)
             .instrument(run_span.clone())
             .await;
@@ -303,8 +314,23 @@ struct Shared {
     run_span: Span,
     listeners: Vec<Arc<dyn RunListener>>,
     exec_command: Option<Vec<String>>,
+    /// The run store's root, as tasks see it through [`RunView`].
+    store_root: PathBuf,
+    /// What the observers attached to the run when it started.
+    links: Arc<RunLinks>,
     /// The observers that want this run.
     observers: Vec<Arc<dyn RunObserver>>,
+}
+
+/// Tasks see their run through the engine's live record.
+impl RunView for Shared {
+    fn store_root(&self) -> Option<PathBuf> {
+        Some(self.store_root.clone())
+    }
+
+    fn tasks(&self) -> Vec<TaskState> {
+        self.lock_handle().record().task_states()
+    }
 }
 
 impl Shared {

@@ -56,6 +56,11 @@ pub(super) async fn run_remote(
         artifacts_dir,
         cwd: std::env::current_dir().ok(),
         secrets: shared.pipeline.attempt_secrets(&spec.id),
+        run_store: ctx
+            .run
+            .store_root()
+            .map(|r| std::path::absolute(&r).unwrap_or(r)),
+        links: (*ctx.links).clone(),
     };
     let file = dir.join("attempt.json");
     resolved.write(&file).map_err(|e| {
@@ -93,10 +98,10 @@ pub(super) async fn run_remote(
             None => executor::run_process(&attempt).await,
             Some(name) => match shared.registry.executor(name) {
                 Some(executor) => executor.run(&spec.executor.config, attempt.clone()).await,
-                None => Err(TaskError {
-                    kind: ErrorKind::Config,
-                    message: format!("executor `{name}` is not registered in this build"),
-                }),
+                None => Err(TaskError::new(
+                    ErrorKind::Config,
+                    format!("executor `{name}` is not registered in this build"),
+                )),
             },
         }
     };
@@ -109,13 +114,10 @@ pub(super) async fn run_remote(
     };
     let error = tokio::select! {
         result = &mut run => return result,
-        _ = limit => TaskError {
-            kind: ErrorKind::Timeout,
-            message: format!(
+        _ = limit => TaskError::new(ErrorKind::Timeout, format!(
                 "timed out after {}",
                 format_duration(spec.timeout.unwrap_or_default())
-            ),
-        },
+            )),
         _ = cancel.cancelled() => TaskError::cancelled(),
     };
     stop.cancel();

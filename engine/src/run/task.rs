@@ -45,10 +45,10 @@ async fn run_task_inner(
 ) -> Outcome {
     let spec = &shared.pipeline.tasks[i];
     let Some(task) = shared.registry.get(&spec.task_type).cloned() else {
-        let error = TaskError {
-            kind: ErrorKind::Config,
-            message: format!("unknown task type `{}`", spec.task_type),
-        };
+        let error = TaskError::new(
+            ErrorKind::Config,
+            format!("unknown task type `{}`", spec.task_type),
+        );
         shared.record(finished(&spec.id, TaskStatus::Failed, None, Some(error)));
         return Outcome {
             status: TaskStatus::Failed,

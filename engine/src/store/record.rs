@@ -205,6 +205,20 @@ impl RunRecord {
             .filter_map(|id| self.tasks.get(id).map(|t| (id.as_str(), t)))
     }
 
+    /// Where each task stands, in pipeline order, as tasks see their run
+    /// ([`crate::task::RunView::tasks`]).
+    pub fn task_states(&self) -> Vec<crate::task::TaskState> {
+        self.ordered_tasks()
+            .map(|(id, t)| crate::task::TaskState {
+                id: id.to_string(),
+                task_type: t.task_type.clone(),
+                status: t.status.as_str().to_string(),
+                attempts: t.attempts.len(),
+                duration: t.duration(),
+            })
+            .collect()
+    }
+
     /// Wall time of the run (to now if still running).
     pub fn duration(&self) -> Duration {
         let start = self.created_at;

@@ -1,7 +1,7 @@
 //! Running `infer`: the re-plan loop around one attempt, and the attempt itself (plan,
 //! score, write gold, commit with the application transaction).
 
-use crate::medallion::MedallionError;
+use crate::table_error::TableTaskError;
 use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{Action, Transaction};
@@ -15,8 +15,8 @@ use tweetflow_delta::{WriteControl, incremental};
 use tweetflow_engine::task::Shard;
 use tweetflow_model::ModelSource;
 
-use super::APP_ID;
 use super::error::InferResult;
+use super::gold::APP_ID;
 use super::gold::{SILVER_COLUMNS, column_as, gold_batch, gold_schema};
 use super::params::InferParams;
 use super::plan::{open_tables, recorded_model};
@@ -77,7 +77,7 @@ pub async fn infer_shard(
     shard: Option<Shard>,
 ) -> InferResult<InferSummary> {
     if params.batch_size == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "batch_size",
             message: "must be at least 1".into(),
         }
@@ -155,7 +155,7 @@ async fn infer_attempt(
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             let batch = shard::keep(batch, shard)?;
             if batch.num_rows() == 0 {
                 continue;
@@ -167,7 +167,7 @@ async fn infer_attempt(
             writer
                 .write(out)
                 .await
-                .map_err(|e| MedallionError::delta(&gold_loc, e))?;
+                .map_err(|e| TableTaskError::delta(&gold_loc, e))?;
             summary.rows += batch.num_rows() as u64;
             progress.add(batch.num_rows() as u64);
             ctl.failpoint("infer.scoring")?;
@@ -176,7 +176,7 @@ async fn infer_attempt(
     let adds = writer
         .flush()
         .await
-        .map_err(|e| MedallionError::delta(&gold_loc, e))?;
+        .map_err(|e| TableTaskError::delta(&gold_loc, e))?;
     ctl.failpoint("infer.after_write")?;
     let stats = predictor.stats();
     summary.inferred = stats.rows_inferred - stats_before.rows_inferred;

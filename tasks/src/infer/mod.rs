@@ -36,11 +36,11 @@ mod plan;
 mod progress;
 pub(crate) mod remote_model;
 mod resolve;
-pub mod shard;
+mod shard;
 
 pub use attempt::{InferSummary, infer, infer_shard, infer_with};
 pub use error::{InferError, InferResult};
-pub use gold::{SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
+pub use gold::{APP_ID, SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
 pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams};
 pub use plan::RECORDED_MODEL_LOOKBACK;
 pub use progress::LOG_EVERY_ROWS;
@@ -49,9 +49,6 @@ pub use resolve::{LOCAL_VERSION, LoadedModel, ScoringModel, registry_client, res
 use tweetflow_delta::table;
 
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
-
-/// Application id of infer commits (gold).
-pub const APP_ID: &str = "tweetflow-infer";
 
 /// The `infer` task.
 pub struct InferTask;

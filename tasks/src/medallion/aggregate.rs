@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use super::error::{MedallionError, Result};
-use super::ingest::assemble;
 use super::table_shape;
+use super::tables::assemble;
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{commit_planned, overwrite_op};
 use tweetflow_delta::table::{self, CommitRequest};
@@ -145,7 +145,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
     let out_loc = params.table.clone();
     let silver = table::open_table(&in_loc)
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "silver table (run clean first)",
             location: in_loc.clone(),
         })?;
@@ -158,7 +158,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
             } else {
                 "input"
             };
-            return Err(MedallionError::Param {
+            return Err(TableTaskError::Param {
                 param,
                 message: format!("table `{in_loc}` has no column `{col}`"),
             });
@@ -193,12 +193,12 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             let get = |name: &str, ty: &ArrowType| -> Result<ArrayRef> {
                 let col = batch.column_by_name(name).ok_or_else(|| {
-                    MedallionError::Data(format!("`{path}` lacks the column `{name}`"))
+                    TableTaskError::Data(format!("`{path}` lacks the column `{name}`"))
                 })?;
-                cast(col, ty).map_err(|e| MedallionError::format(format!("column `{name}`"), e))
+                cast(col, ty).map_err(|e| TableTaskError::format(format!("column `{name}`"), e))
             };
             let mention = get("mention", &ArrowType::Utf8)?;
             let mention = mention.as_string::<i32>();
@@ -271,12 +271,12 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
         writer
             .write(batch)
             .await
-            .map_err(|e| MedallionError::delta(&out_loc, e))?;
+            .map_err(|e| TableTaskError::delta(&out_loc, e))?;
     }
     let adds = writer
         .flush()
         .await
-        .map_err(|e| MedallionError::delta(&out_loc, e))?;
+        .map_err(|e| TableTaskError::delta(&out_loc, e))?;
     ctl.failpoint("aggregate.after_write")?;
 
     // Same code path: the recorded input version must not have moved since planning (the

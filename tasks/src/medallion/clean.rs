@@ -41,11 +41,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
 
-use super::error::{MedallionError, Result};
-use super::ingest::{assemble, default_quarantine};
 use super::table_shape;
+use super::tables::{assemble, default_quarantine};
 use super::text::{clean_text, parse_tweet_date, tweet_id};
 use crate::shards::{self, Consumer};
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::incremental;
@@ -251,12 +251,12 @@ impl QuarantineRows {
 fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| MedallionError::Data(format!("bronze data lacks the column `{name}`")))?;
+        .ok_or_else(|| TableTaskError::Data(format!("bronze data lacks the column `{name}`")))?;
     let col = if col.data_type() == &ArrowType::Utf8 {
         col.clone()
     } else {
         cast(col, &ArrowType::Utf8)
-            .map_err(|e| MedallionError::format(format!("column `{name}`"), e))?
+            .map_err(|e| TableTaskError::format(format!("column `{name}`"), e))?
     };
     Ok(col.as_string::<i32>().clone())
 }
@@ -264,9 +264,9 @@ fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
 fn line_column(batch: &RecordBatch) -> Result<Int64Array> {
     let col = batch
         .column_by_name("line")
-        .ok_or_else(|| MedallionError::Data("bronze data lacks the column `line`".into()))?;
+        .ok_or_else(|| TableTaskError::Data("bronze data lacks the column `line`".into()))?;
     let col =
-        cast(col, &ArrowType::Int64).map_err(|e| MedallionError::format("column `line`", e))?;
+        cast(col, &ArrowType::Int64).map_err(|e| TableTaskError::format("column `line`", e))?;
     Ok(col.as_primitive::<Int64Type>().clone())
 }
 
@@ -311,7 +311,9 @@ impl Cleaner {
                 (None, _, _) => Err("missing date".to_string()),
                 (_, None, _) => Err("missing text".to_string()),
                 (_, _, None) => Err("missing sentiment".to_string()),
-                (Some(d), Some(t), Some(s)) => parse_tweet_date(d).map(|ts| (ts, t, s)),
+                (Some(d), Some(t), Some(s)) => parse_tweet_date(d)
+                    .map(|ts| (ts, t, s))
+                    .map_err(|e| e.to_string()),
             };
             match verdict {
                 Err(reason) => {
@@ -336,7 +338,7 @@ impl Cleaner {
                         self.q_writer
                             .write(b)
                             .await
-                            .map_err(|e| MedallionError::delta(&self.q_loc, e))?;
+                            .map_err(|e| TableTaskError::delta(&self.q_loc, e))?;
                     }
                 }
                 Ok((ts, t, s)) => {
@@ -380,7 +382,7 @@ impl Cleaner {
         self.silver_writer
             .write(b)
             .await
-            .map_err(|e| MedallionError::delta(&self.silver_loc, e))
+            .map_err(|e| TableTaskError::delta(&self.silver_loc, e))
     }
 
     async fn flush_quarantine(&mut self) -> Result<()> {
@@ -391,7 +393,7 @@ impl Cleaner {
         self.q_writer
             .write(b)
             .await
-            .map_err(|e| MedallionError::delta(&self.q_loc, e))
+            .map_err(|e| TableTaskError::delta(&self.q_loc, e))
     }
 }
 
@@ -435,7 +437,7 @@ async fn clean_attempt(
     let bronze =
         table::open_table(&bronze_loc)
             .await?
-            .ok_or_else(|| MedallionError::MissingInput {
+            .ok_or_else(|| TableTaskError::MissingInput {
                 what: "bronze table (run ingest on a non-empty landing folder first)",
                 location: bronze_loc.clone(),
             })?;
@@ -464,7 +466,7 @@ async fn clean_attempt(
         ..Default::default()
     };
     if lo > hi {
-        return Err(MedallionError::Data(format!(
+        return Err(TableTaskError::Data(format!(
             "silver `{silver_loc}` has consumed bronze version {lo} but bronze `{bronze_loc}` is at version {hi}: \
              bronze was reset; reset the silver table too"
         )));
@@ -511,7 +513,7 @@ async fn clean_attempt(
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             c.process(&batch, file.version).await?;
         }
         progress.add(1);
@@ -522,12 +524,12 @@ async fn clean_attempt(
         .silver_writer
         .flush()
         .await
-        .map_err(|e| MedallionError::delta(&silver_loc, e))?;
+        .map_err(|e| TableTaskError::delta(&silver_loc, e))?;
     let q_adds = c
         .q_writer
         .flush()
         .await
-        .map_err(|e| MedallionError::delta(&q_loc, e))?;
+        .map_err(|e| TableTaskError::delta(&q_loc, e))?;
     ctl.failpoint("clean.after_write")?;
     let mut summary = c.summary;
     summary.bronze_version = hi;
@@ -607,7 +609,7 @@ async fn quarantine_set_actions(
             if let Some(v) = table::app_version(quarantine, location, &app).await?
                 && v > consumed
             {
-                return Err(MedallionError::Data(format!(
+                return Err(TableTaskError::Data(format!(
                     "the quarantine table `{location}` holds bronze version {v} from shard {index} of {previous}, \
                      which silver records only up to {consumed}: run clean with `shards: {previous}` once more, then change the shard count"
                 )));

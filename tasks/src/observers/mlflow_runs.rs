@@ -6,64 +6,23 @@
 //! It is on when the pipeline has an `mlflow:` section or `MLFLOW_TRACKING_URI` is set. The
 //! MLflow run lists the Delta tables the run read and wrote, its source, user and
 //! description, and the model version its inference resolved (see [`super::lineage`]). The
-//! MLflow run id is kept in `runs/<run_id>/mlflow.json`, so a resumed run logs into the same
-//! MLflow run; if the server is down, the engine marks the run `mlflow.pending` and
+//! run's tasks get the MLflow run as a [`MlflowRunLink`] in their context; the link is also
+//! kept in `runs/<run_id>/mlflow.json`, so a resumed run logs into the same MLflow run; if the server is down, the engine marks the run `mlflow.pending` and
 //! `tweetflow run --resume RUN_ID` logs what was missed.
 
 use std::path::Path;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use tweetflow_engine::secrets::mask;
 use tweetflow_engine::task::BoxFuture;
 use tweetflow_engine::{ObserverError, RunObserver};
-use tweetflow_engine::{Pipeline, RunRecord, RunStatus, Section};
-use tweetflow_mlflow::{Client, ClientConfig, Metric, MlflowRunStatus, Param, RunTag};
+use tweetflow_engine::{Pipeline, RunLinks, RunRecord, RunStatus};
+use tweetflow_mlflow::{Client, Metric, MlflowRunStatus, Param, RunTag};
 
-/// The `mlflow:` section: each run of the pipeline becomes an MLflow run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MlflowSection {
-    /// The experiment (default: `MLFLOW_EXPERIMENT_NAME`, else the pipeline's name).
-    #[serde(default)]
-    pub experiment: Option<String>,
-    /// The tracking server (default: `MLFLOW_TRACKING_URI`).
-    #[serde(default)]
-    pub tracking_uri: Option<String>,
-}
+use crate::mlflow_link::{MlflowRunLink, MlflowSection, config_for_uri};
 
-impl Section for MlflowSection {
-    const NAME: &'static str = "mlflow";
-    const DESCRIPTION: &'static str = "Each run of the pipeline becomes an MLflow run.";
-    const EXAMPLE: &'static str = "mlflow: { experiment: tweet_sentiment }";
-}
-
-/// Where a pipeline run lives in MLflow (`runs/<run_id>/mlflow.json`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MlflowRunLink {
-    /// The tracking server.
-    pub tracking_uri: String,
-    /// The experiment id.
-    pub experiment_id: String,
-    /// The MLflow run id.
-    pub run_id: String,
-    /// The run's page in the MLflow UI.
-    pub url: String,
-    /// Whether the final state was logged.
-    pub complete: bool,
-}
-
-impl MlflowRunLink {
-    /// Reads the link of a run directory, if the run was logged.
-    pub fn read(run_dir: &Path) -> Option<MlflowRunLink> {
-        serde_json::from_slice(&std::fs::read(run_dir.join("mlflow.json")).ok()?).ok()
-    }
-
-    fn write(&self, run_dir: &Path) -> Result<(), ObserverError> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(ObserverError::fatal)?;
-        tweetflow_engine::store::write_atomic(&run_dir.join("mlflow.json"), &bytes)
-            .map_err(ObserverError::retryable)
-    }
+/// Keeps `link` in the run directory (a failure to write it is retried by `--resume`).
+fn keep(link: &MlflowRunLink, run_dir: &Path) -> Result<(), ObserverError> {
+    link.write(run_dir).map_err(ObserverError::retryable)
 }
 
 /// The MLflow observer. Streaming sessions (`run --watch`) get one MLflow run each, with
@@ -76,15 +35,6 @@ pub struct MlflowRuns {
 fn enabled(pipeline: &Pipeline) -> bool {
     pipeline.section::<MlflowSection>().is_some()
         || std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty())
-}
-
-/// The MLflow configuration from the environment, pointed at `tracking_uri` when given.
-pub fn config_for_uri(tracking_uri: Option<&str>) -> Result<ClientConfig, tweetflow_mlflow::Error> {
-    let mut config = ClientConfig::from_env()?;
-    if let Some(uri) = tracking_uri {
-        config.tracking_uri = uri.to_string();
-    }
-    Ok(config)
 }
 
 /// An MLflow failure as an observer failure, retryable when the client says so (a server
@@ -190,7 +140,7 @@ async fn ensure_run(
         ),
         complete: false,
     };
-    link.write(run_dir)?;
+    keep(&link, run_dir)?;
     Ok(link)
 }
 
@@ -279,15 +229,33 @@ impl RunObserver for MlflowRuns {
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), ObserverError>> {
+    ) -> BoxFuture<'a, Result<RunLinks, ObserverError>> {
         Box::pin(async move {
             if record.tags.contains_key("watch_session") {
-                return Ok(()); // logged per batch on the session's run
+                return Ok(RunLinks::new()); // logged per batch on the session's run
             }
-            let client = client_for(pipeline)?;
-            let link = ensure_run(&client, run_dir, pipeline, record).await?;
-            tracing::info!(url = %link.url, "MLflow run");
-            Ok(())
+            let started = match client_for(pipeline) {
+                Ok(client) => ensure_run(&client, run_dir, pipeline, record).await,
+                Err(e) => Err(e),
+            };
+            let link = match started {
+                Ok(link) => {
+                    tracing::info!(url = %link.url, "MLflow run");
+                    link
+                }
+                // A resumed run whose server is down keeps its MLflow run: its tasks log
+                // there (retrying) and `run_finished` records what the start missed.
+                Err(e) => match MlflowRunLink::read(run_dir) {
+                    Some(kept) => {
+                        tracing::warn!(observer = "mlflow", error = %e, retryable = e.retryable, "observer could not record the start");
+                        kept
+                    }
+                    None => return Err(e),
+                },
+            };
+            let mut links = RunLinks::new();
+            links.insert(&link);
+            Ok(links)
         })
     }
 
@@ -354,7 +322,7 @@ impl RunObserver for MlflowRuns {
                 .await
                 .map_err(observer_error)?;
             link.complete = true;
-            link.write(run_dir)?;
+            keep(&link, run_dir)?;
             Ok(())
         })
     }

@@ -36,15 +36,18 @@
 //! `schema_evolution`.
 
 mod batch;
-pub mod changed;
+mod changed;
 mod history;
-pub mod landing;
-pub mod lines;
+mod landing;
+mod lines;
 mod params;
 mod parse;
 mod quarantine;
-pub mod shard;
+mod shard;
+mod state;
 mod writer;
+
+pub use changed::CHANGED_AFTER_INGEST;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -57,35 +60,24 @@ use serde_json::json;
 use tweetflow_engine::task::Shard;
 use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
 
-use crate::medallion::error::{MedallionError, Result};
 use crate::medallion::table_shape;
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::folder::{Folder, Listed};
 use tweetflow_delta::table::{self, CommitRequest};
 
-pub use batch::assemble;
-use changed::{FileState, changed_files, report_changed};
+use changed::{changed_files, report_changed};
 use history::{BronzeHistory, read_history};
 use landing::{LandingFilter, Selected};
 pub use params::{
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_SETTLE_TIME, DEFAULT_SKIP_NAMES, IngestParams, IngestSummary,
-    SchemaEvolution, bronze_schema, default_quarantine, quarantine_schema,
+    META_COLUMNS, REQUIRED, RESCUED, SENTIMENTS, SchemaEvolution, bronze_schema, quarantine_schema,
 };
 use quarantine::{QuarantineLog, commit_quarantine};
-use shard::BatchId;
+pub use state::APP_ID;
+use state::{BatchId, FileState};
 use writer::BatchWriter;
-
-/// Application id of ingest commits (bronze and its quarantine table).
-pub const APP_ID: &str = "tweetflow-ingest";
-/// The four landed fields, all required strings.
-pub const REQUIRED: [&str; 4] = ["date", "user", "text", "sentiment"];
-/// Bronze columns added by ingest.
-pub const META_COLUMNS: [&str; 4] = ["source_file", "line", "processing_time", RESCUED];
-/// The rescued-data column (`schema_evolution: rescue`).
-pub const RESCUED: &str = "_rescued_data";
-/// Accepted sentiment labels.
-pub const SENTIMENTS: [&str; 3] = ["negative", "neutral", "positive"];
 
 /// The landed object names of `source` (a local folder or an object-store prefix), sorted;
 /// a missing local folder is an error.
@@ -93,7 +85,7 @@ pub async fn list_landing(folder: &Folder, source: &str) -> Result<Vec<String>> 
     folder
         .list()
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "landing folder",
             location: source.to_string(),
         })
@@ -106,7 +98,7 @@ async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Re
         && dir.exists()
         && !dir.is_dir()
     {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "source",
             message: format!("`{source}` is a file, not a landing folder"),
         });
@@ -114,7 +106,7 @@ async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Re
     let listed: Vec<Listed> = match folder.list_entries().await {
         Ok(Some(listed)) => listed,
         Ok(None) => {
-            return Err(MedallionError::MissingInput {
+            return Err(TableTaskError::MissingInput {
                 what: "landing folder",
                 location: source.to_string(),
             });
@@ -122,7 +114,7 @@ async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Re
         // An unreadable folder (permissions) names the param; transient failures stay
         // retryable.
         Err(e @ tweetflow_delta::StorageError::Io { .. }) => {
-            return Err(MedallionError::Unusable {
+            return Err(TableTaskError::Unusable {
                 param: "source",
                 source: Box::new(e.into()),
             });
@@ -147,13 +139,13 @@ pub async fn ingest_shard(
     shard: Option<Shard>,
 ) -> Result<IngestSummary> {
     if params.max_files_per_batch == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "max_files_per_batch",
             message: "must be at least 1".into(),
         });
     }
     if params.max_record_bytes == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "max_record_bytes",
             message: "must be at least 1".into(),
         });
@@ -269,7 +261,7 @@ async fn ingest_attempt(
             Some(writer) => writer
                 .flush()
                 .await
-                .map_err(|e| MedallionError::delta(&loc, e))?,
+                .map_err(|e| TableTaskError::delta(&loc, e))?,
             None => Vec::new(),
         };
         ctl.failpoint("ingest.after_write")?;
@@ -283,13 +275,13 @@ async fn ingest_attempt(
                 .schema
                 .as_ref()
                 .try_into_kernel()
-                .map_err(|e| MedallionError::format("evolving the schema", e))?;
-            let snapshot = t.snapshot().map_err(|e| MedallionError::delta(&loc, e))?;
+                .map_err(|e| TableTaskError::format("evolving the schema", e))?;
+            let snapshot = t.snapshot().map_err(|e| TableTaskError::delta(&loc, e))?;
             let metadata = snapshot
                 .metadata()
                 .clone()
                 .with_schema(&new_schema)
-                .map_err(|e| MedallionError::format("evolving the schema", e))?;
+                .map_err(|e| TableTaskError::format("evolving the schema", e))?;
             actions.push(Action::Metadata(metadata));
         }
         actions.extend(adds.into_iter().map(Action::Add));
@@ -409,7 +401,7 @@ async fn catch_up_quarantine(
         for name in &files {
             ctl.check_cancel()?;
             if !landing.contains(name) {
-                return Err(MedallionError::Data(format!(
+                return Err(TableTaskError::Data(format!(
                     "cannot rebuild the quarantine rows of batch {}: landing file `{name}` is gone",
                     b.key()
                 )));

@@ -11,11 +11,12 @@ use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRe
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use serde_json::value::RawValue;
 
-use super::batch::{BronzeBatch, QuarantineBatch, assemble, timestamps};
+use super::batch::{BronzeBatch, QuarantineBatch};
 use super::lines::{BoundedLines, Line, decoded, is_corrupt_data, is_gzip};
+use super::params::{IngestParams, RESCUED, SchemaEvolution, quarantine_schema};
 use super::parse::{Parsed, collides, json_kind, parse_line, raw_string};
-use super::{IngestParams, RESCUED, SchemaEvolution, quarantine_schema};
-use crate::medallion::error::{MedallionError, Result};
+use crate::medallion::tables::{assemble, timestamps};
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::folder::Folder;
 use tweetflow_delta::table::{self, BATCH_ROWS};
 
@@ -136,7 +137,7 @@ impl<'a> BatchWriter<'a> {
             writer
                 .write_with_mode(batch, mode)
                 .await
-                .map_err(|e| MedallionError::delta(&self.bronze_loc, e))?;
+                .map_err(|e| TableTaskError::delta(&self.bronze_loc, e))?;
         }
         Ok(())
     }
@@ -157,7 +158,7 @@ impl<'a> BatchWriter<'a> {
             let batch = self.quarantine.finish(&schema, self.now_micros)?;
             w.write(batch)
                 .await
-                .map_err(|e| MedallionError::delta(&loc, e))?;
+                .map_err(|e| TableTaskError::delta(&loc, e))?;
         }
         Ok(())
     }
@@ -184,7 +185,7 @@ impl<'a> BatchWriter<'a> {
                     break;
                 }
                 Err(e) => {
-                    return Err(MedallionError::io(
+                    return Err(TableTaskError::io(
                         format!("reading `{name}` in `{}`", folder.location()),
                         e,
                     ));
@@ -265,7 +266,7 @@ impl<'a> BatchWriter<'a> {
             match mode {
                 SchemaEvolution::Ignore => {}
                 SchemaEvolution::Fail => {
-                    return Err(MedallionError::Data(format!(
+                    return Err(TableTaskError::Data(format!(
                         "landing file `{name}` line {line_no}: unknown field `{key}` (schema_evolution: fail)"
                     )));
                 }
