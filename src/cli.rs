@@ -23,6 +23,9 @@ pub struct Cli {
         default_value = "runs"
     )]
     pub runs_dir: PathBuf,
+    /// The web UI's address, for links to run pages in alerts (`notify:`).
+    #[arg(long, global = true, env = "TWEETFLOW_UI_URL")]
+    pub ui_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -95,6 +98,11 @@ pub enum Command {
     Table {
         #[command(subcommand)]
         command: TableCommand,
+    },
+    /// Alerts of a pipeline's `notify:` section.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
     },
     /// Inspect recorded runs.
     Runs {
@@ -210,6 +218,17 @@ pub enum TaskCommand {
 }
 
 /// `tweetflow runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message to each channel of a pipeline's `notify:` and print what each
+    /// answered (exit 1 if one failed).
+    Test {
+        /// The pipeline file.
+        file: PathBuf,
+    },
+}
+
+/// `runs` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// List runs, newest first.

@@ -66,7 +66,7 @@ pub use error::{EngineError, SettingsError};
 pub use executor::Executor;
 pub use listener::RunListener;
 pub use loader::{LoadOptions, MAX_TASKS, load_file, load_str};
-pub use observer::{ObserverError, RunObserver};
+pub use observer::{ObserverError, RetryNotice, RunObserver};
 pub use orphans::{RUN_ID_ENV, stop_orphans};
 pub use progress::{PROGRESS_TARGET, ProgressReporter};
 pub use recover::engine_died_reason;
@@ -74,7 +74,7 @@ pub use registry::Registry;
 pub use run::{Engine, OUTCOME_TARGET, RunOptions};
 pub use schema::{ParamDoc, param_docs, pipeline_schema};
 pub use secrets::process_env;
-pub use section::{DynSection, Section};
+pub use section::{DynSection, Section, SectionProblem, pointer_matches};
 pub use spec::{Pipeline, TaskSpec};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
 pub use task::{

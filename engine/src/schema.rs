@@ -229,6 +229,18 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
         },
         "$defs": defs
     });
+    // Sections a pipeline may inherit from `defaults:` are allowed there too.
+    let inherited: Map<String, Json> = registry
+        .sections()
+        .filter(|s| s.in_defaults())
+        .filter_map(|s| Some((s.name().to_string(), sections.get(s.name())?.clone())))
+        .collect();
+    if let Some(props) = schema
+        .pointer_mut("/properties/defaults/properties")
+        .and_then(Json::as_object_mut)
+    {
+        props.extend(inherited);
+    }
     if let Some(props) = schema.get_mut("properties").and_then(Json::as_object_mut) {
         props.extend(sections);
     }

@@ -99,10 +99,16 @@ pub(crate) async fn runs(
                 }
                 Err(e) => return Err(e.into()),
             };
+            let deliveries = tweetflow_notify::DeliveryLog::read(&store.run_dir(&run_id));
             if json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                let mut shown = serde_json::to_value(&record)?;
+                if !deliveries.deliveries.is_empty() {
+                    shown["deliveries"] = serde_json::to_value(&deliveries.deliveries)?;
+                }
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print!("{}", summary(&record));
+                print!("{}", super::notify::deliveries_table(&deliveries));
             }
             Ok(exit::OK)
         }

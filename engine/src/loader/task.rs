@@ -27,12 +27,30 @@ impl Loader<'_, '_> {
             );
             return defaults;
         };
-        self.unknown_keys(entries, &KEYS.defaults, "defaults");
+        // Sections that may be inherited (`defaults: { notify: [...] }`) are read with the
+        // pipeline's own sections.
+        let inherited: Vec<&str> = self
+            .options
+            .registry
+            .sections()
+            .filter(|s| s.in_defaults())
+            .map(|s| s.name())
+            .collect();
+        let known: Vec<&str> = KEYS
+            .defaults
+            .iter()
+            .map(String::as_str)
+            .chain(inherited.iter().copied())
+            .collect();
+        self.unknown_keys(entries, &known, "defaults");
         let plain: BTreeMap<String, Json> = params
             .iter()
             .map(|(k, (v, _))| (k.clone(), v.clone()))
             .collect();
         for (key, value) in entries {
+            if key.as_str().is_some_and(|k| inherited.contains(&k)) {
+                continue;
+            }
             let mut value = value.clone();
             // An executor's settings may hold secrets (a cluster's token): recorded here, and
             // for each task that inherits them, at its own executor.

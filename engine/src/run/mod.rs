@@ -286,6 +286,7 @@ impl Engine {
             exec_command: self.exec_command.clone(),
             store_root: self.store.root().to_path_buf(),
             links: Arc::new(links),
+            observers: observers.clone(),
         });
         let result = run_tasks(&shared, &options, &cancel, &run_cancel, resumed)
             .instrument(run_span.clone())
@@ -344,6 +345,8 @@ struct Shared {
     store_root: PathBuf,
     /// What the observers attached to the run when it started.
     links: Arc<RunLinks>,
+    /// The observers that want this run.
+    observers: Vec<Arc<dyn RunObserver>>,
 }
 
 /// Tasks see their run through the engine's live record.
@@ -358,6 +361,13 @@ impl RunView for Shared {
 }
 
 impl Shared {
+    /// Tells the observers that an attempt failed and will be retried.
+    fn attempt_retrying(&self, notice: &crate::observer::RetryNotice<'_>) {
+        for o in &self.observers {
+            o.attempt_retrying(&self.pipeline, notice);
+        }
+    }
+
     fn lock_handle(&self) -> MutexGuard<'_, RunHandle> {
         self.handle.lock().unwrap_or_else(|e| e.into_inner())
     }

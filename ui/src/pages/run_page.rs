@@ -110,6 +110,8 @@ pub struct RunView {
     pub cancel_requested: bool,
     /// Its MLflow run.
     pub mlflow: Option<MlflowLink>,
+    /// The alerts it sent.
+    pub alerts: Vec<super::run_alerts::AlertDelivery>,
     /// The timeline.
     pub gantt: Gantt,
     /// The tasks, in pipeline order.
@@ -184,6 +186,7 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
         can_resume: !executing && record.status != RunStatus::Succeeded,
         cancel_requested: state.store.cancel_requested(run_id),
         mlflow: mlflow_link(&dir),
+        alerts: super::run_alerts::deliveries(&dir),
         gantt: gantt(&record, Utc::now()),
         tasks,
         log,
