@@ -68,7 +68,8 @@ pub enum StorageError {
         /// The missing commit.
         version: i64,
     },
-    /// A test-only failpoint fired (simulates a crash at a named point).
+    /// A test-only failpoint fired (simulates a crash at a named point; only in builds with
+    /// the `failpoints` feature).
     #[error("failpoint `{0}` fired")]
     Failpoint(String),
     /// The run was cancelled.

@@ -454,6 +454,13 @@ pub trait Task: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The data the task reads and writes, as `(param, location)`: a table, a landing folder,
+    /// a model directory; each a local path or a URL (`s3://...`). An executor whose nodes
+    /// do not see the engine's files refuses local ones at validation.
+    fn locations(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     /// The `(name, type)` columns of the table the task writes, when they are known before it
     /// runs (types as Delta type names); `expect:` SQL is checked against them at load time.
     fn output_columns(&self, _params: &Self::Params) -> Option<Vec<(String, String)>> {
@@ -495,6 +502,8 @@ pub trait DynTask: Send + Sync {
     fn watch_paths(&self, params: &Value) -> Vec<PathBuf>;
     /// See [`Task::cache_inputs`].
     fn cache_inputs(&self, params: &Value) -> Vec<PathBuf>;
+    /// See [`Task::locations`].
+    fn locations(&self, params: &Value) -> Vec<(&'static str, String)>;
 }
 
 /// Wraps a [`Task`] as a [`DynTask`].
@@ -571,6 +580,12 @@ impl<T: Task> DynTask for Erased<T> {
     fn cache_inputs(&self, params: &Value) -> Vec<PathBuf> {
         parse_params::<T::Params>(params)
             .map(|p| self.0.cache_inputs(&p))
+            .unwrap_or_default()
+    }
+
+    fn locations(&self, params: &Value) -> Vec<(&'static str, String)> {
+        parse_params::<T::Params>(params)
+            .map(|p| self.0.locations(&p))
             .unwrap_or_default()
     }
 

@@ -36,6 +36,7 @@ pub(crate) async fn run(
         cancel,
         tags: BTreeMap::from([("trigger".to_string(), "manual".to_string())]),
         run_id: None,
+        only_interrupted: false,
     };
     let result = if let Some(run_id) = &args.resume {
         engine.resume(run_id, options).await
@@ -100,7 +101,7 @@ pub(crate) async fn run(
     Ok(match record.status {
         RunStatus::Succeeded => exit::OK,
         RunStatus::Cancelled => exit::CANCELLED,
-        RunStatus::Failed | RunStatus::Running => exit::FAILED,
+        RunStatus::Failed | RunStatus::Running | RunStatus::Interrupted => exit::FAILED,
     })
 }
 
@@ -205,6 +206,27 @@ pub fn summary(record: &RunRecord) -> String {
         record.status.as_str(),
         human_duration(record.duration())
     );
+    if let Some(t) = record
+        .last_event_at
+        .filter(|_| record.status == RunStatus::Interrupted)
+    {
+        out.push_str(&format!(
+            "its engine died; last event {} UTC: `tweetflow runs recover` or `tweetflow run --resume {}` resumes it\n",
+            t.format("%Y-%m-%d %H:%M:%S%.3f"),
+            record.run_id
+        ));
+    }
+    if let Some(reason) = &record.reason {
+        out.push_str(&format!("reason: {reason}\n"));
+    }
+    if !record.resumed_at.is_empty() {
+        let times: Vec<String> = record
+            .resumed_at
+            .iter()
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .collect();
+        out.push_str(&format!("resumed at {} UTC\n", times.join(", ")));
+    }
     out.push_str(&text_table::render(
         &["TASK", "STATUS", "ATTEMPTS", "DURATION", "CACHED"],
         &rows,

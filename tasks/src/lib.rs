@@ -45,6 +45,8 @@ use tweetflow_engine::Registry;
 /// pipeline sections of the run observers it ships and the `storage:` section; the tasks
 /// that touch tables and landing folders run with the pipeline's storage options in scope.
 pub fn register_all(registry: &mut Registry) {
+    // Alerts (`notify:`, `sla:`) live in their own crate, with their observer.
+    tweetflow_notify::register_sections(registry);
     registry
         .register_section::<mlflow_link::MlflowSection>()
         .register_section::<storage::StorageSection>()

@@ -170,4 +170,8 @@ impl<T: Task> Task for WithStorage<T> {
     fn cache_inputs(&self, params: &T::Params) -> Vec<PathBuf> {
         self.0.cache_inputs(params)
     }
+
+    fn locations(&self, params: &T::Params) -> Vec<(&'static str, String)> {
+        self.0.locations(params)
+    }
 }

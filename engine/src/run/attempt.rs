@@ -98,6 +98,17 @@ pub(super) async fn run_attempts(
                     break;
                 }
                 let wait = retry::delay(policy, number + 1);
+                let shown = crate::secrets::masked(last_error.clone());
+                shared.attempt_retrying(&crate::observer::RetryNotice {
+                    run_id: &shared.run_id,
+                    run_dir: &shared.run_dir,
+                    task: &spec.id,
+                    shard: shard.map(|s| s.index),
+                    attempt: number,
+                    max_attempts: policy.max_attempts,
+                    error: &shown,
+                    retry_in: wait,
+                });
                 warn!(target: OUTCOME_TARGET, attempt = number, error = %last_error.message, retry_in = %format_duration(round_ms(wait)), "attempt failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

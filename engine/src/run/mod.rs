@@ -65,6 +65,9 @@ pub struct RunOptions {
     pub tags: BTreeMap<String, String>,
     /// The id of a new run (default: a fresh one).
     pub run_id: Option<String>,
+    /// Resume only a run whose engine died (`interrupted`): checked once its lock is taken,
+    /// so two processes never resume the same interruption twice.
+    pub only_interrupted: bool,
 }
 
 impl Default for RunOptions {
@@ -77,6 +80,7 @@ impl Default for RunOptions {
             cancel: CancellationToken::new(),
             tags: BTreeMap::new(),
             run_id: None,
+            only_interrupted: false,
         }
     }
 }
@@ -164,12 +168,29 @@ impl Engine {
     }
 
     /// Resumes run `run_id`: tasks that succeeded keep their outputs; the others run again.
+    /// A run whose engine died is recorded as interrupted first, and the processes that
+    /// engine left are stopped (see [`crate::orphans`]) before any task starts again.
     pub async fn resume(
         &self,
         run_id: &str,
         options: RunOptions,
     ) -> Result<RunRecord, EngineError> {
-        let (handle, pipeline) = self.store.reopen(run_id, &crate::secrets::process_env)?;
+        let (mut handle, pipeline) = self.store.reopen(run_id, &crate::secrets::process_env)?;
+        // The lock is ours: a record that says running is a dead engine's.
+        let interrupted = matches!(
+            handle.record().status,
+            RunStatus::Running | RunStatus::Interrupted
+        );
+        if options.only_interrupted && !interrupted {
+            return Err(EngineError::NotInterrupted {
+                run_id: run_id.into(),
+                status: handle.record().status.as_str().into(),
+            });
+        }
+        if interrupted {
+            crate::store::liveness::note_interrupted(&mut handle)?;
+            crate::orphans::stop_orphans(run_id);
+        }
         let record = handle.record();
         let pending = record.tags.keys().any(|k| k.ends_with(".pending"));
         if record.status == RunStatus::Succeeded && !pending {
@@ -265,6 +286,7 @@ impl Engine {
             exec_command: self.exec_command.clone(),
             store_root: self.store.root().to_path_buf(),
             links: Arc::new(links),
+            observers: observers.clone(),
         });
         let result = run_tasks(&shared, &options, &cancel, &run_cancel, resumed)
             .instrument(run_span.clone())
@@ -323,6 +345,8 @@ struct Shared {
     store_root: PathBuf,
     /// What the observers attached to the run when it started.
     links: Arc<RunLinks>,
+    /// The observers that want this run.
+    observers: Vec<Arc<dyn RunObserver>>,
 }
 
 /// Tasks see their run through the engine's live record.
@@ -337,6 +361,13 @@ impl RunView for Shared {
 }
 
 impl Shared {
+    /// Tells the observers that an attempt failed and will be retried.
+    fn attempt_retrying(&self, notice: &crate::observer::RetryNotice<'_>) {
+        for o in &self.observers {
+            o.attempt_retrying(&self.pipeline, notice);
+        }
+    }
+
     fn lock_handle(&self) -> MutexGuard<'_, RunHandle> {
         self.handle.lock().unwrap_or_else(|e| e.into_inner())
     }

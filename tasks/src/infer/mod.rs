@@ -66,6 +66,15 @@ impl Task for InferTask {
     }
     const DESCRIPTION: &'static str = "Classify new silver tweets with an ONNX sentiment model (directory or models:/ URI) into a gold Delta table, exactly once";
 
+    fn locations(&self, p: &InferParams) -> Vec<(&'static str, String)> {
+        let mut out = vec![("input", p.input.clone()), ("table", p.table.clone())];
+        // A registry URI is not a path; a directory or an object-store prefix is.
+        if !p.model.starts_with("models:/") {
+            out.push(("model", p.model.clone()));
+        }
+        out
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,

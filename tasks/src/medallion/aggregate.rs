@@ -318,6 +318,10 @@ impl Task for AggregateTask {
             .map(|s| crate::expect::columns_of(&s))
     }
 
+    fn locations(&self, p: &AggregateParams) -> Vec<(&'static str, String)> {
+        vec![("input", p.input.clone()), ("table", p.table.clone())]
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,

@@ -636,6 +636,12 @@ impl Task for CleanTask {
         silver_schema().ok().map(|s| crate::expect::columns_of(&s))
     }
 
+    fn locations(&self, p: &CleanParams) -> Vec<(&'static str, String)> {
+        let mut out = vec![("input", p.input.clone()), ("table", p.table.clone())];
+        out.extend(p.quarantine.clone().map(|q| ("quarantine", q)));
+        out
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,

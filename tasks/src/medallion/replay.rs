@@ -264,6 +264,10 @@ impl Task for ReplayTask {
     const DESCRIPTION: &'static str =
         "Replay a Sentiment140 CSV into landing JSON-lines files (deterministic, atomic)";
 
+    fn locations(&self, p: &ReplayParams) -> Vec<(&'static str, String)> {
+        vec![("csv", p.csv.clone()), ("landing", p.landing.clone())]
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,

@@ -182,7 +182,7 @@ fn render(page: &Page<'_>) -> Result<String, TaskError> {
         .map_err(|e| TaskError::fatal(format!("report template: {e:#}")))?;
     let mut html = env
         .get_template(REPORT_HTML)
-        .and_then(|t| t.render(page))
+        .and_then(|t| t.render(minijinja::value::Serde(page)))
         .map_err(|e| TaskError::fatal(format!("rendering the report: {e:#}")))?;
     html.push('\n');
     Ok(html)

@@ -1,7 +1,8 @@
 //! Pipeline runs as MLflow runs: a [`RunObserver`] that creates one MLflow run per pipeline
 //! run (named `<pipeline>-<run id>`, tagged with the run id, pipeline, spec hash and git
 //! commit), logs the params, one duration and one attempts metric per task, and ends it
-//! FINISHED / FAILED / KILLED like the pipeline run. Secret params are logged as `***`.
+//! FINISHED / FAILED / KILLED like the pipeline run. Secret params are logged as `***`. A run
+//! whose engine died is set KILLED when that is found, and RUNNING again when it is resumed.
 //!
 //! It is on when the pipeline has an `mlflow:` section or `MLFLOW_TRACKING_URI` is set. The
 //! MLflow run lists the Delta tables the run read and wrote, its source, user and
@@ -343,7 +344,7 @@ impl RunObserver for MlflowRuns {
             let status = match record.status {
                 RunStatus::Succeeded => MlflowRunStatus::Finished,
                 RunStatus::Failed | RunStatus::Running => MlflowRunStatus::Failed,
-                RunStatus::Cancelled => MlflowRunStatus::Killed,
+                RunStatus::Cancelled | RunStatus::Interrupted => MlflowRunStatus::Killed,
             };
             client
                 .end_run(&link.run_id, status)
@@ -351,6 +352,32 @@ impl RunObserver for MlflowRuns {
                 .map_err(observer_error)?;
             link.complete = true;
             keep(&link, run_dir)?;
+            Ok(())
+        })
+    }
+
+    /// The engine died: the MLflow run is set `KILLED`, ending at the run's last event, so the
+    /// MLflow UI does not show a dead run as running; a resume sets it `RUNNING` again.
+    fn run_interrupted<'a>(
+        &'a self,
+        run_dir: &'a Path,
+        pipeline: &'a Pipeline,
+        record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
+        Box::pin(async move {
+            let Some(link) = MlflowRunLink::read(run_dir) else {
+                return Ok(()); // never logged: nothing shows it running
+            };
+            let client = client_for(pipeline)?;
+            let end = record
+                .last_event_at
+                .unwrap_or_else(chrono::Utc::now)
+                .timestamp_millis();
+            client
+                .update_run(&link.run_id, Some(MlflowRunStatus::Killed), Some(end), None)
+                .await
+                .map_err(observer_error)?;
+            tracing::info!(url = %link.url, "MLflow run set KILLED: the engine died");
             Ok(())
         })
     }

@@ -100,7 +100,7 @@ pub struct RunView {
     pub params: BTreeMap<String, Json>,
     /// Whether its process is alive.
     pub executing: bool,
-    /// Recorded as running, but no process holds it (it died): resume it.
+    /// Its engine died (`interrupted`): resume it.
     pub stale: bool,
     /// Whether it can be cancelled.
     pub can_cancel: bool,
@@ -110,6 +110,8 @@ pub struct RunView {
     pub cancel_requested: bool,
     /// Its MLflow run.
     pub mlflow: Option<MlflowLink>,
+    /// The alerts it sent.
+    pub alerts: Vec<super::run_alerts::AlertDelivery>,
     /// The timeline.
     pub gantt: Gantt,
     /// The tasks, in pipeline order.
@@ -137,7 +139,7 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
     let mut record = state.store.load(run_id)?;
     record.params = mask_params(&record.params);
     let executing = state.store.is_executing(run_id);
-    let running = record.status == RunStatus::Running;
+    let interrupted = record.status == RunStatus::Interrupted;
     let dir = state.store.run_dir(run_id);
     let (log, log_offset) = log_stream::read_all(&dir.join("log.jsonl"), 0, LOG_LINES);
     let tasks = record
@@ -179,11 +181,12 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
         summary: RunSummary::of(&record),
         params: record.params.clone(),
         executing,
-        stale: running && !executing,
+        stale: interrupted && !executing,
         can_cancel: executing,
         can_resume: !executing && record.status != RunStatus::Succeeded,
         cancel_requested: state.store.cancel_requested(run_id),
         mlflow: mlflow_link(&dir),
+        alerts: super::run_alerts::deliveries(&dir),
         gantt: gantt(&record, Utc::now()),
         tasks,
         log,

@@ -447,6 +447,12 @@ impl Task for IngestTask {
             .map(|s| crate::expect::columns_of(&s))
     }
 
+    fn locations(&self, p: &IngestParams) -> Vec<(&'static str, String)> {
+        let mut out = vec![("source", p.source.clone()), ("table", p.table.clone())];
+        out.extend(p.quarantine.clone().map(|q| ("quarantine", q)));
+        out
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,
