@@ -293,6 +293,7 @@ mod tests {
             spec_hash: "h".into(),
             pipeline_params: BTreeMap::new(),
             sections: BTreeMap::new(),
+            expect: Default::default(),
             artifacts_dir: PathBuf::from("/runs/r1/artifacts/infer"),
             cwd: None,
             secrets: Vec::new(),
