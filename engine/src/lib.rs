@@ -34,6 +34,7 @@ pub mod listener;
 pub mod loader;
 pub mod log_cap;
 pub mod logging;
+pub mod metrics;
 pub mod observer;
 pub mod progress;
 pub mod registry;
@@ -46,6 +47,7 @@ pub mod section;
 pub mod spec;
 pub mod store;
 pub mod task;
+pub mod telemetry;
 pub mod watch;
 pub mod yaml;
 

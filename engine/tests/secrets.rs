@@ -288,6 +288,7 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
         artifacts_dir: "artifacts".into(),
         cwd: None,
         secrets: slots,
+        traceparent: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("attempt.json");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use tweetflow_engine::metrics::StoreMetrics;
 use tweetflow_engine::{Registry, RunStore};
 
 use crate::actions::Launcher;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub launcher: Launcher,
     /// The page templates.
     pub templates: Templates,
+    /// The run store's metrics (`/metrics`).
+    pub metrics: Arc<StoreMetrics>,
 }
 
 /// A bound server, ready to serve.
@@ -117,6 +120,7 @@ pub async fn bind(config: UiConfig) -> Result<Bound, UiError> {
             runs_dir: config.runs_dir,
         },
         templates: Templates::new()?,
+        metrics: Arc::new(StoreMetrics::new(RunStore::new(&config.runs_dir))),
     });
     Ok(Bound {
         listener,
@@ -160,6 +164,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/resume", post(pages::resume_run))
         .route("/schedules", get(pages::schedules))
         .route("/static/{file}", get(pages::asset))
+        .route("/metrics", get(pages::metrics))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -50,6 +50,10 @@ pub struct ResolvedAttempt {
     /// `/params/env/TOKEN`), read from the environment when the file is read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretSlot>,
+    /// The W3C trace context of the engine's attempt span, which the worker's spans continue
+    /// (when traces are exported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl ResolvedAttempt {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{Outcome, Shared, finished};
-use super::{remote, shards};
+use super::{remote, shards, trace_context};
 use crate::cache::{CacheEntry, cache_key};
 use crate::duration::format_duration;
 use crate::retry;
@@ -37,11 +38,18 @@ pub(super) async fn run_task(
     cancel: CancellationToken,
 ) -> (usize, Outcome) {
     let spec = &shared.pipeline.tasks[i];
-    let span =
-        info_span!(parent: &shared.run_span, "task", task = %spec.id, r#type = %spec.task_type);
+    let span = info_span!(parent: &shared.run_span, "task", task = %spec.id, r#type = %spec.task_type,
+        rows = Empty, status = Empty, error = Empty, otel.status_code = Empty);
     let outcome = run_task_inner(&shared, i, upstream, cancel)
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+    let error = shared
+        .lock_handle()
+        .record()
+        .tasks
+        .get(&spec.id)
+        .and_then(|t| t.error.clone());
+    trace_context::end_task(&span, &outcome, &error);
     (i, outcome)
 }
 
@@ -195,7 +203,8 @@ pub(super) async fn run_attempts(
             shard: shard.map(|s| s.index),
         });
         let attempt_cancel = cancel.child_token();
-        let attempt_span = info_span!("attempt", number);
+        let attempt_span = info_span!("attempt", number, status = Empty, error = Empty, job = Empty,
+            otel.status_code = Empty);
         let ctx = TaskContext {
             run_id: shared.run_id.clone(),
             task_id: spec.id.clone(),
@@ -219,6 +228,7 @@ pub(super) async fn run_attempts(
                     .await
             };
         attempt_cancel.cancel();
+        trace_context::end_attempt(&ctx.span, &result);
         shared.record(Event::AttemptFinished {
             task: spec.id.clone(),
             number,

@@ -56,6 +56,7 @@ pub(super) async fn run_remote(
         artifacts_dir,
         cwd: std::env::current_dir().ok(),
         secrets: shared.pipeline.attempt_secrets(&spec.id),
+        traceparent: crate::telemetry::context::traceparent(&ctx.span),
     };
     let file = dir.join("attempt.json");
     resolved.write(&file).map_err(|e| {
@@ -70,7 +71,9 @@ pub(super) async fn run_remote(
         let task = spec.id.clone();
         let number = ctx.attempt;
         let shard = ctx.shard.map(|s| s.index);
+        let span = ctx.span.clone();
         JobReporter::new(move |job| {
+            span.record("job", job);
             shared.record(Event::AttemptJob {
                 task: task.clone(),
                 number,
