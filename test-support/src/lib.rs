@@ -4,6 +4,8 @@
 //! * [`s3_server`]: the one real S3 API server of a test process, and fresh buckets on it.
 //! * [`azurite`]: the one real Azure Blob Storage emulator (Azurite) of a test process.
 //! * [`ray_cluster`]: the one real local Ray cluster (head and worker node) of a test process.
+//! * [`prometheus`]: a real Prometheus server scraping given targets, and queries of its API.
+//! * [`otlp_receiver`]: a local OTLP/HTTP trace receiver decoding the protobuf for real.
 //! * [`fault_proxy`]: a TCP proxy injecting 503s, 500s and connection resets in front of one.
 //! * [`watched`]: server processes that die with the test process (the harnesses above).
 //! * [`fixtures`]: paths of the workspace's fixtures (the tiny models, the test tweets) and the
@@ -22,6 +24,8 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod medallion;
 pub mod mlflow_server;
+pub mod otlp_receiver;
+pub mod prometheus;
 pub mod ray_cluster;
 pub mod rows;
 pub mod s3_server;
