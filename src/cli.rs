@@ -367,6 +367,10 @@ pub enum BenchCommand {
         /// Tasks per DAG.
         #[arg(long, default_value_t = 10_000)]
         tasks: usize,
+        /// Instead: the overhead per task with the OTLP trace export on vs off, alternating in
+        /// one process (needs OTEL_EXPORTER_OTLP_ENDPOINT).
+        #[arg(long)]
+        trace_export: bool,
     },
     /// Replay the shared training tweets through ingest and clean; tweets/s, peak memory and
     /// the ratio to a plain Parquet writer.

@@ -125,6 +125,17 @@ async fn attach_or_submit(
     )))
 }
 
+/// The trace export settings a Ray job's worker gets from the engine's environment.
+const TRACE_ENV: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "TWEETFLOW_TRACE",
+];
+
 fn submission(config: &RayConfig, attempt: &RemoteAttempt, id: &str, result: &Path) -> Submission {
     let program = config
         .tweetflow
@@ -139,9 +150,18 @@ fn submission(config: &RayConfig, attempt: &RemoteAttempt, id: &str, result: &Pa
     words.push(attempt.file.display().to_string());
     words.push("--result".into());
     words.push(result.display().to_string());
-    let entrypoint = words
+    // The worker exports its part of the trace where the engine does (headers stay out: they
+    // hold credentials and a job's entrypoint is shown by Ray).
+    let trace_env = TRACE_ENV
         .iter()
-        .map(|w| shell_quote(w))
+        .filter_map(|name| {
+            let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+            Some(format!("{name}={}", shell_quote(&value)))
+        })
+        .collect::<Vec<_>>();
+    let entrypoint = trace_env
+        .into_iter()
+        .chain(words.iter().map(|w| shell_quote(w)))
         .collect::<Vec<_>>()
         .join(" ");
     let r = &attempt.resolved;

@@ -29,6 +29,7 @@
 pub mod context;
 mod export;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use opentelemetry::trace::TracerProvider as _;
@@ -39,6 +40,9 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use export::{BoundedExport, QUEUE_CAPACITY};
+
+/// Whether new spans are left out of the export (see [`pause_export`]).
+static PAUSED: AtomicBool = AtomicBool::new(false);
 
 /// The tracer provider while export is on, for [`shutdown`].
 static PROVIDER: OnceLock<Mutex<Option<SdkTracerProvider>>> = OnceLock::new();
@@ -80,18 +84,31 @@ where
     let _ = PROVIDER.set(Mutex::new(Some(provider)));
     let filter = EnvFilter::try_from_env("TWEETFLOW_TRACE")
         .unwrap_or_else(|_| EnvFilter::new(crate::logging::DEFAULT_FILTER));
+    let paused = tracing_subscriber::filter::dynamic_filter_fn(|_, _| !PAUSED.load(Ordering::Relaxed));
     Some(Box::new(
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
-            .with_filter(filter),
+            .with_filter(filter)
+            .with_filter(paused),
     ))
 }
 
+/// Whether export is set up in this process.
+pub fn exporting() -> bool {
+    PROVIDER.get().is_some()
+}
+
+/// Stops (`true`) or resumes (`false`) turning new spans into exported ones, e.g. to measure
+/// the cost of export within one process (`tweetflow bench engine --trace-export`).
+pub fn pause_export(paused: bool) {
+    PAUSED.store(paused, Ordering::Relaxed);
+}
+
 fn provider() -> Result<SdkTracerProvider, TelemetryError> {
-    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
     if let Ok(p) = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL")
         && !p.is_empty()
         && p != "http/protobuf"
