@@ -109,6 +109,7 @@ pub async fn bind(config: UiConfig) -> Result<Bound, UiError> {
         .token
         .filter(|t| !t.is_empty())
         .unwrap_or_else(random_token);
+    let metrics = Arc::new(StoreMetrics::new(RunStore::new(&config.runs_dir)));
     let state = Arc::new(AppState {
         paths: config.paths,
         store: RunStore::new(&config.runs_dir),
@@ -120,7 +121,7 @@ pub async fn bind(config: UiConfig) -> Result<Bound, UiError> {
             runs_dir: config.runs_dir,
         },
         templates: Templates::new()?,
-        metrics: Arc::new(StoreMetrics::new(RunStore::new(&config.runs_dir))),
+        metrics,
     });
     Ok(Bound {
         listener,

@@ -203,7 +203,8 @@ pub(super) async fn run_attempts(
             shard: shard.map(|s| s.index),
         });
         let attempt_cancel = cancel.child_token();
-        let attempt_span = info_span!("attempt", number, status = Empty, error = Empty, job = Empty,
+        // Integers as i64: trace exporters take signed ones (an u64 would become a string).
+        let attempt_span = info_span!("attempt", number = i64::from(number), status = Empty, error = Empty, job = Empty,
             otel.status_code = Empty);
         let ctx = TaskContext {
             run_id: shared.run_id.clone(),

@@ -43,7 +43,7 @@ pub(super) fn end_run(span: &Span, status: RunStatus) {
 pub(super) fn end_task(span: &Span, outcome: &Outcome, error: &Option<TaskError>) {
     span.record("status", outcome.status.as_str());
     if let Some(rows) = outcome.output.as_ref().and_then(rows) {
-        span.record("rows", rows);
+        span.record("rows", i64::try_from(rows).unwrap_or(i64::MAX));
     }
     if let Some(e) = error {
         span.record("error", e.message.as_str());

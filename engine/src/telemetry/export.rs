@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::trace::Status;
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 
@@ -23,6 +24,7 @@ const EXPORT_DELAY: Duration = Duration::from_secs(1);
 
 enum Message {
     Span(Box<SpanData>),
+    Resource(Box<Resource>),
     Flush(SyncSender<()>),
     Shutdown(SyncSender<()>),
 }
@@ -82,6 +84,11 @@ impl SpanProcessor for BoundedExport {
         self.ask(Message::Flush, Duration::from_secs(5))
     }
 
+    fn set_resource(&mut self, resource: &Resource) {
+        // The provider sets it once, before any span ends.
+        let _ = self.sender.send(Message::Resource(Box::new(resource.clone())));
+    }
+
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         let result = self.ask(Message::Shutdown, timeout);
         if result.is_ok()
@@ -93,7 +100,7 @@ impl SpanProcessor for BoundedExport {
     }
 }
 
-fn work<E: SpanExporter>(exporter: E, receiver: Receiver<Message>) {
+fn work<E: SpanExporter>(mut exporter: E, receiver: Receiver<Message>) {
     let mut batch: Vec<SpanData> = Vec::with_capacity(MAX_BATCH);
     let mut oldest: Option<Instant> = None;
     loop {
@@ -107,6 +114,7 @@ fn work<E: SpanExporter>(exporter: E, receiver: Receiver<Message>) {
                     oldest = None;
                 }
             }
+            Ok(Message::Resource(resource)) => exporter.set_resource(&resource),
             Ok(Message::Flush(done)) => {
                 export(&exporter, &mut batch);
                 oldest = None;
