@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::error::EngineError;
-use crate::store::write_atomic;
+use crate::atomic_file::write_atomic;
 use crate::task::TaskOutput;
 
 /// A cached task result.

@@ -8,7 +8,7 @@
 //!  pipeline.yaml ──loader::load_file─▶ Pipeline ──graph──▶ DAG
 //!        │ (every problem at once,                         │
 //!        │  file:line:column + hint)                       ▼
-//!        ▼                                         executor::run ── Registry ──▶ Task::run
+//!        ▼                                              run::run ── Registry ──▶ Task::run
 //!   Diagnostics                                        │    │  (retries, timeouts,
 //!                                                      │    │   cancellation)
 //!                                          cache::Cache ◀┘    └──▶ store::RunStore
@@ -21,12 +21,12 @@
 //! are retryable; problems of the engine itself (I/O on the run store, a locked run) are
 //! [`EngineError`]s.
 
+mod atomic_file;
 pub mod cache;
 pub mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod error;
-pub mod exec;
 pub mod executor;
 pub mod graph;
 pub mod interpolate;
@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod observer;
 pub mod progress;
 pub mod registry;
+pub mod run;
 pub mod retry;
 pub mod scheduler;
 pub mod schema;
@@ -49,14 +50,16 @@ pub mod store;
 pub mod task;
 pub mod telemetry;
 pub mod watch;
+pub mod worker;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use error::EngineError;
-pub use exec::Executor;
-pub use executor::{Engine, RunOptions};
+pub use executor::Executor;
+pub use run::{Engine, RunOptions};
 pub use listener::RunListener;
 pub use loader::{LoadOptions, load_file, load_str};
+pub use secrets::process_env;
 pub use progress::ProgressReporter;
 pub use registry::Registry;
 pub use section::Section;

@@ -30,7 +30,7 @@ static WRITERS: LazyLock<Mutex<Writers>> = LazyLock::new(|| Mutex::new(HashMap::
 /// The default filter: tweetflow's own events at `info`, libraries' (delta-rs, HTTP) at `warn`.
 ///
 /// A target directive matches every target it is a prefix of, so `tweetflow` covers the
-/// binary and every `tweetflow_*` crate (module paths such as `tweetflow_engine::executor`)
+/// binary and every `tweetflow_*` crate (module paths such as `tweetflow_engine::run`)
 /// without naming them.
 pub const DEFAULT_FILTER: &str = "warn,tweetflow=info";
 
@@ -339,7 +339,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(target: "tweetflow", "binary");
             tracing::info!(target: "tweetflow_plugin::x", "plugin");
-            tracing::info!(target: "tweetflow_engine::executor", "engine");
+            tracing::info!(target: "tweetflow_engine::run", "engine");
             tracing::debug!(target: "tweetflow_plugin::x", "too detailed");
             tracing::info!(target: "deltalake", "library");
             tracing::warn!(target: "deltalake", "library warning");
@@ -349,7 +349,7 @@ mod tests {
             [
                 "tweetflow",
                 "tweetflow_plugin::x",
-                "tweetflow_engine::executor",
+                "tweetflow_engine::run",
                 "deltalake"
             ]
         );

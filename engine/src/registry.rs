@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::exec::{self, DynExecutor, Executor};
+use crate::executor::{DynExecutor, Erased as ErasedExecutor, Executor};
 use crate::section::{self, DynSection, Section};
 use crate::task::{DynTask, Erased, Task};
 
@@ -67,7 +67,7 @@ impl Registry {
     /// the same name replaces the earlier one.
     pub fn register_executor<E: Executor>(&mut self, executor: E) -> &mut Self {
         self.executors
-            .insert(E::NAME, Arc::new(exec::Erased(executor)));
+            .insert(E::NAME, Arc::new(ErasedExecutor(executor)));
         self
     }
 

@@ -49,6 +49,12 @@ pub const MIN_MASKED_LEN: usize = 5;
 /// does not use it.
 pub const MIN_MASKED_ENV_LEN: usize = 8;
 
+/// The process environment: the lookup for `${env.X}` and `${secret.X}` when loading a
+/// pipeline ([`crate::LoadOptions::env`]) and when rebuilding its secrets at run time.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// Whether an environment variable named `name` holds a secret (see [`SENSITIVE_WORDS`]).
 pub fn is_sensitive_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();

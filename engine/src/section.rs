@@ -106,7 +106,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
     use serde_json::json;
 
-    use crate::spec::{LoadOptions, load_str};
+    use crate::loader::{LoadOptions, load_str};
     use crate::task::{Task, TaskContext, TaskError, TaskOutput};
     use crate::{Registry, Section};
 

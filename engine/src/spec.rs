@@ -8,7 +8,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-pub use crate::loader::{LoadOptions, load_file, load_str, process_env};
 use crate::secrets::{self, MissingSecret, SecretSlot};
 use crate::section::Section;
 
@@ -328,7 +327,7 @@ impl Pipeline {
     }
 
     /// The secrets of an attempt file of task `task_id` (see
-    /// [`crate::exec::ResolvedAttempt::secrets`]): the plan's slots in the task's params, the
+    /// [`crate::executor::ResolvedAttempt::secrets`]): the plan's slots in the task's params, the
     /// pipeline's params and the plugin sections, at their places in that file.
     pub fn attempt_secrets(&self, task_id: &str) -> Vec<SecretSlot> {
         let index = self.tasks.iter().position(|t| t.id == task_id);

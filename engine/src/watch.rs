@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::duration::human;
 use crate::error::EngineError;
-use crate::executor::{Engine, RunOptions};
+use crate::run::{Engine, RunOptions};
 use crate::spec::Pipeline;
 use crate::store::{RunRecord, RunStatus};
 

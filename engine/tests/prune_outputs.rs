@@ -7,11 +7,11 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tweetflow_engine::cache::Cache;
-use tweetflow_engine::executor::RunOptions;
+use tweetflow_engine::run::RunOptions;
 use tweetflow_engine::store::prune::EntryRemoval;
 use tweetflow_engine::{
     Engine, LoadOptions, Registry, RunStatus, Task, TaskContext, TaskError, TaskOutput, TaskStatus,
-    load_str, loader::process_env,
+    load_str, process_env,
 };
 
 /// Writes a file; its output is valid while the file exists.

@@ -193,7 +193,7 @@ async fn catchup_none_records_missed_and_runs_nothing() {
         store.list().unwrap().is_empty(),
         "nothing runs with catchup: none"
     );
-    let state = Scheduler::load_state(&RunStore::new(dir.path()), "hourly").unwrap();
+    let state = RunStore::new(dir.path()).schedule_state("hourly").unwrap();
     assert_eq!(state.last_tick, Some(utc("2026-01-01T05:00:00Z")));
 }
 

@@ -11,7 +11,7 @@ use tracing::info;
 use tweetflow_engine::secrets::MissingSecret;
 use tweetflow_engine::{
     Engine, EngineError, LoadOptions, Registry, RunOptions, RunStatus, Task, TaskContext,
-    TaskError, TaskOutput, TaskStatus, load_str, loader::process_env,
+    TaskError, TaskOutput, TaskStatus, load_str, process_env,
 };
 
 /// Values the tasks received, to check they saw the real secrets.
@@ -251,7 +251,7 @@ fn secrets_are_refused_where_they_would_be_written() {
 
 #[test]
 fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() {
-    use tweetflow_engine::exec::ResolvedAttempt;
+    use tweetflow_engine::executor::ResolvedAttempt;
     let value = format!("attempt-secret-{}", std::process::id());
     // SAFETY: a variable no other test of this binary reads.
     unsafe { std::env::set_var("SECRETS_TEST_ATTEMPT_TOKEN", &value) };

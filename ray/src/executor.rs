@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 use tweetflow_engine::Executor;
-use tweetflow_engine::exec::{RemoteAttempt, kind_of_exit_code, read_result, replay_log_lines};
+use tweetflow_engine::executor::{RemoteAttempt, kind_of_exit_code, read_result, replay_log_lines};
 use tweetflow_engine::task::{ErrorKind, TaskError, TaskOutput};
 
 use crate::client::{JobInfo, JobStatus, JobsClient, RayError, Submission};

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde_json::Value;
 use tweetflow_bench::infer::{InferBenchOptions, bare_floors, prepare_silver};
-use tweetflow_engine::spec::process_env;
+use tweetflow_engine::process_env;
 use tweetflow_engine::{LoadOptions, Registry, RunOptions, RunStatus, load_str};
 
 use super::new_engine;

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tweetflow_engine::spec::process_env;
+use tweetflow_engine::process_env;
 use tweetflow_engine::{Engine, LoadOptions, Registry, load_file};
 
 use crate::cli::{Cli, Command};

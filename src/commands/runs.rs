@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use tweetflow_engine::duration::human;
-use tweetflow_engine::spec::process_env;
+use tweetflow_engine::process_env;
 use tweetflow_engine::store::prune::{PruneOptions, default_policy};
 use tweetflow_engine::{EngineError, Registry, RunRecord};
 

@@ -781,7 +781,7 @@ tasks:
     let options = LoadOptions {
         registry: &registry,
         param_overrides: &[],
-        env: &tweetflow_engine::spec::process_env,
+        env: &tweetflow_engine::process_env,
     };
     let pipeline = tweetflow_engine::load_str("evaluation.yaml", &text, &options)
         .unwrap_or_else(|d| panic!("{d:?}"));

@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value as Json;
 use tweetflow_engine::cron::{CronExpr, parse_zone};
-use tweetflow_engine::loader::process_env;
+use tweetflow_engine::process_env;
 use tweetflow_engine::{Diagnostics, LoadOptions, Pipeline, Registry, load_file};
 
 use crate::cron_words;

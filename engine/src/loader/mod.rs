@@ -13,7 +13,7 @@
 //! structs it fills.
 
 mod cache;
-mod executor;
+mod placement;
 mod keys;
 mod params;
 mod retention;
@@ -50,10 +50,7 @@ pub struct LoadOptions<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-/// The process environment, for [`LoadOptions::env`].
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
+pub use crate::secrets::process_env;
 
 /// Reads and validates the pipeline file at `path`.
 pub fn load_file(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, Diagnostics> {

@@ -79,7 +79,8 @@ mod tests {
     use std::time::Duration;
 
     use crate::registry::Registry;
-    use crate::spec::{LoadOptions, RetentionPolicy, load_str};
+    use crate::loader::{LoadOptions, load_str};
+    use crate::spec::RetentionPolicy;
     use crate::task::{Task, TaskContext, TaskError, TaskOutput};
 
     struct Nothing;

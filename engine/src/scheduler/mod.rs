@@ -36,59 +36,19 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::cron::{CronExpr, parse_zone};
 use crate::error::EngineError;
-use crate::executor::{Engine, RunOptions};
-use crate::loader::process_env;
+use crate::run::{Engine, RunOptions};
+use crate::secrets::process_env;
 use crate::spec::{Catchup, Overlap, Pipeline, RetentionPolicy, ScheduleSpec};
 use crate::store::prune::PruneOptions;
-use crate::store::{RunStore, write_atomic};
+use crate::store::RunStore;
 use crate::task::BoxFuture;
 
 mod clock;
 mod overlap;
 
 pub use clock::{Clock, SystemClock, TestClock};
+pub use crate::store::{HISTORY, ScheduleState, TickAction, TickRecord};
 pub use overlap::*;
-
-/// What happened to a tick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TickAction {
-    /// A run was started.
-    Fired,
-    /// Not run, by policy (overlap, catch-up).
-    Skipped,
-    /// Not run in time (scheduler down with `catchup: none`, or past `start_deadline`).
-    Missed,
-}
-
-/// The decision about one tick.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TickRecord {
-    /// The scheduled time.
-    pub tick: DateTime<Utc>,
-    /// When the decision was made.
-    pub decided_at: DateTime<Utc>,
-    /// What was done.
-    pub action: TickAction,
-    /// The run started for it.
-    pub run_id: Option<String>,
-    /// Why it was skipped or missed.
-    pub reason: Option<String>,
-}
-
-/// The scheduler's persistent state for one pipeline.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleState {
-    /// The latest tick handled.
-    pub last_tick: Option<DateTime<Utc>>,
-    /// The latest tick fired and its run id.
-    pub last_fired: Option<TickRecord>,
-    /// Recent decisions, oldest first (at most [`HISTORY`]).
-    pub history: Vec<TickRecord>,
-}
-
-/// How many decisions the state file keeps.
-pub const HISTORY: usize = 500;
 
 /// A pipeline given to the scheduler.
 #[derive(Clone, Debug)]
@@ -158,27 +118,6 @@ impl Scheduler {
         self
     }
 
-    /// The state file of `pipeline`.
-    pub fn state_path(store: &RunStore, pipeline: &str) -> PathBuf {
-        store
-            .root()
-            .join(".schedules")
-            .join(format!("{pipeline}.json"))
-    }
-
-    /// Reads the state of `pipeline` (empty if it was never scheduled).
-    pub fn load_state(store: &RunStore, pipeline: &str) -> Result<ScheduleState, EngineError> {
-        let path = Self::state_path(store, pipeline);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ScheduleState::default()),
-            Err(e) => Err(EngineError::io("read", &path)(e)),
-        }
-    }
-
     /// Runs until `shutdown`, then waits up to `grace` for active runs before cancelling them.
     pub async fn run(
         &self,
@@ -204,7 +143,7 @@ impl Scheduler {
             let cron = CronExpr::parse(&spec.cron).map_err(bad)?;
             let tz = parse_zone(&spec.timezone).map_err(bad)?;
             let lock = lock_pipeline(&store, &p.pipeline.name)?;
-            let state = Self::load_state(&store, &p.pipeline.name)?;
+            let state = store.schedule_state(&p.pipeline.name)?;
             loops.push(PipelineLoop {
                 engine: self.engine.clone(),
                 clock: self.clock.clone(),
@@ -484,13 +423,9 @@ impl PipelineLoop {
     }
 
     fn save(&self) -> Result<(), SchedulerError> {
-        let store = self.engine.store();
-        let path = Scheduler::state_path(store, self.name());
-        let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| EngineError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        write_atomic(&path, &bytes)?;
+        self.engine
+            .store()
+            .save_schedule_state(self.name(), &self.state)?;
         Ok(())
     }
 

@@ -29,6 +29,7 @@ mod log;
 pub mod prune;
 pub mod prune_outputs;
 mod record;
+mod schedule;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -43,7 +44,9 @@ use crate::spec::{Pipeline, PlanError};
 pub use log::RunHandle;
 use log::load_record;
 pub use prune::{PruneOptions, PruneReport};
+pub use crate::atomic_file::write_atomic;
 pub use record::{Attempt, Event, RunRecord, RunStatus, TaskRecord, TaskStatus};
+pub use schedule::{HISTORY, ScheduleState, TickAction, TickRecord};
 
 /// The shortest time between two snapshots of a running run.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
@@ -333,18 +336,3 @@ impl Drop for ActiveMarker {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
-/// renamed over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let mut f = File::create(&tmp).map_err(EngineError::io("create", &tmp))?;
-    f.write_all(bytes).map_err(EngineError::io("write", &tmp))?;
-    f.sync_data().map_err(EngineError::io("sync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(EngineError::io("rename into", path))
-}

@@ -304,7 +304,7 @@ impl RunStore {
         let cached: HashSet<&str> = newest.values().map(|e| e.run_id.as_str()).collect();
         let scheduled: HashSet<String> = by_pipeline
             .keys()
-            .filter_map(|p| crate::scheduler::Scheduler::load_state(self, p).ok())
+            .filter_map(|p| self.schedule_state(p).ok())
             .filter_map(|s| s.last_fired.and_then(|f| f.run_id))
             .collect();
 

@@ -313,7 +313,7 @@ async fn example_pipeline_validates_and_runs() {
     let options = tweetflow_engine::LoadOptions {
         registry: &registry,
         param_overrides: &overrides,
-        env: &tweetflow_engine::spec::process_env,
+        env: &tweetflow_engine::process_env,
     };
     let pipeline = tweetflow_engine::load_file(&path, &options)
         .unwrap_or_else(|d| panic!("{} does not validate: {d:?}", path.display()));

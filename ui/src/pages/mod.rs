@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use tweetflow_engine::scheduler::{ScheduleState, Scheduler, TickAction, TickRecord};
+use tweetflow_engine::scheduler::{ScheduleState, TickAction, TickRecord};
 use tweetflow_engine::store::is_run_id;
 use tweetflow_engine::{EngineError, RunRecord, RunStatus, TaskError};
 

@@ -69,7 +69,7 @@ fn schedules_view(state: &AppState) -> SchedulesPage {
     let schedules = rows
         .into_iter()
         .map(|(pipeline, (file, schedule))| {
-            let (st, error) = match Scheduler::load_state(&state.store, &pipeline) {
+            let (st, error) = match state.store.schedule_state(&pipeline) {
                 Ok(s) => (s, None),
                 Err(e) => (ScheduleState::default(), Some(e.to_string())),
             };

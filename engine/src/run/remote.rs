@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::Shared;
 use crate::duration::format_duration;
-use crate::exec::{self, JobReporter, RemoteAttempt, ResolvedAttempt};
+use crate::executor::{self, JobReporter, RemoteAttempt, ResolvedAttempt};
 use crate::spec::TaskSpec;
 use crate::store::Event;
 use crate::task::{DynTask, ErrorKind, TaskContext, TaskError, TaskOutput};
@@ -93,7 +93,7 @@ pub(super) async fn run_remote(
     };
     let run = async {
         match &spec.executor.name {
-            None => exec::run_process(&attempt).await,
+            None => executor::run_process(&attempt).await,
             Some(name) => match shared.registry.executor(name) {
                 Some(executor) => executor.run(&spec.executor.config, attempt.clone()).await,
                 None => Err(TaskError {

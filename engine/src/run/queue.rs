@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::attempt::run_task;
+use super::task::run_task;
 use super::{Outcome, RunOptions, Shared, finished};
 use crate::error::EngineError;
 use crate::store::{Event, RunStatus, TaskStatus};

@@ -1,4 +1,6 @@
-//! `tweetflow task exec`: runs one resolved attempt and writes how it ended.
+//! The worker side of an executor: `tweetflow task exec` runs one resolved attempt (written
+//! by the engine, see [`crate::executor`]) with this build's task types and writes how it
+//! ended.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -6,13 +8,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::resolved::{AttemptResult, ResolvedAttempt, exit_code};
+use crate::executor::{AttemptResult, ResolvedAttempt, exit_code};
 use crate::registry::Registry;
 use crate::task::{ErrorKind, TaskContext, TaskError};
 
 /// Runs the attempt described by the file at `file` with the task types of `registry`,
 /// writes its output or error to `result` and returns the exit code (see
-/// [`super::exit_code`]). `cancel` (a signal) stops the attempt, which then ends as
+/// [`crate::executor::exit_code`]). `cancel` (a signal) stops the attempt, which then ends as
 /// cancelled.
 pub async fn task_exec(
     registry: &Registry,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::Instrument;
 
-use super::executor::RemoteAttempt;
+use super::plugin::RemoteAttempt;
 use super::log_lines::replay_line;
 use super::resolved::{kind_of_exit_code, read_result};
 use crate::task::{TaskError, TaskOutput};

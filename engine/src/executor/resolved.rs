@@ -88,7 +88,7 @@ impl ResolvedAttempt {
             Some(s) => serde_json::from_value(s.clone()).map_err(|e| invalid(e.to_string()))?,
             None => Vec::new(),
         };
-        secrets::fill_slots(&mut json, &slots, &crate::loader::process_env)
+        secrets::fill_slots(&mut json, &slots, &secrets::process_env)
             .map_err(|e| invalid(e.to_string()))?;
         serde_json::from_value(json).map_err(|e| invalid(e.to_string()))
     }
