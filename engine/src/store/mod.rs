@@ -32,7 +32,6 @@ mod record;
 mod schedule;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
