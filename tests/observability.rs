@@ -75,10 +75,9 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// Whether an HTTP answer has `status` (hyper answers an HTTP/1.0 request in HTTP/1.0).
 fn has_status(answer: &str, status: u16) -> bool {
-    answer
-        .lines()
-        .next()
-        .is_some_and(|l| l.starts_with("HTTP/1.") && l.split(' ').nth(1) == Some(&status.to_string()))
+    answer.lines().next().is_some_and(|l| {
+        l.starts_with("HTTP/1.") && l.split(' ').nth(1) == Some(&status.to_string())
+    })
 }
 
 fn scrape(port: u16, headers: &str) -> String {
@@ -233,7 +232,8 @@ tasks:
     );
     let anonymous = http(ui_port, "GET", "/metrics", "").unwrap_or_default();
     assert!(has_status(&anonymous, 401), "{anonymous}");
-    let wrong = http(ui_port, "GET", "/metrics", "Authorization: Bearer nope\r\n").unwrap_or_default();
+    let wrong =
+        http(ui_port, "GET", "/metrics", "Authorization: Bearer nope\r\n").unwrap_or_default();
     assert!(has_status(&wrong, 401), "{wrong}");
 
     // Labels stay bounded: no run id in any series.
@@ -298,7 +298,10 @@ tasks:
     let resets = prometheus
         .value(r#"resets(tweetflow_runs_total{job="daemon",pipeline="bad",status="failed"}[5m])"#)
         .unwrap_or(-1.0);
-    assert_eq!(resets, 0.0, "the failed-runs counter reset across the restart");
+    assert_eq!(
+        resets, 0.0,
+        "the failed-runs counter reset across the restart"
+    );
     let out = sigterm_and_wait(second);
     assert_eq!(out.status.code(), Some(0));
     let _ = sigterm_and_wait(ui);
@@ -370,10 +373,13 @@ tasks:
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
-    let record: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr))
-    });
-    assert_eq!(out.status.code(), Some(1), "leaky fails the run: {record:#}");
+    let record: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "leaky fails the run: {record:#}"
+    );
     let run_id = record["run_id"].as_str().unwrap().to_string();
 
     // The process exports its last spans before it exits.
@@ -433,8 +439,7 @@ tasks:
         assert_eq!(worker[0]["attributes"]["run_id"], run_id.as_str());
         assert_eq!(worker[0]["attributes"]["pipeline"], "traced");
         let index = shard["attributes"]["index"].as_i64().unwrap();
-        let text =
-            std::fs::read_to_string(sb.path().join(format!("shard-{index}.txt"))).unwrap();
+        let text = std::fs::read_to_string(sb.path().join(format!("shard-{index}.txt"))).unwrap();
         assert!(
             text.contains(worker[0]["span_id"].as_str().unwrap()),
             "the shard's command got its worker span's context: {text}"

@@ -34,8 +34,7 @@ fn median(walls: &[Duration]) -> Duration {
 impl TraceExportReport {
     /// Engine overhead per task with export on minus with it off (median rounds), in µs.
     pub fn added_per_task_us(&self) -> f64 {
-        (median(&self.on).as_secs_f64() - median(&self.off).as_secs_f64()) / self.tasks as f64
-            * 1e6
+        (median(&self.on).as_secs_f64() - median(&self.off).as_secs_f64()) / self.tasks as f64 * 1e6
     }
 }
 
@@ -49,8 +48,18 @@ impl std::fmt::Display for TraceExportReport {
             "trace export: wide DAG of {} no-op tasks, {ROUNDS} rounds each, alternating, median",
             self.tasks
         )?;
-        writeln!(f, "  export off: {:>8.3}s  {:>7.1} µs/task", off, off / n * 1e6)?;
-        writeln!(f, "  export on:  {:>8.3}s  {:>7.1} µs/task", on, on / n * 1e6)?;
+        writeln!(
+            f,
+            "  export off: {:>8.3}s  {:>7.1} µs/task",
+            off,
+            off / n * 1e6
+        )?;
+        writeln!(
+            f,
+            "  export on:  {:>8.3}s  {:>7.1} µs/task",
+            on,
+            on / n * 1e6
+        )?;
         writeln!(
             f,
             "  added by export: {:.1} µs/task ({:.2}x); spans per run: {} (run, task and attempt spans); dropped meanwhile: {}",

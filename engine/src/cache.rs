@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::error::EngineError;
 use crate::atomic_file::write_atomic;
+use crate::error::EngineError;
 use crate::task::TaskOutput;
 
 /// A cached task result.

@@ -13,9 +13,12 @@ pub(crate) async fn bench(registry: Arc<Registry>, command: BenchCommand) -> any
             tasks,
             trace_export: true,
         } => {
-            let report =
-                tweetflow_bench::trace_export::bench_trace_export(registry, tasks, &crate::ALLOCATOR)
-                    .await?;
+            let report = tweetflow_bench::trace_export::bench_trace_export(
+                registry,
+                tasks,
+                &crate::ALLOCATOR,
+            )
+            .await?;
             println!("{report}");
         }
         BenchCommand::Engine { tasks, .. } => {

@@ -33,8 +33,10 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Seeds the process's counters from the finished runs of `store` (so a restarted daemon goes
-/// on counting from what the store holds), then serves them at `http://addr/metrics`.
+/// Binds `addr`, then in the background seeds the process's counters from the finished runs of
+/// `store` (so a restarted daemon goes on counting from what the store holds) and serves them
+/// at `http://addr/metrics`. The scheduler does not wait for the seeding; scrapes do (the
+/// endpoint answers once it is done), so Prometheus never sees the counters start low.
 pub async fn start(addr: SocketAddr, store: RunStore) -> Result<MetricsServer, MetricsServerError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -42,19 +44,28 @@ pub async fn start(addr: SocketAddr, store: RunStore) -> Result<MetricsServer, M
     let bound = listener
         .local_addr()
         .map_err(|source| MetricsServerError::Bind { addr, source })?;
-    let started = Instant::now();
-    let now = chrono::Utc::now();
-    let seeded = tokio::task::spawn_blocking(move || metrics::seed_from_store(&store, now))
-        .await
-        .unwrap_or(0);
-    tracing::info!(runs = seeded, seconds = started.elapsed().as_secs_f64(), "metrics seeded from the run store");
-    let app = Router::new().route(
-        "/metrics",
-        get(|| async { ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics::global().encode()) }),
-    );
     let stop = CancellationToken::new();
     let shutdown = stop.clone();
+    let now = chrono::Utc::now();
     tokio::spawn(async move {
+        let started = Instant::now();
+        let seeded = tokio::task::spawn_blocking(move || metrics::seed_from_store(&store, now))
+            .await
+            .unwrap_or(0);
+        tracing::info!(
+            runs = seeded,
+            seconds = started.elapsed().as_secs_f64(),
+            "metrics seeded from the run store"
+        );
+        let app = Router::new().route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    metrics::global().encode(),
+                )
+            }),
+        );
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tweetflow_engine::cron::{CronExpr, parse_zone};
+use tweetflow_engine::process_env;
 use tweetflow_engine::scheduler::{
     LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock, resolve_overlap,
 };
-use tweetflow_engine::process_env;
 use tweetflow_engine::spec::Overlap;
 use tweetflow_engine::store::prune::default_policy;
 use tweetflow_engine::{Pipeline, Registry, RunStore};

@@ -33,10 +33,8 @@ impl OtlpReceiver {
             python.display()
         );
         let port = free_port();
-        let scratch = std::env::temp_dir().join(format!(
-            "tweetflow-otlp-{}-{port}",
-            std::process::id()
-        ));
+        let scratch =
+            std::env::temp_dir().join(format!("tweetflow-otlp-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&scratch).expect("create the receiver's directory");
         let script = scratch.join("otlp_receiver.py");
         std::fs::write(&script, SCRIPT).expect("write the receiver script");
@@ -45,11 +43,7 @@ impl OtlpReceiver {
         let port_arg = port.to_string();
         let pgid = spawn_watched(
             &python,
-            &[
-                script.as_os_str(),
-                port_arg.as_ref(),
-                spans.as_os_str(),
-            ],
+            &[script.as_os_str(), port_arg.as_ref(), spans.as_os_str()],
             &log,
             Some(&scratch),
             |_| {},

@@ -70,7 +70,9 @@ impl Prometheus {
         for job in jobs {
             config.push_str(&format!("  - job_name: {}\n", job.name));
             if let Some(token) = &job.bearer {
-                config.push_str(&format!("    authorization:\n      credentials: \"{token}\"\n"));
+                config.push_str(&format!(
+                    "    authorization:\n      credentials: \"{token}\"\n"
+                ));
             }
             config.push_str(&format!(
                 "    static_configs:\n      - targets: [\"{}\"]\n",
@@ -90,7 +92,8 @@ impl Prometheus {
         let pgid = spawn_watched(&bin, &args, &log, Some(&scratch), |_| {})?;
         let t = Instant::now();
         if wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
-            http(port, "GET", "/-/ready", "").filter(|a| a.starts_with("HTTP/1.1 200") || a.starts_with("HTTP/1.0 200"))
+            http(port, "GET", "/-/ready", "")
+                .filter(|a| a.starts_with("HTTP/1.1 200") || a.starts_with("HTTP/1.0 200"))
         })
         .is_some()
         {
@@ -105,7 +108,9 @@ impl Prometheus {
             });
         }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        Err(format!("Prometheus did not get ready within 60 s; log:\n{text}"))
+        Err(format!(
+            "Prometheus did not get ready within 60 s; log:\n{text}"
+        ))
     }
 
     /// The result vector of the instant query `promql` (`data.result`), or the error the API
@@ -119,7 +124,10 @@ impl Prometheus {
         if json["status"] != "success" {
             return Err(format!("query `{promql}` failed: {json}"));
         }
-        Ok(json["data"]["result"].as_array().cloned().unwrap_or_default())
+        Ok(json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// The value of the single series `promql` gives, once it has one.

@@ -18,13 +18,13 @@
 //! The engine stays the one place that decides retries, timeouts and caching, and keeps the
 //! run record: an executor only runs one attempt and reports how it ended.
 
-mod plugin;
 mod log_lines;
+mod plugin;
 mod process;
 mod resolved;
 
+pub use log_lines::{replay_line, replay_log_lines};
 pub(crate) use plugin::Erased;
 pub use plugin::{DynExecutor, Executor, JobReporter, RemoteAttempt};
-pub use log_lines::{replay_line, replay_log_lines};
 pub use process::run_process;
 pub use resolved::{AttemptResult, ResolvedAttempt, exit_code, kind_of_exit_code, read_result};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::Instrument;
 
-use super::plugin::RemoteAttempt;
 use super::log_lines::replay_line;
+use super::plugin::RemoteAttempt;
 use super::resolved::{kind_of_exit_code, read_result};
 use crate::task::{TaskError, TaskOutput};
 

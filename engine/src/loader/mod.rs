@@ -13,9 +13,9 @@
 //! structs it fills.
 
 mod cache;
-mod placement;
 mod keys;
 mod params;
+mod placement;
 mod retention;
 mod retry;
 mod schedule;

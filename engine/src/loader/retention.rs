@@ -78,8 +78,8 @@ impl Loader<'_, '_> {
 mod tests {
     use std::time::Duration;
 
-    use crate::registry::Registry;
     use crate::loader::{LoadOptions, load_str};
+    use crate::registry::Registry;
     use crate::spec::RetentionPolicy;
     use crate::task::{Task, TaskContext, TaskError, TaskOutput};
 

@@ -128,9 +128,10 @@ impl Metrics {
             "Runs executing now",
             runs_active.clone(),
         );
-        let task_duration = Family::<TaskStatusLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            duration_histogram,
-        );
+        let task_duration =
+            Family::<TaskStatusLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
         registry.register(
             "tweetflow_task_duration_seconds",
             "Wall time of finished tasks, from start to final state (retries included)",
@@ -392,9 +393,13 @@ pub fn alert_sent(channel: &str, outcome: &str) {
 /// so a restarted daemon's counters go on from what the store holds. Returns how many runs
 /// were read; unreadable records are skipped.
 pub fn seed_from_store(store: &crate::store::RunStore, before: DateTime<Utc>) -> usize {
-    let Ok(runs) = store.list() else { return 0 };
+    let Ok(ids) = store.run_ids() else { return 0 };
     let mut n = 0;
-    for record in runs.into_iter().flatten() {
+    // One record in memory at a time.
+    for id in ids {
+        let Ok(record) = store.load(&id) else {
+            continue;
+        };
         if record.ended_at.is_some_and(|e| e <= before) {
             global().count_finished_run(&record, None);
             n += 1;

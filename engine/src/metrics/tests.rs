@@ -28,7 +28,11 @@ fn record() -> RunRecord {
         resumed_at: Vec::new(),
         tags: Default::default(),
         task_order: vec!["a".into(), "b".into()],
-        tasks: [("a".to_string(), pending("noop")), ("b".to_string(), pending("noop"))].into(),
+        tasks: [
+            ("a".to_string(), pending("noop")),
+            ("b".to_string(), pending("noop")),
+        ]
+        .into(),
         last_seq: 0,
     };
     let a = r.tasks.get_mut("a").unwrap();
@@ -70,18 +74,52 @@ fn a_finished_run_counts_its_tasks_attempts_rows_and_success() {
     m.count_finished_run(&record(), None);
     let text = m.encode();
     assert_eq!(
-        line(&text, "tweetflow_runs_total{pipeline=\"p\",status=\"succeeded\"}"),
+        line(
+            &text,
+            "tweetflow_runs_total{pipeline=\"p\",status=\"succeeded\"}"
+        ),
         Some("tweetflow_runs_total{pipeline=\"p\",status=\"succeeded\"} 1"),
         "{text}"
     );
-    assert!(line(&text, "tweetflow_task_attempts_total{pipeline=\"p\",task=\"a\",outcome=\"retryable_error\"} 1").is_some(), "{text}");
-    assert!(line(&text, "tweetflow_task_attempts_total{pipeline=\"p\",task=\"a\",outcome=\"succeeded\"} 1").is_some(), "{text}");
-    assert!(line(&text, "tweetflow_task_rows_total{pipeline=\"p\",task=\"a\"} 42").is_some(), "{text}");
+    assert!(
+        line(
+            &text,
+            "tweetflow_task_attempts_total{pipeline=\"p\",task=\"a\",outcome=\"retryable_error\"} 1"
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        line(
+            &text,
+            "tweetflow_task_attempts_total{pipeline=\"p\",task=\"a\",outcome=\"succeeded\"} 1"
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        line(
+            &text,
+            "tweetflow_task_rows_total{pipeline=\"p\",task=\"a\"} 42"
+        )
+        .is_some(),
+        "{text}"
+    );
     assert!(line(&text, "tweetflow_task_duration_seconds_sum{pipeline=\"p\",task=\"a\",status=\"succeeded\"} 1.5").is_some(), "{text}");
     assert!(line(&text, "tweetflow_task_duration_seconds_bucket{le=\"1.0\",pipeline=\"p\",task=\"a\",status=\"succeeded\"} 0").is_some()
         || line(&text, "tweetflow_task_duration_seconds_bucket{pipeline=\"p\",task=\"a\",status=\"succeeded\",le=\"1.0\"} 0").is_some(), "{text}");
-    assert!(line(&text, "tweetflow_last_success_timestamp_seconds{pipeline=\"p\"} 1767225610").is_some(), "{text}");
-    assert!(line(&text, "tweetflow_build_info{version=").is_some(), "{text}");
+    assert!(
+        line(
+            &text,
+            "tweetflow_last_success_timestamp_seconds{pipeline=\"p\"} 1767225610"
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        line(&text, "tweetflow_build_info{version=").is_some(),
+        "{text}"
+    );
     // Task b never ran: no duration, no attempts.
     assert!(!text.contains("task=\"b\""), "{text}");
 }
@@ -90,15 +128,27 @@ fn a_finished_run_counts_its_tasks_attempts_rows_and_success() {
 fn an_active_run_counts_until_its_guard_drops_and_alerts_are_counted() {
     let m = Metrics::new();
     let guard = m.run_active("p");
-    assert!(m.encode().contains("tweetflow_runs_active{pipeline=\"p\"} 1"));
+    assert!(
+        m.encode()
+            .contains("tweetflow_runs_active{pipeline=\"p\"} 1")
+    );
     drop(guard);
-    assert!(m.encode().contains("tweetflow_runs_active{pipeline=\"p\"} 0"));
+    assert!(
+        m.encode()
+            .contains("tweetflow_runs_active{pipeline=\"p\"} 0")
+    );
     m.alert("email", "sent");
     m.alert("email", "sent");
     m.schedule_lag("p", 0.25);
     let text = m.encode();
-    assert!(text.contains("tweetflow_alerts_total{channel=\"email\",outcome=\"sent\"} 2"), "{text}");
-    assert!(text.contains("tweetflow_schedule_lag_seconds{pipeline=\"p\"} 0.25"), "{text}");
+    assert!(
+        text.contains("tweetflow_alerts_total{channel=\"email\",outcome=\"sent\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tweetflow_schedule_lag_seconds{pipeline=\"p\"} 0.25"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -109,5 +159,8 @@ fn a_resumed_run_counts_only_the_tasks_that_ended_after_the_resume() {
     m.count_finished_run(&r, Some(since));
     let text = m.encode();
     assert!(!text.contains("tweetflow_task_attempts_total{"), "{text}");
-    assert!(text.contains("tweetflow_runs_total{pipeline=\"p\",status=\"succeeded\"} 1"), "{text}");
+    assert!(
+        text.contains("tweetflow_runs_total{pipeline=\"p\",status=\"succeeded\"} 1"),
+        "{text}"
+    );
 }

@@ -50,8 +50,14 @@ pub(super) async fn run_attempts(
         });
         let attempt_cancel = cancel.child_token();
         // Integers as i64: trace exporters take signed ones (an u64 would become a string).
-        let attempt_span = info_span!("attempt", number = i64::from(number), status = Empty,
-            error = Empty, job = Empty, otel.status_code = Empty);
+        let attempt_span = info_span!(
+            "attempt",
+            number = i64::from(number),
+            status = Empty,
+            error = Empty,
+            job = Empty,
+            otel.status_code = Empty
+        );
         let ctx = TaskContext {
             run_id: shared.run_id.clone(),
             task_id: spec.id.clone(),

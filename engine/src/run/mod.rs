@@ -25,7 +25,6 @@ mod shards;
 mod task;
 mod trace_context;
 
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};

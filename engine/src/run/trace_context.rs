@@ -69,5 +69,8 @@ pub(super) fn end_attempt(span: &Span, result: &Result<TaskOutput, TaskError>) {
 
 /// The rows a task's output says it wrote.
 fn rows(output: &TaskOutput) -> Option<u64> {
-    output.values.get("rows").and_then(serde_json::Value::as_u64)
+    output
+        .values
+        .get("rows")
+        .and_then(serde_json::Value::as_u64)
 }

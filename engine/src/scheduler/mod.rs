@@ -38,15 +38,15 @@ use crate::error::EngineError;
 use crate::run::{Engine, RunOptions};
 use crate::secrets::process_env;
 use crate::spec::{Catchup, Overlap, Pipeline, RetentionPolicy, ScheduleSpec};
-use crate::store::prune::PruneOptions;
 use crate::store::RunStore;
+use crate::store::prune::PruneOptions;
 use crate::task::BoxFuture;
 
 mod clock;
 mod overlap;
 
-pub use clock::{Clock, SystemClock, TestClock};
 pub use crate::store::{HISTORY, ScheduleState, TickAction, TickRecord};
+pub use clock::{Clock, SystemClock, TestClock};
 pub use overlap::*;
 
 /// A pipeline given to the scheduler.

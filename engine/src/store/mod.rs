@@ -40,10 +40,10 @@ use chrono::Utc;
 use crate::error::EngineError;
 use crate::spec::{Pipeline, PlanError};
 
+pub use crate::atomic_file::write_atomic;
 pub use log::RunHandle;
 use log::load_record;
 pub use prune::{PruneOptions, PruneReport};
-pub use crate::atomic_file::write_atomic;
 pub use record::{Attempt, Event, RunRecord, RunStatus, TaskRecord, TaskStatus};
 pub use schedule::{HISTORY, ScheduleState, TickAction, TickRecord};
 
@@ -334,4 +334,3 @@ impl Drop for ActiveMarker {
         let _ = fs::remove_file(&self.path);
     }
 }
-

@@ -65,7 +65,8 @@ impl BoundedExport {
         self.sender
             .send(make(tx))
             .map_err(|_| OTelSdkError::AlreadyShutdown)?;
-        rx.recv_timeout(wait).map_err(|_| OTelSdkError::Timeout(wait))
+        rx.recv_timeout(wait)
+            .map_err(|_| OTelSdkError::Timeout(wait))
     }
 }
 
@@ -86,7 +87,9 @@ impl SpanProcessor for BoundedExport {
 
     fn set_resource(&mut self, resource: &Resource) {
         // The provider sets it once, before any span ends.
-        let _ = self.sender.send(Message::Resource(Box::new(resource.clone())));
+        let _ = self
+            .sender
+            .send(Message::Resource(Box::new(resource.clone())));
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -216,7 +219,9 @@ mod tests {
     }
 
     fn span(name: &'static str) -> SpanData {
-        use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
+        use opentelemetry::trace::{
+            SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState,
+        };
         SpanData {
             span_context: SpanContext::new(
                 TraceId::from(1u128),

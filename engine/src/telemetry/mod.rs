@@ -59,8 +59,7 @@ pub enum TelemetryError {
 pub fn export_requested() -> bool {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-    !disabled
-        && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
 /// The tracing layer that turns spans into exported OTLP spans, when the environment asks
@@ -84,7 +83,8 @@ where
     let _ = PROVIDER.set(Mutex::new(Some(provider)));
     let filter = EnvFilter::try_from_env("TWEETFLOW_TRACE")
         .unwrap_or_else(|_| EnvFilter::new(crate::logging::DEFAULT_FILTER));
-    let paused = tracing_subscriber::filter::dynamic_filter_fn(|_, _| !PAUSED.load(Ordering::Relaxed));
+    let paused =
+        tracing_subscriber::filter::dynamic_filter_fn(|_, _| !PAUSED.load(Ordering::Relaxed));
     Some(Box::new(
         tracing_opentelemetry::layer()
             .with_tracer(tracer)

@@ -22,7 +22,10 @@ pub async fn metrics(state: Shared, headers: HeaderMap) -> Response {
         .await
         .unwrap_or_default();
     (
-        [(header::CONTENT_TYPE, tweetflow_engine::metrics::CONTENT_TYPE)],
+        [(
+            header::CONTENT_TYPE,
+            tweetflow_engine::metrics::CONTENT_TYPE,
+        )],
         text,
     )
         .into_response()
