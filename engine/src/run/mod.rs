@@ -206,7 +206,8 @@ impl Engine {
         let _log = logging::attach_run_log(&run_id, &run_dir.join("log.jsonl"))
             .map_err(EngineError::io("open", run_dir.join("log.jsonl")))?;
         let run_span = info_span!("run", run_id = %run_id, pipeline = %pipeline.name,
-            resumed, status = tracing::field::Empty, otel.status_code = tracing::field::Empty);
+            resumed = tracing::field::Empty, status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty);
         trace_context::mark_run(&run_span, &run_dir, resumed);
         let info = Arc::new(PipelineInfo {
             name: pipeline.name.clone(),

@@ -15,9 +15,12 @@ use crate::telemetry::context;
 pub(super) const TRACE_FILE: &str = "traceparent";
 
 /// Keeps the trace context of a run's first execution in `run_dir`; a resumed run's span
-/// links to it instead. Does nothing when traces are not exported.
+/// (marked `resumed`) links to it instead. Does nothing else when traces are not exported.
 pub(super) fn mark_run(span: &Span, run_dir: &Path, resumed: bool) {
     let path = run_dir.join(TRACE_FILE);
+    if resumed {
+        span.record("resumed", true);
+    }
     if resumed && let Ok(first) = std::fs::read_to_string(&path) {
         context::link_to(span, &first);
         return;
