@@ -160,8 +160,8 @@ pub struct RunArgs {
     pub watch_path: Vec<PathBuf>,
 }
 
-fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    tweetflow_engine::duration::parse_duration(text)
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, tweetflow_engine::DurationError> {
+    tweetflow_engine::parse_duration(text)
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {

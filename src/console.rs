@@ -22,9 +22,9 @@ use tracing::{Event as TracingEvent, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
+use tweetflow_engine::PROGRESS_TARGET;
 use tweetflow_engine::RunListener;
-use tweetflow_engine::duration::human;
-use tweetflow_engine::progress::PROGRESS_TARGET;
+use tweetflow_engine::human_duration;
 use tweetflow_engine::store::Event;
 use tweetflow_engine::{TaskOutput, TaskStatus};
 
@@ -163,7 +163,7 @@ impl RunListener for Console {
                 }
                 let took = started
                     .and_then(|s| (*at - s).to_std().ok())
-                    .map(|d| format!(" in {}", human(d)))
+                    .map(|d| format!(" in {}", human_duration(d)))
                     .unwrap_or_default();
                 let text = match status {
                     TaskStatus::Succeeded => {

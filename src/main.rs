@@ -32,7 +32,7 @@ fn init_logging(cli: &cli::Cli) {
     let console = matches!(cli.command, cli::Command::Run(_))
         && !explicit
         && matches!(cli.log_format, cli::LogFormatArg::Text);
-    let quiet_outcomes = format!("warn,{}=off", tweetflow_engine::run::OUTCOME_TARGET);
+    let quiet_outcomes = format!("warn,{}=off", tweetflow_engine::OUTCOME_TARGET);
     let stderr_default = match cli.verbose {
         _ if console => quiet_outcomes.as_str(),
         0 | 1 => DEFAULT_FILTER,

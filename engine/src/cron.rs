@@ -19,6 +19,65 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
+/// A cron expression that cannot be parsed: what is wrong, in the words of the field at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    /// An `@alias` that is not one of the known ones.
+    #[error("unknown alias `{alias}` (use @yearly, @monthly, @weekly, @daily or @hourly)")]
+    UnknownAlias {
+        /// The alias as written.
+        alias: String,
+    },
+    /// Not 5 fields (or 6 with seconds).
+    #[error("expected 5 fields (or 6 with seconds), found {found}")]
+    FieldCount {
+        /// How many fields were given.
+        found: usize,
+    },
+    /// A `/step` that is not a number.
+    #[error("{field}: `{step}` is not a step")]
+    BadStep {
+        /// The field (`minute`, `day of week` ...).
+        field: &'static str,
+        /// The step as written.
+        step: String,
+    },
+    /// A `/0` step.
+    #[error("{field}: a step must be at least 1")]
+    ZeroStep {
+        /// The field.
+        field: &'static str,
+    },
+    /// A value or range outside the field's range.
+    #[error("{field}: `{part}` is out of range {min}-{max}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The part of the field as written.
+        part: String,
+        /// The field's smallest value.
+        min: u32,
+        /// The field's largest value.
+        max: u32,
+    },
+    /// Neither a number nor a month or day name.
+    #[error("{field}: `{text}` is not a number or name")]
+    NotAValue {
+        /// The field.
+        field: &'static str,
+        /// The value as written.
+        text: String,
+    },
+}
+
+/// A time-zone name that is not in the IANA database.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown time zone `{name}`")]
+pub struct UnknownZone {
+    /// The name as written.
+    pub name: String,
+}
+
 /// A parsed cron expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CronExpr {
@@ -40,7 +99,7 @@ const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl CronExpr {
     /// Parses a cron expression.
-    pub fn parse(text: &str) -> Result<CronExpr, String> {
+    pub fn parse(text: &str) -> Result<CronExpr, CronError> {
         let expanded = match text.trim() {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
@@ -48,9 +107,9 @@ impl CronExpr {
             "@daily" | "@midnight" => "0 0 * * *",
             "@hourly" => "0 * * * *",
             other if other.starts_with('@') => {
-                return Err(format!(
-                    "unknown alias `{other}` (use @yearly, @monthly, @weekly, @daily or @hourly)"
-                ));
+                return Err(CronError::UnknownAlias {
+                    alias: other.to_string(),
+                });
             }
             other => other,
         };
@@ -58,7 +117,7 @@ impl CronExpr {
         let (sec, rest) = match fields.len() {
             5 => ("0", &fields[..]),
             6 => (fields[0], &fields[1..]),
-            n => return Err(format!("expected 5 fields (or 6 with seconds), found {n}")),
+            n => return Err(CronError::FieldCount { found: n }),
         };
         let seconds = field(sec, 0, 59, None, "second")?;
         let minutes = field(rest[0], 0, 59, None, "minute")?;
@@ -238,17 +297,18 @@ fn field(
     min: u32,
     max: u32,
     names: Option<&[&str]>,
-    what: &str,
-) -> Result<u64, String> {
+    what: &'static str,
+) -> Result<u64, CronError> {
     let mut bits = 0u64;
     for part in text.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .map_err(|_| format!("{what}: `{s}` is not a step"))?;
+                let step: u32 = s.parse().map_err(|_| CronError::BadStep {
+                    field: what,
+                    step: s.to_string(),
+                })?;
                 if step == 0 {
-                    return Err(format!("{what}: a step must be at least 1"));
+                    return Err(CronError::ZeroStep { field: what });
                 }
                 (r, step)
             }
@@ -263,7 +323,12 @@ fn field(
             (v, if part.contains('/') { max } else { v })
         };
         if lo < min || hi > max || lo > hi {
-            return Err(format!("{what}: `{part}` is out of range {min}-{max}"));
+            return Err(CronError::OutOfRange {
+                field: what,
+                part: part.to_string(),
+                min,
+                max,
+            });
         }
         let mut v = lo;
         while v <= hi {
@@ -274,7 +339,12 @@ fn field(
     Ok(bits)
 }
 
-fn value(text: &str, names: Option<&[&str]>, what: &str, min: u32) -> Result<u32, String> {
+fn value(
+    text: &str,
+    names: Option<&[&str]>,
+    what: &'static str,
+    min: u32,
+) -> Result<u32, CronError> {
     if let Ok(v) = text.parse::<u32>() {
         return Ok(v);
     }
@@ -282,13 +352,17 @@ fn value(text: &str, names: Option<&[&str]>, what: &str, min: u32) -> Result<u32
     names
         .and_then(|n| n.iter().position(|name| *name == upper))
         .map(|i| i as u32 + min)
-        .ok_or_else(|| format!("{what}: `{text}` is not a number or name"))
+        .ok_or_else(|| CronError::NotAValue {
+            field: what,
+            text: text.to_string(),
+        })
 }
 
 /// Parses an IANA time-zone name (e.g. `America/Los_Angeles`, `UTC`).
-pub fn parse_zone(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>()
-        .map_err(|_| format!("unknown time zone `{name}`"))
+pub fn parse_zone(name: &str) -> Result<Tz, UnknownZone> {
+    name.parse::<Tz>().map_err(|_| UnknownZone {
+        name: name.to_string(),
+    })
 }
 
 /// Every zone name, for suggestions.

@@ -2,22 +2,58 @@
 
 use std::time::Duration;
 
+/// A duration that cannot be read; says what is wrong with the text as written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing was given.
+    #[error("empty duration")]
+    Empty,
+    /// The text does not start with a number.
+    #[error("`{text}` is not a duration")]
+    NotADuration {
+        /// The text as written.
+        text: String,
+    },
+    /// A number too large for a duration.
+    #[error("`{text}` is too large")]
+    TooLarge {
+        /// The text as written.
+        text: String,
+    },
+    /// A number without a unit.
+    #[error("`{text}` is not a duration: `{amount}` has no unit")]
+    NoUnit {
+        /// The text as written.
+        text: String,
+        /// The number without a unit.
+        amount: u64,
+    },
+    /// A unit other than `ms`, `s`, `m`, `h` and `d`.
+    #[error("`{text}` is not a duration: `{unit}` is not a unit")]
+    UnknownUnit {
+        /// The text as written.
+        text: String,
+        /// The unit as written.
+        unit: String,
+    },
+}
+
 /// Parses a duration such as `250ms`, `30s`, `5m`, `1h`, `1d` or `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!("`{text}` is not a duration"));
+            return Err(DurationError::NotADuration { text: text.into() });
         }
         let amount: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("`{text}` is too large"))?;
+            .map_err(|_| DurationError::TooLarge { text: text.into() })?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -29,14 +65,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(amount.saturating_mul(3600)),
             "d" => Duration::from_secs(amount.saturating_mul(86_400)),
             "" => {
-                return Err(format!(
-                    "`{text}` is not a duration: `{amount}` has no unit"
-                ));
+                return Err(DurationError::NoUnit {
+                    text: text.into(),
+                    amount,
+                });
             }
             other => {
-                return Err(format!(
-                    "`{text}` is not a duration: `{other}` is not a unit"
-                ));
+                return Err(DurationError::UnknownUnit {
+                    text: text.into(),
+                    unit: other.into(),
+                });
             }
         };
         total = total.saturating_add(part);
@@ -65,7 +103,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Formats a duration for humans in tables (`12ms`, `1.52s`, `3m04s`).
-pub fn human(d: Duration) -> String {
+pub fn human_duration(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms < 1000.0 {
         format!("{ms:.0}ms")

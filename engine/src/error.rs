@@ -3,6 +3,12 @@
 
 use std::path::PathBuf;
 
+/// A plugin's settings (a section, an executor's `executor:` settings) that do not read as
+/// the plugin's settings type; the message is serde's, which names the field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SettingsError(#[from] serde_json::Error);
+
 /// An error of the engine itself.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

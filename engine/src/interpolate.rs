@@ -46,7 +46,11 @@ pub struct InterpolationError {
 const FORMS_HINT: &str = "use ${params.NAME}, ${env.NAME}, ${env.NAME:-default} or ${secret.NAME}; write $${ for a literal ${";
 
 /// Interpolates `text`.
-pub fn interpolate(text: &str, scope: &Scope<'_>) -> Result<Interpolated, InterpolationError> {
+#[cfg(test)]
+pub(crate) fn interpolate(
+    text: &str,
+    scope: &Scope<'_>,
+) -> Result<Interpolated, InterpolationError> {
     interpolate_tracked(text, scope).map(|(value, _)| value)
 }
 

@@ -5,17 +5,23 @@
 //! retries, timeouts and caching, and records every run.
 //!
 //! ```text
-//!  pipeline.yaml ──loader::load_file─▶ Pipeline ──graph──▶ DAG
-//!        │ (every problem at once,                         │
-//!        │  file:line:column + hint)                       ▼
-//!        ▼                                              run::run ── Registry ──▶ Task::run
-//!   Diagnostics                                        │    │  (retries, timeouts,
-//!                                                      │    │   cancellation)
-//!                                          cache::Cache ◀┘    └──▶ store::RunStore
-//!                                    (key: type, version,           runs/<id>/run.json
-//!                                     params, upstream               runs/<id>/events.jsonl
-//!                                     fingerprints)                  runs/<id>/log.jsonl
+//!  pipeline.yaml ──load_file─▶ Pipeline ──graph──▶ DAG
+//!        │ (every problem at once,                 │
+//!        │  file:line:column + hint)               ▼
+//!        ▼                                     Engine::run ── Registry ──▶ Task::run
+//!   Diagnostics                                  │    │  (retries, timeouts, shards,
+//!                                                │    │   cancellation; an Executor
+//!                                                │    │   runs remote attempts)
+//!                                  cache::Cache ◀┘    └──▶ store::RunStore
+//!                            (key: type, version,           runs/<id>/run.json
+//!                             params, upstream               runs/<id>/events.jsonl
+//!                             fingerprints)                  runs/<id>/log.jsonl
 //! ```
+//!
+//! The public modules are the rooms a caller works with ([`task`] for task authors,
+//! [`executor`] for executor authors, [`spec`], [`store`], [`scheduler`], [`cache`], [`cron`],
+//! [`graph`], [`logging`], [`secrets`]); the rest is private and what callers need of it is
+//! re-exported here. See the crate's README for the module map.
 //!
 //! User mistakes are [`Diagnostics`]; task failures are [`TaskError`]s that say whether they
 //! are retryable; problems of the engine itself (I/O on the run store, a locked run) are
@@ -24,45 +30,53 @@
 mod atomic_file;
 pub mod cache;
 pub mod cron;
-pub mod diagnostic;
-pub mod duration;
-pub mod error;
+mod diagnostic;
+mod duration;
+mod error;
 pub mod executor;
 pub mod graph;
-pub mod interpolate;
-pub mod listener;
-pub mod loader;
-pub mod log_cap;
+mod interpolate;
+mod listener;
+mod loader;
+mod log_cap;
 pub mod logging;
 pub mod metrics;
-pub mod observer;
-pub mod progress;
-pub mod registry;
-pub mod retry;
-pub mod run;
+mod observer;
+mod progress;
+mod registry;
+mod retry;
+mod run;
 pub mod scheduler;
-pub mod schema;
-pub mod schema_check;
+mod schema;
+mod schema_check;
 pub mod secrets;
-pub mod section;
+mod section;
 pub mod spec;
 pub mod store;
 pub mod task;
 pub mod telemetry;
-pub mod watch;
-pub mod worker;
-pub mod yaml;
+mod watch;
+mod worker;
+mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
-pub use error::EngineError;
+pub use duration::{DurationError, format_duration, human_duration, parse_duration};
+pub use error::{EngineError, SettingsError};
 pub use executor::Executor;
 pub use listener::RunListener;
-pub use loader::{LoadOptions, load_file, load_str};
-pub use progress::ProgressReporter;
+pub use loader::{LoadOptions, MAX_TASKS, load_file, load_str};
+pub use observer::{ObserverError, RunObserver};
+pub use progress::{PROGRESS_TARGET, ProgressReporter};
 pub use registry::Registry;
-pub use run::{Engine, RunOptions};
+pub use run::{Engine, OUTCOME_TARGET, RunOptions};
+pub use schema::{ParamDoc, param_docs, pipeline_schema};
 pub use secrets::process_env;
-pub use section::Section;
+pub use section::{DynSection, Section};
 pub use spec::{Pipeline, TaskSpec};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
-pub use task::{DynTask, ErrorKind, PipelineInfo, Task, TaskContext, TaskError, TaskOutput};
+pub use task::{
+    BoxFuture, DynTask, ErrorKind, PipelineInfo, Shard, Task, TaskContext, TaskError, TaskOutput,
+};
+pub use watch::{WatchOptions, WatchSummary, watch};
+pub use worker::task_exec;
+pub use yaml::{MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES};

@@ -28,37 +28,61 @@ impl Default for LogCap {
     }
 }
 
+/// A size that cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SizeError {
+    /// The text does not start with a number.
+    #[error("`{text}` is not a size such as `10MB`")]
+    NotASize { text: String },
+    /// A unit other than B, KB, MB and GB.
+    #[error("`{unit}` is not a unit (B, KB, MB, GB)")]
+    UnknownUnit { unit: String },
+    /// More bytes than fit in 64 bits.
+    #[error("`{text}` is too large")]
+    TooLarge { text: String },
+}
+
+/// `TWEETFLOW_LOG_CAP` is set to something that is not a size.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("TWEETFLOW_LOG_CAP=`{value}`: {source}")]
+pub(crate) struct LogCapError {
+    value: String,
+    source: SizeError,
+}
+
 impl LogCap {
     /// The cap set by `TWEETFLOW_LOG_CAP`, else the default.
-    pub fn from_env() -> Result<Self, String> {
+    pub(crate) fn from_env() -> Result<Self, LogCapError> {
         match std::env::var("TWEETFLOW_LOG_CAP") {
             Ok(v) if !v.trim().is_empty() => parse_size(&v)
                 .map(|n| LogCap {
                     max_bytes: if n == 0 { u64::MAX } else { n },
                 })
-                .map_err(|e| format!("TWEETFLOW_LOG_CAP=`{v}`: {e}")),
+                .map_err(|source| LogCapError { value: v, source }),
             _ => Ok(LogCap::default()),
         }
     }
 }
 
 /// Parses a size such as `10MB`, `512KB`, `1GB` or `4096` (bytes; units are powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, SizeError> {
     let text = text.trim();
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     let amount: u64 = text[..digits]
         .parse()
-        .map_err(|_| format!("`{text}` is not a size such as `10MB`"))?;
+        .map_err(|_| SizeError::NotASize { text: text.into() })?;
     let unit: u64 = match text[digits..].trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1024,
         "M" | "MB" | "MIB" => 1024 * 1024,
         "G" | "GB" | "GIB" => 1024 * 1024 * 1024,
-        other => return Err(format!("`{other}` is not a unit (B, KB, MB, GB)")),
+        other => {
+            return Err(SizeError::UnknownUnit { unit: other.into() });
+        }
     };
     amount
         .checked_mul(unit)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| SizeError::TooLarge { text: text.into() })
 }
 
 /// What an attempt has logged so far.

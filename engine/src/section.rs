@@ -14,6 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::error::SettingsError;
+
 /// A top-level section of the pipeline file, owned by a plugin.
 pub trait Section: DeserializeOwned + Serialize + JsonSchema + Send + Sync + 'static {
     /// The section's key at the top of the pipeline file.
@@ -35,7 +37,7 @@ pub trait DynSection: Send + Sync {
     /// JSON Schema of the section.
     fn schema(&self) -> Value;
     /// Reads `value` as the section's type and writes it back with every default filled in.
-    fn normalize(&self, value: &Value) -> Result<Value, String>;
+    fn normalize(&self, value: &Value) -> Result<Value, SettingsError>;
 }
 
 /// Wraps a [`Section`] type as a [`DynSection`].
@@ -68,9 +70,9 @@ impl<S: Section> DynSection for Erased<S> {
             .to_value()
     }
 
-    fn normalize(&self, value: &Value) -> Result<Value, String> {
-        let typed: S = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-        serde_json::to_value(typed).map_err(|e| e.to_string())
+    fn normalize(&self, value: &Value) -> Result<Value, SettingsError> {
+        let typed: S = serde_json::from_value(value.clone())?;
+        Ok(serde_json::to_value(typed)?)
     }
 }
 

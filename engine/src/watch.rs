@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::duration::human;
+use crate::duration::human_duration as human;
 use crate::error::EngineError;
 use crate::run::{Engine, RunOptions};
 use crate::spec::Pipeline;

@@ -82,7 +82,8 @@ impl Node {
     }
 
     /// The items, if the node is a sequence.
-    pub fn as_seq(&self) -> Option<&[Node]> {
+    #[cfg(test)]
+    pub(crate) fn as_seq(&self) -> Option<&[Node]> {
         match &self.value {
             Value::Seq(s) => Some(s),
             _ => None,

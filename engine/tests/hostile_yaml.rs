@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tweetflow_engine::yaml::{MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES};
 use tweetflow_engine::{
-    Diagnostics, LoadOptions, Pipeline, Registry, Task, TaskContext, TaskError, TaskOutput,
-    load_file, load_str, loader::MAX_TASKS,
+    Diagnostics, LoadOptions, MAX_TASKS, Pipeline, Registry, Task, TaskContext, TaskError,
+    TaskOutput, load_file, load_str,
 };
+use tweetflow_engine::{MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES};
 
 struct Noop;
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tweetflow_engine::cache::{Cache, CacheEntry};
 use tweetflow_engine::spec::{CachePolicy, RetentionPolicy, RetryPolicy};
-use tweetflow_engine::store::prune::{KeepReason, PruneOptions};
 use tweetflow_engine::store::{Event, RunHandle};
+use tweetflow_engine::store::{KeepReason, PruneOptions};
 use tweetflow_engine::{Pipeline, RunRecord, RunStatus, RunStore, TaskOutput, TaskSpec};
 
 fn pipeline(name: &str, retention: Option<RetentionPolicy>) -> Pipeline {
@@ -357,7 +357,7 @@ fn the_policy_comes_from_the_caller_the_newest_plan_or_the_default() {
 
 #[test]
 fn the_default_policy_is_read_from_the_environment() {
-    use tweetflow_engine::store::prune::default_policy;
+    use tweetflow_engine::store::default_policy;
     type Case = (
         &'static [(&'static str, &'static str)],
         Result<Option<RetentionPolicy>, &'static str>,
@@ -395,7 +395,9 @@ fn the_default_policy_is_read_from_the_environment() {
         };
         match (default_policy(&env), expected) {
             (Ok(got), Ok(want)) => assert_eq!(&got, want, "{vars:?}"),
-            (Err(got), Err(prefix)) => assert!(got.starts_with(prefix), "{vars:?}: {got}"),
+            (Err(got), Err(prefix)) => {
+                assert!(got.to_string().starts_with(prefix), "{vars:?}: {got}")
+            }
             (got, want) => panic!("{vars:?}: got {got:?}, want {want:?}"),
         }
     }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tweetflow_engine::RunOptions;
 use tweetflow_engine::cache::Cache;
-use tweetflow_engine::run::RunOptions;
-use tweetflow_engine::store::prune::EntryRemoval;
+use tweetflow_engine::store::EntryRemoval;
 use tweetflow_engine::{
     Engine, LoadOptions, Registry, RunStatus, Task, TaskContext, TaskError, TaskOutput, TaskStatus,
     load_str, process_env,

@@ -80,8 +80,27 @@ fn poll_ms() -> u64 {
     250
 }
 
+/// A size that cannot be read (in `memory:` and the like).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// The text does not start with a number.
+    #[error("`{text}` is not a size such as `2GB` or `512MiB`")]
+    NotASize {
+        /// The size as written.
+        text: String,
+    },
+    /// A unit that is not one of B, KB, MB, GB, TB, KiB, MiB, GiB.
+    #[error("`{text}`: unknown unit `{unit}` (use B, KB, MB, GB, KiB, MiB, GiB)")]
+    UnknownUnit {
+        /// The size as written.
+        text: String,
+        /// The unit as written.
+        unit: String,
+    },
+}
+
 /// Bytes of a size such as `2GB`, `512MiB`, `100k` or `1048576`.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, SizeError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -89,7 +108,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let (number, unit) = t.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a size such as `2GB` or `512MiB`"))?;
+        .map_err(|_| SizeError::NotASize { text: text.into() })?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -100,9 +119,10 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "mi" | "mib" => 1024.0 * 1024.0,
         "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
         _ => {
-            return Err(format!(
-                "`{text}`: unknown unit `{unit}` (use B, KB, MB, GB, KiB, MiB, GiB)"
-            ));
+            return Err(SizeError::UnknownUnit {
+                text: text.into(),
+                unit: unit.into(),
+            });
         }
     };
     Ok((number * factor) as u64)

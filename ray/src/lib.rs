@@ -22,7 +22,7 @@ mod config;
 mod executor;
 
 pub use client::{JobInfo, JobStatus, JobsClient, RayError};
-pub use config::{RayConfig, parse_bytes};
+pub use config::{RayConfig, SizeError, parse_bytes};
 pub use executor::RayExecutor;
 
 /// Registers the `ray` executor.

@@ -28,6 +28,25 @@ pub struct Sandbox {
     tf: Tweetflow,
 }
 
+/// Why `tweetflow runs list --json` gave no list of runs.
+#[derive(Debug, thiserror::Error)]
+pub enum RunsListError {
+    /// The binary could not be started.
+    #[error("runs list: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// It exited with a failure.
+    #[error("runs list exited {code:?}: {stderr}")]
+    Failed {
+        /// Its exit code (`None`: killed by a signal).
+        code: Option<i32>,
+        /// The start of its standard error.
+        stderr: String,
+    },
+    /// Its output is not a JSON list of runs.
+    #[error("runs list is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+}
+
 /// What a finished `tweetflow run … --json` gave.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -252,19 +271,18 @@ impl Sandbox {
     }
 
     /// `tweetflow runs list --json` over the whole store: the runs, or why it did not parse.
-    pub fn runs_list(&self) -> Result<Vec<Value>, String> {
+    pub fn runs_list(&self) -> Result<Vec<Value>, RunsListError> {
         let out = self
             .cmd(&["runs", "list", "--json", "--limit", "0"])
             .output()
-            .map_err(|e| format!("runs list: {e}"))?;
+            .map_err(RunsListError::Spawn)?;
         if !out.status.success() {
-            return Err(format!(
-                "runs list exited {:?}: {}",
-                out.status.code(),
-                shorten(String::from_utf8_lossy(&out.stderr).trim(), 200)
-            ));
+            return Err(RunsListError::Failed {
+                code: out.status.code(),
+                stderr: shorten(String::from_utf8_lossy(&out.stderr).trim(), 200),
+            });
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("runs list is not JSON: {e}"))
+        serde_json::from_slice(&out.stdout).map_err(RunsListError::NotJson)
     }
 
     /// Resumes the sandbox's last run, or runs the main pipeline again when no run was

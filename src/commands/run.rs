@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use tweetflow_engine::duration::human;
+use tweetflow_engine::human_duration;
 use tweetflow_engine::{Engine, EngineError, Registry, RunOptions, RunRecord, RunStatus};
 
 use super::{load_or_report, new_engine, spawn_signal_handler, text_table};
@@ -112,14 +112,13 @@ async fn watch(
     options: RunOptions,
     args: &RunArgs,
 ) -> anyhow::Result<u8> {
-    let watch_options = tweetflow_engine::watch::WatchOptions {
+    let watch_options = tweetflow_engine::WatchOptions {
         interval: args.interval,
         until_idle: args.until_idle,
         paths: args.watch_path.clone(),
     };
     let summary =
-        tweetflow_engine::watch::watch(engine, pipeline, file, text, options, watch_options)
-            .await?;
+        tweetflow_engine::watch(engine, pipeline, file, text, options, watch_options).await?;
     let rows: Vec<Vec<String>> = summary
         .batches
         .iter()
@@ -129,7 +128,7 @@ async fn watch(
                 (i + 1).to_string(),
                 r.run_id.clone(),
                 r.status.as_str().to_string(),
-                human(r.duration()),
+                human_duration(r.duration()),
             ]
         })
         .collect();
@@ -157,7 +156,9 @@ pub fn summary(record: &RunRecord) -> String {
                 id.to_string(),
                 t.status.as_str().to_string(),
                 t.attempts.len().to_string(),
-                t.duration().map(human).unwrap_or_else(|| "-".into()),
+                t.duration()
+                    .map(human_duration)
+                    .unwrap_or_else(|| "-".into()),
                 if t.status == tweetflow_engine::TaskStatus::Cached {
                     "yes".into()
                 } else {
@@ -171,7 +172,7 @@ pub fn summary(record: &RunRecord) -> String {
         record.run_id,
         record.pipeline,
         record.status.as_str(),
-        human(record.duration())
+        human_duration(record.duration())
     );
     out.push_str(&text_table::render(
         &["TASK", "STATUS", "ATTEMPTS", "DURATION", "CACHED"],

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use tweetflow_engine::duration::human;
+use tweetflow_engine::human_duration;
 use tweetflow_engine::process_env;
-use tweetflow_engine::store::prune::{PruneOptions, default_policy};
+use tweetflow_engine::store::{PruneOptions, default_policy};
 use tweetflow_engine::{EngineError, Registry, RunRecord};
 
 use super::run::summary;
@@ -39,7 +39,7 @@ pub(crate) async fn runs(
                         r.pipeline.clone(),
                         r.status.as_str().to_string(),
                         r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                        human(r.duration()),
+                        human_duration(r.duration()),
                         format!("{ok}/{}", r.tasks.len()),
                     ]
                 })

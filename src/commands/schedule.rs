@@ -12,7 +12,7 @@ use tweetflow_engine::scheduler::{
     LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock, resolve_overlap,
 };
 use tweetflow_engine::spec::Overlap;
-use tweetflow_engine::store::prune::default_policy;
+use tweetflow_engine::store::default_policy;
 use tweetflow_engine::{Pipeline, Registry, RunStore};
 
 use super::{load_or_report, spawn_signal_handler};
@@ -127,8 +127,8 @@ fn next_fire_times(pipeline: &Pipeline, n: usize) -> anyhow::Result<String> {
     let Some(spec) = &pipeline.schedule else {
         return Ok(String::new());
     };
-    let cron = CronExpr::parse(&spec.cron).map_err(anyhow::Error::msg)?;
-    let tz = parse_zone(&spec.timezone).map_err(anyhow::Error::msg)?;
+    let cron = CronExpr::parse(&spec.cron)?;
+    let tz = parse_zone(&spec.timezone)?;
     let mut out = format!(
         "{} (cron \"{}\", {})\n",
         pipeline.name, spec.cron, spec.timezone

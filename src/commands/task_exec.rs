@@ -14,7 +14,7 @@ pub(crate) async fn task(registry: &Arc<Registry>, command: TaskCommand) -> anyh
         TaskCommand::Exec { file, result } => {
             let cancel = CancellationToken::new();
             spawn_signal_handler_quiet(cancel.clone());
-            Ok(tweetflow_engine::worker::task_exec(registry, &file, &result, cancel).await)
+            Ok(tweetflow_engine::task_exec(registry, &file, &result, cancel).await)
         }
     }
 }

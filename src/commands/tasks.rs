@@ -1,7 +1,7 @@
 //! `tweetflow tasks` and `tweetflow schema`: the registered task types and the pipeline schema.
 
 use tweetflow_engine::Registry;
-use tweetflow_engine::schema::{param_docs, pipeline_schema};
+use tweetflow_engine::{param_docs, pipeline_schema};
 
 use crate::exit;
 

@@ -54,7 +54,8 @@ fn start() -> Result<Azurite, String> {
         "--skipApiVersionCheck".as_ref(),
         "--silent".as_ref(),
     ];
-    spawn_watched(&bin, &args, &dir.join("azurite.log"), Some(&dir), |_| {})?;
+    spawn_watched(&bin, &args, &dir.join("azurite.log"), Some(&dir), |_| {})
+        .map_err(|e| format!("cannot start bash: {e}"))?;
     let t = Instant::now();
     if wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
         http(port, "GET", &format!("/{ACCOUNT}?comp=list"), "")

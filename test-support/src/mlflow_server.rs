@@ -74,7 +74,8 @@ fn start() -> Result<Server, String> {
     spawn_watched(&mlflow, &args, &dir.join("server.log"), Some(&dir), |c| {
         c.current_dir(&dir)
             .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false");
-    })?;
+    })
+    .map_err(|e| format!("cannot start bash: {e}"))?;
     let t = Instant::now();
     if wait_until(Duration::from_secs(90), Duration::from_millis(200), || {
         health(port).then_some(())

@@ -89,7 +89,8 @@ impl Prometheus {
             format!("--web.listen-address=127.0.0.1:{port}"),
         ];
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        let pgid = spawn_watched(&bin, &args, &log, Some(&scratch), |_| {})?;
+        let pgid =
+            spawn_watched(&bin, &args, &log, Some(&scratch), |_| {}).map_err(|e| e.to_string())?;
         let t = Instant::now();
         if wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
             http(port, "GET", "/-/ready", "")

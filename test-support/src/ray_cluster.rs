@@ -72,7 +72,8 @@ fn start() -> Result<Cluster, String> {
         |c| {
             c.env("PATH", path_with_venv(&ray)).env("RAY_ADDRESS", "");
         },
-    )?;
+    )
+    .map_err(|e| format!("cannot start bash: {e}"))?;
     let t = Instant::now();
     let ready = wait_until(Duration::from_secs(240), Duration::from_millis(500), || {
         let summary = http(dashboard, "GET", "/nodes?view=summary", "")?;

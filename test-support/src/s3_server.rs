@@ -55,7 +55,8 @@ fn start() -> Result<S3Server, String> {
         &log,
         None,
         |_| {},
-    )?;
+    )
+    .map_err(|e| format!("cannot start bash: {e}"))?;
     let t = Instant::now();
     if wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
         http(port, "GET", "/", "")

@@ -19,29 +19,52 @@ pub async fn rows(location: &str) -> (Vec<String>, Vec<Vec<String>>) {
         .expect("table exists")
 }
 
+/// Why a table could not be read back: the step that failed and its error.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+pub struct TableReadError {
+    /// What was being done (`open LOCATION`, `schema`, `read PATH` ...).
+    pub step: String,
+    /// The error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn at<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    step: impl Into<String>,
+) -> impl FnOnce(E) -> TableReadError {
+    let step = step.into();
+    move |e| TableReadError {
+        step,
+        source: e.into(),
+    }
+}
+
 /// [`rows`] without panicking: `Ok(None)` when there is no table at `location`, `Err` with
 /// the reason when it cannot be read.
-pub async fn try_rows(location: &str) -> Result<Option<Table>, String> {
+pub async fn try_rows(location: &str) -> Result<Option<Table>, TableReadError> {
     let Some(t) = table::open_table(location)
         .await
-        .map_err(|e| format!("open {location}: {e}"))?
+        .map_err(at(format!("open {location}")))?
     else {
         return Ok(None);
     };
-    let schema = table::arrow_schema(&t, location).map_err(|e| format!("schema: {e}"))?;
+    let schema = table::arrow_schema(&t, location).map_err(at("schema"))?;
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let mut out = Vec::new();
-    for (path, _, _) in table::active_files(&t, location).map_err(|e| format!("files: {e}"))? {
+    for (path, _, _) in table::active_files(&t, location).map_err(at("files"))? {
         let mut stream = table::read_file(&t, &path, &[])
             .await
-            .map_err(|e| format!("read {path}: {e}"))?;
+            .map_err(at(format!("read {path}")))?;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| format!("read {path}: {e}"))?;
+            let batch = batch.map_err(at(format!("read {path}")))?;
             for i in 0..batch.num_rows() {
                 let mut row = Vec::with_capacity(names.len());
                 for n in &names {
                     row.push(match batch.column_by_name(n) {
-                        Some(c) => array_value_to_string(c, i).map_err(|e| e.to_string())?,
+                        Some(c) => {
+                            array_value_to_string(c, i).map_err(at(format!("column {n}")))?
+                        }
                         None => String::new(),
                     });
                 }

@@ -81,7 +81,7 @@ pub fn spawn_watched(
     log: &Path,
     scratch: Option<&Path>,
     configure: impl FnOnce(&mut Command),
-) -> Result<i32, String> {
+) -> std::io::Result<i32> {
     AT_EXIT.call_once(|| {
         // SAFETY: registering a plain extern "C" function.
         unsafe {
@@ -114,10 +114,7 @@ pub fn spawn_watched(
     configure(&mut command);
     let child = {
         use std::os::unix::process::CommandExt;
-        command
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start bash: {e}"))?
+        command.process_group(0).spawn()?
     };
     let pgid = child.id() as i32;
     GROUPS

@@ -7,7 +7,7 @@
 //! itself, so a run started here is an ordinary run.
 //!
 //! Every page has a JSON twin (`Accept: application/json`). Pages are read-only; actions need
-//! the token and a same-origin request (see [`security`]).
+//! the token and a same-origin request (see the `security` module).
 //!
 //! ```text
 //!  GET  /                       pipelines        POST /pipelines/{name}/run
@@ -18,18 +18,19 @@
 //!  GET  /schedules              the scheduler's state
 //! ```
 
-pub mod actions;
-pub mod cron_words;
-pub mod dag;
-pub mod error;
-pub mod gantt;
-pub mod log_stream;
-pub mod pages;
-pub mod pipelines;
-pub mod render;
-pub mod run_index;
-pub mod security;
-pub mod server;
+mod actions;
+mod cron_words;
+mod dag;
+mod error;
+mod gantt;
+mod log_stream;
+mod pages;
+mod pipelines;
+mod render;
+mod run_index;
+mod security;
+mod server;
+mod state;
 
 pub use error::UiError;
 pub use server::{UiConfig, bind, serve};

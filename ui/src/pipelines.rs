@@ -183,7 +183,7 @@ pub fn param_fields(pipeline: &Pipeline) -> Vec<ParamField> {
             ParamField {
                 name: name.clone(),
                 kind: kind.to_string(),
-                value: if crate::pages::is_secret_name(name) {
+                value: if is_secret_name(name) {
                     String::new()
                 } else {
                     value
@@ -191,4 +191,19 @@ pub fn param_fields(pipeline: &Pipeline) -> Vec<ParamField> {
             }
         })
         .collect()
+}
+
+/// Whether a param's value must not be shown (it names a secret).
+pub(crate) fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "credential",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }

@@ -16,6 +16,7 @@ use crate::pages;
 use crate::render::Templates;
 use crate::run_index::RunIndex;
 use crate::security::{Guard, random_token};
+use crate::state::AppState;
 
 /// How `tweetflow ui` was called.
 #[derive(Clone)]
@@ -32,26 +33,6 @@ pub struct UiConfig {
     pub exe: PathBuf,
     /// The task types (the same registry `tweetflow validate` uses).
     pub registry: Arc<Registry>,
-}
-
-/// What every request handler shares.
-pub struct AppState {
-    /// Pipeline files, or directories of them.
-    pub paths: Vec<PathBuf>,
-    /// The run store.
-    pub store: RunStore,
-    /// Summaries of runs read so far.
-    pub index: RunIndex,
-    /// The task types.
-    pub registry: Arc<Registry>,
-    /// Token and same-origin checks.
-    pub guard: Guard,
-    /// Calls the binary.
-    pub launcher: Launcher,
-    /// The page templates.
-    pub templates: Templates,
-    /// The run store's metrics (`/metrics`).
-    pub metrics: Arc<StoreMetrics>,
 }
 
 /// A bound server, ready to serve.

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::resolved::ResolvedAttempt;
+use crate::error::SettingsError;
 use crate::task::{BoxFuture, ErrorKind, TaskError, TaskOutput};
 
 /// Records the id of the job running an attempt (shown per attempt in the run record).
@@ -87,7 +88,7 @@ pub trait DynExecutor: Send + Sync {
     /// JSON Schema of the settings.
     fn schema(&self) -> Value;
     /// Reads `value` as the settings and writes them back with every default filled in.
-    fn normalize(&self, value: &Value) -> Result<Value, String>;
+    fn normalize(&self, value: &Value) -> Result<Value, SettingsError>;
     /// See [`Executor::run`].
     fn run<'a>(
         &'a self,
@@ -116,9 +117,9 @@ impl<E: Executor> DynExecutor for Erased<E> {
             .to_value()
     }
 
-    fn normalize(&self, value: &Value) -> Result<Value, String> {
-        let typed: E::Config = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-        serde_json::to_value(typed).map_err(|e| e.to_string())
+    fn normalize(&self, value: &Value) -> Result<Value, SettingsError> {
+        let typed: E::Config = serde_json::from_value(value.clone())?;
+        Ok(serde_json::to_value(typed)?)
     }
 
     fn run<'a>(

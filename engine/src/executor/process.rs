@@ -90,6 +90,7 @@ async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin) {
     }
 }
 
+#[allow(unsafe_code)] // kill(2) has no safe wrapper in the standard library
 fn signal_group(pid: u32, signal: i32) {
     // SAFETY: kill(2) on the process group the child leads.
     unsafe {

@@ -50,8 +50,6 @@ pub struct LoadOptions<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-pub use crate::secrets::process_env;
-
 /// Reads and validates the pipeline file at `path`.
 pub fn load_file(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, Diagnostics> {
     let file = path.display().to_string();

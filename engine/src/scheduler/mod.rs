@@ -38,8 +38,8 @@ use crate::error::EngineError;
 use crate::run::{Engine, RunOptions};
 use crate::secrets::process_env;
 use crate::spec::{Catchup, Overlap, Pipeline, RetentionPolicy, ScheduleSpec};
+use crate::store::PruneOptions;
 use crate::store::RunStore;
-use crate::store::prune::PruneOptions;
 use crate::task::BoxFuture;
 
 mod clock;
@@ -135,12 +135,12 @@ impl Scheduler {
                     pipeline: p.pipeline.name.clone(),
                     message: "it has no `schedule:` section".into(),
                 })?;
-            let bad = |message: String| SchedulerError::BadSchedule {
+            let bad = |e: &dyn std::fmt::Display| SchedulerError::BadSchedule {
                 pipeline: p.pipeline.name.clone(),
-                message,
+                message: e.to_string(),
             };
-            let cron = CronExpr::parse(&spec.cron).map_err(bad)?;
-            let tz = parse_zone(&spec.timezone).map_err(bad)?;
+            let cron = CronExpr::parse(&spec.cron).map_err(|e| bad(&e))?;
+            let tz = parse_zone(&spec.timezone).map_err(|e| bad(&e))?;
             let lock = lock_pipeline(&store, &p.pipeline.name)?;
             let state = store.schedule_state(&p.pipeline.name)?;
             loops.push(PipelineLoop {

@@ -26,8 +26,8 @@
 //! lists them.
 
 mod log;
-pub mod prune;
-pub mod prune_outputs;
+mod prune;
+mod prune_outputs;
 mod record;
 mod schedule;
 
@@ -43,7 +43,10 @@ use crate::spec::{Pipeline, PlanError};
 pub use crate::atomic_file::write_atomic;
 pub use log::RunHandle;
 use log::load_record;
-pub use prune::{PruneOptions, PruneReport};
+pub use prune::{
+    EntryRemoval, KeepReason, PruneOptions, PruneReport, PrunedEntry, PrunedRun, RetentionEnvError,
+    default_policy,
+};
 pub use record::{Attempt, Event, RunRecord, RunStatus, TaskRecord, TaskStatus};
 pub use schedule::{HISTORY, ScheduleState, TickAction, TickRecord};
 

@@ -41,7 +41,7 @@ use serde::Serialize;
 use super::log::load_record;
 use super::{RunStore, take_lock};
 use crate::cache::CacheEntry;
-use crate::duration::parse_duration;
+use crate::duration::{DurationError, parse_duration};
 use crate::error::EngineError;
 use crate::spec::RetentionPolicy;
 use crate::store::{RunRecord, RunStatus};
@@ -167,13 +167,45 @@ impl PruneReport {
     }
 }
 
+/// A default retention setting in the environment that cannot be read (the variable is
+/// named in the message).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RetentionEnvError {
+    /// `TWEETFLOW_RETENTION_KEEP_LAST` is not a count of at least 1.
+    #[error("TWEETFLOW_RETENTION_KEEP_LAST=`{value}`: expected an integer of at least 1")]
+    KeepLast {
+        /// The variable's value.
+        value: String,
+    },
+    /// `TWEETFLOW_RETENTION_MAX_AGE` is zero.
+    #[error("TWEETFLOW_RETENTION_MAX_AGE=`{value}`: must be longer than zero")]
+    ZeroMaxAge {
+        /// The variable's value.
+        value: String,
+    },
+    /// `TWEETFLOW_RETENTION_MAX_AGE` is not a duration.
+    #[error("TWEETFLOW_RETENTION_MAX_AGE=`{value}`: {source}")]
+    MaxAge {
+        /// The variable's value.
+        value: String,
+        /// Why it is not a duration.
+        source: DurationError,
+    },
+    /// `TWEETFLOW_RETENTION_KEEP_FAILED` is neither `true` nor `false`.
+    #[error("TWEETFLOW_RETENTION_KEEP_FAILED=`{value}`: expected true or false")]
+    KeepFailed {
+        /// The variable's value.
+        value: String,
+    },
+}
+
 /// The default policy from the environment: `TWEETFLOW_RETENTION_KEEP_LAST` (a count),
 /// `TWEETFLOW_RETENTION_MAX_AGE` (a duration such as `30d`) and
 /// `TWEETFLOW_RETENTION_KEEP_FAILED` (`true` or `false`). `None` when neither of the first two
 /// is set.
 pub fn default_policy(
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<RetentionPolicy>, String> {
+) -> Result<Option<RetentionPolicy>, RetentionEnvError> {
     const KEEP_LAST: &str = "TWEETFLOW_RETENTION_KEEP_LAST";
     const MAX_AGE: &str = "TWEETFLOW_RETENTION_MAX_AGE";
     const KEEP_FAILED: &str = "TWEETFLOW_RETENTION_KEEP_FAILED";
@@ -182,9 +214,7 @@ pub fn default_policy(
         Some(v) => match v.trim().parse::<u32>() {
             Ok(n) if n >= 1 => Some(n),
             _ => {
-                return Err(format!(
-                    "{KEEP_LAST}=`{v}`: expected an integer of at least 1"
-                ));
+                return Err(RetentionEnvError::KeepLast { value: v });
             }
         },
         None => None,
@@ -192,15 +222,19 @@ pub fn default_policy(
     let max_age = match set(MAX_AGE) {
         Some(v) => match parse_duration(&v) {
             Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => return Err(format!("{MAX_AGE}=`{v}`: must be longer than zero")),
-            Err(e) => return Err(format!("{MAX_AGE}=`{v}`: {e}")),
+            Ok(_) => return Err(RetentionEnvError::ZeroMaxAge { value: v }),
+            Err(source) => return Err(RetentionEnvError::MaxAge { value: v, source }),
         },
         None => None,
     };
     let keep_failed = match set(KEEP_FAILED).as_deref().map(str::trim) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(v) => return Err(format!("{KEEP_FAILED}=`{v}`: expected true or false")),
+        Some(v) => {
+            return Err(RetentionEnvError::KeepFailed {
+                value: v.to_string(),
+            });
+        }
     };
     if keep_last.is_none() && max_age.is_none() {
         return Ok(None);
@@ -213,7 +247,7 @@ pub fn default_policy(
 }
 
 /// The latest of a run's start, resumes and end.
-pub fn last_activity(record: &RunRecord) -> DateTime<Utc> {
+fn last_activity(record: &RunRecord) -> DateTime<Utc> {
     let mut t = record.created_at;
     if let Some(r) = record.resumed_at.iter().max() {
         t = t.max(*r);
@@ -226,7 +260,7 @@ pub fn last_activity(record: &RunRecord) -> DateTime<Utc> {
 
 /// What the policy says of the run at `index` (0 = newest) of its pipeline: why it is kept,
 /// or `None` when it may be removed (if nothing else keeps it).
-pub fn policy_keeps(
+fn policy_keeps(
     policy: &RetentionPolicy,
     index: usize,
     record: &RunRecord,
@@ -459,7 +493,7 @@ impl RunStore {
 }
 
 /// The disk space used by `path` and everything under it (symbolic links not followed).
-pub fn disk_usage(path: &Path) -> u64 {
+pub(super) fn disk_usage(path: &Path) -> u64 {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return 0;
     };

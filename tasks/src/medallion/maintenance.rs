@@ -264,12 +264,11 @@ pub struct VacuumSummary {
 /// Vacuums `params.table` (see the module docs).
 pub async fn vacuum(params: &VacuumParams) -> Result<VacuumSummary> {
     let loc = params.table.clone();
-    let retention = tweetflow_engine::duration::parse_duration(&params.retention).map_err(|e| {
-        MedallionError::Param {
+    let retention =
+        tweetflow_engine::parse_duration(&params.retention).map_err(|e| MedallionError::Param {
             param: "retention",
-            message: e,
-        }
-    })?;
+            message: e.to_string(),
+        })?;
     let retention = chrono::Duration::from_std(retention).map_err(|e| MedallionError::Param {
         param: "retention",
         message: e.to_string(),

@@ -203,12 +203,14 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
         });
     }
     let delay = match &params.delay {
-        Some(d) => Some(tweetflow_engine::duration::parse_duration(d).map_err(|e| {
-            MedallionError::Param {
-                param: "delay",
-                message: e,
-            }
-        })?),
+        Some(d) => {
+            Some(
+                tweetflow_engine::parse_duration(d).map_err(|e| MedallionError::Param {
+                    param: "delay",
+                    message: e.to_string(),
+                })?,
+            )
+        }
         None => None,
     };
     let csv_path = Path::new(&params.csv).to_path_buf();

@@ -14,9 +14,9 @@ use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tweetflow_engine::observer::{ObserverError, RunObserver};
 use tweetflow_engine::secrets::mask;
 use tweetflow_engine::task::BoxFuture;
+use tweetflow_engine::{ObserverError, RunObserver};
 use tweetflow_engine::{Pipeline, RunRecord, RunStatus, Section};
 use tweetflow_mlflow::{Client, ClientConfig, Metric, MlflowRunStatus, Param, RunTag};
 

@@ -18,11 +18,11 @@ use crate::actions::{self, Outcome};
 use crate::dag::{self, Dag};
 use crate::gantt::{Gantt, gantt};
 use crate::log_stream::{self, LogLine};
-use crate::pipelines::{self, ParamField, PipelineFile, Problem, ScheduleView};
+use crate::pipelines::{self, ParamField, PipelineFile, Problem, ScheduleView, is_secret_name};
 use crate::render::{page, wants_json};
 use crate::run_index::{RunPage, RunQuery, RunSummary, is_run_status};
 use crate::security::TOKEN_COOKIE;
-use crate::server::AppState;
+use crate::state::AppState;
 
 mod metrics_page;
 mod pipeline_pages;
@@ -50,21 +50,6 @@ const LAST_RUNS_SCAN: usize = 1_000;
 const LOG_LINES: usize = 5_000;
 /// Next fire times shown.
 const NEXT_FIRES: usize = 5;
-
-/// Whether a param's value must not be shown (it names a secret).
-pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "credential",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-}
 
 fn mask_params(params: &BTreeMap<String, Json>) -> BTreeMap<String, Json> {
     params

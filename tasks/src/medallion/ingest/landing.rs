@@ -30,13 +30,12 @@ pub(super) struct Selected {
 impl LandingFilter {
     /// The rules of `params` (`settle_time` must be a duration).
     pub(super) fn new(params: &IngestParams) -> Result<Self> {
-        let settle =
-            tweetflow_engine::duration::parse_duration(&params.settle_time).map_err(|message| {
-                MedallionError::Param {
-                    param: "settle_time",
-                    message,
-                }
-            })?;
+        let settle = tweetflow_engine::parse_duration(&params.settle_time).map_err(|e| {
+            MedallionError::Param {
+                param: "settle_time",
+                message: e.to_string(),
+            }
+        })?;
         Ok(LandingFilter {
             skip_names: params.skip_names.clone(),
             settle,
