@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TWEETFLOW := $(TARGET_DIR)/release/tweetflow
 export TWEETFLOW_VENV := $(abspath $(VENV))
 
-.PHONY: demo demo-s3 test setup setup-demo setup-s3 venv browser azurite build build-release demo-build test-rust test-python lint bench reliability stop clean
+.PHONY: demo demo-s3 test setup setup-demo setup-s3 venv browser azurite prometheus build build-release demo-build test-rust test-python lint bench reliability stop clean
 
 ## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
 ## register the sentiment model (cached after the first time), then run the main pipeline on
@@ -43,7 +43,7 @@ demo-s3: setup-s3 build-release
 ## test: set up, then run every test (Rust workspace and Python)
 test: setup test-rust test-python
 
-setup: venv browser azurite
+setup: venv browser azurite prometheus
 
 ## venv: the full Python set for the tests (requirements-test.txt)
 venv:
@@ -69,6 +69,10 @@ azurite: venv
 ## browser: Debian's chromium and chromium-driver for the UI's browser test
 browser:
 	@scripts/setup-browser.sh
+
+## prometheus: Debian's Prometheus server, which the metrics tests start to scrape tweetflow
+prometheus:
+	@scripts/setup-prometheus.sh
 
 build:
 	$(CARGO) build --workspace --all-targets

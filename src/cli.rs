@@ -86,6 +86,10 @@ pub enum Command {
         /// On SIGTERM/SIGINT: how long active runs may take to finish before they are cancelled.
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         grace: std::time::Duration,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks
+        /// a free one, printed at start).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Turn a Sentiment140 CSV into landing JSON-lines files (simulates the tweet stream).
     Replay(ReplayArgs),
@@ -402,6 +406,10 @@ pub enum BenchCommand {
         /// Tasks per DAG.
         #[arg(long, default_value_t = 10_000)]
         tasks: usize,
+        /// Instead: the overhead per task with the OTLP trace export on vs off, alternating in
+        /// one process (needs OTEL_EXPORTER_OTLP_ENDPOINT).
+        #[arg(long)]
+        trace_export: bool,
     },
     /// Replay the shared training tweets through ingest and clean; tweets/s, peak memory and
     /// the ratio to a plain Parquet writer.

@@ -85,7 +85,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    let outcome = runtime.block_on(commands::dispatch(cli));
+    // The spans of the last run still queued for export go out now (a few seconds at most).
+    tweetflow_engine::telemetry::shutdown();
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let message = format!("{e:#}");

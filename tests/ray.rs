@@ -414,3 +414,80 @@ tasks:
         common::medallion_rows(&sb, "local")
     );
 }
+
+/// With trace export on, each shard's attempt span names its Ray job, and the job's worker
+/// (`tweetflow task exec` on a Ray node) continues the run's trace under that attempt.
+#[test]
+fn ray_jobs_continue_the_run_trace_and_their_attempt_spans_name_the_job() {
+    let _turn = turn();
+    let receiver = tweetflow_test_support::otlp_receiver::OtlpReceiver::start();
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        &pipeline(&cluster().address, r#"echo "traceparent $TRACEPARENT""#, ""),
+    );
+    let out = sb
+        .cmd(&["run", "p.yaml", "--json"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)
+        .output()
+        .unwrap();
+    let rec: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{rec}");
+    let run_id = rec["run_id"].as_str().unwrap();
+    let jobs = job_ids(&rec, "split");
+    assert_eq!(jobs.len(), 2, "{rec}");
+    // The workers export from their own processes: wait for both of their spans.
+    let spans = receiver.wait_for(Duration::from_secs(30), |spans| {
+        spans
+            .iter()
+            .filter(|s| s["name"] == "attempt" && s["attributes"]["run_id"] == run_id)
+            .count()
+            >= 2
+    });
+    let root = spans
+        .iter()
+        .find(|s| s["name"] == "run" && s["attributes"]["run_id"] == run_id)
+        .unwrap_or_else(|| panic!("no run span: {spans:#?}"));
+    let in_trace: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["trace_id"] == root["trace_id"])
+        .collect();
+    let engine_attempts: Vec<&Value> = in_trace
+        .iter()
+        .copied()
+        .filter(|s| s["name"] == "attempt" && s["attributes"]["job"].is_string())
+        .collect();
+    let mut named: Vec<String> = engine_attempts
+        .iter()
+        .map(|s| s["attributes"]["job"].as_str().unwrap().to_string())
+        .collect();
+    named.sort();
+    let mut expected = jobs.clone();
+    expected.sort();
+    assert_eq!(
+        named, expected,
+        "each shard's attempt span names its Ray job"
+    );
+    for attempt in &engine_attempts {
+        let workers: Vec<&&Value> = in_trace
+            .iter()
+            .filter(|s| s["parent_span_id"] == attempt["span_id"])
+            .collect();
+        assert_eq!(
+            workers.len(),
+            1,
+            "the Ray job's worker continues the trace under {attempt:#}: {in_trace:#?}"
+        );
+        assert_eq!(workers[0]["attributes"]["run_id"], run_id);
+    }
+    // The command in the job got the worker's span as TRACEPARENT (in the run's log).
+    let log = std::fs::read_to_string(sb.runs().join(run_id).join("log.jsonl")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "traceparent 00-{}-",
+            root["trace_id"].as_str().unwrap()
+        )),
+        "{log}"
+    );
+}

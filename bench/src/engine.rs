@@ -170,7 +170,7 @@ async fn bare_tokio(n: usize) -> Duration {
 }
 
 /// Runs one DAG; returns its wall time and peak heap above the live bytes before it.
-async fn timed_run(
+pub(crate) async fn timed_run(
     engine: &Engine,
     pipeline: Pipeline,
     heap: &dyn HeapCounter,

@@ -15,4 +15,9 @@ pub enum BenchError {
     /// The temporary run store could not be created.
     #[error("creating a temporary folder")]
     TempDir(#[source] std::io::Error),
+    /// `--trace-export` without an OTLP endpoint to export to.
+    #[error(
+        "--trace-export measures the OTLP trace export: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://127.0.0.1:4318) to a receiver"
+    )]
+    NoTraceExport,
 }

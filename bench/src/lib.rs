@@ -19,6 +19,7 @@ pub mod infer;
 pub mod medallion;
 pub mod mlflow;
 pub mod rss;
+pub mod trace_export;
 
 pub use bare_loop::{BareLoopBench, bench_bare_loop};
 pub use engine::{EngineBenchReport, bench_engine};

@@ -44,8 +44,9 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber: stderr filtered by `RUST_LOG`, and the run logs filtered
-/// by `TWEETFLOW_RUN_LOG` (both default to [`DEFAULT_FILTER`]). Does nothing if a subscriber
-/// is already installed.
+/// by `TWEETFLOW_RUN_LOG` (both default to [`DEFAULT_FILTER`]), and the OTLP trace export
+/// when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see [`crate::telemetry`]). Does nothing if a
+/// subscriber is already installed. Call before the async runtime starts.
 pub fn init(format: LogFormat) {
     init_with(format, DEFAULT_FILTER, None);
 }
@@ -61,6 +62,7 @@ pub fn init_with(format: LogFormat, stderr_default: &str, extra: Option<ExtraLay
     let result = match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(extra)
+            .with(crate::telemetry::layer())
             .with(
                 tracing_subscriber::fmt::layer()
                     .compact()
@@ -73,6 +75,7 @@ pub fn init_with(format: LogFormat, stderr_default: &str, extra: Option<ExtraLay
             .try_init(),
         LogFormat::Json => tracing_subscriber::registry()
             .with(extra)
+            .with(crate::telemetry::layer())
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
@@ -97,6 +100,7 @@ pub fn init_worker() {
     let filter = EnvFilter::try_from_env("TWEETFLOW_RUN_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let _ = tracing_subscriber::registry()
+        .with(crate::telemetry::layer())
         .with(
             tracing_subscriber::fmt::layer()
                 .json()

@@ -157,7 +157,16 @@ async fn run_resolved(
         ));
     }
     let span = tracing::info_span!("attempt", task = %resolved.task_id, number = resolved.attempt,
-        shard = resolved.shard.map(|s| s.index), run_id = %resolved.run_id);
+        shard = resolved.shard.map(|s| s.index), run_id = %resolved.run_id,
+        pipeline = %resolved.pipeline, r#type = %resolved.task_type);
+    // The engine's attempt span goes on here (a local child process, a Ray job).
+    let parent = resolved
+        .traceparent
+        .clone()
+        .or_else(|| std::env::var(crate::telemetry::context::TRACEPARENT_ENV).ok());
+    if let Some(parent) = parent {
+        crate::telemetry::context::continue_trace(&span, &parent);
+    }
     let ctx = TaskContext {
         run_id: resolved.run_id.clone(),
         task_id: resolved.task_id.clone(),

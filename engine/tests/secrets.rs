@@ -298,6 +298,7 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
         secrets: slots,
         run_store: None,
         links: Default::default(),
+        traceparent: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("attempt.json");

@@ -93,10 +93,7 @@ struct Job {
 /// anything else may pass.
 fn task_error(e: RayError) -> TaskError {
     match e {
-        RayError::Unauthorized { .. } => TaskError {
-            kind: ErrorKind::Config,
-            message: e.to_string(),
-        },
+        RayError::Unauthorized { .. } => TaskError::new(ErrorKind::Config, e.to_string()),
         other => TaskError::retryable(other.to_string()),
     }
 }
@@ -148,6 +145,17 @@ async fn attach_or_submit(
     )))
 }
 
+/// The trace export settings a Ray job's worker gets from the engine's environment.
+const TRACE_ENV: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "TWEETFLOW_TRACE",
+];
+
 /// The job of an attempt: `tweetflow task exec` with no file, the attempt in
 /// [`ATTEMPT_ENV`] of the runtime environment (the nodes need not see the engine's disk),
 /// its result printed as the last line of the job's logs.
@@ -166,9 +174,18 @@ fn submission(
     if attempt.exec_command.len() <= 1 {
         words.extend(["task".to_string(), "exec".to_string()]);
     }
-    let entrypoint = words
+    // The worker exports its part of the trace where the engine does (headers stay out: they
+    // hold credentials and a job's entrypoint is shown by Ray).
+    let trace_env = TRACE_ENV
         .iter()
-        .map(|w| shell_quote(w))
+        .filter_map(|name| {
+            let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+            Some(format!("{name}={}", shell_quote(&value)))
+        })
+        .collect::<Vec<_>>();
+    let entrypoint = trace_env
+        .into_iter()
+        .chain(words.iter().map(|w| shell_quote(w)))
         .collect::<Vec<_>>()
         .join(" ");
     let inline = attempt

@@ -9,7 +9,19 @@ use crate::cli::BenchCommand;
 /// Runs a benchmark and prints its report.
 pub(crate) async fn bench(registry: Arc<Registry>, command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Engine { tasks } => {
+        BenchCommand::Engine {
+            tasks,
+            trace_export: true,
+        } => {
+            let report = tweetflow_bench::trace_export::bench_trace_export(
+                registry,
+                tasks,
+                &crate::ALLOCATOR,
+            )
+            .await?;
+            println!("{report}");
+        }
+        BenchCommand::Engine { tasks, .. } => {
             let report = tweetflow_bench::bench_engine(registry, tasks, &crate::ALLOCATOR).await?;
             println!("{report}");
         }

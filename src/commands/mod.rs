@@ -3,6 +3,7 @@
 mod bench;
 mod bench_shards;
 mod graph;
+mod metrics_server;
 mod model;
 mod notify;
 mod replay;
@@ -44,8 +45,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Runs { command } => runs::runs(&registry, &cli.runs_dir, command).await,
         Command::Ui(args) => ui::ui(registry, &cli.runs_dir, args).await,
-        Command::Schedule { paths, next, grace } => {
-            schedule::schedule(&registry, &cli.runs_dir, &paths, next, grace).await
+        Command::Schedule {
+            paths,
+            next,
+            grace,
+            metrics_listen,
+        } => {
+            schedule::schedule(
+                &registry,
+                &cli.runs_dir,
+                &paths,
+                next,
+                grace,
+                metrics_listen,
+            )
+            .await
         }
         Command::Task { command } => task_exec::task(&registry, command).await,
         Command::Bench { command } => {

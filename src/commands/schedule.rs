@@ -43,6 +43,7 @@ pub async fn schedule(
     paths: &[PathBuf],
     next: Option<usize>,
     grace: Duration,
+    metrics_listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<u8> {
     let mut scheduled = Vec::new();
     let mut invalid = false;
@@ -91,6 +92,16 @@ pub async fn schedule(
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let engine = super::new_engine(registry, runs_dir);
+    let _metrics = match metrics_listen {
+        Some(addr) => match super::metrics_server::start(addr, engine.store().clone()).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(exit::INVALID);
+            }
+        },
+        None => None,
+    };
     let names: Vec<&str> = scheduled.iter().map(|s| s.pipeline.name.as_str()).collect();
     eprintln!(
         "scheduling {}; stop with Ctrl-C or SIGTERM (grace {:?})",

@@ -17,6 +17,8 @@
 //! - When the pipeline run is an MLflow run, the program gets `MLFLOW_RUN_ID` (and
 //!   `MLFLOW_TRACKING_URI` unless set), as MLflow's own clients expect, so what it logs or
 //!   registers belongs to that run.
+//! - When traces are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`), the program gets `TRACEPARENT`,
+//!   the W3C trace context of its attempt, so what it traces joins the run's trace.
 //! - Cache: the contents of the declared `inputs` (files or directories) are part of the
 //!   cache key, so a cached result never outlives an edit of the code it ran.
 
@@ -64,6 +66,13 @@ const STDERR_TAIL: usize = 2048;
 
 /// `MLFLOW_RUN_ID` (and `MLFLOW_TRACKING_URI` when the environment has none) of the
 /// pipeline run's MLflow run, if it has one.
+/// `TRACEPARENT` (W3C trace context) of the attempt's span when traces are exported, so a
+/// program that speaks OpenTelemetry continues the run's trace.
+fn traceparent_env(ctx: &TaskContext) -> Option<(&'static str, String)> {
+    use tweetflow_engine::telemetry::context;
+    context::traceparent(&ctx.span).map(|t| (context::TRACEPARENT_ENV, t))
+}
+
 fn mlflow_env(ctx: &TaskContext) -> Vec<(&'static str, String)> {
     let Some(link) = ctx.link::<MlflowRunLink>() else {
         return Vec::new();
@@ -92,6 +101,7 @@ impl Task for CommandTask {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .envs(mlflow_env(ctx))
+            .envs(traceparent_env(ctx))
             .envs(&params.env)
             .envs(ctx.shard.iter().flat_map(|s| {
                 [

@@ -9,6 +9,8 @@
 //!   previous minor.
 //! * [`smtp_server`]: a real SMTP server (aiosmtpd) that records the mails it accepts.
 //! * [`http_receiver`]: a local HTTP server recording the posts it gets, answering as told.
+//! * [`prometheus`]: a real Prometheus server scraping given targets, and queries of its API.
+//! * [`otlp_receiver`]: a local OTLP/HTTP trace receiver decoding the protobuf for real.
 //! * [`fault_proxy`]: a TCP proxy injecting 503s, 500s and connection resets in front of one.
 //! * [`watched`]: server processes that die with the test process (the harnesses above).
 //! * [`fixtures`]: paths of the workspace's fixtures (the tiny models, the test tweets) and the
@@ -28,6 +30,8 @@ pub mod fixtures;
 pub mod http_receiver;
 pub mod medallion;
 pub mod mlflow_server;
+pub mod otlp_receiver;
+pub mod prometheus;
 pub mod ray_cluster;
 pub mod ray_token_cluster;
 pub mod rows;

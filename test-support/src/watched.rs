@@ -46,6 +46,28 @@ extern "C" fn stop_all() {
     }
 }
 
+/// Stops one process group started by [`spawn_watched`] now (TERM, up to 3 s, KILL), before
+/// the test process exits.
+#[allow(unsafe_code)] // kill(2), see the SAFETY notes
+pub fn stop_group(pgid: i32) {
+    GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(g, _)| *g != pgid);
+    // SAFETY: kill(2) on a process group this process created; signal 0 only checks.
+    unsafe {
+        libc::kill(-pgid, libc::SIGTERM);
+    }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) && unsafe { libc::kill(-pgid, 0) } == 0 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -99,6 +99,14 @@ impl Guard {
         self.header_token(headers) || self.cookie_token(headers)
     }
 
+    /// Whether the request carries the token as `Authorization: Bearer TOKEN` (what a
+    /// Prometheus scrape sends with `authorization: {credentials: TOKEN}`).
+    pub fn has_bearer_token(&self, headers: &HeaderMap) -> bool {
+        header(headers, "authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| self.is_token(t.trim()))
+    }
+
     fn header_token(&self, headers: &HeaderMap) -> bool {
         header(headers, TOKEN_HEADER).is_some_and(|t| self.is_token(t))
     }

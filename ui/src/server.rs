@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use tweetflow_engine::metrics::StoreMetrics;
 use tweetflow_engine::{Registry, RunStore};
 
 use crate::actions::Launcher;
@@ -89,6 +90,7 @@ pub async fn bind(config: UiConfig) -> Result<Bound, UiError> {
         .token
         .filter(|t| !t.is_empty())
         .unwrap_or_else(random_token);
+    let metrics = Arc::new(StoreMetrics::new(RunStore::new(&config.runs_dir)));
     let state = Arc::new(AppState {
         paths: config.paths,
         store: RunStore::new(&config.runs_dir),
@@ -100,6 +102,7 @@ pub async fn bind(config: UiConfig) -> Result<Bound, UiError> {
             runs_dir: config.runs_dir,
         },
         templates: Templates::new()?,
+        metrics,
     });
     Ok(Bound {
         listener,
@@ -143,6 +146,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/resume", post(pages::resume_run))
         .route("/schedules", get(pages::schedules))
         .route("/static/{file}", get(pages::asset))
+        .route("/metrics", get(pages::metrics))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

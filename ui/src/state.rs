@@ -1,9 +1,10 @@
 //! What every request handler shares: the pipeline paths, the run store and its index, the
-//! registry, the guard, the launcher and the templates.
+//! registry, the guard, the launcher, the templates and the metrics.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tweetflow_engine::metrics::StoreMetrics;
 use tweetflow_engine::{Registry, RunStore};
 
 use crate::actions::Launcher;
@@ -27,4 +28,6 @@ pub struct AppState {
     pub launcher: Launcher,
     /// The page templates.
     pub templates: Templates,
+    /// The run store's metrics (`/metrics`).
+    pub metrics: Arc<StoreMetrics>,
 }

@@ -38,6 +38,7 @@ pub async fn run_process(attempt: &RemoteAttempt) -> Result<TaskOutput, TaskErro
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
     // which is async-signal-safe: the kernel kills the worker if the engine dies, so it
     // does not keep writing behind a resume (see `crate::orphans`).
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

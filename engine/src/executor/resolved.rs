@@ -60,6 +60,10 @@ pub struct ResolvedAttempt {
     /// What the run's observers attached to it (see [`crate::task::RunLinks`]).
     #[serde(default)]
     pub links: RunLinks,
+    /// The W3C trace context of the engine's attempt span, which the worker's spans continue
+    /// (when traces are exported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl ResolvedAttempt {
@@ -297,6 +301,10 @@ mod tests {
             artifacts_dir: PathBuf::from("/runs/r1/artifacts/infer"),
             cwd: None,
             secrets: Vec::new(),
+            expect: Default::default(),
+            run_store: None,
+            links: Default::default(),
+            traceparent: None,
         };
         let inline = attempt.to_inline().unwrap();
         assert!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{OUTCOME_TARGET, Shared, remote};
@@ -48,7 +49,15 @@ pub(super) async fn run_attempts(
             shard: shard.map(|s| s.index),
         });
         let attempt_cancel = cancel.child_token();
-        let attempt_span = info_span!("attempt", number);
+        // Integers as i64: trace exporters take signed ones (an u64 would become a string).
+        let attempt_span = info_span!(
+            "attempt",
+            number = i64::from(number),
+            status = Empty,
+            error = Empty,
+            job = Empty,
+            otel.status_code = Empty
+        );
         let ctx = TaskContext {
             run_id: shared.run_id.clone(),
             task_id: spec.id.clone(),
@@ -74,6 +83,7 @@ pub(super) async fn run_attempts(
                     .await
             };
         attempt_cancel.cancel();
+        super::trace_context::end_attempt(&ctx.span, &result);
         shared.record(Event::AttemptFinished {
             task: spec.id.clone(),
             number,

@@ -23,6 +23,7 @@ mod queue;
 mod remote;
 mod shards;
 mod task;
+mod trace_context;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -225,7 +226,10 @@ impl Engine {
         let run_dir = handle.dir().to_path_buf();
         let _log = logging::attach_run_log(&run_id, &run_dir.join("log.jsonl"))
             .map_err(EngineError::io("open", run_dir.join("log.jsonl")))?;
-        let run_span = info_span!("run", run_id = %run_id, pipeline = %pipeline.name);
+        let run_span = info_span!("run", run_id = %run_id, pipeline = %pipeline.name,
+            resumed = tracing::field::Empty, status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty);
+        trace_context::mark_run(&run_span, &run_dir, resumed);
         let info = Arc::new(PipelineInfo {
             name: pipeline.name.clone(),
             spec_hash: pipeline.spec_hash.clone(),
@@ -244,6 +248,7 @@ impl Engine {
         let run_cancel = cancel.child_token();
         self.store.clear_cancel_request(&run_id);
         let _active = self.store.mark_active(&pipeline.name, &run_id)?;
+        let _counted_active = crate::metrics::global().run_active(&pipeline.name);
         let watcher = tokio::spawn(watch_cancel_request(
             self.store.clone(),
             run_id.clone(),
@@ -293,6 +298,7 @@ impl Engine {
             .await;
         watcher.abort();
         let end_record = shared.lock_handle().record().clone();
+        trace_context::end_run(&run_span, end_record.status);
         for o in &observers {
             let outcome = o
                 .run_finished(&shared.run_dir, &pipeline, &end_record)
@@ -381,7 +387,23 @@ impl Shared {
                 listener.event(&self.run_id, &shown);
             }
         }
-        if let Err(e) = self.lock_handle().append(event) {
+        let finished = match &event {
+            Event::TaskFinished { task, .. } => Some(Some(task.clone())),
+            Event::RunFinished { .. } => Some(None),
+            _ => None,
+        };
+        let mut handle = self.lock_handle();
+        let appended = handle.append(event);
+        if appended.is_ok() {
+            // The metrics count from the record, as a daemon seeded from the store does.
+            match finished {
+                Some(Some(task)) => crate::metrics::global().task_finished(handle.record(), &task),
+                Some(None) => crate::metrics::global().run_finished(handle.record()),
+                None => {}
+            }
+        }
+        drop(handle);
+        if let Err(e) = appended {
             warn!(error = %e, "cannot write the run store");
             self.store_error
                 .lock()

@@ -62,6 +62,7 @@ pub(super) async fn run_remote(
             .store_root()
             .map(|r| std::path::absolute(&r).unwrap_or(r)),
         links: (*ctx.links).clone(),
+        traceparent: crate::telemetry::context::traceparent(&ctx.span),
     };
     let file = dir.join("attempt.json");
     resolved.write(&file).map_err(|e| {
@@ -76,7 +77,9 @@ pub(super) async fn run_remote(
         let task = spec.id.clone();
         let number = ctx.attempt;
         let shard = ctx.shard.map(|s| s.index);
+        let span = ctx.span.clone();
         JobReporter::new(move |job| {
+            span.record("job", job);
             shared.record(Event::AttemptJob {
                 task: task.clone(),
                 number,

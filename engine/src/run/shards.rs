@@ -24,8 +24,11 @@ pub(super) async fn run_shards(
     let count = shared.pipeline.tasks[i].shards;
     let runs = (0..count).map(|index| {
         let shard = Shard { index, count };
-        run_attempts(shared, i, task, upstream, cancel, Some(shard))
-            .instrument(info_span!("shard", index, count))
+        run_attempts(shared, i, task, upstream, cancel, Some(shard)).instrument(info_span!(
+            "shard",
+            index = i64::from(index),
+            count = i64::from(count)
+        ))
     });
     let results = futures::future::join_all(runs).await;
     let mut outputs = Vec::with_capacity(results.len());

@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::attempt::{run_attempts, with_fingerprint};
-use super::{OUTCOME_TARGET, Outcome, Shared, finished, shards};
+use super::{OUTCOME_TARGET, Outcome, Shared, finished, shards, trace_context};
 use crate::cache::{CacheEntry, cache_key};
 use crate::store::{Event, TaskStatus};
 use crate::task::{ErrorKind, TaskError, TaskOutput};
@@ -29,11 +30,18 @@ pub(super) async fn run_task(
     cancel: CancellationToken,
 ) -> (usize, Outcome) {
     let spec = &shared.pipeline.tasks[i];
-    let span =
-        info_span!(parent: &shared.run_span, "task", task = %spec.id, r#type = %spec.task_type);
+    let span = info_span!(parent: &shared.run_span, "task", task = %spec.id, r#type = %spec.task_type,
+        rows = Empty, status = Empty, error = Empty, otel.status_code = Empty);
     let outcome = run_task_inner(&shared, i, upstream, cancel)
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+    let error = shared
+        .lock_handle()
+        .record()
+        .tasks
+        .get(&spec.id)
+        .and_then(|t| t.error.clone());
+    trace_context::end_task(&span, &outcome, &error);
     (i, outcome)
 }
 

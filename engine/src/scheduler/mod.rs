@@ -411,7 +411,11 @@ impl PipelineLoop {
             reason,
         };
         match action {
-            TickAction::Fired => info!(tick = %tick, run_id = ?record.run_id, "tick fired"),
+            TickAction::Fired => {
+                let lag = (record.decided_at - tick).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                crate::metrics::global().schedule_lag(self.name(), lag);
+                info!(tick = %tick, run_id = ?record.run_id, "tick fired")
+            }
             _ => warn!(tick = %tick, action = ?action, reason = ?record.reason, "tick not run"),
         }
         if action == TickAction::Fired {

@@ -24,6 +24,7 @@ use crate::run_index::{RunPage, RunQuery, RunSummary, is_run_status};
 use crate::security::TOKEN_COOKIE;
 use crate::state::AppState;
 
+mod metrics_page;
 mod pipeline_pages;
 mod run_actions;
 mod run_alerts;
@@ -31,6 +32,7 @@ mod run_page;
 mod runs_page;
 mod schedules_page;
 
+pub use metrics_page::*;
 pub use pipeline_pages::*;
 pub use run_actions::*;
 pub use run_page::*;
