@@ -301,7 +301,6 @@ mod tests {
             artifacts_dir: PathBuf::from("/runs/r1/artifacts/infer"),
             cwd: None,
             secrets: Vec::new(),
-            expect: Default::default(),
             run_store: None,
             links: Default::default(),
             traceparent: None,
