@@ -1,5 +1,7 @@
 # tweetflow: the two commands a new user runs are `make demo` and `make test`.
-# Both set up everything they need (Python venv, packages) and are idempotent.
+# Each sets up what it runs and no more (`make demo`: the Python venv with requirements.txt;
+# `make test`: requirements-test.txt, the browser and the Azure emulator too); both are
+# idempotent and work in either order.
 
 SHELL := /bin/bash
 VENV ?= $(or $(TWEETFLOW_VENV),.venv)
@@ -9,13 +11,14 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TWEETFLOW := $(TARGET_DIR)/release/tweetflow
 export TWEETFLOW_VENV := $(abspath $(VENV))
 
-.PHONY: demo demo-s3 test setup venv browser azurite prometheus build build-release test-rust test-python lint bench reliability stop clean
+.PHONY: demo demo-s3 test setup setup-demo setup-s3 venv browser azurite prometheus build build-release demo-build test-rust test-python lint bench reliability stop clean
 
 ## demo: set up, start a local MLflow server (unless MLFLOW_TRACKING_URI names one), build and
 ## register the sentiment model (cached after the first time), then run the main pipeline on
 ## embedded defaults (local Delta tables under data/demo); ends with where report.html is, the
-## MLflow run page and the key figures
-demo: setup build-release
+## MLflow run page and the key figures. Sets up the venv (requirements.txt) while the release
+## build compiles.
+demo: demo-build
 	@scripts/mlflow-server.sh start >/dev/null
 	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(TWEETFLOW)) && \
 	  $(TWEETFLOW) run pipelines/train_sentiment_model.yaml && \
@@ -26,7 +29,7 @@ demo: setup build-release
 ## demo-s3: the same as demo with the pipeline's landing folder and tables on a local S3 API
 ## server (moto, scripts/s3-server.sh, bucket `tweetflow`); MLflow unchanged; ends with the
 ## same summary
-demo-s3: setup build-release
+demo-s3: setup-s3 build-release
 	@scripts/mlflow-server.sh start >/dev/null
 	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(TWEETFLOW)) && \
 	  export AWS_ENDPOINT_URL=$$(scripts/s3-server.sh start) AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-demo} \
@@ -42,8 +45,22 @@ test: setup test-rust test-python
 
 setup: venv browser azurite prometheus
 
+## venv: the full Python set for the tests (requirements-test.txt)
 venv:
-	@scripts/setup-venv.sh
+	@scripts/setup-venv.sh test
+
+## setup-demo: only what `make demo` runs (requirements.txt); setup-s3 adds moto
+setup-demo:
+	@scripts/setup-venv.sh demo
+
+setup-s3:
+	@scripts/setup-venv.sh s3
+
+## demo-build: setup-demo and build-release at once (pip waits on the network, cargo on the CPU)
+demo-build:
+	@scripts/setup-venv.sh demo & venv=$$!; \
+	  $(CARGO) build --release --bin tweetflow || { wait $$venv; exit 1; }; \
+	  wait $$venv || { echo "setup: the Python venv failed (scripts/setup-venv.sh demo)" >&2; exit 1; }
 
 ## azurite: the Azure Storage emulator (npm registry) next to the venv, for the az:// tests
 azurite: venv

@@ -8,7 +8,7 @@
 #
 # Its state lives in memory (a restart empties it); pid, port and log files are under
 # data/s3/. It listens on 127.0.0.1, port 9000 or S3_PORT. The URL goes to stdout and
-# everything else to stderr. moto comes from requirements.txt (scripts/setup-venv.sh).
+# everything else to stderr. moto comes from requirements-s3.txt (`scripts/setup-venv.sh s3`).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

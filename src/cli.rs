@@ -23,6 +23,9 @@ pub struct Cli {
         default_value = "runs"
     )]
     pub runs_dir: PathBuf,
+    /// The web UI's address, for links to run pages in alerts (`notify:`).
+    #[arg(long, global = true, env = "TWEETFLOW_UI_URL")]
+    pub ui_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -99,6 +102,11 @@ pub enum Command {
     Table {
         #[command(subcommand)]
         command: TableCommand,
+    },
+    /// Alerts of a pipeline's `notify:` section.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
     },
     /// Inspect recorded runs.
     Runs {
@@ -202,15 +210,29 @@ pub enum TaskCommand {
     /// go to stdout as JSON. Exit 0 success, 10 retryable, 11 fatal, 12 configuration error,
     /// 13 timeout, 130 cancelled.
     Exec {
-        /// The resolved attempt (`attempt.json` under the run's `exec/` directory).
-        file: PathBuf,
-        /// Where to write the attempt's output or error (JSON, written atomically).
+        /// The resolved attempt (`attempt.json` under the run's `exec/` directory); without
+        /// it, the attempt is read from `$TWEETFLOW_ATTEMPT` (sent by an executor whose
+        /// workers share no disk with the engine).
+        file: Option<PathBuf>,
+        /// Where to write the attempt's output or error (JSON, written atomically); without
+        /// it, one line starting `@@tweetflow-result@@ ` on stdout, after the log lines.
         #[arg(long)]
-        result: PathBuf,
+        result: Option<PathBuf>,
     },
 }
 
 /// `tweetflow runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message to each channel of a pipeline's `notify:` and print what each
+    /// answered (exit 1 if one failed).
+    Test {
+        /// The pipeline file.
+        file: PathBuf,
+    },
+}
+
+/// `runs` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// List runs, newest first.
@@ -243,6 +265,23 @@ pub enum RunsCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Resume every interrupted run (its engine died), or mark it failed with --fail.
+    ///
+    /// Runs are taken one at a time, oldest first; each resume re-runs only what did not
+    /// succeed, as `run --resume` does. A run named that is not interrupted is left as it is.
+    Recover {
+        /// Only these runs (default: every interrupted run).
+        run_ids: Vec<String>,
+        /// Only the runs of this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Print what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Mark the runs failed (reason `engine died`) instead of resuming them.
+        #[arg(long)]
+        fail: bool,
     },
     /// Show one run.
     Show {

@@ -53,12 +53,18 @@ fn main() -> ExitCode {
     {
         // Pipelines call this binary back as ${env.TWEETFLOW_BIN} (e.g. `model register`).
         // SAFETY: single-threaded here: the runtime is not started yet.
-        unsafe { std::env::set_var("TWEETFLOW_BIN", exe) };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("TWEETFLOW_BIN", exe);
+        }
     }
     if matches!(cli.command, cli::Command::Bench { .. }) && std::env::var_os("RUST_LOG").is_none() {
         // Benchmarks measure the engine, not the terminal.
         // SAFETY: single-threaded here: the runtime is not started yet.
-        unsafe { std::env::set_var("RUST_LOG", "warn") };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RUST_LOG", "warn");
+        }
     }
     // Credentials in the environment (tokens, passwords, cloud keys) are never written.
     tweetflow_engine::secrets::register_sensitive_env();

@@ -5,6 +5,7 @@
 //!
 //! The generator is seeded: a failure prints its seed and case number, and
 //! `TWEETFLOW_FUZZ_SEED=S TWEETFLOW_FUZZ_CASES=N` replays it. The default is 100,000 cases.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! mistyped column, a landing folder that cannot be listed, a param pointing inside the run
 //! store. Every case fails its task (never a panic) with `TASK failed: param `NAME`: CAUSE`,
 //! and leaves every table it names at the version it had (or absent).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -350,9 +351,11 @@ fn landing_folders_that_cannot_be_listed() {
             tables: &["bronze"],
         });
     } else {
+        // SAFETY: geteuid(2) has no preconditions.
+        #[allow(unsafe_code)]
+        let uid = unsafe { libc::geteuid() };
         println!(
-            "skipped the unreadable-folder case: this process (uid {}) reads folders of mode 000",
-            unsafe { libc::geteuid() }
+            "skipped the unreadable-folder case: this process (uid {uid}) reads folders of mode 000"
         );
     }
     check(&sb, &cases);

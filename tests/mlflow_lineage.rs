@@ -3,6 +3,7 @@
 //! version its inference resolved, and a model version registered by the run that built it.
 //! The run page is then opened in headless Chromium (when installed) and its screenshot
 //! saved under `test-artifacts/mlflow/` (or `$TWEETFLOW_TEST_ARTIFACTS/mlflow`).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Pipeline runs logged to a real MLflow server: tags, metrics, params and status; MLflow
 //! down loses nothing and `--resume` logs what was missed.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! and logged to MLflow; then no byte of it is found in the run store, in what the CLI prints,
 //! or in the MLflow server's store (params, tags, metric keys, artifacts). A server with basic
 //! auth accepts the password, which is never written either, nor are AWS credentials.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -256,6 +257,7 @@ struct AuthServer {
 impl Drop for AuthServer {
     fn drop(&mut self) {
         // SAFETY: signals the server's own process group.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(-(self.child.id() as i32), libc::SIGKILL);
         }
@@ -271,7 +273,7 @@ fn auth_server(admin_password: &str) -> AuthServer {
         .expect("run the venv's python");
     assert!(
         probe.status.success(),
-        "the basic-auth MLflow server needs the mlflow[auth] extra (requirements.txt) in {}: run scripts/setup-venv.sh",
+        "the basic-auth MLflow server needs the mlflow[auth] extra (requirements-test.txt) in {}: run `scripts/setup-venv.sh test`",
         venv().display()
     );
     let dir = tempfile::tempdir().unwrap();

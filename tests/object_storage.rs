@@ -3,6 +3,7 @@
 //! recorded), `tweetflow table show|optimize|vacuum|reset` on `s3://` tables with the
 //! standard `AWS_*` variables, and misconfigurations as config errors naming the param; the
 //! whole main pipeline on S3 and on Azure Blob Storage (Azurite) equals the local run.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

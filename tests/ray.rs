@@ -4,6 +4,7 @@
 //! Ctrl-C stopping the jobs, `--resume` after `kill -9` re-attaching to the jobs, and the
 //! medallion (ingest, clean and infer in shards) on Ray with an infer job stopped while it is
 //! scoring giving the tables of a local unsharded run.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -211,6 +212,7 @@ fn ctrl_c_of_the_engine_stops_its_ray_jobs() {
     );
     let run_id = only_run(&sb);
     // SAFETY: SIGINT to the engine this test started.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
@@ -286,9 +288,13 @@ fn the_medallion_on_ray_in_shards_with_a_job_stopped_mid_scoring_gives_the_table
     // The first infer job to score a batch stops there (the failpoint creates `paused`) until
     // the test stops its Ray job; its retry goes on.
     let paused = sb.path().join("paused");
+    // Both nodes of this cluster share the machine's disk: the sandbox and the model are
+    // listed as shared, so their local paths may be used on Ray.
     let on_ray = format!(
-        "    executor: {{ ray: {{ address: \"{address}\", num_cpus: 1, poll_ms: 100, runtime_env: {{ env_vars: {{ TWEETFLOW_DELTA_FAILPOINT: \"infer.scoring:pause:{paused}\" }} }} }} }}\n",
+        "    executor: {{ ray: {{ address: \"{address}\", num_cpus: 1, poll_ms: 100, shared_paths: [\"{sandbox}\", \"{model}\"], runtime_env: {{ env_vars: {{ TWEETFLOW_DELTA_FAILPOINT: \"infer.scoring:pause:{paused}\" }} }} }} }}\n",
         address = cluster().address,
+        sandbox = sb.path().display(),
+        model = model.display(),
         paused = paused.display(),
     );
     sb.write(

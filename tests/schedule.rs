@@ -1,5 +1,6 @@
 //! The real scheduler daemon: a per-second schedule for a few ticks, SIGTERM, the run store
 //! afterwards; the daemon lock; `--next`; overlap for runs started by hand.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -14,6 +15,7 @@ fn run_dirs(sb: &Sandbox) -> Vec<String> {
 
 fn sigterm(child: &std::process::Child) {
     // SAFETY: kill(2) on a child we spawned.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

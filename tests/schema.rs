@@ -1,6 +1,7 @@
 //! `tweetflow schema` checked by a real JSON Schema validator (Python's `jsonschema`, draft
 //! 2020-12, from the project's venv): every checked-in pipeline and a pipeline using every
 //! top-level key validate; misspelt keys do not.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -47,7 +48,7 @@ fn pipelines_validate_against_the_published_schema() {
         "every_key.yaml",
         r#"name: every_key
 description: uses every top-level key
-schedule: { cron: "*/5 * * * *", timezone: Europe/Paris, overlap: queue, catchup: all, max_catchup: 3, start_deadline: 1m }
+schedule: { cron: "*/5 * * * *", timezone: Europe/Paris, overlap: queue, catchup: all, max_catchup: 3, start_deadline: 1m, on_interrupted: resume, max_resumes: 2 }
 params: { n: 3, label: x, flag: true }
 defaults:
   retries: { max_attempts: 3, backoff: linear, initial_delay: 1s, max_delay: 1m, jitter: false }

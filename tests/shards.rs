@@ -1,5 +1,6 @@
 //! Shards on the `local` executor (one `tweetflow task exec` child process per shard), the
 //! `task exec` mode itself, and the validation of `executor:` and `shards:`.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Streaming mode end to end on real Delta tables and the ONNX model: files land while
 //! `run --watch` is running; bronze, silver and gold must end with every tweet exactly once
 //! and equal a single batch run over the same files.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

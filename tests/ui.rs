@@ -1,5 +1,6 @@
 //! `tweetflow ui` through its JSON twins and its actions: the real binary serving a temporary
 //! run store, runs started by the CLI and by the server.
+#![allow(clippy::unwrap_used)]
 
 mod ui_server;
 
@@ -649,4 +650,76 @@ fn a_sharded_run_page_shows_each_shards_attempts_and_jobs() {
     }
     assert!(html.contains("shard 1 · attempt 1"), "{html}");
     assert!(html.contains("the job was stopped"), "{html}");
+}
+
+#[test]
+fn a_run_whose_engine_died_reads_interrupted_with_a_badge_a_filter_and_resume() {
+    let ui = UiServer::start();
+    let http = client();
+    // `tweetflow run` of the slow pipeline (1 s of sleep), killed with -9 once it sleeps.
+    let mut engine = std::process::Command::new(bin())
+        .current_dir(ui.dir.path())
+        .arg("--runs-dir")
+        .arg(&ui.runs_dir)
+        .args(["run", "--param", "seconds=1"])
+        .arg(ui.pipelines_dir.join("slow.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let runs = ui.json("/runs");
+        if let Some(id) = runs["runs"][0]["run_id"].as_str()
+            && ui.json(&format!("/runs/{id}"))["tasks"][1]["status"] == "running"
+        {
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline, "the run never reached its sleep");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+
+    // At once: no timeout to wait for.
+    let run = ui.json(&format!("/runs/{id}"));
+    assert_eq!(run["summary"]["status"], "interrupted", "{run}");
+    assert!(run["summary"]["last_event_at"].is_string());
+    assert_eq!(run["executing"], false);
+    assert_eq!(run["can_resume"], true);
+    let listed = ui.json("/runs?status=interrupted");
+    assert_eq!(listed["runs"][0]["run_id"], id.as_str());
+    assert!(
+        ui.json("/runs?status=running")["runs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let html = http.get(ui.url("/runs")).send().unwrap().text().unwrap();
+    assert!(html.contains("badge status-interrupted"), "{html}");
+    assert!(
+        html.contains(">interrupted</option>"),
+        "a status filter for it"
+    );
+    let page = http
+        .get(ui.url(&format!("/runs/{id}")))
+        .header("Cookie", format!("tweetflow_ui_token={TOKEN}"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("engine died · last event"), "{page}");
+    assert!(page.contains("id=\"resume-run\""), "{page}");
+
+    let resumed = http
+        .post(ui.url(&format!("/runs/{id}/resume")))
+        .header("X-Tweetflow-Token", TOKEN)
+        .header("Accept", "application/json")
+        .send()
+        .unwrap();
+    assert_eq!(resumed.status(), 201);
+    let done = ui.wait_finished(&id);
+    assert_eq!(done["summary"]["status"], "succeeded", "{done}");
+    assert_eq!(done["record"]["resumed_at"].as_array().unwrap().len(), 1);
+    assert!(done["summary"]["last_event_at"].is_null());
 }

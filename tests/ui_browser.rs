@@ -4,6 +4,7 @@
 //!
 //! Without chromedriver the test says so and passes, unless `TWEETFLOW_REQUIRE_BROWSER=1`
 //! (as `make test` sets it).
+#![allow(clippy::unwrap_used)]
 
 mod ui_server;
 

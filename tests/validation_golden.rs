@@ -3,6 +3,7 @@
 //!
 //! Regenerate the expected files with:
 //! `cargo test --test validation_golden -- --complete`
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -56,6 +56,7 @@ pub fn generate(n: usize, shape: Shape) -> Pipeline {
                 description: None,
                 executor: Default::default(),
                 shards: 1,
+                expect: Default::default(),
             }
         })
         .collect();

@@ -16,8 +16,8 @@ use tweetflow_delta::table;
 use tweetflow_model::{Classifier, ClassifierOptions};
 
 use crate::bare_loop::{BareLoopBench, bench_bare_loop};
+use tweetflow_tasks::TableTaskError;
 use tweetflow_tasks::infer::{DEFAULT_BATCH_SIZE, InferError, InferParams, InferResult, infer};
-use tweetflow_tasks::medallion::MedallionError;
 
 /// Options of [`bench_infer`].
 #[derive(Clone, Debug)]
@@ -184,7 +184,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
     let t = table::open_table(location)
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "silver table",
             location: location.to_string(),
         })?;
@@ -193,12 +193,12 @@ async fn silver_texts(location: &str) -> InferResult<Vec<String>> {
         let mut stream = table::read_file(&t, &path, &["cleaned_text"]).await?;
         while let Some(batch) = stream.next().await {
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             let col = batch.column_by_name("cleaned_text").ok_or_else(|| {
-                MedallionError::Data("silver data lacks the column `cleaned_text`".into())
+                TableTaskError::Data("silver data lacks the column `cleaned_text`".into())
             })?;
             let col = cast(col, &ArrowType::Utf8)
-                .map_err(|e| MedallionError::format("column `cleaned_text`", e))?;
+                .map_err(|e| TableTaskError::format("column `cleaned_text`", e))?;
             let col = col.as_string::<i32>();
             for i in 0..col.len() {
                 if !col.is_null(i) {
@@ -234,7 +234,7 @@ pub async fn prepare_silver(opts: &InferBenchOptions) -> InferResult<PreparedSil
         }
     };
     std::fs::create_dir_all(&work)
-        .map_err(|e| MedallionError::io(format!("creating `{}`", work.display()), e))?;
+        .map_err(|e| TableTaskError::io(format!("creating `{}`", work.display()), e))?;
     let input = opts.input.display().to_string();
     let silver = if opts.input.join("_delta_log").is_dir() {
         input
@@ -438,7 +438,7 @@ fn tempfile_dir() -> InferResult<PathBuf> {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir)
-        .map_err(|e| MedallionError::io(format!("creating `{}`", dir.display()), e))?;
+        .map_err(|e| TableTaskError::io(format!("creating `{}`", dir.display()), e))?;
     Ok(dir)
 }
 

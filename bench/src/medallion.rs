@@ -19,7 +19,7 @@ use serde::Serialize;
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
 use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
 use tweetflow_tasks::medallion::replay::{LandedTweet, ReplayParams, replay};
-use tweetflow_tasks::medallion::{MedallionError, Result};
+use tweetflow_tasks::{TableResult as Result, TableTaskError};
 
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::table::{BATCH_ROWS, writer_properties};
@@ -188,11 +188,11 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
         Field::new("line", ArrowType::Int64, true),
     ]));
     let file = std::fs::File::create(out)
-        .map_err(|e| MedallionError::io(format!("creating `{}`", out.display()), e))?;
+        .map_err(|e| TableTaskError::io(format!("creating `{}`", out.display()), e))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))
-        .map_err(|e| MedallionError::format("parquet floor", e))?;
+        .map_err(|e| TableTaskError::format("parquet floor", e))?;
     let mut names: Vec<_> = std::fs::read_dir(landing)
-        .map_err(|e| MedallionError::io("listing landing", e))?
+        .map_err(|e| TableTaskError::io("listing landing", e))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .collect();
@@ -211,14 +211,14 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
             .collect();
         arrays.push(Arc::new(line_b.finish()));
         let batch = RecordBatch::try_new(schema.clone(), arrays)
-            .map_err(|e| MedallionError::format("parquet floor", e))?;
+            .map_err(|e| TableTaskError::format("parquet floor", e))?;
         writer
             .write(&batch)
-            .map_err(|e| MedallionError::format("parquet floor", e))
+            .map_err(|e| TableTaskError::format("parquet floor", e))
     };
     for path in names {
         let text =
-            std::fs::read_to_string(&path).map_err(|e| MedallionError::io("reading landing", e))?;
+            std::fs::read_to_string(&path).map_err(|e| TableTaskError::io("reading landing", e))?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -246,7 +246,7 @@ pub fn parquet_floor(landing: &std::path::Path, out: &std::path::Path) -> Result
     }
     writer
         .close()
-        .map_err(|e| MedallionError::format("parquet floor", e))?;
+        .map_err(|e| TableTaskError::format("parquet floor", e))?;
     Ok(rows)
 }
 
@@ -260,13 +260,13 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
         ),
     };
     std::fs::create_dir_all(&work)
-        .map_err(|e| MedallionError::io(format!("creating `{}`", work.display()), e))?;
+        .map_err(|e| TableTaskError::io(format!("creating `{}`", work.display()), e))?;
     let landing = work.join("landing");
     let bronze = work.join("bronze");
     let silver = work.join("silver");
     for d in [&landing, &bronze, &silver] {
         if d.exists() {
-            return Err(MedallionError::Refused(format!(
+            return Err(TableTaskError::Refused(format!(
                 "`{}` exists; use an empty work folder",
                 d.display()
             )));
@@ -300,7 +300,7 @@ pub async fn bench_medallion(options: &BenchOptions) -> Result<BenchReport> {
     let floor_file2 = floor_file.clone();
     tokio::task::spawn_blocking(move || parquet_floor(&landing2, &floor_file2))
         .await
-        .map_err(|e| MedallionError::Data(format!("floor: {e}")))??;
+        .map_err(|e| TableTaskError::Data(format!("floor: {e}")))??;
     let floor_secs = t0.elapsed().as_secs_f64();
 
     let tweets = i.rows as f64;

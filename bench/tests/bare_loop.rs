@@ -1,4 +1,5 @@
 //! The bare ONNX Runtime loop on the tiny fixture model.
+#![allow(clippy::unwrap_used)]
 
 use tweetflow_bench::bench_bare_loop;
 use tweetflow_model::{Classifier, ClassifierOptions};

@@ -1,4 +1,5 @@
 //! `tweetflow bench infer` on a small silver table and the tiny fixture model.
+#![allow(clippy::unwrap_used)]
 
 use tweetflow_bench::infer::{InferBenchOptions, bench_infer};
 use tweetflow_test_support::medallion::add_silver;

@@ -1,4 +1,5 @@
 //! The MLflow benchmark against the real test server.
+#![allow(clippy::unwrap_used)]
 
 use tweetflow_bench::mlflow as bench;
 use tweetflow_test_support::mlflow_server::client;

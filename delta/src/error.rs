@@ -10,6 +10,8 @@ pub enum StorageError {
     /// A table location that is not a usable path or URL.
     #[error("param `table`: {message}")]
     InvalidLocation {
+        /// The location as given.
+        location: String,
         /// What is wrong with it.
         message: String,
     },
@@ -66,12 +68,36 @@ pub enum StorageError {
         /// The missing commit.
         version: i64,
     },
-    /// A test-only failpoint fired (simulates a crash at a named point).
+    /// A test-only failpoint fired (simulates a crash at a named point; only in builds with
+    /// the `failpoints` feature).
     #[error("failpoint `{0}` fired")]
     Failpoint(String),
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// An expectation that cannot be evaluated on the written rows (unknown column, syntax,
+    /// not a condition) or a quarantine table that cannot take its rows: a configuration
+    /// error.
+    #[error("{message}")]
+    Expectation {
+        /// What is wrong, naming the expectation.
+        message: String,
+    },
+    /// Rows failed an expectation with `on_fail: fail`: the attempt stops, nothing is
+    /// committed.
+    #[error("expectation `{name}` failed (`{sql}`) on {failed} row(s) about to be written to `{table}`; nothing was committed; failing rows: {}", rows.join("; "))]
+    ExpectationFailed {
+        /// The expectation.
+        name: String,
+        /// Its SQL.
+        sql: String,
+        /// The target table.
+        table: String,
+        /// Failing rows in the batch that stopped the attempt.
+        failed: u64,
+        /// Up to 3 of them, as `{column=value, ...}`.
+        rows: Vec<String>,
+    },
 }
 
 /// The library error behind [`StorageError::Format`], kept as it was raised.

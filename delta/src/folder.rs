@@ -64,6 +64,7 @@ impl Folder {
             let path = url
                 .to_file_path()
                 .map_err(|_| StorageError::InvalidLocation {
+                    location: location.to_string(),
                     message: format!("`{location}` is not a usable path"),
                 })?;
             return Ok(Folder::Local(path));

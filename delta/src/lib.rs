@@ -1,10 +1,11 @@
 //! # tweetflow-delta
 //!
-//! Delta Lake table storage helpers for tweetflow, on delta-rs (`deltalake`, without
-//! DataFusion) and Arrow: open or create tables ([`table`]), read the commits a consumer has
+//! Delta Lake table storage helpers for tweetflow, on delta-rs (`deltalake`, with DataFusion
+//! for SQL) and Arrow: open or create tables ([`table`]), read the commits a consumer has
 //! not seen yet ([`incremental`]), commit exactly once with an application transaction and
 //! plan again after a lost commit race ([`commit`]), failpoints and cancellation
-//! ([`control`]), and one error type ([`error`]). The tasks that use them live in
+//! ([`control`]), data-quality expectations evaluated on the rows about to be committed
+//! ([`expect`]), and one error type ([`error`]). The tasks that use them live in
 //! `tweetflow-tasks`.
 //!
 //! Exactly-once writes follow one pattern, built from the storage helpers:
@@ -33,6 +34,7 @@ pub mod commit;
 pub mod control;
 pub mod counting;
 pub mod error;
+pub mod expect;
 pub mod folder;
 pub mod incremental;
 pub mod storage;

@@ -108,15 +108,18 @@ pub fn redacted(options: &StorageOptions) -> StorageOptions {
 pub fn location_url(location: &str) -> Result<Url> {
     if location.trim().is_empty() {
         return Err(StorageError::InvalidLocation {
+            location: location.to_string(),
             message: "empty location".into(),
         });
     }
     if location.contains("://") {
         let url = Url::parse(location).map_err(|e| StorageError::InvalidLocation {
+            location: location.to_string(),
             message: format!("`{location}` is not a URL: {e}"),
         })?;
         if !SCHEMES.contains(&url.scheme()) {
             return Err(StorageError::InvalidLocation {
+                location: location.to_string(),
                 message: format!(
                     "`{location}`: the scheme `{}` is not compiled in (known: a local path, {})",
                     url.scheme(),
@@ -126,6 +129,7 @@ pub fn location_url(location: &str) -> Result<Url> {
         }
         if url.scheme() != "file" && url.host_str().is_none_or(str::is_empty) {
             return Err(StorageError::InvalidLocation {
+                location: location.to_string(),
                 message: format!("`{location}` names no bucket or container"),
             });
         }
@@ -135,6 +139,7 @@ pub fn location_url(location: &str) -> Result<Url> {
     let abs = std::path::absolute(location)
         .map_err(|e| StorageError::io(format!("resolving `{location}`"), e))?;
     Url::from_directory_path(&abs).map_err(|_| StorageError::InvalidLocation {
+        location: location.to_string(),
         message: format!("`{location}` is not a usable path"),
     })
 }

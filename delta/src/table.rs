@@ -201,7 +201,49 @@ pub struct CommitRequest {
 
 /// Commits `request` on top of the loaded version of `table`, refusing to rebase on a newer
 /// version (a concurrent writer makes this a retryable conflict). Returns the new version.
+///
+/// When the running attempt has expectations on this table (see [`crate::expect`]), the
+/// commit records their counts and quarantine files, and the quarantine files are committed
+/// to the quarantine table right after it.
 pub async fn commit(table: &mut DeltaTable, location: &str, request: CommitRequest) -> Result<i64> {
+    let mut info = request.info;
+    let expect = crate::expect::pending_for(location);
+    if let Some((recorded, _)) = &expect
+        && let Some(map) = info.as_object_mut()
+    {
+        map.insert("expectations".into(), recorded.clone());
+    }
+    let result = commit_plain(
+        table,
+        location,
+        CommitRequest {
+            actions: request.actions,
+            operation: request.operation,
+            txn: request.txn,
+            info,
+        },
+    )
+    .await;
+    match result {
+        Ok(v) => {
+            if let Some((_, outbox)) = expect {
+                crate::expect::committed(location)?;
+                if let Some((quarantine, adds)) = outbox {
+                    crate::expect::commit_outbox(table, &quarantine, v, adds).await?;
+                }
+            }
+            Ok(v)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`commit`] without the expectations' bookkeeping (for the quarantine commits it makes).
+pub(crate) async fn commit_plain(
+    table: &mut DeltaTable,
+    location: &str,
+    request: CommitRequest,
+) -> Result<i64> {
     storage::check_safe_commits(location)?;
     let mut props = CommitProperties::default()
         .with_max_retries(0)

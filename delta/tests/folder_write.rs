@@ -1,6 +1,7 @@
 //! Landing-folder writes: many writers of the same local file at once (runs of a pipeline
 //! replaying into one landing folder) all succeed and leave no temporary file behind; the
 //! same bytes written again leave the file untouched.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 

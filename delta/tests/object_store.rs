@@ -1,6 +1,7 @@
 //! Tables and objects on a real S3 API server (moto, started by the tests): the conditional
 //! put that makes commits safe, the commit path, the refusal of unsafe commit modes, and
 //! misconfigurations as clear config errors.
+#![allow(clippy::unwrap_used)]
 
 use deltalake::ObjectStoreError;
 use deltalake::logstore::object_store::ObjectStoreExt;

@@ -1,4 +1,5 @@
 //! The commit path and the incremental read on real tables in temporary folders.
+#![allow(clippy::unwrap_used)]
 
 use tweetflow_delta::commit::{ConflictError, Replans};
 use tweetflow_delta::incremental::new_files;

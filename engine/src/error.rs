@@ -56,6 +56,14 @@ pub enum EngineError {
         #[source]
         source: crate::secrets::MissingSecret,
     },
+    /// A run asked to be recovered is not interrupted (its engine is alive, or it ended).
+    #[error("run `{run_id}` is not interrupted: it {status}; nothing was changed")]
+    NotInterrupted {
+        /// The run.
+        run_id: String,
+        /// Its status (`running` when a live process holds it).
+        status: String,
+    },
     /// A run cannot be resumed as asked.
     #[error("cannot resume run `{run_id}`: {reason}")]
     NotResumable {

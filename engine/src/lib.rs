@@ -34,6 +34,7 @@ mod diagnostic;
 mod duration;
 mod error;
 pub mod executor;
+pub mod expect;
 pub mod graph;
 mod interpolate;
 mod listener;
@@ -42,7 +43,9 @@ mod log_cap;
 pub mod logging;
 pub mod metrics;
 mod observer;
+mod orphans;
 mod progress;
+mod recover;
 mod registry;
 mod retry;
 mod run;
@@ -65,18 +68,21 @@ pub use error::{EngineError, SettingsError};
 pub use executor::Executor;
 pub use listener::RunListener;
 pub use loader::{LoadOptions, MAX_TASKS, load_file, load_str};
-pub use observer::{ObserverError, RunObserver};
+pub use observer::{ObserverError, RetryNotice, RunObserver};
+pub use orphans::{RUN_ID_ENV, stop_orphans};
 pub use progress::{PROGRESS_TARGET, ProgressReporter};
+pub use recover::engine_died_reason;
 pub use registry::Registry;
 pub use run::{Engine, OUTCOME_TARGET, RunOptions};
 pub use schema::{ParamDoc, param_docs, pipeline_schema};
 pub use secrets::process_env;
-pub use section::{DynSection, Section};
+pub use section::{DynSection, Section, SectionProblem, pointer_matches};
 pub use spec::{Pipeline, TaskSpec};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
 pub use task::{
-    BoxFuture, DynTask, ErrorKind, PipelineInfo, Shard, Task, TaskContext, TaskError, TaskOutput,
+    BoxFuture, DynTask, ErrorKind, ParamsError, PipelineInfo, RunLink, RunLinks, RunView, Shard,
+    Task, TaskContext, TaskError, TaskOutput, TaskState, UnrecordedRun,
 };
 pub use watch::{WatchOptions, WatchSummary, watch};
-pub use worker::task_exec;
+pub use worker::{AttemptSource, ResultSink, task_exec, task_exec_from};
 pub use yaml::{MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES};

@@ -5,12 +5,20 @@
 //! and a later `--resume` of the run (even a succeeded one) calls the observer again so it
 //! can log what it missed.
 
+//!
+//! Besides start and end, an observer hears of each failed attempt that will be retried
+//! ([`RunObserver::attempt_retrying`], while the run goes on) and of a run whose engine died
+//! ([`RunObserver::run_interrupted`], called by whoever finds such a run). An observer that
+//! must act while a run is going (e.g. when it runs late) starts its own timer in
+//! [`RunObserver::run_started`] and stops it in [`RunObserver::run_finished`].
+
 use std::error::Error;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::spec::Pipeline;
 use crate::store::RunRecord;
-use crate::task::BoxFuture;
+use crate::task::{BoxFuture, RunLinks, TaskError};
 
 /// Why an observer could not record part of a run. Its text is what the run's
 /// `<observer>.pending` tag holds.
@@ -46,6 +54,27 @@ impl ObserverError {
     }
 }
 
+/// A failed attempt that the engine will try again (see [`RunObserver::attempt_retrying`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RetryNotice<'a> {
+    /// The run's id.
+    pub run_id: &'a str,
+    /// The run's directory in the run store.
+    pub run_dir: &'a Path,
+    /// The task.
+    pub task: &'a str,
+    /// The shard, when the task is split into shards.
+    pub shard: Option<u32>,
+    /// The number of the attempt that failed (1-based).
+    pub attempt: u32,
+    /// The most attempts the task may make.
+    pub max_attempts: u32,
+    /// Why it failed (secrets masked).
+    pub error: &'a TaskError,
+    /// How long the engine waits before the next attempt.
+    pub retry_in: Duration,
+}
+
 /// Something told about runs.
 pub trait RunObserver: Send + Sync {
     /// A short name, used in the `<name>.pending` tag.
@@ -54,13 +83,15 @@ pub trait RunObserver: Send + Sync {
     /// Whether the observer wants this pipeline's runs.
     fn wants(&self, pipeline: &Pipeline) -> bool;
 
-    /// The run started (or was resumed).
+    /// The run started (or was resumed). What the observer returns is attached to the run
+    /// for its tasks to read ([`crate::task::TaskContext::links`]), e.g. the id of the
+    /// outside system's record of the run.
     fn run_started<'a>(
         &'a self,
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), ObserverError>>;
+    ) -> BoxFuture<'a, Result<RunLinks, ObserverError>>;
 
     /// The run reached its final state.
     fn run_finished<'a>(
@@ -69,6 +100,22 @@ pub trait RunObserver: Send + Sync {
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
     ) -> BoxFuture<'a, Result<(), ObserverError>>;
+
+    /// An attempt failed and will be retried. Called on the run's task, so it must not
+    /// block: work that takes time goes to a background task. The default does nothing.
+    fn attempt_retrying(&self, _pipeline: &Pipeline, _notice: &RetryNotice<'_>) {}
+
+    /// The engine executing the run died (the run says `running` but nobody holds its
+    /// lock); called once per interruption by whoever finds it, with the record as left.
+    /// The default does nothing.
+    fn run_interrupted<'a>(
+        &'a self,
+        _run_dir: &'a Path,
+        _pipeline: &'a Pipeline,
+        _record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// A micro-batch of streaming session `session` (`run --watch`) ended; `batch` counts
     /// from 1. The default does nothing.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::executor::{DynExecutor, Erased as ErasedExecutor, Executor};
+use crate::expect::ExpectChecker;
 use crate::section::{self, DynSection, Section};
 use crate::task::{DynTask, Erased, Task};
 
@@ -14,6 +15,7 @@ pub struct Registry {
     tasks: BTreeMap<&'static str, Arc<dyn DynTask>>,
     sections: Vec<Arc<dyn DynSection>>,
     executors: BTreeMap<&'static str, Arc<dyn DynExecutor>>,
+    expect_checker: Option<ExpectChecker>,
 }
 
 impl Registry {
@@ -79,6 +81,20 @@ impl Registry {
     /// The registered executor names, sorted.
     pub fn executor_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.executors.keys().copied()
+    }
+}
+
+impl Registry {
+    /// Sets the checker of `expect:` SQL used at load time (the plugin that evaluates
+    /// expectations registers it; without one, only the shape of `expect:` is checked).
+    pub fn set_expect_checker(&mut self, checker: ExpectChecker) -> &mut Self {
+        self.expect_checker = Some(checker);
+        self
+    }
+
+    /// The checker of `expect:` SQL, if a plugin registered one.
+    pub fn expect_checker(&self) -> Option<&ExpectChecker> {
+        self.expect_checker.as_ref()
     }
 }
 

@@ -90,7 +90,9 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             "overlap": {"enum": ["skip", "queue", "cancel_running", "allow"], "default": "skip", "description": "What a tick does while a run of the pipeline is active."},
             "catchup": {"enum": ["none", "last", "all"], "default": "last", "description": "Which ticks missed while the scheduler was down are run when it comes back."},
             "max_catchup": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10, "description": "Most missed ticks run with `catchup: all`."},
-            "start_deadline": {"$ref": "#/$defs/duration", "description": "A due tick not started by then is recorded as missed."}
+            "start_deadline": {"$ref": "#/$defs/duration", "description": "A due tick not started by then is recorded as missed."},
+            "on_interrupted": {"enum": ["resume", "fail"], "default": "resume", "description": "What the scheduler does with a run whose engine died: resume it (at most `max_resumes` times) or mark it failed."},
+            "max_resumes": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 3, "description": "Most resumes of one interrupted run before it is marked failed (at least 1 with `on_interrupted: resume`)."}
         }
     }));
     let mut branches = Vec::new();
@@ -161,7 +163,21 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             "timeout": {"$ref": "#/$defs/duration"},
             "cache": {"$ref": "#/$defs/cache"},
             "executor": {"$ref": "#/$defs/executor"},
-            "shards": {"type": "integer", "minimum": 1, "maximum": 1024, "description": "Split the task into N shards run side by side (types that can be split)."}
+            "shards": {"type": "integer", "minimum": 1, "maximum": 1024, "description": "Split the task into N shards run side by side (types that can be split)."},
+            "expect": {
+                "type": "object",
+                "description": "Data-quality expectations on the rows the task commits to its Delta table (types that write tables).",
+                "propertyNames": {"pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["sql"],
+                    "properties": {
+                        "sql": {"type": "string", "minLength": 1, "description": "A SQL condition over the written columns; a row passes when it is true (false or NULL fail it)."},
+                        "on_fail": {"enum": ["warn", "drop", "quarantine", "fail"], "default": "warn", "description": "warn keeps and counts the row, drop leaves it out, quarantine moves it to the task's quarantine table, fail fails the task with nothing committed."}
+                    }
+                }
+            }
         },
         "allOf": branches
     }));
@@ -213,6 +229,18 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
         },
         "$defs": defs
     });
+    // Sections a pipeline may inherit from `defaults:` are allowed there too.
+    let inherited: Map<String, Json> = registry
+        .sections()
+        .filter(|s| s.in_defaults())
+        .filter_map(|s| Some((s.name().to_string(), sections.get(s.name())?.clone())))
+        .collect();
+    if let Some(props) = schema
+        .pointer_mut("/properties/defaults/properties")
+        .and_then(Json::as_object_mut)
+    {
+        props.extend(inherited);
+    }
     if let Some(props) = schema.get_mut("properties").and_then(Json::as_object_mut) {
         props.extend(sections);
     }

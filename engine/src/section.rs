@@ -24,6 +24,65 @@ pub trait Section: DeserializeOwned + Serialize + JsonSchema + Send + Sync + 'st
     const DESCRIPTION: &'static str;
     /// An example of the section, shown when it is not a mapping.
     const EXAMPLE: &'static str;
+    /// Places in the section whose values are credentials whatever their source (JSON
+    /// pointers inside the section, `*` standing for any list index or key, e.g.
+    /// `/*/slack/webhook_url`): an `${env.NAME}` there is a secret even when NAME does not
+    /// look sensitive, so it is kept out of every file like `${secret.NAME}`.
+    const SECRET_FIELDS: &'static [&'static str] = &[];
+    /// Whether the section may also be given under `defaults:`, where a pipeline without
+    /// its own takes it from.
+    const IN_DEFAULTS: bool = false;
+
+    /// Problems the schema cannot express (a URL without host, an address that is not
+    /// one), each at a place inside the section. `value` is the section as written (after
+    /// interpolation, before defaults): the loader asks even when the schema check found
+    /// problems, so every problem is reported at once. The default finds none.
+    fn problems(_value: &Value) -> Vec<SectionProblem> {
+        Vec::new()
+    }
+}
+
+/// A problem of a section's value found by [`Section::problems`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionProblem {
+    /// JSON pointer inside the section (`/0/email/to/1`); the loader reports the position
+    /// of the deepest part of it that the file has.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl SectionProblem {
+    /// A problem at `at` (a JSON pointer inside the section).
+    pub fn new(at: impl Into<String>, message: impl Into<String>) -> Self {
+        SectionProblem {
+            at: at.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The same problem with a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Whether JSON pointer `pointer` matches `pattern`, where a `*` token stands for any one
+/// token (see [`Section::SECRET_FIELDS`]).
+pub fn pointer_matches(pattern: &str, pointer: &str) -> bool {
+    let mut p = pattern.split('/');
+    let mut q = pointer.split('/');
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == "*" || a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 /// A section with its type erased, as the registry stores it.
@@ -38,6 +97,12 @@ pub trait DynSection: Send + Sync {
     fn schema(&self) -> Value;
     /// Reads `value` as the section's type and writes it back with every default filled in.
     fn normalize(&self, value: &Value) -> Result<Value, SettingsError>;
+    /// See [`Section::SECRET_FIELDS`].
+    fn secret_fields(&self) -> &'static [&'static str];
+    /// See [`Section::IN_DEFAULTS`].
+    fn in_defaults(&self) -> bool;
+    /// See [`Section::problems`].
+    fn problems(&self, value: &Value) -> Vec<SectionProblem>;
 }
 
 /// Wraps a [`Section`] type as a [`DynSection`].
@@ -73,6 +138,18 @@ impl<S: Section> DynSection for Erased<S> {
     fn normalize(&self, value: &Value) -> Result<Value, SettingsError> {
         let typed: S = serde_json::from_value(value.clone())?;
         Ok(serde_json::to_value(typed)?)
+    }
+
+    fn secret_fields(&self) -> &'static [&'static str] {
+        S::SECRET_FIELDS
+    }
+
+    fn in_defaults(&self) -> bool {
+        S::IN_DEFAULTS
+    }
+
+    fn problems(&self, value: &Value) -> Vec<SectionProblem> {
+        S::problems(value)
     }
 }
 

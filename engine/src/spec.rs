@@ -78,6 +78,17 @@ pub enum Catchup {
     All,
 }
 
+/// What the scheduler does with a run of the pipeline whose engine died (`interrupted`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInterrupted {
+    /// Resume it (re-running only what did not succeed), at most `max_resumes` times.
+    #[default]
+    Resume,
+    /// Mark it failed, with the reason `engine died` and the time of its last event.
+    Fail,
+}
+
 /// The `schedule:` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScheduleSpec {
@@ -95,6 +106,16 @@ pub struct ScheduleSpec {
     #[serde(with = "opt_duration")]
     #[schemars(with = "Option<u64>")]
     pub start_deadline: Option<Duration>,
+    /// What to do with an interrupted run (default `resume`).
+    #[serde(default)]
+    pub on_interrupted: OnInterrupted,
+    /// Most resumes of one run before it is marked failed (default 3).
+    #[serde(default = "default_max_resumes")]
+    pub max_resumes: u32,
+}
+
+fn default_max_resumes() -> u32 {
+    3
 }
 
 /// The `retention:` section: which runs of the pipeline the run store keeps. A run is
@@ -142,6 +163,10 @@ pub struct TaskSpec {
     /// Into how many shards the task is split, for types that can be split (default 1).
     #[serde(default = "one")]
     pub shards: u32,
+    /// Data-quality expectations on the rows the task commits to its table (see
+    /// [`crate::expect`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expect: crate::expect::Expectations,
 }
 
 fn one() -> u32 {

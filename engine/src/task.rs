@@ -11,6 +11,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -106,47 +107,109 @@ impl ErrorKind {
     }
 }
 
-/// A task failure: its kind and a message naming what went wrong.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[error("{message}")]
+/// A task failure: its kind, a message naming what went wrong, the param at fault (if one is)
+/// and the error that caused it (if any).
+///
+/// Run records keep the kind, the message and the param. The source stays in memory: callers
+/// in the same process can walk it ([`std::error::Error::source`]), and the engine writes its
+/// chain to the run's log; it is never serialised, so it does not cross to another process or
+/// into a record. Two errors are equal when their kind, message and param are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskError {
     /// Whether and how the engine retries.
     pub kind: ErrorKind,
     /// What went wrong, for the user.
     pub message: String,
+    /// The param at fault (`with:` key), when the error is a param's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// The error that caused this one (in memory only).
+    #[serde(skip)]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl PartialEq for TaskError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message && self.param == other.param
+    }
+}
+
+impl Eq for TaskError {}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TaskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl TaskError {
+    /// A failure of kind `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        TaskError {
+            kind,
+            message: message.into(),
+            param: None,
+            source: None,
+        }
+    }
+
     /// A transient failure, retried according to the task's policy.
     pub fn retryable(message: impl Into<String>) -> Self {
-        TaskError {
-            kind: ErrorKind::Retryable,
-            message: message.into(),
-        }
+        TaskError::new(ErrorKind::Retryable, message)
     }
 
     /// A failure that is not retried.
     pub fn fatal(message: impl Into<String>) -> Self {
-        TaskError {
-            kind: ErrorKind::Fatal,
-            message: message.into(),
-        }
+        TaskError::new(ErrorKind::Fatal, message)
     }
 
-    /// A configuration error naming the offending param.
+    /// A configuration error of the param `field`: the message says `param `field`: message`
+    /// and [`TaskError::param`] names it.
     pub fn config(field: &str, message: impl std::fmt::Display) -> Self {
-        TaskError {
-            kind: ErrorKind::Config,
-            message: format!("param `{field}`: {message}"),
-        }
+        TaskError::new(ErrorKind::Config, format!("param `{field}`: {message}")).with_param(field)
     }
 
     /// The attempt was cancelled.
     pub fn cancelled() -> Self {
-        TaskError {
-            kind: ErrorKind::Cancelled,
-            message: "cancelled".into(),
+        TaskError::new(ErrorKind::Cancelled, "cancelled")
+    }
+
+    /// The same error, blaming the param `param`.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// The same error, caused by `source` (kept in memory and logged, not recorded).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The causes below this error, outermost first, joined by `: ` (`None` without a
+    /// source), as the run's log shows them. A cause that says what the level above it says
+    /// (a wrapper that shows its source's text) is shown once.
+    pub fn source_chain(&self) -> Option<String> {
+        let mut causes: Vec<String> = Vec::new();
+        let mut above = self.message.clone();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if text != above {
+                causes.push(text.clone());
+            }
+            above = text;
+            next = cause.source();
         }
+        (!causes.is_empty()).then(|| causes.join(": "))
     }
 
     /// Whether another attempt may succeed.
@@ -166,6 +229,8 @@ pub struct PipelineInfo {
     pub params: BTreeMap<String, Value>,
     /// Top-level sections that plugins own, by name, as JSON (see [`crate::section`]).
     pub sections: BTreeMap<String, Value>,
+    /// The `expect:` of each task that has one, by task id (see [`crate::expect`]).
+    pub expectations: BTreeMap<String, crate::expect::Expectations>,
 }
 
 impl PipelineInfo {
@@ -192,6 +257,101 @@ impl Shard {
     }
 }
 
+/// Something another part of tweetflow attached to a run for its tasks to read, e.g. the
+/// tracking-server run an observer logs the run to (see [`RunLinks`]).
+///
+/// The engine knows no link type: a plugin defines one, an observer returns it from
+/// [`crate::observer::RunObserver::run_started`], and tasks read it with [`RunLinks::get`].
+/// Links cross process boundaries with the attempt (executors), so they are JSON.
+pub trait RunLink: Serialize + DeserializeOwned {
+    /// The link's name, unique among link types (e.g. `mlflow`).
+    const NAME: &'static str;
+}
+
+/// The links attached to a run, by name (see [`RunLink`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunLinks(BTreeMap<String, Value>);
+
+impl RunLinks {
+    /// No links.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The link of type `L`, when the run has one (a link that does not read as `L` is
+    /// treated as missing).
+    pub fn get<L: RunLink>(&self) -> Option<L> {
+        serde_json::from_value(self.0.get(L::NAME)?.clone()).ok()
+    }
+
+    /// Attaches `link` (replacing one of the same type). A link that does not serialise to
+    /// JSON is left out.
+    pub fn insert<L: RunLink>(&mut self, link: &L) {
+        if let Ok(value) = serde_json::to_value(link) {
+            self.0.insert(L::NAME.to_string(), value);
+        }
+    }
+
+    /// Adds every link of `other` (a later one replaces an earlier one of the same name).
+    pub fn extend(&mut self, other: RunLinks) {
+        self.0.extend(other.0);
+    }
+
+    /// Whether there is no link.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Where a task of a run stands, as [`RunView::tasks`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskState {
+    /// The task's id.
+    pub id: String,
+    /// Its registered type.
+    pub task_type: String,
+    /// Its status (`pending`, `running`, `succeeded`, ...).
+    pub status: String,
+    /// How many attempts it made so far.
+    pub attempts: usize,
+    /// How long it took, once it ended.
+    pub duration: Option<Duration>,
+}
+
+/// A read-only view of the run an attempt belongs to: what a task may know about its run
+/// beyond its own inputs.
+pub trait RunView: Send + Sync {
+    /// The root of the run store the run is recorded in (run records, artifacts, cache), when
+    /// this process sees it. Tasks refuse to write their outputs inside it.
+    fn store_root(&self) -> Option<PathBuf>;
+    /// The run's tasks as recorded so far, in pipeline order (empty when the run is not
+    /// recorded where this process sees it).
+    fn tasks(&self) -> Vec<TaskState>;
+}
+
+impl std::fmt::Debug for dyn RunView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunView")
+            .field("store_root", &self.store_root())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The view of a run that is not recorded anywhere: a task called outside the engine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UnrecordedRun;
+
+impl RunView for UnrecordedRun {
+    fn store_root(&self) -> Option<PathBuf> {
+        None
+    }
+
+    fn tasks(&self) -> Vec<TaskState> {
+        Vec::new()
+    }
+}
+
 /// Everything a task attempt receives besides its params.
 #[derive(Clone, Debug)]
 pub struct TaskContext {
@@ -213,6 +373,10 @@ pub struct TaskContext {
     pub artifacts_dir: PathBuf,
     /// The part of the input this attempt processes (`None`: all of it).
     pub shard: Option<Shard>,
+    /// A read-only view of the run (its store, its tasks so far).
+    pub run: Arc<dyn RunView>,
+    /// What observers attached to the run (e.g. its MLflow run), see [`RunLinks`].
+    pub links: Arc<RunLinks>,
 }
 
 impl TaskContext {
@@ -222,9 +386,23 @@ impl TaskContext {
         Ok(self.artifacts_dir.join(name))
     }
 
+    /// The task's data-quality expectations (`expect:`), empty when it has none.
+    pub fn expectations(&self) -> &crate::expect::Expectations {
+        static NONE: crate::expect::Expectations = BTreeMap::new();
+        self.pipeline
+            .expectations
+            .get(&self.task_id)
+            .unwrap_or(&NONE)
+    }
+
     /// The output of the direct dependency `task_id`.
     pub fn upstream_output(&self, task_id: &str) -> Option<&TaskOutput> {
         self.upstream.get(task_id)
+    }
+
+    /// The link of type `L` attached to the run, when there is one.
+    pub fn link<L: RunLink>(&self) -> Option<L> {
+        self.links.get()
     }
 }
 
@@ -243,6 +421,9 @@ pub trait Task: Send + Sync + 'static {
     /// Whether the type can be split (`shards: N`): each attempt then processes the part of
     /// the input [`TaskContext::shard`] names, and commits it on its own.
     const SHARDABLE: bool = false;
+    /// Whether the type writes a Delta table through the shared write path, so that
+    /// `expect:` applies to it.
+    const WRITES_TABLE: bool = false;
 
     /// Runs one attempt.
     fn run(
@@ -272,6 +453,19 @@ pub trait Task: Send + Sync + 'static {
     fn cache_inputs(&self, _params: &Self::Params) -> Vec<PathBuf> {
         Vec::new()
     }
+
+    /// The data the task reads and writes, as `(param, location)`: a table, a landing folder,
+    /// a model directory; each a local path or a URL (`s3://...`). An executor whose nodes
+    /// do not see the engine's files refuses local ones at validation.
+    fn locations(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// The `(name, type)` columns of the table the task writes, when they are known before it
+    /// runs (types as Delta type names); `expect:` SQL is checked against them at load time.
+    fn output_columns(&self, _params: &Self::Params) -> Option<Vec<(String, String)>> {
+        None
+    }
 }
 
 /// A task type with its params type erased, as the registry stores it.
@@ -284,10 +478,14 @@ pub trait DynTask: Send + Sync {
     fn description(&self) -> &'static str;
     /// See [`Task::SHARDABLE`].
     fn shardable(&self) -> bool;
+    /// See [`Task::WRITES_TABLE`].
+    fn writes_table(&self) -> bool;
+    /// See [`Task::output_columns`] (`None` also when the params do not parse).
+    fn output_columns(&self, params: &Value) -> Option<Vec<(String, String)>>;
     /// JSON Schema of the params.
     fn params_schema(&self) -> Value;
     /// Checks that `params` deserialize into the params type.
-    fn check_params(&self, params: &Value) -> Result<(), String>;
+    fn check_params(&self, params: &Value) -> Result<(), ParamsError>;
     /// Runs one attempt with JSON params.
     fn run<'a>(
         &'a self,
@@ -304,13 +502,21 @@ pub trait DynTask: Send + Sync {
     fn watch_paths(&self, params: &Value) -> Vec<PathBuf>;
     /// See [`Task::cache_inputs`].
     fn cache_inputs(&self, params: &Value) -> Vec<PathBuf>;
+    /// See [`Task::locations`].
+    fn locations(&self, params: &Value) -> Vec<(&'static str, String)>;
 }
 
 /// Wraps a [`Task`] as a [`DynTask`].
 pub(crate) struct Erased<T>(pub T);
 
-fn parse_params<P: DeserializeOwned>(params: &Value) -> Result<P, String> {
-    serde_json::from_value(params.clone()).map_err(|e| e.to_string())
+/// Params that do not deserialize into a task type's params type (the serde error says which
+/// field and why).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ParamsError(#[from] serde_json::Error);
+
+fn parse_params<P: DeserializeOwned>(params: &Value) -> Result<P, ParamsError> {
+    Ok(serde_json::from_value(params.clone())?)
 }
 
 impl<T: Task> DynTask for Erased<T> {
@@ -330,6 +536,16 @@ impl<T: Task> DynTask for Erased<T> {
         T::SHARDABLE
     }
 
+    fn writes_table(&self) -> bool {
+        T::WRITES_TABLE
+    }
+
+    fn output_columns(&self, params: &Value) -> Option<Vec<(String, String)>> {
+        parse_params::<T::Params>(params)
+            .ok()
+            .and_then(|p| self.0.output_columns(&p))
+    }
+
     fn params_schema(&self) -> Value {
         let settings = schemars::generate::SchemaSettings::draft2020_12();
         let schema = settings
@@ -338,7 +554,7 @@ impl<T: Task> DynTask for Erased<T> {
         schema.to_value()
     }
 
-    fn check_params(&self, params: &Value) -> Result<(), String> {
+    fn check_params(&self, params: &Value) -> Result<(), ParamsError> {
         parse_params::<T::Params>(params).map(|_| ())
     }
 
@@ -348,9 +564,8 @@ impl<T: Task> DynTask for Erased<T> {
         params: &'a Value,
     ) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(async move {
-            let params = parse_params::<T::Params>(params).map_err(|e| TaskError {
-                kind: ErrorKind::Config,
-                message: format!("invalid params: {e}"),
+            let params = parse_params::<T::Params>(params).map_err(|e| {
+                TaskError::new(ErrorKind::Config, format!("invalid params: {e}")).with_source(e)
             })?;
             self.0.run(ctx, params).await
         })
@@ -365,6 +580,12 @@ impl<T: Task> DynTask for Erased<T> {
     fn cache_inputs(&self, params: &Value) -> Vec<PathBuf> {
         parse_params::<T::Params>(params)
             .map(|p| self.0.cache_inputs(&p))
+            .unwrap_or_default()
+    }
+
+    fn locations(&self, params: &Value) -> Vec<(&'static str, String)> {
+        parse_params::<T::Params>(params)
+            .map(|p| self.0.locations(&p))
             .unwrap_or_default()
     }
 

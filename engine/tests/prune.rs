@@ -30,6 +30,7 @@ fn pipeline(name: &str, retention: Option<RetentionPolicy>) -> Pipeline {
             description: None,
             executor: Default::default(),
             shards: 1,
+            expect: Default::default(),
         }],
         spec_hash: "h".into(),
         schedule: None,

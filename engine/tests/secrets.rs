@@ -119,6 +119,7 @@ async fn secrets_never_reach_the_run_store_and_resume_reads_them_again() {
     let token = format!("tok-{}-unique", std::process::id());
     let plain = format!("pl41n-{}-unique", std::process::id());
     // SAFETY: this test binary has one test; nothing reads the environment concurrently.
+    #[allow(unsafe_code)]
     unsafe {
         std::env::set_var("SECRETS_TEST_API_TOKEN", &token);
         std::env::set_var("SECRETS_TEST_PLAIN", &plain);
@@ -201,7 +202,10 @@ async fn secrets_never_reach_the_run_store_and_resume_reads_them_again() {
 
     // Without the secret, a resume is refused with its name.
     // SAFETY: as above.
-    unsafe { std::env::remove_var("SECRETS_TEST_PLAIN") };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::remove_var("SECRETS_TEST_PLAIN");
+    }
     match engine.resume(&record.run_id, RunOptions::default()).await {
         Err(EngineError::MissingSecret { source, .. }) => {
             assert_eq!(
@@ -254,7 +258,10 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
     use tweetflow_engine::executor::ResolvedAttempt;
     let value = format!("attempt-secret-{}", std::process::id());
     // SAFETY: a variable no other test of this binary reads.
-    unsafe { std::env::set_var("SECRETS_TEST_ATTEMPT_TOKEN", &value) };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("SECRETS_TEST_ATTEMPT_TOKEN", &value);
+    }
     let mut r = Registry::new();
     r.register(Leaky);
     let p = load_str(
@@ -285,9 +292,12 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
         spec_hash: p.spec_hash.clone(),
         pipeline_params: p.params.clone(),
         sections: p.sections.clone(),
+        expect: Default::default(),
         artifacts_dir: "artifacts".into(),
         cwd: None,
         secrets: slots,
+        run_store: None,
+        links: Default::default(),
         traceparent: None,
     };
     let dir = tempfile::tempdir().unwrap();
@@ -297,7 +307,10 @@ fn an_attempt_file_for_a_worker_holds_no_secret_and_the_worker_reads_it_again() 
     assert!(!text.contains(&value), "{text}");
     assert_eq!(ResolvedAttempt::read(&file).unwrap(), attempt);
     // SAFETY: as above.
-    unsafe { std::env::remove_var("SECRETS_TEST_ATTEMPT_TOKEN") };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::remove_var("SECRETS_TEST_ATTEMPT_TOKEN");
+    }
     let err = ResolvedAttempt::read(&file).unwrap_err();
     assert!(
         err.to_string().contains("`SECRETS_TEST_ATTEMPT_TOKEN`"),

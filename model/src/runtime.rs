@@ -10,6 +10,12 @@
 //!    `lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so*` (the `onnxruntime`
 //!    wheel installed by `scripts/setup-venv.sh`).
 //!
+//! On a cluster node (the Ray executor sets `TWEETFLOW_WORKER` in each job), the search goes
+//! the way a Ray image is set up: the `onnxruntime` wheel of the node's Python first (the `python3` on
+//! `PATH`, asked with `importlib`), then
+//! the library named by `onnxruntime:` in the executor's settings (`TWEETFLOW_ONNXRUNTIME`),
+//! then `ORT_DYLIB_PATH`, then 2 and 3; a candidate that cannot be loaded passes to the next.
+//!
 //! The library is loaded once per process ([`init`]); the outcome, success or failure, is
 //! kept, so every later call answers the same. A failure is one message that names every
 //! place looked and the command that fixes it.
@@ -118,10 +124,101 @@ fn venv_libs(venv: &Path) -> (Vec<PathBuf>, String) {
     (out, format!("{pattern}|{outcome}"))
 }
 
+/// Set by the Ray executor in each job: the process runs on a cluster node.
+pub const WORKER_ENV: &str = "TWEETFLOW_WORKER";
+/// The library named by `onnxruntime:` in the executor's settings, on a node.
+pub const EXECUTOR_LIBRARY_ENV: &str = "TWEETFLOW_ONNXRUNTIME";
+
+/// The `onnxruntime` package folder of the Python on `PATH` (`python3`, then `python`), as
+/// that Python finds it.
+fn python_wheel(found: &mut Vec<(PathBuf, String)>, looked: &mut Vec<Looked>) {
+    const ASK: &str = "import importlib.util as u, sys\ns = u.find_spec('onnxruntime')\nprint(sys.executable)\nprint(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')";
+    for python in ["python3", "python"] {
+        let out = match std::process::Command::new(python)
+            .args(["-c", ASK])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => {
+                looked.push(Looked {
+                    place: format!("the onnxruntime wheel of `{python}` on PATH"),
+                    outcome: format!("`{python}` failed ({})", out.status),
+                });
+                continue;
+            }
+            Err(_) => {
+                looked.push(Looked {
+                    place: format!("the onnxruntime wheel of `{python}` on PATH"),
+                    outcome: "no such program".into(),
+                });
+                continue;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let exe = lines.next().unwrap_or(python).to_string();
+        let package = lines.next().unwrap_or("").trim();
+        let place = format!("the onnxruntime wheel of {exe}");
+        if package.is_empty() {
+            looked.push(Looked {
+                place,
+                outcome: "not installed (pip install onnxruntime)".into(),
+            });
+            return;
+        }
+        let capi = Path::new(package).join("capi");
+        let libs = lib_files_in(&capi);
+        if libs.is_empty() {
+            looked.push(Looked {
+                place: format!("{place}: {}/libonnxruntime.so*", capi.display()),
+                outcome: "no match".into(),
+            });
+        }
+        found.extend(libs.into_iter().map(|p| (p, place.clone())));
+        return;
+    }
+}
+
+/// A library named by a variable, tried and passed over when it is not a file.
+fn named_by(var: &str, what: &str, found: &mut Vec<(PathBuf, String)>, looked: &mut Vec<Looked>) {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if p.is_file() {
+                found.push((p, what.to_string()));
+            } else {
+                looked.push(Looked {
+                    place: format!("{what}: {}", p.display()),
+                    outcome: "no such file".into(),
+                });
+            }
+        }
+        None => looked.push(Looked {
+            place: what.to_string(),
+            outcome: "not set".into(),
+        }),
+    }
+}
+
 /// Candidate libraries in search order, and the places looked at.
 fn candidates() -> (Vec<(PathBuf, String)>, Vec<Looked>, bool) {
     let mut looked = Vec::new();
     let mut found = Vec::new();
+    let on_node = std::env::var_os(WORKER_ENV).is_some_and(|v| !v.is_empty());
+    if on_node {
+        python_wheel(&mut found, &mut looked);
+        named_by(
+            EXECUTOR_LIBRARY_ENV,
+            "`onnxruntime` of the executor settings",
+            &mut found,
+            &mut looked,
+        );
+        named_by("ORT_DYLIB_PATH", "ORT_DYLIB_PATH", &mut found, &mut looked);
+        beside_exe_and_venv(&mut found, &mut looked);
+        return (found, looked, false);
+    }
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
         if p.is_file() {
@@ -138,6 +235,12 @@ fn candidates() -> (Vec<(PathBuf, String)>, Vec<Looked>, bool) {
         place: "ORT_DYLIB_PATH".into(),
         outcome: "not set".into(),
     });
+    beside_exe_and_venv(&mut found, &mut looked);
+    (found, looked, false)
+}
+
+/// Candidates 2 and 3 of the module documentation.
+fn beside_exe_and_venv(found: &mut Vec<(PathBuf, String)>, looked: &mut Vec<Looked>) {
     match std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
@@ -188,10 +291,16 @@ fn candidates() -> (Vec<(PathBuf, String)>, Vec<Looked>, bool) {
             },
         }),
     }
-    (found, looked, false)
 }
 
 fn fix_text() -> String {
+    if std::env::var_os(WORKER_ENV).is_some_and(|v| !v.is_empty()) {
+        return format!(
+            "Fix, on this cluster node: install the onnxruntime wheel (>= 1.{MIN_ORT_MINOR}) into the node's Python \
+             (`pip install onnxruntime` in the Ray image), or set `onnxruntime: /path/to/libonnxruntime.so.1.<minor>.<patch>` \
+             in the task's executor settings, or ORT_DYLIB_PATH in the node's environment"
+        );
+    }
     format!(
         "Fix: run scripts/setup-venv.sh in the project directory (installs the onnxruntime wheel into .venv), \
          or export ORT_DYLIB_PATH=/path/to/libonnxruntime.so.1.<minor>.<patch> (ONNX Runtime >= 1.{MIN_ORT_MINOR}; \
@@ -209,6 +318,7 @@ fn load() -> std::result::Result<Runtime, String> {
                     .with_name("tweetflow")
                     .build()
                     .map_err(|e| format!("ONNX Runtime loaded from {} ({via}) but its environment cannot be created: {e}", path.display()))?;
+                tracing::info!(library = %path.display(), found_via = %via, "ONNX Runtime loaded");
                 return Ok(Runtime {
                     library: path,
                     found_via: via,

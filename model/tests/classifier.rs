@@ -1,4 +1,5 @@
 //! Classifier tests on the tiny fixture models (fp32 and int8, a few KB).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

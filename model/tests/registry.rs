@@ -1,5 +1,6 @@
 //! Registry round trip against a real MLflow server: register the tiny model, resolve every
 //! `models:/` form, download once into the cache, use a pinned cached version offline.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The error when ONNX Runtime cannot be loaded. `ort` loads its library once per process,
 //! so each case runs this test binary again as a child process with its own environment.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
@@ -143,4 +144,61 @@ fn the_project_venv_is_found_from_a_subdirectory() {
         out.contains("PROBE-OK") && out.contains("onnxruntime/capi/libonnxruntime.so"),
         "{out}"
     );
+}
+
+#[test]
+fn on_a_cluster_node_the_wheel_of_the_nodes_python_is_found_first() {
+    // A node whose only ONNX Runtime is the `onnxruntime` wheel of the Python on its PATH
+    // (the project venv's), with a broken ORT_DYLIB_PATH that comes later in the search.
+    let venv = tweetflow_test_support::venv();
+    let bin = venv.join("bin");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let out = run_probe(
+        &[
+            ("TWEETFLOW_WORKER", "ray"),
+            ("PATH", &path),
+            ("ORT_DYLIB_PATH", "/nowhere/libonnxruntime.so"),
+        ],
+        &["TWEETFLOW_VENV", "TWEETFLOW_ONNXRUNTIME"],
+        tmp.path(),
+    );
+    assert!(
+        out.contains("PROBE-OK") && out.contains("onnxruntime/capi/libonnxruntime.so"),
+        "{out}"
+    );
+}
+
+#[test]
+fn on_a_cluster_node_without_the_runtime_the_error_names_every_place_in_the_nodes_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A PATH whose only `python3` has no onnxruntime (an empty folder means none at all).
+    let empty = tmp.path().join("bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let path = empty.display().to_string();
+    let out = run_probe(
+        &[
+            ("TWEETFLOW_WORKER", "ray"),
+            ("PATH", &path),
+            ("TWEETFLOW_ONNXRUNTIME", "/opt/ort/libonnxruntime.so.1.32.0"),
+        ],
+        &["TWEETFLOW_VENV", "ORT_DYLIB_PATH"],
+        tmp.path(),
+    );
+    let e = error_of(&out);
+    let places = [
+        "the onnxruntime wheel of `python3` on PATH: no such program",
+        "`onnxruntime` of the executor settings: /opt/ort/libonnxruntime.so.1.32.0: no such file",
+        "ORT_DYLIB_PATH: not set",
+        "beside the executable",
+        "project venv",
+        "pip install onnxruntime",
+    ];
+    let mut at = 0;
+    for place in places {
+        let i = e[at..]
+            .find(place)
+            .unwrap_or_else(|| panic!("`{place}` after position {at} in:\n{e}"));
+        at += i;
+    }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::TokenSearch;
+
 /// Why a Ray Jobs request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RayError {
@@ -30,6 +32,22 @@ pub enum RayError {
         /// The start of the answer.
         body: String,
     },
+    /// The cluster refused the request's token (HTTP 401 or 403): a configuration error.
+    #[error(
+        "Ray at {address} refused {what} ({status}: {body}): the cluster wants a valid token; {looked}. Set `auth_token: ${{secret.RAY_TOKEN}}` in the executor settings, or RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH, to the cluster's token"
+    )]
+    Unauthorized {
+        /// The dashboard address.
+        address: String,
+        /// What was asked.
+        what: String,
+        /// 401 or 403.
+        status: u16,
+        /// The start of the answer.
+        body: String,
+        /// Where the token was looked for ([`crate::auth::TokenSearch::describe`]).
+        looked: String,
+    },
     /// The answer was not the expected JSON.
     #[error("Ray at {address} answered {what} with unexpected JSON: {source}")]
     Json {
@@ -49,7 +67,7 @@ impl RayError {
         match self {
             RayError::Unreachable { .. } => true,
             RayError::Status { status, .. } => *status >= 500,
-            RayError::Json { .. } => false,
+            RayError::Json { .. } | RayError::Unauthorized { .. } => false,
         }
     }
 }
@@ -134,11 +152,13 @@ pub struct Submission {
 pub struct JobsClient {
     address: String,
     http: reqwest::Client,
+    auth: TokenSearch,
 }
 
 impl JobsClient {
-    /// A client of the dashboard at `address` (e.g. `http://127.0.0.1:8265`).
-    pub fn new(address: &str) -> Result<Self, RayError> {
+    /// A client of the dashboard at `address` (e.g. `http://127.0.0.1:8265`) that sends the
+    /// token `auth` found (if any) as `Authorization: Bearer` on every request.
+    pub fn new(address: &str, auth: TokenSearch) -> Result<Self, RayError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
@@ -150,6 +170,7 @@ impl JobsClient {
         Ok(JobsClient {
             address: address.trim_end_matches('/').to_string(),
             http,
+            auth,
         })
     }
 
@@ -163,6 +184,10 @@ impl JobsClient {
         what: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Option<String>, RayError> {
+        let request = match &self.auth.token {
+            Some(token) => request.header(reqwest::header::AUTHORIZATION, token.header()),
+            None => request,
+        };
         let response = request
             .send()
             .await
@@ -175,12 +200,27 @@ impl JobsClient {
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
+        let short = || {
+            tweetflow_engine::secrets::mask(
+                &body.lines().rev().take(3).collect::<Vec<_>>().join(" | "),
+            )
+            .into_owned()
+        };
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(RayError::Unauthorized {
+                address: self.address.clone(),
+                what: what.to_string(),
+                status: status.as_u16(),
+                body: short(),
+                looked: self.auth.describe(),
+            });
+        }
         if !status.is_success() {
             return Err(RayError::Status {
                 address: self.address.clone(),
                 what: what.to_string(),
                 status: status.as_u16(),
-                body: body.lines().rev().take(3).collect::<Vec<_>>().join(" | "),
+                body: short(),
             });
         }
         Ok(Some(body))

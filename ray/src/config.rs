@@ -35,6 +35,22 @@ pub struct RayConfig {
     /// How often a job's status is polled, in milliseconds (default 250).
     #[serde(default = "poll_ms")]
     pub poll_ms: u64,
+    /// The cluster's token (token authentication, `RAY_AUTH_MODE=token`), e.g.
+    /// `${secret.RAY_TOKEN}`. Default: as Ray's clients find it: `RAY_AUTH_TOKEN`, the file
+    /// named by `RAY_AUTH_TOKEN_PATH`, `~/.ray/auth_token`. Sent as `Authorization: Bearer`,
+    /// never to the jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<String>,
+    /// Local folders that the engine and every node see at the same path (a shared file
+    /// system). Local-path params of a task on Ray must lie under one of them; by default
+    /// none: tables, landing folders and models are object-store URLs (`s3://`, ...) or
+    /// `models:/` URIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_paths: Vec<String>,
+    /// The ONNX Runtime library on the nodes (`libonnxruntime.so...`), tried after the
+    /// `onnxruntime` wheel of the node's Python and before the node's `ORT_DYLIB_PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnxruntime: Option<String>,
 }
 
 impl Default for RayConfig {
@@ -47,6 +63,9 @@ impl Default for RayConfig {
             runtime_env: None,
             tweetflow: None,
             poll_ms: poll_ms(),
+            auth_token: None,
+            shared_paths: Vec::new(),
+            onnxruntime: None,
         }
     }
 }

@@ -1,14 +1,18 @@
 //! The `ray` executor: one Ray job per attempt, found again by its submission id.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tracing::{info, warn};
 use tweetflow_engine::Executor;
-use tweetflow_engine::executor::{RemoteAttempt, kind_of_exit_code, read_result, replay_log_lines};
+use tweetflow_engine::executor::{
+    ATTEMPT_ENV, RemoteAttempt, find_result_line, is_result_line, kind_of_exit_code,
+    replay_log_lines,
+};
 use tweetflow_engine::task::{ErrorKind, TaskError, TaskOutput};
 
+use crate::auth::find_token;
 use crate::client::{JobInfo, JobStatus, JobsClient, RayError, Submission};
 use crate::config::RayConfig;
 
@@ -19,6 +23,14 @@ const UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
 const STOP_WAIT: Duration = Duration::from_secs(20);
 /// Most jobs tried under one attempt's submission id (the first and its resubmissions).
 const MAX_SUBMISSIONS: u32 = 100;
+/// Largest encoded attempt sent in [`ATTEMPT_ENV`]: Linux caps one environment string at
+/// 128 KiB (`MAX_ARG_STRLEN`), and Ray keeps the runtime environment in its job table.
+pub const MAX_INLINE_ATTEMPT: usize = 100 * 1024;
+/// Set in each job's environment: the worker is on a Ray node (the ONNX Runtime search
+/// then starts with the node's Python, see `tweetflow_model::runtime`).
+const WORKER_ENV: &str = "TWEETFLOW_WORKER";
+/// Set in each job's environment from `onnxruntime:` of the settings.
+const ORT_ENV: &str = "TWEETFLOW_ONNXRUNTIME";
 
 /// Runs attempts as Ray jobs (see the crate documentation).
 pub struct RayExecutor;
@@ -33,7 +45,8 @@ impl Executor for RayExecutor {
         config: RayConfig,
         attempt: RemoteAttempt,
     ) -> Result<TaskOutput, TaskError> {
-        let client = JobsClient::new(&config.address).map_err(retryable)?;
+        let client = JobsClient::new(&config.address, find_token(config.auth_token.as_deref()))
+            .map_err(task_error)?;
         let job = attach_or_submit(&client, &config, &attempt).await?;
         attempt.jobs.report(&job.id);
         let info = match wait(&client, &config, &attempt, &job.id).await? {
@@ -41,10 +54,16 @@ impl Executor for RayExecutor {
             Waited::Stopped => return Err(TaskError::cancelled()),
         };
         let collected = Instant::now();
-        match client.logs(&job.id).await {
-            Ok(logs) => replay_log_lines(&entrypoint_lines(&logs)),
-            Err(e) => warn!(job = %job.id, error = %e, "cannot copy the job's logs"),
-        }
+        let logs = match client.logs(&job.id).await {
+            Ok(logs) => {
+                replay_log_lines(&entrypoint_lines(&logs));
+                Some(logs)
+            }
+            Err(e) => {
+                warn!(job = %job.id, error = %e, "cannot copy the job's logs");
+                None
+            }
+        };
         let end_to_collected_ms = info
             .end_time
             .map(|end| (now_ms() - end).max(0) + collected.elapsed().as_millis() as i64);
@@ -54,24 +73,32 @@ impl Executor for RayExecutor {
         };
         info!(job = %job.id, status = ?info.status, node = info.driver_node_id.as_deref().unwrap_or("?"),
             submit_to_start_ms, end_to_collected_ms, "Ray job ended");
-        outcome(&job, &info)
+        outcome(&job, &info, logs.as_deref())
+    }
+
+    /// Nodes see none of the engine's files, except the folders listed as shared.
+    fn shared_paths(&self, config: &RayConfig) -> Option<Vec<String>> {
+        Some(config.shared_paths.clone())
     }
 }
 
-/// The job an attempt runs as, and its result file.
+/// The job an attempt runs as.
 struct Job {
     id: String,
-    result: PathBuf,
     /// When this process submitted it (ms since the epoch); `None` when re-attached.
     submitted_ms: Option<i64>,
 }
 
-fn result_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("{id}.result.json"))
-}
-
-fn retryable(e: RayError) -> TaskError {
-    TaskError::retryable(e.to_string())
+/// A Ray error as the attempt's error: a refused token is the pipeline's configuration,
+/// anything else may pass.
+fn task_error(e: RayError) -> TaskError {
+    match e {
+        RayError::Unauthorized { .. } => TaskError {
+            kind: ErrorKind::Config,
+            message: e.to_string(),
+        },
+        other => TaskError::retryable(other.to_string()),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -94,26 +121,22 @@ async fn attach_or_submit(
         } else {
             format!("{}-{n}", attempt.submission_id)
         };
-        let result = result_path(&attempt.dir, &id);
-        match client.job(&id).await.map_err(retryable)? {
+        match client.job(&id).await.map_err(task_error)? {
             Some(info) if matches!(info.status, JobStatus::Failed | JobStatus::Stopped) => continue,
             Some(info) => {
                 info!(job = %id, status = ?info.status, "re-attached to the Ray job submitted earlier");
                 return Ok(Job {
                     id,
-                    result,
                     submitted_ms: None,
                 });
             }
             None => {
-                let _ = std::fs::remove_file(&result);
-                let submission = submission(config, attempt, &id, &result);
+                let submission = submission(config, attempt, &id)?;
                 let submitted_ms = now_ms();
-                client.submit(&submission).await.map_err(retryable)?;
+                client.submit(&submission).await.map_err(task_error)?;
                 info!(job = %id, address = %client.address(), "submitted to Ray");
                 return Ok(Job {
                     id,
-                    result,
                     submitted_ms: Some(submitted_ms),
                 });
             }
@@ -136,7 +159,14 @@ const TRACE_ENV: &[&str] = &[
     "TWEETFLOW_TRACE",
 ];
 
-fn submission(config: &RayConfig, attempt: &RemoteAttempt, id: &str, result: &Path) -> Submission {
+/// The job of an attempt: `tweetflow task exec` with no file, the attempt in
+/// [`ATTEMPT_ENV`] of the runtime environment (the nodes need not see the engine's disk),
+/// its result printed as the last line of the job's logs.
+fn submission(
+    config: &RayConfig,
+    attempt: &RemoteAttempt,
+    id: &str,
+) -> Result<Submission, TaskError> {
     let program = config
         .tweetflow
         .clone()
@@ -147,23 +177,39 @@ fn submission(config: &RayConfig, attempt: &RemoteAttempt, id: &str, result: &Pa
     if attempt.exec_command.len() <= 1 {
         words.extend(["task".to_string(), "exec".to_string()]);
     }
-    words.push(attempt.file.display().to_string());
-    words.push("--result".into());
-    words.push(result.display().to_string());
-    // The worker exports its part of the trace where the engine does (headers stay out: they
-    // hold credentials and a job's entrypoint is shown by Ray).
-    let trace_env = TRACE_ENV
+    let entrypoint = words
         .iter()
-        .filter_map(|name| {
-            let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
-            Some(format!("{name}={}", shell_quote(&value)))
-        })
-        .collect::<Vec<_>>();
-    let entrypoint = trace_env
-        .into_iter()
-        .chain(words.iter().map(|w| shell_quote(w)))
+        .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
+    let inline = attempt
+        .resolved
+        .to_inline()
+        .map_err(|e| TaskError::fatal(format!("cannot encode the attempt for Ray: {e}")))?;
+    if inline.len() > MAX_INLINE_ATTEMPT {
+        return Err(TaskError::fatal(format!(
+            "the attempt is {} KiB encoded, more than the {} KiB a Ray job's environment variable can carry: \
+             the task's params and its upstream outputs are too large (pass large values as object-store locations)",
+            inline.len() / 1024,
+            MAX_INLINE_ATTEMPT / 1024
+        )));
+    }
+    let mut env = BTreeMap::from([
+        (ATTEMPT_ENV.to_string(), inline),
+        (WORKER_ENV.to_string(), "ray".to_string()),
+    ]);
+    if let Some(ort) = &config.onnxruntime {
+        env.insert(ORT_ENV.to_string(), ort.clone());
+    }
+    // The worker exports its part of the trace where the engine does (not the headers: they
+    // hold credentials, and Ray shows a job's runtime environment).
+    for name in TRACE_ENV {
+        if let Ok(value) = std::env::var(name)
+            && !value.is_empty()
+        {
+            env.entry(name.to_string()).or_insert(value);
+        }
+    }
     let r = &attempt.resolved;
     let mut metadata = BTreeMap::from([
         ("tweetflow_run".to_string(), r.run_id.clone()),
@@ -173,15 +219,32 @@ fn submission(config: &RayConfig, attempt: &RemoteAttempt, id: &str, result: &Pa
     if let Some(shard) = r.shard {
         metadata.insert("tweetflow_shard".into(), shard.label());
     }
-    Submission {
+    Ok(Submission {
         entrypoint,
         submission_id: id.to_string(),
         entrypoint_num_cpus: config.num_cpus,
         entrypoint_memory: config.memory,
         entrypoint_resources: config.resources.clone(),
-        runtime_env: config.runtime_env.clone(),
+        runtime_env: Some(with_env_vars(config.runtime_env.clone(), env)),
         metadata,
+    })
+}
+
+/// `runtime_env` with `vars` added to its `env_vars` (ours win over the pipeline's).
+fn with_env_vars(runtime_env: Option<Value>, vars: BTreeMap<String, String>) -> Value {
+    let mut env = match runtime_env {
+        Some(Value::Object(o)) => o,
+        _ => serde_json::Map::new(),
+    };
+    let mut env_vars = match env.remove("env_vars") {
+        Some(Value::Object(o)) => o,
+        _ => serde_json::Map::new(),
+    };
+    for (k, v) in vars {
+        env_vars.insert(k, Value::String(v));
     }
+    env.insert("env_vars".into(), Value::Object(env_vars));
+    Value::Object(env)
 }
 
 /// `word` quoted for a POSIX shell.
@@ -231,10 +294,10 @@ async fn wait(
             Err(e) if e.is_transient() => {
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > UNREACHABLE_LIMIT {
-                    return Err(retryable(e));
+                    return Err(task_error(e));
                 }
             }
-            Err(e) => return Err(retryable(e)),
+            Err(e) => return Err(task_error(e)),
         }
     }
 }
@@ -257,9 +320,9 @@ async fn stop(client: &JobsClient, id: &str) {
     }
 }
 
-/// The attempt's result: what `task exec` wrote, else what the job's end says.
-fn outcome(job: &Job, info: &JobInfo) -> Result<TaskOutput, TaskError> {
-    if let Some(result) = read_result(&job.result) {
+/// The attempt's result: the result line `task exec` printed, else what the job's end says.
+fn outcome(job: &Job, info: &JobInfo, logs: Option<&str>) -> Result<TaskOutput, TaskError> {
+    if let Some(result) = logs.and_then(find_result_line) {
         return match result.into_result() {
             // The engine did not stop it (that path returns earlier): someone else did.
             Err(e) if e.kind == ErrorKind::Cancelled => Err(TaskError::retryable(format!(
@@ -280,10 +343,10 @@ fn outcome(job: &Job, info: &JobInfo) -> Result<TaskOutput, TaskError> {
     ) {
         (JobStatus::Succeeded, _) => (
             ErrorKind::Retryable,
-            format!(
-                "succeeded but left no result at {} (do the workers share the run directory?)",
-                job.result.display()
-            ),
+            match logs {
+                Some(_) => "succeeded but printed no result line (is the `tweetflow` on the nodes the engine's build?)".to_string(),
+                None => "succeeded but its logs, which carry the result, cannot be read".to_string(),
+            },
         ),
         (_, Some(kind)) => (kind, format!("failed: {ray_message}")),
         _ => (
@@ -291,10 +354,7 @@ fn outcome(job: &Job, info: &JobInfo) -> Result<TaskOutput, TaskError> {
             format!("was lost by the cluster ({:?}: {ray_message})", info.status),
         ),
     };
-    Err(TaskError {
-        kind,
-        message: format!("Ray job {} {what}", job.id),
-    })
+    Err(TaskError::new(kind, format!("Ray job {} {what}", job.id)))
 }
 
 /// The entrypoint's own lines of a job's logs, without Ray's (its set-up lines, stamped
@@ -303,6 +363,7 @@ fn entrypoint_lines(logs: &str) -> String {
     let ray_line = |l: &str| {
         let b = l.as_bytes();
         l.starts_with("Running entrypoint for job ")
+            || is_result_line(l)
             || (b.len() > 24
                 && b[4] == b'-'
                 && b[10] == b' '
@@ -328,8 +389,26 @@ mod tests {
     }
 
     #[test]
+    fn the_jobs_env_vars_join_the_pipelines_runtime_env() {
+        let env = with_env_vars(
+            Some(
+                serde_json::json!({"env_vars": {"A": "1", "TWEETFLOW_WORKER": "x"}, "pip": ["x"]}),
+            ),
+            BTreeMap::from([("TWEETFLOW_WORKER".to_string(), "ray".to_string())]),
+        );
+        assert_eq!(
+            env,
+            serde_json::json!({"pip": ["x"], "env_vars": {"A": "1", "TWEETFLOW_WORKER": "ray"}})
+        );
+        assert_eq!(
+            with_env_vars(None, BTreeMap::new()),
+            serde_json::json!({"env_vars": {}})
+        );
+    }
+
+    #[test]
     fn rays_setup_lines_are_not_copied() {
-        let logs = "2026-11-30 14:34:24,426\tINFO job_manager.py:581 -- Runtime env is setting up.\n{\"a\":1}\nRunning entrypoint for job x: tweetflow task exec f\n";
+        let logs = "2026-11-30 14:34:24,426\tINFO job_manager.py:581 -- Runtime env is setting up.\n{\"a\":1}\nRunning entrypoint for job x: tweetflow task exec f\n@@tweetflow-result@@ {}\n";
         assert_eq!(entrypoint_lines(logs), "{\"a\":1}\n");
     }
 }

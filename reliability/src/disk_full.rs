@@ -189,6 +189,7 @@ fn put_tables_on(data: &Path, small: &Path) -> Result<(), SuiteError> {
 /// Sets `RLIMIT_FSIZE` of the child and ignores `SIGXFSZ`, so writes past `bytes` fail.
 fn limit_file_size(cmd: &mut Command, bytes: u64) {
     // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
             let lim = libc::rlimit {
@@ -213,7 +214,9 @@ impl SmallFs {
     fn mount(dir: &Path) -> Result<SmallFs, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         // SAFETY: getuid has no preconditions.
-        if unsafe { libc::getuid() } != 0 {
+        #[allow(unsafe_code)]
+        let uid = unsafe { libc::getuid() };
+        if uid != 0 {
             return Err("not root".into());
         }
         let out = Command::new("mount")

@@ -8,6 +8,7 @@
 //! | many runs of the main pipeline at once on the same tables | [`concurrent`] |
 //! | disk full while writing a table and while writing the run store | [`disk_full`] |
 //! | MLflow down, slow, answering 500 or 429 | [`mlflow_faults`] |
+//! | the daemon killed during a run (resumed by its restart); a manual run's engine killed (`runs recover`) | [`interrupted`] |
 //!
 //! Every scenario compares the tables with an uninterrupted run of the same pipeline
 //! ([`tables`]). [`Config::short`] is the form `cargo test` runs; [`Config::long`] the one
@@ -22,6 +23,7 @@ use rand::rngs::StdRng;
 pub mod concurrent;
 pub mod disk_full;
 pub mod fault_server;
+pub mod interrupted;
 pub mod kill_engine;
 pub mod load;
 pub mod mlflow_faults;
@@ -83,6 +85,10 @@ pub struct Config {
     pub mlflow_timeout: Option<Duration>,
     /// `MLFLOW_HTTP_REQUEST_MAX_RETRIES` for the MLflow faults (`None`: the client's default).
     pub mlflow_retries: Option<u32>,
+    /// Kills of the scheduler daemon during a run, each resumed by the restarted daemon.
+    pub daemon_resume_kills: usize,
+    /// Kills of a manual run's engine, each followed by `runs recover`.
+    pub manual_kills: usize,
     /// Seed of the random moments (kill times, restart delays).
     pub seed: u64,
     /// Only the scenarios whose names contain one of these (all when empty).
@@ -103,6 +109,8 @@ impl Config {
             mlflow_delay: Duration::from_secs(5),
             mlflow_timeout: Some(Duration::from_secs(2)),
             mlflow_retries: Some(0),
+            daemon_resume_kills: 2,
+            manual_kills: 2,
             seed,
             only: Vec::new(),
         }
@@ -121,6 +129,8 @@ impl Config {
             mlflow_delay: Duration::from_secs(5),
             mlflow_timeout: None,
             mlflow_retries: None,
+            daemon_resume_kills: 20,
+            manual_kills: 20,
             seed,
             only: Vec::new(),
         }
@@ -211,12 +221,13 @@ pub fn run_suite(tf: &Tweetflow, config: Config) -> Result<Vec<Row>, SuiteError>
         rt,
     };
     type Scenario = fn(&Ctx) -> Result<Vec<Row>, SuiteError>;
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 6] = [
         ("kill-engine", kill_engine::run),
         ("scheduler", scheduler::run),
         ("concurrent", concurrent::run),
         ("disk-full", disk_full::run),
         ("mlflow", mlflow_faults::run),
+        ("interrupted", interrupted::run),
     ];
     let mut rows = Vec::new();
     for (name, scenario) in scenarios {

@@ -22,7 +22,7 @@ struct Args {
     #[arg(long)]
     seed: Option<u64>,
     /// Run only the scenarios whose names contain this (kill-engine, scheduler, concurrent,
-    /// disk-full, mlflow; repeatable).
+    /// disk-full, mlflow, interrupted; repeatable).
     #[arg(long)]
     only: Vec<String>,
     /// Override: engine kills.
@@ -37,6 +37,12 @@ struct Args {
     /// Override: runs started at once.
     #[arg(long)]
     concurrent: Option<usize>,
+    /// Override: daemon kills during a run (each resumed by the restarted daemon).
+    #[arg(long)]
+    daemon_resume_kills: Option<usize>,
+    /// Override: kills of a manual run's engine (each followed by `runs recover`).
+    #[arg(long)]
+    manual_kills: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +70,12 @@ fn main() -> ExitCode {
     }
     if let Some(n) = args.concurrent {
         config.concurrent_runs = n;
+    }
+    if let Some(n) = args.daemon_resume_kills {
+        config.daemon_resume_kills = n;
+    }
+    if let Some(n) = args.manual_kills {
+        config.manual_kills = n;
     }
     let Some(bin) = args.tweetflow.or_else(sibling_binary) else {
         eprintln!(

@@ -298,6 +298,7 @@ impl Sandbox {
 /// Sends `signal` to process `pid`.
 pub fn signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) on a process this suite started.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(pid as i32, signal);
     }

@@ -33,9 +33,14 @@ pub(crate) async fn bench_shards(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let engine = new_engine(registry, &prepared.work.join("runs"));
     let executor = match &ray {
-        Some(address) => {
-            format!("{{ ray: {{ address: \"{address}\", num_cpus: 1, poll_ms: 100 }} }}")
-        }
+        // The benchmark's silver, gold and model are local: the nodes must share this
+        // machine's disk (a local cluster).
+        Some(address) => format!(
+            "{{ ray: {{ address: \"{address}\", num_cpus: 1, poll_ms: 100, shared_paths: [\"{}\", \"{}\", \"{}\"] }} }}",
+            prepared.work.display(),
+            prepared.silver,
+            model.display()
+        ),
         None => "local".into(),
     };
     println!(

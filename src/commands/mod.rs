@@ -5,9 +5,11 @@ mod bench_shards;
 mod graph;
 mod metrics_server;
 mod model;
+mod notify;
 mod replay;
 mod run;
 mod runs;
+mod runs_recover;
 mod schedule;
 mod table;
 mod task_exec;
@@ -31,12 +33,16 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let mut registry = tweetflow_tasks::default_registry();
     tweetflow_ray::register(&mut registry);
     let registry = Arc::new(registry);
+    let _ = UI_URL.set(cli.ui_url.clone());
     match cli.command {
         Command::Run(args) => run::run(&registry, &cli.runs_dir, args).await,
         Command::Validate { files } => Ok(validate::validate(&registry, &files)),
         Command::Tasks { json } => tasks::tasks(&registry, json),
         Command::Schema => tasks::schema(&registry),
         Command::Graph { file, format } => graph::graph(&registry, &file, format),
+        Command::Notify { command } => {
+            notify::notify(&registry, command, cli.ui_url.as_deref()).await
+        }
         Command::Runs { command } => runs::runs(&registry, &cli.runs_dir, command).await,
         Command::Ui(args) => ui::ui(registry, &cli.runs_dir, args).await,
         Command::Schedule {
@@ -66,12 +72,20 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// The engine with the run observers the build ships (MLflow), running attempts outside
-/// its process with this binary's `task exec`.
+/// The web UI's address (`--ui-url`, `TWEETFLOW_UI_URL`), for links in alerts.
+static UI_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The engine with the run observers the build ships (MLflow, alerts), running attempts
+/// outside its process with this binary's `task exec`.
 pub(crate) fn new_engine(registry: &Arc<Registry>, runs_dir: &Path) -> Engine {
-    let engine = Engine::new(registry.clone(), runs_dir).with_observer(Arc::new(
-        tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
-    ));
+    let ui_url = UI_URL
+        .get()
+        .cloned()
+        .flatten()
+        .or_else(tweetflow_notify::Notify::ui_url_from_env);
+    let engine = Engine::new(registry.clone(), runs_dir)
+        .with_observer(Arc::new(tweetflow_tasks::observers::MlflowRuns::default()))
+        .with_observer(Arc::new(tweetflow_notify::Notify::new(ui_url)));
     match std::env::current_exe() {
         Ok(exe) => engine.with_exec_command(vec![
             exe.display().to_string(),

@@ -36,6 +36,7 @@ pub(crate) async fn run(
         cancel,
         tags: BTreeMap::from([("trigger".to_string(), "manual".to_string())]),
         run_id: None,
+        only_interrupted: false,
     };
     let result = if let Some(run_id) = &args.resume {
         engine.resume(run_id, options).await
@@ -91,7 +92,7 @@ pub(crate) async fn run(
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print!("{}", summary(&record));
-        if let Some(link) = tweetflow_tasks::observers::mlflow_runs::MlflowRunLink::read(
+        if let Some(link) = tweetflow_tasks::mlflow_link::MlflowRunLink::read(
             &engine.store().run_dir(&record.run_id),
         ) {
             println!("MLflow run: {}", link.url);
@@ -100,7 +101,7 @@ pub(crate) async fn run(
     Ok(match record.status {
         RunStatus::Succeeded => exit::OK,
         RunStatus::Cancelled => exit::CANCELLED,
-        RunStatus::Failed | RunStatus::Running => exit::FAILED,
+        RunStatus::Failed | RunStatus::Running | RunStatus::Interrupted => exit::FAILED,
     })
 }
 
@@ -147,6 +148,37 @@ async fn watch(
     })
 }
 
+/// One row per expectation of each task that reported them (`expectations` in its output).
+fn expectation_rows(record: &RunRecord) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (id, t) in record.ordered_tasks() {
+        let Some(tallies) = t
+            .output
+            .as_ref()
+            .and_then(|o| o.get("expectations"))
+            .and_then(|v| v.as_object())
+        else {
+            continue;
+        };
+        for (name, tally) in tallies {
+            rows.push(vec![
+                id.to_string(),
+                name.clone(),
+                tally
+                    .get("failed")
+                    .and_then(|v| v.as_u64())
+                    .map_or_else(|| "-".into(), |n| n.to_string()),
+                tally
+                    .get("action")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("-")
+                    .to_string(),
+            ]);
+        }
+    }
+    rows
+}
+
 /// The end-of-run table.
 pub fn summary(record: &RunRecord) -> String {
     let rows: Vec<Vec<String>> = record
@@ -174,6 +206,27 @@ pub fn summary(record: &RunRecord) -> String {
         record.status.as_str(),
         human_duration(record.duration())
     );
+    if let Some(t) = record
+        .last_event_at
+        .filter(|_| record.status == RunStatus::Interrupted)
+    {
+        out.push_str(&format!(
+            "its engine died; last event {} UTC: `tweetflow runs recover` or `tweetflow run --resume {}` resumes it\n",
+            t.format("%Y-%m-%d %H:%M:%S%.3f"),
+            record.run_id
+        ));
+    }
+    if let Some(reason) = &record.reason {
+        out.push_str(&format!("reason: {reason}\n"));
+    }
+    if !record.resumed_at.is_empty() {
+        let times: Vec<String> = record
+            .resumed_at
+            .iter()
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .collect();
+        out.push_str(&format!("resumed at {} UTC\n", times.join(", ")));
+    }
     out.push_str(&text_table::render(
         &["TASK", "STATUS", "ATTEMPTS", "DURATION", "CACHED"],
         &rows,
@@ -202,6 +255,14 @@ pub fn summary(record: &RunRecord) -> String {
         out.push_str(&text_table::render(
             &["TASK", "SHARD", "ATTEMPT", "JOB", "ENDED"],
             &jobs,
+        ));
+    }
+    let expectations = expectation_rows(record);
+    if !expectations.is_empty() {
+        out.push('\n');
+        out.push_str(&text_table::render(
+            &["TASK", "EXPECTATION", "FAILED", "ACTION"],
+            &expectations,
         ));
     }
     for (id, t) in record.ordered_tasks() {

@@ -1,11 +1,11 @@
-//! `tweetflow runs list|show|cancel|prune`: the recorded runs.
+//! `tweetflow runs list|show|cancel|prune|recover`: the recorded runs.
 
 use std::path::Path;
 
 use tweetflow_engine::human_duration;
 use tweetflow_engine::process_env;
 use tweetflow_engine::store::{PruneOptions, default_policy};
-use tweetflow_engine::{EngineError, Registry, RunRecord};
+use tweetflow_engine::{EngineError, Registry, RunRecord, RunStatus};
 
 use super::run::summary;
 use super::text_table;
@@ -14,7 +14,7 @@ use crate::exit;
 
 /// Runs a `runs` command against the runs under `runs_dir`.
 pub(crate) async fn runs(
-    registry: &Registry,
+    registry: &std::sync::Arc<Registry>,
     runs_dir: &Path,
     command: RunsCommand,
 ) -> anyhow::Result<u8> {
@@ -37,7 +37,13 @@ pub(crate) async fn runs(
                     vec![
                         r.run_id.clone(),
                         r.pipeline.clone(),
-                        r.status.as_str().to_string(),
+                        match r
+                            .last_event_at
+                            .filter(|_| r.status == RunStatus::Interrupted)
+                        {
+                            Some(t) => format!("interrupted (last event {})", t.format("%H:%M:%S")),
+                            None => r.status.as_str().to_string(),
+                        },
                         r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                         human_duration(r.duration()),
                         format!("{ok}/{}", r.tasks.len()),
@@ -65,6 +71,15 @@ pub(crate) async fn runs(
             dry_run,
             json,
         } => prune(registry, &store, pipeline, dry_run, json).await,
+        RunsCommand::Recover {
+            run_ids,
+            pipeline,
+            dry_run,
+            fail,
+        } => {
+            let engine = super::new_engine(registry, runs_dir);
+            super::runs_recover::recover(&engine, run_ids, pipeline, dry_run, fail).await
+        }
         RunsCommand::Cancel { run_id } => match store.request_cancel(&run_id) {
             Ok(()) => {
                 println!("cancel requested for run {run_id}");
@@ -84,10 +99,16 @@ pub(crate) async fn runs(
                 }
                 Err(e) => return Err(e.into()),
             };
+            let deliveries = tweetflow_notify::DeliveryLog::read(&store.run_dir(&run_id));
             if json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                let mut shown = serde_json::to_value(&record)?;
+                if !deliveries.deliveries.is_empty() {
+                    shown["deliveries"] = serde_json::to_value(&deliveries.deliveries)?;
+                }
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print!("{}", summary(&record));
+                print!("{}", super::notify::deliveries_table(&deliveries));
             }
             Ok(exit::OK)
         }

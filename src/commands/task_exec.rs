@@ -14,7 +14,10 @@ pub(crate) async fn task(registry: &Arc<Registry>, command: TaskCommand) -> anyh
         TaskCommand::Exec { file, result } => {
             let cancel = CancellationToken::new();
             spawn_signal_handler_quiet(cancel.clone());
-            Ok(tweetflow_engine::task_exec(registry, &file, &result, cancel).await)
+            use tweetflow_engine::{AttemptSource, ResultSink, task_exec_from};
+            let source = file.map_or(AttemptSource::Env, AttemptSource::File);
+            let sink = result.map_or(ResultSink::Stdout, ResultSink::File);
+            Ok(task_exec_from(registry, source, sink, cancel).await)
         }
     }
 }

@@ -18,6 +18,7 @@ pub async fn ui(registry: Arc<Registry>, runs_dir: &Path, args: UiArgs) -> anyho
     } else {
         args.paths
     };
+    let engine = super::new_engine(&registry, runs_dir);
     let config = UiConfig {
         paths,
         runs_dir: runs_dir.to_path_buf(),
@@ -28,6 +29,7 @@ pub async fn ui(registry: Arc<Registry>, runs_dir: &Path, args: UiArgs) -> anyho
     };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
+    tokio::spawn(watch_interrupted(engine, shutdown.clone()));
     let stop = shutdown.clone();
     let served = tokio::select! {
         r = tweetflow_ui::serve(config, shutdown.cancelled_owned()) => r,
@@ -47,5 +49,32 @@ pub async fn ui(registry: Arc<Registry>, runs_dir: &Path, args: UiArgs) -> anyho
             Ok(exit::INVALID)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// While the UI serves: every [`tweetflow_engine::scheduler::RECOVER_EVERY`], records the runs
+/// whose engine died (found by their active markers) as interrupted and tells their observers
+/// (MLflow sets the run KILLED), so a run shown interrupted is not shown running in MLflow.
+async fn watch_interrupted(engine: tweetflow_engine::Engine, stop: CancellationToken) {
+    let active = engine.store().root().join(".active");
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(tweetflow_engine::scheduler::RECOVER_EVERY) => {}
+        }
+        let pipelines: Vec<String> = std::fs::read_dir(&active)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for pipeline in pipelines {
+            for record in engine.store().interrupted_marked(&pipeline) {
+                if let Err(e) = engine.note_interrupted(&record.run_id).await {
+                    tracing::warn!(run_id = %record.run_id, error = %e, "cannot record the interruption");
+                }
+            }
+        }
     }
 }

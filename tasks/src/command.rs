@@ -4,7 +4,9 @@
 //! - It runs in its own process group. When the attempt ends for any reason (exit, timeout,
 //!   cancellation) the whole group is killed, so no child or grandchild keeps running
 //!   behind the engine's back. If the engine itself dies (`kill -9`), the kernel kills the
-//!   direct child (`PR_SET_PDEATHSIG`).
+//!   direct child (`PR_SET_PDEATHSIG`); the program and its children carry the run id
+//!   (`TWEETFLOW_RUN_ID`), by which a resume finds and kills whatever is left before it
+//!   starts the task again (see `tweetflow_engine::orphans`).
 //! - Each line of stdout and stderr becomes a tracing event (target `tweetflow::command`,
 //!   field `stream`), so it lands in the run's `log.jsonl`.
 //! - A non-zero exit or a death by signal is a retryable failure; a program that cannot be
@@ -24,6 +26,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use crate::mlflow_link::MlflowRunLink;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -71,12 +74,7 @@ fn traceparent_env(ctx: &TaskContext) -> Option<(&'static str, String)> {
 }
 
 fn mlflow_env(ctx: &TaskContext) -> Vec<(&'static str, String)> {
-    let run_dir = ctx
-        .artifacts_dir
-        .parent()
-        .and_then(std::path::Path::parent)
-        .unwrap_or(std::path::Path::new("."));
-    let Some(link) = crate::observers::mlflow_runs::MlflowRunLink::read(run_dir) else {
+    let Some(link) = ctx.link::<MlflowRunLink>() else {
         return Vec::new();
     };
     let mut env = vec![("MLFLOW_RUN_ID", link.run_id)];
@@ -111,6 +109,7 @@ impl Task for CommandTask {
                     ("TWEETFLOW_SHARDS", s.count.to_string()),
                 ]
             }))
+            .env(tweetflow_engine::RUN_ID_ENV, &ctx.run_id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -119,6 +118,7 @@ impl Task for CommandTask {
         // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
         // which is async-signal-safe. It asks the kernel to SIGKILL the child if the engine
         // dies (even by `kill -9`), so no orphan keeps working on the run's behalf.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -214,6 +214,7 @@ impl ProcessGroup {
         if let Some(pgid) = self.0 {
             // SAFETY: kill(2) with a negative pid signals the process group; it has no memory
             // effects. The group was created for this child by `process_group(0)`.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::kill(-pgid, signal);
             }

@@ -11,42 +11,61 @@
 //! | `infer`   | scores new silver tweets with an ONNX sentiment model into a gold Delta table ([`infer`]) |
 //! | `report`  | charts of the gold table and a self-contained `report.html` ([`metrics`]) |
 //! | `replay`, `ingest`, `clean`, `aggregate`, `profile`, `optimize`, `vacuum`, `reset` | the Delta Lake medallion tasks ([`medallion`]) |
+//! | `sql`     | a Delta table from a SQL query over Delta tables, on DataFusion ([`sql`]) |
+//!
+//! Every task that writes a Delta table applies the task's `expect:` ([`expect`]).
 
-pub mod command;
+mod command;
+pub mod expect;
 pub mod infer;
 pub mod medallion;
 pub mod metrics;
-pub mod mlflow_log;
-pub mod noop;
+pub mod mlflow_link;
+mod mlflow_log;
+mod noop;
 pub mod observers;
-pub mod run_store_guard;
-pub mod shards;
-pub mod storage;
+mod run_store_guard;
+mod shards;
+pub mod sql;
+mod storage;
+mod table_error;
 
-use storage::WithStorage;
+pub use command::{CommandParams, CommandTask};
+pub use mlflow_log::{MlflowLogParams, MlflowLogTask};
+pub use noop::{NoopParams, NoopTask};
+pub use shards::shard_of;
+pub use storage::{OptionValue, StorageSection, WithStorage};
+pub use table_error::{Result as TableResult, TableTaskError};
+
+use expect::Expecting;
+
 use tweetflow_engine::Registry;
 
 /// Registers every task type tweetflow ships and the
 /// pipeline sections of the run observers it ships and the `storage:` section; the tasks
 /// that touch tables and landing folders run with the pipeline's storage options in scope.
 pub fn register_all(registry: &mut Registry) {
+    // Alerts (`notify:`, `sla:`) live in their own crate, with their observer.
+    tweetflow_notify::register_sections(registry);
     registry
-        .register_section::<observers::mlflow_runs::MlflowSection>()
+        .register_section::<mlflow_link::MlflowSection>()
         .register_section::<storage::StorageSection>()
+        .set_expect_checker(expect::checker())
         .register(command::CommandTask)
         .register(noop::NoopTask)
         .register(WithStorage(metrics::LogMetricsTask))
         .register(WithStorage(metrics::ReportTask))
         .register(mlflow_log::MlflowLogTask)
-        .register(WithStorage(infer::InferTask))
+        .register(WithStorage(Expecting(infer::InferTask)))
         .register(WithStorage(medallion::replay::ReplayTask))
-        .register(WithStorage(medallion::ingest::IngestTask))
-        .register(WithStorage(medallion::clean::CleanTask))
-        .register(WithStorage(medallion::aggregate::AggregateTask))
+        .register(WithStorage(Expecting(medallion::ingest::IngestTask)))
+        .register(WithStorage(Expecting(medallion::clean::CleanTask)))
+        .register(WithStorage(Expecting(medallion::aggregate::AggregateTask)))
         .register(WithStorage(medallion::profile::ProfileTask))
         .register(WithStorage(medallion::maintenance::OptimizeTask))
         .register(WithStorage(medallion::maintenance::VacuumTask))
-        .register(WithStorage(medallion::maintenance::ResetTask));
+        .register(WithStorage(medallion::maintenance::ResetTask))
+        .register(WithStorage(Expecting(sql::SqlTask)));
 }
 
 /// A registry with every built-in task type.

@@ -7,15 +7,13 @@
 //! `mlflow:` section and no `MLFLOW_TRACKING_URI`), nothing is logged and the task says so in
 //! its output `logged: false`.
 
-use std::path::Path;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 use tweetflow_mlflow::{Client, Metric, Param};
 
-use crate::observers::mlflow_runs::MlflowRunLink;
+use crate::mlflow_link::{MlflowRunLink, config_for_uri};
 
 /// The `mlflow-log` task type.
 pub struct MlflowLogTask;
@@ -90,19 +88,14 @@ impl Task for MlflowLogTask {
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| Param::new(k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
             .collect();
-        let run_dir = ctx
-            .artifacts_dir
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("."));
-        let Some(link) = MlflowRunLink::read(run_dir) else {
+        let Some(link) = ctx.link::<MlflowRunLink>() else {
             tracing::warn!("the pipeline run has no MLflow run: nothing logged");
             return Ok(TaskOutput::new()
                 .with("logged", false)
                 .with("metrics", metrics.len())
                 .with("params", logged_params.len()));
         };
-        let config = crate::observers::mlflow_runs::config_for_uri(Some(&link.tracking_uri))
+        let config = config_for_uri(Some(&link.tracking_uri))
             .map_err(|e| TaskError::config("MLFLOW_*", e))?;
         let client = Client::new(config).map_err(|e| TaskError::config("MLFLOW_*", e))?;
         // Params are immutable: on a retry or resume, only the missing ones are sent.

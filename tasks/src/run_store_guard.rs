@@ -5,26 +5,17 @@
 //! folder or a cache there would have its output deleted with the runs (or a `reset` would
 //! delete the runs): such a param is a config error naming it, before anything is written.
 //!
-//! The run store is found from the attempt's artifacts directory,
-//! `<store>/<run id>/artifacts/<task id>`; a context that does not have that layout (a task
-//! called outside the engine) has no run store to protect. Object-store URLs are never inside
-//! it.
+//! The run store is the one the attempt's run view names ([`tweetflow_engine::RunView`]); a
+//! run recorded nowhere (a task called outside the engine) has no run store to protect.
+//! Object-store URLs are never inside it.
 
 use std::path::{Component, Path, PathBuf};
 
 use tweetflow_engine::{TaskContext, TaskError};
 
-/// The run store of `ctx`, when its artifacts directory has the engine's layout.
+/// The run store of `ctx`'s run, when it has one this process sees.
 fn run_store_root(ctx: &TaskContext) -> Option<PathBuf> {
-    let artifacts = ctx.artifacts_dir.parent()?;
-    if artifacts.file_name()? != "artifacts" {
-        return None;
-    }
-    let run_dir = artifacts.parent()?;
-    if run_dir.file_name()? != ctx.run_id.as_str() {
-        return None;
-    }
-    Some(resolve(run_dir.parent()?))
+    ctx.run.store_root().map(|root| resolve(&root))
 }
 
 /// `location` as a local path, when it is one (a plain path or a `file://` URL).
@@ -110,6 +101,7 @@ mod tests {
         let artifacts = store.join("r1").join("artifacts").join("t");
         tweetflow_test_support::TaskContextBuilder::new(artifacts)
             .run_id("r1")
+            .run_store(store)
             .build()
     }
 

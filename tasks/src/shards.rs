@@ -23,7 +23,7 @@ use tweetflow_delta::commit::{ConflictError, commit_planned};
 use tweetflow_delta::table::{self, CommitRequest};
 use tweetflow_engine::task::Shard;
 
-use crate::medallion::{MedallionError, Result};
+use crate::table_error::{Result, TableTaskError};
 
 /// The shard (0-based) of `count` a key belongs to.
 pub fn shard_of(key: &str, count: u32) -> u32 {
@@ -139,7 +139,7 @@ impl Consumer {
                 .enumerate()
                 .map(|(i, v)| format!("shard {i}: {}", v.map_or("none".into(), |v| v.to_string())))
                 .collect();
-            return Err(MedallionError::Data(format!(
+            return Err(TableTaskError::Data(format!(
                 "{} `{location}` is being filled by {current_count} shards that have not consumed the same {} version ({}): \
                  run {} with `shards: {current_count}` until they catch up, then change the shard count",
                 self.target,

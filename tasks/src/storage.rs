@@ -145,6 +145,7 @@ impl<T: Task> Task for WithStorage<T> {
     const VERSION: &'static str = T::VERSION;
     const DESCRIPTION: &'static str = T::DESCRIPTION;
     const SHARDABLE: bool = T::SHARDABLE;
+    const WRITES_TABLE: bool = T::WRITES_TABLE;
 
     async fn run(&self, ctx: &TaskContext, params: T::Params) -> Result<TaskOutput, TaskError> {
         let options = match ctx.pipeline.section::<StorageSection>() {
@@ -152,6 +153,10 @@ impl<T: Task> Task for WithStorage<T> {
             None => StorageOptions::new(),
         };
         delta_storage::scoped(options, self.0.run(ctx, params)).await
+    }
+
+    fn output_columns(&self, params: &T::Params) -> Option<Vec<(String, String)>> {
+        self.0.output_columns(params)
     }
 
     async fn output_still_valid(&self, params: &T::Params, output: &TaskOutput) -> bool {
@@ -164,5 +169,9 @@ impl<T: Task> Task for WithStorage<T> {
 
     fn cache_inputs(&self, params: &T::Params) -> Vec<PathBuf> {
         self.0.cache_inputs(params)
+    }
+
+    fn locations(&self, params: &T::Params) -> Vec<(&'static str, String)> {
+        self.0.locations(params)
     }
 }

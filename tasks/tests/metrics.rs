@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tweetflow_delta::table::{self, CommitRequest};
 use tweetflow_engine::{ErrorKind, PipelineInfo, Task, TaskContext, TaskOutput};
 use tweetflow_tasks::metrics::{LogMetricsParams, LogMetricsTask, ReportParams, ReportTask};
-use tweetflow_tasks::observers::mlflow_runs::{MlflowRunLink, MlflowSection};
+use tweetflow_tasks::mlflow_link::{MlflowRunLink, MlflowSection};
 use tweetflow_test_support::TaskContextBuilder;
 use tweetflow_test_support::mlflow_server::{client_at, server};
 
@@ -113,13 +113,19 @@ async fn write_gold(dir: &Path, rows: &[Row], silver: i64) {
 struct Env {
     _tmp: tempfile::TempDir,
     root: PathBuf,
+    /// The MLflow run the pipeline run is linked to (as the MLflow observer links it).
+    link: std::cell::RefCell<Option<MlflowRunLink>>,
 }
 
 impl Env {
     fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        Env { _tmp: tmp, root }
+        Env {
+            _tmp: tmp,
+            root,
+            link: Default::default(),
+        }
     }
 
     fn gold(&self) -> PathBuf {
@@ -133,25 +139,30 @@ impl Env {
         upstream: BTreeMap<String, TaskOutput>,
         mlflow: Option<MlflowSection>,
     ) -> TaskContext {
-        TaskContextBuilder::new(
+        let mut builder = TaskContextBuilder::new(
             self.root
                 .join("runs")
                 .join(run_id)
                 .join("artifacts")
                 .join(task),
-        )
-        .run_id(run_id)
-        .task_id(task)
-        .pipeline(PipelineInfo {
-            name: "eval".into(),
-            sections: mlflow
-                .map(|m| ("mlflow".to_string(), serde_json::to_value(m).unwrap()))
-                .into_iter()
-                .collect(),
-            ..PipelineInfo::default()
-        })
-        .upstream(upstream)
-        .build()
+        );
+        if let Some(link) = self.link.borrow().as_ref() {
+            builder = builder.link(link);
+        }
+        builder
+            .run_id(run_id)
+            .run_store(self.root.join("runs"))
+            .task_id(task)
+            .pipeline(PipelineInfo {
+                name: "eval".into(),
+                sections: mlflow
+                    .map(|m| ("mlflow".to_string(), serde_json::to_value(m).unwrap()))
+                    .into_iter()
+                    .collect(),
+                ..PipelineInfo::default()
+            })
+            .upstream(upstream)
+            .build()
     }
 }
 
@@ -597,8 +608,6 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
         .create_run(&exp.experiment_id, Some("pipeline-run"), &[])
         .await
         .unwrap();
-    let run_dir = env.root.join("runs").join("r1");
-    std::fs::create_dir_all(&run_dir).unwrap();
     let link = MlflowRunLink {
         tracking_uri: server.url.clone(),
         experiment_id: exp.experiment_id.clone(),
@@ -606,11 +615,7 @@ async fn logs_into_the_pipeline_runs_mlflow_run() {
         url: String::new(),
         complete: false,
     };
-    std::fs::write(
-        run_dir.join("mlflow.json"),
-        serde_json::to_vec(&link).unwrap(),
-    )
-    .unwrap();
+    *env.link.borrow_mut() = Some(link);
 
     let out = LogMetricsTask
         .run(
@@ -785,9 +790,8 @@ tasks:
     };
     let pipeline = tweetflow_engine::load_str("evaluation.yaml", &text, &options)
         .unwrap_or_else(|d| panic!("{d:?}"));
-    let engine = Engine::new(registry.clone(), env.root.join("runs")).with_observer(Arc::new(
-        tweetflow_tasks::observers::mlflow_runs::MlflowRuns::default(),
-    ));
+    let engine = Engine::new(registry.clone(), env.root.join("runs"))
+        .with_observer(Arc::new(tweetflow_tasks::observers::MlflowRuns::default()));
     let record = engine
         .run(pipeline, "evaluation.yaml", &text, RunOptions::default())
         .await

@@ -6,7 +6,30 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tweetflow_engine::task::Shard;
-use tweetflow_engine::{PipelineInfo, TaskContext, TaskOutput};
+use tweetflow_engine::{
+    PipelineInfo, RunLink, RunLinks, RunStore, RunView, TaskContext, TaskOutput, TaskState,
+    UnrecordedRun,
+};
+
+/// The view of a run recorded in a run store (see [`TaskContextBuilder::run_store`]).
+#[derive(Debug)]
+struct StoredRun {
+    root: PathBuf,
+    run_id: String,
+}
+
+impl RunView for StoredRun {
+    fn store_root(&self) -> Option<PathBuf> {
+        Some(self.root.clone())
+    }
+
+    fn tasks(&self) -> Vec<TaskState> {
+        RunStore::new(&self.root)
+            .load(&self.run_id)
+            .map(|r| r.task_states())
+            .unwrap_or_default()
+    }
+}
 
 /// Builds a [`TaskContext`]: run `r1`, task `t1`, attempt 1, a default pipeline, no upstream
 /// outputs, unless set otherwise.
@@ -18,6 +41,9 @@ pub struct TaskContextBuilder {
     upstream: BTreeMap<String, TaskOutput>,
     artifacts_dir: PathBuf,
     shard: Option<Shard>,
+    run: Arc<dyn RunView>,
+    store: Option<PathBuf>,
+    links: RunLinks,
 }
 
 impl TaskContextBuilder {
@@ -30,6 +56,9 @@ impl TaskContextBuilder {
             upstream: BTreeMap::new(),
             artifacts_dir: artifacts_dir.into(),
             shard: None,
+            run: Arc::new(UnrecordedRun),
+            store: None,
+            links: RunLinks::new(),
         }
     }
 
@@ -63,8 +92,33 @@ impl TaskContextBuilder {
         self
     }
 
+    /// The view of the run the task gets (default: a run recorded nowhere).
+    pub fn run(mut self, run: Arc<dyn RunView>) -> Self {
+        self.run = run;
+        self
+    }
+
+    /// The run is recorded in the run store at `root` (its view reads the run's record there).
+    pub fn run_store(mut self, root: impl Into<PathBuf>) -> Self {
+        self.store = Some(root.into());
+        self
+    }
+
+    /// Attaches `link` to the run (as an observer would when the run starts).
+    pub fn link<L: RunLink>(mut self, link: &L) -> Self {
+        self.links.insert(link);
+        self
+    }
+
     /// The context (first attempt, not cancelled, no tracing span).
     pub fn build(self) -> TaskContext {
+        let run: Arc<dyn RunView> = match self.store {
+            Some(root) => Arc::new(StoredRun {
+                root,
+                run_id: self.run_id.clone(),
+            }),
+            None => self.run,
+        };
         TaskContext {
             run_id: self.run_id,
             task_id: self.task_id,
@@ -75,6 +129,8 @@ impl TaskContextBuilder {
             span: tracing::Span::none(),
             artifacts_dir: self.artifacts_dir,
             shard: self.shard,
+            run,
+            links: Arc::new(self.links),
         }
     }
 }

@@ -90,6 +90,7 @@ fn reset(conn: &TcpStream) {
         l_linger: 0,
     };
     // SAFETY: setsockopt on a socket this function borrows, with a correctly sized value.
+    #[allow(unsafe_code)]
     unsafe {
         libc::setsockopt(
             conn.as_raw_fd(),

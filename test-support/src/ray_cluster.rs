@@ -29,7 +29,7 @@ fn start() -> Result<Cluster, String> {
     if !ray.exists() {
         return Err(format!(
             "the Ray tests need a real cluster, but {} does not exist. Create the venv with \
-             scripts/setup-venv.sh (requirements.txt pins ray[default]).",
+             `scripts/setup-venv.sh test` (requirements-test.txt pins ray[default]).",
             ray.display()
         ));
     }

@@ -37,7 +37,7 @@ fn start() -> Result<S3Server, String> {
     if !moto.exists() {
         return Err(format!(
             "the object storage tests need a real S3 API server, but {} does not exist. \
-             Create the venv with scripts/setup-venv.sh (it installs moto[server] from requirements.txt).",
+             Create the venv with `scripts/setup-venv.sh test` (moto[server], requirements-s3.txt).",
             moto.display()
         ));
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 static GROUPS: Mutex<Vec<(i32, Option<PathBuf>)>> = Mutex::new(Vec::new());
 static AT_EXIT: Once = Once::new();
 
+#[allow(unsafe_code)]
 extern "C" fn stop_all() {
     let entries = std::mem::take(&mut *GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
     let groups: Vec<i32> = entries.iter().map(|(g, _)| *g).collect();
@@ -84,6 +85,7 @@ pub fn spawn_watched(
 ) -> std::io::Result<i32> {
     AT_EXIT.call_once(|| {
         // SAFETY: registering a plain extern "C" function.
+        #[allow(unsafe_code)]
         unsafe {
             libc::atexit(stop_all);
         }

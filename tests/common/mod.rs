@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The tasks of the checked-in main pipeline, `pipelines/tweet_sentiment.yaml`.
-pub const MAIN_TASKS: [&str; 8] = [
+pub const MAIN_TASKS: [&str; 9] = [
     "replay",
     "ingest",
     "clean",
     "infer",
     "aggregate",
+    "mention_scores",
     "profile",
     "log_metrics",
     "report",

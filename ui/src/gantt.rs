@@ -254,6 +254,8 @@ mod tests {
             created_at: t0,
             ended_at: Some(at(4_000)),
             resumed_at: vec![],
+            last_event_at: None,
+            reason: None,
             tags: BTreeMap::new(),
             task_order: vec!["a".into(), "b".into(), "c".into()],
             tasks: BTreeMap::from([

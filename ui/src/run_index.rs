@@ -21,8 +21,11 @@ pub struct RunSummary {
     pub run_id: String,
     /// The pipeline's name.
     pub pipeline: String,
-    /// `running`, `succeeded`, `failed` or `cancelled`.
+    /// `running`, `interrupted` (its engine died), `succeeded`, `failed` or `cancelled`.
     pub status: String,
+    /// For an interrupted run: the time of its last event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<DateTime<Utc>>,
     /// When the run was created.
     pub created_at: DateTime<Utc>,
     /// When it ended.
@@ -42,11 +45,17 @@ pub struct RunSummary {
 impl RunSummary {
     /// The summary of `record`.
     pub fn of(record: &RunRecord) -> Self {
-        let end = record.ended_at.unwrap_or_else(Utc::now);
+        let end = record
+            .ended_at
+            .or(record.last_event_at)
+            .unwrap_or_else(Utc::now);
         RunSummary {
             run_id: record.run_id.clone(),
             pipeline: record.pipeline.clone(),
             status: record.status.as_str().to_string(),
+            last_event_at: record
+                .last_event_at
+                .filter(|_| record.status == RunStatus::Interrupted),
             created_at: record.created_at,
             ended_at: record.ended_at,
             duration_ms: (end - record.created_at).num_milliseconds().max(0),
@@ -114,6 +123,7 @@ impl RunIndex {
             if let Some((s, summary)) = cache.get(run_id)
                 && *s == stamp
                 && summary.status != "running"
+                && summary.status != "interrupted"
             {
                 return Some(summary.clone());
             }
@@ -186,6 +196,7 @@ fn stamp(store: &RunStore, run_id: &str) -> Option<Stamp> {
 pub fn is_run_status(name: &str) -> bool {
     [
         RunStatus::Running,
+        RunStatus::Interrupted,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::Cancelled,

@@ -15,6 +15,11 @@
 //!    ◀── output / TaskError ──┘ exit status: 0 ok, 10 retryable, 11 fatal, 12 config, 13 timeout
 //! ```
 //!
+//! A worker that shares no disk with the engine (a cluster node) gets the same attempt in the
+//! environment variable [`ATTEMPT_ENV`] ([`ResolvedAttempt::to_inline`]) and, without
+//! `--result`, prints the result as the last line of its output ([`RESULT_MARK`], read back
+//! with [`find_result_line`]).
+//!
 //! The engine stays the one place that decides retries, timeouts and caching, and keeps the
 //! run record: an executor only runs one attempt and reports how it ended.
 
@@ -27,4 +32,7 @@ pub use log_lines::{replay_line, replay_log_lines};
 pub(crate) use plugin::Erased;
 pub use plugin::{DynExecutor, Executor, JobReporter, RemoteAttempt};
 pub use process::run_process;
-pub use resolved::{AttemptResult, ResolvedAttempt, exit_code, kind_of_exit_code, read_result};
+pub use resolved::{
+    ATTEMPT_ENV, AttemptResult, RESULT_MARK, ResolvedAttempt, exit_code, find_result_line,
+    is_result_line, kind_of_exit_code, read_result,
+};

@@ -77,6 +77,13 @@ pub trait Executor: Send + Sync + 'static {
         config: Self::Config,
         attempt: RemoteAttempt,
     ) -> impl Future<Output = Result<TaskOutput, TaskError>> + Send;
+
+    /// The local folders the attempts see at the engine's paths: `None` (the default) when
+    /// they run where the engine's files are; otherwise only these (a shared file system),
+    /// and the loader refuses a task's local locations outside them ([`crate::Task::locations`]).
+    fn shared_paths(&self, _config: &Self::Config) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// An executor with its settings type erased, as the registry stores it.
@@ -95,6 +102,8 @@ pub trait DynExecutor: Send + Sync {
         config: &'a Value,
         attempt: RemoteAttempt,
     ) -> BoxFuture<'a, Result<TaskOutput, TaskError>>;
+    /// See [`Executor::shared_paths`].
+    fn shared_paths(&self, config: &Value) -> Option<Vec<String>>;
 }
 
 /// Wraps an [`Executor`] as a [`DynExecutor`].
@@ -122,17 +131,20 @@ impl<E: Executor> DynExecutor for Erased<E> {
         Ok(serde_json::to_value(typed)?)
     }
 
+    fn shared_paths(&self, config: &Value) -> Option<Vec<String>> {
+        let config: E::Config = serde_json::from_value(config.clone()).ok()?;
+        self.0.shared_paths(&config)
+    }
+
     fn run<'a>(
         &'a self,
         config: &'a Value,
         attempt: RemoteAttempt,
     ) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(async move {
-            let config: E::Config =
-                serde_json::from_value(config.clone()).map_err(|e| TaskError {
-                    kind: ErrorKind::Config,
-                    message: format!("executor `{}`: {e}", E::NAME),
-                })?;
+            let config: E::Config = serde_json::from_value(config.clone()).map_err(|e| {
+                TaskError::new(ErrorKind::Config, format!("executor `{}`: {e}", E::NAME))
+            })?;
             self.0.run(config, attempt).await
         })
     }

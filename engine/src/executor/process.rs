@@ -1,5 +1,6 @@
 //! The local executor's child processes: one `tweetflow task exec` per shard on the engine's
-//! machine.
+//! machine. Each carries the run id in its environment and dies with the engine (see
+//! [`crate::orphans`]).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -31,8 +32,18 @@ pub async fn run_process(attempt: &RemoteAttempt) -> Result<TaskOutput, TaskErro
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .env(crate::orphans::RUN_ID_ENV, &attempt.resolved.run_id)
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+    // which is async-signal-safe: the kernel kills the worker if the engine dies, so it
+    // does not keep writing behind a resume (see `crate::orphans`).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     if let Some(cwd) = attempt.resolved.cwd.as_ref().filter(|d| d.is_dir()) {
         cmd.current_dir(cwd);
     }
@@ -77,10 +88,10 @@ pub async fn run_process(attempt: &RemoteAttempt) -> Result<TaskOutput, TaskErro
     }
     let code = status.code().unwrap_or(-1);
     let kind = kind_of_exit_code(code).unwrap_or(crate::task::ErrorKind::Retryable);
-    Err(TaskError {
+    Err(TaskError::new(
         kind,
-        message: format!("the worker process ended ({status}) without writing its result"),
-    })
+        format!("the worker process ended ({status}) without writing its result"),
+    ))
 }
 
 async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin) {
@@ -93,6 +104,7 @@ async fn copy_lines(stream: impl tokio::io::AsyncRead + Unpin) {
 #[allow(unsafe_code)] // kill(2) has no safe wrapper in the standard library
 fn signal_group(pid: u32, signal: i32) {
     // SAFETY: kill(2) on the process group the child leads.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(-(pid as i32), signal);
     }

@@ -107,7 +107,8 @@ mod tests {
                 "timeout",
                 "cache",
                 "executor",
-                "shards"
+                "shards",
+                "expect"
             ]
         );
         assert_eq!(

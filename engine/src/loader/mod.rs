@@ -8,11 +8,12 @@
 //! ```
 //!
 //! One file per part of the pipeline file: `params` (params, `--param` overrides and
-//! interpolation), `task` (tasks and `defaults`), `retry`, `cache`, `schedule`, `retention`
+//! interpolation), `task` (tasks and `defaults`), `expect` (data-quality expectations), `retry`, `cache`, `schedule`, `retention`
 //! and `section` (plugin-owned sections); `keys` derives the keys each part accepts from the
 //! structs it fills.
 
 mod cache;
+mod expect;
 mod keys;
 mod params;
 mod placement;
@@ -212,8 +213,19 @@ impl Loader<'_, '_> {
             .map(|(k, (v, _))| (k.clone(), v.clone()))
             .collect();
         let mut sections = BTreeMap::new();
+        let from_defaults = |name: &str| {
+            get("defaults")
+                .and_then(Node::as_map)
+                .and_then(|d| d.iter().find(|(k, _)| k.as_str() == Some(name)))
+                .map(|(_, v)| v)
+        };
         for section in registry.sections() {
-            if let Some(node) = get(section.name())
+            let own = get(section.name());
+            let inherited = section
+                .in_defaults()
+                .then(|| from_defaults(section.name()))
+                .flatten();
+            if let Some(node) = own.or(inherited)
                 && let Some(value) = self.section(&**section, node, &plain)
             {
                 sections.insert(section.name().to_string(), value);

@@ -2,7 +2,7 @@
 
 use super::{KEYS, Loader};
 use crate::diagnostic::closest;
-use crate::spec::{Catchup, Overlap, ScheduleSpec};
+use crate::spec::{Catchup, OnInterrupted, Overlap, ScheduleSpec};
 use crate::yaml::{Node, Value};
 
 impl Loader<'_, '_> {
@@ -133,6 +133,50 @@ impl Loader<'_, '_> {
             }
             None => None,
         };
+        let mut resumes_known = true;
+        let on_interrupted = match get("on_interrupted") {
+            Some(o) => match o.as_str() {
+                Some("resume") => OnInterrupted::Resume,
+                Some("fail") => OnInterrupted::Fail,
+                _ => {
+                    self.enum_error(o, "on_interrupted", &["resume", "fail"]);
+                    ok = false;
+                    resumes_known = false;
+                    OnInterrupted::Resume
+                }
+            },
+            None => OnInterrupted::Resume,
+        };
+        let max_resumes = match get("max_resumes") {
+            Some(m) => match m.value {
+                Value::Int(0) if on_interrupted == OnInterrupted::Resume && resumes_known => {
+                    self.error(
+                        m.span,
+                        "`max_resumes: 0` with `on_interrupted: resume` would never resume a run",
+                    )
+                    .hint = Some(
+                        "give at least 1 (default 3), or say `on_interrupted: fail` to mark interrupted runs failed"
+                            .into(),
+                    );
+                    ok = false;
+                    3
+                }
+                Value::Int(n) if (0..=1_000).contains(&n) => n as u32,
+                _ => {
+                    self.error(
+                        m.span,
+                        format!(
+                            "`max_resumes` must be an integer from 0 to 1000, found {}",
+                            m.scalar_text().unwrap_or_else(|| m.kind().into())
+                        ),
+                    )
+                    .hint = Some("for example `max_resumes: 3` (the default)".into());
+                    ok = false;
+                    3
+                }
+            },
+            None => 3,
+        };
         ok.then_some(ScheduleSpec {
             cron,
             timezone,
@@ -140,6 +184,8 @@ impl Loader<'_, '_> {
             catchup,
             max_catchup,
             start_deadline,
+            on_interrupted,
+            max_resumes,
         })
     }
 }

@@ -27,14 +27,38 @@ impl Loader<'_, '_> {
             );
             return defaults;
         };
-        self.unknown_keys(entries, &KEYS.defaults, "defaults");
+        // Sections that may be inherited (`defaults: { notify: [...] }`) are read with the
+        // pipeline's own sections.
+        let inherited: Vec<&str> = self
+            .options
+            .registry
+            .sections()
+            .filter(|s| s.in_defaults())
+            .map(|s| s.name())
+            .collect();
+        let known: Vec<&str> = KEYS
+            .defaults
+            .iter()
+            .map(String::as_str)
+            .chain(inherited.iter().copied())
+            .collect();
+        self.unknown_keys(entries, &known, "defaults");
         let plain: BTreeMap<String, Json> = params
             .iter()
             .map(|(k, (v, _))| (k.clone(), v.clone()))
             .collect();
         for (key, value) in entries {
+            if key.as_str().is_some_and(|k| inherited.contains(&k)) {
+                continue;
+            }
             let mut value = value.clone();
-            if !self.interpolate_checked(&mut value, &plain, None) {
+            // An executor's settings may hold secrets (a cluster's token): recorded here, and
+            // for each task that inherits them, at its own executor.
+            let at = (key.as_str() == Some("executor")).then_some(DEFAULTS_EXECUTOR);
+            let before = self.slots.len();
+            let interpolated = self.interpolate_checked(&mut value, &plain, at);
+            defaults.executor_slots.extend(self.slots.drain(before..));
+            if !interpolated {
                 continue;
             }
             match key.as_str() {
@@ -283,10 +307,22 @@ impl Loader<'_, '_> {
         let mut executor = defaults.executor.clone();
         let mut shards = 1;
         let description = get("description").and_then(|(_, d)| self.string(d, "description"));
+        let executor_at = format!("/tasks/{index}/executor");
+        if get("executor").is_none() {
+            for slot in &defaults.executor_slots {
+                if let Some(rest) = slot.at.strip_prefix(DEFAULTS_EXECUTOR) {
+                    self.slots.push(crate::secrets::SecretSlot {
+                        at: format!("{executor_at}{rest}"),
+                        pieces: slot.pieces.clone(),
+                    });
+                }
+            }
+        }
         for key in ["retries", "timeout", "cache", "executor", "shards"] {
             if let Some((_, value)) = get(key) {
                 let mut value = value.clone();
-                if !self.interpolate_checked(&mut value, params, None) {
+                let at = (key == "executor").then_some(executor_at.as_str());
+                if !self.interpolate_checked(&mut value, params, at) {
                     continue;
                 }
                 match key {
@@ -301,10 +337,25 @@ impl Loader<'_, '_> {
                 }
             }
         }
+        let expect = match get("expect") {
+            Some((_, node)) => {
+                let mut node = node.clone();
+                if self.interpolate_checked(&mut node, params, None) {
+                    self.expectations(&node, id, task_type.as_deref(), &with.to_json())
+                } else {
+                    Default::default()
+                }
+            }
+            None => Default::default(),
+        };
         if !ok {
             return None;
         }
+        if interpolation_ok && let Some(ty) = &task_type {
+            self.check_locations(id, ty, &with, &executor);
+        }
         Some(TaskSpec {
+            expect,
             id: id.to_string(),
             task_type: task_type?,
             with: with.to_json(),
@@ -335,6 +386,54 @@ pub(super) struct TaskDefaults {
     /// See [`TaskSpec::executor`].
     #[schemars(with = "Json")]
     executor: ExecutorSpec,
+    /// The secrets of `executor`'s settings, at [`DEFAULTS_EXECUTOR`].
+    #[schemars(skip)]
+    executor_slots: Vec<crate::secrets::SecretSlot>,
+}
+
+/// Where the secrets of `defaults.executor` are recorded until a task inherits them.
+const DEFAULTS_EXECUTOR: &str = "/defaults/executor";
+
+impl Loader<'_, '_> {
+    /// Refuses the task's local locations that its executor's nodes do not see (see
+    /// [`crate::executor::Executor::shared_paths`]).
+    fn check_locations(&mut self, id: &str, ty: &str, with: &Node, executor: &ExecutorSpec) {
+        let registry = self.options.registry;
+        let Some(name) = &executor.name else {
+            return;
+        };
+        let (Some(exec), Some(task)) = (registry.executor(name), registry.get(ty)) else {
+            return;
+        };
+        let Some(shared) = exec.shared_paths(&executor.config) else {
+            return;
+        };
+
+        let absolute = |p: &str| {
+            let p = p.strip_prefix("file://").unwrap_or(p);
+            std::path::absolute(p).unwrap_or_else(|_| std::path::PathBuf::from(p))
+        };
+        let shared: Vec<std::path::PathBuf> = shared.iter().map(|p| absolute(p)).collect();
+        for (param, location) in task.locations(&with.to_json()) {
+            let is_local = location.starts_with("file://") || !location.contains("://");
+            if !is_local || shared.iter().any(|s| absolute(&location).starts_with(s)) {
+                continue;
+            }
+            let span = with
+                .as_map()
+                .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(param)))
+                .map_or(with.span, |(_, v)| v.span);
+            self.error(
+                span,
+                format!(
+                    "task `{id}`: `{param}: {location}` is a local path, but the attempts of executor `{name}` run on nodes that do not see the engine's files"
+                ),
+            )
+            .hint = Some(format!(
+                "give an object-store location (s3://..., az://..., gs://...), or, if every node mounts it at the same path, list the folder in `executor: {{ {name}: {{ shared_paths: [\"/mnt/shared\"] }} }}`"
+            ));
+        }
+    }
 }
 
 fn is_task_id(id: &str) -> bool {

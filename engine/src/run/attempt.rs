@@ -68,6 +68,8 @@ pub(super) async fn run_attempts(
             span: attempt_span.clone(),
             artifacts_dir: shared.run_dir.join("artifacts").join(&spec.id),
             shard,
+            run: shared.clone(),
+            links: shared.links.clone(),
         };
         info!(attempt = number, "started");
         let result =
@@ -95,6 +97,10 @@ pub(super) async fn run_attempts(
                 return Ok(output);
             }
             Err(e) => {
+                if let Some(cause) = e.source_chain() {
+                    // The record keeps the message; the log also keeps what caused it.
+                    info!(target: OUTCOME_TARGET, attempt = number, error = %e.message, cause = %cause, "attempt failed");
+                }
                 let retry =
                     e.is_retryable() && number < policy.max_attempts && !cancel.is_cancelled();
                 last_error = e;
@@ -102,6 +108,17 @@ pub(super) async fn run_attempts(
                     break;
                 }
                 let wait = retry::delay(policy, number + 1);
+                let shown = crate::secrets::masked(last_error.clone());
+                shared.attempt_retrying(&crate::observer::RetryNotice {
+                    run_id: &shared.run_id,
+                    run_dir: &shared.run_dir,
+                    task: &spec.id,
+                    shard: shard.map(|s| s.index),
+                    attempt: number,
+                    max_attempts: policy.max_attempts,
+                    error: &shown,
+                    retry_in: wait,
+                });
                 warn!(target: OUTCOME_TARGET, attempt = number, error = %last_error.message, retry_in = %format_duration(round_ms(wait)), "attempt failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -132,10 +149,10 @@ async fn run_attempt(
             Some(limit) => tokio::time::timeout(limit, attempt)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(TaskError {
-                        kind: ErrorKind::Timeout,
-                        message: format!("timed out after {}", format_duration(limit)),
-                    })
+                    Err(TaskError::new(
+                        ErrorKind::Timeout,
+                        format!("timed out after {}", format_duration(limit)),
+                    ))
                 }),
             None => attempt.await,
         }

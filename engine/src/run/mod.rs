@@ -42,7 +42,7 @@ use crate::observer::{RunObserver, pending_tag};
 use crate::registry::Registry;
 use crate::spec::Pipeline;
 use crate::store::{Event, RunHandle, RunRecord, RunStatus, RunStore, TaskStatus};
-use crate::task::{PipelineInfo, TaskError, TaskOutput};
+use crate::task::{PipelineInfo, RunLinks, RunView, TaskError, TaskOutput, TaskState};
 use queue::run_tasks;
 
 /// The tracing target of the warnings about failed attempts and tasks (a console that prints
@@ -66,6 +66,9 @@ pub struct RunOptions {
     pub tags: BTreeMap<String, String>,
     /// The id of a new run (default: a fresh one).
     pub run_id: Option<String>,
+    /// Resume only a run whose engine died (`interrupted`): checked once its lock is taken,
+    /// so two processes never resume the same interruption twice.
+    pub only_interrupted: bool,
 }
 
 impl Default for RunOptions {
@@ -78,6 +81,7 @@ impl Default for RunOptions {
             cancel: CancellationToken::new(),
             tags: BTreeMap::new(),
             run_id: None,
+            only_interrupted: false,
         }
     }
 }
@@ -165,12 +169,29 @@ impl Engine {
     }
 
     /// Resumes run `run_id`: tasks that succeeded keep their outputs; the others run again.
+    /// A run whose engine died is recorded as interrupted first, and the processes that
+    /// engine left are stopped (see [`crate::orphans`]) before any task starts again.
     pub async fn resume(
         &self,
         run_id: &str,
         options: RunOptions,
     ) -> Result<RunRecord, EngineError> {
-        let (handle, pipeline) = self.store.reopen(run_id, &crate::secrets::process_env)?;
+        let (mut handle, pipeline) = self.store.reopen(run_id, &crate::secrets::process_env)?;
+        // The lock is ours: a record that says running is a dead engine's.
+        let interrupted = matches!(
+            handle.record().status,
+            RunStatus::Running | RunStatus::Interrupted
+        );
+        if options.only_interrupted && !interrupted {
+            return Err(EngineError::NotInterrupted {
+                run_id: run_id.into(),
+                status: handle.record().status.as_str().into(),
+            });
+        }
+        if interrupted {
+            crate::store::liveness::note_interrupted(&mut handle)?;
+            crate::orphans::stop_orphans(run_id);
+        }
         let record = handle.record();
         let pending = record.tags.keys().any(|k| k.ends_with(".pending"));
         if record.status == RunStatus::Succeeded && !pending {
@@ -214,6 +235,12 @@ impl Engine {
             spec_hash: pipeline.spec_hash.clone(),
             params: pipeline.params.clone(),
             sections: pipeline.sections.clone(),
+            expectations: pipeline
+                .tasks
+                .iter()
+                .filter(|t| !t.expect.is_empty())
+                .map(|t| (t.id.clone(), t.expect.clone()))
+                .collect(),
         });
         // `cancel` stops the run as a whole (signal, `tweetflow runs cancel`, the cron scheduler);
         // `run_cancel` also fires on --fail-fast.
@@ -227,6 +254,27 @@ impl Engine {
             run_id.clone(),
             cancel.clone(),
         ));
+        let observers: Vec<Arc<dyn RunObserver>> = self
+            .observers
+            .iter()
+            .filter(|o| o.wants(&pipeline))
+            .cloned()
+            .collect();
+        let start_record = handle.record().clone();
+        let mut links = RunLinks::new();
+        for o in &observers {
+            // A failure here is retried by `run_finished`, whose outcome decides `.pending`.
+            match o
+                .run_started(&run_dir, &pipeline, &start_record)
+                .instrument(run_span.clone())
+                .await
+            {
+                Ok(linked) => links.extend(linked),
+                Err(e) => {
+                    warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer could not record the start");
+                }
+            }
+        }
         let shared = Arc::new(Shared {
             pipeline: pipeline.clone(),
             info,
@@ -241,24 +289,10 @@ impl Engine {
             run_span: run_span.clone(),
             listeners: self.listeners.clone(),
             exec_command: self.exec_command.clone(),
+            store_root: self.store.root().to_path_buf(),
+            links: Arc::new(links),
+            observers: observers.clone(),
         });
-        let observers: Vec<Arc<dyn RunObserver>> = self
-            .observers
-            .iter()
-            .filter(|o| o.wants(&pipeline))
-            .cloned()
-            .collect();
-        let start_record = shared.lock_handle().record().clone();
-        for o in &observers {
-            // A failure here is retried by `run_finished`, whose outcome decides `.pending`.
-            if let Err(e) = o
-                .run_started(&shared.run_dir, &pipeline, &start_record)
-                .instrument(run_span.clone())
-                .await
-            {
-                warn!(observer = o.name(), error = %e, retryable = e.retryable, "observer could not record the start");
-            }
-        }
         let result = run_tasks(&shared, &options, &cancel, &run_cancel, resumed)
             .instrument(run_span.clone())
             .await;
@@ -313,9 +347,33 @@ struct Shared {
     run_span: Span,
     listeners: Vec<Arc<dyn RunListener>>,
     exec_command: Option<Vec<String>>,
+    /// The run store's root, as tasks see it through [`RunView`].
+    store_root: PathBuf,
+    /// What the observers attached to the run when it started.
+    links: Arc<RunLinks>,
+    /// The observers that want this run.
+    observers: Vec<Arc<dyn RunObserver>>,
+}
+
+/// Tasks see their run through the engine's live record.
+impl RunView for Shared {
+    fn store_root(&self) -> Option<PathBuf> {
+        Some(self.store_root.clone())
+    }
+
+    fn tasks(&self) -> Vec<TaskState> {
+        self.lock_handle().record().task_states()
+    }
 }
 
 impl Shared {
+    /// Tells the observers that an attempt failed and will be retried.
+    fn attempt_retrying(&self, notice: &crate::observer::RetryNotice<'_>) {
+        for o in &self.observers {
+            o.attempt_retrying(&self.pipeline, notice);
+        }
+    }
+
     fn lock_handle(&self) -> MutexGuard<'_, RunHandle> {
         self.handle.lock().unwrap_or_else(|e| e.into_inner())
     }

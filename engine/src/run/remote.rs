@@ -53,9 +53,15 @@ pub(super) async fn run_remote(
         spec_hash: shared.info.spec_hash.clone(),
         pipeline_params: shared.info.params.clone(),
         sections: shared.info.sections.clone(),
+        expect: spec.expect.clone(),
         artifacts_dir,
         cwd: std::env::current_dir().ok(),
         secrets: shared.pipeline.attempt_secrets(&spec.id),
+        run_store: ctx
+            .run
+            .store_root()
+            .map(|r| std::path::absolute(&r).unwrap_or(r)),
+        links: (*ctx.links).clone(),
         traceparent: crate::telemetry::context::traceparent(&ctx.span),
     };
     let file = dir.join("attempt.json");
@@ -96,10 +102,10 @@ pub(super) async fn run_remote(
             None => executor::run_process(&attempt).await,
             Some(name) => match shared.registry.executor(name) {
                 Some(executor) => executor.run(&spec.executor.config, attempt.clone()).await,
-                None => Err(TaskError {
-                    kind: ErrorKind::Config,
-                    message: format!("executor `{name}` is not registered in this build"),
-                }),
+                None => Err(TaskError::new(
+                    ErrorKind::Config,
+                    format!("executor `{name}` is not registered in this build"),
+                )),
             },
         }
     };
@@ -112,13 +118,10 @@ pub(super) async fn run_remote(
     };
     let error = tokio::select! {
         result = &mut run => return result,
-        _ = limit => TaskError {
-            kind: ErrorKind::Timeout,
-            message: format!(
+        _ = limit => TaskError::new(ErrorKind::Timeout, format!(
                 "timed out after {}",
                 format_duration(spec.timeout.unwrap_or_default())
-            ),
-        },
+            )),
         _ = cancel.cancelled() => TaskError::cancelled(),
     };
     stop.cancel();

@@ -36,10 +36,10 @@ pub(super) async fn run_shards(
     for (index, r) in results.into_iter().enumerate() {
         match r {
             Ok(o) => outputs.push(with_fingerprint(o)),
-            Err(e) => errors.push(TaskError {
-                kind: e.kind,
-                message: format!("shard {index} of {count}: {}", e.message),
-            }),
+            Err(e) => errors.push(TaskError::new(
+                e.kind,
+                format!("shard {index} of {count}: {}", e.message),
+            )),
         }
     }
     if !errors.is_empty() {

@@ -53,10 +53,10 @@ async fn run_task_inner(
 ) -> Outcome {
     let spec = &shared.pipeline.tasks[i];
     let Some(task) = shared.registry.get(&spec.task_type).cloned() else {
-        let error = TaskError {
-            kind: ErrorKind::Config,
-            message: format!("unknown task type `{}`", spec.task_type),
-        };
+        let error = TaskError::new(
+            ErrorKind::Config,
+            format!("unknown task type `{}`", spec.task_type),
+        );
         shared.record(finished(&spec.id, TaskStatus::Failed, None, Some(error)));
         return Outcome {
             status: TaskStatus::Failed,
@@ -64,7 +64,11 @@ async fn run_task_inner(
         };
     };
     // Secrets are not part of the key: it is written in the run record and names the entry.
-    let key_params = shared.pipeline.redacted_with(i);
+    // Expectations change what is committed: they are part of the key when there are any.
+    let key_params = match shared.pipeline.redacted_with(i) {
+        with if spec.expect.is_empty() => with,
+        with => serde_json::json!({"with": with, "expect": spec.expect}),
+    };
     let key = if spec.cache.enabled && shared.use_cache {
         let paths = task.cache_inputs(&spec.with);
         if paths.is_empty() {

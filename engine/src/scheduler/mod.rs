@@ -2,6 +2,8 @@
 //!
 //! ```text
 //!  start ─▶ lock runs/.schedules/<pipeline>.lock (a second daemon is refused)
+//!        ─▶ interrupted runs (engine died): resume or fail them (`on_interrupted`), and so
+//!           again whenever one is found (see `recover`)
 //!        ─▶ recover: a tick recorded as fired whose run never got created is fired again
 //!        ─▶ catch up on ticks missed while down (catchup: none | last | all ≤ max_catchup)
 //!        ─▶ loop: sleep until the next tick ─▶ deadline? ─▶ overlap policy ─▶ fire
@@ -44,10 +46,12 @@ use crate::task::BoxFuture;
 
 mod clock;
 mod overlap;
+mod recover;
 
 pub use crate::store::{HISTORY, ScheduleState, TickAction, TickRecord};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use overlap::*;
+pub use recover::RECOVER_EVERY;
 
 /// A pipeline given to the scheduler.
 #[derive(Clone, Debug)]
@@ -239,16 +243,23 @@ impl PipelineLoop {
         shutdown: CancellationToken,
         grace: Duration,
     ) -> Result<(), SchedulerError> {
+        self.recover_interrupted(true).await?;
         self.recover().await?;
         self.catch_up(&shutdown).await?;
         info!(cron = %self.spec.cron, timezone = %self.spec.timezone, "scheduling");
+        let mut last_scan = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
+            if last_scan.elapsed() >= RECOVER_EVERY {
+                self.recover_interrupted(false).await?;
+                last_scan = tokio::time::Instant::now();
+            }
             let after = self.state.last_tick.unwrap_or_else(|| self.clock.now());
             let Some(next) = self.cron.next_after(after, &self.tz) else {
                 break;
             };
             tokio::select! {
                 _ = self.clock.sleep_until(next) => {}
+                _ = tokio::time::sleep_until(last_scan + RECOVER_EVERY) => continue,
                 _ = shutdown.cancelled() => break,
             }
             self.handle_tick(next, false, &shutdown).await?;

@@ -154,6 +154,7 @@ mod tests {
                     description: None,
                     executor: Default::default(),
                     shards: 1,
+                    expect: Default::default(),
                 })
                 .collect(),
             spec_hash: "h".into(),

@@ -25,13 +25,14 @@
 //! open run, `prune` the retention policies; this module places runs on disk, locks them and
 //! lists them.
 
+pub(crate) mod liveness;
 mod log;
 mod prune;
 mod prune_outputs;
 mod record;
 mod schedule;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ use crate::error::EngineError;
 use crate::spec::{Pipeline, PlanError};
 
 pub use crate::atomic_file::write_atomic;
+use liveness::{lock_held, take_lock};
 pub use log::RunHandle;
 use log::load_record;
 pub use prune::{
@@ -107,6 +109,15 @@ impl RunStore {
         RunHandle::open(dir, record, lock)
     }
 
+    /// Takes the lock of an existing run and loads its record as written (a dead engine's run
+    /// still says `running`), without its plan.
+    pub fn lock_record(&self, run_id: &str) -> Result<RunHandle, EngineError> {
+        let dir = self.existing_dir(run_id)?;
+        let lock = take_lock(&dir, run_id)?;
+        let record = load_record(&dir)?;
+        RunHandle::open(dir, record, lock)
+    }
+
     /// Takes the lock of an existing run and loads it, for `--resume`. The secrets of the
     /// plan are read from `env` again.
     pub fn reopen(
@@ -132,8 +143,9 @@ impl RunStore {
     }
 
     /// Loads the record of run `run_id` (snapshot plus later events).
+    /// A run whose engine died reads `interrupted` (see [`liveness`]).
     pub fn load(&self, run_id: &str) -> Result<RunRecord, EngineError> {
-        load_record(&self.existing_dir(run_id)?)
+        self.load_live(&self.existing_dir(run_id)?)
     }
 
     /// Every run, newest first. Unreadable runs are returned as errors in place.
@@ -143,7 +155,7 @@ impl RunStore {
             .iter()
             .map(|id| self.run_dir(id))
             .filter(|d| d.join("run.json").is_file())
-            .map(|d| load_record(&d))
+            .map(|d| self.load_live(&d))
             .collect())
     }
 
@@ -202,7 +214,7 @@ impl RunStore {
             }
             let dir = self.run_dir(&name);
             if dir.join("run.json").is_file() {
-                out.push(load_record(&dir));
+                out.push(self.load_live(&dir));
             }
         }
         out
@@ -237,7 +249,8 @@ impl RunStore {
     }
 
     /// Runs of `pipeline` being executed right now, by any process. Markers left by a
-    /// process that died are removed.
+    /// process that died are removed, unless the run is interrupted (the scheduler finds
+    /// interrupted runs by them, see [`RunStore::interrupted_marked`]).
     pub fn active_runs(&self, pipeline: &str) -> Vec<String> {
         let dir = self.root.join(".active").join(pipeline);
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -248,7 +261,10 @@ impl RunStore {
             let run_id = entry.file_name().to_string_lossy().to_string();
             if self.is_executing(&run_id) {
                 active.push(run_id);
-            } else {
+            } else if !self
+                .load(&run_id)
+                .is_ok_and(|r| r.status == RunStatus::Interrupted)
+            {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -295,35 +311,10 @@ pub fn is_run_id(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn lock_held(lock: &Path) -> bool {
-    match OpenOptions::new().write(true).open(lock) {
-        Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
-        Err(_) => false,
-    }
-}
-
 pub(super) fn corrupt(path: &Path, e: impl std::fmt::Display) -> EngineError {
     EngineError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
-    }
-}
-
-fn take_lock(dir: &Path, run_id: &str) -> Result<File, EngineError> {
-    let path = dir.join("lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(EngineError::io("open lock", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(EngineError::Locked {
-            run_id: run_id.to_string(),
-            lock: path,
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(EngineError::io("lock", &path)(e)),
     }
 }
 

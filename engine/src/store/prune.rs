@@ -283,7 +283,7 @@ fn policy_keeps(
     }
     let failed = matches!(
         record.status,
-        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running | RunStatus::Interrupted
     );
     if policy.keep_failed && failed {
         return Some(KeepReason::KeepFailed);

@@ -14,8 +14,11 @@ use crate::task::{TaskError, TaskOutput};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
-    /// Tasks are executing (or the process died while they were).
+    /// Tasks are executing: the process executing the run holds its lock.
     Running,
+    /// The process executing the run died (its record says running, its lock is free, see
+    /// `crate::store::liveness`): `--resume`, `runs recover` or the scheduler resume it.
+    Interrupted,
     /// Every task succeeded.
     Succeeded,
     /// At least one task failed.
@@ -69,6 +72,7 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
+            RunStatus::Interrupted => "interrupted",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
@@ -163,6 +167,13 @@ pub struct RunRecord {
     /// When it was resumed, oldest first.
     #[serde(default)]
     pub resumed_at: Vec<DateTime<Utc>>,
+    /// When the run is `interrupted`: the time of its last recorded event, when its engine
+    /// was last heard of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// Why the run ended as it did when no task says it (e.g. `engine died ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Free-form labels (e.g. the scheduled time of a cron run).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -187,6 +198,8 @@ impl RunRecord {
             created_at: Utc::now(),
             ended_at: None,
             resumed_at: Vec::new(),
+            last_event_at: None,
+            reason: None,
             tags: BTreeMap::new(),
             task_order: pipeline.tasks.iter().map(|t| t.id.clone()).collect(),
             tasks: pipeline
@@ -205,10 +218,27 @@ impl RunRecord {
             .filter_map(|id| self.tasks.get(id).map(|t| (id.as_str(), t)))
     }
 
-    /// Wall time of the run (to now if still running).
+    /// Where each task stands, in pipeline order, as tasks see their run
+    /// ([`crate::task::RunView::tasks`]).
+    pub fn task_states(&self) -> Vec<crate::task::TaskState> {
+        self.ordered_tasks()
+            .map(|(id, t)| crate::task::TaskState {
+                id: id.to_string(),
+                task_type: t.task_type.clone(),
+                status: t.status.as_str().to_string(),
+                attempts: t.attempts.len(),
+                duration: t.duration(),
+            })
+            .collect()
+    }
+
+    /// Wall time of the run (to now if still running, to its last event if interrupted).
     pub fn duration(&self) -> Duration {
         let start = self.created_at;
-        let end = self.ended_at.unwrap_or_else(Utc::now);
+        let end = self
+            .ended_at
+            .or(self.last_event_at)
+            .unwrap_or_else(Utc::now);
         (end - start).to_std().unwrap_or_default()
     }
 
@@ -228,7 +258,18 @@ impl RunRecord {
             Event::RunResumed { at } => {
                 self.status = RunStatus::Running;
                 self.ended_at = None;
+                self.last_event_at = None;
+                self.reason = None;
                 self.resumed_at.push(*at);
+            }
+            Event::RunInterrupted { last_event_at, .. } => {
+                self.status = RunStatus::Interrupted;
+                self.last_event_at = Some(*last_event_at);
+            }
+            Event::RunAbandoned { at, reason } => {
+                self.status = RunStatus::Failed;
+                self.ended_at = Some(*at);
+                self.reason = Some(reason.clone());
             }
             Event::TaskReset { task } => {
                 if let Some(t) = self.tasks.get_mut(task) {
@@ -317,6 +358,21 @@ pub enum Event {
     RunResumed {
         /// When.
         at: DateTime<Utc>,
+    },
+    /// The run's engine was found dead (its lock free while the record said running).
+    RunInterrupted {
+        /// When that was found.
+        at: DateTime<Utc>,
+        /// The time of the run's last event before.
+        last_event_at: DateTime<Utc>,
+    },
+    /// An interrupted run was marked failed instead of resumed (`on_interrupted: fail`,
+    /// `runs recover --fail`, or `max_resumes` reached).
+    RunAbandoned {
+        /// When.
+        at: DateTime<Utc>,
+        /// Why, e.g. `engine died (last event 2026-01-01T00:00:00Z)`.
+        reason: String,
     },
     /// A task that did not succeed is set back to pending for a resume.
     TaskReset {

@@ -1,11 +1,10 @@
 //! Running `infer`: the re-plan loop around one attempt, and the attempt itself (plan,
 //! score, write gold, commit with the application transaction).
 
-use crate::medallion::MedallionError;
+use crate::table_error::TableTaskError;
 use deltalake::arrow::array::AsArray;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{Action, Transaction};
-use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -15,8 +14,8 @@ use tweetflow_delta::{WriteControl, incremental};
 use tweetflow_engine::task::Shard;
 use tweetflow_model::ModelSource;
 
-use super::APP_ID;
 use super::error::InferResult;
+use super::gold::APP_ID;
 use super::gold::{SILVER_COLUMNS, column_as, gold_batch, gold_schema};
 use super::params::InferParams;
 use super::plan::{open_tables, recorded_model};
@@ -77,7 +76,7 @@ pub async fn infer_shard(
     shard: Option<Shard>,
 ) -> InferResult<InferSummary> {
     if params.batch_size == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "batch_size",
             message: "must be at least 1".into(),
         }
@@ -143,7 +142,10 @@ async fn infer_attempt(
     let files = incremental::new_files(&silver, &silver_loc, lo, hi).await?;
     let total: u64 = files.iter().map(|f| f.rows()).sum();
     let gold_schema = table::arrow_schema(&gold, &gold_loc)?;
-    let mut writer = table::writer_for(&gold, &gold_loc, gold_schema.clone())?;
+    let quarantine = crate::medallion::tables::default_quarantine(&gold_loc);
+    let mut writer =
+        tweetflow_delta::expect::target_writer(&gold, &gold_loc, gold_schema.clone(), &quarantine)
+            .await?;
     let stats_before = predictor.stats();
     let distinct_before = predictor.distinct_texts;
     let mut progress = Progress::new(total);
@@ -155,7 +157,7 @@ async fn infer_attempt(
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             let batch = shard::keep(batch, shard)?;
             if batch.num_rows() == 0 {
                 continue;
@@ -164,19 +166,13 @@ async fn infer_attempt(
             let texts: Vec<Option<&str>> = texts.as_string::<i32>().iter().collect();
             let preds = predictor.predict(&texts).await?;
             let out = gold_batch(&gold_schema, &batch, &preds, model)?;
-            writer
-                .write(out)
-                .await
-                .map_err(|e| MedallionError::delta(&gold_loc, e))?;
+            writer.write(out).await?;
             summary.rows += batch.num_rows() as u64;
             progress.add(batch.num_rows() as u64);
             ctl.failpoint("infer.scoring")?;
         }
     }
-    let adds = writer
-        .flush()
-        .await
-        .map_err(|e| MedallionError::delta(&gold_loc, e))?;
+    let adds = writer.flush().await?;
     ctl.failpoint("infer.after_write")?;
     let stats = predictor.stats();
     summary.inferred = stats.rows_inferred - stats_before.rows_inferred;

@@ -1,6 +1,6 @@
 //! The error type of `infer` and its mapping to the engine's [`TaskError`] kinds.
 
-use crate::medallion::MedallionError;
+use crate::table_error::TableTaskError;
 use tweetflow_delta::commit::ConflictError;
 use tweetflow_engine::TaskError;
 use tweetflow_model::{ErrorClass, ModelError};
@@ -10,7 +10,7 @@ use tweetflow_model::{ErrorClass, ModelError};
 pub enum InferError {
     /// Delta tables, Arrow, I/O, failpoints, cancellation.
     #[error(transparent)]
-    Delta(#[from] MedallionError),
+    Delta(#[from] TableTaskError),
     /// Resolving, loading or running the model.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -37,25 +37,31 @@ impl From<InferError> for TaskError {
     fn from(err: InferError) -> Self {
         match err {
             InferError::Delta(e) => e.into(),
-            InferError::Model(e) => match e.class() {
-                ErrorClass::Retryable => TaskError::retryable(e.to_string()),
-                // A broken model directory (missing or corrupt file, manifest mismatch) is the
-                // fault of what the `model` param names.
-                ErrorClass::Fatal
-                    if matches!(
-                        e,
-                        ModelError::MissingFile { .. }
-                            | ModelError::Manifest { .. }
-                            | ModelError::InvalidModel { .. }
-                    ) =>
-                {
-                    TaskError::fatal(format!("param `model`: {e}"))
-                }
-                ErrorClass::Fatal => TaskError::fatal(e.to_string()),
-                ErrorClass::Config => TaskError::config("model", e),
-            },
-            InferError::Client(e) => TaskError::config("tracking_uri", e),
-            InferError::Worker(_) => TaskError::fatal(err.to_string()),
+            InferError::Model(e) => {
+                let task_err = match e.class() {
+                    ErrorClass::Retryable => TaskError::retryable(e.to_string()),
+                    // A broken model directory (missing or corrupt file, manifest mismatch) is
+                    // the fault of what the `model` param names.
+                    ErrorClass::Fatal
+                        if matches!(
+                            e,
+                            ModelError::MissingFile { .. }
+                                | ModelError::Manifest { .. }
+                                | ModelError::InvalidModel { .. }
+                        ) =>
+                    {
+                        TaskError::fatal(format!("param `model`: {e}")).with_param("model")
+                    }
+                    ErrorClass::Fatal => TaskError::fatal(e.to_string()),
+                    ErrorClass::Config => TaskError::config("model", &e),
+                };
+                task_err.with_source(e)
+            }
+            InferError::Client(e) => TaskError::config("tracking_uri", &e).with_source(e),
+            InferError::Worker(_) => {
+                let message = err.to_string();
+                TaskError::fatal(message).with_source(err)
+            }
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::medallion::MedallionError;
-use crate::medallion::ingest::assemble;
+use crate::medallion::tables::assemble;
+use crate::table_error::TableTaskError;
 use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int32Array, StringArray, new_null_array,
 };
@@ -17,6 +17,9 @@ use tweetflow_delta::table;
 use tweetflow_model::Sentiment;
 
 use super::resolve::ScoringModel;
+
+/// Application id of infer commits (gold).
+pub const APP_ID: &str = "tweetflow-infer";
 
 /// Silver columns infer reads.
 pub const SILVER_COLUMNS: [&str; 5] = [
@@ -70,14 +73,14 @@ pub(crate) fn column_as(
     batch: &RecordBatch,
     name: &str,
     to: &ArrowType,
-) -> Result<ArrayRef, MedallionError> {
+) -> Result<ArrayRef, TableTaskError> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| MedallionError::Data(format!("silver data lacks the column `{name}`")))?;
+        .ok_or_else(|| TableTaskError::Data(format!("silver data lacks the column `{name}`")))?;
     if col.data_type() == to {
         Ok(col.clone())
     } else {
-        cast(col, to).map_err(|e| MedallionError::format(format!("column `{name}`"), e))
+        cast(col, to).map_err(|e| TableTaskError::format(format!("column `{name}`"), e))
     }
 }
 
@@ -88,13 +91,13 @@ pub(crate) fn gold_batch(
     silver: &RecordBatch,
     preds: &[Option<(Sentiment, f32)>],
     model: &ScoringModel,
-) -> Result<RecordBatch, MedallionError> {
+) -> Result<RecordBatch, TableTaskError> {
     let rows = silver.num_rows();
     let mut m: HashMap<&str, ArrayRef> = HashMap::new();
     for name in SILVER_COLUMNS {
         let field = schema
             .field_with_name(name)
-            .map_err(|e| MedallionError::format("gold schema", e))?;
+            .map_err(|e| TableTaskError::format("gold schema", e))?;
         m.insert(name, column_as(silver, name, field.data_type())?);
     }
     let sentiment = column_as(silver, "sentiment", &ArrowType::Utf8)?;

@@ -36,11 +36,11 @@ mod plan;
 mod progress;
 pub(crate) mod remote_model;
 mod resolve;
-pub mod shard;
+mod shard;
 
 pub use attempt::{InferSummary, infer, infer_shard, infer_with};
 pub use error::{InferError, InferResult};
-pub use gold::{SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
+pub use gold::{APP_ID, SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
 pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams};
 pub use plan::RECORDED_MODEL_LOOKBACK;
 pub use progress::LOG_EVERY_ROWS;
@@ -49,9 +49,6 @@ pub use resolve::{LOCAL_VERSION, LoadedModel, ScoringModel, registry_client, res
 use tweetflow_delta::table;
 
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
-
-/// Application id of infer commits (gold).
-pub const APP_ID: &str = "tweetflow-infer";
 
 /// The `infer` task.
 pub struct InferTask;
@@ -62,7 +59,21 @@ impl Task for InferTask {
     const VERSION: &'static str = "1";
     /// Shards split the new silver rows by a hash of `tweet_id` ([`shard`]).
     const SHARDABLE: bool = true;
+    const WRITES_TABLE: bool = true;
+
+    fn output_columns(&self, _params: &InferParams) -> Option<Vec<(String, String)>> {
+        gold_schema().ok().map(|s| crate::expect::columns_of(&s))
+    }
     const DESCRIPTION: &'static str = "Classify new silver tweets with an ONNX sentiment model (directory or models:/ URI) into a gold Delta table, exactly once";
+
+    fn locations(&self, p: &InferParams) -> Vec<(&'static str, String)> {
+        let mut out = vec![("input", p.input.clone()), ("table", p.table.clone())];
+        // A registry URI is not a path; a directory or an object-store prefix is.
+        if !p.model.starts_with("models:/") {
+            out.push(("model", p.model.clone()));
+        }
+        out
+    }
 
     async fn run(
         &self,
@@ -85,5 +96,14 @@ impl Task for InferTask {
         consumed.is_some()
             && consumed == table::latest_version(&params.input).await
             && crate::medallion::output_table_still_valid(&params.table, output).await
+    }
+}
+
+impl crate::expect::WritesTable for InferTask {
+    fn tables(params: &InferParams) -> (String, String) {
+        (
+            params.table.clone(),
+            crate::medallion::tables::default_quarantine(&params.table),
+        )
     }
 }

@@ -2,15 +2,15 @@
 //! files in between are [`tweetflow_delta::incremental::new_files`]), and the model gold last
 //! recorded.
 
-use crate::medallion::MedallionError;
 use crate::medallion::clean::silver_schema;
 use crate::medallion::table_shape;
+use crate::table_error::TableTaskError;
 use deltalake::DeltaTable;
 use deltalake::kernel::Action;
 use tweetflow_delta::table;
 
-use super::APP_ID;
 use super::error::InferResult;
+use super::gold::APP_ID;
 use super::gold::gold_schema;
 use super::params::InferParams;
 use super::shard;
@@ -40,7 +40,7 @@ pub(super) async fn open_tables(params: &InferParams, shard: Option<Shard>) -> I
     let silver =
         table::open_table(silver_loc)
             .await?
-            .ok_or_else(|| MedallionError::MissingInput {
+            .ok_or_else(|| TableTaskError::MissingInput {
                 what: "silver table (run clean first)",
                 location: silver_loc.clone(),
             })?;
@@ -65,7 +65,7 @@ pub(super) async fn open_tables(params: &InferParams, shard: Option<Shard>) -> I
     if let Some(consumed) = consumed
         && consumed > latest
     {
-        return Err(MedallionError::Data(format!(
+        return Err(TableTaskError::Data(format!(
             "gold `{gold_loc}` has consumed silver version {consumed} but silver `{silver_loc}` is at version {latest}: \
              silver was reset; reset the gold table too"
         ))

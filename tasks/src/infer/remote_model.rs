@@ -21,7 +21,7 @@ use tweetflow_delta::StorageError;
 use tweetflow_delta::folder::Folder;
 
 use super::error::InferResult;
-use crate::medallion::error::MedallionError;
+use crate::table_error::TableTaskError;
 
 /// Whether `model` names an object-store location rather than a directory or `models:/` URI.
 pub fn is_remote(model: &str) -> bool {
@@ -35,20 +35,20 @@ pub fn is_remote(model: &str) -> bool {
 /// the local directory.
 pub async fn fetch(location: &str, cache_dir: &Path) -> InferResult<PathBuf> {
     let location = location.trim().trim_end_matches('/');
-    let folder = Folder::open(location).map_err(MedallionError::from)?;
+    let folder = Folder::open(location).map_err(TableTaskError::from)?;
     let Folder::Remote { store, .. } = &folder else {
         return Ok(PathBuf::from(location));
     };
     let entries: Vec<_> = folder
         .list_entries()
         .await
-        .map_err(MedallionError::from)?
+        .map_err(TableTaskError::from)?
         .unwrap_or_default()
         .into_iter()
         .filter(|e| !e.name.starts_with('.'))
         .collect();
     if entries.is_empty() {
-        return Err(MedallionError::from(StorageError::Config {
+        return Err(TableTaskError::from(StorageError::Config {
             location: location.to_string(),
             message: "no model files there (a model directory holds manifest.json, model.onnx, tokenizer.json, config.json)".into(),
         })
@@ -69,7 +69,7 @@ pub async fn fetch(location: &str, cache_dir: &Path) -> InferResult<PathBuf> {
     }
     let tmp = root.join(format!(".tmp-{key}-{}", std::process::id()));
     let io =
-        |what: String| move |e: std::io::Error| MedallionError::from(StorageError::io(what, e));
+        |what: String| move |e: std::io::Error| TableTaskError::from(StorageError::io(what, e));
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     tokio::fs::create_dir_all(&tmp)
         .await
@@ -83,12 +83,12 @@ pub async fn fetch(location: &str, cache_dir: &Path) -> InferResult<PathBuf> {
             .get(&deltalake::Path::from(e.name.as_str()))
             .await
             .map_err(|err| {
-                MedallionError::from(tweetflow_delta::storage::classify_store(location, err))
+                TableTaskError::from(tweetflow_delta::storage::classify_store(location, err))
             })?;
         let mut chunks = got.into_stream();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|err| {
-                MedallionError::from(tweetflow_delta::storage::classify_store(location, err))
+                TableTaskError::from(tweetflow_delta::storage::classify_store(location, err))
             })?;
             file.write_all(&chunk)
                 .await

@@ -14,12 +14,12 @@ use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::arrow::record_batch::RecordBatch;
 use tweetflow_engine::task::Shard;
 
-use super::APP_ID;
 use super::error::InferResult;
+use super::gold::APP_ID;
 use super::gold::column_as;
-use crate::medallion::MedallionError;
 use crate::shards::{Consumer, split};
 pub use crate::shards::{Progress, shard_of};
+use crate::table_error::TableTaskError;
 
 /// Where infer shards record their progress in gold.
 pub const GOLD: Consumer = Consumer {
@@ -46,7 +46,7 @@ pub fn keep(batch: RecordBatch, shard: Option<Shard>) -> InferResult<RecordBatch
         .map(|id| Some(shard_of(id.unwrap_or(""), shard.count) == shard.index))
         .collect();
     filter_record_batch(&batch, &mask)
-        .map_err(|e| MedallionError::Data(format!("selecting shard {}: {e}", shard.label())).into())
+        .map_err(|e| TableTaskError::Data(format!("selecting shard {}: {e}", shard.label())).into())
 }
 
 #[cfg(test)]

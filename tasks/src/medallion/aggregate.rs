@@ -20,16 +20,15 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, TimeUnit, TimestampMicrosecondType};
 use deltalake::kernel::{Action, DataType, StructType, Transaction};
-use deltalake::writer::DeltaWriter;
 use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use super::error::{MedallionError, Result};
-use super::ingest::assemble;
 use super::table_shape;
+use super::tables::assemble;
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{commit_planned, overwrite_op};
 use tweetflow_delta::table::{self, CommitRequest};
@@ -145,7 +144,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
     let out_loc = params.table.clone();
     let silver = table::open_table(&in_loc)
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "silver table (run clean first)",
             location: in_loc.clone(),
         })?;
@@ -158,7 +157,7 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
             } else {
                 "input"
             };
-            return Err(MedallionError::Param {
+            return Err(TableTaskError::Param {
                 param,
                 message: format!("table `{in_loc}` has no column `{col}`"),
             });
@@ -193,12 +192,12 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             let get = |name: &str, ty: &ArrowType| -> Result<ArrayRef> {
                 let col = batch.column_by_name(name).ok_or_else(|| {
-                    MedallionError::Data(format!("`{path}` lacks the column `{name}`"))
+                    TableTaskError::Data(format!("`{path}` lacks the column `{name}`"))
                 })?;
-                cast(col, ty).map_err(|e| MedallionError::format(format!("column `{name}`"), e))
+                cast(col, ty).map_err(|e| TableTaskError::format(format!("column `{name}`"), e))
             };
             let mention = get("mention", &ArrowType::Utf8)?;
             let mention = mention.as_string::<i32>();
@@ -240,7 +239,9 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
     let mut names: Vec<&String> = stats.keys().collect();
     names.sort();
     let schema = table::arrow_schema(&out, &out_loc)?;
-    let mut writer = table::writer_for(&out, &out_loc, schema.clone())?;
+    let quarantine = super::tables::default_quarantine(&out_loc);
+    let mut writer =
+        tweetflow_delta::expect::target_writer(&out, &out_loc, schema.clone(), &quarantine).await?;
     for chunk in names.chunks(table::BATCH_ROWS) {
         let mut mention = StringBuilder::new();
         let mut min_ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
@@ -268,15 +269,9 @@ pub async fn aggregate(params: &AggregateParams, ctl: &WriteControl) -> Result<A
         m.insert("positive", Arc::new(pos.finish()));
         m.insert("total", Arc::new(total.finish()));
         let batch = assemble(&schema, m, chunk.len())?;
-        writer
-            .write(batch)
-            .await
-            .map_err(|e| MedallionError::delta(&out_loc, e))?;
+        writer.write(batch).await?;
     }
-    let adds = writer
-        .flush()
-        .await
-        .map_err(|e| MedallionError::delta(&out_loc, e))?;
+    let adds = writer.flush().await?;
     ctl.failpoint("aggregate.after_write")?;
 
     // Same code path: the recorded input version must not have moved since planning (the
@@ -315,6 +310,17 @@ impl Task for AggregateTask {
     const TYPE: &'static str = "aggregate";
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str = "Per-mention counts by label and first/last timestamp, recomputed from silver when it changed";
+    const WRITES_TABLE: bool = true;
+
+    fn output_columns(&self, _params: &AggregateParams) -> Option<Vec<(String, String)>> {
+        aggregate_schema()
+            .ok()
+            .map(|s| crate::expect::columns_of(&s))
+    }
+
+    fn locations(&self, p: &AggregateParams) -> Vec<(&'static str, String)> {
+        vec![("input", p.input.clone()), ("table", p.table.clone())]
+    }
 
     async fn run(
         &self,
@@ -335,5 +341,14 @@ impl Task for AggregateTask {
         used.is_some()
             && used == table::latest_version(&params.input).await
             && super::output_table_still_valid(&params.table, output).await
+    }
+}
+
+impl crate::expect::WritesTable for AggregateTask {
+    fn tables(params: &AggregateParams) -> (String, String) {
+        (
+            params.table.clone(),
+            super::tables::default_quarantine(&params.table),
+        )
     }
 }

@@ -41,13 +41,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
 
-use super::error::{MedallionError, Result};
-use super::ingest::{assemble, default_quarantine};
 use super::table_shape;
+use super::tables::{assemble, default_quarantine};
 use super::text::{clean_text, parse_tweet_date, tweet_id};
 use crate::shards::{self, Consumer};
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op};
+use tweetflow_delta::expect::{self, TargetWriter};
 use tweetflow_delta::incremental;
 use tweetflow_delta::table::{self, BATCH_ROWS, CommitRequest};
 use tweetflow_engine::task::Shard;
@@ -251,12 +252,12 @@ impl QuarantineRows {
 fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| MedallionError::Data(format!("bronze data lacks the column `{name}`")))?;
+        .ok_or_else(|| TableTaskError::Data(format!("bronze data lacks the column `{name}`")))?;
     let col = if col.data_type() == &ArrowType::Utf8 {
         col.clone()
     } else {
         cast(col, &ArrowType::Utf8)
-            .map_err(|e| MedallionError::format(format!("column `{name}`"), e))?
+            .map_err(|e| TableTaskError::format(format!("column `{name}`"), e))?
     };
     Ok(col.as_string::<i32>().clone())
 }
@@ -264,9 +265,9 @@ fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
 fn line_column(batch: &RecordBatch) -> Result<Int64Array> {
     let col = batch
         .column_by_name("line")
-        .ok_or_else(|| MedallionError::Data("bronze data lacks the column `line`".into()))?;
+        .ok_or_else(|| TableTaskError::Data("bronze data lacks the column `line`".into()))?;
     let col =
-        cast(col, &ArrowType::Int64).map_err(|e| MedallionError::format("column `line`", e))?;
+        cast(col, &ArrowType::Int64).map_err(|e| TableTaskError::format("column `line`", e))?;
     Ok(col.as_primitive::<Int64Type>().clone())
 }
 
@@ -278,8 +279,7 @@ fn opt(a: &StringArray, i: usize) -> Option<&str> {
 struct Cleaner {
     silver: SilverRows,
     silver_schema: SchemaRef,
-    silver_writer: RecordBatchWriter,
-    silver_loc: String,
+    silver_writer: TargetWriter,
     quarantine: QuarantineRows,
     q_schema: SchemaRef,
     q_writer: RecordBatchWriter,
@@ -311,7 +311,9 @@ impl Cleaner {
                 (None, _, _) => Err("missing date".to_string()),
                 (_, None, _) => Err("missing text".to_string()),
                 (_, _, None) => Err("missing sentiment".to_string()),
-                (Some(d), Some(t), Some(s)) => parse_tweet_date(d).map(|ts| (ts, t, s)),
+                (Some(d), Some(t), Some(s)) => parse_tweet_date(d)
+                    .map(|ts| (ts, t, s))
+                    .map_err(|e| e.to_string()),
             };
             match verdict {
                 Err(reason) => {
@@ -336,7 +338,7 @@ impl Cleaner {
                         self.q_writer
                             .write(b)
                             .await
-                            .map_err(|e| MedallionError::delta(&self.q_loc, e))?;
+                            .map_err(|e| TableTaskError::delta(&self.q_loc, e))?;
                     }
                 }
                 Ok((ts, t, s)) => {
@@ -377,10 +379,7 @@ impl Cleaner {
             return Ok(());
         }
         let b = self.silver.finish(&self.silver_schema)?;
-        self.silver_writer
-            .write(b)
-            .await
-            .map_err(|e| MedallionError::delta(&self.silver_loc, e))
+        Ok(self.silver_writer.write(b).await?)
     }
 
     async fn flush_quarantine(&mut self) -> Result<()> {
@@ -391,7 +390,7 @@ impl Cleaner {
         self.q_writer
             .write(b)
             .await
-            .map_err(|e| MedallionError::delta(&self.q_loc, e))
+            .map_err(|e| TableTaskError::delta(&self.q_loc, e))
     }
 }
 
@@ -435,7 +434,7 @@ async fn clean_attempt(
     let bronze =
         table::open_table(&bronze_loc)
             .await?
-            .ok_or_else(|| MedallionError::MissingInput {
+            .ok_or_else(|| TableTaskError::MissingInput {
                 what: "bronze table (run ingest on a non-empty landing folder first)",
                 location: bronze_loc.clone(),
             })?;
@@ -464,7 +463,7 @@ async fn clean_attempt(
         ..Default::default()
     };
     if lo > hi {
-        return Err(MedallionError::Data(format!(
+        return Err(TableTaskError::Data(format!(
             "silver `{silver_loc}` has consumed bronze version {lo} but bronze `{bronze_loc}` is at version {hi}: \
              bronze was reset; reset the silver table too"
         )));
@@ -490,9 +489,9 @@ async fn clean_attempt(
     let q_schema = table::arrow_schema(&quarantine, &q_loc)?;
     let mut c = Cleaner {
         silver: SilverRows::new(),
-        silver_writer: table::writer_for(&silver, &silver_loc, silver_schema.clone())?,
+        silver_writer: expect::target_writer(&silver, &silver_loc, silver_schema.clone(), &q_loc)
+            .await?,
         silver_schema,
-        silver_loc: silver_loc.clone(),
         quarantine: QuarantineRows::new(),
         q_writer: table::writer_for(&quarantine, &q_loc, q_schema.clone())?,
         q_schema,
@@ -511,23 +510,19 @@ async fn clean_attempt(
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             c.process(&batch, file.version).await?;
         }
         progress.add(1);
     }
     c.flush_silver().await?;
     c.flush_quarantine().await?;
-    let silver_adds = c
-        .silver_writer
-        .flush()
-        .await
-        .map_err(|e| MedallionError::delta(&silver_loc, e))?;
+    let silver_adds = c.silver_writer.flush().await?;
     let q_adds = c
         .q_writer
         .flush()
         .await
-        .map_err(|e| MedallionError::delta(&q_loc, e))?;
+        .map_err(|e| TableTaskError::delta(&q_loc, e))?;
     ctl.failpoint("clean.after_write")?;
     let mut summary = c.summary;
     summary.bronze_version = hi;
@@ -607,7 +602,7 @@ async fn quarantine_set_actions(
             if let Some(v) = table::app_version(quarantine, location, &app).await?
                 && v > consumed
             {
-                return Err(MedallionError::Data(format!(
+                return Err(TableTaskError::Data(format!(
                     "the quarantine table `{location}` holds bronze version {v} from shard {index} of {previous}, \
                      which silver records only up to {consumed}: run clean with `shards: {previous}` once more, then change the shard count"
                 )));
@@ -635,6 +630,17 @@ impl Task for CleanTask {
 
     /// Shards split the new bronze rows by a hash of `tweet_id` (see the module documentation).
     const SHARDABLE: bool = true;
+    const WRITES_TABLE: bool = true;
+
+    fn output_columns(&self, _params: &CleanParams) -> Option<Vec<(String, String)>> {
+        silver_schema().ok().map(|s| crate::expect::columns_of(&s))
+    }
+
+    fn locations(&self, p: &CleanParams) -> Vec<(&'static str, String)> {
+        let mut out = vec![("input", p.input.clone()), ("table", p.table.clone())];
+        out.extend(p.quarantine.clone().map(|q| ("quarantine", q)));
+        out
+    }
 
     async fn run(
         &self,
@@ -664,5 +670,11 @@ impl Task for CleanTask {
         consumed.is_some()
             && consumed == table::latest_version(&params.input).await
             && super::output_table_still_valid(&params.table, output).await
+    }
+}
+
+impl crate::expect::WritesTable for CleanTask {
+    fn tables(params: &CleanParams) -> (String, String) {
+        (params.table.clone(), params.quarantine_location())
     }
 }

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::medallion::error::{MedallionError, Result};
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::StorageError;
 use tweetflow_delta::table;
 
@@ -105,7 +105,7 @@ where
     }
     let table_id = table
         .snapshot()
-        .map_err(|e| MedallionError::delta(location, e))?
+        .map_err(|e| TableTaskError::delta(location, e))?
         .metadata()
         .id()
         .to_string();

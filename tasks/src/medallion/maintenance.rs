@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use super::error::{MedallionError, Result};
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::StorageError;
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::table::{self, CommitRequest};
@@ -84,7 +84,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
     let loc = params.table.clone();
     let mut t = table::open_table(&loc)
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "table",
             location: loc.clone(),
         })?;
@@ -93,12 +93,12 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
     if let Some(col) = &params.zorder_by
         && schema.field_with_name(col).is_err()
     {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "zorder_by",
             message: format!("`{loc}` has no column `{col}`"),
         });
     }
-    let snapshot = t.snapshot().map_err(|e| MedallionError::delta(&loc, e))?;
+    let snapshot = t.snapshot().map_err(|e| TableTaskError::delta(&loc, e))?;
     let mut small: Vec<_> = snapshot
         .log_data()
         .iter()
@@ -137,7 +137,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
             ctl.check_cancel()?;
             let path = f.object_store_path();
             let stream = table::read_file(&t, &path, &[]).await?;
-            let mut stream = stream.map_err(|e| MedallionError::format("reading for optimize", e));
+            let mut stream = stream.map_err(|e| TableTaskError::format("reading for optimize", e));
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 summary.rows += batch.num_rows() as u64;
@@ -147,7 +147,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
                     writer
                         .write(batch)
                         .await
-                        .map_err(|e| MedallionError::delta(&loc, e))?;
+                        .map_err(|e| TableTaskError::delta(&loc, e))?;
                 }
             }
             actions.push(Action::Remove(f.remove_action(false)));
@@ -158,11 +158,11 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
                 continue;
             }
             let all = concat_batches(&batches[0].schema(), &batches)
-                .map_err(|e| MedallionError::format("optimize", e))?;
+                .map_err(|e| TableTaskError::format("optimize", e))?;
             drop(batches);
             let key = all
                 .column_by_name(col)
-                .ok_or_else(|| MedallionError::Data(format!("no column `{col}`")))?;
+                .ok_or_else(|| TableTaskError::Data(format!("no column `{col}`")))?;
             let idx = sort_to_indices(
                 key,
                 Some(SortOptions {
@@ -171,9 +171,9 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
                 }),
                 None,
             )
-            .map_err(|e| MedallionError::format("sorting", e))?;
+            .map_err(|e| TableTaskError::format("sorting", e))?;
             let sorted =
-                take_record_batch(&all, &idx).map_err(|e| MedallionError::format("sorting", e))?;
+                take_record_batch(&all, &idx).map_err(|e| TableTaskError::format("sorting", e))?;
             drop(all);
             let mut offset = 0;
             while offset < sorted.num_rows() {
@@ -181,7 +181,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
                 writer
                     .write(sorted.slice(offset, len))
                     .await
-                    .map_err(|e| MedallionError::delta(&loc, e))?;
+                    .map_err(|e| TableTaskError::delta(&loc, e))?;
                 offset += len;
             }
         }
@@ -189,7 +189,7 @@ pub async fn optimize(params: &OptimizeParams, ctl: &WriteControl) -> Result<Opt
     let adds = writer
         .flush()
         .await
-        .map_err(|e| MedallionError::delta(&loc, e))?;
+        .map_err(|e| TableTaskError::delta(&loc, e))?;
     summary.files_added = adds.len() as u64;
     actions.extend(adds.into_iter().map(|mut a| {
         a.data_change = false;
@@ -265,17 +265,17 @@ pub struct VacuumSummary {
 pub async fn vacuum(params: &VacuumParams) -> Result<VacuumSummary> {
     let loc = params.table.clone();
     let retention =
-        tweetflow_engine::parse_duration(&params.retention).map_err(|e| MedallionError::Param {
+        tweetflow_engine::parse_duration(&params.retention).map_err(|e| TableTaskError::Param {
             param: "retention",
             message: e.to_string(),
         })?;
-    let retention = chrono::Duration::from_std(retention).map_err(|e| MedallionError::Param {
+    let retention = chrono::Duration::from_std(retention).map_err(|e| TableTaskError::Param {
         param: "retention",
         message: e.to_string(),
     })?;
     let t = table::open_table(&loc)
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "table",
             location: loc.clone(),
         })?;
@@ -297,12 +297,12 @@ pub async fn vacuum(params: &VacuumParams) -> Result<VacuumSummary> {
         Err(deltalake::DeltaTableError::GenericError { source })
             if source.to_string().contains("retention") =>
         {
-            Err(MedallionError::Param {
+            Err(TableTaskError::Param {
                 param: "retention",
                 message: source.to_string(),
             })
         }
-        Err(e) => Err(MedallionError::delta(&loc, e)),
+        Err(e) => Err(TableTaskError::delta(&loc, e)),
     }
 }
 
@@ -321,7 +321,7 @@ pub struct ResetParams {
 /// not Delta tables. Returns, per location, `deleted` or `absent`.
 pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'static str)>> {
     if !confirm {
-        return Err(MedallionError::Refused(format!(
+        return Err(TableTaskError::Refused(format!(
             "reset deletes {} table(s) ({}); pass `confirm: true` to proceed",
             tables.len(),
             tables.join(", ")
@@ -340,7 +340,7 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
                         .map(|mut d| d.next().is_some())
                         .unwrap_or(true)
                 {
-                    return Err(MedallionError::Refused(format!(
+                    return Err(TableTaskError::Refused(format!(
                         "`{loc}` is not a Delta table; reset does not delete it"
                     )));
                 }
@@ -355,7 +355,7 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
         };
         if let Some(dir) = table::local_dir(&loc) {
             std::fs::remove_dir_all(&dir)
-                .map_err(|e| MedallionError::io(format!("deleting `{}`", dir.display()), e))?;
+                .map_err(|e| TableTaskError::io(format!("deleting `{}`", dir.display()), e))?;
         } else {
             let store = t.object_store();
             let paths: Vec<_> = store
@@ -363,12 +363,12 @@ pub async fn reset(tables: &[String], confirm: bool) -> Result<Vec<(String, &'st
                 .map_ok(|m| m.location)
                 .try_collect()
                 .await
-                .map_err(|e| MedallionError::delta(&loc, e.into()))?;
+                .map_err(|e| TableTaskError::delta(&loc, e.into()))?;
             for p in paths {
                 store
                     .delete(&p)
                     .await
-                    .map_err(|e| MedallionError::delta(&loc, e.into()))?;
+                    .map_err(|e| TableTaskError::delta(&loc, e.into()))?;
             }
         }
         tracing::info!(table = %loc, "table reset");
@@ -390,7 +390,7 @@ pub struct HistoryEntry {
     pub tweetflow: Option<Value>,
 }
 
-/// What `tweetflow table show` prints.
+/// What a table holds (`tweetflow table show` prints it).
 #[derive(Clone, Debug, Serialize)]
 pub struct TableInfo {
     /// The location as given.
@@ -413,63 +413,12 @@ pub struct TableInfo {
     pub history: Vec<HistoryEntry>,
 }
 
-impl std::fmt::Display for TableInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "table    {} ({})", self.location, self.url)?;
-        writeln!(f, "version  {}", self.version)?;
-        match self.rows {
-            Some(r) => writeln!(f, "rows     {r}")?,
-            None => writeln!(f, "rows     unknown (files without statistics)")?,
-        }
-        writeln!(f, "files    {} ({} bytes)", self.files, self.size_bytes)?;
-        writeln!(f, "schema")?;
-        for (name, ty, nullable) in &self.schema {
-            writeln!(
-                f,
-                "  {name}: {ty}{}",
-                if *nullable { "" } else { " not null" }
-            )?;
-        }
-        if !self.app_transactions.is_empty() {
-            writeln!(f, "progress")?;
-            for (app, v) in &self.app_transactions {
-                writeln!(f, "  {app}: {v}")?;
-            }
-        }
-        writeln!(f, "history")?;
-        for h in &self.history {
-            let when = h
-                .timestamp
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default();
-            let extra = h.tweetflow.as_ref().map(|v| {
-                let mut v = v.clone();
-                if let Some(files) = v.get_mut("files")
-                    && let Some(a) = files.as_array()
-                {
-                    *files = json!(a.len());
-                }
-                v.to_string()
-            });
-            writeln!(
-                f,
-                "  {:>4}  {when}  {}  {}",
-                h.version,
-                h.operation.clone().unwrap_or_default(),
-                extra.unwrap_or_default()
-            )?;
-        }
-        Ok(())
-    }
-}
-
 /// Describes the table at `location`: schema, version, rows, files and the latest
 /// `history_limit` commits.
-pub async fn show(location: &str, history_limit: usize) -> Result<TableInfo> {
+pub async fn table_info(location: &str, history_limit: usize) -> Result<TableInfo> {
     let t = table::open_table(location)
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "table",
             location: location.to_string(),
         })?;

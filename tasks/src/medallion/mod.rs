@@ -10,7 +10,7 @@
 //! Tasks: [`replay::ReplayTask`], [`ingest::IngestTask`], [`clean::CleanTask`],
 //! [`aggregate::AggregateTask`], [`profile::ProfileTask`], [`maintenance::OptimizeTask`],
 //! [`maintenance::VacuumTask`], [`maintenance::ResetTask`]. The CLI calls [`replay::replay`], [`maintenance::optimize`],
-//! [`maintenance::vacuum`], [`maintenance::reset`], [`maintenance::show`] and
+//! [`maintenance::vacuum`], [`maintenance::reset`], [`maintenance::table_info`] and
 //! [`bench::bench_medallion`].
 //!
 //! Exactly-once writes follow the pattern of [`tweetflow_delta::commit`]: the application
@@ -19,19 +19,21 @@
 
 pub mod aggregate;
 pub mod clean;
-pub mod error;
 pub mod ingest;
-pub(crate) mod log_summary;
+mod log_summary;
 pub mod maintenance;
 pub mod profile;
 pub mod replay;
-pub mod table_shape;
-pub mod text;
+pub(crate) mod table_shape;
+pub(crate) mod tables;
+mod text;
 
-pub use error::{MedallionError, Result};
+pub use text::tweet_id;
 
 use tweetflow_delta::{WriteControl, table};
 use tweetflow_engine::{TaskContext, TaskError, TaskOutput};
+
+use crate::table_error::TableTaskError;
 
 /// Failpoints and cancellation of a task attempt: the context's cancellation and the
 /// failpoint named by [`tweetflow_delta::FAILPOINT_ENV`].
@@ -56,6 +58,6 @@ pub(crate) fn table_output(
     table: &str,
     version: i64,
 ) -> std::result::Result<TaskOutput, TaskError> {
-    let url = table::table_url(table).map_err(MedallionError::from)?;
+    let url = table::table_url(table).map_err(TableTaskError::from)?;
     Ok(TaskOutput::from_summary(summary)?.with_fingerprint(format!("{url}@{version}")))
 }

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use super::error::{MedallionError, Result};
 use super::text::clean_text;
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::table;
 
@@ -54,7 +54,7 @@ fn top(counts: HashMap<String, u64>, key: &str, n: usize) -> Vec<Value> {
 pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
     let t = table::open_table(input)
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "table",
             location: input.to_string(),
         })?;
@@ -62,7 +62,7 @@ pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
     let has = |c: &str| schema.field_with_name(c).is_ok();
     let silver = has("tweet_id") && has("mention");
     if !silver && !has("text") {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "input",
             message: format!(
                 "`{input}` is neither bronze (`text`) nor silver (`tweet_id`, `mention`)"
@@ -87,7 +87,7 @@ pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
         while let Some(batch) = stream.next().await {
             ctl.check_cancel()?;
             let batch =
-                batch.map_err(|e| MedallionError::format(format!("reading `{path}`"), e))?;
+                batch.map_err(|e| TableTaskError::format(format!("reading `{path}`"), e))?;
             rows += batch.num_rows() as u64;
             for name in &names {
                 let Some(col) = batch.column_by_name(name) else {
@@ -105,7 +105,7 @@ pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
                     ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
                 ) {
                     let s = cast(col, &ArrowType::Utf8)
-                        .map_err(|e| MedallionError::format("profile", e))?;
+                        .map_err(|e| TableTaskError::format("profile", e))?;
                     let s = s.as_string::<i32>();
                     c.empties += (0..s.len())
                         .filter(|i| !s.is_null(*i) && s.value(*i).trim().is_empty())
@@ -116,7 +116,7 @@ pub async fn profile(input: &str, ctl: &WriteControl) -> Result<Value> {
                 match batch.column_by_name(name) {
                     Some(c) => {
                         let s = cast(c, &ArrowType::Utf8)
-                            .map_err(|e| MedallionError::format("profile", e))?;
+                            .map_err(|e| TableTaskError::format("profile", e))?;
                         Ok(Some(s.as_string::<i32>().clone()))
                     }
                     None => Ok(None),

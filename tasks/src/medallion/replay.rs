@@ -24,7 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use super::error::{MedallionError, Result};
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::folder::Folder;
 
@@ -128,17 +128,17 @@ pub fn polarity_label(polarity: &str) -> Option<&'static str> {
 /// Reads the tweets of a Sentiment140 CSV (plain or gzip); returns them and the skipped count.
 pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => MedallionError::MissingInput {
+        std::io::ErrorKind::NotFound => TableTaskError::MissingInput {
             what: "CSV file",
             location: path.display().to_string(),
         },
-        _ => MedallionError::io(format!("opening `{}`", path.display()), e),
+        _ => TableTaskError::io(format!("opening `{}`", path.display()), e),
     })?;
     let mut reader = std::io::BufReader::new(file);
     let mut magic = [0u8; 2];
     let n = reader
         .read(&mut magic)
-        .map_err(|e| MedallionError::io(format!("reading `{}`", path.display()), e))?;
+        .map_err(|e| TableTaskError::io(format!("reading `{}`", path.display()), e))?;
     let head = std::io::Cursor::new(magic[..n].to_vec());
     let chained = head.chain(reader);
     let input: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
@@ -159,7 +159,7 @@ pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
             Ok(true) => {}
             Err(e) => {
                 if let csv::ErrorKind::Io(_) = e.kind() {
-                    return Err(MedallionError::Data(format!(
+                    return Err(TableTaskError::Data(format!(
                         "reading `{}`: {e}",
                         path.display()
                     )));
@@ -191,13 +191,13 @@ pub fn read_csv(path: &Path) -> Result<(Vec<LandedTweet>, u64)> {
 /// Replays `params.csv` into `params.landing` (see the module docs).
 pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplaySummary> {
     if params.tweets_per_file == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "tweets_per_file",
             message: "must be at least 1".into(),
         });
     }
     if params.repeat == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "repeat",
             message: "must be at least 1".into(),
         });
@@ -205,7 +205,7 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
     let delay = match &params.delay {
         Some(d) => {
             Some(
-                tweetflow_engine::parse_duration(d).map_err(|e| MedallionError::Param {
+                tweetflow_engine::parse_duration(d).map_err(|e| TableTaskError::Param {
                     param: "delay",
                     message: e.to_string(),
                 })?,
@@ -216,7 +216,7 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
     let csv_path = Path::new(&params.csv).to_path_buf();
     let (mut tweets, skipped) = tokio::task::spawn_blocking(move || read_csv(&csv_path))
         .await
-        .map_err(|e| MedallionError::Data(format!("reading the CSV: {e}")))??;
+        .map_err(|e| TableTaskError::Data(format!("reading the CSV: {e}")))??;
     if let Some(seed) = params.seed {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         tweets.shuffle(&mut rng);
@@ -238,7 +238,7 @@ pub async fn replay(params: &ReplayParams, ctl: &WriteControl) -> Result<ReplayS
         let end = (index + params.tweets_per_file).min(total);
         for i in index..end {
             let t = &tweets[i % tweets.len()];
-            serde_json::to_writer(&mut buf, t).map_err(|e| MedallionError::Data(e.to_string()))?;
+            serde_json::to_writer(&mut buf, t).map_err(|e| TableTaskError::Data(e.to_string()))?;
             buf.push(b'\n');
         }
         let name = format!("{}-{:06}.jsonl", params.prefix, summary.files + 1);
@@ -263,6 +263,10 @@ impl Task for ReplayTask {
     const VERSION: &'static str = "1";
     const DESCRIPTION: &'static str =
         "Replay a Sentiment140 CSV into landing JSON-lines files (deterministic, atomic)";
+
+    fn locations(&self, p: &ReplayParams) -> Vec<(&'static str, String)> {
+        vec![("csv", p.csv.clone()), ("landing", p.landing.clone())]
+    }
 
     async fn run(
         &self,

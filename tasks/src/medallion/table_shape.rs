@@ -10,7 +10,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::datatypes::DataType as ArrowType;
 use deltalake::kernel::{DataType, PrimitiveType, StructType};
 
-use crate::medallion::error::{MedallionError, Result};
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::table;
 
 /// The kind of a column type, as this check compares them.
@@ -112,7 +112,7 @@ pub fn require_columns(
     if problems.is_empty() {
         return Ok(());
     }
-    Err(MedallionError::Param {
+    Err(TableTaskError::Param {
         param,
         message: format!(
             "table `{location}` is not {what}: {} (a table written by another tool?)",

@@ -88,6 +88,7 @@ fn memchr_at(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// The lowercased mentions of `text`, in order (a repeated mention appears once per occurrence).
+#[cfg(test)]
 pub fn mentions(text: &str) -> Vec<String> {
     mention_spans(text)
         .into_iter()
@@ -222,13 +223,24 @@ const MONTHS: [&str; 12] = [
 ];
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// A tweet date that cannot be read: the text and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DateError(String);
+
+impl From<String> for DateError {
+    fn from(message: String) -> Self {
+        DateError(message)
+    }
+}
+
 /// Parses a Sentiment140 date (`Mon Apr 06 22:19:45 PDT 2009`) into UTC, or says why not.
-pub fn parse_tweet_date(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_tweet_date(text: &str) -> Result<DateTime<Utc>, DateError> {
     let parts: Vec<&str> = text.split_whitespace().collect();
     let [weekday, month, day, time, zone, year] = parts[..] else {
-        return Err(format!(
-            "date `{text}` does not have the form `Mon Apr 06 22:19:45 PDT 2009`"
-        ));
+        return Err(
+            format!("date `{text}` does not have the form `Mon Apr 06 22:19:45 PDT 2009`").into(),
+        );
     };
     let month_index = MONTHS
         .iter()
@@ -251,7 +263,7 @@ pub fn parse_tweet_date(text: &str) -> Result<DateTime<Utc>, String> {
         .position(|w| w.eq_ignore_ascii_case(weekday))
         .ok_or_else(|| format!("date `{text}`: unknown weekday `{weekday}`"))?;
     if date.weekday().num_days_from_monday() as usize != weekday_index {
-        return Err(format!("date `{text}`: {weekday} does not match the date"));
+        return Err(format!("date `{text}`: {weekday} does not match the date").into());
     }
     let fixed =
         FixedOffset::east_opt(offset).ok_or_else(|| format!("date `{text}`: bad offset"))?;

@@ -11,6 +11,24 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::compute::CLASSES;
 
+/// A chart that could not be drawn (the font, the drawing or the PNG file).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ChartError(String);
+
+impl From<String> for ChartError {
+    fn from(message: String) -> Self {
+        ChartError(message)
+    }
+}
+
+/// A chart that cannot be drawn fails the task (drawing it again gives the same result).
+impl From<ChartError> for tweetflow_engine::TaskError {
+    fn from(e: ChartError) -> Self {
+        tweetflow_engine::TaskError::fatal(e.to_string()).with_source(e)
+    }
+}
+
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
@@ -95,7 +113,7 @@ pub fn confusion_matrix(
     path: &Path,
     cm: &[[u64; 3]; 3],
     subtitle: &str,
-) -> Result<(u32, u32), String> {
+) -> Result<(u32, u32), ChartError> {
     ensure_font()?;
     let (left, top, cell) = (200i32, 130i32, 150i32);
     let size = ((left + 3 * cell + 40) as u32, (top + 3 * cell + 30) as u32);
@@ -188,7 +206,7 @@ pub fn bars(
     subtitle: &str,
     items: &[(String, u64)],
     color: RGBColor,
-) -> Result<(u32, u32), String> {
+) -> Result<(u32, u32), ChartError> {
     ensure_font()?;
     let (left, top, row, right) = (250i32, 90i32, 28i32, 90i32);
     let rows = items.len().max(1) as i32;
@@ -262,7 +280,7 @@ pub fn hours(
     title: &str,
     subtitle: &str,
     counts: &[u64; 24],
-) -> Result<(u32, u32), String> {
+) -> Result<(u32, u32), ChartError> {
     ensure_font()?;
     let size = (1000u32, 480u32);
     let (left, right, top, bottom) = (90i32, 30i32, 80i32, 70i32);

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tweetflow_delta::table;
 
-use crate::medallion::MedallionError;
+use crate::table_error::TableTaskError;
 use tweetflow_engine::TaskError;
 
 use super::compute::{NEG, POS, class_of_id, parse_class};
@@ -39,8 +39,6 @@ pub struct Wants {
 /// The counts of one pass.
 #[derive(Clone, Debug, Default)]
 pub struct GoldScan {
-    /// The table location.
-    pub table: String,
     /// The gold table version read.
     pub version: i64,
     /// The silver version gold was computed from (its `tweetflow-infer` transaction).
@@ -68,7 +66,7 @@ pub struct GoldScan {
 /// Distinct model pairs kept.
 pub const MAX_MODELS: usize = 16;
 
-fn fatal(e: impl Into<MedallionError>) -> TaskError {
+fn fatal(e: impl Into<TableTaskError>) -> TaskError {
     e.into().into()
 }
 
@@ -183,7 +181,6 @@ pub async fn scan(
     let columns: Vec<&str> = columns.into_iter().filter(|c| has(c)).collect();
 
     let mut out = GoldScan {
-        table: location.to_string(),
         version: table::version(&t),
         silver_version: table::app_version(&t, location, INFER_APP_ID)
             .await

@@ -8,11 +8,14 @@ use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 use tweetflow_mlflow::{Metric, MlflowRunStatus, Param, RunTag};
 
-use crate::observers::mlflow_runs::MlflowSection;
+use crate::mlflow_link::MlflowSection;
 
+use super::chart;
 use super::compute::{CLASSES, Metrics};
 use super::gold::{self, Wants};
-use super::{Target, chart, mlflow_error};
+use crate::mlflow_link::{
+    Target, configured_tracking_uri, mlflow_error, new_run, pipeline_run, server_version,
+};
 
 /// Params of `log-metrics`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -165,12 +168,12 @@ impl Task for LogMetricsTask {
                 format!("model {model_name} {model_version}")
             }
         );
-        chart::confusion_matrix(&png, &scan.confusion, &subtitle).map_err(TaskError::fatal)?;
+        chart::confusion_matrix(&png, &scan.confusion, &subtitle)?;
 
         // Which MLflow run: the pipeline run's, else a new one when a server is configured.
-        let target = match super::pipeline_run(ctx)? {
+        let target = match pipeline_run(ctx)? {
             Some(t) => Some(t),
-            None => match super::configured_tracking_uri(ctx) {
+            None => match configured_tracking_uri(ctx) {
                 Some(uri) => {
                     let experiment = params
                         .experiment
@@ -181,7 +184,7 @@ impl Task for LogMetricsTask {
                             TaskError::config("experiment", "needed when the pipeline has no `mlflow.experiment` and MLFLOW_EXPERIMENT_NAME is unset")
                         })?;
                     let name = format!("{}-{}-{}", ctx.pipeline.name, ctx.task_id, ctx.run_id);
-                    Some(super::new_run(ctx, &uri, &experiment, &name).await?)
+                    Some(new_run(ctx, &uri, &experiment, &name).await?)
                 }
                 None => {
                     tracing::warn!(
@@ -192,7 +195,7 @@ impl Task for LogMetricsTask {
             },
         };
         let server_version = match &target {
-            Some(t) => super::server_version(&t.client).await,
+            Some(t) => server_version(&t.client).await,
             None => None,
         };
 

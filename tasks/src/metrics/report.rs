@@ -6,11 +6,12 @@ use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tweetflow_engine::{RunStore, Task, TaskContext, TaskError, TaskOutput};
+use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
+use super::chart;
 use super::compute::CLASSES;
 use super::gold::{self, Wants};
-use super::{chart, mlflow_error};
+use crate::mlflow_link::{mlflow_error, pipeline_run};
 
 /// How many users and mentions the charts show.
 pub const TOP_N: usize = 20;
@@ -181,7 +182,7 @@ fn render(page: &Page<'_>) -> Result<String, TaskError> {
         .map_err(|e| TaskError::fatal(format!("report template: {e:#}")))?;
     let mut html = env
         .get_template(REPORT_HTML)
-        .and_then(|t| t.render(page))
+        .and_then(|t| t.render(minijinja::value::Serde(page)))
         .map_err(|e| TaskError::fatal(format!("rendering the report: {e:#}")))?;
     html.push('\n');
     Ok(html)
@@ -196,24 +197,27 @@ fn img(path: &Path) -> Result<String, TaskError> {
     ))
 }
 
-/// Per-task timings of the current run, from the run store (`runs/` above the artifacts).
+/// Per-task timings of the current run, as the run's view shows it (`None` when the run is
+/// not recorded where the task runs).
 fn timings(ctx: &TaskContext) -> Option<Vec<[String; 5]>> {
-    let runs_root = super::run_dir(ctx)?.parent()?.to_path_buf();
-    let record = RunStore::new(runs_root).load(&ctx.run_id).ok()?;
+    let tasks = ctx.run.tasks();
+    if tasks.is_empty() {
+        return None;
+    }
     Some(
-        record
-            .ordered_tasks()
-            .map(|(id, t)| {
-                let duration = match t.duration() {
+        tasks
+            .into_iter()
+            .map(|t| {
+                let duration = match t.duration {
                     Some(d) => format!("{:.2} s", d.as_secs_f64()),
-                    None if id == ctx.task_id => "running".into(),
+                    None if t.id == ctx.task_id => "running".into(),
                     None => "–".into(),
                 };
                 [
-                    id.to_string(),
-                    t.task_type.clone(),
-                    t.status.as_str().to_string(),
-                    t.attempts.len().to_string(),
+                    t.id,
+                    t.task_type,
+                    t.status,
+                    t.attempts.to_string(),
                     duration,
                 ]
             })
@@ -284,8 +288,7 @@ impl Task for ReportTask {
                     &note,
                     &items,
                     chart::BLUE,
-                )
-                .map_err(TaskError::fatal)?;
+                )?;
                 charts.push(Chart {
                     path: p,
                     title: format!("Top {TOP_N} tweeters"),
@@ -303,8 +306,7 @@ impl Task for ReportTask {
             let p = path(&format!("top_mentions_{class}.png"))?;
             let title = format!("Top {TOP_N} mentions by {class} tweets");
             let note = format!("tweets predicted {class} that mention the account · {gold_note}");
-            chart::bars(&p, &title, &note, &gold::top(counts, TOP_N), color)
-                .map_err(TaskError::fatal)?;
+            chart::bars(&p, &title, &note, &gold::top(counts, TOP_N), color)?;
             charts.push(Chart {
                 path: p,
                 title,
@@ -313,7 +315,7 @@ impl Task for ReportTask {
         }
         let p = path("tweets_per_hour.png")?;
         let note = format!("distinct tweets by hour of their timestamp (UTC) · {gold_note}");
-        chart::hours(&p, "Tweets per hour", &note, &scan.hours).map_err(TaskError::fatal)?;
+        chart::hours(&p, "Tweets per hour", &note, &scan.hours)?;
         charts.push(Chart {
             path: p,
             title: "Tweets per hour".into(),
@@ -355,7 +357,7 @@ impl Task for ReportTask {
             .map_err(|e| TaskError::retryable(format!("writing `{}`: {e}", html.display())))?;
 
         let mut mlflow_run_id = Value::Null;
-        if let Some(target) = super::pipeline_run(ctx)? {
+        if let Some(target) = pipeline_run(ctx)? {
             let mut files: Vec<&Path> = charts.iter().map(|c| c.path.as_path()).collect();
             files.push(&html);
             for f in files {

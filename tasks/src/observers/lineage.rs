@@ -4,7 +4,7 @@
 //!
 //! - A table written by a task (its output has `table` and `table_version`) is a dataset in
 //!   the context `output`; a table a task reads (`with.input`) that the run did not write is
-//!   one in the context `input`. Each has a `delta_table` source (URL and version), a digest
+//!   one in the context `input` (a `sql` task's `tables` too). Each has a `delta_table` source (URL and version), a digest
 //!   of URL and version (a new version is a new dataset), the schema as MLflow column specs
 //!   and the row count as the profile.
 //! - `mlflow.source.name` is the pipeline file, `mlflow.source.type` `LOCAL`, `mlflow.user`
@@ -109,14 +109,22 @@ pub fn table_uses(pipeline: &Pipeline, record: &RunRecord) -> Vec<TableUse> {
         }
     }
     for task in &pipeline.tasks {
-        if let Some(Value::String(input)) = task.with.get("input")
-            && !out.iter().any(|u| &u.location == input)
-        {
-            out.push(TableUse {
-                location: input.clone(),
-                version: None,
-                context: INPUT,
-            });
+        // `input` of the medallion tasks, the `tables` a `sql` task reads.
+        let single = task.with.get("input").into_iter();
+        let named = task
+            .with
+            .get("tables")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.values());
+        for input in single.chain(named).filter_map(Value::as_str) {
+            if !out.iter().any(|u| u.location == input) {
+                out.push(TableUse {
+                    location: input.to_string(),
+                    version: None,
+                    context: INPUT,
+                });
+            }
         }
     }
     out

@@ -1,69 +1,29 @@
 //! Pipeline runs as MLflow runs: a [`RunObserver`] that creates one MLflow run per pipeline
 //! run (named `<pipeline>-<run id>`, tagged with the run id, pipeline, spec hash and git
 //! commit), logs the params, one duration and one attempts metric per task, and ends it
-//! FINISHED / FAILED / KILLED like the pipeline run. Secret params are logged as `***`.
+//! FINISHED / FAILED / KILLED like the pipeline run. Secret params are logged as `***`. A run
+//! whose engine died is set KILLED when that is found, and RUNNING again when it is resumed.
 //!
 //! It is on when the pipeline has an `mlflow:` section or `MLFLOW_TRACKING_URI` is set. The
 //! MLflow run lists the Delta tables the run read and wrote, its source, user and
 //! description, and the model version its inference resolved (see [`super::lineage`]). The
-//! MLflow run id is kept in `runs/<run_id>/mlflow.json`, so a resumed run logs into the same
-//! MLflow run; if the server is down, the engine marks the run `mlflow.pending` and
+//! run's tasks get the MLflow run as a [`MlflowRunLink`] in their context; the link is also
+//! kept in `runs/<run_id>/mlflow.json`, so a resumed run logs into the same MLflow run; if the server is down, the engine marks the run `mlflow.pending` and
 //! `tweetflow run --resume RUN_ID` logs what was missed.
 
 use std::path::Path;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use tweetflow_engine::secrets::mask;
 use tweetflow_engine::task::BoxFuture;
 use tweetflow_engine::{ObserverError, RunObserver};
-use tweetflow_engine::{Pipeline, RunRecord, RunStatus, Section};
-use tweetflow_mlflow::{Client, ClientConfig, Metric, MlflowRunStatus, Param, RunTag};
+use tweetflow_engine::{Pipeline, RunLinks, RunRecord, RunStatus};
+use tweetflow_mlflow::{Client, Metric, MlflowRunStatus, Param, RunTag};
 
-/// The `mlflow:` section: each run of the pipeline becomes an MLflow run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MlflowSection {
-    /// The experiment (default: `MLFLOW_EXPERIMENT_NAME`, else the pipeline's name).
-    #[serde(default)]
-    pub experiment: Option<String>,
-    /// The tracking server (default: `MLFLOW_TRACKING_URI`).
-    #[serde(default)]
-    pub tracking_uri: Option<String>,
-}
+use crate::mlflow_link::{MlflowRunLink, MlflowSection, config_for_uri};
 
-impl Section for MlflowSection {
-    const NAME: &'static str = "mlflow";
-    const DESCRIPTION: &'static str = "Each run of the pipeline becomes an MLflow run.";
-    const EXAMPLE: &'static str = "mlflow: { experiment: tweet_sentiment }";
-}
-
-/// Where a pipeline run lives in MLflow (`runs/<run_id>/mlflow.json`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MlflowRunLink {
-    /// The tracking server.
-    pub tracking_uri: String,
-    /// The experiment id.
-    pub experiment_id: String,
-    /// The MLflow run id.
-    pub run_id: String,
-    /// The run's page in the MLflow UI.
-    pub url: String,
-    /// Whether the final state was logged.
-    pub complete: bool,
-}
-
-impl MlflowRunLink {
-    /// Reads the link of a run directory, if the run was logged.
-    pub fn read(run_dir: &Path) -> Option<MlflowRunLink> {
-        serde_json::from_slice(&std::fs::read(run_dir.join("mlflow.json")).ok()?).ok()
-    }
-
-    fn write(&self, run_dir: &Path) -> Result<(), ObserverError> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(ObserverError::fatal)?;
-        tweetflow_engine::store::write_atomic(&run_dir.join("mlflow.json"), &bytes)
-            .map_err(ObserverError::retryable)
-    }
+/// Keeps `link` in the run directory (a failure to write it is retried by `--resume`).
+fn keep(link: &MlflowRunLink, run_dir: &Path) -> Result<(), ObserverError> {
+    link.write(run_dir).map_err(ObserverError::retryable)
 }
 
 /// The MLflow observer. Streaming sessions (`run --watch`) get one MLflow run each, with
@@ -76,15 +36,6 @@ pub struct MlflowRuns {
 fn enabled(pipeline: &Pipeline) -> bool {
     pipeline.section::<MlflowSection>().is_some()
         || std::env::var("MLFLOW_TRACKING_URI").is_ok_and(|v| !v.trim().is_empty())
-}
-
-/// The MLflow configuration from the environment, pointed at `tracking_uri` when given.
-pub fn config_for_uri(tracking_uri: Option<&str>) -> Result<ClientConfig, tweetflow_mlflow::Error> {
-    let mut config = ClientConfig::from_env()?;
-    if let Some(uri) = tracking_uri {
-        config.tracking_uri = uri.to_string();
-    }
-    Ok(config)
 }
 
 /// An MLflow failure as an observer failure, retryable when the client says so (a server
@@ -190,7 +141,7 @@ async fn ensure_run(
         ),
         complete: false,
     };
-    link.write(run_dir)?;
+    keep(&link, run_dir)?;
     Ok(link)
 }
 
@@ -209,6 +160,7 @@ fn metrics(record: &RunRecord) -> Vec<Metric> {
             task.attempts.len() as f64,
             0,
         ));
+        out.extend(expectation_metrics(id, task.output.as_ref(), 0));
     }
     let succeeded = record
         .tasks
@@ -251,8 +203,35 @@ fn batch_metrics(record: &RunRecord, step: i64) -> Vec<Metric> {
                 }
             }
         }
+        out.extend(expectation_metrics(id, task.output.as_ref(), step));
     }
     out
+}
+
+/// `expect.<task>.<name>.failed` for each expectation in a task's output (see
+/// [`crate::expect`]).
+fn expectation_metrics(
+    id: &str,
+    output: Option<&tweetflow_engine::TaskOutput>,
+    step: i64,
+) -> Vec<Metric> {
+    let Some(tallies) = output
+        .and_then(|o| o.get(crate::expect::OUTPUT_KEY))
+        .and_then(|v| v.as_object())
+    else {
+        return Vec::new();
+    };
+    tallies
+        .iter()
+        .filter_map(|(name, tally)| {
+            let failed = tally.get("failed")?.as_f64()?;
+            Some(Metric::new(
+                format!("expect.{id}.{name}.failed"),
+                failed,
+                step,
+            ))
+        })
+        .collect()
 }
 
 impl MlflowRuns {
@@ -279,15 +258,33 @@ impl RunObserver for MlflowRuns {
         run_dir: &'a Path,
         pipeline: &'a Pipeline,
         record: &'a RunRecord,
-    ) -> BoxFuture<'a, Result<(), ObserverError>> {
+    ) -> BoxFuture<'a, Result<RunLinks, ObserverError>> {
         Box::pin(async move {
             if record.tags.contains_key("watch_session") {
-                return Ok(()); // logged per batch on the session's run
+                return Ok(RunLinks::new()); // logged per batch on the session's run
             }
-            let client = client_for(pipeline)?;
-            let link = ensure_run(&client, run_dir, pipeline, record).await?;
-            tracing::info!(url = %link.url, "MLflow run");
-            Ok(())
+            let started = match client_for(pipeline) {
+                Ok(client) => ensure_run(&client, run_dir, pipeline, record).await,
+                Err(e) => Err(e),
+            };
+            let link = match started {
+                Ok(link) => {
+                    tracing::info!(url = %link.url, "MLflow run");
+                    link
+                }
+                // A resumed run whose server is down keeps its MLflow run: its tasks log
+                // there (retrying) and `run_finished` records what the start missed.
+                Err(e) => match MlflowRunLink::read(run_dir) {
+                    Some(kept) => {
+                        tracing::warn!(observer = "mlflow", error = %e, retryable = e.retryable, "observer could not record the start");
+                        kept
+                    }
+                    None => return Err(e),
+                },
+            };
+            let mut links = RunLinks::new();
+            links.insert(&link);
+            Ok(links)
         })
     }
 
@@ -347,14 +344,40 @@ impl RunObserver for MlflowRuns {
             let status = match record.status {
                 RunStatus::Succeeded => MlflowRunStatus::Finished,
                 RunStatus::Failed | RunStatus::Running => MlflowRunStatus::Failed,
-                RunStatus::Cancelled => MlflowRunStatus::Killed,
+                RunStatus::Cancelled | RunStatus::Interrupted => MlflowRunStatus::Killed,
             };
             client
                 .end_run(&link.run_id, status)
                 .await
                 .map_err(observer_error)?;
             link.complete = true;
-            link.write(run_dir)?;
+            keep(&link, run_dir)?;
+            Ok(())
+        })
+    }
+
+    /// The engine died: the MLflow run is set `KILLED`, ending at the run's last event, so the
+    /// MLflow UI does not show a dead run as running; a resume sets it `RUNNING` again.
+    fn run_interrupted<'a>(
+        &'a self,
+        run_dir: &'a Path,
+        pipeline: &'a Pipeline,
+        record: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), ObserverError>> {
+        Box::pin(async move {
+            let Some(link) = MlflowRunLink::read(run_dir) else {
+                return Ok(()); // never logged: nothing shows it running
+            };
+            let client = client_for(pipeline)?;
+            let end = record
+                .last_event_at
+                .unwrap_or_else(chrono::Utc::now)
+                .timestamp_millis();
+            client
+                .update_run(&link.run_id, Some(MlflowRunStatus::Killed), Some(end), None)
+                .await
+                .map_err(observer_error)?;
+            tracing::info!(url = %link.url, "MLflow run set KILLED: the engine died");
             Ok(())
         })
     }

@@ -2,7 +2,9 @@
 //!
 //! | observer | section | does |
 //! |----------|---------|------|
-//! | [`mlflow_runs::MlflowRuns`] | `mlflow:` | each pipeline run becomes an MLflow run, with its tables as datasets ([`lineage`]) |
+//! | [`MlflowRuns`] | `mlflow:` | each pipeline run becomes an MLflow run, with its tables as datasets (lineage) |
 
-pub mod lineage;
-pub mod mlflow_runs;
+mod lineage;
+mod mlflow_runs;
+
+pub use mlflow_runs::MlflowRuns;

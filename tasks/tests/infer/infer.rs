@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use tweetflow_delta::{StorageError, WriteControl};
 use tweetflow_engine::{ErrorKind, TaskError};
 use tweetflow_model::ModelError;
+use tweetflow_tasks::TableTaskError;
 use tweetflow_tasks::infer::{InferError, InferParams, infer};
-use tweetflow_tasks::medallion::MedallionError;
 
 use crate::common::*;
 
@@ -211,7 +211,7 @@ async fn infer_crash_at_each_failpoint_then_rerun_equals_an_uninterrupted_run() 
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, InferError::Delta(MedallionError::Storage(StorageError::Failpoint(p))) if p == fp),
+            matches!(&err, InferError::Delta(TableTaskError::Storage(StorageError::Failpoint(p))) if p == fp),
             "{fp}: {err}"
         );
         assert!(err.is_retryable());
@@ -251,7 +251,7 @@ async fn infer_crash_on_an_increment_keeps_earlier_gold() {
         .unwrap_err();
     assert!(matches!(
         err,
-        InferError::Delta(MedallionError::Storage(StorageError::Failpoint(_)))
+        InferError::Delta(TableTaskError::Storage(StorageError::Failpoint(_)))
     ));
     assert_eq!(
         rows_of(&ip.table, GOLD_COLS).await,

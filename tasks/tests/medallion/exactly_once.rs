@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tweetflow_delta::folder::Folder;
 use tweetflow_delta::{StorageError, WriteControl};
-use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::TableTaskError;
 use tweetflow_tasks::medallion::aggregate::{AggregateParams, aggregate};
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
 use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
@@ -137,12 +137,12 @@ pub(crate) async fn reference_run() -> Snapshot {
 pub(crate) async fn crash_until_done<F, Fut, T>(label: &str, mut step: F) -> usize
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, MedallionError>>,
+    Fut: std::future::Future<Output = Result<T, TableTaskError>>,
 {
     for attempt in 0..50 {
         match step().await {
             Ok(_) => return attempt,
-            Err(MedallionError::Storage(StorageError::Failpoint(_))) => continue,
+            Err(TableTaskError::Storage(StorageError::Failpoint(_))) => continue,
             Err(e) => panic!("{label}: unexpected error {e}"),
         }
     }
@@ -195,7 +195,7 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
             for _ in 0..3 {
                 assert!(matches!(
                     ingest(&ip, &crash).await,
-                    Err(MedallionError::Storage(StorageError::Failpoint(_)))
+                    Err(TableTaskError::Storage(StorageError::Failpoint(_)))
                 ));
             }
             assert_eq!(
@@ -216,7 +216,7 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
         assert!(
             matches!(
                 clean(&cp, &crash).await,
-                Err(MedallionError::Storage(StorageError::Failpoint(_)))
+                Err(TableTaskError::Storage(StorageError::Failpoint(_)))
             ),
             "{clean_fp} never fired"
         );
@@ -225,7 +225,7 @@ async fn crashes_at_every_point_then_rerun_equal_an_uninterrupted_run() {
         assert!(
             matches!(
                 aggregate(&ap, &crash).await,
-                Err(MedallionError::Storage(StorageError::Failpoint(_)))
+                Err(TableTaskError::Storage(StorageError::Failpoint(_)))
             ),
             "{agg_fp} never fired"
         );
@@ -357,7 +357,7 @@ async fn empty_and_missing_landing() {
     let err = ingest(&missing, &WriteControl::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, MedallionError::MissingInput { .. }), "{err}");
+    assert!(matches!(err, TableTaskError::MissingInput { .. }), "{err}");
     assert!(!err.is_retryable());
     let task_err: tweetflow_engine::TaskError = err.into();
     assert!(!task_err.is_retryable());

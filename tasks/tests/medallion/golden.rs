@@ -4,7 +4,7 @@
 use tweetflow_delta::WriteControl;
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
 use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
-use tweetflow_tasks::medallion::text::tweet_id;
+use tweetflow_tasks::medallion::tweet_id;
 
 use crate::common::*;
 

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use tweetflow_delta::WriteControl;
 use tweetflow_engine::{ErrorKind, Registry, TaskContext};
-use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::TableTaskError;
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
 use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
 use tweetflow_tasks::medallion::maintenance::{
-    OptimizeParams, VacuumParams, optimize, reset, show, vacuum,
+    OptimizeParams, VacuumParams, optimize, reset, table_info, vacuum,
 };
 use tweetflow_tasks::medallion::profile::profile;
 use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
@@ -92,7 +92,7 @@ async fn optimize_vacuum_show_reset() {
     let cp = CleanParams::new(p(d, "bronze"), p(d, "silver"));
     clean(&cp, &WriteControl::default()).await.unwrap();
     let before = rows(&ip.table).await;
-    let info = show(&ip.table, 100).await.unwrap();
+    let info = table_info(&ip.table, 100).await.unwrap();
     assert_eq!(info.files, 5);
     assert_eq!(info.rows, Some(498));
     assert!(
@@ -102,8 +102,11 @@ async fn optimize_vacuum_show_reset() {
         info.app_transactions
     );
     assert!(
-        info.to_string().contains("processing_time: timestamp"),
-        "{info}"
+        info.schema
+            .iter()
+            .any(|(name, ty, _)| name == "processing_time" && ty == "timestamp"),
+        "{:?}",
+        info.schema
     );
 
     let mut op = OptimizeParams::new(&ip.table);
@@ -139,11 +142,11 @@ async fn optimize_vacuum_show_reset() {
     let tables = vec![ip.table.clone(), cp.table.clone()];
     assert!(matches!(
         reset(&tables, false).await,
-        Err(MedallionError::Refused(_))
+        Err(TableTaskError::Refused(_))
     ));
     assert!(matches!(
         reset(&[p(d, "landing")], true).await,
-        Err(MedallionError::Refused(_))
+        Err(TableTaskError::Refused(_))
     ));
     assert!(d.join("landing").is_dir());
     let done = reset(&[ip.table.clone(), cp.table.clone(), p(d, "never")], true)

@@ -2,7 +2,7 @@
 //! fields follow `schema_evolution`.
 
 use tweetflow_delta::WriteControl;
-use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::TableTaskError;
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
 use tweetflow_tasks::medallion::ingest::{IngestParams, SchemaEvolution, ingest};
 
@@ -170,7 +170,7 @@ async fn schema_evolution_modes() {
 
     let ip = run(SchemaEvolution::Fail, "failed");
     let err = ingest(&ip, &WriteControl::default()).await.unwrap_err();
-    assert!(matches!(err, MedallionError::Data(_)), "{err}");
+    assert!(matches!(err, TableTaskError::Data(_)), "{err}");
     assert!(!err.is_retryable());
     let msg = err.to_string();
     assert!(

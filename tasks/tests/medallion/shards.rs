@@ -7,13 +7,13 @@ use std::path::Path;
 
 use tweetflow_delta::{StorageError, WriteControl};
 use tweetflow_engine::task::Shard;
-use tweetflow_tasks::medallion::MedallionError;
+use tweetflow_tasks::TableTaskError;
 use tweetflow_tasks::medallion::aggregate::aggregate;
 use tweetflow_tasks::medallion::clean::{CleanParams, CleanSummary, clean_shard};
 use tweetflow_tasks::medallion::ingest::{IngestParams, IngestSummary, ingest_shard};
 use tweetflow_tasks::medallion::replay::{ReplayParams, replay};
-use tweetflow_tasks::medallion::text::tweet_id;
-use tweetflow_tasks::shards::shard_of;
+use tweetflow_tasks::medallion::tweet_id;
+use tweetflow_tasks::shard_of;
 
 use crate::common::*;
 use crate::exactly_once::{
@@ -118,7 +118,7 @@ async fn a_crashed_shard_run_again_neither_duplicates_nor_drops_a_row() {
         assert!(
             matches!(
                 crashed,
-                Err(MedallionError::Storage(StorageError::Failpoint(_)))
+                Err(TableTaskError::Storage(StorageError::Failpoint(_)))
             ),
             "{ingest_fp}: {crashed:?}"
         );
@@ -140,7 +140,7 @@ async fn a_crashed_shard_run_again_neither_duplicates_nor_drops_a_row() {
         assert!(
             matches!(
                 crashed,
-                Err(MedallionError::Storage(StorageError::Failpoint(_)))
+                Err(TableTaskError::Storage(StorageError::Failpoint(_)))
             ),
             "{clean_fp}: {crashed:?}"
         );

@@ -27,6 +27,7 @@ use crate::state::AppState;
 mod metrics_page;
 mod pipeline_pages;
 mod run_actions;
+mod run_alerts;
 mod run_page;
 mod runs_page;
 mod schedules_page;

@@ -38,10 +38,44 @@ pub struct TaskDetail {
     pub cache_key: Option<String>,
     /// Its outputs, as pretty JSON.
     pub outputs: Option<String>,
+    /// Its data-quality expectations (`expectations` in its output).
+    pub expectations: Vec<ExpectationView>,
     /// Its output's fingerprint.
     pub fingerprint: Option<String>,
     /// The error that ended it.
     pub error: Option<TaskError>,
+}
+
+/// One expectation of a task and the rows that failed it.
+#[derive(Debug, Serialize)]
+pub struct ExpectationView {
+    /// Its name.
+    pub name: String,
+    /// Rows that failed it.
+    pub failed: u64,
+    /// What happened to them (`warn`, `drop`, `quarantine`, `fail`).
+    pub action: String,
+}
+
+fn expectations_of(output: Option<&tweetflow_engine::TaskOutput>) -> Vec<ExpectationView> {
+    output
+        .and_then(|o| o.get("expectations"))
+        .and_then(|v| v.as_object())
+        .map(|tallies| {
+            tallies
+                .iter()
+                .map(|(name, t)| ExpectationView {
+                    name: name.clone(),
+                    failed: t.get("failed").and_then(|v| v.as_u64()).unwrap_or(0),
+                    action: t
+                        .get("action")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("-")
+                        .to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The link to a run's MLflow run.
@@ -66,7 +100,7 @@ pub struct RunView {
     pub params: BTreeMap<String, Json>,
     /// Whether its process is alive.
     pub executing: bool,
-    /// Recorded as running, but no process holds it (it died): resume it.
+    /// Its engine died (`interrupted`): resume it.
     pub stale: bool,
     /// Whether it can be cancelled.
     pub can_cancel: bool,
@@ -76,6 +110,8 @@ pub struct RunView {
     pub cancel_requested: bool,
     /// Its MLflow run.
     pub mlflow: Option<MlflowLink>,
+    /// The alerts it sent.
+    pub alerts: Vec<super::run_alerts::AlertDelivery>,
     /// The timeline.
     pub gantt: Gantt,
     /// The tasks, in pipeline order.
@@ -103,7 +139,7 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
     let mut record = state.store.load(run_id)?;
     record.params = mask_params(&record.params);
     let executing = state.store.is_executing(run_id);
-    let running = record.status == RunStatus::Running;
+    let interrupted = record.status == RunStatus::Interrupted;
     let dir = state.store.run_dir(run_id);
     let (log, log_offset) = log_stream::read_all(&dir.join("log.jsonl"), 0, LOG_LINES);
     let tasks = record
@@ -127,6 +163,7 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
                 .collect(),
             duration_ms: t.duration().map(|d| d.as_millis() as i64),
             cache_key: t.cache_key.clone(),
+            expectations: expectations_of(t.output.as_ref()),
             outputs: t
                 .output
                 .as_ref()
@@ -144,11 +181,12 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
         summary: RunSummary::of(&record),
         params: record.params.clone(),
         executing,
-        stale: running && !executing,
+        stale: interrupted && !executing,
         can_cancel: executing,
         can_resume: !executing && record.status != RunStatus::Succeeded,
         cancel_requested: state.store.cancel_requested(run_id),
         mlflow: mlflow_link(&dir),
+        alerts: super::run_alerts::deliveries(&dir),
         gantt: gantt(&record, Utc::now()),
         tasks,
         log,

@@ -74,7 +74,9 @@ pub async fn runs(
             &headers,
             StatusCode::BAD_REQUEST,
             "Bad filter",
-            format!("`{s}` is not a run status (running, succeeded, failed, cancelled)"),
+            format!(
+                "`{s}` is not a run status (running, interrupted, succeeded, failed, cancelled)"
+            ),
             Some(("/runs".into(), "All runs".into())),
             None,
         );
@@ -117,7 +119,7 @@ pub async fn runs(
         pipeline,
         status,
         pipelines: names,
-        statuses: vec!["running", "succeeded", "failed", "cancelled"],
+        statuses: vec!["running", "interrupted", "succeeded", "failed", "cancelled"],
     };
     page(
         &state.templates,

@@ -1,15 +1,14 @@
-//! Building bounded Arrow batches of bronze and quarantine rows.
+//! Bounded Arrow batches of bronze and quarantine rows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{
-    ArrayRef, BinaryBuilder, Int64Builder, StringBuilder, TimestampMicrosecondArray, new_null_array,
-};
+use deltalake::arrow::array::{ArrayRef, BinaryBuilder, Int64Builder, StringBuilder};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 
-use crate::medallion::error::{MedallionError, Result};
+use crate::medallion::tables::{assemble, timestamps};
+use crate::table_error::Result;
 use tweetflow_delta::table::BATCH_ROWS;
 
 /// Accumulates bronze rows into bounded Arrow batches.
@@ -83,27 +82,4 @@ impl QuarantineBatch {
         self.rows = 0;
         assemble(schema, by_name, rows)
     }
-}
-
-pub(super) fn timestamps(micros: i64, rows: usize) -> ArrayRef {
-    Arc::new(TimestampMicrosecondArray::from(vec![micros; rows]).with_timezone("UTC"))
-}
-
-/// Builds a batch with `schema`'s columns in order, null-filling the ones not given.
-pub fn assemble(
-    schema: &SchemaRef,
-    mut by_name: HashMap<&str, ArrayRef>,
-    rows: usize,
-) -> Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            by_name
-                .remove(f.name().as_str())
-                .unwrap_or_else(|| new_null_array(f.data_type(), rows))
-        })
-        .collect();
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| MedallionError::format("building a batch", e))
 }

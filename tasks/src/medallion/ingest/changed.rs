@@ -14,70 +14,19 @@ use std::collections::BTreeMap;
 
 use deltalake::kernel::Action;
 use deltalake::writer::DeltaWriter;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::batch::QuarantineBatch;
+use super::params::{IngestParams, quarantine_schema};
 use super::quarantine::QuarantineLog;
-use super::{APP_ID, IngestParams, quarantine_schema};
-use crate::medallion::error::{MedallionError, Result};
+use super::state::{APP_ID, FileState};
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::folder::Listed;
 use tweetflow_delta::table::{self, CommitRequest};
 
 /// The quarantine reason of a changed file.
 pub const CHANGED_AFTER_INGEST: &str = "changed_after_ingest";
-
-/// A landing file's state as listed.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub(super) struct FileState {
-    pub(super) name: String,
-    pub(super) size: u64,
-    #[serde(default)]
-    pub(super) modified_ms: Option<i64>,
-    #[serde(default)]
-    pub(super) etag: Option<String>,
-}
-
-impl From<&Listed> for FileState {
-    fn from(l: &Listed) -> Self {
-        FileState {
-            name: l.name.clone(),
-            size: l.size,
-            modified_ms: l.modified_ms,
-            etag: l.etag.clone(),
-        }
-    }
-}
-
-impl FileState {
-    /// Whether `now` is another content than `self` (sizes differ, or both have a time or a
-    /// tag and they differ).
-    fn differs(&self, now: &FileState) -> bool {
-        fn differ<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
-            matches!((a, b), (Some(a), Some(b)) if a != b)
-        }
-        self.size != now.size
-            || differ(&self.modified_ms, &now.modified_ms)
-            || differ(&self.etag, &now.etag)
-    }
-
-    fn describe(&self) -> String {
-        let mut s = format!("{} bytes", self.size);
-        if let Some(ms) = self.modified_ms
-            && let Some(t) = chrono::DateTime::from_timestamp_millis(ms)
-        {
-            s.push_str(&format!(
-                ", modified {}",
-                t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            ));
-        }
-        if let Some(tag) = &self.etag {
-            s.push_str(&format!(", etag {tag}"));
-        }
-        s
-    }
-}
 
 /// The listed files whose state differs from the one recorded when they were taken and was
 /// not reported yet, with the recorded state.
@@ -125,11 +74,11 @@ pub(super) async fn report_changed(
     let batch = rows.finish(&schema, now_micros)?;
     w.write(batch)
         .await
-        .map_err(|e| MedallionError::delta(&loc, e))?;
+        .map_err(|e| TableTaskError::delta(&loc, e))?;
     let adds = w
         .flush()
         .await
-        .map_err(|e| MedallionError::delta(&loc, e))?;
+        .map_err(|e| TableTaskError::delta(&loc, e))?;
     let states: Vec<&FileState> = changed.iter().map(|(_, now)| now).collect();
     let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     let mut replans = Replans::new("ingest quarantine");

@@ -13,13 +13,11 @@ use deltalake::DeltaTable;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::medallion::error::Result;
 use crate::medallion::log_summary::fold_commit_infos;
+use crate::table_error::Result;
 use tweetflow_delta::table;
 
-use super::APP_ID;
-use super::changed::FileState;
-use super::shard::BatchId;
+use super::state::{APP_ID, BatchId, FileState};
 
 /// What the bronze log says about earlier ingest batches.
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tweetflow_delta::folder::Listed;
 
-use super::IngestParams;
-use crate::medallion::error::{MedallionError, Result};
+use super::params::IngestParams;
+use crate::table_error::{Result, TableTaskError};
 
 /// The landing rules of one run.
 #[derive(Clone, Debug)]
@@ -31,7 +31,7 @@ impl LandingFilter {
     /// The rules of `params` (`settle_time` must be a duration).
     pub(super) fn new(params: &IngestParams) -> Result<Self> {
         let settle = tweetflow_engine::parse_duration(&params.settle_time).map_err(|e| {
-            MedallionError::Param {
+            TableTaskError::Param {
                 param: "settle_time",
                 message: e.to_string(),
             }

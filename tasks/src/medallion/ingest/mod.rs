@@ -36,15 +36,18 @@
 //! `schema_evolution`.
 
 mod batch;
-pub mod changed;
+mod changed;
 mod history;
-pub mod landing;
-pub mod lines;
+mod landing;
+mod lines;
 mod params;
 mod parse;
 mod quarantine;
-pub mod shard;
+mod shard;
+mod state;
 mod writer;
+
+pub use changed::CHANGED_AFTER_INGEST;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -52,40 +55,28 @@ use std::path::PathBuf;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
-use deltalake::writer::DeltaWriter;
 use serde_json::json;
 use tweetflow_engine::task::Shard;
 use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
 
-use crate::medallion::error::{MedallionError, Result};
 use crate::medallion::table_shape;
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::folder::{Folder, Listed};
 use tweetflow_delta::table::{self, CommitRequest};
 
-pub use batch::assemble;
-use changed::{FileState, changed_files, report_changed};
+use changed::{changed_files, report_changed};
 use history::{BronzeHistory, read_history};
 use landing::{LandingFilter, Selected};
 pub use params::{
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_SETTLE_TIME, DEFAULT_SKIP_NAMES, IngestParams, IngestSummary,
-    SchemaEvolution, bronze_schema, default_quarantine, quarantine_schema,
+    META_COLUMNS, REQUIRED, RESCUED, SENTIMENTS, SchemaEvolution, bronze_schema, quarantine_schema,
 };
 use quarantine::{QuarantineLog, commit_quarantine};
-use shard::BatchId;
+pub use state::APP_ID;
+use state::{BatchId, FileState};
 use writer::BatchWriter;
-
-/// Application id of ingest commits (bronze and its quarantine table).
-pub const APP_ID: &str = "tweetflow-ingest";
-/// The four landed fields, all required strings.
-pub const REQUIRED: [&str; 4] = ["date", "user", "text", "sentiment"];
-/// Bronze columns added by ingest.
-pub const META_COLUMNS: [&str; 4] = ["source_file", "line", "processing_time", RESCUED];
-/// The rescued-data column (`schema_evolution: rescue`).
-pub const RESCUED: &str = "_rescued_data";
-/// Accepted sentiment labels.
-pub const SENTIMENTS: [&str; 3] = ["negative", "neutral", "positive"];
 
 /// The landed object names of `source` (a local folder or an object-store prefix), sorted;
 /// a missing local folder is an error.
@@ -93,7 +84,7 @@ pub async fn list_landing(folder: &Folder, source: &str) -> Result<Vec<String>> 
     folder
         .list()
         .await?
-        .ok_or_else(|| MedallionError::MissingInput {
+        .ok_or_else(|| TableTaskError::MissingInput {
             what: "landing folder",
             location: source.to_string(),
         })
@@ -106,7 +97,7 @@ async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Re
         && dir.exists()
         && !dir.is_dir()
     {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "source",
             message: format!("`{source}` is a file, not a landing folder"),
         });
@@ -114,7 +105,7 @@ async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Re
     let listed: Vec<Listed> = match folder.list_entries().await {
         Ok(Some(listed)) => listed,
         Ok(None) => {
-            return Err(MedallionError::MissingInput {
+            return Err(TableTaskError::MissingInput {
                 what: "landing folder",
                 location: source.to_string(),
             });
@@ -122,7 +113,7 @@ async fn list_ready(folder: &Folder, source: &str, filter: &LandingFilter) -> Re
         // An unreadable folder (permissions) names the param; transient failures stay
         // retryable.
         Err(e @ tweetflow_delta::StorageError::Io { .. }) => {
-            return Err(MedallionError::Unusable {
+            return Err(TableTaskError::Unusable {
                 param: "source",
                 source: Box::new(e.into()),
             });
@@ -147,13 +138,13 @@ pub async fn ingest_shard(
     shard: Option<Shard>,
 ) -> Result<IngestSummary> {
     if params.max_files_per_batch == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "max_files_per_batch",
             message: "must be at least 1".into(),
         });
     }
     if params.max_record_bytes == 0 {
-        return Err(MedallionError::Param {
+        return Err(TableTaskError::Param {
             param: "max_record_bytes",
             message: "must be at least 1".into(),
         });
@@ -266,10 +257,7 @@ async fn ingest_attempt(
         w.flush_bronze(&t).await?;
         w.flush_quarantine().await?;
         let adds = match w.writer.as_mut() {
-            Some(writer) => writer
-                .flush()
-                .await
-                .map_err(|e| MedallionError::delta(&loc, e))?,
+            Some(writer) => writer.flush().await?,
             None => Vec::new(),
         };
         ctl.failpoint("ingest.after_write")?;
@@ -283,13 +271,13 @@ async fn ingest_attempt(
                 .schema
                 .as_ref()
                 .try_into_kernel()
-                .map_err(|e| MedallionError::format("evolving the schema", e))?;
-            let snapshot = t.snapshot().map_err(|e| MedallionError::delta(&loc, e))?;
+                .map_err(|e| TableTaskError::format("evolving the schema", e))?;
+            let snapshot = t.snapshot().map_err(|e| TableTaskError::delta(&loc, e))?;
             let metadata = snapshot
                 .metadata()
                 .clone()
                 .with_schema(&new_schema)
-                .map_err(|e| MedallionError::format("evolving the schema", e))?;
+                .map_err(|e| TableTaskError::format("evolving the schema", e))?;
             actions.push(Action::Metadata(metadata));
         }
         actions.extend(adds.into_iter().map(Action::Add));
@@ -409,7 +397,7 @@ async fn catch_up_quarantine(
         for name in &files {
             ctl.check_cancel()?;
             if !landing.contains(name) {
-                return Err(MedallionError::Data(format!(
+                return Err(TableTaskError::Data(format!(
                     "cannot rebuild the quarantine rows of batch {}: landing file `{name}` is gone",
                     b.key()
                 )));
@@ -450,6 +438,20 @@ impl Task for IngestTask {
         "Ingest landing JSON-lines files into a bronze Delta table, exactly once, with quarantine";
     /// Shards split the landing files by a hash of their names (see [`shard`]).
     const SHARDABLE: bool = true;
+    const WRITES_TABLE: bool = true;
+
+    fn output_columns(&self, params: &IngestParams) -> Option<Vec<(String, String)>> {
+        (params.schema_evolution != SchemaEvolution::AddColumns)
+            .then(|| bronze_schema(params.schema_evolution).ok())
+            .flatten()
+            .map(|s| crate::expect::columns_of(&s))
+    }
+
+    fn locations(&self, p: &IngestParams) -> Vec<(&'static str, String)> {
+        let mut out = vec![("source", p.source.clone()), ("table", p.table.clone())];
+        out.extend(p.quarantine.clone().map(|q| ("quarantine", q)));
+        out
+    }
 
     async fn run(
         &self,
@@ -488,5 +490,11 @@ impl Task for IngestTask {
             return false;
         }
         matches!(pending_files(params).await, Ok(0))
+    }
+}
+
+impl crate::expect::WritesTable for IngestTask {
+    fn tables(params: &IngestParams) -> (String, String) {
+        (params.table.clone(), params.quarantine_location())
     }
 }

@@ -6,7 +6,16 @@ use serde::{Deserialize, Serialize};
 
 use tweetflow_delta::table;
 
-use super::RESCUED;
+use crate::medallion::tables::default_quarantine;
+
+/// The four landed fields, all required strings.
+pub const REQUIRED: [&str; 4] = ["date", "user", "text", "sentiment"];
+/// Bronze columns added by ingest.
+pub const META_COLUMNS: [&str; 4] = ["source_file", "line", "processing_time", RESCUED];
+/// The rescued-data column (`schema_evolution: rescue`).
+pub const RESCUED: &str = "_rescued_data";
+/// Accepted sentiment labels.
+pub const SENTIMENTS: [&str; 3] = ["negative", "neutral", "positive"];
 
 /// What to do with fields a landed object has besides the four required ones.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -121,11 +130,6 @@ impl IngestParams {
             .clone()
             .unwrap_or_else(|| default_quarantine(&self.table))
     }
-}
-
-/// `TABLE` + `_quarantine` (keeping a trailing slash out of the way).
-pub fn default_quarantine(table: &str) -> String {
-    format!("{}_quarantine", table.trim_end_matches('/'))
 }
 
 /// What an ingest run did.

@@ -6,7 +6,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::{META_COLUMNS, REQUIRED, SENTIMENTS};
+use super::params::{META_COLUMNS, REQUIRED, SENTIMENTS};
 
 /// Whether an unknown field would clash with a bronze column (Delta names are case-insensitive).
 pub(super) fn collides(key: &str) -> bool {

@@ -8,11 +8,10 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::changed::FileState;
-use super::shard::BatchId;
-use super::{APP_ID, IngestParams};
-use crate::medallion::error::{MedallionError, Result};
+use super::params::IngestParams;
+use super::state::{APP_ID, BatchId, FileState};
 use crate::medallion::log_summary::fold_commit_infos;
+use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::commit::{Replans, append_op};
 use tweetflow_delta::table::{self, CommitRequest};
 
@@ -144,7 +143,7 @@ pub(super) async fn commit_quarantine(
     let adds = w
         .flush()
         .await
-        .map_err(|e| MedallionError::delta(&loc, e))?;
+        .map_err(|e| TableTaskError::delta(&loc, e))?;
     let rows: u64 = adds
         .iter()
         .filter_map(|a| a.get_stats().ok().flatten().map(|s| s.num_records as u64))

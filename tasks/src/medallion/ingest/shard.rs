@@ -16,16 +16,15 @@
 //! of the new `N` its name hashes to.
 
 use deltalake::DeltaTable;
-use serde_json::Value;
 use tweetflow_delta::StorageError;
 use tweetflow_delta::commit::ConflictError;
 use tweetflow_delta::table::{self, CommitRequest};
 use tweetflow_engine::task::Shard;
 
-use super::APP_ID;
 use super::history::{BronzeHistory, read_commits};
-use crate::medallion::error::Result;
+use super::state::APP_ID;
 use crate::shards::{self, COMMIT_RACES, race_pause};
+use crate::table_error::Result;
 
 /// Whether shard `shard` takes the landing file `name` (every file when unsharded).
 pub(super) fn takes(name: &str, shard: Option<Shard>) -> bool {
@@ -35,75 +34,6 @@ pub(super) fn takes(name: &str, shard: Option<Shard>) -> bool {
 /// The application id numbering `shard`'s batches.
 pub(super) fn app_id(shard: Option<Shard>) -> String {
     shards::app_id(APP_ID, shard)
-}
-
-/// One ingest batch: the shard that committed it (its label, `None` when unsharded) and its
-/// number in that shard's sequence.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct BatchId {
-    /// The shard's label (`shard-<i>-of-<N>`).
-    pub(super) shard: Option<String>,
-    /// The batch number.
-    pub(super) number: i64,
-}
-
-impl BatchId {
-    /// Batch `number` of `shard`.
-    pub(super) fn new(shard: Option<Shard>, number: i64) -> Self {
-        BatchId {
-            shard: shards::split(shard).map(|s| s.label()),
-            number,
-        }
-    }
-
-    /// Batch `number` of the shard a commit's `commitInfo.tweetflow` names.
-    pub(super) fn of_commit(info: &Value, number: i64) -> Self {
-        BatchId {
-            shard: info
-                .get("shard")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            number,
-        }
-    }
-
-    /// The batch as a map key: `<number>` unsharded (as before shards), `<label>/<number>`.
-    pub(super) fn key(&self) -> String {
-        match &self.shard {
-            Some(label) => format!("{label}/{}", self.number),
-            None => self.number.to_string(),
-        }
-    }
-
-    /// The batch a [`BatchId::key`] names.
-    pub(super) fn parse(key: &str) -> Option<Self> {
-        match key.rsplit_once('/') {
-            Some((label, n)) => Some(BatchId {
-                shard: Some(label.to_string()),
-                number: n.parse().ok()?,
-            }),
-            None => Some(BatchId {
-                shard: None,
-                number: key.parse().ok()?,
-            }),
-        }
-    }
-
-    /// The shard count of the set that committed the batch (1 unsharded).
-    fn count(&self) -> Option<u32> {
-        match &self.shard {
-            Some(label) => label.rsplit_once("-of-")?.1.parse().ok(),
-            None => Some(1),
-        }
-    }
-
-    /// Whether a run of `shard` rebuilds this batch's missing quarantine rows: its own batches
-    /// and those of other shard counts (the shards of its own set, running beside it, see to
-    /// theirs).
-    pub(super) fn caught_up_by(&self, shard: Option<Shard>) -> bool {
-        let own = BatchId::new(shard, self.number);
-        self.shard == own.shard || self.count() != Some(shard.map_or(1, |s| s.count.max(1)))
-    }
 }
 
 /// Commits one batch of `shard` that took `files`, exactly once: on the version it commits on,
@@ -174,6 +104,7 @@ pub(super) async fn commit_batch(
 
 #[cfg(test)]
 mod tests {
+    use super::super::state::BatchId;
     use super::*;
 
     #[test]

@@ -11,11 +11,13 @@ use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRe
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use serde_json::value::RawValue;
 
-use super::batch::{BronzeBatch, QuarantineBatch, assemble, timestamps};
+use super::batch::{BronzeBatch, QuarantineBatch};
 use super::lines::{BoundedLines, Line, decoded, is_corrupt_data, is_gzip};
+use super::params::{IngestParams, RESCUED, SchemaEvolution, quarantine_schema};
 use super::parse::{Parsed, collides, json_kind, parse_line, raw_string};
-use super::{IngestParams, RESCUED, SchemaEvolution, quarantine_schema};
-use crate::medallion::error::{MedallionError, Result};
+use crate::medallion::tables::{assemble, timestamps};
+use crate::table_error::{Result, TableTaskError};
+use tweetflow_delta::expect::{self, TargetWriter};
 use tweetflow_delta::folder::Folder;
 use tweetflow_delta::table::{self, BATCH_ROWS};
 
@@ -25,7 +27,7 @@ pub(super) struct BatchWriter<'a> {
     pub(super) bronze_loc: String,
     pub(super) schema: SchemaRef,
     pub(super) evolved: bool,
-    pub(super) writer: Option<RecordBatchWriter>,
+    pub(super) writer: Option<TargetWriter>,
     pub(super) bronze: BronzeBatch,
     pub(super) quarantine: QuarantineBatch,
     pub(super) q_writer: Option<(DeltaTable, RecordBatchWriter)>,
@@ -121,11 +123,15 @@ impl<'a> BatchWriter<'a> {
         let batch = assemble(&self.schema, by_name, rows)?;
         b.rows = 0;
         if self.writer.is_none() {
-            self.writer = Some(table::writer_for(
-                table,
-                &self.bronze_loc,
-                self.schema.clone(),
-            )?);
+            self.writer = Some(
+                Box::pin(expect::target_writer(
+                    table,
+                    &self.bronze_loc,
+                    self.schema.clone(),
+                    &self.params.quarantine_location(),
+                ))
+                .await?,
+            );
         }
         let mode = if self.evolved {
             WriteMode::MergeSchema
@@ -133,10 +139,7 @@ impl<'a> BatchWriter<'a> {
             WriteMode::Default
         };
         if let Some(writer) = self.writer.as_mut() {
-            writer
-                .write_with_mode(batch, mode)
-                .await
-                .map_err(|e| MedallionError::delta(&self.bronze_loc, e))?;
+            writer.write_with_mode(batch, mode).await?;
         }
         Ok(())
     }
@@ -157,7 +160,7 @@ impl<'a> BatchWriter<'a> {
             let batch = self.quarantine.finish(&schema, self.now_micros)?;
             w.write(batch)
                 .await
-                .map_err(|e| MedallionError::delta(&loc, e))?;
+                .map_err(|e| TableTaskError::delta(&loc, e))?;
         }
         Ok(())
     }
@@ -184,7 +187,7 @@ impl<'a> BatchWriter<'a> {
                     break;
                 }
                 Err(e) => {
-                    return Err(MedallionError::io(
+                    return Err(TableTaskError::io(
                         format!("reading `{name}` in `{}`", folder.location()),
                         e,
                     ));
@@ -265,7 +268,7 @@ impl<'a> BatchWriter<'a> {
             match mode {
                 SchemaEvolution::Ignore => {}
                 SchemaEvolution::Fail => {
-                    return Err(MedallionError::Data(format!(
+                    return Err(TableTaskError::Data(format!(
                         "landing file `{name}` line {line_no}: unknown field `{key}` (schema_evolution: fail)"
                     )));
                 }
