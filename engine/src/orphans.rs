@@ -26,6 +26,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// Kills the processes left over from an earlier engine of run `run_id` (see the module
 /// doc); returns how many were found.
+#[allow(unsafe_code)] // getpgrp(2) and kill(2) have no safe wrapper in the standard library
 pub fn stop_orphans(run_id: &str) -> usize {
     let own = ancestors();
     let found = find(run_id, &own);

@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
-use tweetflow_engine::{ObserverError, RetryNotice, RunObserver};
 use tweetflow_engine::task::BoxFuture;
+use tweetflow_engine::{ObserverError, RetryNotice, RunObserver};
 use tweetflow_engine::{Pipeline, RunLinks, RunRecord, RunStatus, RunStore};
 
 use crate::alert::{Alert, FailedTask, first_line};

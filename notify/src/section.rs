@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tweetflow_engine::Section;
-use tweetflow_engine::parse_duration;
 use tweetflow_engine::SectionProblem;
+use tweetflow_engine::parse_duration;
 
 /// A run event that can be alerted on.
 #[derive(

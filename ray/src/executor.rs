@@ -96,6 +96,8 @@ fn task_error(e: RayError) -> TaskError {
         RayError::Unauthorized { .. } => TaskError {
             kind: ErrorKind::Config,
             message: e.to_string(),
+            param: None,
+            source: None,
         },
         other => TaskError::retryable(other.to_string()),
     }

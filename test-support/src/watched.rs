@@ -48,6 +48,7 @@ extern "C" fn stop_all() {
 
 /// Stops one process group started by [`spawn_watched`] now (TERM, up to 3 s, KILL), before
 /// the test process exits.
+#[allow(unsafe_code)] // kill(2) has no safe wrapper in the standard library
 pub fn stop_group(pgid: i32) {
     GROUPS
         .lock()

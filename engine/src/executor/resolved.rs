@@ -300,6 +300,10 @@ mod tests {
             artifacts_dir: PathBuf::from("/runs/r1/artifacts/infer"),
             cwd: None,
             secrets: Vec::new(),
+            run_store: None,
+            links: Default::default(),
+            expect: Default::default(),
+            traceparent: None,
         };
         let inline = attempt.to_inline().unwrap();
         assert!(

@@ -34,6 +34,8 @@ fn record() -> RunRecord {
         ]
         .into(),
         last_seq: 0,
+        last_event_at: None,
+        reason: None,
     };
     let a = r.tasks.get_mut("a").unwrap();
     a.status = TaskStatus::Succeeded;
@@ -48,6 +50,8 @@ fn record() -> RunRecord {
             error: Some(TaskError {
                 kind: ErrorKind::Retryable,
                 message: "flaky".into(),
+                param: None,
+                source: None,
             }),
             shard: None,
             job: None,
