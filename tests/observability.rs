@@ -36,6 +36,7 @@ fn land_tweets(sb: &Sandbox) {
     );
 }
 
+#[allow(unsafe_code)] // kill(2) has no safe wrapper in the standard library
 fn sigterm_and_wait(child: Child) -> std::process::Output {
     // SAFETY: kill(2) on a child this test spawned.
     unsafe {

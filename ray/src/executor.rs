@@ -93,7 +93,12 @@ struct Job {
 /// anything else may pass.
 fn task_error(e: RayError) -> TaskError {
     match e {
-        RayError::Unauthorized { .. } => TaskError::new(ErrorKind::Config, e.to_string()),
+        RayError::Unauthorized { .. } => TaskError {
+            kind: ErrorKind::Config,
+            message: e.to_string(),
+            param: None,
+            source: None,
+        },
         other => TaskError::retryable(other.to_string()),
     }
 }
@@ -174,18 +179,9 @@ fn submission(
     if attempt.exec_command.len() <= 1 {
         words.extend(["task".to_string(), "exec".to_string()]);
     }
-    // The worker exports its part of the trace where the engine does (headers stay out: they
-    // hold credentials and a job's entrypoint is shown by Ray).
-    let trace_env = TRACE_ENV
+    let entrypoint = words
         .iter()
-        .filter_map(|name| {
-            let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
-            Some(format!("{name}={}", shell_quote(&value)))
-        })
-        .collect::<Vec<_>>();
-    let entrypoint = trace_env
-        .into_iter()
-        .chain(words.iter().map(|w| shell_quote(w)))
+        .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
     let inline = attempt
@@ -206,6 +202,15 @@ fn submission(
     ]);
     if let Some(ort) = &config.onnxruntime {
         env.insert(ORT_ENV.to_string(), ort.clone());
+    }
+    // The worker exports its part of the trace where the engine does (not the headers: they
+    // hold credentials, and Ray shows a job's runtime environment).
+    for name in TRACE_ENV {
+        if let Ok(value) = std::env::var(name)
+            && !value.is_empty()
+        {
+            env.entry(name.to_string()).or_insert(value);
+        }
     }
     let r = &attempt.resolved;
     let mut metadata = BTreeMap::from([

@@ -18,6 +18,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the attempt as a child process in its own process group, copying its log lines into
 /// the current span as they come; on [`RemoteAttempt::cancel`] the whole group is stopped.
+#[allow(unsafe_code)] // pre_exec is unsafe: see the SAFETY note below
 pub async fn run_process(attempt: &RemoteAttempt) -> Result<TaskOutput, TaskError> {
     let Some((program, args)) = attempt.exec_command.split_first() else {
         return Err(TaskError::fatal("no command runs `tweetflow task exec`"));
