@@ -92,7 +92,9 @@ mod tests {
                 "overlap",
                 "catchup",
                 "max_catchup",
-                "start_deadline"
+                "start_deadline",
+                "on_interrupted",
+                "max_resumes"
             ]
         );
         assert_eq!(k.defaults, ["retries", "timeout", "cache", "executor"]);
