@@ -29,13 +29,13 @@
 
 mod atomic_file;
 pub mod cache;
-pub mod cron;
+mod cron;
 mod diagnostic;
 mod duration;
 mod error;
 pub mod executor;
-pub mod expect;
-pub mod graph;
+mod expect;
+mod graph;
 mod interpolate;
 mod listener;
 mod loader;
@@ -62,10 +62,15 @@ mod watch;
 mod worker;
 mod yaml;
 
+pub use cron::{CronError, CronExpr, UnknownZone, parse_zone, zone_names};
 pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use duration::{DurationError, format_duration, human_duration, parse_duration};
 pub use error::{EngineError, SettingsError};
 pub use executor::Executor;
+pub use expect::{
+    ExpectChecker, Expectation, Expectations, OnFail, SqlProblem,
+};
+pub use graph::{Format as GraphFormat, draw as draw_graph, levels as graph_levels};
 pub use listener::RunListener;
 pub use loader::{LoadOptions, MAX_TASKS, load_file, load_str};
 pub use observer::{ObserverError, RetryNotice, RunObserver};

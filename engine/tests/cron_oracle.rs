@@ -26,7 +26,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
-use tweetflow_engine::cron::{CronExpr, parse_zone};
+use tweetflow_engine::{CronExpr, parse_zone};
 
 /// A small seeded generator (xorshift64*): reproducible, no dependency.
 struct Rng(u64);

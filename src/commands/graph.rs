@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use tweetflow_engine::Registry;
-use tweetflow_engine::graph::{Format, draw};
+use tweetflow_engine::{GraphFormat as Format, draw_graph as draw};
 
 use super::load_or_report;
 use crate::cli::GraphFormat;

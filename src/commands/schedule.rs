@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tweetflow_engine::cron::{CronExpr, parse_zone};
+use tweetflow_engine::{CronExpr, parse_zone};
 use tweetflow_engine::process_env;
 use tweetflow_engine::scheduler::{
     LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock, resolve_overlap,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 use tweetflow_engine::Pipeline;
-use tweetflow_engine::graph::levels;
+use tweetflow_engine::graph_levels as levels;
 
 const NODE_W: f64 = 180.0;
 const NODE_H: f64 = 48.0;

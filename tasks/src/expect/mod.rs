@@ -12,7 +12,7 @@ use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::{DataType, StructType};
 use tweetflow_delta::expect::{self as delta_expect, OnFail as DeltaOnFail, Rule, Scope};
-use tweetflow_engine::expect::{ExpectChecker, Expectations, OnFail, SqlProblem};
+use tweetflow_engine::{ExpectChecker, Expectations, OnFail, SqlProblem};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
 /// Key of the expectation tallies in a task's output.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use tweetflow_delta::WriteControl;
-use tweetflow_engine::expect::{Expectation, Expectations, OnFail};
+use tweetflow_engine::{Expectation, Expectations, OnFail};
 use tweetflow_engine::{PipelineInfo, TaskError, TaskOutput};
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
 use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};

@@ -5,7 +5,7 @@ use serde_json::json;
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::expect::{self, Scope};
 use tweetflow_engine::ErrorKind;
-use tweetflow_engine::expect::OnFail;
+use tweetflow_engine::OnFail;
 use tweetflow_tasks::medallion::clean::{CleanParams, clean};
 
 use crate::common::*;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use tweetflow_delta::WriteControl;
 use tweetflow_engine::ErrorKind;
-use tweetflow_engine::expect::OnFail;
+use tweetflow_engine::OnFail;
 use tweetflow_tasks::sql::{Mode, SqlParams, run_sql};
 
 use crate::common::*;
