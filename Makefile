@@ -23,6 +23,8 @@ demo: demo-build
 	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(TWEETFLOW)) && \
 	  $(TWEETFLOW) run pipelines/train_sentiment_model.yaml && \
 	  $(TWEETFLOW) run pipelines/tweet_sentiment.yaml && \
+	  $(TWEETFLOW) schedule --once pipelines/mentions_report.yaml && \
+	  $(TWEETFLOW) schedule --next 1 pipelines/mentions_report.yaml && \
 	  $(TWEETFLOW) runs list --json --limit 50 | $(PYTHON) scripts/demo-summary.py runs && \
 	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local server with: make stop)"
 
@@ -81,7 +83,7 @@ build-release:
 	$(CARGO) build --release --bin tweetflow
 
 test-rust:
-	TWEETFLOW_REQUIRE_BROWSER=1 $(CARGO) test --workspace
+	TWEETFLOW_REQUIRE_BROWSER=1 $(CARGO) test --workspace --no-fail-fast
 
 test-python: venv
 	$(PYTHON) -m pytest python/tests -q

@@ -75,14 +75,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
-    /// Run pipelines on their cron schedules (a long-running daemon), or print next fire times.
+    /// Run pipelines on their cron schedules and when their trigger tables get new versions
+    /// (a long-running daemon), or print next fire times and watched tables.
     Schedule {
-        /// Pipeline files, or directories whose scheduled `*.yaml` pipelines are all run.
+        /// Pipeline files, or directories whose scheduled or triggered `*.yaml` pipelines are
+        /// all run.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Print the next N fire times of each pipeline (in its zone and UTC) and exit.
+        /// Print the next N fire times of each pipeline (in its zone and UTC), and the tables
+        /// it watches with the version consumed, and exit.
         #[arg(long, value_name = "N")]
         next: Option<usize>,
+        /// Start the triggered runs due now (tables with unconsumed versions), wait for them
+        /// and exit; cron schedules are not run.
+        #[arg(long, conflicts_with = "next")]
+        once: bool,
         /// On SIGTERM/SIGINT: how long active runs may take to finish before they are cancelled.
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         grace: std::time::Duration,

@@ -67,6 +67,8 @@ pub fn generate(n: usize, shape: Shape) -> Pipeline {
         tasks,
         spec_hash: String::new(),
         schedule: None,
+        trigger: None,
+        trigger_slots: Vec::new(),
         secrets: Vec::new(),
         retention: None,
         sections: Default::default(),

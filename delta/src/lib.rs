@@ -37,9 +37,11 @@ pub mod error;
 pub mod expect;
 pub mod folder;
 pub mod incremental;
+pub mod log_versions;
 pub mod storage;
 pub mod table;
 
 pub use commit::CONFLICT_REPLANS;
 pub use control::{FAILPOINT_ENV, WriteControl};
 pub use error::{FormatError, Result, StorageError};
+pub use log_versions::{LogLister, LogVersions};

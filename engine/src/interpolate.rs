@@ -1,7 +1,9 @@
 //! `${...}` interpolation in pipeline strings.
 //!
 //! Supported forms: `${params.NAME}`, `${env.NAME}`, `${env.NAME:-default}` and
-//! `${secret.NAME}` (an environment variable that is always a secret, see [`crate::secrets`]);
+//! `${secret.NAME}` (an environment variable that is always a secret, see [`crate::secrets`]),
+//! and `${trigger.TABLE.FIELD}` (known only when a triggered run starts: left empty here and
+//! recorded as a [`TriggerSlot`] piece list, see [`crate::trigger`]);
 //! `$${` writes a literal `${`. Anything else inside `${}` is an error. A string that is
 //! exactly one `${params.NAME}` takes the param's type (so `batch_size: ${params.batch}` stays
 //! an integer).
@@ -12,6 +14,7 @@ use serde_json::Value as Json;
 
 use crate::diagnostic::did_you_mean;
 use crate::secrets::{self, Piece};
+use crate::trigger::{TriggerField, TriggerPiece};
 
 /// Where interpolated values come from.
 pub struct Scope<'a> {
@@ -21,6 +24,19 @@ pub struct Scope<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// The pieces of the params that hold secrets.
     pub secret_params: Option<&'a BTreeMap<String, Vec<Piece>>>,
+    /// The pipeline's trigger tables; `None` where `${trigger.…}` may not be used.
+    pub triggers: Option<&'a [String]>,
+}
+
+/// An interpolated string with what it is made of.
+#[derive(Debug, PartialEq)]
+pub struct Tracked {
+    /// The result.
+    pub value: Interpolated,
+    /// Its pieces when it holds a secret.
+    pub secret: Option<Vec<Piece>>,
+    /// Its pieces when it uses `${trigger.…}`.
+    pub trigger: Option<Vec<TriggerPiece>>,
 }
 
 /// The result of interpolating one string.
@@ -43,7 +59,7 @@ pub struct InterpolationError {
     pub hint: Option<String>,
 }
 
-const FORMS_HINT: &str = "use ${params.NAME}, ${env.NAME}, ${env.NAME:-default} or ${secret.NAME}; write $${ for a literal ${";
+const FORMS_HINT: &str = "use ${params.NAME}, ${env.NAME}, ${env.NAME:-default}, ${secret.NAME} or ${trigger.TABLE.FIELD}; write $${ for a literal ${";
 
 /// Interpolates `text`.
 #[cfg(test)]
@@ -51,16 +67,18 @@ pub(crate) fn interpolate(
     text: &str,
     scope: &Scope<'_>,
 ) -> Result<Interpolated, InterpolationError> {
-    interpolate_tracked(text, scope).map(|(value, _)| value)
+    interpolate_tracked(text, scope).map(|t| t.value)
 }
 
-/// Interpolates `text`; also returns the pieces of the result when it holds a secret.
-pub fn interpolate_tracked(
-    text: &str,
-    scope: &Scope<'_>,
-) -> Result<(Interpolated, Option<Vec<Piece>>), InterpolationError> {
+/// Interpolates `text`; also returns the pieces of the result when it holds a secret or a
+/// trigger value.
+pub fn interpolate_tracked(text: &str, scope: &Scope<'_>) -> Result<Tracked, InterpolationError> {
     if !text.contains("${") {
-        return Ok((Interpolated::Unchanged, None));
+        return Ok(Tracked {
+            value: Interpolated::Unchanged,
+            secret: None,
+            trigger: None,
+        });
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -88,6 +106,14 @@ pub fn interpolate_tracked(
             hint: Some("close the reference with `}`".into()),
         })?;
         let expr = after[..end].trim();
+        if let Some(reference) = expr.strip_prefix("trigger.") {
+            let (trigger, field) = trigger_ref(reference, scope)?;
+            parts.trigger(trigger, field);
+            pieces += 1;
+            only_reference = None;
+            rest = &after[end + 1..];
+            continue;
+        }
         let value = resolve(expr, scope)?;
         pieces += 1;
         let value_text = match &value {
@@ -107,11 +133,76 @@ pub fn interpolate_tracked(
     }
     out.push_str(rest);
     parts.text(rest);
-    let secret = parts.has_secret.then_some(parts.pieces);
-    match only_reference {
-        Some(value) if pieces == 1 => Ok((Interpolated::Typed(value), secret)),
-        _ => Ok((Interpolated::Text(out), secret)),
+    if parts.has_secret && parts.has_trigger {
+        return Err(InterpolationError {
+            message: format!("`{text}` mixes a secret and a trigger value"),
+            hint: Some("put the secret and the trigger value in separate strings".into()),
+        });
     }
+    let secret = parts.has_secret.then_some(parts.pieces);
+    let trigger = parts.has_trigger.then_some(parts.trigger_pieces);
+    let value = match only_reference {
+        Some(value) if pieces == 1 => Interpolated::Typed(value),
+        _ => Interpolated::Text(out),
+    };
+    Ok(Tracked {
+        value,
+        secret,
+        trigger,
+    })
+}
+
+/// Checks `${trigger.REFERENCE}`: a trigger table of the pipeline and a known field.
+fn trigger_ref(
+    reference: &str,
+    scope: &Scope<'_>,
+) -> Result<(String, TriggerField), InterpolationError> {
+    let expr = format!("trigger.{reference}");
+    let Some(names) = scope.triggers else {
+        return Err(InterpolationError {
+            message: format!("`${{{expr}}}` cannot be used here"),
+            hint: Some(
+                "trigger values go in a task's `with` or a plugin section, not in `params`".into(),
+            ),
+        });
+    };
+    if names.is_empty() {
+        return Err(InterpolationError {
+            message: format!("`${{{expr}}}`: the pipeline has no `trigger:` section"),
+            hint: Some("add `trigger: { tables: { NAME: LOCATION } }` to name the tables".into()),
+        });
+    }
+    let fields: Vec<&str> = TriggerField::ALL.iter().map(|(n, _)| *n).collect();
+    let Some((name, field)) = reference.split_once('.') else {
+        return Err(InterpolationError {
+            message: format!("`${{{expr}}}` names no field"),
+            hint: Some(format!(
+                "write ${{trigger.TABLE.FIELD}} with FIELD one of: {}",
+                fields.join(", ")
+            )),
+        });
+    };
+    if !names.iter().any(|n| n == name) {
+        let hint = match did_you_mean(name, names.iter().map(String::as_str)) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("the trigger tables are: {}", names.join(", ")),
+        };
+        return Err(InterpolationError {
+            message: format!("`${{{expr}}}`: `{name}` is not a trigger table"),
+            hint: Some(hint),
+        });
+    }
+    let Some(f) = TriggerField::parse(field) else {
+        let hint = match did_you_mean(field, fields.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("use one of: {}", fields.join(", ")),
+        };
+        return Err(InterpolationError {
+            message: format!("`${{{expr}}}`: unknown field `{field}`"),
+            hint: Some(hint),
+        });
+    };
+    Ok((name.to_string(), f))
 }
 
 /// The pieces of a string being interpolated.
@@ -119,6 +210,8 @@ pub fn interpolate_tracked(
 struct Parts {
     pieces: Vec<Piece>,
     has_secret: bool,
+    trigger_pieces: Vec<TriggerPiece>,
+    has_trigger: bool,
 }
 
 impl Parts {
@@ -126,11 +219,23 @@ impl Parts {
         if text.is_empty() {
             return;
         }
+        if let Some(TriggerPiece::Text { text: last }) = self.trigger_pieces.last_mut() {
+            last.push_str(text);
+        } else {
+            self.trigger_pieces
+                .push(TriggerPiece::Text { text: text.into() });
+        }
         if let Some(Piece::Text { text: last }) = self.pieces.last_mut() {
             last.push_str(text);
         } else {
             self.pieces.push(Piece::Text { text: text.into() });
         }
+    }
+
+    fn trigger(&mut self, trigger: String, field: TriggerField) {
+        self.has_trigger = true;
+        self.trigger_pieces
+            .push(TriggerPiece::Ref { trigger, field });
     }
 
     fn secret(&mut self, pieces: Vec<Piece>) {
@@ -243,12 +348,14 @@ mod tests {
         params.insert("landing".to_string(), Json::from("data/landing"));
         params.insert("batch".to_string(), Json::from(32));
         let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
+        let triggers = ["gold".to_string()];
         interpolate(
             text,
             &Scope {
                 params: Some(&params),
                 env: &env,
                 secret_params: None,
+                triggers: Some(&triggers),
             },
         )
     }
@@ -270,6 +377,23 @@ mod tests {
             ("${params.landin}", Err("unknown param `landin`")),
             ("${foo}", Err("unknown interpolation `${foo}`")),
             ("${params.x", Err("unterminated `${` in `${params.x`")),
+            (
+                "${trigger.gold.from_version}",
+                Ok(Interpolated::Text(String::new())),
+            ),
+            (
+                "v${trigger.gold.to_version}-${params.batch}",
+                Ok(Interpolated::Text("v-32".into())),
+            ),
+            (
+                "${trigger.glod.from_version}",
+                Err("`${trigger.glod.from_version}`: `glod` is not a trigger table"),
+            ),
+            (
+                "${trigger.gold.from}",
+                Err("`${trigger.gold.from}`: unknown field `from`"),
+            ),
+            ("${trigger.gold}", Err("`${trigger.gold}` names no field")),
         ];
         for (input, want) in cases {
             let got = scope_test(input);

@@ -11,7 +11,10 @@
 //!
 //! Only processes of this machine and of this user can be seen; a process that cleared its
 //! environment and left its process group is not found. Ray jobs are not processes of the
-//! engine: a resume attaches to them (see `crate::executor`).
+//! engine: a resume attaches to them (see `crate::executor`). A Ray job's processes may run on
+//! this machine and carry the run id too (a `command` task inside the job sets it), so a
+//! process whose environment holds an attempt given inline ([`crate::executor::ATTEMPT_ENV`],
+//! which only a remote executor's job has) is never taken for an orphan.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -64,9 +67,11 @@ pub fn stop_orphans(run_id: &str) -> usize {
     found.len()
 }
 
-/// Live (not zombie) processes whose environment holds `RUN_ID_ENV=run_id`, except `own`.
+/// Live (not zombie) processes whose environment holds `RUN_ID_ENV=run_id` and no inline
+/// attempt (a remote job's), except `own`.
 fn find(run_id: &str, own: &HashSet<i32>) -> Vec<i32> {
     let needle = format!("{RUN_ID_ENV}={run_id}");
+    let remote = format!("{}=", crate::executor::ATTEMPT_ENV);
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -75,8 +80,11 @@ fn find(run_id: &str, own: &HashSet<i32>) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| !own.contains(pid))
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                let mut vars = env.split(|b| *b == 0);
+                let ours = vars.clone().any(|var| var == needle.as_bytes());
+                ours && !vars.any(|var| var.starts_with(remote.as_bytes()))
+            })
         })
         .filter(|pid| state(*pid).is_some_and(|s| s != 'Z' && s != 'X'))
         .collect();
@@ -136,6 +144,14 @@ mod tests {
             .env(RUN_ID_ENV, "another-run")
             .spawn()
             .expect("sleep");
+        // A remote job's process of the same run (a `command` task inside a Ray job on this
+        // machine): its executor owns it.
+        let mut remote = Command::new("sleep")
+            .arg("60")
+            .env(RUN_ID_ENV, &run)
+            .env(crate::executor::ATTEMPT_ENV, "H4sI")
+            .spawn()
+            .expect("sleep");
         let out = {
             use std::io::Read;
             let mut s = String::new();
@@ -156,7 +172,14 @@ mod tests {
             None,
             "another run's process lives"
         );
-        let _ = other.kill();
-        let _ = other.wait();
+        assert_eq!(
+            remote.try_wait().expect("poll"),
+            None,
+            "a remote job's process lives"
+        );
+        for p in [&mut other, &mut remote] {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
     }
 }

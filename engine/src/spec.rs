@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 
 use crate::secrets::{self, MissingSecret, SecretSlot};
 use crate::section::Section;
+use crate::trigger::{TriggerSlot, TriggerSpec, TriggerValues};
 
 /// A validated pipeline, ready to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,6 +28,12 @@ pub struct Pipeline {
     /// When the scheduler runs the pipeline.
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// The tables whose new versions start the pipeline (see [`crate::trigger`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerSpec>,
+    /// The strings that use `${trigger.…}`, filled in by [`Pipeline::with_trigger`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trigger_slots: Vec<TriggerSlot>,
     /// The strings that hold secrets (see [`crate::secrets`]): in memory they hold the values
     /// tasks need; [`Pipeline::to_plan`] writes `***` there and [`Pipeline::from_plan`] reads
     /// them from the environment again.
@@ -336,6 +343,28 @@ impl Pipeline {
             return Ok(self.clone());
         }
         Pipeline::from_plan(serde_json::to_value(self)?, env)
+    }
+
+    /// The pipeline with its `${trigger.…}` strings filled in from `values` (the scheduler
+    /// does this before a triggered run). A table missing from `values` gets the empty range
+    /// of [`crate::trigger::VersionRange::untriggered`], which is also what the loaded
+    /// pipeline holds (for `tweetflow run` and cron ticks).
+    pub fn with_trigger(&self, values: &TriggerValues) -> Result<Pipeline, PlanError> {
+        if self.trigger_slots.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut all = values.clone();
+        for (name, table) in self.trigger.iter().flat_map(|t| t.tables.iter()) {
+            all.entry(name.clone())
+                .or_insert_with(|| crate::trigger::VersionRange::untriggered(table));
+        }
+        let mut plan = serde_json::to_value(self)?;
+        for slot in &self.trigger_slots {
+            if let Some(v) = plan.pointer_mut(&slot.at) {
+                *v = slot.resolve(&all);
+            }
+        }
+        Ok(serde_json::from_value(plan)?)
     }
 
     /// The params with every secret replaced by `***` (for run records and trackers).

@@ -34,6 +34,8 @@ fn pipeline(name: &str, retention: Option<RetentionPolicy>) -> Pipeline {
         }],
         spec_hash: "h".into(),
         schedule: None,
+        trigger: None,
+        trigger_slots: Vec::new(),
         retention,
         secrets: Vec::new(),
         sections: BTreeMap::new(),

@@ -288,6 +288,7 @@ pub async fn deliver(job: Job) -> Option<Delivery> {
                 delivery.answer = Some(answer);
                 delivery.error = None;
                 record(&job, &delivery);
+                tweetflow_engine::metrics::alert_sent(&delivery.kind, "sent");
                 return Some(delivery);
             }
             Err(e) => {
@@ -306,6 +307,7 @@ pub async fn deliver(job: Job) -> Option<Delivery> {
     }
     delivery.status = DeliveryStatus::Failed;
     record(&job, &delivery);
+    tweetflow_engine::metrics::alert_sent(&delivery.kind, "failed");
     Some(delivery)
 }
 

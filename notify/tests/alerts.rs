@@ -122,10 +122,24 @@ fn assert_no_secret_in(dir: &Path, secrets: &[&str]) {
     }
 }
 
+/// The process's `tweetflow_alerts_total` for a channel kind and outcome.
+fn alerts_counted(kind: &str, outcome: &str) -> u64 {
+    let text = tweetflow_engine::metrics::global().encode();
+    let series = format!("tweetflow_alerts_total{{channel=\"{kind}\",outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_is_told_by_signed_webhook_slack_and_mail() {
     let w = world();
     let runs = tempfile::tempdir().unwrap();
+    let counted_before = [
+        alerts_counted("webhook", "sent"),
+        alerts_counted("slack", "sent"),
+        alerts_counted("email", "sent"),
+    ];
     let text = format!(
         r#"
 name: alerts_fail
@@ -280,6 +294,18 @@ tasks:
     assert!(
         email.answer.as_deref().unwrap().starts_with("250"),
         "{email:?}"
+    );
+
+    // Each message sent is counted in the process's metrics (other tests of this binary may
+    // add to the counters at the same time, never take away).
+    let counted = [
+        alerts_counted("webhook", "sent") - counted_before[0],
+        alerts_counted("slack", "sent") - counted_before[1],
+        alerts_counted("email", "sent") - counted_before[2],
+    ];
+    assert!(
+        counted[0] >= 2 && counted[1] >= 1 && counted[2] >= 1,
+        "alerts counted: {counted:?}"
     );
 
     // A resume that fails again sends nothing twice.

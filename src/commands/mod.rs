@@ -48,6 +48,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Schedule {
             paths,
             next,
+            once,
             grace,
             metrics_listen,
         } => {
@@ -56,6 +57,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 &cli.runs_dir,
                 &paths,
                 next,
+                once,
                 grace,
                 metrics_listen,
             )

@@ -1,19 +1,22 @@
-//! `tweetflow schedule`: the scheduler daemon and `--next`; and the overlap policy that runs
-//! started by hand obey too.
+//! `tweetflow schedule`: the scheduler daemon (cron schedules and table triggers), `--next`
+//! and `--once`; and the overlap policy that runs started by hand obey too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tweetflow_engine::{CronExpr, parse_zone};
+use tweetflow_delta::{LogLister, LogVersions};
 use tweetflow_engine::process_env;
 use tweetflow_engine::scheduler::{
     LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock, resolve_overlap,
 };
 use tweetflow_engine::spec::Overlap;
 use tweetflow_engine::store::default_policy;
-use tweetflow_engine::{Pipeline, Registry, RunStore};
+use tweetflow_engine::{
+    BoxFuture, Pipeline, Registry, RunStore, TableVersions, TableWatcher, WatchError,
+};
+use tweetflow_engine::{CronExpr, parse_zone};
 
 use super::{load_or_report, spawn_signal_handler};
 use crate::exit;
@@ -42,6 +45,7 @@ pub async fn schedule(
     runs_dir: &Path,
     paths: &[PathBuf],
     next: Option<usize>,
+    once: bool,
     grace: Duration,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<u8> {
@@ -52,10 +56,10 @@ pub async fn schedule(
             invalid = true;
             continue;
         };
-        if pipeline.schedule.is_none() {
+        if pipeline.schedule.is_none() && pipeline.trigger.is_none() {
             if explicit {
                 eprintln!(
-                    "error: {}: the pipeline has no `schedule:` section",
+                    "error: {}: the pipeline has no `schedule:` or `trigger:` section",
                     file.display()
                 );
                 invalid = true;
@@ -73,12 +77,15 @@ pub async fn schedule(
         return Ok(exit::INVALID);
     }
     if scheduled.is_empty() {
-        eprintln!("error: no scheduled pipeline found");
+        eprintln!("error: no scheduled or triggered pipeline found");
         return Ok(exit::INVALID);
     }
     if let Some(n) = next {
+        let store = RunStore::new(runs_dir);
+        let lister = DeltaWatcher::default();
         for s in &scheduled {
             print!("{}", next_fire_times(&s.pipeline, n)?);
+            print!("{}", watched_tables(&store, &lister, &s.pipeline).await?);
         }
         return Ok(exit::OK);
     }
@@ -103,16 +110,20 @@ pub async fn schedule(
         None => None,
     };
     let names: Vec<&str> = scheduled.iter().map(|s| s.pipeline.name.as_str()).collect();
-    eprintln!(
-        "scheduling {}; stop with Ctrl-C or SIGTERM (grace {:?})",
-        names.join(", "),
-        grace
-    );
-    match Scheduler::new(engine, Arc::new(SystemClock))
+    if !once {
+        eprintln!(
+            "scheduling {}; stop with Ctrl-C or SIGTERM (grace {:?})",
+            names.join(", "),
+            grace
+        );
+    }
+    let mut scheduler = Scheduler::new(engine, Arc::new(SystemClock))
         .with_default_retention(default_retention)
-        .run(scheduled, shutdown, grace)
-        .await
-    {
+        .with_table_watcher(Arc::new(DeltaWatcher::default()));
+    if once {
+        scheduler = scheduler.once();
+    }
+    match scheduler.run(scheduled, shutdown, grace).await {
         Ok(()) => Ok(exit::OK),
         Err(e @ (SchedulerError::AlreadyScheduled { .. } | SchedulerError::BadSchedule { .. })) => {
             eprintln!("error: {e}");
@@ -120,6 +131,79 @@ pub async fn schedule(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The Delta table watcher: lists `_delta_log/` (see [`tweetflow_delta::log_versions`]).
+#[derive(Default)]
+pub struct DeltaWatcher(LogLister);
+
+impl TableWatcher for DeltaWatcher {
+    fn versions<'a>(
+        &'a self,
+        location: &'a str,
+        after: Option<i64>,
+    ) -> BoxFuture<'a, Result<TableVersions, WatchError>> {
+        Box::pin(async move {
+            match self.0.versions(location, after).await {
+                Ok(LogVersions::Missing) => Ok(TableVersions::Missing),
+                Ok(LogVersions::NotATable(reason)) => Ok(TableVersions::NotATable { reason }),
+                Ok(LogVersions::Versions { latest, earliest }) => {
+                    Ok(TableVersions::Versions { latest, earliest })
+                }
+                Err(e) => Err(WatchError {
+                    table: location.to_string(),
+                    message: e.to_string(),
+                }),
+            }
+        })
+    }
+}
+
+/// The tables a triggered pipeline watches: latest version and the version consumed.
+async fn watched_tables(
+    store: &RunStore,
+    watcher: &DeltaWatcher,
+    pipeline: &Pipeline,
+) -> anyhow::Result<String> {
+    let Some(trigger) = &pipeline.trigger else {
+        return Ok(String::new());
+    };
+    let state = store.trigger_state(&pipeline.name)?;
+    let mut out = format!(
+        "{} (trigger, poll {})\n",
+        pipeline.name,
+        tweetflow_engine::human_duration(trigger.poll)
+    );
+    for (name, location) in &trigger.tables {
+        let latest = match watcher.versions(location, None).await {
+            Ok(TableVersions::Versions { latest, .. }) => format!("latest {latest}"),
+            Ok(TableVersions::Missing) => "does not exist yet".into(),
+            Ok(TableVersions::NotATable { reason }) => format!("not a Delta table: {reason}"),
+            Err(e) => format!("cannot list: {e}"),
+        };
+        let consumed = state
+            .tables
+            .get(name)
+            .filter(|c| c.table == *location)
+            .and_then(|c| c.consumed)
+            .map_or("none".to_string(), |v| v.to_string());
+        out.push_str(&format!(
+            "  {name}: {location}   {latest}, consumed {consumed}\n"
+        ));
+    }
+    if let Some(p) = &state.pending {
+        let ranges: Vec<String> = p
+            .ranges
+            .iter()
+            .map(|(n, r)| format!("{n} {}", r.label()))
+            .collect();
+        out.push_str(&format!(
+            "  pending run {} ({})\n",
+            p.run_id,
+            ranges.join(", ")
+        ));
+    }
+    Ok(out)
 }
 
 /// The next `n` fire times of a scheduled pipeline, in its zone and in UTC.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value as Json;
-use tweetflow_engine::{CronExpr, parse_zone};
 use tweetflow_engine::process_env;
+use tweetflow_engine::{CronExpr, parse_zone};
 use tweetflow_engine::{Diagnostics, LoadOptions, Pipeline, Registry, load_file};
 
 use crate::cron_words;

@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 
 use super::TaskDefaults;
 use crate::spec::{CachePolicy, RetentionPolicy, RetryPolicy, ScheduleSpec, TaskSpec};
+use crate::trigger::TriggerSpec;
 
 /// The top level of a pipeline file, plugin sections aside: what the loader reads into a
 /// [`crate::Pipeline`] (`defaults` is folded into each task).
@@ -22,6 +23,7 @@ struct PipelineFile {
     defaults: TaskDefaults,
     tasks: BTreeMap<String, TaskSpec>,
     schedule: Option<ScheduleSpec>,
+    trigger: Option<TriggerSpec>,
     retention: Option<RetentionPolicy>,
 }
 
@@ -31,6 +33,8 @@ pub(super) struct Keys {
     pub top: Vec<String>,
     /// `schedule:`.
     pub schedule: Vec<String>,
+    /// `trigger:`.
+    pub trigger: Vec<String>,
     /// `retention:`.
     pub retention: Vec<String>,
     /// `defaults:`.
@@ -47,6 +51,7 @@ pub(super) struct Keys {
 pub(super) static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     top: of::<PipelineFile>(),
     schedule: of::<ScheduleSpec>(),
+    trigger: of::<TriggerSpec>(),
     retention: of::<RetentionPolicy>(),
     defaults: of::<TaskDefaults>(),
     task: of::<TaskSpec>().into_iter().filter(|k| k != "id").collect(),
@@ -80,8 +85,13 @@ mod tests {
                 "defaults",
                 "tasks",
                 "schedule",
+                "trigger",
                 "retention"
             ]
+        );
+        assert_eq!(
+            k.trigger,
+            ["tables", "poll", "min_interval", "start", "overlap"]
         );
         assert_eq!(k.retention, ["keep_last", "max_age", "keep_failed"]);
         assert_eq!(

@@ -22,6 +22,7 @@ mod retry;
 mod schedule;
 mod section;
 mod task;
+mod trigger;
 
 pub use task::MAX_TASKS;
 
@@ -36,6 +37,7 @@ use crate::duration::parse_duration;
 use crate::registry::Registry;
 use crate::secrets::{self, Piece, SecretSlot, pointer_token};
 use crate::spec::Pipeline;
+use crate::trigger::TriggerSlot;
 use crate::yaml::{self, Node};
 
 use keys::KEYS;
@@ -102,6 +104,9 @@ pub fn load_str(
         problems: Vec::new(),
         secret_params: BTreeMap::new(),
         slots: Vec::new(),
+        trigger_names: Vec::new(),
+        trigger_tables: BTreeMap::new(),
+        trigger_slots: Vec::new(),
     };
     let pipeline = loader.load(text);
     let mut items = loader.problems;
@@ -136,6 +141,12 @@ struct Loader<'a, 'o> {
     secret_params: BTreeMap<String, Vec<Piece>>,
     /// Every string of the plan that holds a secret.
     slots: Vec<SecretSlot>,
+    /// The names of the trigger tables (empty without a `trigger:` section).
+    trigger_names: Vec<String>,
+    /// The trigger tables: name → location.
+    trigger_tables: BTreeMap<String, String>,
+    /// Every string of the plan that uses `${trigger.…}`.
+    trigger_slots: Vec<TriggerSlot>,
 }
 
 impl Loader<'_, '_> {
@@ -194,6 +205,8 @@ impl Loader<'_, '_> {
                 pieces: pieces.clone(),
             });
         }
+        // Before the tasks: their strings may use `${trigger.NAME.…}`.
+        let trigger = get("trigger").and_then(|t| self.trigger(t, &params));
         let defaults = match get("defaults") {
             Some(d) => self.defaults(d, &params),
             None => TaskDefaults::default(),
@@ -234,6 +247,8 @@ impl Loader<'_, '_> {
         Some(Pipeline {
             sections,
             schedule,
+            trigger,
+            trigger_slots: std::mem::take(&mut self.trigger_slots),
             retention,
             name: name?,
             description,

@@ -6,8 +6,9 @@ use serde_json::Value as Json;
 
 use super::Loader;
 use crate::diagnostic::{Span, did_you_mean};
-use crate::interpolate::{Interpolated, Scope, interpolate_tracked};
+use crate::interpolate::{Interpolated, Scope, Tracked, interpolate_tracked};
 use crate::secrets::{SecretSlot, pointer_token};
+use crate::trigger::{TriggerSlot, TriggerValues, VersionRange};
 use crate::yaml::{Node, Value};
 
 impl Loader<'_, '_> {
@@ -41,12 +42,17 @@ impl Loader<'_, '_> {
                         params: None,
                         env,
                         secret_params: None,
+                        triggers: None,
                     };
                     let result = interpolate_tracked(s, &scope);
-                    if let Ok((_, Some(pieces))) = &result {
+                    if let Ok(Tracked {
+                        secret: Some(pieces),
+                        ..
+                    }) = &result
+                    {
                         self.secret_params.insert(name.clone(), pieces.clone());
                     }
-                    match result.map(|(v, _)| v) {
+                    match result.map(|t| t.value) {
                         Ok(Interpolated::Unchanged) => Json::String(s.clone()),
                         Ok(Interpolated::Text(t)) => Json::String(t),
                         Ok(Interpolated::Typed(v)) => v,
@@ -135,9 +141,39 @@ impl Loader<'_, '_> {
                     params: Some(params),
                     env,
                     secret_params: Some(&self.secret_params),
+                    triggers: Some(&self.trigger_names),
                 };
                 match interpolate_tracked(s, &scope) {
-                    Ok((value, secret)) => {
+                    Ok(Tracked {
+                        value,
+                        secret,
+                        trigger,
+                    }) => {
+                        let mut value = value;
+                        if let Some(pieces) = trigger {
+                            match at {
+                                Some(at) => {
+                                    let slot = TriggerSlot {
+                                        at: at.to_string(),
+                                        pieces,
+                                    };
+                                    // Until a trigger fills it: the empty range, typed as the
+                                    // run will get it (a lone version is a number).
+                                    let untriggered: TriggerValues = self
+                                        .trigger_tables
+                                        .iter()
+                                        .map(|(n, t)| (n.clone(), VersionRange::untriggered(t)))
+                                        .collect();
+                                    value = Interpolated::Typed(slot.resolve(&untriggered));
+                                    self.trigger_slots.push(slot);
+                                }
+                                None => {
+                                    self.error(node.span, "a trigger value cannot be used here").hint = Some(
+                                        "trigger values (`${trigger.TABLE.FIELD}`) go in a task's `with` or a plugin section".into(),
+                                    )
+                                }
+                            }
+                        }
                         match value {
                             Interpolated::Unchanged => {}
                             Interpolated::Text(t) => node.value = Value::Str(t),

@@ -1,4 +1,5 @@
-//! The scheduler: fires pipeline runs on their cron schedules, exactly once per tick.
+//! The scheduler: fires pipeline runs on their cron schedules, exactly once per tick, and
+//! when the tables of their `trigger:` get new versions, each version once (see [`trigger`]).
 //!
 //! ```text
 //!  start ─▶ lock runs/.schedules/<pipeline>.lock (a second daemon is refused)
@@ -43,20 +44,24 @@ use crate::spec::{Catchup, Overlap, Pipeline, RetentionPolicy, ScheduleSpec};
 use crate::store::PruneOptions;
 use crate::store::RunStore;
 use crate::task::BoxFuture;
+use crate::trigger::TableWatcher;
 
 mod clock;
 mod overlap;
 mod recover;
+mod trigger;
+mod watched;
 
 pub use crate::store::{HISTORY, ScheduleState, TickAction, TickRecord};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use overlap::*;
 pub use recover::RECOVER_EVERY;
+pub use watched::Observed;
 
 /// A pipeline given to the scheduler.
 #[derive(Clone, Debug)]
 pub struct Scheduled {
-    /// The validated pipeline (with a `schedule`).
+    /// The validated pipeline (with a `schedule`, a `trigger` or both).
     pub pipeline: Pipeline,
     /// Its file, as named by the user.
     pub file: String,
@@ -77,7 +82,7 @@ pub enum SchedulerError {
         /// The lock file.
         lock: PathBuf,
     },
-    /// The pipeline has no usable schedule.
+    /// The pipeline has no usable schedule or trigger.
     #[error("pipeline `{pipeline}`: {message}")]
     BadSchedule {
         /// The pipeline.
@@ -96,6 +101,8 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     observer: Option<mpsc::UnboundedSender<(String, TickRecord)>>,
     default_retention: Option<RetentionPolicy>,
+    watcher: Option<Arc<dyn TableWatcher>>,
+    once: bool,
 }
 
 impl Scheduler {
@@ -106,7 +113,22 @@ impl Scheduler {
             clock,
             observer: None,
             default_retention: None,
+            watcher: None,
+            once: false,
         }
+    }
+
+    /// Lists the tables of the pipelines' `trigger:` sections (required when one has it).
+    pub fn with_table_watcher(mut self, watcher: Arc<dyn TableWatcher>) -> Self {
+        self.watcher = Some(watcher);
+        self
+    }
+
+    /// Starts the triggered runs due now, waits for them, and returns (no cron ticks): for
+    /// `tweetflow schedule --once` and for a pipeline run from another scheduler.
+    pub fn once(mut self) -> Self {
+        self.once = true;
+        self
     }
 
     /// The retention policy of pipelines without a `retention:` section.
@@ -128,26 +150,79 @@ impl Scheduler {
         shutdown: CancellationToken,
         grace: Duration,
     ) -> Result<(), SchedulerError> {
+        let mut wanted: BTreeMap<String, Duration> = BTreeMap::new();
+        for p in &pipelines {
+            let bad = |message: &str| SchedulerError::BadSchedule {
+                pipeline: p.pipeline.name.clone(),
+                message: message.into(),
+            };
+            match (&p.pipeline.schedule, &p.pipeline.trigger) {
+                (None, None) => return Err(bad("it has no `schedule:` or `trigger:` section")),
+                (_, Some(_)) if self.watcher.is_none() => {
+                    return Err(bad("it has a `trigger:` but no table watcher was given"));
+                }
+                _ => {}
+            }
+            for location in p.pipeline.trigger.iter().flat_map(|t| t.tables.values()) {
+                let poll = p
+                    .pipeline
+                    .trigger
+                    .as_ref()
+                    .map_or(Duration::MAX, |t| t.poll);
+                let entry = wanted.entry(trigger::table_key(location)).or_insert(poll);
+                *entry = (*entry).min(poll);
+            }
+        }
+        let watches = match &self.watcher {
+            Some(w) if !wanted.is_empty() => Some(watched::Watches::start(w.clone(), wanted)),
+            _ => None,
+        };
+        let result = self.run_loops(pipelines, &watches, shutdown, grace).await;
+        if let Some(w) = watches {
+            w.stop().await;
+        }
+        result
+    }
+
+    async fn run_loops(
+        &self,
+        pipelines: Vec<Scheduled>,
+        watches: &Option<watched::Watches>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), SchedulerError> {
         let store = self.engine.store().clone();
         let mut loops = Vec::new();
         for p in pipelines {
-            let spec = p
-                .pipeline
-                .schedule
-                .clone()
-                .ok_or_else(|| SchedulerError::BadSchedule {
-                    pipeline: p.pipeline.name.clone(),
-                    message: "it has no `schedule:` section".into(),
-                })?;
+            if self.once && p.pipeline.trigger.is_none() {
+                continue;
+            }
             let bad = |e: &dyn std::fmt::Display| SchedulerError::BadSchedule {
                 pipeline: p.pipeline.name.clone(),
                 message: e.to_string(),
             };
-            let cron = CronExpr::parse(&spec.cron).map_err(|e| bad(&e))?;
-            let tz = parse_zone(&spec.timezone).map_err(|e| bad(&e))?;
+            let (spec, cron, tz) = match &p.pipeline.schedule {
+                Some(spec) => {
+                    let cron = CronExpr::parse(&spec.cron).map_err(|e| bad(&e))?;
+                    let tz = parse_zone(&spec.timezone).map_err(|e| bad(&e))?;
+                    (spec.clone(), (!self.once).then_some(cron), tz)
+                }
+                None => (trigger_only_policies(&p.pipeline), None, Tz::UTC),
+            };
+            let trigger = match (&p.pipeline.trigger, &self.watcher, watches) {
+                (Some(t), Some(w), Some(ws)) => Some(trigger::TriggerLoop::new(
+                    t.clone(),
+                    w.clone(),
+                    ws,
+                    store.trigger_state(&p.pipeline.name)?,
+                )),
+                _ => None,
+            };
             let lock = lock_pipeline(&store, &p.pipeline.name)?;
             let state = store.schedule_state(&p.pipeline.name)?;
             loops.push(PipelineLoop {
+                trigger,
+                once: self.once,
                 engine: self.engine.clone(),
                 clock: self.clock.clone(),
                 observer: self.observer.clone(),
@@ -168,8 +243,13 @@ impl Scheduler {
         }
         let mut set = JoinSet::new();
         for l in loops {
+            let span = match &l.trigger {
+                Some(_) if l.cron.is_none() => {
+                    info_span!("trigger", pipeline = %l.scheduled.pipeline.name)
+                }
+                _ => info_span!("schedule", pipeline = %l.scheduled.pipeline.name),
+            };
             let shutdown = shutdown.clone();
-            let span = info_span!("schedule", pipeline = %l.scheduled.pipeline.name);
             set.spawn(l.run(shutdown, grace).instrument(span));
         }
         let mut first_error = None;
@@ -183,6 +263,24 @@ impl Scheduler {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The policies of a pipeline with a `trigger:` and no `schedule:`: its trigger's overlap,
+/// interrupted runs resumed (at most 3 times).
+fn trigger_only_policies(pipeline: &Pipeline) -> ScheduleSpec {
+    ScheduleSpec {
+        cron: String::new(),
+        timezone: "UTC".into(),
+        overlap: pipeline
+            .trigger
+            .as_ref()
+            .map_or(Overlap::Skip, |t| t.overlap),
+        catchup: Catchup::None,
+        max_catchup: 1,
+        start_deadline: None,
+        on_interrupted: Default::default(),
+        max_resumes: 3,
     }
 }
 
@@ -225,9 +323,12 @@ struct PipelineLoop {
     retention: Option<RetentionPolicy>,
     scheduled: Arc<Scheduled>,
     spec: ScheduleSpec,
-    cron: CronExpr,
+    /// `None`: no cron ticks (a trigger-only pipeline, or `--once`).
+    cron: Option<CronExpr>,
     tz: Tz,
     state: ScheduleState,
+    trigger: Option<trigger::TriggerLoop>,
+    once: bool,
     local: Arc<LocalRuns>,
     runs: JoinSet<()>,
     _lock: std::fs::File,
@@ -244,9 +345,17 @@ impl PipelineLoop {
         grace: Duration,
     ) -> Result<(), SchedulerError> {
         self.recover_interrupted(true).await?;
-        self.recover().await?;
-        self.catch_up(&shutdown).await?;
-        info!(cron = %self.spec.cron, timezone = %self.spec.timezone, "scheduling");
+        if self.cron.is_some() {
+            self.recover().await?;
+            self.catch_up(&shutdown).await?;
+            info!(cron = %self.spec.cron, timezone = %self.spec.timezone, "scheduling");
+        }
+        if let Some(t) = &self.trigger {
+            info!(tables = ?t.locations(), "watching tables");
+        }
+        if self.once {
+            return self.run_once(shutdown, grace).await;
+        }
         let mut last_scan = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             if last_scan.elapsed() >= RECOVER_EVERY {
@@ -254,17 +363,69 @@ impl PipelineLoop {
                 last_scan = tokio::time::Instant::now();
             }
             let after = self.state.last_tick.unwrap_or_else(|| self.clock.now());
-            let Some(next) = self.cron.next_after(after, &self.tz) else {
+            let next = self
+                .cron
+                .as_ref()
+                .and_then(|c| c.next_after(after, &self.tz));
+            if self.cron.is_some() && next.is_none() && self.trigger.is_none() {
                 break;
+            }
+            let clock = self.clock.clone();
+            let tick = async move {
+                match next {
+                    Some(n) => clock.sleep_until(n).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let trigger_wait = async {
+                match self.trigger.as_mut() {
+                    Some(t) => t.wait().await,
+                    None => std::future::pending().await,
+                }
             };
             tokio::select! {
-                _ = self.clock.sleep_until(next) => {}
+                _ = tick => {
+                    if let Some(next) = next {
+                        self.handle_tick(next, false, &shutdown).await?;
+                    }
+                }
+                _ = trigger_wait => self.poll_trigger(&shutdown).await?,
                 _ = tokio::time::sleep_until(last_scan + RECOVER_EVERY) => continue,
                 _ = shutdown.cancelled() => break,
             }
-            self.handle_tick(next, false, &shutdown).await?;
             // Reap finished runs as we go.
             while self.runs.try_join_next().is_some() {}
+        }
+        self.drain(grace).await;
+        Ok(())
+    }
+
+    /// `--once`: waits for every watched table's first listing, starts the run due (or the
+    /// pending one), waits for it and settles it.
+    async fn run_once(
+        mut self,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), SchedulerError> {
+        while self.trigger.as_ref().is_some_and(|t| !t.all_answered()) && !shutdown.is_cancelled() {
+            if let Some(t) = self.trigger.as_mut() {
+                t.wait().await;
+            }
+        }
+        self.poll_trigger(&shutdown).await?;
+        while !shutdown.is_cancelled() {
+            tokio::select! {
+                done = self.runs.join_next() => {
+                    if done.is_none() {
+                        break;
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Settle what just ended (and nothing more: `poll_trigger` would start the next run).
+        if self.trigger.as_ref().is_some_and(|t| t.has_pending()) {
+            self.settle_pending()?;
         }
         self.drain(grace).await;
         Ok(())
@@ -300,7 +461,10 @@ impl PipelineLoop {
             Catchup::None | Catchup::Last => 1,
             Catchup::All => self.spec.max_catchup as usize,
         };
-        let (ticks, dropped) = self.cron.ticks_between(last, now, &self.tz, keep);
+        let Some(cron) = self.cron.clone() else {
+            return Ok(());
+        };
+        let (ticks, dropped) = cron.ticks_between(last, now, &self.tz, keep);
         if ticks.is_empty() {
             return Ok(());
         }
@@ -317,7 +481,7 @@ impl PipelineLoop {
             Catchup::Last | Catchup::All => {
                 if dropped > 0 {
                     // Recorded, not silently lost: one entry for the range of ticks not run.
-                    let first = self.cron.next_after(last, &self.tz).unwrap_or(ticks[0]);
+                    let first = cron.next_after(last, &self.tz).unwrap_or(ticks[0]);
                     let policy = match self.spec.catchup {
                         Catchup::Last => "catchup: last".to_string(),
                         _ => format!("catchup: all, max_catchup: {}", self.spec.max_catchup),
@@ -440,6 +604,19 @@ impl PipelineLoop {
     }
 
     fn start_run(&mut self, tick: DateTime<Utc>, run_id: String, pipeline: Pipeline) {
+        let tags = BTreeMap::from([
+            ("trigger".to_string(), "schedule".to_string()),
+            ("scheduled_time".to_string(), tick.to_rfc3339()),
+        ]);
+        self.start_run_tagged(run_id, pipeline, tags);
+    }
+
+    fn start_run_tagged(
+        &mut self,
+        run_id: String,
+        pipeline: Pipeline,
+        tags: BTreeMap<String, String>,
+    ) {
         let token = CancellationToken::new();
         self.local
             .lock()
@@ -448,16 +625,14 @@ impl PipelineLoop {
         let options = RunOptions {
             cancel: token,
             run_id: Some(run_id.clone()),
-            tags: BTreeMap::from([
-                ("trigger".to_string(), "schedule".to_string()),
-                ("scheduled_time".to_string(), tick.to_rfc3339()),
-            ]),
+            tags,
             ..RunOptions::default()
         };
         let engine = self.engine.clone();
         let scheduled = self.scheduled.clone();
         let local = self.local.clone();
         let retention = self.retention.clone();
+        let wake = self.trigger.as_ref().map(|t| t.wake.clone());
         self.runs.spawn(
             async move {
                 let result = engine.run(pipeline, &scheduled.file, &scheduled.text, options).await;
@@ -466,6 +641,9 @@ impl PipelineLoop {
                     Err(e) => warn!(run_id = %run_id, error = %e, "scheduled run could not be recorded"),
                 }
                 local.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
+                if let Some(wake) = wake {
+                    wake.notify_one();
+                }
                 if let Some(policy) = retention {
                     apply_retention(&engine, scheduled.pipeline.name.clone(), policy).await;
                 }

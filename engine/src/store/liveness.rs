@@ -81,7 +81,8 @@ pub(crate) fn note_interrupted(handle: &mut RunHandle) -> Result<bool, EngineErr
     if handle.record().status != RunStatus::Running {
         return Ok(false);
     }
-    let last = last_event_at(handle.dir()).unwrap_or(handle.record().created_at);
+    let created = handle.record().created_at;
+    let last = last_event_at(handle.dir()).map_or(created, |t| t.max(created));
     handle.append(Event::RunInterrupted {
         at: Utc::now(),
         last_event_at: last,
@@ -98,7 +99,11 @@ impl RunStore {
             let dir = self.run_dir(&record.run_id);
             if !lock_held(&dir.join("lock")) {
                 record.status = RunStatus::Interrupted;
-                record.last_event_at = last_event_at(&dir).or(Some(record.created_at));
+                // A file's time comes from the kernel's coarse clock, a few ms behind the
+                // clock that stamped the record: never before the run's creation.
+                record.last_event_at = Some(
+                    last_event_at(&dir).map_or(record.created_at, |t| t.max(record.created_at)),
+                );
             }
         }
         record

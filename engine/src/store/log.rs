@@ -159,6 +159,8 @@ mod tests {
                 .collect(),
             spec_hash: "h".into(),
             schedule: None,
+            trigger: None,
+            trigger_slots: Vec::new(),
             secrets: Vec::new(),
             retention: None,
             sections: BTreeMap::new(),

@@ -31,6 +31,7 @@ mod prune;
 mod prune_outputs;
 mod record;
 mod schedule;
+mod trigger_state;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,7 @@ pub use prune::{
 };
 pub use record::{Attempt, Event, RunRecord, RunStatus, TaskRecord, TaskStatus};
 pub use schedule::{HISTORY, ScheduleState, TickAction, TickRecord};
+pub use trigger_state::{TableCursor, TriggerFire, TriggerState};
 
 /// The shortest time between two snapshots of a running run.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);

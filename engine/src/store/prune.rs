@@ -18,7 +18,8 @@
 //! - the run holding the newest cache entry of each task of the pipeline: a cache hit reuses
 //!   that output, which may name files in the run's directory;
 //! - the last run the scheduler fired for the pipeline (`.schedules/<pipeline>.json`): after a
-//!   restart, a fired tick whose run is missing would be fired again;
+//!   restart, a fired tick whose run is missing would be fired again; likewise the triggered
+//!   run not yet settled (`.schedules/<pipeline>.trigger.json`);
 //! - directories without a record (a run being created) and runs whose record cannot be
 //!   read: prune does not guess about them (unreadable ones are reported).
 //!
@@ -336,11 +337,18 @@ impl RunStore {
             }
         }
         let cached: HashSet<&str> = newest.values().map(|e| e.run_id.as_str()).collect();
-        let scheduled: HashSet<String> = by_pipeline
+        let mut scheduled: HashSet<String> = by_pipeline
             .keys()
             .filter_map(|p| self.schedule_state(p).ok())
             .filter_map(|s| s.last_fired.and_then(|f| f.run_id))
             .collect();
+        // A triggered run not yet settled: removing it would start its range again.
+        scheduled.extend(
+            by_pipeline
+                .keys()
+                .filter_map(|p| self.trigger_state(p).ok())
+                .filter_map(|s| s.pending.map(|f| f.run_id)),
+        );
 
         let mut doomed: Vec<&RunRecord> = Vec::new();
         for (pipeline, runs) in &by_pipeline {
