@@ -463,6 +463,23 @@ pub enum BenchCommand {
         #[arg(long, env = "RAY_ADDRESS", default_value = "http://127.0.0.1:8265")]
         ray_address: String,
     },
+    /// Table triggers: Delta commit -> triggered run start (median, p95) on local disk and
+    /// optionally object storage, requests per poll, and one daemon watching many tables.
+    Trigger {
+        /// Commits timed per location.
+        #[arg(long, default_value_t = 50)]
+        commits: usize,
+        /// The pipelines' `poll`.
+        #[arg(long, default_value = "500ms", value_parser = parse_duration_arg)]
+        poll: std::time::Duration,
+        /// Tables one daemon watches in the many-tables part (0 skips it).
+        #[arg(long, default_value_t = 100)]
+        tables: usize,
+        /// Also time commits under this root (e.g. `s3://bucket/bench`; endpoint and
+        /// credentials from the `AWS_*` variables).
+        #[arg(long)]
+        root: Option<String>,
+    },
     /// Log 10,000 metric points to the MLflow server (`MLFLOW_TRACKING_URI`), batched.
     Mlflow {
         /// Metric points.

@@ -20,4 +20,16 @@ pub enum BenchError {
         "--trace-export measures the OTLP trace export: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://127.0.0.1:4318) to a receiver"
     )]
     NoTraceExport,
+    /// A Delta table of the benchmark could not be written.
+    #[error(transparent)]
+    Table(#[from] tweetflow_delta::StorageError),
+    /// The pipeline of the benchmark did not load.
+    #[error("the bench pipeline did not load: {0}")]
+    Pipeline(String),
+    /// The scheduler stopped or refused.
+    #[error(transparent)]
+    Scheduler(#[from] tweetflow_engine::scheduler::SchedulerError),
+    /// Something the benchmark waits for did not happen in time.
+    #[error("timed out waiting until {0}")]
+    Timeout(String),
 }

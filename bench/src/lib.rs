@@ -4,6 +4,8 @@
 //! * [`medallion`]: replay → ingest → clean throughput and memory.
 //! * [`infer`]: the bare ONNX Runtime loop ([`bare_loop`]) against the whole infer task.
 //! * [`mlflow`]: batched metric logging against an MLflow server.
+//! * [`trigger`]: Delta commit → triggered run start latency, and a daemon watching many
+//!   tables.
 //!
 //! Every benchmark returns a report whose `Display` is what the command prints. Heap figures
 //! come from a [`HeapCounter`] the binary supplies (its counting global allocator); resident
@@ -20,6 +22,7 @@ pub mod medallion;
 pub mod mlflow;
 pub mod rss;
 pub mod trace_export;
+pub mod trigger;
 
 pub use bare_loop::{BareLoopBench, bench_bare_loop};
 pub use engine::{EngineBenchReport, bench_engine};

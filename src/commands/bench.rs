@@ -55,6 +55,23 @@ pub(crate) async fn bench(registry: Arc<Registry>, command: BenchCommand) -> any
                 super::bench_shards::bench_shards(&registry, &options, &shards, executor).await?;
             }
         }
+        BenchCommand::Trigger {
+            commits,
+            poll,
+            tables,
+            root,
+        } => {
+            let options = tweetflow_bench::trigger::TriggerBenchOptions {
+                commits,
+                poll,
+                tables,
+                remote_root: root,
+            };
+            println!(
+                "{}",
+                tweetflow_bench::trigger::bench_trigger(registry, &options).await?
+            );
+        }
         BenchCommand::Mlflow { points } => {
             let client = tweetflow_mlflow::Client::from_env()?;
             println!(

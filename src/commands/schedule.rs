@@ -6,17 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tweetflow_delta::{LogLister, LogVersions};
 use tweetflow_engine::process_env;
 use tweetflow_engine::scheduler::{
     LocalRuns, OverlapDecision, Scheduled, Scheduler, SchedulerError, SystemClock, resolve_overlap,
 };
 use tweetflow_engine::spec::Overlap;
 use tweetflow_engine::store::default_policy;
-use tweetflow_engine::{
-    BoxFuture, Pipeline, Registry, RunStore, TableVersions, TableWatcher, WatchError,
-};
+use tweetflow_engine::{Pipeline, Registry, RunStore, TableVersions, TableWatcher};
 use tweetflow_engine::{CronExpr, parse_zone};
+use tweetflow_tasks::DeltaWatcher;
 
 use super::{load_or_report, spawn_signal_handler};
 use crate::exit;
@@ -130,32 +128,6 @@ pub async fn schedule(
             Ok(exit::FAILED)
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-/// The Delta table watcher: lists `_delta_log/` (see [`tweetflow_delta::log_versions`]).
-#[derive(Default)]
-pub struct DeltaWatcher(LogLister);
-
-impl TableWatcher for DeltaWatcher {
-    fn versions<'a>(
-        &'a self,
-        location: &'a str,
-        after: Option<i64>,
-    ) -> BoxFuture<'a, Result<TableVersions, WatchError>> {
-        Box::pin(async move {
-            match self.0.versions(location, after).await {
-                Ok(LogVersions::Missing) => Ok(TableVersions::Missing),
-                Ok(LogVersions::NotATable(reason)) => Ok(TableVersions::NotATable { reason }),
-                Ok(LogVersions::Versions { latest, earliest }) => {
-                    Ok(TableVersions::Versions { latest, earliest })
-                }
-                Err(e) => Err(WatchError {
-                    table: location.to_string(),
-                    message: e.to_string(),
-                }),
-            }
-        })
     }
 }
 

@@ -29,6 +29,7 @@ mod shards;
 pub mod sql;
 mod storage;
 mod table_error;
+mod table_watch;
 
 pub use command::{CommandParams, CommandTask};
 pub use mlflow_log::{MlflowLogParams, MlflowLogTask};
@@ -36,6 +37,7 @@ pub use noop::{NoopParams, NoopTask};
 pub use shards::shard_of;
 pub use storage::{OptionValue, StorageSection, WithStorage};
 pub use table_error::{Result as TableResult, TableTaskError};
+pub use table_watch::DeltaWatcher;
 
 use expect::Expecting;
 
