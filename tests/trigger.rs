@@ -135,7 +135,15 @@ fn exactly_once_through_kills(sb: &Sandbox, table: &str, env: &[(String, String)
             d = daemon(sb, env, &format!("daemon-{i}.log"));
         }
     }
-    // A second daemon on the same pipeline is refused.
+    // A second daemon on the same pipeline is refused (once the current one holds the lock).
+    let holder = format!("pid {} ", d.id());
+    assert!(
+        wait_for(Duration::from_secs(30), || std::fs::read_to_string(
+            sb.runs().join(".schedules/on_gold.lock")
+        )
+        .is_ok_and(|l| l.starts_with(&holder))),
+        "the restarted daemon holds the lock"
+    );
     let second = sb
         .cmd(&["schedule", "p.yaml"])
         .envs(env.iter().cloned())

@@ -73,7 +73,7 @@ fn the_pipelines_page_shows_dags_schedules_and_validation_errors() {
 
     let ts = ui.json("/pipelines/tweet_sentiment");
     let dag = &ts["dag"];
-    assert_eq!(dag["nodes"].as_array().unwrap().len(), 8);
+    assert_eq!(dag["nodes"].as_array().unwrap().len(), 9);
     let mut edges: Vec<String> = dag["edges"]
         .as_array()
         .unwrap()
@@ -95,6 +95,7 @@ fn the_pipelines_page_shows_dags_schedules_and_validation_errors() {
             "clean->profile",
             "infer->aggregate",
             "infer->log_metrics",
+            "infer->mention_scores",
             "ingest->clean",
             "log_metrics->report",
             "profile->report",
@@ -102,8 +103,8 @@ fn the_pipelines_page_shows_dags_schedules_and_validation_errors() {
         ]
     );
     let svg = ts["dag_svg"].as_str().unwrap();
-    assert_eq!(svg.matches("<g class=\"node").count(), 8);
-    assert_eq!(svg.matches("<path class=\"edge\"").count(), 9);
+    assert_eq!(svg.matches("<g class=\"node").count(), 9);
+    assert_eq!(svg.matches("<path class=\"edge\"").count(), 10);
     // Layers follow depends_on: replay first, report last.
     let layer = |id: &str| {
         dag["nodes"]

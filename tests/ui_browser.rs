@@ -223,6 +223,7 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
         "clean",
         "infer",
         "aggregate",
+        "mention_scores",
         "profile",
         "log_metrics",
         "report",
@@ -238,9 +239,10 @@ async fn scenario(c: &Client, ui: &UiServer, failed_id: &str) -> Result<(), Stri
             edge.attr("data-to").await.unwrap().unwrap()
         ));
     }
-    assert_eq!(edges.len(), 9);
+    assert_eq!(edges.len(), 10);
     for e in [
         "replay->ingest",
+        "infer->mention_scores",
         "clean->profile",
         "log_metrics->report",
         "aggregate->report",

@@ -76,7 +76,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
         "interpolated".into(),
         json!({
             "type": "string", "pattern": INTERPOLATION_PATTERN,
-            "description": "A value written as `${params.x}`, `${env.X:-default}`, `${secret.X}` or `${upstream.task.key}`, checked once interpolated."
+            "description": "A value written as `${params.x}`, `${env.X:-default}`, `${secret.X}`, `${trigger.NAME.FIELD}` or `${upstream.task.key}`, checked once interpolated."
         }),
     );
     defs.insert("schedule".into(), json!({
@@ -93,6 +93,25 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             "start_deadline": {"$ref": "#/$defs/duration", "description": "A due tick not started by then is recorded as missed."},
             "on_interrupted": {"enum": ["resume", "fail"], "default": "resume", "description": "What the scheduler does with a run whose engine died: resume it (at most `max_resumes` times) or mark it failed."},
             "max_resumes": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 3, "description": "Most resumes of one interrupted run before it is marked failed (at least 1 with `on_interrupted: resume`)."}
+        }
+    }));
+    defs.insert("trigger".into(), json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["tables"],
+        "description": "The Delta tables whose new versions start the pipeline (`tweetflow schedule`); each version is covered by exactly one successful run. Tasks read the range as ${trigger.NAME.from_version}, ${trigger.NAME.to_version}, ${trigger.NAME.table} and ${trigger.NAME.lost}.",
+        "properties": {
+            "tables": {
+                "type": "object",
+                "minProperties": 1,
+                "description": "Name (as in ${trigger.NAME.…}) to the table's location: a local path or an object-store URL.",
+                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                "additionalProperties": {"type": "string"}
+            },
+            "poll": {"$ref": "#/$defs/duration", "description": "How often each table's log is listed (at least 100ms; default 1s, 10s when a table is on object storage)."},
+            "min_interval": {"$ref": "#/$defs/duration", "description": "At most one triggered run starts per interval (default 0s)."},
+            "start": {"enum": ["earliest", "latest"], "default": "earliest", "description": "Where a pipeline that never consumed a table starts: version 0, or the version current when the daemon first sees it."},
+            "overlap": {"enum": ["skip", "queue", "cancel_running", "allow"], "default": "skip", "description": "What new versions do while another run of the pipeline is active (`skip` leaves them for the next run)."}
         }
     }));
     let mut branches = Vec::new();
@@ -192,6 +211,7 @@ pub fn pipeline_schema(registry: &Registry) -> Json {
             "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
             "description": {"type": "string"},
             "schedule": {"$ref": "#/$defs/schedule"},
+            "trigger": {"$ref": "#/$defs/trigger"},
             "params": {
                 "type": "object",
                 "description": "Named values, typed by their default; override with --param NAME=VALUE.",

@@ -216,6 +216,11 @@ pub fn summary(record: &RunRecord) -> String {
             record.run_id
         ));
     }
+    for (key, value) in &record.tags {
+        if let Some(table) = key.strip_prefix("trigger.") {
+            out.push_str(&format!("started by new versions of {table}: {value}\n"));
+        }
+    }
     if let Some(reason) = &record.reason {
         out.push_str(&format!("reason: {reason}\n"));
     }

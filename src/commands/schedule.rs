@@ -12,8 +12,8 @@ use tweetflow_engine::scheduler::{
 };
 use tweetflow_engine::spec::Overlap;
 use tweetflow_engine::store::default_policy;
-use tweetflow_engine::{Pipeline, Registry, RunStore, TableVersions, TableWatcher};
 use tweetflow_engine::{CronExpr, parse_zone};
+use tweetflow_engine::{Pipeline, Registry, RunStore, TableVersions, TableWatcher};
 use tweetflow_tasks::DeltaWatcher;
 
 use super::{load_or_report, spawn_signal_handler};

@@ -96,5 +96,17 @@ mod tests {
             infer.version(),
             <infer::InferTask as tweetflow_engine::Task>::VERSION
         );
+        // The locations a Ray task's validation checks, through both wrappers.
+        let params = serde_json::json!({
+            "input": "data/silver", "table": "data/gold", "model": "data/model"
+        });
+        assert_eq!(
+            infer.locations(&params),
+            [
+                ("input", "data/silver".to_string()),
+                ("table", "data/gold".to_string()),
+                ("model", "data/model".to_string())
+            ]
+        );
     }
 }

@@ -114,7 +114,7 @@ impl Loader<'_, '_> {
                         ),
                     )
                     .hint = Some(
-                        "each poll lists every watched table's log; use `500ms` or more".into(),
+                        "each poll lists every watched table's log: use `100ms` or more (`1s` is the default)".into(),
                     );
                     ok = false;
                     MIN_POLL

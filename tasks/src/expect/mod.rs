@@ -69,6 +69,10 @@ impl<T: WritesTable> Task for Expecting<T> {
         self.0.cache_inputs(params)
     }
 
+    fn locations(&self, params: &T::Params) -> Vec<(&'static str, String)> {
+        self.0.locations(params)
+    }
+
     fn output_columns(&self, params: &T::Params) -> Option<Vec<(String, String)>> {
         self.0.output_columns(params)
     }
