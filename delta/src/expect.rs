@@ -575,10 +575,13 @@ async fn quarantine_table(location: &str, rows: &SchemaRef, target: &str) -> Res
     table::open_or_create(location, &schema, &[]).await
 }
 
+/// A quarantine commit to make after a table's commit: the quarantine table and its files.
+pub(crate) type QuarantineCommit = (String, Vec<Add>);
+
 /// Takes the expectation counts and quarantine files waiting for the commit of `location`:
 /// the JSON to record in the commit and the quarantine commit to make after it. `None` when
 /// the attempt has no expectations on that table.
-pub(crate) fn pending_for(location: &str) -> Option<(Value, Option<(String, Vec<Add>)>)> {
+pub(crate) fn pending_for(location: &str) -> Option<(Value, Option<QuarantineCommit>)> {
     let scope = current()?;
     let pending = scope.state().pending.get(location).cloned()?;
     let p = pending.lock().unwrap_or_else(|e| e.into_inner());
