@@ -1,6 +1,7 @@
 //! Alerts through the `tweetflow` binary: a failed run posts to a local receiver, `runs show`
 //! lists the deliveries (never a channel URL or key), and `notify test` says what each
 //! channel answered.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

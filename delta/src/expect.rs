@@ -232,9 +232,17 @@ fn column_list(schema: &ArrowSchema) -> String {
         .join(", ")
 }
 
+/// Why an expectation's SQL does not check: DataFusion's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SqlCheckError {
+    /// DataFusion's message, without the expectation's name.
+    pub message: String,
+}
+
 /// Checks `sql` as an expectation over `columns` (Arrow fields): `Err` with DataFusion's
 /// message (for load-time validation).
-pub fn check_sql(sql: &str, schema: SchemaRef) -> std::result::Result<(), String> {
+pub fn check_sql(sql: &str, schema: SchemaRef) -> std::result::Result<(), SqlCheckError> {
     let rule = Rule {
         name: String::new(),
         sql: sql.to_string(),
@@ -242,11 +250,15 @@ pub fn check_sql(sql: &str, schema: SchemaRef) -> std::result::Result<(), String
     };
     match compile(std::slice::from_ref(&rule), schema) {
         Ok(_) => Ok(()),
-        Err(StorageError::Expectation { message }) => Err(message
-            .strip_prefix(&format!("expectation `` (`{sql}`): "))
-            .unwrap_or(&message)
-            .to_string()),
-        Err(e) => Err(e.to_string()),
+        Err(StorageError::Expectation { message }) => Err(SqlCheckError {
+            message: message
+                .strip_prefix(&format!("expectation `` (`{sql}`): "))
+                .unwrap_or(&message)
+                .to_string(),
+        }),
+        Err(e) => Err(SqlCheckError {
+            message: e.to_string(),
+        }),
     }
 }
 

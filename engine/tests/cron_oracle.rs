@@ -21,6 +21,7 @@
 //! Daylight-saving time is where the two really differ (the crate skips ticks that fall in a
 //! spring-forward gap; we fire them at the end of the gap): that is covered by the DST tests of
 //! `cron.rs`, not here.
+#![allow(clippy::unwrap_used)]
 
 use std::str::FromStr;
 

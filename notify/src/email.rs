@@ -97,7 +97,9 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<String, SendError> {
     let mail = message(channel, alert, key)?;
-    let (host, port, tls) = channel.endpoint().map_err(SendError::fatal)?;
+    let (host, port, tls) = channel
+        .endpoint()
+        .map_err(|e| SendError::fatal(e.to_string()))?;
     let tls = match tls {
         SmtpTls::None => Tls::None,
         SmtpTls::Starttls | SmtpTls::Tls => {

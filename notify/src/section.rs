@@ -436,10 +436,15 @@ fn email_problems(email: &Value, at: &str, out: &mut Vec<SectionProblem>) {
     }
 }
 
+/// An `smtp` URL that names no usable server.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EndpointError(pub String);
+
 impl EmailChannel {
     /// The server's host, port and security.
-    pub fn endpoint(&self) -> Result<(String, u16, SmtpTls), String> {
-        let (host, port, implicit_tls) = smtp_endpoint(&self.smtp)?;
+    pub fn endpoint(&self) -> Result<(String, u16, SmtpTls), EndpointError> {
+        let (host, port, implicit_tls) = smtp_endpoint(&self.smtp).map_err(EndpointError)?;
         let tls = self.tls.unwrap_or(if implicit_tls {
             SmtpTls::Tls
         } else {

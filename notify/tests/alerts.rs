@@ -1,6 +1,7 @@
 //! Alerts end to end: real runs of the engine with the alerts observer, a real SMTP server
 //! (aiosmtpd from the venv) receiving the mails, and local HTTP servers receiving the
 //! webhook and Slack posts (and playing channels that are down, slow or answer 500).
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

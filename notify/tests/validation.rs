@@ -1,4 +1,5 @@
 //! Bad `notify:` and `sla:` sections: every problem at once, each at its position with a hint.
+#![allow(clippy::unwrap_used)]
 
 use tweetflow_engine::process_env;
 use tweetflow_engine::{LoadOptions, load_str};

@@ -46,6 +46,11 @@ fn binary() -> Result<PathBuf, String> {
         })
 }
 
+/// A Prometheus query that failed, with the API's answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
 impl Prometheus {
     /// Starts a server scraping `jobs` every second; panics (failing the test) with the reason
     /// when it cannot start.
@@ -116,14 +121,15 @@ impl Prometheus {
 
     /// The result vector of the instant query `promql` (`data.result`), or the error the API
     /// gave.
-    pub fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
+    pub fn query(&self, promql: &str) -> Result<Vec<Value>, QueryError> {
         let path = format!("/api/v1/query?query={}", percent_encode(promql));
-        let answer = http(self.port, "GET", &path, "").ok_or("Prometheus did not answer")?;
+        let answer = http(self.port, "GET", &path, "")
+            .ok_or_else(|| QueryError("Prometheus did not answer".into()))?;
         let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        let json: Value =
-            serde_json::from_str(body).map_err(|e| format!("not JSON ({e}): {answer}"))?;
+        let json: Value = serde_json::from_str(body)
+            .map_err(|e| QueryError(format!("not JSON ({e}): {answer}")))?;
         if json["status"] != "success" {
-            return Err(format!("query `{promql}` failed: {json}"));
+            return Err(QueryError(format!("query `{promql}` failed: {json}")));
         }
         Ok(json["data"]["result"]
             .as_array()

@@ -259,18 +259,23 @@ pub fn token_cluster(version: RayVersion, binary: &Path) -> &'static TokenCluste
     }
 }
 
+/// Why this machine cannot run a worker node in its own mount namespace.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoMountNamespace(pub String);
+
 /// Whether this process may create mount namespaces (root, `unshare` installed).
-pub fn can_unshare() -> Result<(), String> {
+pub fn can_unshare() -> Result<(), NoMountNamespace> {
     let out = std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private", "true"])
         .output()
-        .map_err(|e| format!("`unshare` cannot run: {e}"))?;
+        .map_err(|e| NoMountNamespace(format!("`unshare` cannot run: {e}")))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
+        Err(NoMountNamespace(format!(
             "`unshare --mount` fails here ({}): the test runs a Ray worker node in its own mount namespace, which needs root",
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        )))
     }
 }

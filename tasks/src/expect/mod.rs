@@ -179,10 +179,10 @@ fn check_against(sql: &str, columns: &[(String, String)]) -> Result<(), SqlProbl
         .map(|(n, t)| format!("{n} ({t})"))
         .collect::<Vec<_>>()
         .join(", ");
-    delta_expect::check_sql(sql, Arc::new(ArrowSchema::new(fields))).map_err(|message| {
+    delta_expect::check_sql(sql, Arc::new(ArrowSchema::new(fields))).map_err(|e| {
         problem(
             sql,
-            &message,
+            &e.message,
             Some(format!("the columns the task writes: {described}")),
         )
     })
