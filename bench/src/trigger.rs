@@ -291,12 +291,21 @@ impl Daemon {
         let version = append_row(table, n).await?;
         let committed = Utc::now();
         let start = Instant::now();
+        // The run's decision: pending, or already settled into the history.
+        let covers = |f: &tweetflow_engine::store::TriggerFire| {
+            f.ranges
+                .get("t")
+                .is_some_and(|r| r.from <= version && r.to >= version)
+        };
         let run_id = loop {
             if let Ok(state) = self.store.trigger_state(pipeline)
-                && let Some(p) = &state.pending
-                && p.ranges.get("t").is_some_and(|r| r.to >= version)
+                && let Some(f) = state
+                    .pending
+                    .iter()
+                    .chain(state.history.iter().rev())
+                    .find(|f| covers(f))
             {
-                break p.run_id.clone();
+                break f.run_id.clone();
             }
             if start.elapsed() > Duration::from_secs(120) {
                 return Err(BenchError::Timeout(format!("a run for version {version}")));
