@@ -1,5 +1,6 @@
 """Prints where the newest tweet_sentiment run put its report, its MLflow run page and its
-key figures (tweets replayed, tweets, tweets with mentions, distinct mentions, accuracy, F1).
+key figures (tweets replayed, tweets, tweets with mentions, distinct mentions, accuracy, F1),
+and the newest run of mentions_report that gold's new versions triggered.
 
 Usage: tweetflow runs list --json --limit 50 | python scripts/demo-summary.py [RUNS_DIR]
 """
@@ -11,7 +12,8 @@ import sys
 
 def main() -> None:
     runs_dir = sys.argv[1] if len(sys.argv) > 1 else "runs"
-    runs = [r for r in json.load(sys.stdin) if r.get("pipeline") == "tweet_sentiment"]
+    everything = json.load(sys.stdin)
+    runs = [r for r in everything if r.get("pipeline") == "tweet_sentiment"]
     if not runs:
         sys.exit("no tweet_sentiment run recorded")
     run = runs[0]
@@ -49,6 +51,17 @@ def main() -> None:
     )
     if metrics.get("macro_f1") is not None:
         print(f"  macro F1 over negative/neutral/positive: {metrics['macro_f1']:.3f}")
+    # The triggered report that ran because gold got new versions.
+    triggered = [
+        r for r in everything
+        if r.get("pipeline") == "mentions_report" and r.get("tags", {}).get("trigger") == "table"
+    ]
+    if triggered:
+        t = triggered[0]
+        print(
+            f"Triggered run {t['run_id']} of mentions_report: {t['status']}, "
+            f"{t['tags'].get('trigger.gold', '?')}"
+        )
 
 
 if __name__ == "__main__":
