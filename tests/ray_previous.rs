@@ -3,6 +3,7 @@
 //! `tests/ray_token.rs`: token authentication, a head with no CPUs, a worker node that sees
 //! none of the engine's files. The node's Python has no `onnxruntime` wheel, so the worker
 //! takes the library named by `onnxruntime:` in the executor settings.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 mod ray_prod;

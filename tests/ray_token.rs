@@ -10,6 +10,7 @@
 //!   file named by `RAY_AUTH_TOKEN_PATH`);
 //! - no token, or a wrong one: a configuration error saying where tweetflow looked;
 //! - local-path params on a Ray task are refused at validation unless listed as shared.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 mod ray_prod;

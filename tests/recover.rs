@@ -1,6 +1,7 @@
 //! Runs whose engine was killed with `-9`, end to end on the real binary: they read
 //! `interrupted` at once (list, show, `--json`), `runs recover` resumes them (or marks them
 //! failed), leaves other runs alone, and kills what the dead engine left running first.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

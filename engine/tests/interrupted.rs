@@ -7,6 +7,7 @@
 //! The engine "dies" here by dropping its run future mid-task: its lock is released and its
 //! record still says running, as after a `kill -9` (the process-level kill is in
 //! `tests/reliability.rs` and `tests/run.rs`).
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,6 @@
 //! Retention: prune keeps exactly what the policy and the always-kept rules say, and is safe
 //! while another process writes runs.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -1,5 +1,6 @@
 //! `runs prune` removes the cache entries whose output is gone, as their task type says, and
 //! only those: a removed entry is a cache miss, the others still hit.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

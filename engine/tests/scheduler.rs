@@ -1,5 +1,6 @@
 //! The scheduler driven by a test clock: catch-up after downtime, overlap policies with a
 //! long task, deadlines, restarts and the daemon lock. No test waits for real cron time.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};

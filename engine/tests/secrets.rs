@@ -1,6 +1,7 @@
 //! Secrets reach the tasks and nothing else: runs that succeed, fail, retry, time out, hit the
 //! cache and are resumed leave no byte of a secret in the run store, and a resume without the
 //! secret in the environment is an error naming it.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,4 +1,5 @@
 //! Listing the newest runs of a large store reads only those runs.
+#![allow(clippy::unwrap_used)]
 
 use std::fs;
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! `log-metrics` and `report` on small gold tables written here with deltalake: metrics equal
 //! to scikit-learn's, hand-checked edge cases, PNG and HTML checks, and logging into a real
 //! MLflow server read back over REST.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
