@@ -67,9 +67,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Span};
 pub use duration::{DurationError, format_duration, human_duration, parse_duration};
 pub use error::{EngineError, SettingsError};
 pub use executor::Executor;
-pub use expect::{
-    ExpectChecker, Expectation, Expectations, OnFail, SqlProblem,
-};
+pub use expect::{ExpectChecker, Expectation, Expectations, OnFail, SqlProblem};
 pub use graph::{Format as GraphFormat, draw as draw_graph, levels as graph_levels};
 pub use listener::RunListener;
 pub use loader::{LoadOptions, MAX_TASKS, load_file, load_str};
@@ -85,8 +83,8 @@ pub use section::{DynSection, Section, SectionProblem, pointer_matches};
 pub use spec::{Pipeline, TaskSpec};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
 pub use task::{
-    BoxFuture, DynTask, ErrorKind, ParamsError, PipelineInfo, RunLink, RunLinks, RunView, Shard,
-    Task, TaskContext, TaskError, TaskOutput, TaskState, UnrecordedRun,
+    BoxFuture, DynTask, ErrorKind, LEFT_OUTPUT, ParamsError, PipelineInfo, RunLink, RunLinks,
+    RunView, Shard, Task, TaskContext, TaskError, TaskOutput, TaskState, UnrecordedRun,
 };
 pub use watch::{WatchOptions, WatchSummary, watch};
 pub use worker::{AttemptSource, ResultSink, task_exec, task_exec_from};

@@ -1,4 +1,5 @@
 //! Integration tests of the medallion tasks on real Delta tables in temporary folders.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 mod exactly_once;
