@@ -1,4 +1,5 @@
 //! Integration tests of `infer` on real Delta tables in temporary folders.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 mod infer;
