@@ -432,8 +432,9 @@ pub enum BenchCommand {
         #[arg(long)]
         root: Option<String>,
     },
-    /// Bare ONNX Runtime loop vs the whole infer task (read silver, tokenize, infer, write
-    /// gold) on the same tweets: tweets/s and their ratio.
+    /// Bare ONNX Runtime loops (one session of N threads; N sessions of 1 thread side by
+    /// side) vs the whole infer task (read silver, tokenize, infer, write gold) with its
+    /// defaults and with `threads: N`, on the same tweets: tweets/s and ratios.
     Infer {
         /// A Sentiment140 CSV (replayed, ingested and cleaned first, untimed) or a silver table.
         #[arg(long, default_value = "datasets/sentiment140/training.csv.gz")]
@@ -447,7 +448,7 @@ pub enum BenchCommand {
         /// At most this many tweets.
         #[arg(long)]
         limit: Option<usize>,
-        /// Rounds of (bare loop, task), alternating their order; medians are reported. On a
+        /// Rounds of (floors, tasks), alternating their order; medians are reported. On a
         /// machine whose speed drifts, many short rounds (e.g. `--limit 6000`) measure best.
         #[arg(long, default_value_t = tweetflow_bench::infer::DEFAULT_BENCH_ROUNDS)]
         rounds: usize,

@@ -166,9 +166,11 @@ impl RunListener for Console {
                     .map(|d| format!(" in {}", human_duration(d)))
                     .unwrap_or_default();
                 let text = match status {
-                    TaskStatus::Succeeded => {
-                        format!("✓ {task} succeeded{took}{}", key_figure(output.as_ref()))
-                    }
+                    TaskStatus::Succeeded => format!(
+                        "✓ {task} succeeded{took}{}{}",
+                        key_figure(output.as_ref()),
+                        left_figure(output.as_ref())
+                    ),
                     TaskStatus::Cached => format!("= {task} cached"),
                     TaskStatus::Failed => format!(
                         "✗ {task} failed{took}: {}",
@@ -211,6 +213,17 @@ fn key_figure(output: Option<&TaskOutput>) -> String {
                 .map(|n| format!(" ({n} {key})"))
         })
         .unwrap_or_default()
+}
+
+/// `; left 4 files waiting: ..., 2 skipped by name (skip_names)` from a task's outputs, when
+/// it says it left something (see [`TaskOutput::left`]).
+fn left_figure(output: Option<&TaskOutput>) -> String {
+    let left = output.map(TaskOutput::left).unwrap_or_default();
+    if left.is_empty() {
+        String::new()
+    } else {
+        format!("; left {}", left.join(", "))
+    }
 }
 
 /// Feeds the console's bars from progress events (see [`tweetflow_engine::progress`]).
@@ -301,6 +314,24 @@ mod tests {
         let out = TaskOutput::new().with("table", "x");
         assert_eq!(key_figure(Some(&out)), "");
         assert_eq!(key_figure(None), "");
+    }
+
+    #[test]
+    fn left_figure_says_what_the_task_left() {
+        let out = TaskOutput::new().with("rows", 0).with(
+            "left",
+            serde_json::json!([
+                "4 files waiting: modified in the last 5s (settle_time)",
+                "2 skipped by name (skip_names)"
+            ]),
+        );
+        assert_eq!(
+            format!("{}{}", key_figure(Some(&out)), left_figure(Some(&out))),
+            " (0 rows); left 4 files waiting: modified in the last 5s (settle_time), 2 skipped by name (skip_names)"
+        );
+        let nothing = TaskOutput::new().with("left", serde_json::json!([]));
+        assert_eq!(left_figure(Some(&nothing)), "");
+        assert_eq!(left_figure(None), "");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `tweetflow bench infer`: the infer task timed against the bare model loop on the same texts (what
-//! `tweetflow bench infer` prints).
+//! `tweetflow bench infer`: the infer task, with its defaults (one session per core) and with
+//! `threads:` (one session), timed against the bare model loops of one session and of one
+//! session per core on the same texts (what `tweetflow bench infer` prints).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use tweetflow_delta::WriteControl;
 use tweetflow_delta::table;
 use tweetflow_model::{Classifier, ClassifierOptions};
 
-use crate::bare_loop::{BareLoopBench, bench_bare_loop};
+use crate::bare_loop::{BareLoopBench, bench_bare_loop, bench_bare_sessions};
 use tweetflow_tasks::TableTaskError;
 use tweetflow_tasks::infer::{DEFAULT_BATCH_SIZE, InferError, InferParams, InferResult, infer};
 
@@ -29,7 +30,9 @@ pub struct InferBenchOptions {
     pub model_dir: PathBuf,
     /// Texts per model batch (`0` = 32).
     pub batch_size: usize,
-    /// ONNX Runtime intra-op threads (`0` = the number of cores).
+    /// ONNX Runtime intra-op threads of the one-session floor and of the task's
+    /// `threads:` side (`0` = the number of cores). The task's default side and its floor
+    /// use the sessions [`InferParams::sessions`] gives.
     pub threads: usize,
     /// Tweets replayed from a CSV input (default: all).
     pub limit: Option<usize>,
@@ -61,20 +64,31 @@ impl InferBenchOptions {
     }
 }
 
-/// One round of [`bench_infer`]: the bare loop and the task, back to back.
+/// One round of [`bench_infer`]: the two floors and the two task settings, back to back.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct InferBenchRound {
-    /// Whether the task ran before the bare loop in this round.
+    /// Whether the tasks ran before the floors in this round (and the default task after
+    /// the one-session task).
     pub task_first: bool,
-    /// Seconds of the bare loop (session runs only).
+    /// Seconds of the bare loop of one session with `threads` threads (session runs only).
     pub bare_secs: f64,
-    /// Seconds of the whole task.
+    /// Seconds of the bare loops of `sessions` sessions of 1 thread side by side (the
+    /// slowest one's session runs).
+    pub sessions_bare_secs: f64,
+    /// Seconds of the whole task with its defaults (no `threads:`: `sessions` sessions).
     pub task_secs: f64,
-    /// Bare-loop tweets per second.
+    /// Seconds of the whole task with `threads: <threads>` (one session).
+    pub one_session_task_secs: f64,
+    /// Tweets per second of the one-session floor.
     pub bare_tweets_per_sec: f64,
-    /// Task tweets per second.
+    /// Tweets per second of the `sessions`-session floor.
+    pub sessions_bare_tweets_per_sec: f64,
+    /// Tweets per second of the task with its defaults.
     pub task_tweets_per_sec: f64,
-    /// `task_tweets_per_sec / bare_tweets_per_sec`.
+    /// Tweets per second of the task with `threads: <threads>`.
+    pub one_session_task_tweets_per_sec: f64,
+    /// `task_tweets_per_sec / sessions_bare_tweets_per_sec`: the default task against the
+    /// floor it aims at.
     pub task_vs_bare: f64,
 }
 
@@ -89,30 +103,42 @@ pub struct InferBenchReport {
     pub distinct_texts: u64,
     /// Texts per model batch.
     pub batch_size: usize,
-    /// ONNX Runtime threads.
+    /// ONNX Runtime threads of the one-session floor and task.
     pub threads: usize,
-    /// Seconds to load the classifier (median over the rounds; not part of the bare loop's
-    /// time, part of the task's).
+    /// Sessions of the task's default (and of the many-session floor), 1 thread each.
+    pub sessions: usize,
+    /// Seconds to load one classifier (median over the rounds; not part of the floors'
+    /// time, part of the tasks').
     pub load_secs: f64,
     /// Every round, in order.
     pub rounds: Vec<InferBenchRound>,
-    /// Median tweets per second of the bare loop ([`bench_bare_loop`]), the
-    /// floor.
+    /// Median tweets per second of the bare loop of one session with `threads` threads
+    /// ([`bench_bare_loop`]).
     pub bare_tweets_per_sec: f64,
-    /// Median tweets per second of the task (model load, silver read, tokenization,
-    /// inference, gold write and commit).
+    /// Median tweets per second of `sessions` bare loops of 1 thread side by side
+    /// ([`bench_bare_sessions`]): the floor of the default task.
+    pub sessions_bare_tweets_per_sec: f64,
+    /// Median tweets per second of the task with its defaults (model load, silver read,
+    /// tokenization, inference, gold write and commit).
     pub task_tweets_per_sec: f64,
-    /// Median silver rows per second of the task.
+    /// Median tweets per second of the task with `threads: <threads>` (one session).
+    pub one_session_task_tweets_per_sec: f64,
+    /// Median silver rows per second of the task with its defaults.
     pub task_rows_per_sec: f64,
-    /// Median over the rounds of task throughput over bare-loop throughput (1.0 = no
-    /// overhead). Each ratio compares two runs made seconds apart, so a machine whose speed
-    /// drifts over minutes moves both.
+    /// Median over the rounds of the default task's throughput over the `sessions`-session
+    /// floor's (1.0 = no overhead). Each ratio compares runs made seconds apart, so a machine
+    /// whose speed drifts over minutes moves both.
     pub task_vs_bare: f64,
-    /// Best task throughput over best bare-loop throughput (each side's least disturbed
-    /// round).
+    /// Best default-task throughput over the best `sessions`-session floor (each side's
+    /// least disturbed round).
     pub best_task_vs_bare: f64,
     /// Gold rows written per task run.
     pub gold_rows: u64,
+    /// Peak resident memory in MiB while the task ran with its defaults (largest over the
+    /// rounds), from a reset of the peak before the run (`VmHWM`).
+    pub task_peak_rss_mib: f64,
+    /// The same for the task with `threads: <threads>`.
+    pub one_session_task_peak_rss_mib: f64,
     /// Peak resident memory of the process in MiB (`VmHWM`).
     pub peak_rss_mib: f64,
     /// The silver table used.
@@ -123,38 +149,56 @@ pub struct InferBenchReport {
 
 impl std::fmt::Display for InferBenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (n, t) = (self.sessions, self.threads);
         writeln!(
             f,
-            "input            {} silver rows, {} distinct texts (batch {}, {} threads)",
-            self.silver_rows, self.distinct_texts, self.batch_size, self.threads
+            "input            {} silver rows, {} distinct texts (batch {}; default: {n} sessions x 1 thread; one session: {t} threads)",
+            self.silver_rows, self.distinct_texts, self.batch_size
         )?;
-        writeln!(f, "model load       {:8.2} s", self.load_secs)?;
+        writeln!(f, "model load       {:8.2} s (one session)", self.load_secs)?;
         for (i, r) in self.rounds.iter().enumerate() {
             writeln!(
                 f,
-                "round {:<2}         bare {:8.2} s {:>7.0} tweets/s   task {:8.2} s {:>7.0} tweets/s   task/bare {:.3}{}",
+                "round {:<2}         floor 1x{t} {:6.2} s {:>6.0}/s   floor {n}x1 {:6.2} s {:>6.0}/s   task default {:6.2} s {:>6.0}/s   task threads: {t} {:6.2} s {:>6.0}/s   default/floor {n}x1 {:.3}{}",
                 i + 1,
                 r.bare_secs,
                 r.bare_tweets_per_sec,
+                r.sessions_bare_secs,
+                r.sessions_bare_tweets_per_sec,
                 r.task_secs,
                 r.task_tweets_per_sec,
+                r.one_session_task_secs,
+                r.one_session_task_tweets_per_sec,
                 r.task_vs_bare,
-                if r.task_first { "  (task first)" } else { "" }
+                if r.task_first { "  (tasks first)" } else { "" }
             )?;
         }
         writeln!(
             f,
-            "bare loop        {:>10.0} tweets/s  (median; model only: the floor)",
+            "floor 1 session x {t} threads   {:>8.0} tweets/s  (median; model only)",
             self.bare_tweets_per_sec
         )?;
         writeln!(
             f,
-            "infer task       {:>10.0} tweets/s  {:>10.0} rows/s  (median)",
-            self.task_tweets_per_sec, self.task_rows_per_sec
+            "floor {n} sessions x 1 thread   {:>8.0} tweets/s  (median; model only)",
+            self.sessions_bare_tweets_per_sec
         )?;
         writeln!(
             f,
-            "task / bare      {:8.3}  (median of the rounds' ratios; best task / best bare {:.3})",
+            "infer default ({n} sessions)    {:>8.0} tweets/s  {:>8.0} rows/s  (median; {:.0} % of the {n}-session floor)  peak RSS {:.1} MiB",
+            self.task_tweets_per_sec,
+            self.task_rows_per_sec,
+            100.0 * self.task_vs_bare,
+            self.task_peak_rss_mib
+        )?;
+        writeln!(
+            f,
+            "infer threads: {t} (1 session)   {:>8.0} tweets/s  (median)  peak RSS {:.1} MiB",
+            self.one_session_task_tweets_per_sec, self.one_session_task_peak_rss_mib
+        )?;
+        writeln!(
+            f,
+            "default / floor  {:8.3}  (median of the rounds' ratios; best task / best floor {:.3})",
             self.task_vs_bare, self.best_task_vs_bare
         )?;
         writeln!(f, "gold rows        {}", self.gold_rows)?;
@@ -280,14 +324,17 @@ pub async fn prepare_silver(opts: &InferBenchOptions) -> InferResult<PreparedSil
     })
 }
 
-/// Times the infer task against the bare model loop on the same texts.
+/// Times the infer task against the bare model loops on the same texts.
 ///
 /// With a CSV input, the tweets are replayed, ingested and cleaned into a silver table in the
-/// work folder first (not timed). Then each round times (a) the distinct `cleaned_text`
-/// values of silver through [`bench_bare_loop`] (tokenized and padded
-/// before the clock starts: the floor) and (b) the whole [`infer`] task from silver into a
-/// fresh gold table, in alternating order, so that both see the machine in the same state.
-/// This is what `tweetflow bench infer` prints.
+/// work folder first (not timed). Then each round times, on the distinct `cleaned_text`
+/// values of silver, (a) the bare loop of one session with `threads` threads
+/// ([`bench_bare_loop`]) and (b) as many bare loops of 1 thread side by side as the task's
+/// default has sessions ([`bench_bare_sessions`]), both tokenized and padded before the clock
+/// starts (the floors), then the whole [`infer`] task from silver into a fresh gold table
+/// (c) with its defaults and (d) with `threads: <threads>` (one session), the floors and the
+/// tasks in alternating order, so that every side sees the machine in the same state. Only
+/// one side's sessions are alive at a time. This is what `tweetflow bench infer` prints.
 pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchReport> {
     let prepared = prepare_silver(opts).await?;
     let work = prepared.work.clone();
@@ -304,58 +351,86 @@ pub async fn bench_infer(opts: &InferBenchOptions) -> InferResult<InferBenchRepo
     } else {
         opts.threads
     };
+    let model = opts.model_dir.display().to_string();
+    let defaults = InferParams::new(silver.clone(), String::new(), model.clone());
+    let sessions = defaults.sessions(None).0;
     let n_distinct = distinct.len();
     let options = ClassifierOptions {
         threads,
         labels: None,
     };
     let mut load_secs = Vec::new();
-
     let mut rounds = Vec::new();
     let mut gold_rows = 0;
     let mut task_rows_per_sec = Vec::new();
+    let (mut task_rss, mut one_rss) = (0.0_f64, 0.0_f64);
     for round in 0..opts.rounds.max(1) {
         let task_first = round % 2 == 1;
-        let gold = work.join(format!("gold-{round}")).display().to_string();
-        let mut params =
-            InferParams::new(silver.clone(), gold, opts.model_dir.display().to_string());
-        params.batch_size = batch_size;
-        params.threads = Some(threads);
-        let bare_side = || bare_loop(&opts.model_dir, &options, &distinct, batch_size);
-        let ((load, bare), (task_secs, rows)) = if task_first {
-            let task = task_run(&params).await?;
-            (bare_side().await?, task)
-        } else {
-            let bare = bare_side().await?;
-            (bare, task_run(&params).await?)
-        };
-        load_secs.push(load);
-        gold_rows = rows;
-        task_rows_per_sec.push(rows as f64 / task_secs);
-        let task_tps = n_distinct as f64 / task_secs;
-        rounds.push(InferBenchRound {
+        let gold = |name: &str| work.join(format!("{name}-{round}")).display().to_string();
+        let mut default = InferParams::new(silver.clone(), gold("gold"), model.clone());
+        default.batch_size = batch_size;
+        let mut one = default.clone();
+        one.table = gold("gold-one-session");
+        one.threads = Some(threads);
+        let mut r = InferBenchRound {
             task_first,
-            bare_secs: bare.seconds,
-            task_secs,
-            bare_tweets_per_sec: bare.tweets_per_sec,
-            task_tweets_per_sec: task_tps,
-            task_vs_bare: task_tps / bare.tweets_per_sec,
-        });
+            ..Default::default()
+        };
+        for side in 0..4 {
+            let side = if task_first { 3 - side } else { side };
+            match side {
+                0 => {
+                    let (load, bare) =
+                        bare_loop(&opts.model_dir, &options, &distinct, batch_size).await?;
+                    load_secs.push(load);
+                    (r.bare_secs, r.bare_tweets_per_sec) = (bare.seconds, bare.tweets_per_sec);
+                }
+                1 => {
+                    let bare =
+                        sessions_loop(&opts.model_dir, &distinct, batch_size, sessions).await?;
+                    (r.sessions_bare_secs, r.sessions_bare_tweets_per_sec) =
+                        (bare.seconds, bare.tweets_per_sec);
+                }
+                2 => {
+                    crate::rss::reset_peak_rss();
+                    let (secs, rows) = task_run(&default).await?;
+                    task_rss = task_rss.max(crate::rss::peak_rss_mib().unwrap_or(0.0));
+                    gold_rows = rows;
+                    task_rows_per_sec.push(rows as f64 / secs);
+                    (r.task_secs, r.task_tweets_per_sec) = (secs, n_distinct as f64 / secs);
+                }
+                _ => {
+                    crate::rss::reset_peak_rss();
+                    let (secs, _) = task_run(&one).await?;
+                    one_rss = one_rss.max(crate::rss::peak_rss_mib().unwrap_or(0.0));
+                    (r.one_session_task_secs, r.one_session_task_tweets_per_sec) =
+                        (secs, n_distinct as f64 / secs);
+                }
+            }
+        }
+        r.task_vs_bare = r.task_tweets_per_sec / r.sessions_bare_tweets_per_sec;
+        rounds.push(r);
     }
+    let med = |f: fn(&InferBenchRound) -> f64| median(rounds.iter().map(f).collect());
     Ok(InferBenchReport {
         silver_rows,
         distinct_texts: n_distinct as u64,
         batch_size,
         threads,
+        sessions,
         load_secs: median(load_secs),
-        bare_tweets_per_sec: median(rounds.iter().map(|r| r.bare_tweets_per_sec).collect()),
-        task_tweets_per_sec: median(rounds.iter().map(|r| r.task_tweets_per_sec).collect()),
+        bare_tweets_per_sec: med(|r| r.bare_tweets_per_sec),
+        sessions_bare_tweets_per_sec: med(|r| r.sessions_bare_tweets_per_sec),
+        task_tweets_per_sec: med(|r| r.task_tweets_per_sec),
+        one_session_task_tweets_per_sec: med(|r| r.one_session_task_tweets_per_sec),
         task_rows_per_sec: median(task_rows_per_sec),
-        task_vs_bare: median(rounds.iter().map(|r| r.task_vs_bare).collect()),
+        task_vs_bare: med(|r| r.task_vs_bare),
         best_task_vs_bare: best(&rounds, |r| r.task_tweets_per_sec)
-            / best(&rounds, |r| r.bare_tweets_per_sec),
+            / best(&rounds, |r| r.sessions_bare_tweets_per_sec),
         rounds,
         gold_rows,
+        task_peak_rss_mib: task_rss,
+        one_session_task_peak_rss_mib: one_rss,
         peak_rss_mib: crate::rss::peak_rss_mib().unwrap_or(0.0),
         silver,
         work_dir: work.display().to_string(),
@@ -375,19 +450,35 @@ pub async fn bare_floors(
         labels: None,
     };
     let (_, one_session) = bare_loop(model_dir, &two, texts, batch_size).await?;
+    let two_sessions = sessions_loop(model_dir, texts, batch_size, 2).await?;
+    Ok((one_session.tweets_per_sec, two_sessions.tweets_per_sec))
+}
+
+/// (b) `count` bare loops of 1 thread side by side on parts of the texts
+/// ([`bench_bare_sessions`]), with sessions of their own that are dropped before the next
+/// side runs.
+async fn sessions_loop(
+    model_dir: &Path,
+    texts: &Arc<Vec<String>>,
+    batch_size: usize,
+    count: usize,
+) -> InferResult<BareLoopBench> {
     let one = ClassifierOptions {
         threads: 1,
         labels: None,
     };
-    let half = texts.len() / 2;
-    let a = Arc::new(texts[..half].to_vec());
-    let b = Arc::new(texts[half..].to_vec());
-    let (ra, rb) = tokio::join!(
-        bare_loop(model_dir, &one, &a, batch_size),
-        bare_loop(model_dir, &one, &b, batch_size)
-    );
-    let secs = ra?.1.seconds.max(rb?.1.seconds).max(1e-9);
-    Ok((one_session.tweets_per_sec, texts.len() as f64 / secs))
+    let mut sessions = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        sessions.push(load_classifier(model_dir, one.clone()).await?);
+    }
+    let texts = texts.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        bench_bare_sessions(&mut sessions, &refs, batch_size)
+    })
+    .await
+    .map_err(InferError::Worker)?;
+    Ok(r?)
 }
 
 /// Loads the classifier in a blocking thread.

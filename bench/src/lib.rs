@@ -24,7 +24,7 @@ pub mod rss;
 pub mod trace_export;
 pub mod trigger;
 
-pub use bare_loop::{BareLoopBench, bench_bare_loop};
+pub use bare_loop::{BareLoopBench, bench_bare_loop, bench_bare_sessions};
 pub use engine::{EngineBenchReport, bench_engine};
 pub use error::BenchError;
 pub use heap::{HeapCounter, NoHeapCounter};

@@ -7,3 +7,10 @@ pub fn peak_rss_mib() -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
+
+/// Resets the peak resident set size of this process to its current size (writes `5` to
+/// `/proc/self/clear_refs`), so that [`peak_rss_mib`] then reads the peak since this call.
+/// Does nothing where that file cannot be written.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}

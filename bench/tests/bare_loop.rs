@@ -35,3 +35,30 @@ fn bare_loop_counts_every_text_and_batch() {
         72_usize.div_ceil(tweetflow_model::DEFAULT_BATCH_SIZE)
     );
 }
+
+#[test]
+fn bare_sessions_count_every_text_of_every_session() {
+    let texts: Vec<String> = (0..70)
+        .map(|i| format!("tweet {i} {}", "so good ".repeat(i % 7)))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let load = || {
+        Classifier::load(
+            &tiny_model(),
+            ClassifierOptions {
+                threads: 1,
+                labels: None,
+            },
+        )
+        .unwrap()
+    };
+    let mut sessions = vec![load(), load()];
+    let b = tweetflow_bench::bench_bare_sessions(&mut sessions, &refs, 32).unwrap();
+    assert_eq!(b.texts, 70);
+    // 35 texts per session: 2 batches each.
+    assert_eq!(b.batches, 4);
+    assert!(b.seconds > 0.0 && b.tweets_per_sec.is_finite());
+    for s in &sessions {
+        assert_eq!(s.stats().rows_inferred, 35);
+    }
+}

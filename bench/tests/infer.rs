@@ -7,7 +7,7 @@ use tweetflow_test_support::tables::{p, rows_of};
 use tweetflow_test_support::tiny_model;
 
 #[tokio::test]
-async fn bench_infer_times_both_sides_in_alternating_rounds() {
+async fn bench_infer_times_the_floors_and_both_task_settings_in_alternating_rounds() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     add_silver(dir, "tweets", 120, None).await;
@@ -22,22 +22,34 @@ async fn bench_infer_times_both_sides_in_alternating_rounds() {
     assert!(r.distinct_texts > 0 && r.distinct_texts <= silver_rows);
     assert_eq!(r.rounds.len(), 2);
     assert!(!r.rounds[0].task_first && r.rounds[1].task_first);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(r.sessions, cores.min(8));
+    assert_eq!(r.threads, 1);
     for round in &r.rounds {
-        assert!(round.bare_tweets_per_sec > 0.0 && round.task_tweets_per_sec > 0.0);
-        let ratio = round.task_tweets_per_sec / round.bare_tweets_per_sec;
+        for rate in [
+            round.bare_tweets_per_sec,
+            round.sessions_bare_tweets_per_sec,
+            round.task_tweets_per_sec,
+            round.one_session_task_tweets_per_sec,
+        ] {
+            assert!(rate > 0.0, "{round:?}");
+        }
+        let ratio = round.task_tweets_per_sec / round.sessions_bare_tweets_per_sec;
         assert!((round.task_vs_bare - ratio).abs() < 1e-9);
     }
-    // Each round's task wrote its own gold table, with every silver row.
+    assert!(r.task_peak_rss_mib > 0.0 && r.one_session_task_peak_rss_mib > 0.0);
+    // Each round's tasks wrote their own gold tables, with every silver row, alike.
     for i in 0..2 {
-        let gold = dir.join(format!("bench/gold-{i}")).display().to_string();
-        assert_eq!(
-            rows_of(&gold, &["tweet_id"]).await.len() as u64,
-            silver_rows
-        );
+        let gold = |name: &str| dir.join(format!("bench/{name}-{i}")).display().to_string();
+        let cols = ["tweet_id", "mention", "predicted_score"];
+        let default = rows_of(&gold("gold"), &cols).await;
+        assert_eq!(default.len() as u64, silver_rows);
+        let one = gold("gold-one-session");
+        assert_eq!(rows_of(&one, &cols).await, default);
     }
     let text = r.to_string();
     assert!(
-        text.contains("round 2") && text.contains("(task first)"),
+        text.contains("round 2") && text.contains("(tasks first)"),
         "{text}"
     );
 }

@@ -84,8 +84,8 @@ pub use section::{DynSection, Section, SectionProblem, pointer_matches};
 pub use spec::{Pipeline, TaskSpec};
 pub use store::{RunRecord, RunStatus, RunStore, TaskStatus};
 pub use task::{
-    BoxFuture, DynTask, ErrorKind, ParamsError, PipelineInfo, RunLink, RunLinks, RunView, Shard,
-    Task, TaskContext, TaskError, TaskOutput, TaskState, UnrecordedRun,
+    BoxFuture, DynTask, ErrorKind, LEFT_OUTPUT, ParamsError, PipelineInfo, RunLink, RunLinks,
+    RunView, Shard, Task, TaskContext, TaskError, TaskOutput, TaskState, UnrecordedRun,
 };
 pub use trigger::{
     TableVersions, TableWatcher, TriggerField, TriggerSpec, TriggerStart, TriggerValues,

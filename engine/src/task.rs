@@ -82,7 +82,40 @@ impl TaskOutput {
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.values.get(key)
     }
+
+    /// What the task left undone and why, in words ([`LEFT_OUTPUT`]). For a task split into
+    /// shards (a `shards` list of each shard's values), each shard's items, prefixed with
+    /// `shard <i>: `.
+    pub fn left(&self) -> Vec<String> {
+        fn items(values: Option<&Value>) -> Vec<String> {
+            values
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        match self.values.get("shards").and_then(Value::as_array) {
+            Some(shards) => shards
+                .iter()
+                .enumerate()
+                .flat_map(|(i, shard)| {
+                    items(shard.get(LEFT_OUTPUT))
+                        .into_iter()
+                        .map(move |item| format!("shard {i}: {item}"))
+                })
+                .collect(),
+            None => items(self.values.get(LEFT_OUTPUT)),
+        }
+    }
 }
+
+/// The output key under which a task says, in words, what it left undone and why: a list of
+/// strings such as `4 files waiting: modified in the last 5s (settle_time)`. The console's task
+/// line, `runs show` and the run page show it (see [`TaskOutput::left`]).
+pub const LEFT_OUTPUT: &str = "left";
 
 /// How a task failure should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -371,18 +371,12 @@ impl Classifier {
 
     /// Token ids of each text (no padding), in order.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<i64>>> {
-        let owned: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-        let enc = self
-            .encoder
-            .encode_batch(owned, true)
-            .map_err(|e| ModelError::Inference {
-                model: self.model_path.clone(),
-                message: format!("tokenization failed: {e}"),
-            })?;
-        Ok(enc
-            .iter()
-            .map(|e| e.get_ids().iter().map(|&i| i64::from(i)).collect())
-            .collect())
+        encode_with(&self.encoder, &self.model_path, texts)
+    }
+
+    /// The tokenizer of [`Classifier::encode`] and the model file its errors name.
+    pub(crate) fn encoder(&self) -> (&Tokenizer, &Path) {
+        (&self.encoder, &self.model_path)
     }
 
     /// Padded `[batch, longest]` arrays (ids, mask) of a batch of encodings.
@@ -538,45 +532,55 @@ impl Classifier {
         batch_size: usize,
         sort_by_length: bool,
     ) -> Result<Vec<Prediction>> {
-        let batch_size = if batch_size == 0 {
-            DEFAULT_BATCH_SIZE
-        } else {
-            batch_size
-        };
-        self.stats.texts += texts.len() as u64;
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        let mut distinct: Vec<&str> = Vec::new();
-        let slot: Vec<usize> = texts
-            .iter()
-            .map(|t| {
-                let key = if t.trim().is_empty() { "" } else { *t };
-                *index.entry(key).or_insert_with(|| {
-                    distinct.push(key);
-                    distinct.len() - 1
-                })
-            })
-            .collect();
+        self.count_texts(texts.len());
+        let (distinct, slot) = distinct_texts(texts);
         let encoded = self.encode(&distinct)?;
-        let mut order: Vec<usize> = (0..distinct.len()).collect();
-        if sort_by_length {
-            order.sort_by_key(|&i| encoded[i].len());
-        }
-        let mut probs: Vec<Option<Vec<f32>>> = vec![None; distinct.len()];
-        let n = self.labels.len();
-        let (empty, nonempty): (Vec<usize>, Vec<usize>) =
-            order.into_iter().partition(|&i| encoded[i].is_empty());
-        for i in empty {
-            probs[i] = Some(vec![1.0 / n as f32; n]);
-        }
-        for chunk in nonempty.chunks(batch_size) {
-            let seqs: Vec<&[i64]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
-            let (ids, mask) = self.pad(&seqs);
-            let rows = self.run(&ids, &mask, None)?;
-            for (&i, row) in chunk.iter().zip(rows) {
+        let plan = plan_batches(&encoded, batch_size, sort_by_length);
+        let mut probs = self.uniform(&plan, distinct.len());
+        for batch in &plan.batches {
+            let rows = self.run_encoded(&encoded, batch)?;
+            for (&i, row) in batch.iter().zip(rows) {
                 probs[i] = Some(row);
             }
         }
-        let mut decided = Vec::with_capacity(distinct.len());
+        self.decide_all(probs, &slot)
+    }
+
+    /// Counts `n` texts passed to a prediction.
+    pub(crate) fn count_texts(&mut self, n: usize) {
+        self.stats.texts += n as u64;
+    }
+
+    /// The probabilities known before the model runs: uniform for the texts without tokens,
+    /// `None` for the others (`n`: the number of distinct texts).
+    pub(crate) fn uniform(&self, plan: &BatchPlan, n: usize) -> Vec<Option<Vec<f32>>> {
+        let labels = self.labels.len();
+        let mut probs: Vec<Option<Vec<f32>>> = vec![None; n];
+        for &i in &plan.empty {
+            probs[i] = Some(vec![1.0 / labels as f32; labels]);
+        }
+        probs
+    }
+
+    /// Pads and runs one planned batch (indices into `encoded`): one probability row per text.
+    pub(crate) fn run_encoded(
+        &mut self,
+        encoded: &[Vec<i64>],
+        batch: &[usize],
+    ) -> Result<Vec<Vec<f32>>> {
+        let seqs: Vec<&[i64]> = batch.iter().map(|&i| encoded[i].as_slice()).collect();
+        let (ids, mask) = self.pad(&seqs);
+        self.run(&ids, &mask, None)
+    }
+
+    /// The predictions of the texts whose distinct text is `slot[i]`, from the probabilities
+    /// of every distinct text.
+    pub(crate) fn decide_all(
+        &self,
+        probs: Vec<Option<Vec<f32>>>,
+        slot: &[usize],
+    ) -> Result<Vec<Prediction>> {
+        let mut decided = Vec::with_capacity(probs.len());
         for p in probs {
             let p = p.ok_or_else(|| ModelError::Inference {
                 model: self.model_path.clone(),
@@ -584,7 +588,7 @@ impl Classifier {
             })?;
             decided.push(self.decide(p)?);
         }
-        Ok(slot.into_iter().map(|s| decided[s].clone()).collect())
+        Ok(slot.iter().map(|&s| decided[s].clone()).collect())
     }
 
     /// [`Classifier::predict`] for one text.
@@ -595,4 +599,74 @@ impl Classifier {
             message: "internal error: no prediction".into(),
         })
     }
+}
+
+/// The distinct texts of `texts` in the order they first appear (blank texts as the empty
+/// text), and for each text the index of its distinct text.
+pub(crate) fn distinct_texts<'t>(texts: &[&'t str]) -> (Vec<&'t str>, Vec<usize>) {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut distinct: Vec<&str> = Vec::new();
+    let slot: Vec<usize> = texts
+        .iter()
+        .map(|t| {
+            let key = if t.trim().is_empty() { "" } else { *t };
+            *index.entry(key).or_insert_with(|| {
+                distinct.push(key);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, slot)
+}
+
+/// The model batches of one prediction, in the order they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BatchPlan {
+    /// Texts without any token (the model does not run for them).
+    pub(crate) empty: Vec<usize>,
+    /// Batches of at most `batch_size` texts (indices into the encodings).
+    pub(crate) batches: Vec<Vec<usize>>,
+}
+
+/// Cuts `encoded` into batches of `batch_size` (`0` = [`DEFAULT_BATCH_SIZE`]): by token length
+/// when `sort_by_length` (so that short texts do not pay for long ones), else in input order.
+pub(crate) fn plan_batches(
+    encoded: &[Vec<i64>],
+    batch_size: usize,
+    sort_by_length: bool,
+) -> BatchPlan {
+    let batch_size = if batch_size == 0 {
+        DEFAULT_BATCH_SIZE
+    } else {
+        batch_size
+    };
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    if sort_by_length {
+        order.sort_by_key(|&i| encoded[i].len());
+    }
+    let (empty, nonempty): (Vec<usize>, Vec<usize>) =
+        order.into_iter().partition(|&i| encoded[i].is_empty());
+    BatchPlan {
+        empty,
+        batches: nonempty.chunks(batch_size).map(<[usize]>::to_vec).collect(),
+    }
+}
+
+/// [`Classifier::encode`] with `encoder`; errors name `model`.
+pub(crate) fn encode_with(
+    encoder: &Tokenizer,
+    model: &Path,
+    texts: &[&str],
+) -> Result<Vec<Vec<i64>>> {
+    let owned: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    let enc = encoder
+        .encode_batch(owned, true)
+        .map_err(|e| ModelError::Inference {
+            model: model.to_path_buf(),
+            message: format!("tokenization failed: {e}"),
+        })?;
+    Ok(enc
+        .iter()
+        .map(|e| e.get_ids().iter().map(|&i| i64::from(i)).collect())
+        .collect())
 }

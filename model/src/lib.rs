@@ -19,8 +19,10 @@
 //! * [`runtime`]: finds and loads the ONNX Runtime shared library once per process.
 //! * [`Classifier`]: load ([`Classifier::load`]) and [`Classifier::predict`] (de-duplication,
 //!   length-sorted batches, input order kept).
-//! * [`Predictor`]: a classifier for async callers (loaded in a blocking thread on first use)
-//!   with a bounded cache of predictions across batches.
+//! * [`Sessions`]: one model as several ONNX Runtime sessions in one process, sharing the
+//!   batches of each prediction (the same predictions as one session, text for text).
+//! * [`Predictor`]: classifier sessions for async callers (loaded in a blocking thread on first
+//!   use) with a bounded cache of predictions across batches.
 //! * [`labels`]: `id2label` names to [`Sentiment`].
 //! * [`registry`]: [`ModelSource`], [`resolve`] (download once into a cache) and [`register`].
 //! * [`Classifier::encode`], [`Classifier::pad`], [`Classifier::run`]: the steps of a
@@ -38,6 +40,7 @@ pub mod manifest;
 pub mod predictor;
 pub mod registry;
 pub mod runtime;
+pub mod sessions;
 
 pub use classifier::{
     Classifier, ClassifierOptions, ClassifierStats, DEFAULT_BATCH_SIZE, Prediction,
@@ -50,3 +53,4 @@ pub use registry::{
     DEFAULT_CACHE_DIR, LocalModel, ModelSource, REGISTER_EXPERIMENT, RegisteredVersion, register,
     register_from_run, resolve,
 };
+pub use sessions::Sessions;

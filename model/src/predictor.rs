@@ -1,4 +1,4 @@
-//! [`Predictor`]: a [`Classifier`] for async callers, loaded on first use in a blocking
+//! [`Predictor`]: classifier [`Sessions`] for async callers, loaded on first use in a blocking
 //! thread, with a bounded cache of predictions so that the model runs once per distinct text
 //! across the batches of a run.
 
@@ -9,6 +9,7 @@ use crate::classifier::{Classifier, ClassifierOptions, ClassifierStats};
 use crate::error::{ModelError, Result};
 use crate::labels::Sentiment;
 use crate::manifest::Manifest;
+use crate::sessions::Sessions;
 
 /// Distinct texts whose predictions are kept across batches of one run (bounds memory; the
 /// cache is emptied when full).
@@ -22,14 +23,17 @@ pub fn dedup_key(text: &str) -> &str {
 /// The label and score (0-100) of one text.
 pub type Scored = (Sentiment, f32);
 
-/// The model side of a run: the classifier (loaded on first use) and the prediction cache.
+/// The model side of a run: the classifier sessions (loaded on first use) and the prediction
+/// cache.
 pub struct Predictor {
-    classifier: Option<Classifier>,
-    loading: Option<tokio::task::JoinHandle<Result<Classifier>>>,
+    classifier: Option<Sessions>,
+    loading: Option<tokio::task::JoinHandle<Result<Sessions>>>,
     dir: PathBuf,
     /// Set when the directory was verified already (the load does not hash it again).
     manifest: Option<Manifest>,
     options: ClassifierOptions,
+    /// ONNX Runtime sessions to load (each with `options.threads` intra-op threads).
+    sessions: usize,
     batch_size: usize,
     cache: HashMap<String, Scored>,
     /// Distinct texts sent to the model.
@@ -41,7 +45,8 @@ fn worker_failed(err: tokio::task::JoinError) -> ModelError {
 }
 
 impl Predictor {
-    /// A predictor for the model in `dir` (loaded on the first [`Predictor::predict`]).
+    /// A predictor for the model in `dir` (loaded on the first [`Predictor::predict`]), one
+    /// session.
     pub fn new(dir: PathBuf, options: ClassifierOptions, batch_size: usize) -> Self {
         Predictor {
             classifier: None,
@@ -49,6 +54,7 @@ impl Predictor {
             dir,
             manifest: None,
             options,
+            sessions: 1,
             batch_size: batch_size.max(1),
             cache: HashMap::new(),
             distinct_texts: 0,
@@ -68,37 +74,56 @@ impl Predictor {
         p
     }
 
-    /// A predictor around an already loaded classifier.
+    /// The same predictor with `count` ONNX Runtime sessions (at least one), which share
+    /// the model batches of each prediction (see [`Sessions`]); set before the first load.
+    pub fn with_sessions(mut self, count: usize) -> Self {
+        self.sessions = count.max(1);
+        self
+    }
+
+    /// A predictor around an already loaded classifier (one session).
     pub fn with_classifier(classifier: Classifier, batch_size: usize) -> Self {
         let dir = classifier.dir().to_path_buf();
         Predictor {
-            classifier: Some(classifier),
+            classifier: Some(classifier.into()),
             loading: None,
             dir,
             manifest: None,
             options: ClassifierOptions::default(),
+            sessions: 1,
             batch_size: batch_size.max(1),
             cache: HashMap::new(),
             distinct_texts: 0,
         }
     }
 
-    /// Starts loading the classifier in a blocking thread, so that the load overlaps with
+    /// ONNX Runtime sessions this predictor loads (or has loaded).
+    pub fn sessions(&self) -> usize {
+        self.classifier
+            .as_ref()
+            .map_or(self.sessions, Sessions::len)
+    }
+
+    /// Starts loading the sessions in a blocking thread, so that the load overlaps with
     /// whatever the caller does next (planning, reading the first batch); the first
-    /// [`Predictor::predict`] waits for it. Does nothing when it is loaded or loading.
+    /// [`Predictor::predict`] waits for it. Does nothing when they are loaded or loading.
     pub fn preload(&mut self) {
         if self.classifier.is_none() && self.loading.is_none() {
             let dir = self.dir.clone();
             let options = self.options.clone();
             let manifest = self.manifest.clone();
-            self.loading = Some(tokio::task::spawn_blocking(move || match manifest {
-                Some(m) => Classifier::load_verified(&dir, &m, options),
-                None => Classifier::load(&dir, options),
+            let count = self.sessions;
+            self.loading = Some(tokio::task::spawn_blocking(move || {
+                let m = match manifest {
+                    Some(m) => m,
+                    None => crate::manifest::verify_dir(&dir)?,
+                };
+                Sessions::load_verified(&dir, &m, &options, count)
             }));
         }
     }
 
-    /// The classifier's counters (zero before it is loaded).
+    /// The counters of the sessions, added up (zero before they are loaded).
     pub fn stats(&self) -> ClassifierStats {
         self.classifier
             .as_ref()
@@ -106,8 +131,8 @@ impl Predictor {
             .unwrap_or_default()
     }
 
-    /// The classifier, waiting for (or starting) its load.
-    async fn take_classifier(&mut self) -> Result<Classifier> {
+    /// The sessions, waiting for (or starting) their load.
+    async fn take_classifier(&mut self) -> Result<Sessions> {
         if let Some(c) = self.classifier.take() {
             return Ok(c);
         }

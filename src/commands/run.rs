@@ -270,6 +270,19 @@ pub fn summary(record: &RunRecord) -> String {
             &expectations,
         ));
     }
+    let left: Vec<Vec<String>> = record
+        .ordered_tasks()
+        .flat_map(|(id, t)| {
+            let items = t.output.as_ref().map(|o| o.left()).unwrap_or_default();
+            items
+                .into_iter()
+                .map(move |item| vec![id.to_string(), item])
+        })
+        .collect();
+    if !left.is_empty() {
+        out.push('\n');
+        out.push_str(&text_table::render(&["TASK", "LEFT"], &left));
+    }
     for (id, t) in record.ordered_tasks() {
         if let Some(e) = &t.error
             && !matches!(
@@ -288,4 +301,52 @@ pub fn summary(record: &RunRecord) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_lists_what_each_task_left() {
+        let record: RunRecord = serde_json::from_value(serde_json::json!({
+            "run_id": "r1", "pipeline": "p", "pipeline_file": "p.yaml", "spec_hash": "h",
+            "params": {}, "status": "succeeded", "created_at": "2026-01-01T00:00:00Z",
+            "ended_at": "2026-01-01T00:00:01Z", "task_order": ["ingest", "clean"],
+            "tasks": {
+                "ingest": {
+                    "task_type": "ingest", "status": "succeeded", "cache_key": null,
+                    "error": null, "started_at": null, "ended_at": null,
+                    "output": { "values": { "rows": 0, "left": [
+                        "4 files waiting: modified in the last 5s (settle_time)",
+                        "2 skipped by name (skip_names)"
+                    ] } }
+                },
+                "clean": {
+                    "task_type": "clean", "status": "succeeded", "cache_key": null,
+                    "error": null, "started_at": null, "ended_at": null,
+                    "output": { "values": { "rows": 0, "left": [] } }
+                }
+            },
+            "last_seq": 1
+        }))
+        .unwrap();
+        let text = summary(&record);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("TASK") && l.contains("LEFT"))
+            .unwrap_or_else(|| panic!("no LEFT table:\n{text}"));
+        assert!(
+            lines[at + 1].contains("ingest")
+                && lines[at + 1].contains("4 files waiting: modified in the last 5s (settle_time)"),
+            "{text}"
+        );
+        assert!(
+            lines[at + 2].contains("ingest")
+                && lines[at + 2].contains("2 skipped by name (skip_names)"),
+            "{text}"
+        );
+        assert_eq!(text.matches("clean").count(), 1, "{text}");
+    }
 }

@@ -130,4 +130,24 @@ mod tests {
         );
         assert_ne!(c.fingerprint, combine(&[a.clone(), a]).fingerprint);
     }
+
+    #[test]
+    fn what_shards_left_is_told_shard_by_shard() {
+        let waiting = serde_json::json!(["1 file waiting: modified in the last 5s (settle_time)"]);
+        let a = TaskOutput::new().with(crate::task::LEFT_OUTPUT, waiting.clone());
+        let b = TaskOutput::new().with(crate::task::LEFT_OUTPUT, serde_json::json!([]));
+        // Alike in both shards: still one item per shard, not one for the task.
+        let c = TaskOutput::new().with(crate::task::LEFT_OUTPUT, waiting);
+        assert_eq!(
+            combine(&[a.clone(), b.clone()]).left(),
+            ["shard 0: 1 file waiting: modified in the last 5s (settle_time)"]
+        );
+        assert_eq!(combine(&[a.clone(), c]).left().len(), 2);
+        assert!(combine(&[b.clone(), b]).left().is_empty());
+        assert_eq!(
+            a.left(),
+            ["1 file waiting: modified in the last 5s (settle_time)"]
+        );
+        assert!(TaskOutput::new().with("left", 3).left().is_empty());
+    }
 }

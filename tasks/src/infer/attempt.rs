@@ -35,6 +35,8 @@ pub struct InferSummary {
     /// Model batches run (not an output).
     #[serde(skip_serializing)]
     pub model_batches: u64,
+    /// ONNX Runtime sessions that scored the rows, side by side (0 when nothing was new).
+    pub sessions: u64,
     /// Silver version consumed so far.
     pub silver_version: i64,
     /// The gold table.
@@ -129,10 +131,11 @@ async fn infer_attempt(
         }
         return Ok(summary);
     }
-    let (model, predictor) = model.get(params).await?;
+    let (model, predictor) = model.get(params, shard).await?;
     predictor.preload();
     summary.model_uri = model.uri.clone();
     summary.model_version = model.version.clone();
+    summary.sessions = predictor.sessions() as u64;
     // Gold is created only when there is something to write (and the model resolved).
     let mut gold = match existing_gold {
         Some(gold) => gold,
@@ -150,7 +153,8 @@ async fn infer_attempt(
     let distinct_before = predictor.distinct_texts;
     let mut progress = Progress::new(total);
     tracing::info!(silver = %silver_loc, gold = %gold_loc, silver_from = lo + 1, silver_to = hi,
-        files = files.len(), rows = total, model = %model.uri, version = %model.version, "infer: planned");
+        files = files.len(), rows = total, model = %model.uri, version = %model.version,
+        sessions = predictor.sessions(), "infer: planned");
     for file in &files {
         let path = table::add_path(&file.add)?;
         let mut stream = table::read_file(&silver, &path, &SILVER_COLUMNS).await?;

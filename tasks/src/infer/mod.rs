@@ -3,11 +3,16 @@
 //! The gold table records, as its application transaction (`tweetflow-infer`), the silver
 //! version it has consumed. A run reads the silver commits after that version up to the
 //! latest one, takes the files they added with `dataChange = true`, and streams them in
-//! batches of [`tweetflow_delta::table::BATCH_ROWS`] rows. Each batch's `cleaned_text` values are classified by a
-//! [`tweetflow_model::Classifier`] in `spawn_blocking` (the classifier is `Send`, not `Sync`); the model runs
+//! batches of [`tweetflow_delta::table::BATCH_ROWS`] rows. Each batch's `cleaned_text` values are classified by
+//! [`tweetflow_model::Sessions`] in `spawn_blocking`; the model runs
 //! once per distinct text (a tweet with three mentions is one inference; a bounded cache of
 //! [`tweetflow_model::DEDUP_CACHE_TEXTS`] texts carries predictions across batches), in batches sorted by token
-//! length. Gold files are written as the run goes and committed at the end with the new
+//! length. Without `threads:` and unsharded, a run loads one ONNX Runtime session per core (at
+//! most [`MAX_DEFAULT_SESSIONS`]), each with one intra-op thread, and hands the model batches
+//! out to them in order: the gold rows are those of one session, row for row, and the model
+//! runs at about the speed of as many single-thread processes (see
+//! [`InferParams::sessions`]). With `threads:` set, or split into `shards:`, one session runs
+//! with that many threads. Gold files are written as the run goes and committed at the end with the new
 //! application transaction, after checking that the recorded silver version has not moved.
 //! A rerun without new silver data creates no gold version.
 //!
@@ -41,7 +46,7 @@ mod shard;
 pub use attempt::{InferSummary, infer, infer_shard, infer_with};
 pub use error::{InferError, InferResult};
 pub use gold::{APP_ID, SILVER_COLUMNS, gold_schema, predicted_id, sentiment_id};
-pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams};
+pub use params::{DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, InferParams, MAX_DEFAULT_SESSIONS};
 pub use plan::RECORDED_MODEL_LOOKBACK;
 pub use progress::LOG_EVERY_ROWS;
 pub use resolve::{LOCAL_VERSION, LoadedModel, ScoringModel, registry_client, resolve_model};

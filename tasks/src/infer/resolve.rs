@@ -113,10 +113,12 @@ impl LoadedModel {
         }
     }
 
-    /// The resolved model and its predictor, resolving `params.model` on first use.
+    /// The resolved model and its predictor for shard `shard` (its sessions, see
+    /// [`InferParams::sessions`]), resolving `params.model` on first use.
     pub(super) async fn get(
         &mut self,
         params: &InferParams,
+        shard: Option<tweetflow_engine::task::Shard>,
     ) -> InferResult<(&ScoringModel, &mut Predictor)> {
         let resolved = match self.resolved.take() {
             Some(resolved) => resolved,
@@ -125,9 +127,10 @@ impl LoadedModel {
                 let predictor = Predictor::verified(
                     model.dir.clone(),
                     model.manifest.clone(),
-                    params.classifier_options(),
+                    params.classifier_options(shard),
                     params.batch_size,
-                );
+                )
+                .with_sessions(params.sessions(shard).0);
                 (model, predictor)
             }
         };

@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use tweetflow_delta::{StorageError, WriteControl};
 use tweetflow_engine::{ErrorKind, TaskError};
 use tweetflow_model::ModelError;
+use tweetflow_model::{ClassifierOptions, Predictor};
 use tweetflow_tasks::TableTaskError;
-use tweetflow_tasks::infer::{InferError, InferParams, infer};
+use tweetflow_tasks::infer::{
+    InferError, InferParams, LoadedModel, MAX_DEFAULT_SESSIONS, infer, infer_with, resolve_model,
+};
 
 use crate::common::*;
 
@@ -187,6 +190,67 @@ async fn batch_size_does_not_change_the_gold_labels(model: PathBuf) {
         assert_eq!(x[..3], y[..3], "labels differ between batch 1 and 32");
         let (sx, sy): (f64, f64) = (x[3].parse().unwrap(), y[3].parse().unwrap());
         assert!((sx - sy).abs() <= 0.1, "score {sx} vs {sy} for {x:?}");
+    }
+}
+
+/// Without `threads:`, infer runs one session per core, the batches handed out in order: its
+/// gold is that of one session of one thread, row for row. Three sessions (whatever the
+/// cores of the machine) write it too.
+#[tokio::test]
+async fn default_sessions_write_the_gold_of_one_single_thread_session_row_for_row() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for model in [tiny_model(), tiny_model_int8()] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        add_silver(dir, "tweets", 300, None).await;
+        let mut single = params(dir, "gold-single", 8);
+        single.model = model.display().to_string();
+        let one = infer(&single, &WriteControl::default()).await.unwrap();
+        assert_eq!(one.sessions, 1);
+
+        let mut default = single.clone();
+        default.table = p(dir, "gold-default");
+        default.threads = None;
+        let many = infer(&default, &WriteControl::default()).await.unwrap();
+        assert_eq!(many.sessions as usize, cores.min(MAX_DEFAULT_SESSIONS));
+
+        let mut three = default.clone();
+        three.table = p(dir, "gold-three");
+        let resolved = resolve_model(&three).await.unwrap();
+        let predictor = Predictor::verified(
+            resolved.dir.clone(),
+            resolved.manifest.clone(),
+            ClassifierOptions {
+                threads: 1,
+                labels: None,
+            },
+            three.batch_size,
+        )
+        .with_sessions(3);
+        let mut loaded = LoadedModel::new(resolved, predictor);
+        let third = infer_with(&three, &WriteControl::default(), &mut loaded)
+            .await
+            .unwrap();
+        assert_eq!(third.sessions, 3);
+
+        let gold = rows_of(&single.table, GOLD_COLS).await;
+        assert!(gold.len() > 50, "{}", gold.len());
+        assert_unique_gold(&gold);
+        for (name, s, table) in [
+            ("default", &many, &default.table),
+            ("three sessions", &third, &three.table),
+        ] {
+            assert_eq!(
+                (s.rows, s.distinct_texts, s.inferred),
+                (one.rows, one.distinct_texts, one.inferred),
+                "{name}"
+            );
+            assert_eq!(s.model_batches, one.model_batches, "{name}");
+            assert!(
+                rows_of(table, GOLD_COLS).await == gold,
+                "{name}: gold differs"
+            );
+        }
     }
 }
 

@@ -3,10 +3,13 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use serde_json::json;
 use tweetflow_delta::WriteControl;
-use tweetflow_tasks::medallion::ingest::{IngestParams, ingest};
+use tweetflow_engine::Task;
+use tweetflow_tasks::medallion::ingest::{IngestParams, IngestTask, ingest};
 
 use crate::common::*;
 
@@ -64,6 +67,133 @@ async fn a_file_still_being_written_is_taken_once_complete() {
     let s = ingest(&ip, &WriteControl::default()).await.unwrap();
     assert_eq!((s.rows, s.files, s.changed), (0, 0, 0));
     assert_eq!(rows_of(&ip.table, &["user"]).await.len(), 3);
+}
+
+/// The log lines written on one thread, from [`capture_logs`].
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn take(&self) -> String {
+        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+    }
+}
+
+thread_local! {
+    static CAPTURED: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes a log line to the [`Logs`] of the thread that logs it, if any.
+struct ThreadWriter;
+
+impl std::io::Write for ThreadWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED.with(|c| {
+            if let Some(logs) = c.borrow().as_ref() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The info lines logged on this thread from now on. The subscriber is the process's
+/// global one (a scoped one can miss events whose call site another test thread reached
+/// first).
+fn capture_logs() -> Logs {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadWriter)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+    let logs = Logs::default();
+    CAPTURED.with(|c| *c.borrow_mut() = Some(logs.clone()));
+    logs
+}
+
+#[tokio::test]
+async fn the_outputs_and_one_info_line_say_what_ingest_left_and_why() {
+    let logs = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let landing = d.join("landing");
+    land(&landing, "a.jsonl", tweet(1).as_bytes());
+    land(&landing, ".b.jsonl", tweet(2).as_bytes());
+    land(&landing, "c.jsonl.tmp", tweet(3).as_bytes());
+    let ip = IngestParams::new(p(d, "landing"), p(d, "bronze"));
+    let ctx = TaskContextBuilder::new(d.join("artifacts")).build();
+    let out = IngestTask.run(&ctx, ip.clone()).await.unwrap();
+    assert_eq!(out.get("rows"), Some(&json!(1)));
+    assert_eq!(out.get("skipped_names"), Some(&json!(2)));
+    assert_eq!(out.left(), ["2 skipped by name (skip_names)"]);
+    assert!(!logs.take().contains("no landing file ingested"));
+
+    // Four files copied in now (one of them a second ago), and `a.jsonl` rewritten
+    // after it was taken: nothing is ingested.
+    for i in 0..4 {
+        std::fs::write(landing.join(format!("new-{i}.jsonl")), tweet(10 + i)).unwrap();
+    }
+    age(&landing.join("new-2.jsonl"), Duration::from_secs(1));
+    land(
+        &landing,
+        "a.jsonl",
+        format!("{}{}", tweet(1), tweet(5)).as_bytes(),
+    );
+    let out = IngestTask.run(&ctx, ip.clone()).await.unwrap();
+    let text = logs.take();
+    assert_eq!(out.get("rows"), Some(&json!(0)));
+    assert_eq!(out.get("settling"), Some(&json!(4)));
+    assert_eq!(out.get("changed"), Some(&json!(1)));
+    assert_eq!(
+        out.left(),
+        [
+            "4 files waiting: modified in the last 5s (settle_time)",
+            "2 skipped by name (skip_names)",
+            "1 changed after ingest"
+        ]
+    );
+    assert_eq!(out.get("left"), Some(&json!(out.left())));
+    // One info line about the waiting files: the first to settle and when it is taken.
+    let info: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" INFO ") && l.contains("settle"))
+        .collect();
+    assert_eq!(info.len(), 1, "{text}");
+    let modified = std::fs::metadata(landing.join("new-2.jsonl"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let taken_from = chrono::DateTime::<chrono::Utc>::from(modified + Duration::from_secs(5))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    assert!(
+        info[0].contains(&format!(
+            "no landing file ingested: 4 files are modified in the last 5s (settle_time); \
+             the first, `new-2.jsonl`, is taken by a run from {taken_from} (in "
+        )),
+        "{}",
+        info[0]
+    );
+
+    // Once they settle, a run takes them and says only what it still leaves.
+    for i in 0..4 {
+        age(
+            &landing.join(format!("new-{i}.jsonl")),
+            Duration::from_secs(10),
+        );
+    }
+    let out = IngestTask.run(&ctx, ip).await.unwrap();
+    assert_eq!(out.get("rows"), Some(&json!(4)));
+    assert_eq!(out.left(), ["2 skipped by name (skip_names)"]);
+    assert!(!logs.take().contains("settle"));
 }
 
 #[tokio::test]

@@ -40,6 +40,9 @@ pub struct TaskDetail {
     pub outputs: Option<String>,
     /// Its data-quality expectations (`expectations` in its output).
     pub expectations: Vec<ExpectationView>,
+    /// What it left undone and why, in words (`left` in its output, see
+    /// [`tweetflow_engine::TaskOutput::left`]).
+    pub left: Vec<String>,
     /// Its output's fingerprint.
     pub fingerprint: Option<String>,
     /// The error that ended it.
@@ -164,6 +167,7 @@ fn run_view(state: &AppState, run_id: &str) -> Result<RunView, EngineError> {
             duration_ms: t.duration().map(|d| d.as_millis() as i64),
             cache_key: t.cache_key.clone(),
             expectations: expectations_of(t.output.as_ref()),
+            left: t.output.as_ref().map(|o| o.left()).unwrap_or_default(),
             outputs: t
                 .output
                 .as_ref()

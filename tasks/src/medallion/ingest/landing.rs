@@ -25,6 +25,8 @@ pub(super) struct Selected {
     pub(super) ready: Vec<Listed>,
     /// Files modified within the settle time (left for a later run).
     pub(super) fresh: Vec<Listed>,
+    /// Names matching `skip_names` (never read).
+    pub(super) skipped: Vec<String>,
 }
 
 impl LandingFilter {
@@ -42,13 +44,19 @@ impl LandingFilter {
         })
     }
 
+    /// When a run can take a file modified at `modified_ms` (milliseconds since the epoch):
+    /// once it has not changed for the settle time.
+    pub(super) fn settled_at_ms(&self, modified_ms: i64) -> i64 {
+        modified_ms.saturating_add(self.settle.as_millis() as i64)
+    }
+
     /// Whether `name` is a hidden or temporary name.
     pub(super) fn skips_name(&self, name: &str) -> bool {
         name.is_empty() || self.skip_names.iter().any(|p| glob_match(p, name))
     }
 
-    /// Splits `listed` into the files to read now and the ones still settling (`now`: the
-    /// current time); skipped names are in neither.
+    /// Splits `listed` into the files to read now, the ones still settling (`now`: the
+    /// current time) and the skipped names.
     pub(super) fn select(&self, listed: Vec<Listed>, now: SystemTime) -> Selected {
         let now_ms = now
             .duration_since(UNIX_EPOCH)
@@ -58,6 +66,7 @@ impl LandingFilter {
         let mut out = Selected::default();
         for entry in listed {
             if self.skips_name(&entry.name) {
+                out.skipped.push(entry.name);
                 continue;
             }
             // A modification time in the future (clock skew) counts as fresh too.
@@ -161,12 +170,15 @@ mod tests {
                 listed("new", Some(997_000)),
                 listed("future", Some(1_100_000)),
                 listed("unknown", None),
+                listed("old.tmp", Some(990_000)),
             ],
             now,
         );
         let names = |v: &[Listed]| v.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&s.ready), ["old", "unknown"]);
         assert_eq!(names(&s.fresh), ["new", "future"]);
+        assert_eq!(s.skipped, ["old.tmp"]);
+        assert_eq!(f.settled_at_ms(997_000), 1_002_000);
         let zero = LandingFilter::new(&IngestParams::new("l", "t").with_settle_time("0s")).unwrap();
         assert_eq!(
             zero.select(vec![listed("new", Some(999_999))], now)

@@ -51,13 +51,16 @@ pub use changed::CHANGED_AFTER_INGEST;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
 use serde_json::json;
 use tweetflow_engine::task::Shard;
-use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutput};
+use tweetflow_engine::{
+    ProgressReporter, Task, TaskContext, TaskError, TaskOutput, human_duration,
+};
 
 use crate::medallion::table_shape;
 use crate::table_error::{Result, TableTaskError};
@@ -149,7 +152,7 @@ pub async fn ingest_shard(
             message: "must be at least 1".into(),
         });
     }
-    LandingFilter::new(params)?;
+    let filter = LandingFilter::new(params)?;
     let mut summary = IngestSummary {
         table: params.table.clone(),
         table_version: -1,
@@ -162,18 +165,68 @@ pub async fn ingest_shard(
         match ingest_attempt(params, ctl, shard, &mut summary).await {
             Err(err) if replans.again(&err) => continue,
             Err(err) => return Err(err),
-            Ok(()) => return Ok(summary),
+            Ok(fresh) => {
+                summary.left = summary.left_in_words(&params.settle_time);
+                log_waiting(params, &filter, &fresh, &summary, SystemTime::now());
+                return Ok(summary);
+            }
         }
     }
 }
 
-/// One pass of [`ingest`]; counts add up in `summary` across passes.
+/// Logs one info line about the files left because they are still settling: when the run
+/// took nothing else, the file that settles first and when a run can take it.
+fn log_waiting(
+    params: &IngestParams,
+    filter: &LandingFilter,
+    fresh: &[Listed],
+    summary: &IngestSummary,
+    now: SystemTime,
+) {
+    if fresh.is_empty() {
+        return;
+    }
+    let source = &params.source;
+    let settle_time = &params.settle_time;
+    // The first to settle: the oldest modification time (the first name among equals).
+    let first = fresh
+        .iter()
+        .filter_map(|l| l.modified_ms.map(|m| (m, l)))
+        .min_by_key(|(m, _)| *m);
+    match first {
+        Some((modified, file)) if summary.files == 0 => {
+            let at_ms = filter.settled_at_ms(modified);
+            let now_ms = now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let wait = Duration::from_millis(at_ms.saturating_sub(now_ms).max(0) as u64);
+            let at = chrono::DateTime::from_timestamp_millis(at_ms)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                .unwrap_or_else(|| at_ms.to_string());
+            tracing::info!(source = %source, files = fresh.len(), settle_time = %settle_time,
+                file = %file.name, taken_from = %at,
+                "no landing file ingested: {} {} modified in the last {settle_time} (settle_time); \
+                 the first, `{}`, is taken by a run from {at} (in {})",
+                fresh.len(),
+                if fresh.len() == 1 { "file is" } else { "files are" },
+                file.name,
+                human_duration(wait));
+        }
+        _ => {
+            tracing::info!(source = %source, files = fresh.len(), settle_time = %settle_time,
+                "landing files modified within the settle time are left for a later run");
+        }
+    }
+}
+
+/// One pass of [`ingest`]; counts add up in `summary` across passes. Returns the files left
+/// because they are still settling.
 async fn ingest_attempt(
     params: &IngestParams,
     ctl: &WriteControl,
     shard: Option<Shard>,
     summary: &mut IngestSummary,
-) -> Result<()> {
+) -> Result<Vec<Listed>> {
     let loc = params.table.clone();
     let qloc = params.quarantine_location();
     // One listing per attempt (fails early on a missing folder, before touching any table).
@@ -183,11 +236,9 @@ async fn ingest_attempt(
     // A shard sees only its part of the landing files.
     selected.ready.retain(|l| shard::takes(&l.name, shard));
     selected.fresh.retain(|l| shard::takes(&l.name, shard));
-    if !selected.fresh.is_empty() {
-        tracing::info!(source = %params.source, files = selected.fresh.len(), settle_time = %params.settle_time,
-            "landing files modified within the settle time are left for a later run");
-    }
+    selected.skipped.retain(|name| shard::takes(name, shard));
     summary.settling = selected.fresh.len() as u64;
+    summary.skipped_names = selected.skipped.len() as u64;
     let states: BTreeMap<String, FileState> = selected
         .ready
         .iter()
@@ -341,7 +392,7 @@ async fn ingest_attempt(
     {
         summary.quarantine_version = table::version(&qt);
     }
-    Ok(())
+    Ok(selected.fresh)
 }
 
 /// Fails (naming the param) when an existing bronze or quarantine table lacks a column ingest

@@ -153,8 +153,39 @@ pub struct IngestSummary {
     pub quarantine_version: i64,
     /// Landing files left for a later run: modified within `settle_time`.
     pub settling: u64,
+    /// Landing files never read because their name matches `skip_names`.
+    pub skipped_names: u64,
     /// Taken landing files found changed since, reported by this run (see `changed`).
     pub changed: u64,
+    /// What the run left and why, in words, one item per reason (e.g. `4 files waiting:
+    /// modified in the last 5s (settle_time)`, `2 skipped by name (skip_names)`, `1 changed
+    /// after ingest`); empty when it left nothing. The output key
+    /// [`tweetflow_engine::LEFT_OUTPUT`]: the console line, `runs show` and the run page show it.
+    pub left: Vec<String>,
+}
+
+impl IngestSummary {
+    /// The [`IngestSummary::left`] items of these counts (`settle_time`: the param as given).
+    pub fn left_in_words(&self, settle_time: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.settling > 0 {
+            let files = if self.settling == 1 { "file" } else { "files" };
+            out.push(format!(
+                "{} {files} waiting: modified in the last {settle_time} (settle_time)",
+                self.settling
+            ));
+        }
+        if self.skipped_names > 0 {
+            out.push(format!(
+                "{} skipped by name (skip_names)",
+                self.skipped_names
+            ));
+        }
+        if self.changed > 0 {
+            out.push(format!("{} changed after ingest", self.changed));
+        }
+        out
+    }
 }
 
 /// The bronze schema before any evolution.
