@@ -724,3 +724,42 @@ fn a_run_whose_engine_died_reads_interrupted_with_a_badge_a_filter_and_resume() 
     assert_eq!(done["record"]["resumed_at"].as_array().unwrap().len(), 1);
     assert!(done["summary"]["last_event_at"].is_null());
 }
+
+/// A run started by a table trigger says so on its page and in `runs show`: the tags the
+/// scheduler gives it (`trigger: table`, `trigger.NAME: versions A..B of LOCATION`).
+#[test]
+fn a_triggered_run_says_which_versions_started_it() {
+    let ui = UiServer::start();
+    let id = ui.run_cli("quick", &[]);
+    let path = ui.runs_dir.join(&id).join("run.json");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    record["tags"] = serde_json::json!({
+        "trigger": "table",
+        "trigger.gold": "versions 3..7 of /lake/gold"
+    });
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let page = client()
+        .get(ui.url(&format!("/runs/{id}")))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains(
+            "Started by new versions of <code>gold</code>: versions 3..7 of &#x2f;lake&#x2f;gold"
+        ),
+        "{page}"
+    );
+    let shown = std::process::Command::new(bin())
+        .arg("--runs-dir")
+        .arg(&ui.runs_dir)
+        .args(["runs", "show", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("started by new versions of gold: versions 3..7 of /lake/gold"),
+        "{text}"
+    );
+}
