@@ -502,3 +502,34 @@ fn trigger_mistakes_are_reported_with_position_and_hint() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_with_a_schedule_and_a_trigger_runs_on_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = Arc::new(Tables::default());
+    tables.commit("/lake/both", 1);
+    let daemon = Daemon::start(
+        dir.path(),
+        &tables,
+        vec![pipeline(
+            "both",
+            "both",
+            "/lake/both",
+            "schedule: { cron: \"* * * * * *\", overlap: allow, catchup: none }",
+        )],
+    );
+    until("0..1 consumed", || consumed(dir.path(), "both") == Some(1)).await;
+    tables.commit("/lake/both", 3);
+    until("2..3 consumed", || consumed(dir.path(), "both") == Some(3)).await;
+    until("a cron tick ran", || seen("both").iter().any(|r| r.1 == -1)).await;
+    daemon.stop().await;
+    let runs = seen("both");
+    // Cron ticks get the empty range and consume nothing; the trigger's runs cover 0..3.
+    let triggered: Vec<(i64, i64)> = runs
+        .iter()
+        .filter(|r| r.1 >= 0)
+        .map(|r| (r.0, r.1))
+        .collect();
+    assert_eq!(triggered, [(0, 1), (2, 3)]);
+    assert!(runs.iter().filter(|r| r.1 == -1).all(|r| r.0 == 0));
+}
