@@ -314,6 +314,25 @@ impl Loader<'_, '_> {
             .hint = Some(hint);
     }
 
+    /// An `overlap:` policy (of `schedule:` or `trigger:`); `None` after reporting it.
+    fn overlap(&mut self, node: &Node) -> Option<crate::spec::Overlap> {
+        use crate::spec::Overlap;
+        match node.as_str() {
+            Some("skip") => Some(Overlap::Skip),
+            Some("queue") => Some(Overlap::Queue),
+            Some("cancel_running") => Some(Overlap::CancelRunning),
+            Some("allow") => Some(Overlap::Allow),
+            _ => {
+                self.enum_error(
+                    node,
+                    "overlap",
+                    &["skip", "queue", "cancel_running", "allow"],
+                );
+                None
+            }
+        }
+    }
+
     fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         let Some(text) = node.as_str() else {
             self.error(

@@ -148,17 +148,10 @@ impl Loader<'_, '_> {
             None => TriggerStart::Earliest,
         };
         let overlap = match get("overlap") {
-            Some(o) => match o.as_str() {
-                Some("skip") => Overlap::Skip,
-                Some("queue") => Overlap::Queue,
-                Some("cancel_running") => Overlap::CancelRunning,
-                Some("allow") => Overlap::Allow,
-                _ => {
-                    self.enum_error(o, "overlap", &["skip", "queue", "cancel_running", "allow"]);
-                    ok = false;
-                    Overlap::Skip
-                }
-            },
+            Some(o) => self.overlap(o).unwrap_or_else(|| {
+                ok = false;
+                Overlap::Skip
+            }),
             None => Overlap::Skip,
         };
         ok.then_some(TriggerSpec {
