@@ -31,8 +31,7 @@ for line in open(path, errors="replace"):
     if len(parts) < 5 or not re.fullmatch(r"[0-9a-f]+", parts[0]):
         continue
     name = parts[4].rstrip("\n")
-    col = len(line) - len(line[out_col:].lstrip(" ")) if len(line) > out_col else 0
-    if line[out_col:out_col + 1] not in (" ", ""):
+    if line[out_col:out_col + 1] not in (" ", ""):  # a name in the Out column
         out_section = name.strip()
         continue
     if out_section is None or ":(" not in name:
