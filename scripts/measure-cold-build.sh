@@ -10,15 +10,10 @@
 # CPU time and by wall time). NICE (default 0) lowers the build's priority.
 set -euo pipefail
 out=$(mkdir -p "$1" && cd "$1" && pwd)
-here=$(cd "$(dirname "$0")" && pwd)
-export CARGO_TARGET_DIR=$out/target CPUTIME_LOG=$out/cpu.tsv
-export RUSTC_WRAPPER=$here/cputime-wrapper.sh CC=$here/cputime-cc.sh
-rm -rf "$CARGO_TARGET_DIR" "$CPUTIME_LOG" "$out/load.log"
-(while :; do echo "$(date +%s) $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/load.log"; sleep 30; done) &
-sampler=$!
-trap 'kill $sampler 2>/dev/null' EXIT
-start=$(date +%s)
+source "$(dirname "$0")/measure-lib.sh"
+export CARGO_TARGET_DIR=$out/target
+rm -rf "$CARGO_TARGET_DIR"
+measure_start "$out"
+trap 'kill $measure_sampler 2>/dev/null' EXIT
 nice -n "${NICE:-0}" cargo build --release --bin tweetflow --timings > "$out/build.log" 2>&1
-end=$(date +%s)
-cp "$CARGO_TARGET_DIR"/cargo-timings/cargo-timing.html "$out/"
-python3 "$here/cold-build-summary.py" "$out" "$start" "$end" | tee "$out/summary.txt"
+measure_finish "$out" "$CARGO_TARGET_DIR"/cargo-timings/cargo-timing.html

@@ -13,23 +13,17 @@
 set -euo pipefail
 clone=$(cd "$1" && pwd)
 out=$(mkdir -p "$2" && cd "$2" && pwd)
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/measure-lib.sh"
 if [ -e "$clone/target" ] || [ -e "$clone/.venv" ]; then
   echo "measure-cold-demo: $clone already has a target or a .venv; use a fresh clone" >&2
   exit 2
 fi
 unset CARGO_TARGET_DIR TWEETFLOW_VENV VIRTUAL_ENV
-export CPUTIME_LOG=$out/cpu.tsv RUSTC_WRAPPER=$here/cputime-wrapper.sh CC=$here/cputime-cc.sh
-rm -f "$CPUTIME_LOG" "$out/load.log"
 # `make demo` calls $(CARGO) for its one build; this adds --timings to it.
 shim=$out/cargo-timings
 printf '#!/bin/sh\nif [ "$1" = build ]; then exec cargo "$@" --timings; fi\nexec cargo "$@"\n' > "$shim"
 chmod +x "$shim"
-(while :; do echo "$(date +%s) $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/load.log"; sleep 30; done) &
-sampler=$!
-trap 'kill $sampler 2>/dev/null; make -C "$clone" stop >/dev/null 2>&1 || true' EXIT
-start=$(date +%s)
+measure_start "$out"
+trap 'kill $measure_sampler 2>/dev/null; make -C "$clone" stop >/dev/null 2>&1 || true' EXIT
 make -C "$clone" demo CARGO="$shim" > "$out/demo.log" 2>&1
-end=$(date +%s)
-cp "$clone"/target/cargo-timings/cargo-timing.html "$out/"
-python3 "$here/cold-build-summary.py" "$out" "$start" "$end" | tee "$out/summary.txt"
+measure_finish "$out" "$clone"/target/cargo-timings/cargo-timing.html
