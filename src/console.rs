@@ -1,4 +1,4 @@
-//! The console of `tweetflow run`: one short line per task start, retry and finish on stderr,
+//! The console of `tweetflow run` and `tweetflow schedule --once`: one short line per task start, retry and finish on stderr,
 //! and a progress bar per long task (on a terminal), instead of the full tracing stream.
 //!
 //! ```text
@@ -61,8 +61,11 @@ pub struct Console {
 
 #[derive(Default)]
 struct State {
-    started: HashMap<String, DateTime<Utc>>,
-    last_error: HashMap<String, String>,
+    /// When each task started, by run id and task (`schedule --once` may run several
+    /// pipelines at once, with tasks of the same name).
+    started: HashMap<(String, String), DateTime<Utc>>,
+    /// The last failed attempt's error, by run id and task.
+    last_error: HashMap<(String, String), String>,
     bars: HashMap<String, ProgressBar>,
 }
 
@@ -126,14 +129,19 @@ impl Console {
 }
 
 impl RunListener for Console {
-    fn event(&self, _run_id: &str, event: &Event) {
+    fn event(&self, run_id: &str, event: &Event) {
+        let key = |task: &String| (run_id.to_string(), task.clone());
         match event {
             Event::TaskStarted { task, at, .. } => {
-                self.state().started.insert(task.clone(), *at);
+                self.state().started.insert(key(task), *at);
                 self.line(&format!("▸ {task} started"));
             }
             Event::AttemptStarted { task, number, .. } if *number > 1 => {
-                let why = self.state().last_error.remove(task).unwrap_or_default();
+                let why = self
+                    .state()
+                    .last_error
+                    .remove(&key(task))
+                    .unwrap_or_default();
                 self.line(&format!("↻ {task} attempt {number} (previous: {why})"));
             }
             Event::AttemptFinished {
@@ -143,7 +151,7 @@ impl RunListener for Console {
             } => {
                 self.state()
                     .last_error
-                    .insert(task.clone(), one_line(&e.message));
+                    .insert(key(task), one_line(&e.message));
             }
             Event::TaskFinished {
                 task,
@@ -154,8 +162,8 @@ impl RunListener for Console {
             } => {
                 let (started, bar) = {
                     let mut state = self.state();
-                    state.last_error.remove(task);
-                    (state.started.remove(task), state.bars.remove(task))
+                    state.last_error.remove(&key(task));
+                    (state.started.remove(&key(task)), state.bars.remove(task))
                 };
                 if let Some(bar) = bar {
                     bar.finish_and_clear();

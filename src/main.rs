@@ -24,15 +24,26 @@ pub mod exit {
     pub const CANCELLED: u8 = 130;
 }
 
-/// The full log stream on stderr for `-v`, `RUST_LOG` and every command but `run`; for `run`,
-/// the console's task lines and bars, with only warnings and errors from the stream.
+/// The full log stream on stderr for `-v`, `RUST_LOG` and every command but `run` and
+/// `schedule --once`; for those two, the console's task lines and bars, with only warnings and
+/// errors from the stream (and, for `schedule --once`, the scheduler's lines: what fired and
+/// why).
 fn init_logging(cli: &cli::Cli) {
     use tweetflow_engine::logging::{DEFAULT_FILTER, init_with};
     let explicit = cli.verbose > 0 || std::env::var_os("RUST_LOG").is_some();
-    let console = matches!(cli.command, cli::Command::Run(_))
+    let once = matches!(cli.command, cli::Command::Schedule { once: true, .. });
+    let console = (matches!(cli.command, cli::Command::Run(_)) || once)
         && !explicit
         && matches!(cli.log_format, cli::LogFormatArg::Text);
-    let quiet_outcomes = format!("warn,{}=off", tweetflow_engine::OUTCOME_TARGET);
+    let scheduler_lines = if once {
+        format!(",{}=info", tweetflow_engine::scheduler::SCHEDULER_TARGET)
+    } else {
+        String::new()
+    };
+    let quiet_outcomes = format!(
+        "warn{scheduler_lines},{}=off",
+        tweetflow_engine::OUTCOME_TARGET
+    );
     let stderr_default = match cli.verbose {
         _ if console => quiet_outcomes.as_str(),
         0 | 1 => DEFAULT_FILTER,

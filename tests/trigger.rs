@@ -190,16 +190,25 @@ fn exactly_once_through_kills(sb: &Sandbox, table: &str, env: &[(String, String)
     assert_eq!(once.status.code(), Some(0));
     assert_eq!(sb.run_ids().len(), runs_before);
     latest = append(99);
+    // Without RUST_LOG, the console: the scheduler's line saying what fired, then the task
+    // lines of `run`, not the runs' log stream.
     let once = sb
         .cmd(&["schedule", "--once", "p.yaml"])
         .envs(env.iter().cloned())
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
-    assert_eq!(
-        once.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&once.stderr)
+    let stderr = String::from_utf8_lossy(&once.stderr);
+    assert_eq!(once.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("table versions trigger a run"),
+        "what fired: {stderr}"
+    );
+    assert!(stderr.contains("▸ report started"), "{stderr}");
+    assert!(stderr.contains("✓ report succeeded in "), "{stderr}");
+    assert!(
+        !stderr.contains("run started") && !stderr.contains("run finished"),
+        "no run log lines: {stderr}"
     );
     assert_eq!(sb.run_ids().len(), runs_before + 1);
     assert_eq!(consumed(sb), Some(latest));

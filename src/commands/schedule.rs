@@ -96,7 +96,10 @@ pub async fn schedule(
     };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let engine = super::new_engine(registry, runs_dir);
+    let mut engine = super::new_engine(registry, runs_dir);
+    if let Some(console) = crate::console::get() {
+        engine = engine.with_listener(console);
+    }
     let _metrics = match metrics_listen {
         Some(addr) => match super::metrics_server::start(addr, engine.store().clone()).await {
             Ok(server) => Some(server),

@@ -58,6 +58,10 @@ pub use overlap::*;
 pub use recover::RECOVER_EVERY;
 pub use watched::Observed;
 
+/// The tracing target prefix of the scheduler's own lines (what fired, caught up, was
+/// skipped), for a log filter that shows them without the runs' lines.
+pub const SCHEDULER_TARGET: &str = module_path!();
+
 /// A pipeline given to the scheduler.
 #[derive(Clone, Debug)]
 pub struct Scheduled {
