@@ -1,4 +1,5 @@
-//! Parsing one landed JSON line into bronze values, or the reason it is quarantined.
+//! One landed JSON line: the four required string fields and the others, or the reason the
+//! line is quarantined.
 
 use std::borrow::Cow;
 
@@ -6,10 +7,17 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::params::{META_COLUMNS, REQUIRED, SENTIMENTS};
+/// The four landed fields, all required strings.
+pub const REQUIRED: [&str; 4] = ["date", "user", "text", "sentiment"];
+/// Bronze columns added by ingest.
+pub const META_COLUMNS: [&str; 4] = ["source_file", "line", "processing_time", RESCUED];
+/// The rescued-data column (`schema_evolution: rescue`).
+pub const RESCUED: &str = "_rescued_data";
+/// Accepted sentiment labels.
+pub const SENTIMENTS: [&str; 3] = ["negative", "neutral", "positive"];
 
 /// Whether an unknown field would clash with a bronze column (Delta names are case-insensitive).
-pub(super) fn collides(key: &str) -> bool {
+pub fn collides(key: &str) -> bool {
     REQUIRED
         .iter()
         .chain(META_COLUMNS.iter())
@@ -17,10 +25,10 @@ pub(super) fn collides(key: &str) -> bool {
 }
 
 /// One landed JSON object, borrowed from its line: `(key, raw value)` in order.
-pub(super) struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 #[derive(Deserialize)]
-pub(super) struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -47,12 +55,14 @@ impl<'de> Deserialize<'de> for Fields<'de> {
 }
 
 impl<'a> Fields<'a> {
-    pub(super) fn get(&self, key: &str) -> Option<&'a RawValue> {
+    /// The raw value of `key` (the last one when the object repeats it).
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 }
 
-pub(super) fn json_kind(raw: &RawValue) -> &'static str {
+/// The JSON type of a raw value, as an error message names it.
+pub fn json_kind(raw: &RawValue) -> &'static str {
     match raw.get().as_bytes().first() {
         Some(b'"') => "string",
         Some(b'n') => "null",
@@ -63,21 +73,29 @@ pub(super) fn json_kind(raw: &RawValue) -> &'static str {
     }
 }
 
-pub(super) fn raw_string(raw: &RawValue) -> Option<Cow<'_, str>> {
+/// A raw JSON string value, unescaped (`None`: not a valid string).
+pub fn raw_string(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Key>(raw.get()).ok().map(|k| k.0)
 }
 
 /// How one line was judged.
-pub(super) enum Parsed<'a> {
+pub enum Parsed<'a> {
+    /// A tweet.
     Row {
+        /// The [`REQUIRED`] fields, in that order.
         values: [Cow<'a, str>; 4],
+        /// The other fields in order of first appearance (a repeated key keeps its last value).
         extras: Vec<(Cow<'a, str>, &'a RawValue)>,
     },
+    /// Not a tweet: why (the quarantine's `reason`).
     Bad(String),
+    /// A blank line.
     Skip,
 }
 
-pub(super) fn parse_line(line: &[u8]) -> Parsed<'_> {
+/// Judges one line (without its line break). Compiled here, at full optimization, with the
+/// JSON parser's code for [`Fields`] (docs/build.md).
+pub fn parse_line(line: &[u8]) -> Parsed<'_> {
     let Ok(text) = std::str::from_utf8(line) else {
         return Parsed::Bad("not valid UTF-8".into());
     };

@@ -15,7 +15,7 @@
 //! count and where each shard set started, so a new `N` applies from the next new bronze
 //! data; it is refused while the previous set is uneven, in silver or in the quarantine table.
 //!
-//! Silver columns: `tweet_id` (see [`super::text::tweet_id`]: a hash of the landing file name
+//! Silver columns: `tweet_id` (see [`tweetflow_tweet::tweet_id`]: a hash of the landing file name
 //! and line number), `timestamp` (UTC), `user`, `mention` (lowercased, without `@`; one row per
 //! distinct mention of a tweet, in order of first appearance), `cleaned_text` (see
 //! [`super::text`]) and `sentiment`. Tweets without mentions produce no row; they are counted
@@ -43,7 +43,6 @@ use tweetflow_engine::{ProgressReporter, Task, TaskContext, TaskError, TaskOutpu
 
 use super::table_shape;
 use super::tables::{assemble, default_quarantine};
-use super::text::{clean_text, parse_tweet_date, tweet_id};
 use crate::shards::{self, Consumer};
 use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
@@ -52,6 +51,7 @@ use tweetflow_delta::expect::{self, TargetWriter};
 use tweetflow_delta::incremental;
 use tweetflow_delta::table::{self, BATCH_ROWS, CommitRequest};
 use tweetflow_engine::task::Shard;
+use tweetflow_tweet::{clean_text, parse_tweet_date, tweet_id};
 
 /// Application id of clean commits (silver and its quarantine table).
 pub const APP_ID: &str = "tweetflow-clean";

@@ -26,9 +26,8 @@ pub mod profile;
 pub mod replay;
 pub(crate) mod table_shape;
 pub(crate) mod tables;
-mod text;
 
-pub use text::tweet_id;
+pub use tweetflow_tweet::tweet_id;
 
 use tweetflow_delta::{WriteControl, table};
 use tweetflow_engine::{TaskContext, TaskError, TaskOutput};

@@ -1,7 +1,7 @@
 //! `profile`: a data profile of a bronze or silver table.
 //!
 //! The kind is told by the columns: a table with `text` is read as bronze (one row per tweet,
-//! mentions found with [`super::text::clean_text`]); a table with `tweet_id` and `mention` is
+//! mentions found with [`tweetflow_tweet::clean_text`]); a table with `tweet_id` and `mention` is
 //! read as silver (rows grouped by `tweet_id`; silver holds only tweets that have mentions, so
 //! `tweets_without_mentions` is `null` there). The profile lists the tweet count, nulls and
 //! empty (blank) values per column, tweets per user (top 20), tweets with and without
@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tweetflow_engine::{Task, TaskContext, TaskError, TaskOutput};
 
-use super::text::clean_text;
 use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::WriteControl;
 use tweetflow_delta::table;
+use tweetflow_tweet::clean_text;
 
 /// How many users and mentions the top lists hold.
 pub const TOP_N: usize = 20;

@@ -41,7 +41,6 @@ mod history;
 mod landing;
 mod lines;
 mod params;
-mod parse;
 mod quarantine;
 mod shard;
 mod state;

@@ -8,14 +8,7 @@ use tweetflow_delta::table;
 
 use crate::medallion::tables::default_quarantine;
 
-/// The four landed fields, all required strings.
-pub const REQUIRED: [&str; 4] = ["date", "user", "text", "sentiment"];
-/// Bronze columns added by ingest.
-pub const META_COLUMNS: [&str; 4] = ["source_file", "line", "processing_time", RESCUED];
-/// The rescued-data column (`schema_evolution: rescue`).
-pub const RESCUED: &str = "_rescued_data";
-/// Accepted sentiment labels.
-pub const SENTIMENTS: [&str; 3] = ["negative", "neutral", "positive"];
+pub use tweetflow_tweet::{META_COLUMNS, REQUIRED, RESCUED, SENTIMENTS};
 
 /// What to do with fields a landed object has besides the four required ones.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

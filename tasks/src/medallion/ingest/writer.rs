@@ -14,12 +14,12 @@ use serde_json::value::RawValue;
 use super::batch::{BronzeBatch, QuarantineBatch};
 use super::lines::{BoundedLines, Line, decoded, is_corrupt_data, is_gzip};
 use super::params::{IngestParams, RESCUED, SchemaEvolution, quarantine_schema};
-use super::parse::{Parsed, collides, json_kind, parse_line, raw_string};
 use crate::medallion::tables::{assemble, timestamps};
 use crate::table_error::{Result, TableTaskError};
 use tweetflow_delta::expect::{self, TargetWriter};
 use tweetflow_delta::folder::Folder;
 use tweetflow_delta::table::{self, BATCH_ROWS};
+use tweetflow_tweet::{Parsed, collides, json_kind, parse_line, raw_string};
 
 /// The state of one batch being written.
 pub(super) struct BatchWriter<'a> {
