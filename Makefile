@@ -58,9 +58,11 @@ setup-demo:
 setup-s3:
 	@scripts/setup-venv.sh s3
 
-## demo-build: setup-demo and build-release at once (pip waits on the network, cargo on the CPU)
+## demo-build: setup-demo and build-release at once (pip waits on the network, cargo on the CPU);
+## the local MLflow server starts as soon as the venv is ready (`demo` starts it, or reports
+## why not, if this start failed)
 demo-build:
-	@scripts/setup-venv.sh demo & venv=$$!; \
+	@{ scripts/setup-venv.sh demo && { scripts/mlflow-server.sh start >/dev/null 2>&1 || true; }; } & venv=$$!; \
 	  $(CARGO) build --release --bin tweetflow || { wait $$venv; exit 1; }; \
 	  wait $$venv || { echo "setup: the Python venv failed (scripts/setup-venv.sh demo)" >&2; exit 1; }
 
