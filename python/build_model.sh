@@ -8,7 +8,8 @@
 # OUT_DIR receives the model directory (model.onnx, tokenizer.json, config.json, manifest.json);
 # intermediate files and metrics go to OUT_DIR.work/. Idempotent: a step is skipped when its
 # outputs exist and the SHA-256 of its inputs (files and code) matches the stamp it left.
-# Environment: PYTHON (default .venv/bin/python), TWEETFLOW_THREADS (onnxruntime threads, default 2).
+# Environment: PYTHON (default .venv/bin/python), TWEETFLOW_THREADS (onnxruntime threads, default 2;
+# embedding runs that many one-thread sessions in as many processes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

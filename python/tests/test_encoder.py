@@ -7,7 +7,7 @@ import onnxruntime as ort
 
 from conftest import cosine
 from tweetflow_model import bert, common
-from tweetflow_model.embed import embed_texts
+from tweetflow_model.embed import embed_texts, embed_texts_parallel
 
 
 def test_onnx_matches_numpy_reference(encoder_fp32, minilm, tokenizer, tweets):
@@ -56,6 +56,16 @@ def test_embed_sorted_batches_keep_order_and_are_deterministic(encoder_fp32, enc
     unsorted8 = np.concatenate([embed_texts(s8, tokenizer, texts[i:i + 8][::-1])[::-1] for i in range(0, 20, 8)])
     np.testing.assert_allclose(unsorted8, alone8, atol=1e-5)
     assert tokenizer.padding == padding  # the caller's tokenizer settings are left as they were
+
+
+def test_embed_in_worker_processes_gives_the_same_rows(encoder_int8, tokenizer, tweets):
+    # Two processes with a one-thread session each take the batches in turn: every row comes
+    # back in input order with the embedding one two-thread session gives it.
+    texts = tweets[:40]
+    one = embed_texts(common.ort_session(encoder_int8, 2), tokenizer, texts, batch_size=4)
+    two = embed_texts_parallel(encoder_int8, tokenizer, texts, batch_size=4, workers=2)
+    assert two.shape == one.shape == (40, 384)
+    np.testing.assert_allclose(two, one, atol=1e-6)
 
 
 def test_quantize_weight_is_symmetric_per_column_and_survives_zero_columns():
