@@ -24,6 +24,6 @@ shim=$out/cargo-timings
 printf '#!/bin/sh\nif [ "$1" = build ]; then exec cargo "$@" --timings; fi\nexec cargo "$@"\n' > "$shim"
 chmod +x "$shim"
 measure_start "$out"
-trap 'kill $measure_sampler 2>/dev/null; make -C "$clone" stop >/dev/null 2>&1 || true' EXIT
+trap 'kill $measure_sampler 2>/dev/null || true; make -C "$clone" stop >/dev/null 2>&1 || true' EXIT
 make -C "$clone" demo CARGO="$shim" > "$out/demo.log" 2>&1
 measure_finish "$out" "$clone"/target/cargo-timings/cargo-timing.html
