@@ -67,16 +67,18 @@ def embed_texts(session, tok, texts: list[str], batch_size: int = 16) -> np.ndar
                                  for idx, feed in batches(tok, texts, batch_size)))
 
 
-_worker_session = None
+_worker = None  # a worker process's (session, output name)
 
 
 def _start_worker(model_path: str) -> None:
-    global _worker_session
-    _worker_session = ort_session(model_path, 1)
+    global _worker
+    session = ort_session(model_path, 1)
+    _worker = (session, session.get_outputs()[0].name)
 
 
 def _embed_batch(feed: dict) -> np.ndarray:
-    return _worker_session.run([_worker_session.get_outputs()[0].name], feed)[0]
+    session, out_name = _worker
+    return session.run([out_name], feed)[0]
 
 
 def embed_texts_parallel(model_path, tok, texts: list[str], batch_size: int = 16,
