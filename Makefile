@@ -14,6 +14,10 @@ TWEETFLOW := $(TARGET_DIR)/release/tweetflow
 # (docs/build.md). The demo's data is small (seconds either way); `make build-release` builds
 # the optimized binary for real data, benchmarks and Ray clusters.
 DEMO_TWEETFLOW := $(TARGET_DIR)/debug/tweetflow
+DEMO_BUILD := $(CARGO) build --bin tweetflow
+# What both demos set before their runs, and the line they end with.
+DEMO_ENV := export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(DEMO_TWEETFLOW))
+DEMO_BINARY_NOTE := echo "Binary: $(DEMO_TWEETFLOW), the unoptimized build, quick to compile; the optimized one: make build-release"
 export TWEETFLOW_VENV := $(abspath $(VENV))
 
 .PHONY: demo demo-s3 test setup setup-demo setup-s3 venv browser azurite prometheus build build-release build-demo demo-build test-rust test-python lint bench reliability stop clean
@@ -25,21 +29,21 @@ export TWEETFLOW_VENV := $(abspath $(VENV))
 ## compiles (the dev profile's, see DEMO_TWEETFLOW above).
 demo: demo-build
 	@scripts/mlflow-server.sh start >/dev/null
-	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(DEMO_TWEETFLOW)) && \
+	$(DEMO_ENV) && \
 	  $(DEMO_TWEETFLOW) run pipelines/train_sentiment_model.yaml && \
 	  $(DEMO_TWEETFLOW) run pipelines/tweet_sentiment.yaml && \
 	  $(DEMO_TWEETFLOW) schedule --once pipelines/mentions_report.yaml && \
 	  $(DEMO_TWEETFLOW) schedule --next 1 pipelines/mentions_report.yaml && \
 	  $(DEMO_TWEETFLOW) runs list --json --limit 50 | $(PYTHON) scripts/demo-summary.py runs && \
 	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local server with: make stop)" && \
-	  echo "Binary: $(DEMO_TWEETFLOW), the unoptimized build, quick to compile; the optimized one: make build-release"
+	  $(DEMO_BINARY_NOTE)
 
 ## demo-s3: the same as demo with the pipeline's landing folder and tables on a local S3 API
 ## server (moto, scripts/s3-server.sh, bucket `tweetflow`); MLflow unchanged; ends with the
 ## same summary
 demo-s3: setup-s3 build-demo
 	@scripts/mlflow-server.sh start >/dev/null
-	export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$$(scripts/mlflow-server.sh url)} TWEETFLOW_BIN=$(abspath $(DEMO_TWEETFLOW)) && \
+	$(DEMO_ENV) && \
 	  export AWS_ENDPOINT_URL=$$(scripts/s3-server.sh start) AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-demo} \
 	    AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-demo-secret} AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ALLOW_HTTP=true && \
 	  $(DEMO_TWEETFLOW) run pipelines/train_sentiment_model.yaml && \
@@ -47,7 +51,7 @@ demo-s3: setup-s3 build-demo
 	  $(DEMO_TWEETFLOW) table show s3://tweetflow/demo/silver && \
 	  $(DEMO_TWEETFLOW) runs list --json --limit 50 | $(PYTHON) scripts/demo-summary.py runs && \
 	  echo "MLflow UI: $$MLFLOW_TRACKING_URI  (stop the local servers with: make stop)" && \
-	  echo "Binary: $(DEMO_TWEETFLOW), the unoptimized build, quick to compile; the optimized one: make build-release"
+	  $(DEMO_BINARY_NOTE)
 
 ## test: set up, then run every test (Rust workspace and Python)
 test: setup test-rust test-python
@@ -70,7 +74,7 @@ setup-s3:
 ## why not, if this start failed)
 demo-build:
 	@{ scripts/setup-venv.sh demo && { scripts/mlflow-server.sh start >/dev/null 2>&1 || true; }; } & venv=$$!; \
-	  $(CARGO) build --bin tweetflow || { wait $$venv; exit 1; }; \
+	  $(DEMO_BUILD) || { wait $$venv; exit 1; }; \
 	  wait $$venv || { echo "setup: the Python venv failed (scripts/setup-venv.sh demo)" >&2; exit 1; }
 
 ## azurite: the Azure Storage emulator (npm registry) next to the venv, for the az:// tests
@@ -95,7 +99,7 @@ build-release:
 
 ## build-demo: the dev profile's binary the demos run, target/debug/tweetflow
 build-demo:
-	$(CARGO) build --bin tweetflow
+	$(DEMO_BUILD)
 
 test-rust:
 	TWEETFLOW_REQUIRE_BROWSER=1 $(CARGO) test --workspace --no-fail-fast
